@@ -1,0 +1,7 @@
+"""The archive core: one ingest path, a content-addressed blob store and an SQL index."""
+
+from hub.archive.archive import Archive
+from hub.archive.errors import IngestError, NotFound
+from hub.archive.model import IngestResult, InstanceRef, Source
+
+__all__ = ["Archive", "IngestError", "IngestResult", "InstanceRef", "NotFound", "Source"]

@@ -1,0 +1,194 @@
+"""The archive facade the doors use: ingest, query, locate instances and frames."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.archive import frametable, query
+from hub.archive.errors import NotFound
+from hub.archive.index import create_schema, instances, make_engine, patients, series, studies
+from hub.archive.ingest import IndexedHook, Ingestor, Subscriber
+from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
+from hub.archive.store import CHUNK, BlobStore, hash_file
+from hub.config import Settings
+
+REF_COLUMNS = (
+    instances.c.id,
+    studies.c.study_uid,
+    series.c.series_uid,
+    instances.c.sop_uid,
+    instances.c.sop_class_uid,
+    instances.c.transfer_syntax,
+    instances.c.sha256,
+    instances.c.size,
+    instances.c.number_of_frames,
+    patients.c.patient_id,
+    instances.c.rows,
+    instances.c.columns,
+)
+
+
+class Archive:
+    def __init__(self, settings: Settings, engine: AsyncEngine, store: BlobStore) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.ingestor = Ingestor(engine, store, settings.duplicate_policy)
+        self._frames: OrderedDict[str, tuple[InstanceRef, FrameTable | None]] = OrderedDict()
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Archive:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = make_store(settings)
+        store.clear_temp()
+        engine = make_engine(settings.db_url)
+        await create_schema(engine)
+        return cls(settings, engine, store)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        self.store.close()
+
+    # -- events -------------------------------------------------------------
+    def add_indexed_hook(self, hook: IndexedHook) -> None:
+        self.ingestor.hooks.append(hook)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self.ingestor.subscribers.append(subscriber)
+
+    # -- ingest -------------------------------------------------------------
+    async def ingest_file(
+        self, path: Path, *, source: Source, keep_source: bool = True
+    ) -> IngestResult:
+        loop = asyncio.get_running_loop()
+        temp, sha, size = await loop.run_in_executor(None, self._to_temp, Path(path), keep_source)
+        return await self.ingestor.ingest_temp(temp, sha, size, source)
+
+    async def ingest_bytes(self, data: bytes, *, source: Source) -> IngestResult:
+        loop = asyncio.get_running_loop()
+        temp, sha = await loop.run_in_executor(None, self._bytes_to_temp, data)
+        return await self.ingestor.ingest_temp(temp, sha, len(data), source)
+
+    async def ingest_temp(
+        self, temp: Path, sha256: str, size: int, *, source: Source
+    ) -> IngestResult:
+        """Ingest a finished file already in the store's temp dir (streamed uploads)."""
+        return await self.ingestor.ingest_temp(temp, sha256, size, source)
+
+    def _to_temp(self, path: Path, keep_source: bool) -> tuple[Path, str, int]:
+        fd, temp = self.store.new_temp()
+        os.close(fd)
+        if keep_source:
+            h = hashlib.sha256()
+            size = 0
+            with open(path, "rb") as src, open(temp, "wb") as dst:
+                while block := src.read(CHUNK):
+                    h.update(block)
+                    dst.write(block)
+                    size += len(block)
+            return temp, h.hexdigest(), size
+        shutil.move(path, temp)
+        sha, size = hash_file(temp)
+        return temp, sha, size
+
+    def _bytes_to_temp(self, data: bytes) -> tuple[Path, str]:
+        fd, temp = self.store.new_temp()
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return temp, hashlib.sha256(data).hexdigest()
+
+    # -- query --------------------------------------------------------------
+    async def search(self, q: query.Query) -> list[dict[str, Any]]:
+        return (await self.search_page(q)).rows
+
+    async def search_page(self, q: query.Query) -> query.QueryResult:
+        async with self.engine.connect() as conn:
+            return await query.run(conn, q, self.settings.max_query_results)
+
+    async def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRef]:
+        stmt = (
+            select(*REF_COLUMNS)
+            .select_from(
+                instances.join(series, instances.c.series_fk == series.c.id)
+                .join(studies, series.c.study_fk == studies.c.id)
+                .join(patients, studies.c.patient_fk == patients.c.id)
+            )
+            .where(instances.c.is_current.is_(True), studies.c.study_uid == study_uid)
+            .order_by(*query.clinical_instance_order())
+        )
+        if series_uid:
+            stmt = stmt.where(series.c.series_uid == series_uid)
+        if sop_uid:
+            stmt = stmt.where(instances.c.sop_uid == sop_uid)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        if not rows:
+            raise NotFound(_missing(study_uid, series_uid, sop_uid))
+        return [InstanceRef(*row) for row in rows]
+
+    async def instance_column(self, ref: InstanceRef, column: str) -> Any:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(select(instances.c[column]).where(instances.c.id == ref.id))
+            ).scalar()
+
+    async def metadata_json(self, ref: InstanceRef) -> str:
+        return await self.instance_column(ref, "metadata")
+
+    async def bulk_ranges(self, ref: InstanceRef) -> dict[str, list]:
+        return json.loads(await self.instance_column(ref, "bulk"))
+
+    async def frame_table(
+        self, study_uid: str, series_uid: str, sop_uid: str
+    ) -> tuple[InstanceRef, FrameTable | None]:
+        """The instance and its frame table, from a bounded in-process cache after first use."""
+        cached = self._frames.get(sop_uid)
+        if (
+            cached is not None
+            and cached[0].study_uid == study_uid
+            and cached[0].series_uid == series_uid
+        ):
+            self._frames.move_to_end(sop_uid)
+            return cached
+        (ref,) = await self.instances(study_uid, series_uid, sop_uid)
+        packed = await self.instance_column(ref, "frames")
+        entry = (ref, frametable.unpack(packed) if packed else None)
+        self._frames[sop_uid] = entry
+        if len(self._frames) > self.settings.frame_cache_instances:
+            self._frames.popitem(last=False)
+        return entry
+
+    def cached_frame_table(self, sop_uid: str) -> tuple[InstanceRef, FrameTable | None] | None:
+        entry = self._frames.get(sop_uid)
+        if entry is not None:
+            self._frames.move_to_end(sop_uid)
+        return entry
+
+
+def make_store(settings: Settings) -> BlobStore:
+    key_file = settings.extra.get("encryption_key_file")
+    if key_file:
+        from hub.security.at_rest import EncryptedBlobStore  # optional feature
+
+        return EncryptedBlobStore(settings.blob_dir, settings.tmp_dir, key_file=Path(key_file))
+    return BlobStore(settings.blob_dir, settings.tmp_dir)
+
+
+def _missing(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:
+    if sop_uid:
+        return f"No instance {sop_uid} in series {series_uid} of study {study_uid}"
+    if series_uid:
+        return f"No series {series_uid} in study {study_uid}"
+    return f"No study {study_uid}"

@@ -1,0 +1,34 @@
+"""Core errors, with the PS3.7 / PS3.18 failure reason each maps to."""
+
+from __future__ import annotations
+
+# PS3.7 Annex C / PS3.18 failure reasons used by the archive.
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+
+
+class ArchiveError(Exception):
+    """Base class of errors the doors translate into protocol statuses."""
+
+
+class IngestError(ArchiveError):
+    """An object was refused; nothing of it is stored."""
+
+    def __init__(self, reason: int, message: str, *, conflict: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.conflict = conflict  # True where the refusal is a clash with stored state (HTTP 409)
+
+
+class NotFound(ArchiveError):
+    """The requested study, series, instance or frame does not exist."""
+
+
+class NotAcceptable(ArchiveError):
+    """The object exists but cannot be given in the requested form (HTTP 406)."""

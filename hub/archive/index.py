@@ -1,0 +1,155 @@
+"""The SQL index: patient, study, series and instance rows, frame tables and metadata.
+
+SQLAlchemy Core over an async engine: SQLite (WAL) by default, PostgreSQL with the same code.
+Other packages (worklist, forwarding, security) add their tables to ``metadata``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("patient_id", String(64), nullable=False, default=""),
+    Column("issuer", String(64), nullable=False, default=""),
+    Column("patient_name", String(324), nullable=False, default=""),
+    Column("name_norm", String(324), nullable=False, default=""),
+    Column("birth_date", String(8), nullable=False, default=""),
+    Column("sex", String(16), nullable=False, default=""),
+    Column("attrs", Text, nullable=False, default="{}"),
+    UniqueConstraint("patient_id", "issuer", name="uq_patient"),
+)
+Index("ix_patient_name_norm", patients.c.name_norm)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", String(64), nullable=False, unique=True),
+    Column("patient_fk", ForeignKey("patients.id"), nullable=False),
+    Column("study_date", String(8), nullable=False, default=""),
+    Column("study_time", String(16), nullable=False, default=""),
+    Column("study_dt", String(26), nullable=False, default=""),
+    Column("accession", String(64), nullable=False, default=""),
+    Column("study_id", String(16), nullable=False, default=""),
+    Column("description", String(64), nullable=False, default=""),
+    Column("referring", String(324), nullable=False, default=""),
+    Column("referring_norm", String(324), nullable=False, default=""),
+    Column("modalities", String(256), nullable=False, default=""),
+    Column("num_series", Integer, nullable=False, default=0),
+    Column("num_instances", Integer, nullable=False, default=0),
+    Column("attrs", Text, nullable=False, default="{}"),
+    Column("updated_at", Float, nullable=False, default=0.0),
+)
+for _c in ("patient_fk", "study_date", "accession", "study_id", "referring_norm", "modalities"):
+    Index(f"ix_studies_{_c}", studies.c[_c])
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_uid", String(64), nullable=False, unique=True),
+    Column("study_fk", ForeignKey("studies.id"), nullable=False),
+    Column("modality", String(16), nullable=False, default=""),
+    Column("series_number", Integer, nullable=True),
+    Column("description", String(64), nullable=False, default=""),
+    Column("pps_start_date", String(8), nullable=False, default=""),
+    Column("pps_start_time", String(16), nullable=False, default=""),
+    Column("first_time", String(32), nullable=False, default=""),
+    Column("num_instances", Integer, nullable=False, default=0),
+    Column("attrs", Text, nullable=False, default="{}"),
+)
+for _c in ("study_fk", "modality", "series_number"):
+    Index(f"ix_series_{_c}", series.c[_c])
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sop_uid", String(64), nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("is_current", Boolean, nullable=False, default=True),
+    Column("series_fk", ForeignKey("series.id"), nullable=False),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("instance_number", Integer, nullable=True),
+    Column("sort_time", String(32), nullable=False, default=""),
+    Column("transfer_syntax", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("number_of_frames", Integer, nullable=False, default=1),
+    Column("rows", Integer, nullable=True),
+    Column("columns", Integer, nullable=True),
+    Column("image_type", String(128), nullable=False, default=""),
+    Column("total_rows", Integer, nullable=True),
+    Column("total_columns", Integer, nullable=True),
+    Column("pixel_spacing", String(64), nullable=False, default=""),
+    Column("container_id", String(64), nullable=False, default=""),
+    Column("attrs", Text, nullable=False, default="{}"),
+    Column("metadata", Text, nullable=False),
+    Column("frames", LargeBinary, nullable=True),
+    Column("bulk", Text, nullable=False, default="{}"),
+    Column("received_at", Float, nullable=False),
+    Column("door", String(32), nullable=False, default=""),
+    Column("actor", String(128), nullable=True),
+)
+Index("ix_instances_sop", instances.c.sop_uid, instances.c.is_current)
+Index("ix_instances_series", instances.c.series_fk)
+Index("ix_instances_sha", instances.c.sha256)
+Index("ix_instances_sop_class", instances.c.sop_class_uid)
+Index("ix_instances_container", instances.c.container_id)
+
+# A study whose instances disagree on the patient: the first patient is kept and the
+# refused instance is recorded here for an administrator to resolve.
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("study_uid", String(64), nullable=False),
+    Column("sop_uid", String(64), nullable=False),
+    Column("kept_patient_id", String(64), nullable=False),
+    Column("offered_patient_id", String(64), nullable=False),
+    Column("door", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+
+def make_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_size=10)
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)

@@ -1,0 +1,301 @@
+"""THE ingest path: parse -> validate -> store bytes -> index -> publish.
+
+Every door (STOW-RS, C-STORE, telehealth capture, slide conversion, import) calls this.
+Parsing runs in an executor, in parallel; the duplicate check, the blob commit and the index
+transaction run one object at a time so that two copies of a UID cannot race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hub.archive import errors, frametable
+from hub.archive.attributes import rows as index_rows
+from hub.archive.index import conflicts, instances, patients, series, studies
+from hub.archive.model import IngestResult, Source
+from hub.archive.parse import ParsedInstance, dumps, parse_part10
+from hub.archive.store import BlobStore
+
+log = logging.getLogger(__name__)
+
+IndexedHook = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
+Subscriber = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Ingestor:
+    def __init__(self, engine: AsyncEngine, store: BlobStore, duplicate_policy: str) -> None:
+        self.engine = engine
+        self.store = store
+        self.duplicate_policy = duplicate_policy
+        self.hooks: list[IndexedHook] = []
+        self.subscribers: list[Subscriber] = []
+        self._lock = asyncio.Lock()
+
+    async def ingest_temp(self, temp: Path, sha256: str, size: int, source: Source) -> IngestResult:
+        """Take ownership of a finished temp file in the store's temp dir and ingest it."""
+        loop = asyncio.get_running_loop()
+        try:
+            parsed = await loop.run_in_executor(None, parse_part10, temp)
+        except errors.IngestError as exc:
+            temp.unlink(missing_ok=True)
+            return _failed(exc, sha256)
+        except Exception as exc:  # a file pydicom chokes on in an unforeseen way
+            temp.unlink(missing_ok=True)
+            log.warning("unparseable object from %s: %s", source.door, type(exc).__name__)
+            return IngestResult(
+                "failed", sha256=sha256, reason=errors.CANNOT_UNDERSTAND, message=str(exc)
+            )
+        try:
+            return await self._store_and_index(parsed, temp, sha256, size, source)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    async def _store_and_index(
+        self, p: ParsedInstance, temp: Path, sha256: str, size: int, source: Source
+    ) -> IngestResult:
+        result = IngestResult(
+            "stored",
+            sop_class_uid=p.sop_class_uid,
+            sop_instance_uid=p.sop_uid,
+            study_uid=p.study_uid,
+            series_uid=p.series_uid,
+            sha256=sha256,
+        )
+        loop = asyncio.get_running_loop()
+        built = index_rows(p)
+        record: dict[str, Any]
+        async with self._lock:
+            try:
+                async with self.engine.connect() as conn:
+                    version = await self._check_duplicate(conn, p, sha256)
+                    if version == 0:
+                        result.status, result.message = (
+                            "duplicate",
+                            "Identical object already stored",
+                        )
+                        return result
+                    await self._check_patient(conn, p, built, source)
+                await loop.run_in_executor(None, self.store.commit, temp, sha256)
+                async with self.engine.begin() as conn:
+                    record = await self._index(conn, p, built, sha256, size, version, source)
+                    for hook in self.hooks:
+                        await hook(conn, record)
+            except errors.IngestError as exc:
+                return _failed(exc, sha256, result)
+            except OSError as exc:
+                log.error("storage failure: %s", exc)
+                return _failed(
+                    errors.IngestError(errors.OUT_OF_RESOURCES, f"Storage failure: {exc.strerror}"),
+                    sha256,
+                    result,
+                )
+        if version > 1:
+            result.status, result.message = "version", f"Stored as version {version}"
+        for subscriber in self.subscribers:
+            try:
+                await subscriber(record)
+            except Exception:
+                log.exception("event subscriber failed")
+        return result
+
+    async def _check_duplicate(self, conn: AsyncConnection, p: ParsedInstance, sha256: str) -> int:
+        """0 for an identical duplicate, else the version number the new object gets."""
+        current = (
+            await conn.execute(
+                select(instances.c.sha256, instances.c.version).where(
+                    instances.c.sop_uid == p.sop_uid, instances.c.is_current.is_(True)
+                )
+            )
+        ).first()
+        if current is None:
+            return 1
+        if current.sha256 == sha256:
+            return 0
+        if self.duplicate_policy != "version":
+            raise errors.IngestError(
+                errors.DUPLICATE_SOP_INSTANCE,
+                f"SOP Instance {p.sop_uid} is already stored with different content",
+                conflict=True,
+            )
+        return current.version + 1
+
+    async def _check_patient(
+        self, conn: AsyncConnection, p: ParsedInstance, built: dict, source: Source
+    ) -> None:
+        row = (
+            await conn.execute(
+                select(patients.c.patient_id, patients.c.issuer)
+                .select_from(studies.join(patients, studies.c.patient_fk == patients.c.id))
+                .where(studies.c.study_uid == p.study_uid)
+            )
+        ).first()
+        offered = (built["patient"]["patient_id"], built["patient"]["issuer"])
+        if row is not None and (row.patient_id, row.issuer) != offered:
+            async with self.engine.begin() as wconn:
+                await wconn.execute(
+                    insert(conflicts).values(
+                        study_uid=p.study_uid,
+                        sop_uid=p.sop_uid,
+                        kept_patient_id=row.patient_id,
+                        offered_patient_id=offered[0],
+                        door=source.door,
+                        at=time.time(),
+                    )
+                )
+            raise errors.IngestError(
+                errors.PROCESSING_FAILURE,
+                f"Study {p.study_uid} belongs to another patient; the conflict is recorded",
+                conflict=True,
+            )
+        owner = (
+            await conn.execute(
+                select(studies.c.study_uid)
+                .select_from(series.join(studies, series.c.study_fk == studies.c.id))
+                .where(series.c.series_uid == p.series_uid)
+            )
+        ).scalar()
+        if owner is not None and owner != p.study_uid:
+            raise errors.IngestError(
+                errors.PROCESSING_FAILURE,
+                f"Series {p.series_uid} already belongs to study {owner}",
+                conflict=True,
+            )
+
+    async def _index(
+        self,
+        conn: AsyncConnection,
+        p: ParsedInstance,
+        built: dict[str, dict[str, Any]],
+        sha256: str,
+        size: int,
+        version: int,
+        source: Source,
+    ) -> dict[str, Any]:
+        patient_fk = await _upsert(
+            conn,
+            patients,
+            (patients.c.patient_id == built["patient"]["patient_id"])
+            & (patients.c.issuer == built["patient"]["issuer"]),
+            built["patient"],
+        )
+        study_fk = await _upsert(
+            conn,
+            studies,
+            studies.c.study_uid == p.study_uid,
+            {**built["study"], "patient_fk": patient_fk, "updated_at": time.time()},
+        )
+        series_fk = await _upsert(
+            conn,
+            series,
+            series.c.series_uid == p.series_uid,
+            {**built["series"], "study_fk": study_fk},
+        )
+        if version > 1:
+            await conn.execute(
+                update(instances)
+                .where(instances.c.sop_uid == p.sop_uid, instances.c.is_current.is_(True))
+                .values(is_current=False)
+            )
+        inst = built["instance"]
+        await conn.execute(
+            insert(instances).values(
+                **{**inst, "attrs": dumps(inst["attrs"])},
+                version=version,
+                is_current=True,
+                series_fk=series_fk,
+                sha256=sha256,
+                size=size,
+                metadata=dumps(p.json),
+                frames=frametable.pack(p.frames) if p.frames is not None else None,
+                bulk=json.dumps({k: [b.offset, b.length, b.vr] for k, b in p.bulk.items()}),
+                received_at=time.time(),
+                door=source.door,
+                actor=source.actor,
+            )
+        )
+        if version == 1:
+            await _recount(conn, study_fk, series_fk, built["series"]["first_time"])
+        return {
+            "sop_uid": p.sop_uid,
+            "sop_class_uid": p.sop_class_uid,
+            "study_uid": p.study_uid,
+            "series_uid": p.series_uid,
+            "modality": built["series"]["modality"],
+            "sha256": sha256,
+            "size": size,
+            "version": version,
+            "source": source,
+            "patient_id": built["patient"]["patient_id"],
+            "accession": built["study"]["accession"],
+            "status": "version" if version > 1 else "stored",
+        }
+
+
+async def _upsert(conn: AsyncConnection, table: Any, where: Any, values: dict[str, Any]) -> int:
+    """Insert a row, or complete an existing one: attributes it lacks are added, none replaced."""
+    row = (await conn.execute(select(table.c.id, table.c.attrs).where(where))).first()
+    if row is None:
+        data = {**values, "attrs": dumps(values["attrs"])}
+        return (await conn.execute(insert(table).values(**data))).inserted_primary_key[0]
+    kept = json.loads(row.attrs)
+    merged = {**values["attrs"], **kept}
+    if merged != kept:
+        await conn.execute(update(table).where(table.c.id == row.id).values(attrs=dumps(merged)))
+    return row.id
+
+
+async def _recount(conn: AsyncConnection, study_fk: int, series_fk: int, first_time: str) -> None:
+    await conn.execute(
+        update(series)
+        .where(series.c.id == series_fk)
+        .values(num_instances=series.c.num_instances + 1)
+    )
+    if first_time:
+        await conn.execute(
+            update(series)
+            .where(
+                series.c.id == series_fk,
+                (series.c.first_time == "") | (series.c.first_time > first_time),
+            )
+            .values(first_time=first_time)
+        )
+    modalities = sorted(
+        {
+            m
+            for (m,) in await conn.execute(
+                select(series.c.modality).where(series.c.study_fk == study_fk).distinct()
+            )
+            if m
+        }
+    )
+    n_series = len(
+        (await conn.execute(select(series.c.id).where(series.c.study_fk == study_fk))).all()
+    )
+    await conn.execute(
+        update(studies)
+        .where(studies.c.id == study_fk)
+        .values(
+            num_instances=studies.c.num_instances + 1,
+            num_series=n_series,
+            modalities="\\".join(modalities),
+        )
+    )
+
+
+def _failed(exc: errors.IngestError, sha256: str, base: IngestResult | None = None) -> IngestResult:
+    result = base or IngestResult("failed")
+    result.status = "failed"
+    result.sha256 = sha256
+    result.reason = exc.reason
+    result.message = exc.message
+    result.conflict = exc.conflict
+    return result

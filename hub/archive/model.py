@@ -1,0 +1,69 @@
+"""Plain data passed between the archive core and its doors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+IngestStatus = Literal["stored", "duplicate", "version", "failed"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who or what delivered an object: recorded with it and in the audit trail."""
+
+    door: str  # stow, dimse, telehealth, wsi, import
+    actor: str | None = None
+    address: str | None = None
+    calling_ae: str | None = None
+
+
+@dataclass
+class IngestResult:
+    status: IngestStatus
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    sha256: str = ""
+    reason: int | None = None
+    message: str = ""
+    conflict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Byte ranges of each frame inside the stored file.
+
+    For a frame split over several fragments the ranges are listed in order and served
+    concatenated; most instances have exactly one range per frame.
+    """
+
+    ranges: tuple[tuple[tuple[int, int], ...], ...]
+    encapsulated: bool
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+
+@dataclass
+class InstanceRef:
+    """Everything a door needs to serve an instance without parsing it."""
+
+    id: int
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    sha256: str
+    size: int
+    number_of_frames: int
+    patient_id: str = ""
+    rows: int | None = None
+    columns: int | None = None
+    extra: dict = field(default_factory=dict)

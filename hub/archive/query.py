@@ -1,0 +1,324 @@
+"""One matching engine for QIDO-RS and C-FIND (PS3.4 C.2.2.2, PS3.18 10.6).
+
+Supports single-value and universal matching, the wildcards ``*`` and ``?``, DA/TM/DT
+ranges, UID lists, multi-valued CS keys and fuzzy person-name matching by word prefix.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.archive.attributes import normalise_name, pad_time, tag_of
+from hub.archive.index import instances, patients, series, studies
+
+Level = Literal["PATIENT", "STUDY", "SERIES", "INSTANCE"]
+LEVELS: tuple[Level, ...] = ("PATIENT", "STUDY", "SERIES", "INSTANCE")
+
+
+class QueryError(ValueError):
+    """A query the engine cannot answer as asked (HTTP 400, DIMSE 0xA900/0xC000)."""
+
+
+@dataclass(frozen=True)
+class Key:
+    level: Level
+    column: Any
+    kind: str  # text, uid, date, time, int, pn, multi
+
+
+KEYS: dict[str, Key] = {
+    "PatientName": Key("PATIENT", patients.c.patient_name, "pn"),
+    "PatientID": Key("PATIENT", patients.c.patient_id, "text"),
+    "IssuerOfPatientID": Key("PATIENT", patients.c.issuer, "text"),
+    "PatientBirthDate": Key("PATIENT", patients.c.birth_date, "date"),
+    "PatientSex": Key("PATIENT", patients.c.sex, "text"),
+    "StudyInstanceUID": Key("STUDY", studies.c.study_uid, "uid"),
+    "StudyDate": Key("STUDY", studies.c.study_date, "date"),
+    "StudyTime": Key("STUDY", studies.c.study_time, "time"),
+    "AccessionNumber": Key("STUDY", studies.c.accession, "text"),
+    "StudyID": Key("STUDY", studies.c.study_id, "text"),
+    "StudyDescription": Key("STUDY", studies.c.description, "text"),
+    "ReferringPhysicianName": Key("STUDY", studies.c.referring, "pn"),
+    "ModalitiesInStudy": Key("STUDY", studies.c.modalities, "multi"),
+    "SeriesInstanceUID": Key("SERIES", series.c.series_uid, "uid"),
+    "Modality": Key("SERIES", series.c.modality, "text"),
+    "SeriesNumber": Key("SERIES", series.c.series_number, "int"),
+    "SeriesDescription": Key("SERIES", series.c.description, "text"),
+    "PerformedProcedureStepStartDate": Key("SERIES", series.c.pps_start_date, "date"),
+    "PerformedProcedureStepStartTime": Key("SERIES", series.c.pps_start_time, "time"),
+    "SOPInstanceUID": Key("INSTANCE", instances.c.sop_uid, "uid"),
+    "SOPClassUID": Key("INSTANCE", instances.c.sop_class_uid, "uid"),
+    "InstanceNumber": Key("INSTANCE", instances.c.instance_number, "int"),
+    "ImageType": Key("INSTANCE", instances.c.image_type, "multi"),
+    "ContainerIdentifier": Key("INSTANCE", instances.c.container_id, "text"),
+}
+NORMALISED = {
+    patients.c.patient_name: patients.c.name_norm,
+    studies.c.referring: studies.c.referring_norm,
+}
+TAG_TO_KEYWORD = {tag_of(k): k for k in KEYS}
+
+# Counts and lists computed per level rather than stored per instance.
+NUMBER_OF_PATIENT_RELATED_STUDIES = "00201200"
+MODALITIES_IN_STUDY = "00080061"
+NUMBER_OF_STUDY_RELATED_SERIES = "00201206"
+NUMBER_OF_STUDY_RELATED_INSTANCES = "00201208"
+NUMBER_OF_SERIES_RELATED_INSTANCES = "00201209"
+AVAILABLE_TRANSFER_SYNTAX = "00083002"
+
+
+@dataclass
+class Query:
+    level: Level
+    keys: dict[str, str] = field(default_factory=dict)
+    study_uid: str | None = None
+    series_uid: str | None = None
+    fuzzy: bool = False
+    include: set[str] | Literal["all"] = field(default_factory=set)
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass
+class QueryResult:
+    rows: list[dict[str, Any]]
+    truncated: bool  # more matches exist than were returned
+
+
+def allowed_levels(level: Level) -> set[str]:
+    """Keys a query at `level` may match on (relational queries allowed downwards)."""
+    if level == "PATIENT":
+        return {"PATIENT"}
+    if level == "STUDY":
+        return {"PATIENT", "STUDY"}
+    return {"PATIENT", "STUDY", "SERIES"} | ({"INSTANCE"} if level == "INSTANCE" else set())
+
+
+def conditions(q: Query) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [instances.c.is_current.is_(True)]
+    if q.study_uid:
+        where.append(studies.c.study_uid == q.study_uid)
+    if q.series_uid:
+        where.append(series.c.series_uid == q.series_uid)
+    permitted = allowed_levels(q.level)
+    for raw_key, value in q.keys.items():
+        keyword = TAG_TO_KEYWORD.get(tag_of(raw_key) or "", raw_key)
+        key = KEYS.get(keyword)
+        if key is None:
+            raise QueryError(
+                f"{raw_key} is not a matching key here; supported: {', '.join(sorted(KEYS))}"
+            )
+        if key.level not in permitted:
+            raise QueryError(f"{keyword} cannot be matched at {q.level} level")
+        if value is None or value == "" or value == "*":
+            continue  # universal matching
+        where.append(match(key, str(value), q.fuzzy))
+    return where
+
+
+def match(key: Key, value: str, fuzzy: bool) -> ColumnElement[bool]:
+    col = key.column
+    if key.kind == "uid":
+        uids = [u.strip() for u in value.replace(",", "\\").split("\\") if u.strip()]
+        return col.in_(uids)
+    if key.kind in ("date", "time") and "-" in value:
+        return _range(col, value, key.kind)
+    if key.kind == "time":
+        return col.like(pad_time(value)[:6] + "%")
+    if key.kind == "int":
+        try:
+            return col == int(value)
+        except ValueError as exc:
+            raise QueryError(f"{value!r} is not an integer") from exc
+    if key.kind == "multi":
+        values = [v for v in value.split("\\") if v]
+        padded = literal("\\") + col + literal("\\")
+        return or_(*(padded.like(f"%\\{_like(v)}\\%", escape="!") for v in values))
+    if key.kind == "pn":
+        return _person_name(col, value, fuzzy)
+    return _text(col, value)
+
+
+def _like(value: str) -> str:
+    escaped = value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _text(col: Any, value: str) -> ColumnElement[bool]:
+    if "*" in value or "?" in value:
+        return col.like(_like(value), escape="!")
+    return col == value
+
+
+def _range(col: Any, value: str, kind: str) -> ColumnElement[bool]:
+    low, _, high = value.partition("-")
+    if kind == "time":
+        low, high = pad_time(low), pad_time(high, "9")
+    parts = []
+    if low:
+        parts.append(col >= low)
+    if high:
+        parts.append(col <= high)
+    parts.append(col != "")
+    return and_(*parts)
+
+
+def _person_name(col: Any, value: str, fuzzy: bool) -> ColumnElement[bool]:
+    if not fuzzy:
+        # PN matching is case-insensitive in practice (PS3.4 leaves it to the SCP).
+        return func.lower(col).like(_like(value.lower()), escape="!")
+    words = normalise_name(value.replace("*", " ").replace("?", " ")).split()
+    norm = literal(" ") + NORMALISED[col]
+    return and_(*(norm.like(f"% {_like(w)}%", escape="!") for w in words))
+
+
+async def run(conn: AsyncConnection, q: Query, cap: int) -> QueryResult:
+    where = conditions(q)
+    limit = min(q.limit, cap) if q.limit is not None else cap
+    stmt = _select_for(q.level).where(*where)
+    stmt = stmt.offset(q.offset).limit(limit + 1)
+    rows = (await conn.execute(stmt)).mappings().all()
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    if q.level == "PATIENT":
+        out = [_patient_row(r) for r in rows]
+    elif q.level == "STUDY":
+        out = [_study_row(r) for r in rows]
+    elif q.level == "SERIES":
+        out = [_series_row(r) for r in rows]
+    else:
+        out = [await _instance_row(conn, r, q.include) for r in rows]
+    return QueryResult(rows=out, truncated=truncated)
+
+
+def _joined():
+    return (
+        instances.join(series, instances.c.series_fk == series.c.id)
+        .join(studies, series.c.study_fk == studies.c.id)
+        .join(patients, studies.c.patient_fk == patients.c.id)
+    )
+
+
+def _select_for(level: Level):
+    j = _joined()
+    if level == "PATIENT":
+        count = func.count(func.distinct(studies.c.id)).label("n")
+        return (
+            select(patients.c.id, patients.c.attrs.label("p_attrs"), count)
+            .select_from(j)
+            .group_by(patients.c.id)
+            .order_by(patients.c.patient_name, patients.c.id)
+        )
+    if level == "STUDY":
+        return (
+            select(
+                studies.c.id,
+                patients.c.attrs.label("p_attrs"),
+                studies.c.attrs.label("s_attrs"),
+                studies.c.modalities,
+                studies.c.num_series,
+                studies.c.num_instances,
+            )
+            .select_from(j)
+            .group_by(studies.c.id, patients.c.id)
+            .order_by(studies.c.study_date.desc(), studies.c.study_time.desc(), studies.c.id)
+        )
+    if level == "SERIES":
+        return (
+            select(
+                series.c.id,
+                patients.c.attrs.label("p_attrs"),
+                studies.c.attrs.label("s_attrs"),
+                series.c.attrs.label("se_attrs"),
+                series.c.num_instances,
+            )
+            .select_from(j)
+            .group_by(series.c.id, studies.c.id, patients.c.id)
+            .order_by(
+                studies.c.id,
+                series.c.series_number.is_(None),
+                series.c.series_number,
+                series.c.first_time,
+                series.c.id,
+            )
+        )
+    return (
+        select(
+            instances.c.id,
+            patients.c.attrs.label("p_attrs"),
+            studies.c.attrs.label("s_attrs"),
+            series.c.attrs.label("se_attrs"),
+            instances.c.attrs.label("i_attrs"),
+            instances.c.transfer_syntax,
+        )
+        .select_from(j)
+        .order_by(*clinical_instance_order())
+    )
+
+
+def clinical_instance_order() -> list[Any]:
+    return [
+        studies.c.id,
+        series.c.series_number.is_(None),
+        series.c.series_number,
+        series.c.first_time,
+        series.c.id,
+        instances.c.instance_number.is_(None),
+        instances.c.instance_number,
+        instances.c.sort_time,
+        instances.c.sop_uid,
+    ]
+
+
+def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts:
+        out.update(part)
+    return dict(sorted(out.items()))
+
+
+def _patient_row(r: Any) -> dict[str, Any]:
+    return _merge(json.loads(r.p_attrs), {NUMBER_OF_PATIENT_RELATED_STUDIES: _is(r.n)})
+
+
+def _study_row(r: Any) -> dict[str, Any]:
+    counts = {
+        MODALITIES_IN_STUDY: {"vr": "CS", "Value": [m for m in r.modalities.split("\\") if m]},
+        NUMBER_OF_STUDY_RELATED_SERIES: _is(r.num_series),
+        NUMBER_OF_STUDY_RELATED_INSTANCES: _is(r.num_instances),
+    }
+    if not counts[MODALITIES_IN_STUDY]["Value"]:
+        counts[MODALITIES_IN_STUDY] = {"vr": "CS"}
+    return _merge(json.loads(r.p_attrs), json.loads(r.s_attrs), counts)
+
+
+def _series_row(r: Any) -> dict[str, Any]:
+    return _merge(
+        json.loads(r.p_attrs),
+        json.loads(r.s_attrs),
+        json.loads(r.se_attrs),
+        {NUMBER_OF_SERIES_RELATED_INSTANCES: _is(r.num_instances)},
+    )
+
+
+async def _instance_row(conn: AsyncConnection, r: Any, include: set[str] | str) -> dict[str, Any]:
+    parts = [json.loads(r.p_attrs), json.loads(r.s_attrs), json.loads(r.se_attrs)]
+    parts.append(json.loads(r.i_attrs))
+    if include:
+        full = json.loads(
+            (
+                await conn.execute(select(instances.c.metadata).where(instances.c.id == r.id))
+            ).scalar()
+        )
+        parts.append(full if include == "all" else {t: full[t] for t in include if t in full})
+    parts.append({AVAILABLE_TRANSFER_SYNTAX: {"vr": "UI", "Value": [r.transfer_syntax]}})
+    return _merge(*parts)
+
+
+def _is(n: int) -> dict[str, Any]:
+    return {"vr": "IS", "Value": [int(n)]}

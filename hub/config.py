@@ -1,0 +1,54 @@
+"""Runtime settings, resolved once at start-up from defaults, the environment and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DuplicatePolicy = Literal["reject", "version"]
+
+
+@dataclass
+class Settings:
+    data_dir: Path = Path("tessera-data")
+    database_url: str | None = None  # default: SQLite in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8080
+    duplicate_policy: DuplicatePolicy = "reject"
+    max_upload_bytes: int = 8 * 1024**3
+    max_query_results: int = 1000
+    frame_cache_instances: int = 256
+    dimse_port: int | None = None
+    ae_title: str = "TESSERA"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'index.sqlite').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        s = cls()
+        if v := os.environ.get("TESSERA_DATA"):
+            s.data_dir = Path(v)
+        if v := os.environ.get("TESSERA_DATABASE_URL"):
+            s.database_url = v
+        if v := os.environ.get("TESSERA_DUPLICATES"):
+            s.duplicate_policy = v  # type: ignore[assignment]
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(s, key, value)
+        s.data_dir = Path(s.data_dir)
+        return s
