@@ -1,0 +1,146 @@
+"""HTTP routes for resumable uploads and job progress (JSON, polling and server-sent events)."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
+from hub.jobs.runner import JobNotFound
+from hub.jobs.uploads import ID_FIELDS, Upload, UploadError
+
+HEARTBEAT_SECONDS = 15.0
+SEE_ALL_ROLES = ("admin", "pathologist")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/uploads", create_upload, name="slides.upload.create")
+    r.add_get("/api/uploads/{id}", upload_status, name="slides.upload.status")
+    r.add_put("/api/uploads/{id}", upload_chunk, name="slides.upload.chunk")
+    r.add_post("/api/uploads/{id}/complete", complete_upload, name="slides.upload.complete")
+    r.add_delete("/api/uploads/{id}", discard_upload, name="slides.upload.discard")
+    r.add_get("/api/jobs", list_jobs, name="jobs.read.list")
+    r.add_get("/api/jobs/{id}", job_status, name="jobs.read.status")
+    r.add_get("/api/jobs/{id}/events", job_events, name="jobs.read.events")
+
+
+@web.middleware
+async def upload_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except UploadError as exc:
+        return web.json_response({"error": exc.message, **exc.extra}, status=exc.status)
+    except JobNotFound as exc:
+        return web.json_response({"error": f"no job {exc}"}, status=404)
+
+
+def actor_of(request: web.Request) -> str | None:
+    """The caller's user name, as the security middleware leaves it on the request."""
+    principal = request.get("principal")
+    return getattr(principal, "user", None)
+
+
+def may_see(request: web.Request, owner: str | None) -> bool:
+    """Uploads and jobs are visible to whoever started them, and to admins and pathologists."""
+    principal = request.get("principal")
+    if principal is None:  # no security package in this application
+        return True
+    return getattr(principal, "role", None) in SEE_ALL_ROLES or principal.user == owner
+
+
+async def own_upload(request: web.Request) -> Upload:
+    upload = await request.app[UPLOADS_KEY].get(request.match_info["id"])
+    if not may_see(request, upload.actor):
+        raise UploadError(404, f"no upload {upload.id}")
+    return upload
+
+
+async def visible_job(request: web.Request) -> dict:
+    job = await request.app[JOBS_KEY].get(request.match_info["id"])
+    if not may_see(request, job["actor"]):
+        raise JobNotFound(job["id"])
+    return job
+
+
+async def create_upload(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        filename = str(body["filename"])
+        size = int(body["size"])
+    except (ValueError, KeyError, TypeError):
+        raise UploadError(400, "send JSON with filename and size (bytes)") from None
+    fields = {k: body.get(k) for k in ID_FIELDS}
+    upload = await request.app[UPLOADS_KEY].create(filename, size, fields, actor_of(request))
+    return web.json_response(upload.as_json(), status=201)
+
+
+async def upload_status(request: web.Request) -> web.Response:
+    upload = await own_upload(request)
+    return web.json_response(upload.as_json(), headers={"Cache-Control": "no-store"})
+
+
+async def upload_chunk(request: web.Request) -> web.Response:
+    try:
+        offset = int(request.query["offset"])
+    except (KeyError, ValueError):
+        raise UploadError(400, "query parameter offset (bytes) is required") from None
+    upload = await own_upload(request)
+    upload = await request.app[UPLOADS_KEY].write_chunk(upload.id, offset, request.content)
+    return web.json_response(upload.as_json())
+
+
+async def complete_upload(request: web.Request) -> web.Response:
+    upload = await own_upload(request)
+    upload = await request.app[UPLOADS_KEY].mark_complete(upload.id)
+    job = await request.app[JOBS_KEY].submit(upload)
+    return web.json_response(
+        {"upload": upload.as_json(), "job": job},
+        status=202,
+        headers={"Location": str(request.app.router["jobs.read.status"].url_for(id=job["id"]))},
+    )
+
+
+async def discard_upload(request: web.Request) -> web.Response:
+    upload = await own_upload(request)
+    await request.app[UPLOADS_KEY].discard(upload.id)
+    return web.Response(status=204)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    recent = [j for j in await request.app[JOBS_KEY].recent() if may_see(request, j["actor"])]
+    return web.json_response({"jobs": recent}, headers={"Cache-Control": "no-store"})
+
+
+async def job_status(request: web.Request) -> web.Response:
+    job = await visible_job(request)
+    return web.json_response(job, headers={"Cache-Control": "no-store"})
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the job's state on every change, until it is finished."""
+    runner = request.app[JOBS_KEY]
+    job = await visible_job(request)
+    job_id = job["id"]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    last = None
+    while True:
+        if job != last:
+            await response.write(f"event: progress\ndata: {json.dumps(job)}\n\n".encode())
+            last = job
+        else:
+            await response.write(b": keep-alive\n\n")
+        if job["finished"]:
+            break
+        await runner.wait_change(HEARTBEAT_SECONDS)
+        job = await runner.get(job_id)
+    await response.write_eof()
+    return response

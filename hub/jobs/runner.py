@@ -1,0 +1,278 @@
+"""Background jobs: slide conversion in a worker process, then ingest through the archive.
+
+Job state lives in the ``jobs`` table, so finished and failed jobs survive a restart; jobs that
+were running when the server stopped are marked failed on the next start. Live progress is kept
+in memory and pushed to listeners (server-sent events) as it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import secrets
+import shutil
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from sqlalchemy import desc, select, update
+
+from hub.archive import Archive, Source
+from hub.jobs import worker
+from hub.jobs.tables import jobs
+from hub.jobs.uploads import Upload, UploadStore
+
+ACTIVE = ("queued", "running", "ingesting")
+FINISHED = ("done", "failed")
+PERSIST_INTERVAL = 1.0  # seconds between progress writes of one job to the index
+
+
+class JobNotFound(Exception):
+    pass
+
+
+class JobRunner:
+    def __init__(
+        self, archive: Archive, uploads: UploadStore, work_dir: Path, workers: int = 1
+    ) -> None:
+        self.archive = archive
+        self.uploads = uploads
+        self.work_dir = work_dir
+        self.workers = workers
+        self._live: dict[str, dict] = {}
+        self._persisted_at: dict[str, float] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._changed = asyncio.Condition()
+        self._pool: ProcessPoolExecutor | None = None
+        self._queue = None
+        self._reader: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded asyncio process
+        self._queue = ctx.Queue()
+        self._reader = threading.Thread(
+            target=self._read_progress, name="job-progress", daemon=True
+        )
+        self._reader.start()
+        self._ctx = ctx
+        await self._fail_interrupted()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(_terminate_workers, self._pool)
+            self._pool = None
+        if self._queue is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._reader.join, 5)
+            self._queue.close()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=self._ctx,
+                initializer=worker.init_worker,
+                initargs=(self._queue,),
+            )
+        return self._pool
+
+    async def _fail_interrupted(self) -> None:
+        async with self.archive.engine.begin() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.status.in_(ACTIVE))
+                .values(
+                    status="failed",
+                    error="interrupted: the server stopped while the job was running",
+                    finished_at=time.time(),
+                )
+            )
+
+    # -- submitting ------------------------------------------------------
+    async def submit(self, upload: Upload) -> dict:
+        """Start the job that turns a completed upload into archive objects."""
+        kind = "convert" if upload.kind == "slide" else "ingest"
+        job = {
+            "id": secrets.token_hex(12),
+            "kind": kind,
+            "upload_id": upload.id,
+            "filename": upload.filename,
+            "status": "queued",
+            "percent": 0.0,
+            "frames_done": 0,
+            "frames_total": 0,
+            "eta_seconds": None,
+            "error": None,
+            "study_uid": None,
+            "series_uids": "[]",
+            "instances": 0,
+            "actor": upload.actor,
+            "created_at": time.time(),
+            "started_at": None,
+            "finished_at": None,
+        }
+        async with self.archive.engine.begin() as conn:
+            await conn.execute(jobs.insert().values(**job))
+        self._live[job["id"]] = job
+        task = asyncio.create_task(self._run(job, upload), name=f"job-{job['id']}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return public(job)
+
+    async def _run(self, job: dict, upload: Upload) -> None:
+        out_dir = self.work_dir / job["id"]
+        try:
+            if job["kind"] == "convert":
+                paths = await self._convert(job, upload, out_dir)
+            else:
+                paths = [upload.path]
+            await self._ingest(job, paths, upload)
+            await self.uploads.consumed(upload.id)
+            await asyncio.to_thread(shutil.rmtree, upload.path.parent, True)
+            await self._set(job, status="done", percent=100.0, eta_seconds=0.0)
+        except JobFailed as exc:
+            await self._set(job, status="failed", error=str(exc))
+        except asyncio.CancelledError:
+            if job["status"] not in FINISHED:
+                failed = self._set(job, status="failed", error="cancelled: the server stopped")
+                await asyncio.shield(failed)
+            raise
+        except Exception as exc:  # a bug must still end the job with a reason
+            await self._set(job, status="failed", error=f"internal error: {exc!r}")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, out_dir, True)
+            self._live.pop(job["id"], None)
+            self._persisted_at.pop(job["id"], None)
+
+    async def _convert(self, job: dict, upload: Upload, out_dir: Path) -> list[Path]:
+        await self._set(job, status="running", started_at=time.time())
+        await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self._executor(),
+                worker.convert,
+                job["id"],
+                str(upload.path),
+                str(out_dir),
+                upload.fields,
+            )
+        except BrokenProcessPool:
+            self._pool = None  # a fresh pool is made for the next job
+            raise JobFailed("the conversion worker process died (out of memory?)") from None
+        if "error" in result:
+            raise JobFailed(f"conversion failed: {result['error']}")
+        if not result["paths"]:
+            raise JobFailed("conversion produced no DICOM instances")
+        return [Path(p) for p in result["paths"]]
+
+    async def _ingest(self, job: dict, paths: list[Path], upload: Upload) -> None:
+        """Ingest every output; only reached once the whole conversion has succeeded."""
+        await self._set(job, status="ingesting", started_at=job["started_at"] or time.time())
+        source = Source(door="wsi" if job["kind"] == "convert" else "upload", actor=upload.actor)
+        series: list[str] = []
+        study_uid = None
+        for count, path in enumerate(paths, start=1):
+            result = await self.archive.ingest_file(path, source=source, keep_source=True)
+            if not result.ok:
+                raise JobFailed(
+                    f"{path.name} was refused by the archive: {result.message}"
+                    + (f" ({count - 1} of {len(paths)} instances stored)" if count > 1 else "")
+                )
+            study_uid = study_uid or result.study_uid
+            if result.series_uid not in series:
+                series.append(result.series_uid)
+            await self._set(
+                job, instances=count, study_uid=study_uid, series_uids=json.dumps(series)
+            )
+
+    # -- progress --------------------------------------------------------
+    def _read_progress(self) -> None:
+        """Thread: carry worker progress messages onto the event loop."""
+        while (message := self._queue.get()) is not None:
+            self._loop.call_soon_threadsafe(self._on_progress, *message)
+
+    def _on_progress(self, job_id: str, done: int, total: int) -> None:
+        job = self._live.get(job_id)
+        if job is None or job["status"] != "running":
+            return
+        started = job["started_at"] or time.time()
+        elapsed = time.time() - started
+        job["frames_done"], job["frames_total"] = done, total
+        job["percent"] = round(100.0 * done / total, 1) if total else 0.0
+        job["eta_seconds"] = round(elapsed / done * (total - done), 1) if done else None
+        persist = time.monotonic() - self._persisted_at.get(job_id, 0.0) >= PERSIST_INTERVAL
+        task = asyncio.ensure_future(self._publish(job, persist=persist))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _set(self, job: dict, **values: object) -> None:
+        if values.get("status") in FINISHED:
+            values["finished_at"] = time.time()
+        job.update(values)
+        await self._publish(job, persist=True)
+
+    async def _publish(self, job: dict, persist: bool) -> None:
+        if persist:
+            self._persisted_at[job["id"]] = time.monotonic()
+            async with self.archive.engine.begin() as conn:
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job["id"])
+                    .values({k: v for k, v in job.items() if k != "id"})
+                )
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- reading ---------------------------------------------------------
+    async def get(self, job_id: str) -> dict:
+        if (job := self._live.get(job_id)) is not None:
+            return public(job)
+        async with self.archive.engine.connect() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).mappings().first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return public(dict(row))
+
+    async def recent(self, limit: int = 50) -> list[dict]:
+        async with self.archive.engine.connect() as conn:
+            rows = (
+                (await conn.execute(select(jobs).order_by(desc(jobs.c.created_at)).limit(limit)))
+                .mappings()
+                .all()
+            )
+        return [public(self._live.get(r["id"], dict(r))) for r in rows]
+
+    async def wait_change(self, seconds: float) -> None:
+        """Return when any job changed, or after ``seconds``."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), seconds)
+
+
+class JobFailed(Exception):
+    """A job ends with this reason shown to the user."""
+
+
+def public(job: dict) -> dict:
+    out = dict(job)
+    out["series_uids"] = json.loads(job["series_uids"] or "[]")
+    out["finished"] = job["status"] in FINISHED
+    return out
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    for process in list((pool._processes or {}).values()):  # no public API to stop a busy worker
+        process.terminate()
+        process.join(5)
