@@ -1,0 +1,282 @@
+"""Users, bearer tokens and browser sessions, and the principal they resolve to."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.security import passwords
+from hub.security.policy import ROLES, validate_scopes
+from hub.security.tables import tokens, users
+
+TOKEN_PREFIX = "tsr_"
+SESSION_SECONDS = 12 * 3600
+# Resolved tokens are cached per process for a few seconds so that a frame request does not
+# cost a database round trip; revocation in this process clears the cache at once, in other
+# processes it takes effect within this many seconds.
+CACHE_SECONDS = 5.0
+
+
+class AccountError(ValueError):
+    """A user or token operation was refused (unknown user, bad role, weak password...)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: put on ``request["principal"]`` by the security middleware."""
+
+    user: str
+    role: str
+    user_id: int
+    scopes: frozenset[str] | None = None  # None: everything the role has
+    via: str = "session"  # "session" | "token"
+    token_id: int | None = None
+
+    def has(self, permission: str) -> bool:
+        granted = ROLES.get(self.role, frozenset())
+        return permission in granted and (self.scopes is None or permission in self.scopes)
+
+    def as_json(self) -> dict:
+        return {
+            "user": self.user,
+            "role": self.role,
+            "via": self.via,
+            "scopes": sorted(self.scopes if self.scopes is not None else ROLES[self.role]),
+        }
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# -- users -------------------------------------------------------------------------------
+
+
+async def create_user(engine: AsyncEngine, username: str, role: str, password: str | None) -> int:
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    if not username or len(username) > 128 or not username.isprintable() or " " in username:
+        raise AccountError("username must be 1-128 printable characters without spaces")
+    password_hash = None
+    if password is not None:
+        try:
+            passwords.check_strength(password)
+        except ValueError as e:
+            raise AccountError(str(e)) from None
+        password_hash = await passwords.hash_password(password)
+    async with engine.begin() as conn:
+        exists = await conn.scalar(select(users.c.id).where(users.c.username == username))
+        if exists is not None:
+            raise AccountError(f"user {username!r} exists")
+        result = await conn.execute(
+            users.insert().values(
+                username=username,
+                role=role,
+                password_hash=password_hash,
+                disabled=False,
+                created_at=time.time(),
+            )
+        )
+        return result.inserted_primary_key[0]
+
+
+async def list_users(engine: AsyncEngine) -> list[dict]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(users.c.username, users.c.role, users.c.disabled, users.c.created_at).order_by(
+                users.c.username
+            )
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def set_disabled(engine: AsyncEngine, username: str, disabled: bool = True) -> None:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(users).where(users.c.username == username).values(disabled=disabled)
+        )
+        if result.rowcount == 0:
+            raise AccountError(f"no user {username!r}")
+    _cache.clear()
+
+
+async def set_password(engine: AsyncEngine, username: str, password: str) -> None:
+    try:
+        passwords.check_strength(password)
+    except ValueError as e:
+        raise AccountError(str(e)) from None
+    password_hash = await passwords.hash_password(password)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(users).where(users.c.username == username).values(password_hash=password_hash)
+        )
+        if result.rowcount == 0:
+            raise AccountError(f"no user {username!r}")
+
+
+async def check_password(engine: AsyncEngine, username: str, password: str) -> Principal | None:
+    """The principal if the user exists, is enabled and the password matches."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(users).where(users.c.username == username))).one_or_none()
+    ok = await passwords.verify_password(row.password_hash if row else None, password)
+    if not ok or row is None or row.disabled:
+        return None
+    return Principal(user=row.username, role=row.role, user_id=row.id, via="session")
+
+
+async def ensure_admin(engine: AsyncEngine) -> str | None:
+    """Create the first administrator when there is none.
+
+    The password comes from TESSERA_ADMIN_PASSWORD, or is generated and returned so the
+    caller can print it once. Returns None when nothing was generated.
+    """
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count()).select_from(users).where(users.c.role == "admin")
+        )
+    if count:
+        return None
+    given = os.environ.get("TESSERA_ADMIN_PASSWORD")
+    password = given or passwords.generate()
+    try:
+        await create_user(engine, "admin", "admin", password)
+    except AccountError as e:
+        if "exists" in str(e):  # a concurrent first start won the race
+            return None
+        raise
+    return None if given else password
+
+
+# -- tokens and sessions -----------------------------------------------------------------
+
+
+async def issue_token(
+    engine: AsyncEngine,
+    username: str,
+    *,
+    kind: str = "api",
+    scopes: list[str] | None = None,
+    ttl_seconds: float | None = 30 * 86400,
+    label: str = "",
+) -> tuple[int, str]:
+    """Create a token; returns (token id, secret). The secret is shown once and never stored."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(select(users).where(users.c.username == username))).one_or_none()
+        if row is None:
+            raise AccountError(f"no user {username!r}")
+        if row.disabled:
+            raise AccountError(f"user {username!r} is disabled")
+        try:
+            wanted = validate_scopes(row.role, scopes)
+        except ValueError as e:
+            raise AccountError(str(e)) from None
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = time.time()
+        result = await conn.execute(
+            tokens.insert().values(
+                token_hash=_digest(secret),
+                user_fk=row.id,
+                kind=kind,
+                label=label,
+                scopes=" ".join(sorted(wanted)) if wanted is not None else None,
+                created_at=now,
+                expires_at=now + ttl_seconds if ttl_seconds else None,
+                revoked_at=None,
+            )
+        )
+        return result.inserted_primary_key[0], secret
+
+
+async def resolve_token(engine: AsyncEngine, secret: str) -> Principal | None:
+    """The principal a bearer token or session secret stands for, if valid now."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 256:
+        return None
+    digest = _digest(secret)
+    now = time.time()
+    cached = _cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    query = (
+        select(tokens, users.c.username, users.c.role, users.c.disabled)
+        .join(users, users.c.id == tokens.c.user_fk)
+        .where(tokens.c.token_hash == digest)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    principal = None
+    if (
+        row is not None
+        and row.revoked_at is None
+        and not row.disabled
+        and (row.expires_at is None or row.expires_at > now)
+    ):
+        principal = Principal(
+            user=row.username,
+            role=row.role,
+            user_id=row.user_fk,
+            scopes=frozenset(row.scopes.split()) if row.scopes is not None else None,
+            via="session" if row.kind == "session" else "token",
+            token_id=row.id,
+        )
+    expires = now + CACHE_SECONDS
+    if row is not None and row.expires_at is not None:
+        expires = min(expires, row.expires_at)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[digest] = (expires, principal)
+    return principal
+
+
+async def revoke_token(engine: AsyncEngine, token_id: int, username: str | None = None) -> bool:
+    """Revoke by id (restricted to ``username``'s tokens when given). False if none matched."""
+    stmt = update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+    if username is not None:
+        stmt = stmt.where(
+            tokens.c.user_fk
+            == select(users.c.id).where(users.c.username == username).scalar_subquery()
+        )
+    async with engine.begin() as conn:
+        result = await conn.execute(stmt.values(revoked_at=time.time()))
+    _cache.clear()
+    return result.rowcount > 0
+
+
+async def revoke_secret(engine: AsyncEngine, secret: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tokens)
+            .where(tokens.c.token_hash == _digest(secret), tokens.c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
+    _cache.pop(_digest(secret), None)
+
+
+async def list_tokens(engine: AsyncEngine, username: str | None = None) -> list[dict]:
+    query = (
+        select(
+            tokens.c.id,
+            users.c.username,
+            tokens.c.kind,
+            tokens.c.label,
+            tokens.c.scopes,
+            tokens.c.created_at,
+            tokens.c.expires_at,
+            tokens.c.revoked_at,
+        )
+        .join(users, users.c.id == tokens.c.user_fk)
+        .where(tokens.c.kind == "api")
+        .order_by(tokens.c.id)
+    )
+    if username is not None:
+        query = query.where(users.c.username == username)
+    async with engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+_cache: dict[str, tuple[float, Principal | None]] = {}

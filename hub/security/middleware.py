@@ -1,0 +1,172 @@
+"""The request gate: who is calling, may they use this route, and the response hardening."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from aiohttp import hdrs, web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.security import accounts
+from hub.security.accounts import Principal
+from hub.security.audit import audit
+from hub.security.policy import decide, rule_for
+
+SESSION_COOKIE = "tessera_session"
+
+# Request limits, by route area. Bodies of login, account and admin calls are small; uploads
+# (STOW, slide chunks) stream and are bounded by Settings.max_upload_bytes in their handlers.
+SMALL_BODY_AREAS = ("public", "account", "admin", "page", "worklist", "forward")
+SMALL_BODY_BYTES = 64 * 1024
+# Handlers of those areas answer quickly; a request still running after this is cut off (504).
+# Streaming areas (DICOMweb, uploads, telehealth WebSockets) have no overall limit: they are
+# bounded by the server's keep-alive and the peers' own timeouts.
+SMALL_REQUEST_SECONDS = 30.0
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass
+class SecurityState:
+    """What the security package keeps on the application (``app[SECURITY_KEY]``)."""
+
+    engine: AsyncEngine | None = None
+    data_dir: Path | None = None
+    generated_admin_password: str | None = None
+    extras: dict = field(default_factory=dict)
+
+
+SECURITY_KEY: web.AppKey[SecurityState] = web.AppKey("security", SecurityState)
+
+
+def principal(request: web.Request) -> Principal | None:
+    """The caller of this request (None only on public routes called without credentials)."""
+    return request.get("principal")
+
+
+def engine_of(request: web.Request) -> AsyncEngine:
+    engine = request.app[SECURITY_KEY].engine
+    if engine is None:
+        raise RuntimeError("security not started (the cleanup context did not run)")
+    return engine
+
+
+def _area(name: str | None) -> str:
+    return (name or "").split(".", 1)[0]
+
+
+def _json_error(status: int, message: str, **headers: str) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _same_origin(request: web.Request) -> bool:
+    """For cookie sessions, unsafe methods must come from our own pages (CSRF defence)."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None:
+        return True  # SameSite=Strict already keeps the cookie off cross-site requests
+    return urlsplit(origin).netloc == request.host
+
+
+async def _resolve(request: web.Request) -> tuple[Principal | None, str | None]:
+    """(principal, problem) from a Bearer token or the session cookie."""
+    engine = engine_of(request)
+    auth = request.headers.get(hdrs.AUTHORIZATION)
+    if auth is not None:
+        scheme, _, secret = auth.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return None, "unsupported authorization scheme"
+        found = await accounts.resolve_token(engine, secret.strip())
+        if found is None or found.via != "token":
+            return None, "invalid or expired token"
+        return found, None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        found = await accounts.resolve_token(engine, cookie)
+        if found is not None and found.via == "session":
+            return found, None
+    return None, None
+
+
+def _unauthenticated(request: web.Request, area: str, problem: str | None) -> web.StreamResponse:
+    if area == "page" and request.method == "GET":
+        raise web.HTTPSeeOther("/login?next=" + quote(request.path, safe="/"))
+    challenge = 'Bearer realm="tessera"'
+    if problem:
+        challenge += f', error="invalid_token", error_description="{problem}"'
+    return _json_error(401, problem or "authentication required", **{"WWW-Authenticate": challenge})
+
+
+@web.middleware
+async def security_middleware(request: web.Request, handler) -> web.StreamResponse:
+    match = request.match_info
+    if match.http_exception is not None:  # no route: let aiohttp answer 404 / 405
+        return await handler(request)
+    name = match.route.name
+    area = _area(name)
+    if not rule_for(name)[0]:
+        return _json_error(403, "forbidden: this route has no access rule")
+    if (
+        area in SMALL_BODY_AREAS
+        and request.content_length is not None
+        and request.content_length > SMALL_BODY_BYTES
+    ):
+        return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
+
+    who, problem = await _resolve(request)
+    request["principal"] = who
+    decision = decide(name, who.role if who else None, who.scopes if who else None)
+    if not decision.allowed:
+        if who is None:
+            return _unauthenticated(request, area, problem)
+        await audit(
+            engine_of(request),
+            who=who.user,
+            role=who.role,
+            action="access.denied",
+            outcome="denied",
+            source=request.remote,
+            detail={"route": name, "method": request.method, "reason": decision.reason},
+        )
+        return _json_error(403, f"forbidden: {decision.reason}")
+    if (
+        who is not None
+        and who.via == "session"
+        and request.method in UNSAFE_METHODS
+        and not _same_origin(request)
+    ):
+        return _json_error(403, "forbidden: cross-origin request")
+
+    if area in SMALL_BODY_AREAS:
+        try:
+            async with asyncio.timeout(SMALL_REQUEST_SECONDS):
+                return await handler(request)
+        except TimeoutError:
+            return _json_error(504, "request took too long")
+    return await handler(request)
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: hardening headers on every response, page headers on HTML."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.content_type == "text/html":
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Cache-Control", "no-store")
+    if request.secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")

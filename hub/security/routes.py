@@ -1,0 +1,147 @@
+"""Login, logout and "who am I": the session routes and the login page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aiohttp import web
+
+from hub.security import accounts, ratelimit
+from hub.security.audit import audit
+from hub.security.middleware import SESSION_COOKIE, engine_of, principal
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: an open redirect would turn the login page into a phishing aid."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool]:
+    """(username, password, next, is_form) from a JSON body or an HTML form."""
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="body is not JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="expected a JSON object")
+        is_form = False
+    else:
+        body = await request.post()
+        is_form = True
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username:
+        raise web.HTTPBadRequest(text="username and password are required")
+    nxt = body.get("next")
+    return username[:128], password[:1024], nxt if isinstance(nxt, str) else None, is_form
+
+
+def _answer(is_form: bool, status: int, payload: dict, location: str) -> web.Response:
+    if is_form:
+        return web.Response(status=303, headers={"Location": location})
+    return web.json_response(payload, status=status, headers={"Cache-Control": "no-store"})
+
+
+async def login(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    username, password, nxt, is_form = await _credentials(request)
+    address = request.remote or "-"
+    locked = await ratelimit.check(engine, username, address)
+    if locked is not None:
+        await audit(
+            engine,
+            who=username,
+            role="-",
+            action="login.locked",
+            outcome="denied",
+            source=address,
+            detail={"scope": locked.scope},
+        )
+        response = _answer(
+            is_form, 429, {"error": "too many failed logins; try later"}, "/login?error=locked"
+        )
+        response.headers["Retry-After"] = str(locked.retry_after)
+        return response
+
+    who = await accounts.check_password(engine, username, password)
+    await ratelimit.record(engine, username, address, ok=who is not None)
+    if who is None:
+        now_locked = await ratelimit.check(engine, username, address)
+        await audit(
+            engine,
+            who=username,
+            role="-",
+            action="login.lockout" if now_locked else "login",
+            outcome="failure",
+            source=address,
+        )
+        return _answer(is_form, 401, {"error": "invalid credentials"}, "/login?error=1")
+
+    _, secret = await accounts.issue_token(
+        engine, who.user, kind="session", ttl_seconds=accounts.SESSION_SECONDS
+    )
+    await audit(
+        engine, who=who.user, role=who.role, action="login", outcome="success", source=address
+    )
+    target = _safe_next(nxt)
+    response = _answer(is_form, 200, {"user": who.user, "role": who.role, "next": target}, target)
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=accounts.SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        secure=request.secure,
+        samesite="Strict",
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    who = principal(request)
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        await accounts.revoke_secret(engine, secret)
+    if who is not None and who.via == "session":
+        await audit(
+            engine,
+            who=who.user,
+            role=who.role,
+            action="logout",
+            outcome="success",
+            source=request.remote,
+        )
+    if request.content_type == "application/x-www-form-urlencoded":
+        response = web.Response(status=303, headers={"Location": "/login"})
+    else:
+        response = web.json_response({"ok": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    who = principal(request)
+    assert who is not None  # the middleware lets account.* through only with a principal
+    return web.json_response(who.as_json(), headers={"Cache-Control": "no-store"})
+
+
+async def login_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "login.html")
+
+
+async def login_script(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "login.js")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/login", login_page, name="public.login.page")
+    app.router.add_get("/login/login.js", login_script, name="public.login.script")
+    app.router.add_post("/api/login", login, name="public.login")
+    app.router.add_post("/api/logout", logout, name="public.logout")
+    app.router.add_get("/api/me", me, name="account.me")

@@ -1,0 +1,69 @@
+"""Wiring the security package into the aiohttp application."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.security import audit as audit_mod
+from hub.security.accounts import ensure_admin
+from hub.security.middleware import (
+    SECURITY_KEY,
+    SecurityState,
+    add_security_headers,
+    security_middleware,
+)
+from hub.security.redact import install_log_redaction
+from hub.security.routes import add_routes
+from hub.security.tables import ensure_schema
+
+
+def setup(
+    app: web.Application, *, engine: AsyncEngine | None = None, data_dir: Path | None = None
+) -> None:
+    """Install the access gate, the hardening headers, the login routes and the audit writer.
+
+    Call before any other package's setup so the gate is the outermost middleware. The engine
+    and data directory default to the archive's (``app[ARCHIVE_KEY]``, ``app[SETTINGS_KEY]``),
+    looked up at start-up, so the archive must be opened by an earlier cleanup context.
+    """
+    app[SECURITY_KEY] = SecurityState(engine=engine, data_dir=data_dir)
+    app.middlewares.append(security_middleware)
+    app.on_response_prepare.append(add_security_headers)
+    add_routes(app)
+    app.cleanup_ctx.append(_security_context)
+
+
+async def _security_context(app: web.Application) -> AsyncIterator[None]:
+    state = app[SECURITY_KEY]
+    archive = app.get(ARCHIVE_KEY)
+    if state.engine is None:
+        if archive is None:
+            raise RuntimeError("hub.security needs app[ARCHIVE_KEY] opened before its start-up")
+        state.engine = archive.engine
+    if state.data_dir is None:
+        state.data_dir = Path(app[SETTINGS_KEY].data_dir)
+    await ensure_schema(state.engine)
+    install_log_redaction()
+    log = audit_mod.attach(state.engine, state.data_dir)
+    await log.start()
+    if archive is not None:
+        archive.subscribe(audit_mod.archive_subscriber(state.engine))
+    state.generated_admin_password = await ensure_admin(state.engine)
+    if state.generated_admin_password:
+        print(
+            "Created user 'admin' with one-time password: "
+            f"{state.generated_admin_password}\n(change it with: tessera user password admin)",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        yield
+    finally:
+        await log.close()
+        audit_mod.detach(state.engine)

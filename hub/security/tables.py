@@ -1,0 +1,96 @@
+"""Security tables, added to the archive's metadata so they live in the archive's database."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.archive.index import metadata
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(128), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(256), nullable=True),  # None: token-only service account
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Bearer tokens and browser sessions. Only the sha256 of the secret is kept: the secrets are
+# 256-bit random values, so a fast hash is enough (no password stretching needed).
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_fk", ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # "api" | "session"
+    Column("label", String(128), nullable=False, default=""),
+    Column("scopes", Text, nullable=True),  # space-separated permissions; None: the role's all
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+Index("ix_tokens_user", tokens.c.user_fk)
+
+# Hash-chained, HMAC-keyed audit trail (fields after IHE ATNA / RFC 3881).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", Float, nullable=False),
+    Column("who", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("patient", String(128), nullable=True),
+    Column("study", String(64), nullable=True),
+    Column("source", String(128), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("mac", String(64), nullable=False),
+)
+
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(128), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+)
+Index("ix_login_attempts_user", login_attempts.c.username, login_attempts.c.at)
+Index("ix_login_attempts_addr", login_attempts.c.address, login_attempts.c.at)
+
+# DIMSE allow-list: which calling AE titles may use which services.
+ae_permissions = Table(
+    "ae_permissions",
+    metadata,
+    Column("ae_title", String(16), primary_key=True),
+    Column("store", Boolean, nullable=False, default=False),
+    Column("find", Boolean, nullable=False, default=False),
+    Column("move", Boolean, nullable=False, default=False),
+    Column("get", Boolean, nullable=False, default=False),
+    Column("worklist", Boolean, nullable=False, default=False),
+    Column("note", String(256), nullable=False, default=""),
+)
+
+SECURITY_TABLES = [users, tokens, audit_log, login_attempts, ae_permissions]
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Create the security tables if missing (Archive.open also does this via ``metadata``)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all, tables=SECURITY_TABLES)
