@@ -35,6 +35,7 @@ REF_COLUMNS = (
     patients.c.patient_id,
     instances.c.rows,
     instances.c.columns,
+    instances.c.image_type,
 )
 
 

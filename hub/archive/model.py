@@ -66,4 +66,5 @@ class InstanceRef:
     patient_id: str = ""
     rows: int | None = None
     columns: int | None = None
+    image_type: str = ""
     extra: dict = field(default_factory=dict)

@@ -1,0 +1,37 @@
+"""Composition root: settings -> archive -> doors -> one aiohttp Application."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from hub import dicomweb
+from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.archive import Archive
+from hub.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def build_app(settings: Settings, archive: Archive | None = None) -> web.Application:
+    """The whole hub as one Application; the archive is opened here unless one is given."""
+    owned = archive is None
+    archive = archive or await Archive.open(settings)
+    app = web.Application(client_max_size=1024**2)
+    app[SETTINGS_KEY] = settings
+    app[ARCHIVE_KEY] = archive
+    for setup in _doors():
+        setup(app)
+    if owned:
+        app.on_cleanup.append(_close_archive)
+    return app
+
+
+def _doors():
+    """Each door adds its routes and background work, in this order."""
+    return [dicomweb.setup]
+
+
+async def _close_archive(app: web.Application) -> None:
+    await app[ARCHIVE_KEY].close()

@@ -1,0 +1,118 @@
+"""The `tessera` command: serve, demo, import, verify, and the commands each package adds."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from hub.config import Settings
+
+# Packages that add their own subcommands through `register(subparsers)`.
+COMMAND_MODULES: list[str] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, default=None, help="data folder (default ./tessera-data)")
+    common.add_argument("-v", "--verbose", action="store_true")
+    parser = argparse.ArgumentParser(prog="tessera", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(title="commands")
+
+    serve = _add(sub, common, "serve", "run the hub")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=cmd_serve)
+
+    imp = _add(sub, common, "import", "ingest DICOM files and folders")
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.set_defaults(func=cmd_import)
+
+    ver = _add(sub, common, "verify", "check the index against the stored files")
+    ver.add_argument("--repair", action="store_true", help="quarantine orphans, clear temp files")
+    ver.add_argument("--quick", action="store_true", help="check presence only, not hashes")
+    ver.set_defaults(func=cmd_verify)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(_Sub(sub, common))
+    return parser
+
+
+class _Sub:
+    """Passes the common options to every parser a package adds."""
+
+    def __init__(self, sub, common) -> None:
+        self._sub, self._common = sub, common
+
+    def add_parser(self, name: str, **kwargs):
+        kwargs.setdefault("parents", [self._common])
+        return self._sub.add_parser(name, **kwargs)
+
+
+def _add(sub, common, name: str, help_text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, parents=[common])
+
+
+def settings_from(args: argparse.Namespace, **overrides) -> Settings:
+    return Settings.from_env(data_dir=args.data, **overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hub.server import serve
+
+    settings = settings_from(args, host=args.host, port=args.port)
+    return asyncio.run(serve(settings))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from hub.importer import import_paths
+
+    return asyncio.run(import_paths(settings_from(args), args.paths))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from hub.archive import Archive
+    from hub.archive.verify import verify
+
+    async def run() -> int:
+        archive = await Archive.open(settings_from(args))
+        try:
+            report = await verify(archive, deep=not args.quick, repair=args.repair)
+        finally:
+            await archive.close()
+        print(f"checked {report.checked} instances")
+        for label, items in (
+            ("missing blob", report.missing),
+            ("corrupt blob", report.corrupt),
+            ("orphan blob", report.orphans),
+        ):
+            for item in items:
+                print(f"{label}: {item}")
+        if report.temp_files:
+            print(f"interrupted uploads: {report.temp_files} temp file(s)")
+        if report.repaired:
+            print("repaired: orphans quarantined, temp files removed")
+            return 1 if report.missing or report.corrupt else 0
+        return 0 if report.clean else 1
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

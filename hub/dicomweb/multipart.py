@@ -1,0 +1,146 @@
+"""multipart/related bodies: STOW-RS parts streamed to disk, WADO-RS responses streamed out.
+
+Reading uses aiohttp's MultipartReader. Frame responses are joined by hand: they are small and
+hot, and aiohttp's MultipartWriter adds per-part machinery we do not need there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import BodyPartReader, MultipartReader, web
+
+from hub.archive.store import CHUNK, BlobStore
+
+CRLF = b"\r\n"
+
+
+class TooLarge(Exception):
+    pass
+
+
+class BadBody(Exception):
+    pass
+
+
+@dataclass
+class StagedPart:
+    content_type: str
+    temp: Path | None  # None for a part we did not keep (wrong type)
+    sha256: str = ""
+    size: int = 0
+
+
+def new_boundary() -> str:
+    return uuid.uuid4().hex
+
+
+def content_type(media_type: str, boundary: str) -> str:
+    return f'multipart/related; type="{media_type}"; boundary={boundary}'
+
+
+def join_parts(parts: Iterable[tuple[str, bytes]], boundary: str) -> bytes:
+    """One multipart/related body from (part content type, payload) pairs."""
+    b = boundary.encode()
+    chunks: list[bytes] = []
+    for ctype, payload in parts:
+        chunks += [b"--", b, CRLF, b"Content-Type: ", ctype.encode(), CRLF, CRLF, payload, CRLF]
+    chunks += [b"--", b, b"--", CRLF]
+    return b"".join(chunks)
+
+
+async def stream_files(
+    request: web.Request,
+    response: web.StreamResponse,
+    store: BlobStore,
+    items: list[tuple[str, str]],
+    boundary: str,
+) -> None:
+    """Send stored files (part content type, sha256) as parts, a chunk at a time."""
+    loop = asyncio.get_running_loop()
+    b = boundary.encode()
+    for ctype, sha in items:
+        await response.write(b"--" + b + CRLF + b"Content-Type: " + ctype.encode() + CRLF + CRLF)
+        offset = 0
+        while True:
+            block = await loop.run_in_executor(None, store.pread, sha, offset, CHUNK)
+            if not block:
+                break
+            await response.write(block)
+            offset += len(block)
+        await response.write(CRLF)
+    await response.write(b"--" + b + b"--" + CRLF)
+
+
+async def stage_parts(
+    request: web.Request, store: BlobStore, max_bytes: int
+) -> AsyncIterator[StagedPart]:
+    """Yield each part of a STOW-RS body, written to a temp file and hashed on the way.
+
+    Raises BadBody for a malformed or truncated body and TooLarge past max_bytes; the caller
+    removes the temp files it was given.
+    """
+    try:
+        reader = MultipartReader(request.headers, request.content)
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise BadBody(f"Not a multipart body: {exc}") from exc
+    total = 0
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError, asyncio.IncompleteReadError) as exc:
+            raise BadBody(f"Malformed multipart body: {exc}") from exc
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            raise BadBody("Nested multipart parts are not supported")
+        ctype = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        staged, total = await _stage_one(part, ctype, store, total, max_bytes)
+        yield staged
+
+
+async def _stage_one(
+    part: BodyPartReader, ctype: str, store: BlobStore, total: int, max_bytes: int
+) -> tuple[StagedPart, int]:
+    loop = asyncio.get_running_loop()
+    keep = ctype == "application/dicom"
+    fd, temp = store.new_temp() if keep else (None, None)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while True:
+            try:
+                chunk = await part.read_chunk(CHUNK)
+            except (ValueError, AssertionError, asyncio.IncompleteReadError) as exc:
+                raise BadBody(f"Malformed multipart body: {exc}") from exc
+            if not chunk:
+                break
+            size += len(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise TooLarge(f"The body exceeds the limit of {max_bytes} bytes")
+            if fd is not None:
+                await loop.run_in_executor(None, _write_and_hash, fd, chunk, digest)
+        if not part.at_eof():
+            raise BadBody("Truncated multipart body")
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+            temp.unlink(missing_ok=True)
+        raise
+    if fd is not None:
+        os.close(fd)
+    return StagedPart(ctype, temp, digest.hexdigest(), size), total
+
+
+def _write_and_hash(fd: int, chunk: bytes, digest) -> None:
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
+    digest.update(chunk)

@@ -1,0 +1,48 @@
+"""Shared response helpers for the DICOMweb door: JSON, errors, caching, URLs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+DICOM_JSON = "application/dicom+json"
+IMMUTABLE = "private, max-age=31536000, immutable"
+REVALIDATE = "private, no-cache"
+WARNING_TRUNCATED = '299 tessera "More results match than were returned; use limit and offset"'
+
+
+def base_url(request: web.Request) -> str:
+    """The absolute URL of the DICOMweb root, as the client reached it."""
+    return f"{request.scheme}://{request.host}/dicomweb"
+
+
+def dicom_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    body = data if isinstance(data, bytes) else json.dumps(data, separators=(",", ":")).encode()
+    return web.Response(body=body, status=status, content_type=DICOM_JSON, headers=headers)
+
+
+def problem(status: int, message: str) -> web.Response:
+    """An error with its reason, in the body and in a Warning header (PS3.18 8.6.3)."""
+    reason = message.replace('"', "'")[:300]
+    return web.json_response(
+        {"status": status, "error": message},
+        status=status,
+        headers={"Warning": f'299 tessera "{reason}"'},
+    )
+
+
+def not_modified(request: web.Request, etag: str) -> web.Response | None:
+    match = request.headers.get("If-None-Match")
+    if match and (match == "*" or etag in [m.strip() for m in match.split(",")]):
+        return web.Response(status=304, headers={"ETag": etag})
+    return None
+
+
+def cache_headers(etag: str, immutable: bool) -> dict[str, str]:
+    return {"ETag": etag, "Cache-Control": IMMUTABLE if immutable else REVALIDATE}
+
+
+def element(vr: str, *values: Any) -> dict[str, Any]:
+    return {"vr": vr, "Value": list(values)} if values else {"vr": vr}

@@ -1,0 +1,170 @@
+"""STOW-RS (PS3.18 10.5): multipart/related application/dicom bodies, streamed to disk."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from hub.app_keys import ARCHIVE_KEY
+from hub.archive import IngestResult, Source, errors
+from hub.dicomweb.multipart import BadBody, StagedPart, TooLarge, stage_parts
+from hub.dicomweb.responses import base_url, dicom_json, element
+
+FAILED_SOP_SEQUENCE = "00081198"
+REFERENCED_SOP_SEQUENCE = "00081199"
+RETRIEVE_URL = "00081190"
+REFERENCED_SOP_CLASS = "00081150"
+REFERENCED_SOP_INSTANCE = "00081155"
+FAILURE_REASON = "00081197"
+WARNING_REASON = "00081196"
+STUDY_MISMATCH = 0xA900
+COERCED = 0xB000
+
+
+async def store_instances(request: web.Request) -> web.Response:
+    archive = request.app[ARCHIVE_KEY]
+    target_study = request.match_info.get("study")
+    refusal = _check_request(request, archive.settings.max_upload_bytes)
+    if refusal is not None:
+        return refusal
+    staged: list[StagedPart] = []
+    try:
+        async for part in stage_parts(request, archive.store, archive.settings.max_upload_bytes):
+            staged.append(part)
+    except TooLarge as exc:
+        _discard(staged)
+        return _refused(413, str(exc))
+    except BadBody as exc:
+        _discard(staged)
+        return _refused(400, str(exc))
+    except (asyncio.CancelledError, ConnectionResetError):
+        _discard(staged)
+        raise
+    if not staged:
+        return _refused(400, "The body holds no parts")
+    source = Source("stow", actor=_actor(request), address=request.remote)
+    results = [await _ingest_part(archive, part, target_study, source) for part in staged]
+    return _response(request, results, target_study)
+
+
+def _check_request(request: web.Request, limit: int) -> web.Response | None:
+    if request.content_type != "multipart/related":
+        return _refused(415, f"Expected multipart/related, got {request.content_type}")
+    part_type = (request.content_type_params or {}).get("type", "application/dicom")
+    if part_type.strip('"').lower() != "application/dicom":
+        return _refused(415, f'Only type="application/dicom" bodies are accepted, not {part_type}')
+    if "boundary" not in (request.content_type_params or {}):
+        return _refused(400, "The multipart Content-Type has no boundary")
+    if request.content_length is not None and request.content_length > limit:
+        return _refused(413, f"The body exceeds the limit of {limit} bytes")
+    return None
+
+
+async def _ingest_part(archive, part: StagedPart, target_study: str | None, source: Source):
+    if part.temp is None:
+        return IngestResult(
+            "failed",
+            reason=errors.CANNOT_UNDERSTAND,
+            message=f"Part of type {part.content_type or 'none'} is not application/dicom",
+        )
+    if part.size == 0:
+        part.temp.unlink(missing_ok=True)
+        return IngestResult("failed", reason=errors.CANNOT_UNDERSTAND, message="Empty part")
+    if target_study is not None:
+        study = await _peek_study(part)
+        if study != target_study:
+            part.temp.unlink(missing_ok=True)
+            return IngestResult(
+                "failed",
+                study_uid=study or "",
+                reason=STUDY_MISMATCH,
+                message=f"Instance belongs to study {study}, not {target_study}",
+            )
+    return await archive.ingest_temp(part.temp, part.sha256, part.size, source=source)
+
+
+async def _peek_study(part: StagedPart) -> str | None:
+    import pydicom
+
+    def read() -> str | None:
+        try:
+            ds = pydicom.dcmread(part.temp, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+            return str(ds.get("StudyInstanceUID") or "") or None
+        except Exception:
+            return None  # the ingest path reports why the part is unreadable
+
+    study = await asyncio.get_running_loop().run_in_executor(None, read)
+    return study
+
+
+def _response(request: web.Request, results: list[IngestResult], study: str | None) -> web.Response:
+    base = base_url(request)
+    stored = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    body: dict[str, Any] = {}
+    study_uids = {r.study_uid for r in stored}
+    if study or len(study_uids) == 1:
+        body[RETRIEVE_URL] = element("UR", f"{base}/studies/{study or next(iter(study_uids))}")
+    if stored:
+        body[REFERENCED_SOP_SEQUENCE] = {"vr": "SQ", "Value": [_referenced(base, r) for r in stored]}
+    if failed:
+        body[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": [_failed(r) for r in failed]}
+    if not failed:
+        status = 200
+    elif stored:
+        status = 202
+    else:
+        status = 409
+    return dicom_json(dict(sorted(body.items())), status=status)
+
+
+def _referenced(base: str, r: IngestResult) -> dict[str, Any]:
+    item = {
+        REFERENCED_SOP_CLASS: element("UI", r.sop_class_uid),
+        REFERENCED_SOP_INSTANCE: element("UI", r.sop_instance_uid),
+        RETRIEVE_URL: element(
+            "UR", f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"
+        ),
+    }
+    return item
+
+
+def _failed(r: IngestResult) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        REFERENCED_SOP_CLASS: element("UI", *([r.sop_class_uid] if r.sop_class_uid else [])),
+        REFERENCED_SOP_INSTANCE: element("UI", *([r.sop_instance_uid] if r.sop_instance_uid else [])),
+        FAILURE_REASON: element("US", r.reason or errors.PROCESSING_FAILURE),
+        # ErrorComment-style text so that a person can read why.
+        "00000902": element("LO", r.message[:64]),
+    }
+    return item
+
+
+def _refused(status: int, message: str) -> web.Response:
+    reason = {400: errors.CANNOT_UNDERSTAND, 413: errors.OUT_OF_RESOURCES, 415: errors.CANNOT_UNDERSTAND}
+    body = {
+        FAILED_SOP_SEQUENCE: {
+            "vr": "SQ",
+            "Value": [
+                {
+                    FAILURE_REASON: element("US", reason.get(status, errors.PROCESSING_FAILURE)),
+                    "00000902": element("LO", message[:64]),
+                }
+            ],
+        }
+    }
+    headers = {"Warning": f'299 tessera "{message}"'}
+    return dicom_json(body, status=status, headers=headers)
+
+
+def _discard(staged: list[StagedPart]) -> None:
+    for part in staged:
+        if part.temp is not None:
+            part.temp.unlink(missing_ok=True)
+
+
+def _actor(request: web.Request) -> str | None:
+    principal = request.get("principal")
+    return getattr(principal, "username", None) if principal is not None else None

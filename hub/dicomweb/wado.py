@@ -1,0 +1,304 @@
+"""WADO-RS (PS3.18 10.4): instances, metadata, frames, bulk data, rendered and thumbnails."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from functools import partial
+
+from aiohttp import web
+
+from hub.app_keys import ARCHIVE_KEY
+from hub.archive import InstanceRef, NotFound
+from hub.archive.archive import Archive
+from hub.archive.errors import NotAcceptable
+from hub.archive.model import FrameTable
+from hub.dicomweb import media, render
+from hub.dicomweb.multipart import content_type, join_parts, new_boundary, stream_files
+from hub.dicomweb.responses import (
+    base_url,
+    cache_headers,
+    dicom_json,
+    not_modified,
+    problem,
+)
+
+INLINE_READ_LIMIT = 1 << 20  # frames below this are read on the loop: one pread from page cache
+MAX_FRAMES_PER_REQUEST = 10_000
+
+
+def _refs_etag(refs: list[InstanceRef], variant: str) -> str:
+    h = hashlib.sha256(variant.encode())
+    for ref in refs:
+        h.update(ref.sha256.encode())
+    return f'"{h.hexdigest()[:40]}"'
+
+
+def _immutable(archive: Archive) -> bool:
+    return archive.settings.duplicate_policy == "reject"
+
+
+async def _refs(request: web.Request) -> list[InstanceRef]:
+    m = request.match_info
+    return await request.app[ARCHIVE_KEY].instances(m["study"], m.get("series"), m.get("instance"))
+
+
+# -- instances -----------------------------------------------------------------
+async def retrieve(request: web.Request) -> web.StreamResponse:
+    archive = request.app[ARCHIVE_KEY]
+    refs = await _refs(request)
+    stored = {ref.transfer_syntax_uid for ref in refs}
+    choices = {ts: media.negotiate_instances(request.headers.get("Accept"), ts) for ts in stored}
+    etag = _refs_etag(refs, "dicom:" + ",".join(sorted(c.transfer_syntax for c in choices.values())))
+    if (hit := not_modified(request, etag)) is not None:
+        return hit
+    boundary = new_boundary()
+    headers = cache_headers(etag, _immutable(archive) and "instance" in request.match_info)
+    if any(c.decode for c in choices.values()):
+        return await _retrieve_decoded(archive, refs, choices, boundary, headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "multipart/related"
+    response.headers["Content-Type"] = content_type("application/dicom", boundary)
+    await response.prepare(request)
+    items = [(_dicom_part_type(ref.transfer_syntax_uid), ref.sha256) for ref in refs]
+    await stream_files(request, response, archive.store, items, boundary)
+    await response.write_eof()
+    return response
+
+
+def _dicom_part_type(ts: str) -> str:
+    return f"application/dicom; transfer-syntax={ts}"
+
+
+async def _retrieve_decoded(archive, refs, choices, boundary, headers) -> web.Response:
+    loop = asyncio.get_running_loop()
+    parts = []
+    for ref in refs:
+        choice = choices[ref.transfer_syntax_uid]
+        path = archive.store.path(ref.sha256)
+        if choice.decode:
+            data = await loop.run_in_executor(None, render.decoded_instance, path)
+        else:
+            data = await loop.run_in_executor(None, archive.store.read, ref.sha256)
+        parts.append((_dicom_part_type(choice.transfer_syntax), data))
+    body = await loop.run_in_executor(None, join_parts, parts, boundary)
+    headers = {**headers, "Content-Type": content_type("application/dicom", boundary)}
+    return web.Response(body=body, headers=headers)
+
+
+# -- metadata ------------------------------------------------------------------
+async def metadata(request: web.Request) -> web.Response:
+    archive = request.app[ARCHIVE_KEY]
+    refs = await _refs(request)
+    etag = _refs_etag(refs, "metadata")
+    if (hit := not_modified(request, etag)) is not None:
+        return hit
+    base = base_url(request)
+    pieces = []
+    for ref in refs:
+        text = await archive.metadata_json(ref)
+        url = f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}/instances/{ref.sop_instance_uid}/"
+        pieces.append(text.replace('"BulkDataURI":"', '"BulkDataURI":"' + url))
+    body = ("[" + ",".join(pieces) + "]").encode()
+    immutable = _immutable(archive) and "instance" in request.match_info
+    return dicom_json(body, headers=cache_headers(etag, immutable))
+
+
+# -- frames --------------------------------------------------------------------
+def parse_frame_list(text: str, count: int) -> list[int]:
+    try:
+        numbers = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError as exc:
+        raise ValueError(f"Frame list {text!r} is not a comma-separated list of numbers") from exc
+    if not numbers or len(numbers) > MAX_FRAMES_PER_REQUEST:
+        raise ValueError("Ask for between 1 and 10000 frames")
+    bad = [n for n in numbers if n < 1 or n > count]
+    if bad:
+        raise LookupError(f"Frame {bad[0]} does not exist; the instance has {count} frame(s)")
+    return numbers
+
+
+async def _frame_entry(request: web.Request) -> tuple[InstanceRef, FrameTable | None]:
+    archive = request.app[ARCHIVE_KEY]
+    m = request.match_info
+    entry = archive.cached_frame_table(m["instance"])
+    if entry is not None and entry[0].study_uid == m["study"] and entry[0].series_uid == m["series"]:
+        return entry
+    return await archive.frame_table(m["study"], m["series"], m["instance"])
+
+
+async def frames(request: web.Request) -> web.Response:
+    archive = request.app[ARCHIVE_KEY]
+    ref, table = await _frame_entry(request)
+    try:
+        numbers = parse_frame_list(request.match_info["frames"], ref.number_of_frames)
+    except ValueError as exc:
+        return problem(400, str(exc))
+    except LookupError as exc:
+        return problem(404, str(exc))
+    choice = media.negotiate_frames(request.headers.get("Accept"), ref.transfer_syntax_uid, len(numbers))
+    etag = f'"{ref.sha256[:32]}-{request.match_info["frames"]}-{choice.transfer_syntax}"'
+    if (hit := not_modified(request, etag)) is not None:
+        return hit
+    if choice.decode or table is None:
+        payloads = await _decoded_frames(archive, ref, numbers, choice)
+    else:
+        payloads = [await _read_frame(archive, ref, table, n) for n in numbers]
+    headers = cache_headers(etag, _immutable(archive))
+    part_type = _frame_part_type(choice)
+    if not choice.multipart:
+        headers["Content-Type"] = part_type
+        return web.Response(body=payloads[0], headers=headers)
+    boundary = new_boundary()
+    headers["Content-Type"] = content_type(choice.media_type, boundary)
+    return web.Response(body=join_parts(((part_type, p) for p in payloads), boundary), headers=headers)
+
+
+def _frame_part_type(choice: media.Choice) -> str:
+    return f"{choice.media_type}; transfer-syntax={choice.transfer_syntax}"
+
+
+async def _read_frame(archive: Archive, ref: InstanceRef, table: FrameTable, number: int) -> bytes:
+    ranges = table.ranges[number - 1]
+    total = sum(length for _, length in ranges)
+    if total <= INLINE_READ_LIMIT:
+        return b"".join(archive.store.pread(ref.sha256, off, length) for off, length in ranges)
+    loop = asyncio.get_running_loop()
+    chunks = [
+        await loop.run_in_executor(None, archive.store.pread, ref.sha256, off, length)
+        for off, length in ranges
+    ]
+    return b"".join(chunks)
+
+
+async def _decoded_frames(
+    archive: Archive, ref: InstanceRef, numbers: list[int], choice: media.Choice
+) -> list[bytes]:
+    loop = asyncio.get_running_loop()
+    path = archive.store.path(ref.sha256)
+    if not choice.decode:
+        # Stored bytes that have no frame table (deflated files): extract by parsing.
+        from pydicom import dcmread
+        from pydicom.encaps import get_frame
+
+        def extract(n: int) -> bytes:
+            ds = dcmread(path)
+            if ds.file_meta.TransferSyntaxUID.is_compressed:
+                return get_frame(ds.PixelData, n - 1, number_of_frames=ref.number_of_frames)
+            size = len(ds.PixelData) // ref.number_of_frames
+            return ds.PixelData[(n - 1) * size : n * size]
+
+        return [await loop.run_in_executor(None, extract, n) for n in numbers]
+    return [await loop.run_in_executor(None, render.decoded_frame, path, n - 1) for n in numbers]
+
+
+# -- bulk data -----------------------------------------------------------------
+async def bulkdata(request: web.Request) -> web.Response:
+    archive = request.app[ARCHIVE_KEY]
+    (ref,) = await _refs(request)
+    tag = request.match_info["tag"].upper()
+    ranges = await archive.bulk_ranges(ref)
+    if tag not in ranges:
+        return problem(404, f"No bulk data element {tag} in this instance")
+    if tag == "7FE00010" and ref.number_of_frames >= 1:
+        frame_list = ",".join(str(n) for n in range(1, ref.number_of_frames + 1))
+        request.match_info["frames"] = frame_list
+        return await frames(request)
+    offset, length, _vr = ranges[tag]
+    etag = f'"{ref.sha256[:32]}-{tag}"'
+    if (hit := not_modified(request, etag)) is not None:
+        return hit
+    loop = asyncio.get_running_loop()
+    data = await loop.run_in_executor(None, archive.store.pread, ref.sha256, offset, length)
+    boundary = new_boundary()
+    headers = cache_headers(etag, _immutable(archive))
+    headers["Content-Type"] = content_type("application/octet-stream", boundary)
+    return web.Response(body=join_parts([("application/octet-stream", data)], boundary), headers=headers)
+
+
+# -- rendered and thumbnails ---------------------------------------------------
+def _viewport(request: web.Request) -> tuple[int, int] | None:
+    text = request.rel_url.query.get("viewport")
+    if not text:
+        return None
+    parts = text.split(",")
+    try:
+        width, height = int(parts[0]), int(parts[1] if len(parts) > 1 else parts[0])
+    except ValueError as exc:
+        raise ValueError("viewport must be width,height") from exc
+    if not (0 < width <= 8192 and 0 < height <= 8192):
+        raise ValueError("viewport must be between 1 and 8192 pixels")
+    return width, height
+
+
+def _quality(request: web.Request) -> int:
+    try:
+        quality = int(request.rel_url.query.get("quality", "90"))
+    except ValueError as exc:
+        raise ValueError("quality must be an integer from 1 to 100") from exc
+    if not 1 <= quality <= 100:
+        raise ValueError("quality must be an integer from 1 to 100")
+    return quality
+
+
+async def _render(
+    request: web.Request, ref: InstanceRef, index: int, viewport, cache_variant: str
+) -> web.Response:
+    archive = request.app[ARCHIVE_KEY]
+    media_type = media.wants_rendered(request.headers.get("Accept"))
+    quality = _quality(request)
+    etag = f'"{ref.sha256[:32]}-{cache_variant}-{index}-{viewport}-{quality}-{media_type}"'
+    if (hit := not_modified(request, etag)) is not None:
+        return hit
+    path = archive.store.path(ref.sha256)
+    job = partial(render.rendered, path, index, media_type, viewport, quality)
+    try:
+        data = await asyncio.get_running_loop().run_in_executor(None, job)
+    except Exception as exc:
+        raise NotAcceptable(f"This instance cannot be rendered: {exc}") from exc
+    headers = cache_headers(etag, _immutable(archive))
+    return web.Response(body=data, content_type=media_type, headers=headers)
+
+
+async def rendered_instance(request: web.Request) -> web.Response:
+    (ref,) = await _refs(request)
+    try:
+        viewport = _viewport(request)
+    except ValueError as exc:
+        return problem(400, str(exc))
+    frame_text = request.match_info.get("frames")
+    index = 0
+    if frame_text:
+        try:
+            numbers = parse_frame_list(frame_text, ref.number_of_frames)
+        except ValueError as exc:
+            return problem(400, str(exc))
+        except LookupError as exc:
+            return problem(404, str(exc))
+        index = numbers[0] - 1
+    return await _render(request, ref, index, viewport, "rendered")
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    refs = await _refs(request)
+    try:
+        viewport = _viewport(request) or (render.DEFAULT_THUMBNAIL, render.DEFAULT_THUMBNAIL)
+    except ValueError as exc:
+        return problem(400, str(exc))
+    ref = representative(refs)
+    index = ref.number_of_frames // 2 if "frames" not in request.match_info else 0
+    return await _render(request, ref, index, viewport, "thumbnail")
+
+
+def representative(refs: list[InstanceRef]) -> InstanceRef:
+    """The instance that best stands for a study or series: a slide's thumbnail or smallest
+    whole level (never its label, which may carry identifiers), else the middle image."""
+    images = [r for r in refs if r.rows]
+    if not images:
+        raise NotFound("Nothing in this study or series has pixel data")
+    flavour = {r.sop_instance_uid: (r.image_type.split("\\") + ["", "", ""])[2] for r in images}
+    for wanted in ("THUMBNAIL", "VOLUME", "OVERVIEW"):
+        slides = [r for r in images if flavour[r.sop_instance_uid] == wanted]
+        if slides:
+            return min(slides, key=lambda r: r.number_of_frames)
+    return images[len(images) // 2]

@@ -1,0 +1,52 @@
+"""`tessera import`: ingest files and folders through the one ingest path, with progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hub.archive import Archive, Source
+from hub.config import Settings
+
+CONCURRENCY = 4
+
+
+def walk(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from (p for p in sorted(path.rglob("*")) if p.is_file())
+        else:
+            yield path
+
+
+async def import_paths(settings: Settings, paths: list[Path]) -> int:
+    files = await asyncio.get_running_loop().run_in_executor(None, lambda: list(walk(paths)))
+    archive = await Archive.open(settings)
+    counts = {"stored": 0, "duplicate": 0, "version": 0, "failed": 0}
+    failures: list[str] = []
+    queue: asyncio.Queue[Path] = asyncio.Queue()
+    for f in files:
+        queue.put_nowait(f)
+    bar = tqdm(total=len(files), unit="file", desc="import")
+
+    async def worker() -> None:
+        while not queue.empty():
+            path = queue.get_nowait()
+            result = await archive.ingest_file(path, source=Source("import"))
+            counts[result.status] += 1
+            if not result.ok:
+                failures.append(f"{path}: {result.message}")
+            bar.update(1)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    finally:
+        bar.close()
+        await archive.close()
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    for line in failures:
+        print(f"failed: {line}")
+    return 0 if not failures else 1

@@ -1,0 +1,36 @@
+"""Run the hub until interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+
+from aiohttp import web
+
+from hub.app import build_app
+from hub.config import Settings
+
+
+async def start(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    app = await build_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024)
+    await site.start()
+    return runner
+
+
+async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None, banner=None) -> int:
+    runner = await start(settings, ssl_context)
+    scheme = "https" if ssl_context else "http"
+    print(f"Tessera is running at {scheme}://{settings.host}:{settings.port}/", flush=True)
+    if banner:
+        banner()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0

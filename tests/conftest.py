@@ -1,0 +1,67 @@
+"""Shared fixtures: the corpus, an archive on a temp folder, and the whole hub on a free port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from hub.app import build_app
+from hub.archive import Archive
+from hub.config import Settings
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"test corpus not found at {CORPUS}")
+    return CORPUS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", port=free_port())
+
+
+@pytest.fixture
+async def archive(settings: Settings) -> AsyncIterator[Archive]:
+    a = await Archive.open(settings)
+    yield a
+    await a.close()
+
+
+@dataclass
+class HubServer:
+    url: str
+    archive: Archive
+    settings: Settings
+    app: web.Application
+    admin_headers: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+async def hub_server(settings: Settings) -> AsyncIterator[HubServer]:
+    app = await build_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", settings.port)
+    await site.start()
+    from hub.app_keys import ARCHIVE_KEY
+
+    server = HubServer(f"http://127.0.0.1:{settings.port}", app[ARCHIVE_KEY], settings, app)
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
