@@ -7,7 +7,10 @@ the request fields inline and ``inline_image_attributes`` builds the same Datase
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydicom import Dataset
@@ -20,7 +23,7 @@ class WorklistError(ValueError):
 
 
 class WorklistSource(Protocol):
-    async def get_item(self, engine: Any, item_id: str) -> Any: ...
+    async def get_item(self, engine: Any, item_id: Any) -> Any: ...
 
     def image_attributes(self, item: Any) -> Dataset: ...
 
@@ -50,21 +53,35 @@ COPIED_KEYWORDS = (
 )
 
 
+@dataclass(frozen=True)
+class _Worklist:
+    get_item: Callable[[Any, Any], Awaitable[Any]]
+    image_attributes: Callable[[Any], Dataset]
+
+
 def worklist_module() -> WorklistSource | None:
-    try:
+    """``hub.worklist`` if it exports both functions, else its model/dataset modules."""
+    with contextlib.suppress(ImportError):
         module = importlib.import_module("hub.worklist")
+        if hasattr(module, "get_item") and hasattr(module, "image_attributes"):
+            return module  # type: ignore[return-value]
+    try:
+        model = importlib.import_module("hub.worklist.model")
+        dataset = importlib.import_module("hub.worklist.dataset")
     except ImportError:
         return None
-    if hasattr(module, "get_item") and hasattr(module, "image_attributes"):
-        return module  # type: ignore[return-value]
-    return None
+    return _Worklist(model.get_item, dataset.image_attributes)  # type: ignore[return-value]
 
 
 async def attributes_for_item(engine: Any, item_id: str) -> Dataset:
     module = worklist_module()
     if module is None:
         raise WorklistError("the worklist is not available on this hub; send the fields inline")
-    item = await module.get_item(engine, item_id)
+    try:
+        key: Any = int(item_id)
+    except (TypeError, ValueError):
+        raise WorklistError(f"worklist item id {item_id!r} is not a number") from None
+    item = await module.get_item(engine, key)
     if item is None:
         raise WorklistError(f"worklist item {item_id!r} not found")
     return keep_image_attributes(module.image_attributes(item))
@@ -77,6 +94,9 @@ def keep_image_attributes(ds: Dataset) -> Dataset:
             setattr(kept, keyword, ds[keyword].value)
     if "StudyInstanceUID" not in kept:
         kept.StudyInstanceUID = generate_uid()
+    if "StudyID" not in kept:  # Annex J: Study ID from the Requested Procedure ID
+        requests = kept.get("RequestAttributesSequence") or [Dataset()]
+        kept.StudyID = str(requests[0].get("RequestedProcedureID", ""))[:16]
     return kept
 
 

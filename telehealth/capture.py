@@ -1,0 +1,219 @@
+"""Capture from the clinic's live video: stills and clips, concurrent with guidance.
+
+The capturer reads the clinic's video on its own relay subscription, so the live path to the
+specialist never waits for it. During a clip each frame goes into a bounded queue and is encoded
+(JPEG or RLE) by one worker in an executor; a full queue drops the frame and counts it. Frames
+are numbered where they enter the hub (``SequencedTrack``) so frames lost between the relay and
+the capturer are counted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import VideoFrame
+
+from telehealth.us_image import Codec, EncodedFrame, encode_frame
+
+log = logging.getLogger(__name__)
+
+
+class CaptureError(RuntimeError):
+    """A capture command that cannot be carried out now (no video, clip already running...)."""
+
+
+class SequencedTrack(MediaStreamTrack):
+    """Passes a remote video track through, numbering its frames (``frame.opaque``)."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.source = source
+        self.count = 0
+
+    async def recv(self) -> VideoFrame:
+        frame = await self.source.recv()
+        self.count += 1
+        frame.opaque = self.count
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
+@dataclass
+class ClipOutcome:
+    frames: list[EncodedFrame]
+    dropped: int  # frames that reached the hub during the clip but are not in it
+    reason: str  # "stopped", "duration", "limit", "source-ended", "closed"
+
+
+@dataclass
+class _Clip:
+    codec: Codec
+    max_seconds: float
+    queue: asyncio.Queue[VideoFrame | None]
+    frames: list[EncodedFrame] = field(default_factory=list)
+    queue_drops: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    first_seconds: float | None = None
+    reason: str = "stopped"
+    worker: asyncio.Task | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    result: Any = None
+
+    def seen(self) -> int:
+        if self.first_seq is None or self.last_seq is None:
+            return 0
+        return self.last_seq - self.first_seq + 1
+
+
+class Capturer:
+    def __init__(
+        self,
+        executor: Executor | None,
+        *,
+        jpeg_quality: int,
+        still_buffer_frames: int,
+        encode_queue_frames: int,
+        max_clip_seconds: float,
+        on_clip_ended: Callable[[ClipOutcome, Codec], Awaitable[Any]],
+    ) -> None:
+        self._executor = executor
+        self._quality = jpeg_quality
+        self._queue_size = encode_queue_frames
+        self._max_clip_seconds = max_clip_seconds
+        self._on_clip_ended = on_clip_ended
+        self._latest: deque[VideoFrame] = deque(maxlen=still_buffer_frames)
+        self._frozen: VideoFrame | None = None
+        self._reader: asyncio.Task | None = None
+        self._source: MediaStreamTrack | None = None
+        self._clip: _Clip | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self._clip is not None
+
+    @property
+    def has_video(self) -> bool:
+        return self._source is not None
+
+    def set_source(self, track: MediaStreamTrack) -> None:
+        """Start reading a (relayed) video track; a previous source is dropped."""
+        if self._clip is not None:  # a clip never spans two connections (timing restarts)
+            self._end_clip(self._clip, "source-changed")
+        if self._reader:
+            self._reader.cancel()
+        if self._source:
+            self._source.stop()
+        self._source = track
+        self._latest.clear()
+        self._reader = asyncio.create_task(self._read(track))
+
+    def freeze(self, frozen: bool) -> None:
+        self._frozen = (self._latest[-1] if self._latest else None) if frozen else None
+
+    async def still(self, codec: Codec) -> EncodedFrame:
+        frame = self._frozen or (self._latest[-1] if self._latest else None)
+        if frame is None:
+            raise CaptureError("no video from the clinic yet")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, encode_frame, frame, codec, self._quality)
+
+    def start_clip(self, codec: Codec, seconds: float | None = None) -> None:
+        if self._clip is not None:
+            raise CaptureError("a clip is already being recorded")
+        if self._source is None:
+            raise CaptureError("no video from the clinic yet")
+        limit = min(seconds, self._max_clip_seconds) if seconds else self._max_clip_seconds
+        # One slot more than the frame budget, so the end marker always fits.
+        clip = _Clip(codec, limit, asyncio.Queue(maxsize=self._queue_size + 1))
+        if seconds:
+            clip.reason = "duration"
+        clip.worker = asyncio.create_task(self._encode(clip))
+        self._clip = clip
+
+    async def stop_clip(self, reason: str = "stopped") -> Any:
+        """End the running clip; returns what ``on_clip_ended`` made of its frames."""
+        clip = self._clip
+        if clip is None:
+            raise CaptureError("no clip is being recorded")
+        self._end_clip(clip, reason)
+        await clip.done.wait()
+        return clip.result
+
+    async def close(self) -> None:
+        if self._clip is not None:
+            await self.stop_clip("closed")
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._source:
+            self._source.stop()
+        self._latest.clear()
+        self._frozen = None
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            self._latest.append(frame)
+            if self._clip is not None:
+                self._offer(self._clip, frame)
+        if self._source is track:
+            self._source = None
+            self._latest.clear()
+            if self._clip is not None:
+                self._end_clip(self._clip, "source-ended")
+
+    def _offer(self, clip: _Clip, frame: VideoFrame) -> None:
+        seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+        if clip.first_seconds is None:
+            clip.first_seconds = seconds
+        elif seconds - clip.first_seconds >= clip.max_seconds - 1e-6:
+            self._end_clip(clip, clip.reason if clip.reason == "duration" else "limit")
+            return
+        if isinstance(frame.opaque, int):
+            clip.first_seq = frame.opaque if clip.first_seq is None else clip.first_seq
+            clip.last_seq = frame.opaque
+        if clip.queue.qsize() >= self._queue_size:
+            clip.queue_drops += 1
+        else:
+            clip.queue.put_nowait(frame)
+
+    def _end_clip(self, clip: _Clip, reason: str) -> None:
+        if self._clip is not clip:
+            return
+        self._clip = None
+        clip.reason = reason
+        clip.queue.put_nowait(None)
+
+    async def _encode(self, clip: _Clip) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while (frame := await clip.queue.get()) is not None:
+                encoded = await loop.run_in_executor(
+                    self._executor, encode_frame, frame, clip.codec, self._quality
+                )
+                clip.frames.append(encoded)
+            dropped = max(clip.seen() - len(clip.frames), clip.queue_drops)
+            outcome = ClipOutcome(clip.frames, dropped, clip.reason)
+            clip.result = await self._on_clip_ended(outcome, clip.codec)
+        except Exception:
+            log.exception("clip capture failed")
+        finally:
+            clip.done.set()

@@ -1,0 +1,86 @@
+"""Live sessions of one hub process, found by id or invite code; idle ones are closed.
+
+Sessions hold peer connections, so they live in this process; what they capture is stored in
+the archive as soon as it is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydicom import Dataset
+
+from hub.archive import Archive, Source
+from telehealth.config import TelehealthSettings
+from telehealth.session import Session
+from telehealth.us_image import Calibration
+
+log = logging.getLogger(__name__)
+
+
+class SessionRegistry:
+    def __init__(self, archive: Archive, settings: TelehealthSettings) -> None:
+        self.archive = archive
+        self.settings = settings
+        self._by_id: dict[str, Session] = {}
+        self._by_code: dict[str, Session] = {}
+        # Frame encoding and instance building: off the event loop, at most two at a time.
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telehealth-capture")
+
+    def create(self, attributes: Dataset, calibration: Calibration | None) -> Session:
+        session = Session(
+            attributes,
+            self.settings,
+            self._store,
+            calibration=calibration,
+            executor=self.executor,
+        )
+        self._by_id[session.id] = session
+        self._by_code[session.invite_code] = session
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        return self._by_id.get(session_id)
+
+    def by_code(self, code: str) -> Session | None:
+        return self._by_code.get(code)
+
+    async def end(self, session: Session) -> None:
+        self._by_id.pop(session.id, None)
+        self._by_code.pop(session.invite_code, None)
+        await session.close()
+
+    async def close(self) -> None:
+        for session in list(self._by_id.values()):
+            await self.end(session)
+        self.executor.shutdown(wait=True)
+
+    async def reap_idle(self, interval: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for session in list(self._by_id.values()):
+                if session.idle and now - session.last_active > self.settings.idle_timeout_seconds:
+                    log.info("closing idle telehealth session %s", session.id)
+                    with contextlib.suppress(Exception):
+                        await self.end(session)
+
+    async def _store(self, data: bytes, actor: str) -> dict[str, Any]:
+        result = await self.archive.ingest_bytes(
+            data, source=Source(door="telehealth", actor=actor or None)
+        )
+        if not result.ok:
+            raise RuntimeError(f"the archive refused the capture: {result.message}")
+        return {
+            "state": "stored",
+            "status": result.status,
+            "sop_class_uid": result.sop_class_uid,
+            "sop_instance_uid": result.sop_instance_uid,
+            "study_uid": result.study_uid,
+            "series_uid": result.series_uid,
+        }

@@ -1,0 +1,181 @@
+"""HTTP routes of the telehealth door: sessions, invites, signalling, captures and pages.
+
+Route names follow ``telehealth.<start|join|signal|capture>.*``; the security policy checks
+who may call them. Inside a session, the side is identified by the session token returned when
+the session was started (clinic) or joined (specialist), sent as ``X-Telehealth-Token`` or as
+``?token=`` on the WebSocket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from telehealth.capture import CaptureError
+from telehealth.config import TelehealthSettings
+from telehealth.ice import use_host_candidates
+from telehealth.registry import SessionRegistry
+from telehealth.session import MessageError, Role, Session, capture_command
+from telehealth.signaling import serve_socket
+from telehealth.us_image import Calibration
+from telehealth.worklist import WorklistError, attributes_for_item, inline_image_attributes
+
+REGISTRY_KEY: web.AppKey[SessionRegistry] = web.AppKey("telehealth", SessionRegistry)
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static" / "telehealth"
+PAGES = {"clinic": "clinic.html", "specialist": "specialist.html"}
+MAX_BODY = 64 * 1024
+
+
+def setup(app: web.Application) -> None:
+    settings = TelehealthSettings.from_extra(app[SETTINGS_KEY].extra)
+    use_host_candidates(settings.ice_candidates)
+    app.cleanup_ctx.append(_registry_context(settings))
+    r = app.router
+    r.add_post("/api/telehealth/sessions", start_session, name="telehealth.start.create")
+    r.add_get("/api/telehealth/sessions/{id}", session_status, name="telehealth.signal.status")
+    r.add_delete("/api/telehealth/sessions/{id}", end_session, name="telehealth.start.delete")
+    r.add_post("/api/telehealth/join", join_session, name="telehealth.join.create")
+    r.add_get("/api/telehealth/sessions/{id}/signal", signal, name="telehealth.signal.ws")
+    r.add_post("/api/telehealth/sessions/{id}/captures", capture, name="telehealth.capture.create")
+    r.add_get(
+        "/api/telehealth/sessions/{id}/captures", list_captures, name="telehealth.capture.read"
+    )
+    r.add_get("/telehealth/clinic", _page("clinic"), name="page.telehealth.clinic")
+    r.add_get("/telehealth/specialist", _page("specialist"), name="page.telehealth.specialist")
+    r.add_static("/telehealth/assets", STATIC_DIR, name="public.telehealth.assets")
+
+
+def _registry_context(settings: TelehealthSettings):
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        registry = SessionRegistry(app[ARCHIVE_KEY], settings)
+        app[REGISTRY_KEY] = registry
+        reaper = app.loop.create_task(registry.reap_idle())
+        yield
+        reaper.cancel()
+        await registry.close()  # stores running clips before the archive closes
+
+    return context
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+async def start_session(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        if item_id := body.get("worklist_item"):
+            attributes = await attributes_for_item(request.app[ARCHIVE_KEY].engine, item_id)
+        else:
+            attributes = inline_image_attributes(body)
+        calibration = body.get("calibration") and Calibration.from_json(body["calibration"])
+    except (WorklistError, ValueError) as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    session = request.app[REGISTRY_KEY].create(attributes, calibration)
+    invite = f"/telehealth/specialist?code={session.invite_code}"
+    return web.json_response(
+        {
+            **session.summary(),
+            "invite_code": session.invite_code,
+            "invite_url": str(request.url.origin()) + invite,
+            "clinic_token": session.tokens["clinic"],
+            "clinic_url": f"/telehealth/clinic?session={session.id}",
+        },
+        status=201,
+    )
+
+
+async def join_session(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    code = body.get("code")
+    session = request.app[REGISTRY_KEY].by_code(code) if isinstance(code, str) else None
+    if session is None:
+        raise _error(web.HTTPNotFound, "unknown or expired invite code")
+    token = session.tokens["specialist"]
+    return web.json_response({**session.summary(), "specialist_token": token})
+
+
+async def session_status(request: web.Request) -> web.Response:
+    session, _ = _session_and_role(request)
+    return web.json_response(session.summary())
+
+
+async def end_session(request: web.Request) -> web.Response:
+    session, role = _session_and_role(request)
+    if role != "clinic":
+        raise _error(web.HTTPForbidden, "only the clinic ends a session")
+    await request.app[REGISTRY_KEY].end(session)
+    return web.json_response({"id": session.id, "state": "ended", "captures": session.captures})
+
+
+async def signal(request: web.Request) -> web.StreamResponse:
+    session, role = _session_and_role(request)
+    return await serve_socket(request, session, role, _actor(request, role))
+
+
+async def capture(request: web.Request) -> web.Response:
+    session, role = _session_and_role(request)
+    body = await _json_body(request)
+    try:
+        command = capture_command(body)
+        result = await session.command(role, command, _actor(request, role))
+    except (MessageError, CaptureError) as exc:
+        raise _error(web.HTTPConflict, str(exc)) from None
+    status = 201 if result.get("state") == "stored" else 200
+    if result.get("state") == "failed":
+        status = 500
+    return web.json_response(result, status=status)
+
+
+async def list_captures(request: web.Request) -> web.Response:
+    session, _ = _session_and_role(request)
+    return web.json_response(session.captures)
+
+
+def _page(name: str):
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / PAGES[name])
+
+    return page
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _session_and_role(request: web.Request) -> tuple[Session, Role]:
+    session = request.app[REGISTRY_KEY].get(request.match_info["id"])
+    if session is None:
+        raise _error(web.HTTPNotFound, "no such telehealth session")
+    token = request.headers.get("X-Telehealth-Token") or request.query.get("token")
+    role = session.role_for(token)
+    if role is None:
+        raise _error(web.HTTPForbidden, "a valid session token is required")
+    return session, role
+
+
+def _actor(request: web.Request, role: Role) -> str:
+    principal = request.get("principal")
+    user = getattr(principal, "user", None)
+    return f"{user} ({role})" if user else role
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise _error(web.HTTPBadRequest, "the body must be a JSON object")
+    return body
+
+
+def _error(cls: type[web.HTTPError], message: str) -> web.HTTPError:
+    return cls(text=json.dumps({"error": message}), content_type="application/json")

@@ -1,0 +1,73 @@
+"""The signalling WebSocket: one per side of a session.
+
+Protocol (JSON text frames). Client -> hub: ``{"type": "offer", "sdp": ...}`` with a complete
+offer (ICE gathering finished; no trickle), ``{"type": "bye"}``. Hub -> client: ``{"type":
+"answer", "sdp": ...}``, ``{"type": "state", ...}`` on connect, session events (``peer``,
+``capture``, ``freeze``...) and ``{"type": "error", "message": ...}``. A side that reconnects
+simply opens a new socket and sends a new offer; the hub replaces its old peer connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from telehealth.session import MessageError, Role, Session
+
+log = logging.getLogger(__name__)
+MAX_SIGNAL_BYTES = 256 * 1024
+
+
+async def serve_socket(request: web.Request, session: Session, role: Role, actor: str):
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_SIGNAL_BYTES)
+    await ws.prepare(request)
+    pending: list[dict[str, Any]] = []
+
+    def forward(event: dict[str, Any]) -> None:
+        if not ws.closed:
+            pending.append(event)
+            request.app.loop.create_task(_flush(ws, pending))
+
+    session.listeners.add(forward)
+    try:
+        await ws.send_json({"type": "state", "role": role, **session.summary()})
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            reply = await _handle(session, role, actor, msg.data)
+            if reply is not None:
+                await ws.send_json(reply)
+            if reply and reply.get("type") == "bye":
+                break
+    finally:
+        session.listeners.discard(forward)
+    return ws
+
+
+async def _flush(ws: web.WebSocketResponse, pending: list[dict[str, Any]]) -> None:
+    while pending and not ws.closed:
+        await ws.send_json(pending.pop(0))
+
+
+async def _handle(session: Session, role: Role, actor: str, text: str) -> dict[str, Any] | None:
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError:
+        return {"type": "error", "message": "signalling messages are JSON"}
+    kind = message.get("type") if isinstance(message, dict) else None
+    if kind == "offer" and isinstance(message.get("sdp"), str):
+        try:
+            sdp = await session.accept_offer(role, message["sdp"], actor)
+        except MessageError as exc:
+            return {"type": "error", "message": str(exc)}
+        except ValueError as exc:  # aiortc rejects a malformed or unsupported SDP
+            log.info("offer from %s refused: %s", role, exc)
+            return {"type": "error", "message": f"offer refused: {exc}"}
+        return {"type": "answer", "sdp": sdp}
+    if kind == "bye":
+        await session.leave(role)
+        return {"type": "bye"}
+    return {"type": "error", "message": "expected {'type': 'offer', 'sdp': ...} or 'bye'"}
