@@ -1,7 +1,7 @@
 """Users, roles, tokens, TLS, encryption at rest and the tamper-evident audit trail."""
 
 from hub.security.accounts import Principal, ensure_admin, issue_token, resolve_token
-from hub.security.audit import archive_subscriber, audit
+from hub.security.audit_trail import archive_subscriber, audit
 from hub.security.dimse_acl import ae_permitted
 from hub.security.middleware import principal, security_middleware
 from hub.security.setup import setup

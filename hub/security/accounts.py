@@ -38,6 +38,10 @@ class Principal:
     via: str = "session"  # "session" | "token"
     token_id: int | None = None
 
+    @property
+    def username(self) -> str:
+        return self.user
+
     def has(self, permission: str) -> bool:
         granted = ROLES.get(self.role, frozenset())
         return permission in granted and (self.scopes is None or permission in self.scopes)

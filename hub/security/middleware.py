@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from aiohttp import hdrs, web
+from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.security import accounts
 from hub.security.accounts import Principal
-from hub.security.audit import audit
+from hub.security.audit_trail import audit
 from hub.security.policy import decide, rule_for
 
 SESSION_COOKIE = "tessera_session"
@@ -64,10 +66,15 @@ def _area(name: str | None) -> str:
     return (name or "").split(".", 1)[0]
 
 
-def _json_error(status: int, message: str, **headers: str) -> web.Response:
+def _json_error(
+    status: int, message: str, *, permission: str | None = None, **headers: str
+) -> web.Response:
+    body = {"error": message}
+    if permission is not None:
+        body["permission"] = permission  # what the route needs: tells a policy refusal apart
     return web.Response(
         status=status,
-        text=json.dumps({"error": message}),
+        text=json.dumps(body),
         content_type="application/json",
         headers=headers,
     )
@@ -118,7 +125,7 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     name = match.route.name
     area = _area(name)
     if not rule_for(name)[0]:
-        return _json_error(403, "forbidden: this route has no access rule")
+        return _json_error(403, "forbidden: this route has no access rule", permission="none")
     if (
         area in SMALL_BODY_AREAS
         and request.content_length is not None
@@ -127,7 +134,9 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
         return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
 
     who, problem = await _resolve(request)
-    request["principal"] = who
+    with warnings.catch_warnings():  # the route contract names the key "principal"
+        warnings.simplefilter("ignore", NotAppKeyWarning)
+        request["principal"] = who
     decision = decide(name, who.role if who else None, who.scopes if who else None)
     if not decision.allowed:
         if who is None:
@@ -141,7 +150,9 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
             source=request.remote,
             detail={"route": name, "method": request.method, "reason": decision.reason},
         )
-        return _json_error(403, f"forbidden: {decision.reason}")
+        return _json_error(
+            403, f"forbidden: {decision.reason}", permission=decision.permission or "none"
+        )
     if (
         who is not None
         and who.via == "session"

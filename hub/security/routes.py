@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from hub.security import accounts, ratelimit
-from hub.security.audit import audit
+from hub.security.audit_trail import audit
 from hub.security.middleware import SESSION_COOKIE, engine_of, principal
 
 STATIC = Path(__file__).parent / "static"

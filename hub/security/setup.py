@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
-from hub.security import audit as audit_mod
+from hub.security import audit_trail as audit_mod
 from hub.security.accounts import ensure_admin
 from hub.security.middleware import (
     SECURITY_KEY,

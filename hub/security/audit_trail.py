@@ -219,7 +219,9 @@ async def audit(
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
     target = _logs.get(engine)
     if target is None:
-        raise RuntimeError("no audit log attached to this engine: call hub.security.audit.attach")
+        raise RuntimeError(
+            "no audit log attached to this engine: call hub.security.audit_trail.attach"
+        )
     if isinstance(detail, dict):
         detail = json.dumps(detail, sort_keys=True, default=str)
     entry = {

@@ -1,0 +1,63 @@
+"""Helpers shared by the security tests: a small app gated by hub.security.setup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.security import setup
+
+ROLES = ("admin", "pathologist", "specialist", "clinic", "integration")
+PASSWORD = "correct horse battery staple"
+
+# One route per area of the route-naming contract, the way the doors name theirs.
+AREA_ROUTES = [
+    ("GET", "/health", "public.health"),
+    ("GET", "/", "page.home"),
+    ("GET", "/dicomweb/studies", "dicomweb.read.studies"),
+    ("POST", "/dicomweb/studies", "dicomweb.write.studies"),
+    ("POST", "/api/annotations", "annotations.write.save"),
+    ("POST", "/api/uploads", "slides.upload.start"),
+    ("GET", "/api/jobs/{job}", "jobs.read.status"),
+    ("GET", "/api/worklist", "worklist.read.items"),
+    ("POST", "/api/worklist", "worklist.write.item"),
+    ("GET", "/api/forward", "forward.read.queue"),
+    ("POST", "/api/forward/{task}/retry", "forward.admin.retry"),
+    ("POST", "/api/telehealth/sessions", "telehealth.start.session"),
+    ("POST", "/api/telehealth/sessions/{sid}/join", "telehealth.join.session"),
+    ("GET", "/api/telehealth/ws", "telehealth.signal.ws"),
+    ("POST", "/api/telehealth/capture", "telehealth.capture.still"),
+    ("GET", "/api/admin/users", "admin.users.list"),
+    ("GET", "/unnamed", None),
+    ("GET", "/mystery", "mystery.thing"),
+]
+
+
+async def _echo(request: web.Request) -> web.Response:
+    who = request.get("principal")
+    return web.json_response(
+        {"route": request.match_info.route.name, "user": who.user if who else None}
+    )
+
+
+def gated_app(engine: AsyncEngine, data_dir: Path) -> web.Application:
+    app = web.Application()
+    setup(app, engine=engine, data_dir=data_dir)
+    for method, path, name in AREA_ROUTES:
+        app.router.add_route(method, path, _echo, name=name)
+    return app
+
+
+@dataclass
+class Gate:
+    url: str
+    engine: AsyncEngine
+    data_dir: Path
+    app: web.Application
+    tokens: dict[str, str]  # role -> bearer secret of a user with that role
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
