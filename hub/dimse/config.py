@@ -1,0 +1,108 @@
+"""DIMSE settings: what the SCP accepts and where C-MOVE may send.
+
+Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Settings.extra`` keys:
+
+``dimse_allowed_aes``        list of calling AE titles allowed to associate; empty = everyone
+``dimse_transfer_syntaxes``  list of transfer syntax UIDs accepted for storage (default: all of
+                             ``DEFAULT_TRANSFER_SYNTAXES``; uncompressed ones are always kept)
+``dimse_move_destinations``  {AE title: [host, port]} for C-MOVE
+``dimse_max_associations``   concurrent associations (default 16)
+``dimse_timeout``            seconds for network and archive calls (default 60)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydicom import uid
+
+from hub.config import Settings
+
+UNCOMPRESSED = [
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.ExplicitVRBigEndian,
+]
+
+# Everything a modality or a PACS is likely to send, with pydicom's names.
+DEFAULT_TRANSFER_SYNTAXES = [
+    *UNCOMPRESSED,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLSLossless,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000Lossless,
+    uid.JPEG2000,
+    uid.JPEG2000MCLossless,
+    uid.JPEG2000MC,
+    uid.HTJ2KLossless,
+    uid.HTJ2KLosslessRPCL,
+    uid.HTJ2K,
+    uid.RLELossless,
+    uid.MPEG2MPML,
+    uid.MPEG2MPMLF,
+    uid.MPEG2MPHL,
+    uid.MPEG2MPHLF,
+    uid.MPEG4HP41,
+    uid.MPEG4HP41F,
+    uid.MPEG4HP41BD,
+    uid.MPEG4HP41BDF,
+    uid.MPEG4HP422D,
+    uid.MPEG4HP422DF,
+    uid.MPEG4HP423D,
+    uid.MPEG4HP423DF,
+    uid.MPEG4HP42STEREO,
+    uid.MPEG4HP42STEREOF,
+    uid.HEVCMP51,
+    uid.HEVCM10P51,
+]
+
+
+class DimseConfigError(ValueError):
+    """A DIMSE setting that cannot be used; raised at start-up."""
+
+
+@dataclass
+class DimseConfig:
+    ae_title: str
+    host: str
+    port: int
+    allowed_aes: list[str] = field(default_factory=list)
+    transfer_syntaxes: list[str] = field(default_factory=lambda: list(DEFAULT_TRANSFER_SYNTAXES))
+    move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    max_associations: int = 16
+    timeout: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DimseConfig:
+        extra = settings.extra or {}
+        if settings.dimse_port is None:
+            raise DimseConfigError("Settings.dimse_port is not set")
+        syntaxes = [
+            str(s) for s in extra.get("dimse_transfer_syntaxes") or DEFAULT_TRANSFER_SYNTAXES
+        ]
+        unknown = [s for s in syntaxes if not uid.UID(s).is_transfer_syntax]
+        if unknown:
+            raise DimseConfigError(f"not transfer syntaxes: {', '.join(unknown)}")
+        # Uncompressed syntaxes stay: without them nothing can negotiate a query or a store.
+        syntaxes += [s for s in UNCOMPRESSED if s not in syntaxes]
+        destinations = {}
+        for ae, where in (extra.get("dimse_move_destinations") or {}).items():
+            try:
+                host, port = where
+                destinations[str(ae).strip()] = (str(host), int(port))
+            except (TypeError, ValueError) as exc:
+                raise DimseConfigError(f"move destination {ae}: expected [host, port]") from exc
+        return cls(
+            ae_title=settings.ae_title,
+            host=settings.host,
+            port=int(settings.dimse_port),
+            allowed_aes=[str(a).strip() for a in extra.get("dimse_allowed_aes") or []],
+            transfer_syntaxes=syntaxes,
+            move_destinations=destinations,
+            max_associations=int(extra.get("dimse_max_associations", 16)),
+            timeout=float(extra.get("dimse_timeout", 60.0)),
+        )

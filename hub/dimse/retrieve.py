@@ -1,0 +1,146 @@
+"""C-MOVE and C-GET SCP: stored objects sent back as they were received.
+
+The identifier selects instances with the same engine as C-FIND (unique keys at the requested
+level); each match is yielded as a StoredInstance so the C-STORE sub-operation streams the
+stored file when the peer accepts its transfer syntax (see hub.dimse.scu).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from pydicom import Dataset
+from pynetdicom import build_context
+from pynetdicom.events import Event
+from pynetdicom.sop_class import Verification
+
+from hub.archive import NotFound
+from hub.archive import errors as codes
+from hub.archive.query import Query, QueryError
+from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
+from hub.dimse.find import IdentifierError, to_query
+from hub.dimse.scu import NoPresentationContext, StoredInstance, install_exact_sender, plan_contexts
+from hub.dimse.storage import status
+
+log = logging.getLogger(__name__)
+
+PENDING = 0xFF00
+MOVE_DESTINATION_UNKNOWN = 0xA801
+UNIQUE_KEYS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+STUDY, SERIES, SOP = "0020000D", "0020000E", "00080018"
+
+
+def _value(row: dict[str, Any], tag: str) -> str:
+    return str(row.get(tag, {}).get("Value", [""])[0])
+
+
+class Selector:
+    """Identifier -> stored instances, in clinical order."""
+
+    def __init__(self, archive, bridge: LoopBridge) -> None:
+        self.archive = archive
+        self.bridge = bridge
+
+    def select(self, identifier: Dataset, model: str) -> list[StoredInstance]:
+        query = to_query(identifier, model)
+        keys = {k: v for k, v in query.keys.items() if k in UNIQUE_KEYS}
+        if not keys:
+            raise IdentifierError(
+                codes.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                f"a retrieve needs a unique key ({', '.join(UNIQUE_KEYS)})",
+            )
+        rows = self._matches(Query(level="INSTANCE", keys=keys))
+        wanted = {_value(r, SOP) for r in rows}
+        studies = dict.fromkeys(_value(r, STUDY) for r in rows)
+        found: list[StoredInstance] = []
+        for study_uid in studies:
+            try:
+                refs = self.bridge.call(self.archive.instances(study_uid))
+            except NotFound:
+                continue  # deleted between the query and now
+            found += [
+                StoredInstance(
+                    self.archive.store.path(ref.sha256),
+                    ref.sop_class_uid,
+                    ref.sop_instance_uid,
+                    ref.transfer_syntax_uid,
+                )
+                for ref in refs
+                if ref.sop_instance_uid in wanted
+            ]
+        return found
+
+    def _matches(self, query: Query) -> list[dict]:
+        rows: list[dict] = []
+        while True:
+            query.offset = len(rows)
+            page = self.bridge.call(self.archive.search_page(query))
+            rows += page.rows
+            if not page.truncated or not page.rows:
+                return rows
+
+
+def _failure(exc: Exception) -> Dataset:
+    if isinstance(exc, IdentifierError):
+        return status(exc.code, str(exc))
+    if isinstance(exc, QueryError):
+        return status(codes.CANNOT_UNDERSTAND, str(exc))
+    if isinstance(exc, ArchiveUnavailable | NoPresentationContext):
+        return status(codes.OUT_OF_RESOURCES, str(exc))
+    log.exception("retrieve failed", exc_info=exc)
+    return status(codes.CANNOT_UNDERSTAND, f"cannot understand: {exc}")
+
+
+class MoveHandler:
+    def __init__(
+        self, selector: Selector, destinations: dict[str, tuple[str, int]], timeout: float
+    ) -> None:
+        self.selector = selector
+        self.destinations = destinations
+        self.timeout = timeout
+
+    def __call__(self, event: Event) -> Iterator[Any]:
+        destination = str(event.move_destination).strip()
+        where = self.destinations.get(destination)
+        if where is None:
+            log.info("C-MOVE to unknown destination %r", destination)
+            yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+            return
+        try:
+            items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID)
+            contexts = plan_contexts((i.SOPClassUID, i.stored_syntax) for i in items)
+        except Exception as exc:
+            # pynetdicom takes a status only after associating with the destination.
+            yield (*where, {"contexts": [build_context(Verification)]})
+            yield 1
+            yield _failure(exc), None
+            return
+        yield (*where, {"contexts": contexts or None})
+        yield len(items)
+        for item in items:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield PENDING, item
+
+
+class GetHandler:
+    def __init__(self, selector: Selector) -> None:
+        self.selector = selector
+
+    def __call__(self, event: Event) -> Iterator[Any]:
+        install_exact_sender(event.assoc)
+        try:
+            items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID)
+        except Exception as exc:
+            yield 1
+            yield _failure(exc), None
+            return
+        yield len(items)
+        for item in items:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield PENDING, item

@@ -1,0 +1,135 @@
+"""The DIMSE door: a pynetdicom SCP running in its own threads next to the aiohttp loop.
+
+Services: Verification (C-ECHO), Storage (C-STORE, every storage SOP class), Query/Retrieve
+(C-FIND, C-MOVE, C-GET; Patient Root and Study Root) and Modality Worklist (C-FIND).
+Handlers run in pynetdicom's association threads and reach the archive through
+``asyncio.run_coroutine_threadsafe``; the event loop never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from pynetdicom import AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (
+    ModalityWorklistInformationFind,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+import hub.worklist.model  # noqa: F401  (its table must exist before Archive.open)
+from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.dimse.bridge import LoopBridge
+from hub.dimse.config import UNCOMPRESSED, DimseConfig
+from hub.dimse.find import FindHandler
+from hub.dimse.retrieve import GetHandler, MoveHandler, Selector
+from hub.dimse.scu import ExactSendingAE
+from hub.dimse.storage import StoreHandler
+
+log = logging.getLogger(__name__)
+
+QUERY_MODELS = [
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+    ModalityWorklistInformationFind,
+]
+
+
+class DimseServer:
+    """Start and stop the SCP; ``port`` is the bound port (useful with dimse_port=0)."""
+
+    def __init__(self, archive, config: DimseConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.archive = archive
+        self.config = config
+        bridge = LoopBridge(loop, config.timeout)
+        selector = Selector(archive, bridge)
+        self.handlers = [
+            (evt.EVT_C_ECHO, lambda event: 0x0000),
+            (evt.EVT_C_STORE, StoreHandler(archive, bridge)),
+            (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title)),
+            (evt.EVT_C_MOVE, MoveHandler(selector, config.move_destinations, config.timeout)),
+            (evt.EVT_C_GET, GetHandler(selector)),
+        ]
+        self.ae = self._build_ae()
+        self._server: ThreadedAssociationServer | None = None
+
+    def _build_ae(self) -> ExactSendingAE:
+        cfg = self.config
+        ae = ExactSendingAE(ae_title=cfg.ae_title)
+        ae.maximum_associations = cfg.max_associations
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = cfg.timeout
+        ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from peers that allow it
+        ae.require_calling_aet = cfg.allowed_aes
+        ae.add_supported_context(Verification, UNCOMPRESSED)
+        for model in QUERY_MODELS:
+            ae.add_supported_context(model, UNCOMPRESSED)
+        for cx in AllStoragePresentationContexts:
+            # scp_role: a C-GET requester acts as Storage SCP on the same association.
+            ae.add_supported_context(
+                cx.abstract_syntax, cfg.transfer_syntaxes, scu_role=True, scp_role=True
+            )
+        return ae
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._server = self.ae.start_server(
+            (self.config.host, self.config.port), block=False, evt_handlers=self.handlers
+        )
+        log.info(
+            "DIMSE SCP %s listening on %s:%d", self.config.ae_title, self.config.host, self.port
+        )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+class DimseService:
+    """What the app holds: the running server, once started (None if DIMSE is off)."""
+
+    server: DimseServer | None = None
+
+
+DIMSE_KEY: web.AppKey[DimseService] = web.AppKey("dimse", DimseService)
+
+
+async def _serve(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    if settings.dimse_port is None:
+        yield
+        return
+    server = DimseServer(
+        app[ARCHIVE_KEY], DimseConfig.from_settings(settings), asyncio.get_running_loop()
+    )
+    await asyncio.to_thread(server.start)
+    app[DIMSE_KEY].server = server
+    try:
+        yield
+    finally:
+        # shutdown() joins the association threads; they may be waiting on this loop.
+        await asyncio.to_thread(server.stop)
+        app[DIMSE_KEY].server = None
+
+
+def setup(app: web.Application) -> None:
+    """Run the SCP for the app's lifetime when ``Settings.dimse_port`` is set."""
+    app[DIMSE_KEY] = DimseService()
+    app.cleanup_ctx.append(_serve)

@@ -1,0 +1,118 @@
+"""Worklist REST API (JSON).
+
+GET  /api/worklist                      list; query: status (comma list), modality, station_ae,
+                                        date (DICOM date or range), patient_name (wildcards),
+                                        patient_id, accession, limit
+POST /api/worklist                      create; body: NewItem fields -> 201 + item
+GET  /api/worklist/{id}                 one item
+POST /api/worklist/{id}/start|complete|cancel
+                                        status change; 409 when the current status forbids it
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hub.app_keys import ARCHIVE_KEY
+from hub.archive.query import QueryError
+from hub.worklist import model
+from hub.worklist.model import NewItem, TransitionError, WorklistError, WorklistFilter
+
+FILTER_PARAMS = ("modality", "station_ae", "patient_name", "patient_id", "accession")
+
+
+def _engine(request: web.Request):
+    return request.app[ARCHIVE_KEY].engine
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _item_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such worklist item"}), content_type="application/json"
+        ) from None
+
+
+def filter_from_params(params) -> WorklistFilter:
+    flt = WorklistFilter(**{k: params.get(k, "") for k in FILTER_PARAMS})
+    flt.start_date = params.get("date", "")
+    if statuses := params.get("status", ""):
+        flt.statuses = tuple(s.strip().upper() for s in statuses.split(",") if s.strip())
+        unknown = set(flt.statuses) - set(model.STATUSES)
+        if unknown:
+            raise WorklistError(f"unknown status: {', '.join(sorted(unknown))}")
+    if limit := params.get("limit"):
+        if not limit.isdigit() or int(limit) < 1:
+            raise WorklistError("limit must be a positive integer")
+        flt.limit = int(limit)
+    return flt
+
+
+async def list_items(request: web.Request) -> web.Response:
+    try:
+        flt = filter_from_params(request.query)
+        items = await model.search(_engine(request), flt)
+    except (WorklistError, QueryError) as exc:
+        return _error(400, str(exc))
+    return web.json_response({"items": [i.to_json() for i in items]})
+
+
+async def create_item(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "body must be JSON")
+    try:
+        item = await model.create(_engine(request), NewItem.from_json(body))
+    except WorklistError as exc:
+        return _error(400, str(exc))
+    return web.json_response(item.to_json(), status=201)
+
+
+async def get_item(request: web.Request) -> web.Response:
+    item = await model.get_item(_engine(request), _item_id(request))
+    if item is None:
+        return _error(404, "no such worklist item")
+    return web.json_response(item.to_json())
+
+
+def _transition(action: str):
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            item = await model.transition(_engine(request), _item_id(request), action)
+        except KeyError:
+            return _error(404, "no such worklist item")
+        except TransitionError as exc:
+            return _error(409, str(exc))
+        return web.json_response(item.to_json())
+
+    handler.__name__ = f"{action}_item"
+    return handler
+
+
+async def _ensure_table(app: web.Application) -> AsyncIterator[None]:
+    # The table is normally created with the archive schema; this covers an archive that
+    # was opened before hub.worklist was imported.
+    async with app[ARCHIVE_KEY].engine.begin() as conn:
+        await conn.run_sync(model.worklist_items.metadata.create_all, [model.worklist_items])
+    yield
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(_ensure_table)
+    r = app.router
+    r.add_get("/api/worklist", list_items, name="worklist.read.items")
+    r.add_post("/api/worklist", create_item, name="worklist.write.item")
+    r.add_get("/api/worklist/{id}", get_item, name="worklist.read.item")
+    for action in model.TRANSITIONS:
+        r.add_post(
+            f"/api/worklist/{{id}}/{action}", _transition(action), name=f"worklist.write.{action}"
+        )
