@@ -1,0 +1,285 @@
+"""Forwarding configuration: targets, routing rules and the retry policy.
+
+Read from ``forward.toml`` or ``forward.json`` in the data directory and from
+``Settings.extra["forward"]`` (same shape; targets there override file targets of the same
+name, rules are appended). See hub/forward/README.md for the format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydicom.uid import UID_dictionary
+
+from hub.config import Settings
+
+CONFIG_FILES = ("forward.toml", "forward.json")
+
+
+class ConfigError(ValueError):
+    """The forwarding configuration is invalid; the message names the offending entry."""
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    ca_file: str | None = None  # verify the receiver against this CA (system CAs if None)
+    cert_file: str | None = None  # our client certificate, for receivers that require one
+    key_file: str | None = None
+    verify: bool = True  # check the receiver's certificate and host name
+
+
+@dataclass(frozen=True)
+class DimseTarget:
+    name: str
+    host: str
+    port: int
+    called_ae: str
+    calling_ae: str = "TESSERA"
+    tls: TlsOptions | None = None
+    type: Literal["dimse"] = "dimse"
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StowTarget:
+    name: str
+    url: str  # DICOMweb base URL; instances are POSTed to {url}/studies
+    token: str | None = field(default=None, repr=False)
+    type: Literal["stow"] = "stow"
+
+    @property
+    def studies_url(self) -> str:
+        return self.url.rstrip("/") + "/studies"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "url": self.url, "token": bool(self.token)}
+
+
+Target = DimseTarget | StowTarget
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Send every stored instance that matches all given conditions to the targets.
+
+    A condition left empty matches anything; within one condition any listed value matches.
+    Modality and AE titles compare case-insensitively, SOP classes by UID.
+    """
+
+    name: str
+    targets: tuple[str, ...]
+    modality: frozenset[str] = frozenset()
+    sop_class: frozenset[str] = frozenset()
+    door: frozenset[str] = frozenset()
+    calling_ae: frozenset[str] = frozenset()
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        source = record.get("source")
+        checks = (
+            (self.modality, (record.get("modality") or "").upper()),
+            (self.sop_class, record.get("sop_class_uid") or ""),
+            (self.door, (getattr(source, "door", None) or "").lower()),
+            (self.calling_ae, (getattr(source, "calling_ae", None) or "").strip().upper()),
+        )
+        return all(not wanted or value in wanted for wanted, value in checks)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "targets": list(self.targets),
+            "match": {
+                key: sorted(values)
+                for key, values in (
+                    ("modality", self.modality),
+                    ("sop_class", self.sop_class),
+                    ("door", self.door),
+                    ("calling_ae", self.calling_ae),
+                )
+                if values
+            },
+        }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: base * multiplier**(attempt-1), capped; dead letter after
+    max_attempts failed attempts."""
+
+    base: float = 10.0
+    multiplier: float = 2.0
+    max_delay: float = 900.0
+    max_attempts: int = 12
+
+    def delay(self, attempts: int) -> float:
+        return min(self.max_delay, self.base * self.multiplier ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0  # TCP connect / TLS handshake
+    acse: float = 30.0  # association negotiation
+    dimse: float = 120.0  # waiting for a C-STORE response
+    network: float = 120.0  # idle socket
+    http: float = 300.0  # whole STOW-RS request
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    targets: dict[str, Target] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    retry: RetryPolicy = RetryPolicy()
+    timeouts: Timeouts = Timeouts()
+    batch_size: int = 16  # instances sent over one association / one worker turn
+    poll_interval: float = 5.0  # seconds between queue scans when nothing wakes the worker
+    enabled: bool = True  # False: enqueue, but do not run the worker
+
+    def targets_for(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """(rule name, target name) pairs for a stored instance, one per distinct target."""
+        chosen: dict[str, str] = {}
+        for rule in self.rules:
+            if rule.matches(record):
+                for target in rule.targets:
+                    chosen.setdefault(target, rule.name)
+        return [(rule, target) for target, rule in chosen.items()]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "targets": [t.describe() for t in self.targets.values()],
+            "rules": [r.describe() for r in self.rules],
+            "retry": asdict(self.retry),
+            "timeouts": asdict(self.timeouts),
+            "batch_size": self.batch_size,
+            "poll_interval": self.poll_interval,
+            "enabled": self.enabled,
+        }
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_config(settings: Settings) -> ForwardConfig:
+    """Merge the data-dir file (if any) with Settings.extra["forward"]."""
+    extra = dict(settings.extra.get("forward") or {})
+    file_part: dict[str, Any] = {}
+    path = _config_path(settings, extra.pop("config_file", None))
+    if path is not None:
+        file_part = _read_file(path)
+    merged = {**file_part, **{k: v for k, v in extra.items() if k not in ("targets", "rules")}}
+    merged["targets"] = {**(file_part.get("targets") or {}), **(extra.get("targets") or {})}
+    merged["rules"] = [*(file_part.get("rules") or []), *(extra.get("rules") or [])]
+    return parse_config(merged)
+
+
+def _config_path(settings: Settings, explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        path = path if path.is_absolute() else settings.data_dir / path
+        if not path.is_file():
+            raise ConfigError(f"forward config file {path} does not exist")
+        return path
+    for name in CONFIG_FILES:
+        if (settings.data_dir / name).is_file():
+            return settings.data_dir / name
+    return None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        if path.suffix == ".toml":
+            with open(path, "rb") as f:
+                return tomllib.load(f)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read forward config {path}: {exc}") from exc
+
+
+def parse_config(raw: dict[str, Any]) -> ForwardConfig:
+    targets = {name: _parse_target(name, spec) for name, spec in (raw.get("targets") or {}).items()}
+    rules = tuple(_parse_rule(i, spec, targets) for i, spec in enumerate(raw.get("rules") or []))
+    try:
+        return ForwardConfig(
+            targets=targets,
+            rules=rules,
+            retry=RetryPolicy(**(raw.get("retry") or {})),
+            timeouts=Timeouts(**(raw.get("timeouts") or {})),
+            batch_size=int(raw.get("batch_size", ForwardConfig.batch_size)),
+            poll_interval=float(raw.get("poll_interval", ForwardConfig.poll_interval)),
+            enabled=bool(raw.get("enabled", True)),
+        )
+    except TypeError as exc:
+        raise ConfigError(f"forward config: {exc}") from exc
+
+
+def _parse_target(name: str, spec: dict[str, Any]) -> Target:
+    kind = spec.get("type", "dimse")
+    try:
+        if kind == "dimse":
+            tls = spec.get("tls")
+            return DimseTarget(
+                name=name,
+                host=spec["host"],
+                port=int(spec["port"]),
+                called_ae=spec["called_ae"],
+                calling_ae=spec.get("calling_ae", "TESSERA"),
+                tls=TlsOptions(**tls) if isinstance(tls, dict) else (TlsOptions() if tls else None),
+            )
+        if kind == "stow":
+            token = spec.get("token")
+            if not token and spec.get("token_env"):
+                token = os.environ.get(spec["token_env"])
+            return StowTarget(name=name, url=spec["url"], token=token)
+    except KeyError as exc:
+        raise ConfigError(f"forward target {name!r} lacks {exc.args[0]!r}") from exc
+    except TypeError as exc:
+        raise ConfigError(f"forward target {name!r}: {exc}") from exc
+    raise ConfigError(f"forward target {name!r}: unknown type {kind!r} (dimse or stow)")
+
+
+def _parse_rule(index: int, spec: dict[str, Any], targets: dict[str, Target]) -> Rule:
+    name = spec.get("name") or f"rule-{index + 1}"
+    wanted = _as_list(spec.get("targets", spec.get("target")))
+    if not wanted:
+        raise ConfigError(f"forward rule {name!r} names no target")
+    unknown = [t for t in wanted if t not in targets]
+    if unknown:
+        raise ConfigError(f"forward rule {name!r} names unknown target(s) {unknown}")
+    match = spec.get("match") or {}
+    allowed = {"modality", "sop_class", "door", "calling_ae"}
+    if extra := set(match) - allowed:
+        raise ConfigError(f"forward rule {name!r}: unknown match key(s) {sorted(extra)}")
+    return Rule(
+        name=name,
+        targets=tuple(wanted),
+        modality=frozenset(v.upper() for v in _as_list(match.get("modality"))),
+        sop_class=frozenset(sop_class_uid(v) for v in _as_list(match.get("sop_class"))),
+        door=frozenset(v.lower() for v in _as_list(match.get("door"))),
+        calling_ae=frozenset(v.strip().upper() for v in _as_list(match.get("calling_ae"))),
+    )
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+_KEYWORD_TO_UID = {entry[4]: uid for uid, entry in UID_dictionary.items() if entry[4]}
+
+
+def sop_class_uid(value: str) -> str:
+    """Accept a UID or its pydicom keyword (e.g. VLWholeSlideMicroscopyImageStorage)."""
+    if value[:1].isdigit():
+        return value
+    try:
+        return _KEYWORD_TO_UID[value]
+    except KeyError:
+        raise ConfigError(f"unknown SOP class {value!r}: give a UID or a pydicom keyword") from None

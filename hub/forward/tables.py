@@ -1,0 +1,45 @@
+"""The forward queue table, part of the archive index (``hub.archive.index.metadata``).
+
+One row per (stored instance, target). Rows are written in the same transaction that indexes
+the instance, so a stored instance always has its forwards queued.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy import Column, Float, Index, Integer, String, Table, Text
+
+from hub.archive.index import metadata
+
+TaskState = Literal["pending", "in_flight", "done", "dead", "cancelled"]
+STATES: tuple[TaskState, ...] = ("pending", "in_flight", "done", "dead", "cancelled")
+
+forward_tasks = Table(
+    "forward_tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("target", String(64), nullable=False),
+    Column("rule", String(64), nullable=False, default=""),
+    Column("sop_uid", String(64), nullable=False),
+    Column("sop_class_uid", String(64), nullable=False, default=""),
+    Column("study_uid", String(64), nullable=False, default=""),
+    Column("series_uid", String(64), nullable=False, default=""),
+    Column("modality", String(16), nullable=False, default=""),
+    Column("sha256", String(64), nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_status", Integer, nullable=True),  # DIMSE status or HTTP status of the last try
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+)
+Index(
+    "ix_forward_due",
+    forward_tasks.c.state,
+    forward_tasks.c.target,
+    forward_tasks.c.next_attempt_at,
+)
+Index("ix_forward_sop", forward_tasks.c.sop_uid)

@@ -1,0 +1,190 @@
+"""The forwarder: queues stored instances and delivers them to their targets.
+
+:meth:`Forwarder.install` registers the enqueue hook on the archive (inside the ingest
+transaction) before anything is ingested; :meth:`Forwarder.start` runs the delivery loop.
+At most one batch per target is in flight; targets are served in parallel. pynetdicom runs
+in a dedicated thread pool, so a slow PACS never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.archive import Archive
+from hub.archive.index import metadata
+from hub.forward import dimse_sender, stow_sender
+from hub.forward.blobs import PlainFile, plain_file
+from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
+from hub.forward.outcome import Outcome
+from hub.forward.queue import ForwardQueue, Task, enqueue
+from hub.forward.tables import forward_tasks
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 30.0  # seconds to let batches in flight finish on shutdown
+
+
+class Forwarder:
+    def __init__(self, archive: Archive, config: ForwardConfig) -> None:
+        self.archive = archive
+        self.config = config
+        self.queue = ForwardQueue(archive.engine)
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._turns: dict[str, asyncio.Task[None]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._installed = False
+
+    # -- life cycle ----------------------------------------------------------------------
+    def install(self) -> None:
+        """Queue forwards for every instance ingested from now on."""
+        if not self._installed:
+            self.archive.add_indexed_hook(self._on_indexed)
+            self.archive.subscribe(self._on_stored)
+            self._installed = True
+
+    async def start(self) -> None:
+        self.install()
+        await ensure_schema(self.archive)
+        returned = await self.queue.requeue_in_flight()
+        if returned:
+            log.info("forward: %d task(s) interrupted by a restart are pending again", returned)
+        if not self.config.enabled:
+            return
+        workers = max(1, len(self.config.targets))
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="forward")
+        self._loop_task = asyncio.create_task(self._run(), name="forward-loop")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._turns:
+            # A turn records its outcomes before it ends; one that does not finish in time
+            # stays in flight in the index and is sent again after the next start.
+            _, late = await asyncio.wait(list(self._turns.values()), timeout=STOP_GRACE)
+            for turn in late:
+                turn.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- archive hooks -----------------------------------------------------------------
+    async def _on_indexed(self, conn: AsyncConnection, record: dict[str, Any]) -> None:
+        routes = self.config.targets_for(record)
+        if routes:
+            await enqueue(conn, record, routes, time.time())
+
+    async def _on_stored(self, record: dict[str, Any]) -> None:
+        self._wake.set()
+
+    # -- delivery loop -----------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._dispatch()
+                delay = await self._idle_delay()
+            except Exception:
+                log.exception("forward: queue scan failed")
+                delay = self.config.poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def _idle_targets(self) -> list[str]:
+        return [name for name in self.config.targets if name not in self._turns]
+
+    async def _dispatch(self) -> None:
+        for name in await self.queue.due_targets(self._idle_targets()):
+            turn = asyncio.create_task(
+                self._turn(self.config.targets[name]), name=f"forward-{name}"
+            )
+            self._turns[name] = turn
+            turn.add_done_callback(lambda _t, n=name: self._turn_ended(n))
+
+    def _turn_ended(self, name: str) -> None:
+        self._turns.pop(name, None)
+        self._wake.set()
+
+    async def _idle_delay(self) -> float:
+        idle = self._idle_targets()
+        next_due = await self.queue.next_due_at(idle) if idle else None
+        if next_due is None:
+            return self.config.poll_interval
+        return min(self.config.poll_interval, max(0.0, next_due - time.time()))
+
+    async def _turn(self, target: Target) -> None:
+        tasks = await self.queue.claim(target.name, self.config.batch_size)
+        if not tasks:
+            return
+        try:
+            outcomes = await self._deliver(target, tasks)
+        except Exception as exc:
+            log.exception("forward: delivery to %s failed unexpectedly", target.name)
+            outcomes = [Outcome.retry(f"internal error: {exc!r}")] * len(tasks)
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            state = await self.queue.finish(task, outcome, self.config.retry)
+            if state != "done":
+                log.warning(
+                    "forward: %s to %s -> %s: %s", task.sop_uid, target.name, state, outcome.message
+                )
+
+    async def _deliver(self, target: Target, tasks: list[Task]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        if isinstance(target, DimseTarget):
+            return await loop.run_in_executor(self._executor, self._send_dimse, target, tasks)
+        assert isinstance(target, StowTarget)
+        outcomes = []
+        async with stow_sender.session_for(target, self.config.timeouts) as session:
+            for task in tasks:
+                try:
+                    blob = await loop.run_in_executor(
+                        self._executor, plain_file, self.archive.store, task.sha256
+                    )
+                except OSError as exc:
+                    outcomes.append(Outcome.dead(f"stored object cannot be read: {exc}"))
+                    continue
+                try:
+                    outcomes.append(
+                        await stow_sender.send_one(session, target, blob.path, task.sop_uid)
+                    )
+                finally:
+                    await loop.run_in_executor(self._executor, blob.release)
+        return outcomes
+
+    def _send_dimse(self, target: DimseTarget, tasks: list[Task]) -> list[Outcome]:
+        """Blocking: runs in the forward thread pool."""
+        outcomes: list[Outcome | None] = [None] * len(tasks)
+        blobs: list[tuple[int, PlainFile]] = []
+        try:
+            for i, task in enumerate(tasks):
+                try:
+                    blobs.append((i, plain_file(self.archive.store, task.sha256)))
+                except OSError as exc:
+                    outcomes[i] = Outcome.dead(f"stored object cannot be read: {exc}")
+            paths = [blob.path for _, blob in blobs]
+            sent = dimse_sender.send_batch(target, paths, self.config.timeouts)
+            for (i, _), outcome in zip(blobs, sent, strict=True):
+                outcomes[i] = outcome
+        finally:
+            for _, blob in blobs:
+                blob.release()
+        return [o for o in outcomes if o is not None]
+
+
+async def ensure_schema(archive: Archive) -> None:
+    """Create the queue table in an index made before forwarding was installed."""
+    async with archive.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all, tables=[forward_tasks])

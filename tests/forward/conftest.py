@@ -1,0 +1,57 @@
+"""Fixtures for the forwarding tests: real receivers and an archive that can be reopened."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from forward_peers import Hub, RefusingSCP, StoreSCP
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"test corpus not found at {CORPUS}")
+    return CORPUS
+
+
+@pytest.fixture
+def storescp_factory(tmp_path: Path) -> Iterator[Callable[..., StoreSCP]]:
+    if shutil.which("storescp") is None:
+        pytest.skip("dcmtk storescp is not installed")
+    started: list[StoreSCP] = []
+
+    def make(name: str = "pacs", **kwargs) -> StoreSCP:
+        scp = StoreSCP(tmp_path / name, **kwargs)
+        started.append(scp)
+        return scp
+
+    yield make
+    for scp in started:
+        scp.stop()
+
+
+@pytest.fixture
+def refusing_scp() -> Iterator[RefusingSCP]:
+    scp = RefusingSCP()
+    scp.start()
+    yield scp
+    scp.stop()
+
+
+@pytest.fixture
+async def hub_factory(tmp_path: Path):
+    opened: list[Hub] = []
+
+    async def make(forward: dict, data_dir: Path | None = None) -> Hub:
+        hub = Hub(data_dir or tmp_path / "data", forward)
+        opened.append(hub)
+        return await hub.open()
+
+    yield make
+    for hub in opened:
+        await hub.close()

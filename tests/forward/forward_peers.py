@@ -1,0 +1,203 @@
+"""Helpers for the forwarding tests: real receivers (dcmtk storescp, a pynetdicom SCP),
+sample files and an archive with forwarding that can be closed and reopened."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydicom.data import get_testdata_file
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.dsutils import split_dataset
+from pynetdicom.transport import ThreadedAssociationServer
+
+from hub.archive import Archive
+from hub.config import Settings
+from hub.forward.config import parse_config
+from hub.forward.worker import Forwarder
+
+FAST_RETRY = {"base": 0.2, "multiplier": 2.0, "max_delay": 1.0, "max_attempts": 100}
+FAST_TIMEOUTS = {"connect": 3, "acse": 5, "dimse": 15, "network": 15, "http": 15}
+
+# Real objects of several SOP classes and transfer syntaxes (pydicom-data).
+TESTDATA = [
+    "CT_small.dcm",  # CT, explicit VR little endian
+    "SC_rgb_jpeg_dcmd.dcm",  # secondary capture, implicit VR little endian
+    "US1_J2KR.dcm",  # US, JPEG 2000 lossless
+    "color3d_jpeg_baseline.dcm",  # US multi-frame cine, JPEG baseline
+    "SC_rgb_rle.dcm",  # secondary capture, RLE lossless
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"receiver exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def dataset_sha256(path: Path) -> str:
+    """sha256 of the encoded data set after the file meta information: what travels in a
+    C-STORE, and what ``storescp --bit-preserving --write-dataset`` writes."""
+    _, offset = split_dataset(path)
+    return hashlib.sha256(path.read_bytes()[offset:]).hexdigest()
+
+
+class StoreSCP:
+    """dcmtk storescp writing every received data set exactly as it came off the wire."""
+
+    def __init__(self, out: Path, ae_title: str = "PACS", accept_all: bool = True) -> None:
+        self.out = out
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.ae_title = ae_title
+        self.accept_all = accept_all
+        self.proc: subprocess.Popen | None = None
+        self.log = out.parent / f"storescp-{self.port}.log"
+
+    def start(self, *extra: str) -> None:
+        args = ["storescp", "-aet", self.ae_title, "-od", str(self.out), "+B", "-F", "-dhl"]
+        if self.accept_all:
+            args.append("+xa")
+        args += [*extra, str(self.port)]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def received(self) -> dict[str, str]:
+        """SOP Instance UID -> sha256 of the data set bytes written by storescp."""
+        found = {}
+        for path in self.out.iterdir():
+            if path.is_file():
+                # default file names are <modality prefix>.<SOP Instance UID>
+                sop = path.name.split(".", 1)[1]
+                found[sop] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return found
+
+    def target(self, name: str = "pacs") -> dict:
+        return {
+            "type": "dimse",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "called_ae": self.ae_title,
+            "calling_ae": "TESSERA",
+        }
+
+
+class RefusingSCP:
+    """A real pynetdicom Storage SCP that answers every C-STORE with ``status`` until fixed."""
+
+    def __init__(self, status: int = 0xA900) -> None:
+        self.status = status
+        self.received: dict[str, bytes] = {}
+        self.port = free_port()
+        ae = AE(ae_title="VNA")
+        ae.supported_contexts = AllStoragePresentationContexts
+        for cx in ae.supported_contexts:
+            cx.transfer_syntax = None  # accept whatever transfer syntax is proposed
+        self.ae = ae
+        self.server: ThreadedAssociationServer | None = None
+        self._lock = threading.Lock()
+
+    def _on_store(self, event: evt.Event) -> int:
+        with self._lock:
+            if self.status == 0x0000:
+                self.received[event.request.AffectedSOPInstanceUID] = (
+                    event.request.DataSet.getvalue()
+                )
+            return self.status
+
+    def start(self) -> None:
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+        )
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    def target(self) -> dict:
+        return {"type": "dimse", "host": "127.0.0.1", "port": self.port, "called_ae": "VNA"}
+
+
+def sample_files() -> list[Path]:
+    return [Path(get_testdata_file(name)) for name in TESTDATA]
+
+
+class Hub:
+    """An archive with forwarding on a data dir that survives close/reopen."""
+
+    def __init__(self, data_dir: Path, forward: dict) -> None:
+        self.settings = Settings(data_dir=data_dir, extra={"forward": forward})
+        self.archive: Archive | None = None
+        self.forwarder: Forwarder | None = None
+
+    async def open(self) -> Hub:
+        self.archive = await Archive.open(self.settings)
+        forward = self.settings.extra["forward"]
+        self.forwarder = Forwarder(self.archive, parse_config(forward))
+        await self.forwarder.start()
+        return self
+
+    async def close(self) -> None:
+        if self.forwarder is not None:
+            await self.forwarder.stop()
+        if self.archive is not None:
+            await self.archive.close()
+        self.archive = self.forwarder = None
+
+    async def wait_until(self, check: Callable, within: float = 60) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            if await check():
+                return
+            if time.monotonic() > deadline:
+                tasks = await self.forwarder.queue.list(limit=1000)
+                raise AssertionError(f"queue did not settle: {[t.to_json() for t in tasks]}")
+            await asyncio.sleep(0.1)
+
+    async def wait_settled(self, within: float = 60) -> dict[str, dict[str, int]]:
+        """Wait until nothing is pending or in flight; returns {target: {state: count}}."""
+
+        async def settled() -> bool:
+            counts = await self.forwarder.queue.counts()
+            return all(not c.get("pending") and not c.get("in_flight") for c in counts.values())
+
+        await self.wait_until(settled, within)
+        return await self.forwarder.queue.counts()
+
+
+def forward_config(targets: dict, rules: list, **extra) -> dict:
+    return {
+        "targets": targets,
+        "rules": rules,
+        "retry": FAST_RETRY,
+        "timeouts": FAST_TIMEOUTS,
+        "poll_interval": 0.5,
+        **extra,
+    }
