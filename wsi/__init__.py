@@ -1,0 +1,31 @@
+"""Vendor whole-slide image -> DICOM VL Whole Slide Microscopy pyramid (pure library, no HTTP).
+
+Imports stay light here: the heavy modules (pydicom, tifffile, openslide, imagecodecs) load only
+when a conversion starts, so the command line starts fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from wsi.errors import ConversionError
+from wsi.options import ConvertOptions, SlideIds
+
+__all__ = ["ConversionError", "ConvertOptions", "SlideIds", "convert_slide"]
+
+
+def convert_slide(
+    src: Path,
+    out_dir: Path,
+    ids: SlideIds = SlideIds(),
+    options: ConvertOptions = ConvertOptions(),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """Convert ``src`` into one DICOM file per pyramid level (+ label/overview/thumbnail).
+
+    Returns the written paths. Raises ConversionError; on failure ``out_dir`` holds no new files.
+    """
+    from wsi.convert import convert
+
+    return convert(Path(src), Path(out_dir), ids, options, progress)

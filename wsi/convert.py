@@ -1,0 +1,305 @@
+"""Convert one vendor slide into a staged set of DICOM files, then move them into place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from wsi.encode import CODECS, TileJob, codec_for, encode, encode_tiles, init_worker, run_job
+from wsi.errors import ConversionError
+from wsi.metadata import SlideDatasets, level0_spacing
+from wsi.options import ConvertOptions, SlideIds
+from wsi.pyramid import PlannedLevel, plan
+from wsi.sources import RegionReader, open_reader, open_slide
+from wsi.sources.model import Associated, Passthrough, SlideInfo
+from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
+
+Progress = Callable[[int, int], None]
+_JOB_PIXELS = 4096 * 1024  # output pixels per worker job: bounds the memory of one job
+_J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
+_J2K_EOC = b"\xff\xd9"
+JPEG_BASELINE = CODECS["jpeg"].transfer_syntax
+
+
+def convert(
+    src: Path, out_dir: Path, ids: SlideIds, options: ConvertOptions, progress: Progress | None
+) -> list[Path]:
+    slide = open_slide(src)
+    levels = plan(slide, options)
+    wanted = {
+        "LABEL": options.include_label,
+        "OVERVIEW": options.include_overview,
+        "THUMBNAIL": options.include_thumbnail,
+    }
+    associated = [a for a in slide.associated if wanted[a.kind]]
+    names = [f"level{i}.dcm" for i in range(len(levels))]
+    names += [f"{a.kind.lower()}.dcm" for a in associated]
+    clashes = [n for n in names if (out_dir / n).exists()]
+    if clashes:
+        raise ConversionError(f"{out_dir}: already holds {', '.join(clashes)}; not overwriting")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
+    try:
+        job = _Conversion(slide, ids, options, staging, progress)
+        job.total = sum(level.frames for level in levels) + len(associated)
+        with job:
+            for i, level in enumerate(levels):
+                job.write_level(level, names[i], number=i + 1)
+            for j, image in enumerate(associated):
+                job.write_associated(image, names[len(levels) + j], number=len(levels) + j + 1)
+        return _publish(staging, out_dir, names)
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"{src.name}: conversion failed: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, out_dir: Path, names: list[str]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done: list[Path] = []
+    try:
+        for name in names:
+            target = out_dir / name
+            if target.exists():
+                raise ConversionError(f"{target}: appeared during conversion; not overwriting")
+            os.rename(staging / name, target)
+            done.append(target)
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise
+    return done
+
+
+class _Conversion:
+    def __init__(
+        self,
+        slide: SlideInfo,
+        ids: SlideIds,
+        options: ConvertOptions,
+        staging: Path,
+        progress: Progress | None,
+    ) -> None:
+        self.slide = slide
+        self.options = options
+        self.staging = staging
+        self.progress = progress
+        self.datasets = SlideDatasets(slide, ids, level0_spacing(slide, options.fallback_mpp))
+        self.codec = codec_for(options.codec)
+        self.total = 0
+        self.done = 0
+        self._pool = None
+        self._reader: RegionReader | None = None
+
+    def __enter__(self) -> _Conversion:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._reader is not None:
+            self._reader.close()
+
+    def _advance(self, frames: int) -> None:
+        self.done += frames
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    @property
+    def reader(self) -> RegionReader:
+        """A region reader in this process (for mending tiles and associated images)."""
+        if self._reader is None:
+            self._reader = open_reader(self.slide.reader, self.slide.path)
+        return self._reader
+
+    # -- pyramid levels ------------------------------------------------------------------------
+
+    def write_level(self, level: PlannedLevel, name: str, number: int) -> None:
+        raw = level.passthrough
+        if raw is not None:
+            photometric, history = raw.photometric, [(raw.method, RATIO_PLACEHOLDER)] * raw.lossy
+            transfer_syntax = raw.transfer_syntax
+            estimate = int(raw.bytecounts.sum()) + level.frames * (len(raw.prefix) + 9)
+        else:
+            photometric, transfer_syntax = self.codec.photometric, self.codec.transfer_syntax
+            history = self._encoded_history()
+            estimate = level.frames * (level.tile_width * level.tile_height * 3 * 11 // 10 + 1024)
+        ds = self.datasets.instance(
+            kind="VOLUME",
+            derived=level.generated,
+            number=number,
+            width=level.width,
+            height=level.height,
+            tile_width=level.tile_width,
+            tile_height=level.tile_height,
+            frames=level.frames,
+            photometric=photometric,
+            lossy_history=history,
+        )
+        writer = FrameWriter(
+            self.staging / name, ds, transfer_syntax, level.frames, large=estimate >= FOUR_GIB
+        )
+        try:
+            frames = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
+            for frame, prefix, skip in frames:
+                writer.write(frame, prefix, skip)
+            raw_bytes = level.frames * level.tile_width * level.tile_height * 3
+            writer.close(_ratio(raw_bytes, writer.compressed_bytes))
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _encoded_history(self) -> list[tuple[str, str]]:
+        history = []
+        if self.slide.source_compression and self.slide.source_compression[1]:
+            method, ratio = self.slide.source_compression
+            history.append((method, f"{ratio:.6g}"))
+        if self.codec.lossy:
+            history.append((self.codec.method, RATIO_PLACEHOLDER))
+        return history
+
+    def _raw_frames(self, level: PlannedLevel, raw: Passthrough) -> Iterator[tuple]:
+        """Source tiles as they are; missing or broken ones are decoded and re-encoded alike."""
+        fd = os.open(self.slide.path, os.O_RDONLY)
+        try:
+            offsets, counts = raw.offsets.tolist(), raw.bytecounts.tolist()
+            intact = _jpeg_intact if raw.codec == "jpeg" else _j2k_intact
+            for i, (offset, count) in enumerate(zip(offsets, counts, strict=True)):
+                tile = os.pread(fd, count, offset) if count else b""
+                if intact(tile):
+                    yield tile, raw.prefix, raw.strip
+                else:
+                    yield self._mend(level, raw, i), b"", 0
+                if i & 255 == 255:
+                    self._advance(256)
+            self._advance(len(offsets) & 255)
+        finally:
+            os.close(fd)
+
+    def _mend(self, level: PlannedLevel, raw: Passthrough, index: int) -> bytes:
+        """Re-encode one unusable source tile from decoded pixels, in the level's colour model."""
+        if raw.codec != "jpeg":
+            raise ConversionError(
+                f"{self.slide.path.name}: JPEG 2000 tile {index} of the {level.width}x"
+                f"{level.height} level is empty or corrupt"
+            )
+        ty, tx = divmod(index, level.tiles_across)
+        job = self._job(level, ty, tx, tx + 1, "jpeg-rgb" if raw.rgb else "jpeg")
+        try:
+            return encode_tiles(self.reader, job)[0]
+        except Exception as exc:
+            raise ConversionError(
+                f"{self.slide.path.name}: tile {index} of the {level.width}x{level.height} level "
+                f"is empty or corrupt and could not be decoded either: {exc}"
+            ) from exc
+
+    def _job(self, level: PlannedLevel, ty: int, tx0: int, tx1: int, codec: str) -> TileJob:
+        source = self.slide.levels[level.read_level]
+        return TileJob(
+            width=level.width,
+            height=level.height,
+            tile_width=level.tile_width,
+            tile_height=level.tile_height,
+            read_level=level.read_level,
+            read_width=source.width,
+            read_height=source.height,
+            scale=level.downsample / source.downsample,
+            codec=codec,
+            quality=self.options.jpeg_quality,
+            ty=ty,
+            tx0=tx0,
+            tx1=tx1,
+        )
+
+    def _encoded_frames(self, level: PlannedLevel) -> Iterator[tuple]:
+        per_job = max(1, _JOB_PIXELS // (level.tile_width * level.tile_height))
+        jobs = [
+            self._job(level, ty, tx0, min(tx0 + per_job, level.tiles_across), self.codec.name)
+            for ty in range(level.tiles_down)
+            for tx0 in range(0, level.tiles_across, per_job)
+        ]
+        for tiles in self._run(jobs):
+            for tile in tiles:
+                yield tile, b"", 0
+            self._advance(len(tiles))
+
+    def _run(self, jobs: list[TileJob]) -> Iterable[list[bytes]]:
+        """Encode jobs in worker processes, results in order, a bounded number in flight."""
+        if self.options.workers == 1 or len(jobs) == 1:
+            return (encode_tiles(self.reader, job) for job in jobs)
+        return _ordered(self._workers(), jobs, window=2 * self.options.workers)
+
+    def _workers(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.options.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=init_worker,
+                initargs=(self.slide.reader, str(self.slide.path)),
+            )
+        return self._pool
+
+    # -- label, overview, thumbnail ------------------------------------------------------------
+
+    def write_associated(self, image: Associated, name: str, number: int) -> None:
+        from wsi.sources.openslide_reader import OpenSlideRegionReader
+
+        reader = self.reader
+        assert isinstance(reader, OpenSlideRegionReader)
+        pixels = reader.associated(image.name)
+        height, width = pixels.shape[:2]
+        frame = encode(pixels, "jpeg", self.options.jpeg_quality)
+        ds = self.datasets.instance(
+            kind=image.kind,
+            derived=image.kind == "THUMBNAIL",
+            number=number,
+            width=width,
+            height=height,
+            tile_width=width,
+            tile_height=height,
+            frames=1,
+            photometric="YBR_FULL_422",
+            lossy_history=[("ISO_10918_1", RATIO_PLACEHOLDER)],
+        )
+        writer = FrameWriter(self.staging / name, ds, JPEG_BASELINE, 1, large=False)
+        writer.write(frame)
+        writer.close(_ratio(width * height * 3, writer.compressed_bytes))
+        self._advance(1)
+
+
+def _ordered(pool, jobs: list[TileJob], window: int) -> Iterator[list[bytes]]:
+    pending: deque = deque()
+    try:
+        for job in jobs:
+            pending.append(pool.submit(run_job, job))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _jpeg_intact(tile: bytes) -> bool:
+    from wsi.codestream import tile_looks_complete
+
+    return tile_looks_complete(tile)
+
+
+def _j2k_intact(tile: bytes) -> bool:
+    return tile[:4] == _J2K_SOC_SIZ and tile[-2:] == _J2K_EOC
+
+
+def _ratio(raw_bytes: int, compressed: int) -> str:
+    return f"{raw_bytes / max(compressed, 1):.6g}"

@@ -1,0 +1,233 @@
+"""Slide facts + caller identifiers -> the VL Whole Slide Microscopy Image attributes."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydicom import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+
+from wsi.options import SlideIds
+from wsi.sources.model import SlideInfo
+
+VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+UNKNOWN = "Unknown"
+_SLICE_THICKNESS_MM = 0.001  # slide section thickness is not recorded by scanners; nominal 1 µm
+
+
+@dataclass(frozen=True)
+class Spacing:
+    """Level-0 micrometres per pixel and how they were obtained."""
+
+    x: float
+    y: float
+    note: str | None  # set when assumed, written to ImageComments
+
+
+def level0_spacing(slide: SlideInfo, fallback_mpp: float) -> Spacing:
+    if slide.mpp is not None:
+        return Spacing(slide.mpp[0], slide.mpp[1], None)
+    if slide.objective_power:
+        mpp = 10.0 / slide.objective_power
+        note = (
+            f"Pixel spacing not recorded by the scanner; assumed {mpp:g} um/pixel "
+            f"from objective power {slide.objective_power:g}x"
+        )
+        return Spacing(mpp, mpp, note)
+    note = f"Pixel spacing not recorded by the scanner; assumed {fallback_mpp:g} um/pixel"
+    return Spacing(fallback_mpp, fallback_mpp, note)
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    ds = Dataset()
+    ds.CodeValue = value
+    ds.CodingSchemeDesignator = scheme
+    ds.CodeMeaning = meaning
+    return ds
+
+
+def _da(moment: datetime) -> str:
+    return moment.strftime("%Y%m%d")
+
+
+def _tm(moment: datetime) -> str:
+    return moment.strftime("%H%M%S")
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+class SlideDatasets:
+    """Builds the instances of one slide: one study, one series, one frame of reference."""
+
+    def __init__(self, slide: SlideInfo, ids: SlideIds, spacing: Spacing) -> None:
+        self.slide = slide
+        self.spacing = spacing
+        now = datetime.now()
+        self.acquired = slide.acquired or now
+        self._base = self._shared(ids, now)
+
+    def _shared(self, ids: SlideIds, now: datetime) -> Dataset:
+        slide = self.slide
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.SOPClassUID = VL_WSI
+        ds.StudyDate = ds.SeriesDate = _da(self.acquired)
+        ds.StudyTime = ds.SeriesTime = _tm(self.acquired)
+        ds.ContentDate = _da(now)
+        ds.ContentTime = _tm(now)
+        ds.AcquisitionDateTime = self.acquired.strftime("%Y%m%d%H%M%S")
+        ds.AccessionNumber = ids.accession
+        ds.Modality = "SM"
+        ds.Manufacturer = slide.manufacturer or UNKNOWN
+        ds.ReferringPhysicianName = ids.referring_physician
+        if ids.study_description:
+            ds.StudyDescription = ids.study_description
+        ds.SeriesDescription = ids.series_description or slide.path.name
+        ds.ManufacturerModelName = slide.model or UNKNOWN
+        ds.VolumetricProperties = "VOLUME"
+        ds.PatientName = ids.patient_name
+        ds.PatientID = ids.patient_id
+        ds.PatientBirthDate = ids.patient_birth_date
+        ds.PatientSex = ids.patient_sex
+        ds.DeviceSerialNumber = slide.serial or UNKNOWN
+        ds.SoftwareVersions = slide.software or UNKNOWN
+        ds.StudyInstanceUID = ids.study_uid or generate_uid()
+        ds.SeriesInstanceUID = generate_uid()
+        ds.StudyID = ids.study_id
+        ds.SeriesNumber = 1
+        ds.FrameOfReferenceUID = generate_uid()
+        ds.PositionReferenceIndicator = "SLIDE_CORNER"
+        ds.DimensionOrganizationType = "TILED_FULL"
+        ds.SamplesPerPixel = 3
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated = 8
+        ds.BitsStored = 8
+        ds.HighBit = 7
+        ds.PixelRepresentation = 0
+        ds.FocusMethod = "AUTO"
+        ds.ExtendedDepthOfField = "NO"
+        ds.ImagedVolumeWidth = self._mm(slide.width * self.spacing.x)
+        ds.ImagedVolumeHeight = self._mm(slide.height * self.spacing.y)
+        ds.ImagedVolumeDepth = _SLICE_THICKNESS_MM * 1000
+        origin = Dataset()
+        origin.XOffsetInSlideCoordinateSystem = 0
+        origin.YOffsetInSlideCoordinateSystem = 0
+        ds.TotalPixelMatrixOriginSequence = [origin]
+        ds.ImageOrientationSlide = [0, -1, 0, -1, 0, 0]
+        ds.TotalPixelMatrixFocalPlanes = 1
+        ds.NumberOfOpticalPaths = 1
+        dim = Dataset()
+        dim.DimensionOrganizationUID = generate_uid()
+        ds.DimensionOrganizationSequence = [dim]
+        ds.ContainerIdentifier = ids.specimen_id or slide.path.stem
+        ds.IssuerOfTheContainerIdentifierSequence = self._issuer(ids)
+        ds.ContainerTypeCodeSequence = [_code("433466003", "SCT", "Microscope slide")]
+        ds.AcquisitionContextSequence = Sequence()
+        specimen = Dataset()
+        specimen.SpecimenIdentifier = ds.ContainerIdentifier
+        specimen.SpecimenUID = generate_uid()
+        specimen.IssuerOfTheSpecimenIdentifierSequence = self._issuer(ids)
+        specimen.SpecimenPreparationSequence = Sequence()
+        ds.SpecimenDescriptionSequence = [specimen]
+        ds.OpticalPathSequence = [self._optical_path()]
+        if self.spacing.note:
+            ds.ImageComments = self.spacing.note
+        return ds
+
+    @staticmethod
+    def _mm(micrometres: float) -> float:
+        return round(micrometres / 1000.0, 6)
+
+    @staticmethod
+    def _issuer(ids: SlideIds) -> Sequence:
+        if not ids.issuer:
+            return Sequence()
+        issuer = Dataset()
+        issuer.LocalNamespaceEntityID = ids.issuer
+        return Sequence([issuer])
+
+    def _optical_path(self) -> Dataset:
+        path = Dataset()
+        path.OpticalPathIdentifier = "0"
+        path.IlluminationTypeCodeSequence = [_code("111744", "DCM", "Brightfield illumination")]
+        path.IlluminationColorCodeSequence = [_code("414298005", "SCT", "Full Spectrum")]
+        path.ICCProfile = self.slide.icc_profile or _srgb_profile()
+        if not self.slide.icc_profile:
+            path.ColorSpace = "SRGB"
+        if self.slide.objective_power:
+            path.ObjectiveLensPower = self.slide.objective_power
+        return path
+
+    def instance(
+        self,
+        *,
+        kind: str,
+        derived: bool,
+        number: int,
+        width: int,
+        height: int,
+        tile_width: int,
+        tile_height: int,
+        frames: int,
+        photometric: str,
+        lossy_history: list[tuple[str, str]],
+    ) -> Dataset:
+        """One instance; ``lossy_history`` is [(method, ratio DS)], the last ratio may be the
+        writer's placeholder, filled in once the frames are written."""
+        ds = copy.deepcopy(self._base)
+        flavour = "RESAMPLED" if derived and kind in ("VOLUME", "THUMBNAIL") else "NONE"
+        ds.ImageType = ["DERIVED" if derived else "ORIGINAL", "PRIMARY", kind, flavour]
+        ds.SOPInstanceUID = generate_uid()
+        ds.InstanceNumber = number
+        ds.TotalPixelMatrixColumns = width
+        ds.TotalPixelMatrixRows = height
+        ds.Columns = tile_width
+        ds.Rows = tile_height
+        ds.NumberOfFrames = frames
+        ds.PhotometricInterpretation = photometric
+        ds.BurnedInAnnotation = "YES" if kind in ("LABEL", "OVERVIEW") else "NO"
+        ds.SpecimenLabelInImage = "YES" if kind in ("LABEL", "OVERVIEW") else "NO"
+        if lossy_history:
+            ds.LossyImageCompression = "01"
+            ds.LossyImageCompressionRatio = [ratio for _, ratio in lossy_history]
+            ds.LossyImageCompressionMethod = [method for method, _ in lossy_history]
+        else:
+            ds.LossyImageCompression = "00"
+        if kind == "LABEL":
+            ds.BarcodeValue = ""
+            ds.LabelText = ""
+        ds.SharedFunctionalGroupsSequence = [self._shared_groups(ds.ImageType, width, height)]
+        if kind in ("LABEL", "OVERVIEW"):
+            # Scanners record no pixel spacing for these photographs of the glass, yet the IOD
+            # requires one: nominal, from the long side of a 76 x 26 mm slide (overview) or of
+            # its 26 x 26 mm label area.
+            spacing = (76.0 if kind == "OVERVIEW" else 26.0) / max(width, height)
+            measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+            measures.PixelSpacing = [round(spacing, 9), round(spacing, 9)]
+            del ds.ImagedVolumeWidth, ds.ImagedVolumeHeight, ds.ImagedVolumeDepth
+        return ds
+
+    def _shared_groups(self, image_type, width: int, height: int) -> Dataset:
+        slide = self.slide
+        measures = Dataset()
+        measures.PixelSpacing = [
+            round(self.spacing.y * slide.height / height / 1000.0, 9),
+            round(self.spacing.x * slide.width / width / 1000.0, 9),
+        ]
+        measures.SliceThickness = _SLICE_THICKNESS_MM
+        frame_type = Dataset()
+        frame_type.FrameType = list(image_type)
+        optical = Dataset()
+        optical.OpticalPathIdentifier = "0"
+        groups = Dataset()
+        groups.PixelMeasuresSequence = [measures]
+        groups.WholeSlideMicroscopyImageFrameTypeSequence = [frame_type]
+        groups.OpticalPathIdentificationSequence = [optical]
+        return groups

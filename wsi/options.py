@@ -1,0 +1,64 @@
+"""Caller-facing settings of a conversion: identifiers and encoding options."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+CODECS = ("passthrough-or-jpeg", "jpeg", "jpeg2000-lossless", "jpegls-lossless")
+
+
+@dataclass(frozen=True)
+class SlideIds:
+    """Patient/study/specimen identifiers written into every instance of the slide."""
+
+    patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    accession: str = ""
+    study_uid: str | None = None
+    study_id: str = ""
+    study_description: str = ""
+    series_description: str = ""
+    specimen_id: str | None = None  # ContainerIdentifier; default: the source file name stem
+    issuer: str = ""  # issuer of the container/specimen identifier
+    referring_physician: str = ""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to encode the pyramid.
+
+    ``codec``: 'passthrough-or-jpeg' copies JPEG/JPEG 2000 source tiles and re-encodes everything
+    else as JPEG; the other values re-encode every tile with that codec.
+    ``fallback_mpp``: micrometres per pixel assumed at level 0 when the source records no pixel
+    spacing and no objective power (otherwise 10 / objective power is assumed); either assumption
+    is written into ImageComments.
+    """
+
+    codec: str = "passthrough-or-jpeg"
+    jpeg_quality: int = 90
+    tile_size: int | None = None
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    level_factor: int = 2
+    min_level_size: int = 1024
+    include_label: bool = True
+    include_overview: bool = True
+    include_thumbnail: bool = True
+    fallback_mpp: float = 1.0
+
+    def __post_init__(self) -> None:
+        from wsi.errors import ConversionError
+
+        if self.codec not in CODECS:
+            choices = ", ".join(CODECS)
+            raise ConversionError(f"unknown codec {self.codec!r}; choose one of {choices}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConversionError(f"JPEG quality must be 1..100, not {self.jpeg_quality}")
+        if self.tile_size is not None and not 16 <= self.tile_size <= 4096:
+            raise ConversionError(f"tile size must be 16..4096, not {self.tile_size}")
+        if self.level_factor < 2:
+            raise ConversionError(f"level factor must be at least 2, not {self.level_factor}")
+        if self.workers < 1:
+            raise ConversionError(f"workers must be at least 1, not {self.workers}")

@@ -1,0 +1,99 @@
+"""Level plan: reuse the source's levels, generate missing smaller ones down to thumbnail size."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from wsi.options import ConvertOptions
+from wsi.sources.model import Passthrough, SlideInfo, SourceLevel
+
+DEFAULT_TILE = 256
+
+
+@dataclass(frozen=True)
+class PlannedLevel:
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    downsample: float  # level-0 width / this width
+    read_level: int  # source level decoded for re-encoding (the passthrough level itself)
+    passthrough: Passthrough | None
+    generated: bool  # not a level of the source: DERIVED / RESAMPLED
+
+    @property
+    def tiles_across(self) -> int:
+        return math.ceil(self.width / self.tile_width)
+
+    @property
+    def tiles_down(self) -> int:
+        return math.ceil(self.height / self.tile_height)
+
+    @property
+    def frames(self) -> int:
+        return self.tiles_across * self.tiles_down
+
+
+def plan(slide: SlideInfo, options: ConvertOptions) -> list[PlannedLevel]:
+    levels = _distinct(slide.levels)
+    out = [_reuse(level, options) for level in levels]
+    tile = out[-1].tile_width if options.tile_size is None else options.tile_size
+    while max(out[-1].width, out[-1].height) > options.min_level_size:
+        last = out[-1]
+        ds = last.downsample * options.level_factor
+        usable = [lv for lv in levels if lv.downsample <= ds * 1.001]
+        source = max(usable, key=lambda lv: lv.downsample)
+        out.append(
+            PlannedLevel(
+                width=math.ceil(last.width / options.level_factor),
+                height=math.ceil(last.height / options.level_factor),
+                tile_width=tile,
+                tile_height=tile,
+                downsample=ds,
+                read_level=source.index,
+                passthrough=None,
+                generated=True,
+            )
+        )
+    return out
+
+
+def _distinct(levels: list[SourceLevel]) -> list[SourceLevel]:
+    """Source levels, largest first, without repeats of the same size."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for level in sorted(levels, key=lambda lv: -lv.width * lv.height):
+        if (level.width, level.height) not in seen and level.width and level.height:
+            seen.add((level.width, level.height))
+            out.append(level)
+    return out
+
+
+def _reuse(level: SourceLevel, options: ConvertOptions) -> PlannedLevel:
+    raw = level.passthrough if options.codec == "passthrough-or-jpeg" else None
+    if raw is not None and options.tile_size not in (None, level.tile_width):
+        raw = None
+    if raw is not None and level.tile_width != level.tile_height:
+        raw = None
+    if raw is not None:
+        tw, th = level.tile_width, level.tile_height
+    else:
+        tw = th = options.tile_size or _native_square(level) or DEFAULT_TILE
+    return PlannedLevel(
+        width=level.width,
+        height=level.height,
+        tile_width=tw,
+        tile_height=th,
+        downsample=level.downsample,
+        read_level=level.index,
+        passthrough=raw,
+        generated=False,
+    )
+
+
+def _native_square(level: SourceLevel) -> int | None:
+    """The source's tile size when it is a sensible square tile (NDPI stripes are not)."""
+    if level.tile_width == level.tile_height and 128 <= level.tile_width <= 1024:
+        return level.tile_width
+    return None

@@ -1,0 +1,173 @@
+"""Open a vendor slide: OpenSlide for every format it reads, tifffile for raw tiles and OME-TIFF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from wsi.errors import ConversionError
+from wsi.sources.model import Associated, SlideInfo, SourceLevel
+
+_ASSOCIATED = {"label": "LABEL", "macro": "OVERVIEW", "thumbnail": "THUMBNAIL"}
+# Vendors whose pixel data OpenSlide reads from JPEG (lossy) tiles or stripes.
+_JPEG_VENDORS = {"hamamatsu", "mirax", "ventana", "sakura", "leica", "philips", "aperio"}
+
+
+class RegionReader(Protocol):
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+def open_reader(kind: str, path: Path) -> RegionReader:
+    if kind == "openslide":
+        from wsi.sources.openslide_reader import OpenSlideRegionReader
+
+        return OpenSlideRegionReader(path)
+    from wsi.sources.tiff import TiffRegionReader
+
+    return TiffRegionReader(path)
+
+
+def open_slide(path: Path) -> SlideInfo:
+    """Describe the slide; raise ConversionError if neither OpenSlide nor tifffile can read it."""
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file")
+    import openslide
+
+    try:
+        slide = openslide.OpenSlide(path)
+    except openslide.OpenSlideError as exc:
+        return _tiff_only(path, f"OpenSlide: {exc}")
+    except openslide.OpenSlideUnsupportedFormatError:
+        return _tiff_only(path, "OpenSlide does not recognise the format")
+    try:
+        return _from_openslide(path, slide)
+    finally:
+        slide.close()
+
+
+def _from_openslide(path: Path, slide) -> SlideInfo:
+    from wsi.sources import properties as p
+    from wsi.sources.tiff import open_tiff, passthrough, rgb_levels
+
+    props = dict(slide.properties)
+    tif = open_tiff(path)
+    tiff_levels = {(lv.width, lv.height): lv for lv in rgb_levels(tif)} if tif else {}
+    levels = []
+    w0 = slide.dimensions[0]
+    for i, (w, h) in enumerate(slide.level_dimensions):
+        tw = int(props.get(f"openslide.level[{i}].tile-width", 0) or 0)
+        th = int(props.get(f"openslide.level[{i}].tile-height", 0) or 0)
+        match = tiff_levels.get((w, h))
+        raw = passthrough(tif, match) if match is not None else None
+        levels.append(SourceLevel(i, w, h, w0 / w, tw, th, raw))
+    associated = [
+        Associated(kind, name)
+        for name, kind in _ASSOCIATED.items()
+        if name in slide.associated_images
+    ]
+    vendor = props.get("openslide.vendor", "")
+    manufacturer, model, serial, software = p.equipment(props)
+    icc = slide.color_profile.tobytes() if slide.color_profile is not None else None
+    info = SlideInfo(
+        path=path,
+        reader="openslide",
+        vendor=vendor,
+        levels=levels,
+        associated=associated,
+        mpp=p.mpp(props),
+        objective_power=p.objective_power(props),
+        icc_profile=icc,
+        acquired=p.acquired(props),
+        manufacturer=manufacturer,
+        model=model,
+        serial=serial,
+        software=software,
+        source_compression=_source_compression(tif, vendor),
+    )
+    if tif is not None:
+        tif.close()
+    return info
+
+
+def _source_compression(tif, vendor: str) -> tuple[str, float | None] | None:
+    """(method, ratio) when the source pixels were lossy-compressed, for LossyImageCompression."""
+    if tif is not None and tif.pages:
+        page = tif.pages.first
+        compression = int(page.compression)
+        raw = page.imagewidth * page.imagelength * page.samplesperpixel
+        stored = int(sum(page.databytecounts))
+        ratio = raw / stored if stored else None
+        if compression in (6, 7):
+            return "ISO_10918_1", ratio
+        if compression in (33003, 33005, 34712):
+            return "ISO_15444_1", ratio
+        if compression in (1, 5, 8, 32773, 32946, 50000):
+            return None
+    if vendor in _JPEG_VENDORS:
+        return "ISO_10918_1", None
+    return None
+
+
+def _tiff_only(path: Path, openslide_reason: str) -> SlideInfo:
+    from wsi.sources import properties as p
+    from wsi.sources.tiff import open_tiff, passthrough, rgb_levels
+
+    tif = open_tiff(path)
+    if tif is None:
+        raise ConversionError(
+            f"{path.name}: not a whole-slide image this converter reads ({openslide_reason}; "
+            "not a TIFF either)"
+        )
+    try:
+        levels = rgb_levels(tif)
+        if not levels:
+            raise ConversionError(
+                f"{path.name}: unsupported image ({openslide_reason}; the TIFF holds no 8-bit "
+                "RGB image pyramid)"
+            )
+        try:
+            _check_decodable(tif, levels[0].page)
+        except Exception as exc:
+            raise ConversionError(
+                f"{path.name}: unsupported image ({openslide_reason}; tifffile cannot decode "
+                f"it: {exc})"
+            ) from exc
+        w0 = levels[0].width
+        source_levels = [
+            SourceLevel(
+                i,
+                lv.width,
+                lv.height,
+                w0 / lv.width,
+                lv.page.tilewidth if lv.page.is_tiled else 0,
+                lv.page.tilelength if lv.page.is_tiled else 0,
+                passthrough(tif, lv),
+            )
+            for i, lv in enumerate(levels)
+        ]
+        page = levels[0].page
+        icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
+        return SlideInfo(
+            path=path,
+            reader="tiff",
+            vendor="ome-tiff" if tif.is_ome else "tiff",
+            levels=source_levels,
+            mpp=p.tiff_mpp(page),
+            icc_profile=bytes(icc) if icc is not None else None,
+            software=str(page.software or ""),
+            source_compression=_source_compression(tif, ""),
+        )
+    finally:
+        tif.close()
+
+
+def _check_decodable(tif, page) -> None:
+    counts = page.databytecounts
+    index = next((i for i, c in enumerate(counts) if c), None)
+    if index is None:
+        raise ValueError("no image data")
+    tif.filehandle.seek(page.dataoffsets[index])
+    page.decode(tif.filehandle.read(counts[index]), index, jpegtables=page.jpegtables)

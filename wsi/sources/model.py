@@ -1,0 +1,71 @@
+"""What the converter knows about a source slide, independent of the library that read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """Compressed tiles of one source level that can be copied into DICOM frames as they are."""
+
+    codec: str  # 'jpeg' | 'jpeg2000'
+    photometric: str  # DICOM PhotometricInterpretation of the copied frames
+    transfer_syntax: str
+    lossy: bool
+    method: str  # LossyImageCompressionMethod
+    prefix: bytes  # JPEG: replaces each tile's SOI (SOI + APP14? + tables); JPEG 2000: empty
+    strip: int  # bytes dropped from the start of each tile (2 = the JPEG SOI)
+    offsets: np.ndarray
+    bytecounts: np.ndarray
+
+    @property
+    def rgb(self) -> bool:
+        return self.photometric == "RGB"
+
+
+@dataclass(frozen=True)
+class SourceLevel:
+    index: int  # level number for the region reader
+    width: int
+    height: int
+    downsample: float  # level-0 width / this width
+    tile_width: int
+    tile_height: int
+    passthrough: Passthrough | None = None
+
+
+@dataclass(frozen=True)
+class Associated:
+    kind: str  # 'LABEL' | 'OVERVIEW' | 'THUMBNAIL'
+    name: str  # the reader's key, e.g. OpenSlide 'macro'
+
+
+@dataclass
+class SlideInfo:
+    path: Path
+    reader: str  # 'openslide' | 'tiff': which library decodes regions
+    vendor: str
+    levels: list[SourceLevel]
+    associated: list[Associated] = field(default_factory=list)
+    mpp: tuple[float, float] | None = None  # (x, y) micrometres per pixel at level 0
+    objective_power: float | None = None
+    icc_profile: bytes | None = None
+    acquired: datetime | None = None
+    manufacturer: str = ""
+    model: str = ""
+    serial: str = ""
+    software: str = ""
+    source_compression: tuple[str, float | None] | None = None  # (method, ratio) if lossy
+
+    @property
+    def width(self) -> int:
+        return self.levels[0].width
+
+    @property
+    def height(self) -> int:
+        return self.levels[0].height

@@ -1,0 +1,114 @@
+"""Stream encapsulated frames into a DICOM Part-10 file with bounded memory.
+
+pydicom writes the header (file meta + every element before Pixel Data). The encapsulated Pixel
+Data element itself is written here by hand: pydicom's dcmwrite needs all frames in memory (a
+bytes value or a buffer of the whole encapsulated stream), which for a level-0 instance of a large
+slide is gigabytes. We write the undefined-length (7FE0,0010) element, a Basic Offset Table item
+(or, past 4 GiB, an empty one plus an Extended Offset Table, reserved in the header and filled
+in at the end), one item per frame, then the sequence delimiter.
+"""
+
+from __future__ import annotations
+
+import struct
+from io import BytesIO
+from pathlib import Path
+
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID
+
+_ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
+_SEQ_DELIM = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_PIXEL_DATA = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"
+_EOT_TAG = b"\xe0\x7f\x01\x00OV\x00\x00"
+_EOT_LENGTHS_TAG = b"\xe0\x7f\x02\x00OV\x00\x00"
+FOUR_GIB = 2**32
+# A DS value that cannot occur otherwise; replaced in the header once the frames are written.
+RATIO_PLACEHOLDER = "9.8765432109e+99"
+
+
+class FrameWriter:
+    """Write ``frames`` encapsulated frames after a header built from ``dataset``.
+
+    ``large``: the pixel data may pass 4 GiB, so offsets go into an Extended Offset Table
+    (the Basic Offset Table, whose offsets are 32-bit, is then left empty as the standard asks).
+    """
+
+    def __init__(
+        self, path: Path, dataset: Dataset, transfer_syntax: str, frames: int, large: bool
+    ) -> None:
+        self.path = path
+        self.frames = frames
+        self.large = large
+        self._offsets: list[int] = []
+        self._lengths: list[int] = []
+        self._pos = 0  # bytes of items written after the offset table item
+        header = _header_bytes(dataset, transfer_syntax)
+        self._ratio_at = header.find(RATIO_PLACEHOLDER.encode())
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh.write(header)
+        if large:
+            self._eot_at = self._fh.tell() + len(_EOT_TAG) + 4
+            self._fh.write(_EOT_TAG + struct.pack("<I", 8 * frames) + bytes(8 * frames))
+            self._fh.write(_EOT_LENGTHS_TAG + struct.pack("<I", 8 * frames) + bytes(8 * frames))
+            self._fh.write(_PIXEL_DATA + _ITEM + b"\x00\x00\x00\x00")
+        else:
+            self._fh.write(_PIXEL_DATA + _ITEM + struct.pack("<I", 4 * frames))
+            self._bot_at = self._fh.tell()
+            self._fh.write(bytes(4 * frames))
+
+    @property
+    def compressed_bytes(self) -> int:
+        return sum(self._lengths)
+
+    def write(self, frame: bytes, prefix: bytes = b"", skip: int = 0) -> None:
+        """Append one frame: ``prefix`` followed by ``frame[skip:]`` (saves a copy per tile)."""
+        n = len(prefix) + len(frame) - skip
+        pad = n & 1  # items have even length; a trailing 0x00 after a JPEG/J2K EOI is allowed
+        self._offsets.append(self._pos)
+        self._lengths.append(n + pad)
+        self._fh.write(_ITEM + struct.pack("<I", n + pad))
+        if prefix:
+            self._fh.write(prefix)
+        self._fh.write(memoryview(frame)[skip:] if skip else frame)
+        if pad:
+            self._fh.write(b"\x00")
+        self._pos += 8 + n + pad
+        if not self.large and self._pos > FOUR_GIB:
+            raise OverflowError("pixel data passed 4 GiB without an Extended Offset Table")
+
+    def close(self, ratio: str | None = None) -> None:
+        """Fill in the offset tables (and the compression ratio); ``ratio`` is a DS string."""
+        if len(self._offsets) != self.frames:
+            raise RuntimeError(f"{self.path.name}: {len(self._offsets)} of {self.frames} frames")
+        fh = self._fh
+        fh.write(_SEQ_DELIM)
+        if self.large:
+            fh.seek(self._eot_at)
+            fh.write(struct.pack(f"<{self.frames}Q", *self._offsets))
+            fh.seek(self._eot_at + 8 * self.frames + len(_EOT_LENGTHS_TAG) + 4)
+            fh.write(struct.pack(f"<{self.frames}Q", *self._lengths))
+        else:
+            fh.seek(self._bot_at)
+            fh.write(struct.pack(f"<{self.frames}I", *self._offsets))
+        if self._ratio_at >= 0:
+            if ratio is None or len(ratio) > len(RATIO_PLACEHOLDER):
+                raise ValueError("compression ratio missing or too long for its placeholder")
+            fh.seek(self._ratio_at)
+            fh.write(ratio.ljust(len(RATIO_PLACEHOLDER)).encode())
+        fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()
+
+
+def _header_bytes(dataset: Dataset, transfer_syntax: str) -> bytes:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    dataset.file_meta = meta
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
