@@ -1,0 +1,1 @@
+"""The browser UI: study browser, slide viewer, ultrasound cine viewer and slide upload."""

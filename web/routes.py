@@ -1,0 +1,75 @@
+"""Pages and static files of the browser UI.
+
+Pages are plain HTML that load ES modules from ``/static``; vendor libraries are served straight
+from ``node_modules`` (installed by ``npm ci``) under ``/static/vendor/<package>/``, so no build
+step is needed. Page routes are named ``page.*`` (any logged-in user), assets ``public.static.*``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+WEB_DIR = Path(__file__).resolve().parent
+PAGES_DIR = WEB_DIR / "pages"
+STATIC_DIR = WEB_DIR / "static"
+NODE_MODULES = WEB_DIR / "node_modules"
+
+# The only node_modules folders a page may load from: package name -> its browser build.
+VENDOR_DIRS = {
+    "openseadragon": NODE_MODULES / "openseadragon" / "build" / "openseadragon",
+    "dicom-microscopy-viewer": NODE_MODULES / "dicom-microscopy-viewer" / "dist",
+    "dicomweb-client": NODE_MODULES / "dicomweb-client" / "build",
+}
+VENDOR_CACHE = "public, max-age=86400"
+OWN_ASSET_CACHE = "no-cache"  # revalidated by ETag, so a new release shows at once
+
+PAGES = {
+    # route name: (path, html file)
+    "page.studies": ("/studies", "studies.html"),
+    "page.viewer": ("/viewer/{study}", "viewer.html"),
+    "page.ultrasound": ("/ultrasound/{study}", "ultrasound.html"),
+    "page.upload": ("/upload", "upload.html"),
+    "page.interop": ("/interop/{study}", "interop.html"),
+}
+
+
+def setup(app: web.Application) -> None:
+    router = app.router
+    router.add_get("/", home, name="page.home")
+    for name, (path, filename) in PAGES.items():
+        router.add_get(path, page_handler(filename), name=name)
+    # Registered before /static so the vendor prefix is matched first.
+    router.add_get("/static/vendor/{package}/{path:.+}", vendor_file, name="public.static.vendor")
+    router.add_static("/static", STATIC_DIR, name="public.static.files", append_version=False)
+    app.on_response_prepare.append(_asset_cache_headers)
+
+
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/studies")
+
+
+def page_handler(filename: str):
+    path = PAGES_DIR / filename
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
+async def vendor_file(request: web.Request) -> web.FileResponse:
+    root = VENDOR_DIRS.get(request.match_info["package"])
+    if root is None:
+        raise web.HTTPNotFound(text="unknown vendor package")
+    target = (root / request.match_info["path"]).resolve()
+    if not target.is_relative_to(root.resolve()) or not target.is_file():
+        raise web.HTTPNotFound(text="no such file (run `npm ci` in web/ if the package is missing)")
+    return web.FileResponse(target, headers={"Cache-Control": VENDOR_CACHE})
+
+
+async def _asset_cache_headers(request: web.Request, response: web.StreamResponse) -> None:
+    route = request.match_info.route if request.match_info else None
+    if route is not None and route.name == "public.static.files":
+        response.headers.setdefault("Cache-Control", OWN_ASSET_CACHE)

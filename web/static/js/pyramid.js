@@ -1,0 +1,121 @@
+// Slides of a case from DICOM WSI metadata: pyramid levels, label, overview, pixel spacing.
+
+import { first, item, personName, values } from "./dicom.js";
+
+// Magnification by convention: a 10x objective images about 1 µm per pixel.
+const MICRONS_AT_10X = 1.0;
+
+function imageFlavor(ds) {
+  return (values(ds, "ImageType")[2] || "").toUpperCase();
+}
+
+function pixelSpacingMm(ds) {
+  const shared = item(ds, "SharedFunctionalGroupsSequence");
+  const measures = shared && item(shared, "PixelMeasuresSequence");
+  const spacing = measures && values(measures, "PixelSpacing");
+  if (spacing && spacing.length === 2 && spacing[0] > 0) return [spacing[0], spacing[1]];
+  return null;
+}
+
+function objectivePower(ds) {
+  const path = item(ds, "OpticalPathSequence");
+  const power = path && first(path, "ObjectiveLensPower");
+  return power > 0 ? Number(power) : null;
+}
+
+function level(ds, transferSyntaxes) {
+  const sop = first(ds, "SOPInstanceUID");
+  const width = first(ds, "TotalPixelMatrixColumns");
+  const height = first(ds, "TotalPixelMatrixRows");
+  const tileWidth = first(ds, "Columns");
+  const tileHeight = first(ds, "Rows");
+  return {
+    sop,
+    series: first(ds, "SeriesInstanceUID"),
+    width,
+    height,
+    tileWidth,
+    tileHeight,
+    tilesAcross: Math.ceil(width / tileWidth),
+    tilesDown: Math.ceil(height / tileHeight),
+    frames: first(ds, "NumberOfFrames") || 1,
+    transferSyntax: transferSyntaxes.get(sop) || "",
+    spacing: pixelSpacingMm(ds),
+    tiledFull: (first(ds, "DimensionOrganizationType") || "TILED_FULL") === "TILED_FULL",
+  };
+}
+
+// Group the instances of a study into slides. A slide is a series with VOLUME images; its
+// label and overview may sit in the same series or in another one with the same container id.
+export function slidesOfStudy(instances, transferSyntaxes = new Map()) {
+  const wsi = instances.filter((ds) => first(ds, "Modality") === "SM" || values(ds, "ImageType").length > 2);
+  const bySeries = new Map();
+  for (const ds of wsi) {
+    const uid = first(ds, "SeriesInstanceUID");
+    if (!bySeries.has(uid)) bySeries.set(uid, []);
+    bySeries.get(uid).push(ds);
+  }
+  const associated = (flavor, series, container) =>
+    series.find((ds) => imageFlavor(ds) === flavor) ||
+    wsi.find((ds) => imageFlavor(ds) === flavor && container && first(ds, "ContainerIdentifier") === container);
+
+  const slides = [];
+  for (const [seriesUid, series] of bySeries) {
+    const volumes = series.filter((ds) => imageFlavor(ds) === "VOLUME" && first(ds, "TotalPixelMatrixColumns"));
+    if (!volumes.length) continue;
+    const levels = [];
+    for (const ds of volumes.map((v) => level(v, transferSyntaxes)).sort((a, b) => b.width - a.width)) {
+      // One entry per size: further focal planes or optical paths of a level are left out.
+      if (!levels.some((l) => l.width === ds.width && l.height === ds.height)) levels.push(ds);
+    }
+    const base = volumes.find((ds) => first(ds, "SOPInstanceUID") === levels[0].sop);
+    const container = first(base, "ContainerIdentifier") || "";
+    const specimen = item(base, "SpecimenDescriptionSequence");
+    const label = associated("LABEL", series, container);
+    const overview = associated("OVERVIEW", series, container);
+    const spacing = levels[0].spacing;
+    const power = objectivePower(base);
+    slides.push({
+      study: first(base, "StudyInstanceUID"),
+      series: seriesUid,
+      seriesNumber: first(base, "SeriesNumber") ?? 0,
+      description: first(base, "SeriesDescription") || "",
+      container,
+      specimen: specimen ? first(specimen, "SpecimenShortDescription") || first(specimen, "SpecimenIdentifier") || "" : "",
+      levels, // largest first
+      width: levels[0].width,
+      height: levels[0].height,
+      micronsPerPixel: spacing ? spacing[1] * 1000 : null,
+      // Magnification at level 0: from the pixel spacing when known, else the objective.
+      baseMagnification: spacing ? (10 * MICRONS_AT_10X) / (spacing[1] * 1000) : power,
+      objectivePower: power,
+      label: label && ref(label),
+      labelText: label ? first(label, "LabelText") || first(label, "BarcodeValue") || "" : "",
+      overview: overview && ref(overview),
+      patient: {
+        name: personName(first(base, "PatientName")),
+        id: first(base, "PatientID") || "",
+        birthDate: first(base, "PatientBirthDate") || "",
+        sex: first(base, "PatientSex") || "",
+      },
+      accession: first(base, "AccessionNumber") || "",
+      studyDate: first(base, "StudyDate") || "",
+      manufacturer: [first(base, "Manufacturer"), first(base, "ManufacturerModelName")].filter(Boolean).join(" "),
+    });
+  }
+  slides.sort((a, b) => a.seriesNumber - b.seriesNumber || a.container.localeCompare(b.container));
+  return slides;
+}
+
+function ref(ds) {
+  return {
+    study: first(ds, "StudyInstanceUID"),
+    series: first(ds, "SeriesInstanceUID"),
+    sop: first(ds, "SOPInstanceUID"),
+  };
+}
+
+// 1-based frame number of tile (col, row) in a TILED_FULL instance (first plane and path).
+export function frameNumber(lvl, col, row) {
+  return row * lvl.tilesAcross + col + 1;
+}

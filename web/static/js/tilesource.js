@@ -1,0 +1,75 @@
+// OpenSeadragon tile source over DICOMweb WADO-RS frames of a DICOM WSI pyramid.
+// OSD levels run from the smallest DICOM level (0) up to the full-resolution one (max).
+
+import { fetchFrameBlob, instanceUrl } from "./dicom.js";
+import { frameNumber } from "./pyramid.js";
+
+const OSD = window.OpenSeadragon;
+
+export class DicomTileSource extends OSD.TileSource {
+  constructor(slide) {
+    const ascending = [...slide.levels].reverse();
+    super({
+      width: slide.width,
+      height: slide.height,
+      tileWidth: slide.levels[0].tileWidth,
+      tileHeight: slide.levels[0].tileHeight,
+      tileOverlap: 0,
+      minLevel: 0,
+      maxLevel: ascending.length - 1,
+    });
+    this.slide = slide;
+    this.ascending = ascending;
+    this.frameFetches = 0;
+  }
+
+  supports() {
+    return false; // only built explicitly, never picked by OSD from a URL
+  }
+
+  getLevelScale(level) {
+    const l = this.ascending[level];
+    return l ? l.width / this.slide.width : NaN;
+  }
+
+  getNumTiles(level) {
+    const l = this.ascending[level];
+    return l ? new OSD.Point(l.tilesAcross, l.tilesDown) : new OSD.Point(0, 0);
+  }
+
+  getTileWidth(level) {
+    return this.ascending[level]?.tileWidth ?? this._tileWidth;
+  }
+
+  getTileHeight(level) {
+    return this.ascending[level]?.tileHeight ?? this._tileHeight;
+  }
+
+  tileExists(level, x, y) {
+    const l = this.ascending[level];
+    return Boolean(l) && x >= 0 && y >= 0 && x < l.tilesAcross && y < l.tilesDown;
+  }
+
+  getTileUrl(level, x, y) {
+    const l = this.ascending[level];
+    return `${instanceUrl(this.slide.study, l.series, l.sop)}/frames/${frameNumber(l, x, y)}`;
+  }
+
+  // Frames are fetched with fetch() so the Accept header can be set; the browser's HTTP cache
+  // (ETag + immutable Cache-Control from the server) is used as is.
+  downloadTileStart(job) {
+    const controller = new AbortController();
+    job.userData.controller = controller;
+    const l = this.ascending[job.tile.level];
+    this.frameFetches += 1;
+    fetchFrameBlob(job.src, l.transferSyntax, controller.signal)
+      .then((blob) => job.finish(blob, null, "rasterBlob"))
+      .catch((error) => {
+        if (error.name !== "AbortError") job.fail(`frame ${job.src}: ${error.message}`, null);
+      });
+  }
+
+  downloadTileAbort(job) {
+    job.userData.controller?.abort();
+  }
+}

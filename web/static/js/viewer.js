@@ -1,0 +1,317 @@
+// Slide viewer: the slides of a case in tabs, OpenSeadragon over WADO-RS frames, magnification
+// buttons, scale bar, navigator, label and metadata panels, keyboard control and deep links.
+
+import { DICOMWEB, first, formatDate, getJson, instanceUrl, qido } from "./dicom.js";
+import { installHeader, showError } from "./nav.js";
+import { slidesOfStudy } from "./pyramid.js";
+import { DicomTileSource } from "./tilesource.js";
+
+const OSD = window.OpenSeadragon;
+const MAGNIFICATIONS = [1.25, 2.5, 5, 10, 20, 40];
+const PAN_FRACTION = 0.25;
+const SCALE_BAR_PX = 120;
+
+const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+const state = { slides: [], current: -1, viewer: null, source: null };
+// Figures and hooks for end-to-end tests and benchmarks.
+const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent });
+
+installHeader();
+api.ready = main().catch((error) => {
+  showError("#error", error);
+  throw error;
+});
+
+async function main() {
+  const [instances, transferSyntaxes] = await Promise.all([
+    getJson(`${DICOMWEB}/studies/${studyUid}/metadata`),
+    storedTransferSyntaxes(),
+  ]);
+  state.slides = slidesOfStudy(instances, transferSyntaxes);
+  if (!state.slides.length) throw new Error("This study has no whole-slide images.");
+  document.title = `${state.slides[0].patient.name || state.slides[0].patient.id} · slides`;
+  state.viewer = createViewer();
+  buildTabs();
+  bindKeys();
+  const link = readHash();
+  await showSlide(Math.min(link.slide ?? 0, state.slides.length - 1), link);
+}
+
+// Frames are fetched as stored when the browser can decode them: QIDO tells how each is stored.
+async function storedTransferSyntaxes() {
+  const rows = await qido(`/studies/${studyUid}/instances`, { includefield: "00083002" });
+  return new Map(rows.map((r) => [first(r, "SOPInstanceUID"), first(r, "AvailableTransferSyntaxUID")]));
+}
+
+function createViewer() {
+  const viewer = OSD({
+    element: document.getElementById("osd"),
+    prefixUrl: "/static/vendor/openseadragon/images/",
+    drawer: "canvas",
+    showNavigator: true,
+    navigatorPosition: "BOTTOM_RIGHT",
+    showNavigationControl: false,
+    imageLoaderLimit: 12,
+    maxImageCacheCount: 600,
+    timeout: 30000,
+    animationTime: 0.4,
+    springStiffness: 9,
+    visibilityRatio: 0.5,
+    constrainDuringPan: true,
+    minZoomImageRatio: 0.5,
+    maxZoomPixelRatio: 4,
+    zoomPerScroll: 1.4,
+    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
+    keyboardNavEnabled: false, // our own handler works without focusing the canvas
+  });
+  viewer.addHandler("animation", updateReadouts);
+  viewer.addHandler("animation-finish", () => {
+    updateReadouts();
+    writeHash();
+  });
+  window.addEventListener("resize", updateReadouts);
+  return viewer;
+}
+
+function buildTabs() {
+  const tabs = document.getElementById("tabs");
+  tabs.replaceChildren(
+    ...state.slides.map((slide, i) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.role = "tab";
+      button.textContent = slide.container || slide.description || `Slide ${i + 1}`;
+      button.title = slide.specimen || slide.series;
+      button.addEventListener("click", () => showSlide(i));
+      return button;
+    }),
+  );
+  document.getElementById("prev").addEventListener("click", () => step(-1));
+  document.getElementById("next").addEventListener("click", () => step(1));
+  const mags = document.getElementById("mags");
+  mags.replaceChildren(
+    ...MAGNIFICATIONS.map((m) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = `${m}x`;
+      button.dataset.mag = m;
+      button.addEventListener("click", () => goToMagnification(m));
+      return button;
+    }),
+  );
+  document.getElementById("home").addEventListener("click", () => state.viewer.viewport.goHome());
+}
+
+function step(delta) {
+  const n = state.slides.length;
+  return showSlide((state.current + delta + n) % n);
+}
+
+function showSlide(index, position = {}) {
+  const slide = state.slides[index];
+  state.current = index;
+  state.source = new DicomTileSource(slide);
+  document.querySelectorAll("#tabs button").forEach((b, i) => b.setAttribute("aria-selected", String(i === index)));
+  document.getElementById("prev").disabled = document.getElementById("next").disabled = state.slides.length < 2;
+  document.getElementById("slide-count").textContent = `${index + 1} / ${state.slides.length}`;
+  renderLabel(slide);
+  renderMetadata(slide);
+  document.querySelectorAll("#mags button").forEach((b) => {
+    b.disabled = !slide.baseMagnification || Number(b.dataset.mag) > slide.baseMagnification * 4;
+  });
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    state.viewer.addOnceHandler("open", () => {
+      const image = state.viewer.world.getItemAt(0);
+      if (position.zoom) {
+        const vp = state.viewer.viewport;
+        vp.zoomTo(vp.imageToViewportZoom(position.zoom), null, true);
+        vp.panTo(vp.imageToViewportCoordinates(position.x, position.y), true);
+      }
+      whenFullyLoaded(image).then(() => {
+        const now = performance.now();
+        if (api.openMs === null) api.openMs = now; // since navigation start: the case is open
+        api.lastSlideMs = now - started;
+        document.body.dataset.loaded = String(index);
+        updateReadouts();
+        resolve(slide);
+      });
+    });
+    state.viewer.addOnceHandler("open-failed", (e) => reject(new Error(e.message)));
+    state.viewer.open(state.source);
+  });
+}
+
+function whenFullyLoaded(image) {
+  return new Promise((resolve) => {
+    if (image.getFullyLoaded()) return resolve();
+    const handler = (e) => {
+      if (e.fullyLoaded) {
+        image.removeHandler("fully-loaded-change", handler);
+        resolve();
+      }
+    };
+    image.addHandler("fully-loaded-change", handler);
+  });
+}
+
+// Pan by one field of view and report how long until every tile of the new view is painted.
+function measureAdjacent(direction = 1) {
+  const vp = state.viewer.viewport;
+  const image = state.viewer.world.getItemAt(0);
+  const bounds = vp.getBounds(true);
+  const started = performance.now();
+  vp.panBy(new OSD.Point(bounds.width * direction, 0), true);
+  state.viewer.forceRedraw();
+  return new Promise((resolve) => {
+    // The view is settled after the next draw; if all its tiles were cached it is loaded then.
+    state.viewer.addOnceHandler("update-viewport", () =>
+      whenFullyLoaded(image).then(() => resolve(performance.now() - started)),
+    );
+  });
+}
+
+function goToMagnification(mag) {
+  const slide = state.slides[state.current];
+  const vp = state.viewer.viewport;
+  vp.zoomTo(vp.imageToViewportZoom(mag / slide.baseMagnification));
+}
+
+function currentImageZoom() {
+  const vp = state.viewer.viewport;
+  return vp.viewportToImageZoom(vp.getZoom(true));
+}
+
+function updateReadouts() {
+  const slide = state.slides[state.current];
+  if (!slide || !state.viewer.world.getItemCount()) return;
+  const imageZoom = currentImageZoom();
+  const mag = document.getElementById("mag-readout");
+  mag.textContent = slide.baseMagnification ? `${(slide.baseMagnification * imageZoom).toFixed(1)}x` : `${(imageZoom * 100).toFixed(0)}%`;
+  document.querySelectorAll("#mags button").forEach((b) => {
+    const target = Number(b.dataset.mag) / slide.baseMagnification;
+    b.classList.toggle("active", Math.abs(imageZoom / target - 1) < 0.05);
+  });
+  drawScaleBar(slide, imageZoom);
+}
+
+function drawScaleBar(slide, imageZoom) {
+  const bar = document.getElementById("scalebar");
+  if (!slide.micronsPerPixel) {
+    bar.hidden = true;
+    return;
+  }
+  const micronsPerScreenPixel = slide.micronsPerPixel / imageZoom;
+  const target = SCALE_BAR_PX * micronsPerScreenPixel;
+  const magnitude = 10 ** Math.floor(Math.log10(target));
+  const nice = [5, 2, 1].map((f) => f * magnitude).find((v) => v <= target) || magnitude;
+  bar.hidden = false;
+  bar.querySelector(".bar").style.width = `${nice / micronsPerScreenPixel}px`;
+  bar.querySelector(".text").textContent = nice >= 1000 ? `${nice / 1000} mm` : `${nice} µm`;
+}
+
+function renderLabel(slide) {
+  const label = document.getElementById("label");
+  const overview = document.getElementById("overview");
+  for (const [img, ref] of [
+    [label, slide.label],
+    [overview, slide.overview],
+  ]) {
+    img.closest("figure").hidden = !ref;
+    if (ref) img.src = `${instanceUrl(ref.study, ref.series, ref.sop)}/rendered`;
+    else img.removeAttribute("src");
+  }
+  document.getElementById("label-text").textContent = slide.labelText;
+}
+
+function renderMetadata(slide) {
+  const rows = [
+    ["Patient", slide.patient.name],
+    ["Patient ID", slide.patient.id],
+    ["Accession", slide.accession],
+    ["Study date", formatDate(slide.studyDate)],
+    ["Specimen", slide.container],
+    ["Description", slide.specimen || slide.description],
+    ["Size", `${slide.width} × ${slide.height} px`],
+    ["Levels", slide.levels.map((l) => l.width).join(", ")],
+    ["Tile", `${slide.levels[0].tileWidth} × ${slide.levels[0].tileHeight}`],
+    ["Pixel spacing", slide.micronsPerPixel ? `${slide.micronsPerPixel.toFixed(4)} µm` : "unknown"],
+    ["Magnification", slide.baseMagnification ? `${slide.baseMagnification.toFixed(1)}x` : "unknown"],
+    ["Objective", slide.objectivePower ? `${slide.objectivePower}x` : ""],
+    ["Scanner", slide.manufacturer],
+  ].filter(([, v]) => v);
+  const dl = document.getElementById("metadata");
+  dl.replaceChildren(
+    ...rows.flatMap(([k, v]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = v;
+      return [dt, dd];
+    }),
+  );
+  const patientLink = document.getElementById("patient-link");
+  patientLink.href = `/studies?PatientID=${encodeURIComponent(slide.patient.id)}`;
+  patientLink.textContent = `All studies of ${slide.patient.name || slide.patient.id}`;
+  document.getElementById("interop-link").href = `/interop/${slide.study}?series=${slide.series}`;
+}
+
+function bindKeys() {
+  document.addEventListener("keydown", (e) => {
+    if (e.target.closest("input, textarea, select") || e.ctrlKey || e.metaKey || e.altKey) return;
+    const vp = state.viewer.viewport;
+    const bounds = vp.getBounds();
+    const pans = {
+      ArrowLeft: [-1, 0],
+      ArrowRight: [1, 0],
+      ArrowUp: [0, -1],
+      ArrowDown: [0, 1],
+    };
+    if (pans[e.key]) {
+      const [dx, dy] = pans[e.key];
+      vp.panBy(new OSD.Point(dx * bounds.width * PAN_FRACTION, dy * bounds.height * PAN_FRACTION));
+    } else if (e.key === "+" || e.key === "=") {
+      vp.zoomBy(1.5);
+    } else if (e.key === "-" || e.key === "_") {
+      vp.zoomBy(1 / 1.5);
+    } else if (e.key === "0" || e.key === "Home") {
+      vp.goHome();
+    } else if (e.key === "PageDown" || e.key === "n") {
+      step(1);
+    } else if (e.key === "PageUp" || e.key === "p") {
+      step(-1);
+    } else {
+      return;
+    }
+    e.preventDefault();
+  });
+}
+
+// Deep link: #slide=<index>&x=<col>&y=<row>&zoom=<screen px per image px>, image coordinates
+// of the centre of the view at full resolution.
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const number = (key) => (params.has(key) ? Number(params.get(key)) : undefined);
+  const link = { slide: number("slide"), x: number("x"), y: number("y"), zoom: number("zoom") };
+  if (![link.x, link.y, link.zoom].every(Number.isFinite)) delete link.zoom;
+  return link;
+}
+
+function writeHash() {
+  if (state.current < 0 || !state.viewer.world.getItemCount()) return;
+  const vp = state.viewer.viewport;
+  const centre = vp.viewportToImageCoordinates(vp.getCenter(true));
+  const hash = `#slide=${state.current}&x=${Math.round(centre.x)}&y=${Math.round(centre.y)}&zoom=${currentImageZoom().toPrecision(4)}`;
+  history.replaceState(null, "", hash);
+}
+
+window.addEventListener("hashchange", () => {
+  const link = readHash();
+  if (link.slide !== undefined && link.slide !== state.current) showSlide(link.slide, link);
+  else if (link.zoom) {
+    const vp = state.viewer.viewport;
+    vp.zoomTo(vp.imageToViewportZoom(link.zoom));
+    vp.panTo(vp.imageToViewportCoordinates(link.x, link.y));
+  }
+});
+
