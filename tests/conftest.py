@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from hub.app import build_app
+from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive
 from hub.config import Settings
 
@@ -51,17 +53,22 @@ class HubServer:
     admin_headers: dict[str, str] = field(default_factory=dict)
 
 
-@pytest.fixture
-async def hub_server(settings: Settings) -> AsyncIterator[HubServer]:
+@contextlib.asynccontextmanager
+async def running_hub(settings: Settings) -> AsyncIterator[HubServer]:
+    """The whole hub served on 127.0.0.1 at settings.port until the block ends."""
     app = await build_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", settings.port)
     await site.start()
-    from hub.app_keys import ARCHIVE_KEY
-
     server = HubServer(f"http://127.0.0.1:{settings.port}", app[ARCHIVE_KEY], settings, app)
     try:
         yield server
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def hub_server(settings: Settings) -> AsyncIterator[HubServer]:
+    async with running_hub(settings) as server:
+        yield server

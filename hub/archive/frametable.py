@@ -29,6 +29,8 @@ def native_frames(ds: Dataset, value_at: int, length: int, count: int) -> FrameT
     if not rows or not columns or not bits:
         return None
     pixels = rows * columns * samples
+    if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+        pixels = rows * columns * 2  # chroma subsampled horizontally: two samples per pixel
     if bits == 1 and count > 1 and pixels % 8:
         return None  # frames are not byte-aligned; served by decoding the file
     frame_bytes = (pixels + 7) // 8 if bits == 1 else pixels * bits // 8

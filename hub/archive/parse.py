@@ -158,7 +158,8 @@ def _pixel_frames(
     f.seek(at)
     header = f.read(12)
     little = ts.is_little_endian
-    implicit = ts.is_implicit_VR
+    # Some writers use implicit VR despite an explicit transfer syntax; trust the bytes.
+    implicit = not (header[4:6].isalpha() and header[4:6].isupper())
     end = "<" if little else ">"
     if implicit:
         (length,) = struct.unpack(end + "I", header[4:8])

@@ -101,7 +101,7 @@ def negotiate_frames(accept: str | None, stored_ts: str, count: int) -> Choice:
             return Choice(stored_type, stored_ts, multipart or count > 1, decode=False)
         if inner == "application/octet-stream":
             if ts in (ANY_TS, stored_ts) or (ts is None and native_stored):
-                return Choice(stored_type, stored_ts, multipart, decode=False)
+                return Choice(inner, stored_ts, multipart, decode=False)
             if ts in (None, ExplicitVRLittleEndian):
                 return Choice(inner, ExplicitVRLittleEndian, multipart, decode=True)
     raise NotAcceptable(

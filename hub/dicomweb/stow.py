@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.helpers import parse_mimetype
 
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import IngestResult, Source, errors
@@ -50,12 +51,13 @@ async def store_instances(request: web.Request) -> web.Response:
 
 
 def _check_request(request: web.Request, limit: int) -> web.Response | None:
-    if request.content_type != "multipart/related":
+    mime = parse_mimetype(request.headers.get("Content-Type", ""))
+    if (mime.type, mime.subtype) != ("multipart", "related"):
         return _refused(415, f"Expected multipart/related, got {request.content_type}")
-    part_type = (request.content_type_params or {}).get("type", "application/dicom")
-    if part_type.strip('"').lower() != "application/dicom":
+    part_type = mime.parameters.get("type", "application/dicom").strip('"').lower()
+    if part_type != "application/dicom":
         return _refused(415, f'Only type="application/dicom" bodies are accepted, not {part_type}')
-    if "boundary" not in (request.content_type_params or {}):
+    if not mime.parameters.get("boundary"):
         return _refused(400, "The multipart Content-Type has no boundary")
     if request.content_length is not None and request.content_length > limit:
         return _refused(413, f"The body exceeds the limit of {limit} bytes")
