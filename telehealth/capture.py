@@ -1,16 +1,18 @@
 """Capture from the clinic's live video: stills and clips, concurrent with guidance.
 
-The capturer reads the clinic's video on its own relay subscription, so the live path to the
-specialist never waits for it. During a clip each frame goes into a bounded queue and is encoded
-(JPEG or RLE) by one worker in an executor; a full queue drops the frame and counts it. Frames
-are numbered where they enter the hub (``SequencedTrack``) so frames lost between the relay and
-the capturer are counted too.
+The capturer is fed by a tap where the hub's relay reads the clinic's track
+(``SequencedTrack``): each frame is handed over without waiting, and during a clip goes into a
+bounded queue that one worker drains, encoding (JPEG or RLE) in an executor. So the live path to
+the specialist never waits for capture, and a full queue drops a frame and counts it.
+
+Why a tap and not another ``MediaRelay.subscribe``: a ``buffered=False`` subscriber keeps only
+the newest frame and loses one whenever two frames reach the relay in one loop turn (2 of 60
+in a loaded test run), while ``buffered=True`` has an unbounded queue (aiortc#554).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,13 +27,16 @@ from telehealth.us_image import Codec, EncodedFrame, encode_frame
 
 log = logging.getLogger(__name__)
 
+FrameTap = Callable[["SequencedTrack", VideoFrame | None], None]
+
 
 class CaptureError(RuntimeError):
     """A capture command that cannot be carried out now (no video, clip already running...)."""
 
 
 class SequencedTrack(MediaStreamTrack):
-    """Passes a remote video track through, numbering its frames (``frame.opaque``)."""
+    """Passes a remote video track through, numbering its frames (``frame.opaque``) and
+    handing each to the taps; ``None`` tells the taps the track ended."""
 
     kind = "video"
 
@@ -39,12 +44,22 @@ class SequencedTrack(MediaStreamTrack):
         super().__init__()
         self.source = source
         self.count = 0
+        self.taps: list[FrameTap] = []
 
     async def recv(self) -> VideoFrame:
-        frame = await self.source.recv()
+        try:
+            frame = await self.source.recv()
+        except MediaStreamError:
+            self._tell(None)
+            raise
         self.count += 1
         frame.opaque = self.count
+        self._tell(frame)
         return frame
+
+    def _tell(self, frame: VideoFrame | None) -> None:
+        for tap in self.taps:
+            tap(self, frame)
 
     def stop(self) -> None:
         super().stop()
@@ -97,8 +112,7 @@ class Capturer:
         self._on_clip_ended = on_clip_ended
         self._latest: deque[VideoFrame] = deque(maxlen=still_buffer_frames)
         self._frozen: VideoFrame | None = None
-        self._reader: asyncio.Task | None = None
-        self._source: MediaStreamTrack | None = None
+        self._source: SequencedTrack | None = None
         self._clip: _Clip | None = None
 
     @property
@@ -109,17 +123,15 @@ class Capturer:
     def has_video(self) -> bool:
         return self._source is not None
 
-    def set_source(self, track: MediaStreamTrack) -> None:
-        """Start reading a (relayed) video track; a previous source is dropped."""
+    def set_source(self, track: SequencedTrack) -> None:
+        """Capture from this clinic track from now on; a previous source is dropped."""
         if self._clip is not None:  # a clip never spans two connections (timing restarts)
             self._end_clip(self._clip, "source-changed")
-        if self._reader:
-            self._reader.cancel()
-        if self._source:
-            self._source.stop()
+        if self._source is not None:
+            self._source.taps.remove(self._on_frame)
         self._source = track
         self._latest.clear()
-        self._reader = asyncio.create_task(self._read(track))
+        track.taps.append(self._on_frame)
 
     def freeze(self, frozen: bool) -> None:
         self._frozen = (self._latest[-1] if self._latest else None) if frozen else None
@@ -156,29 +168,25 @@ class Capturer:
     async def close(self) -> None:
         if self._clip is not None:
             await self.stop_clip("closed")
-        if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._source:
-            self._source.stop()
+        if self._source is not None:
+            self._source.taps.remove(self._on_frame)
+            self._source = None
         self._latest.clear()
         self._frozen = None
 
-    async def _read(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                break
-            self._latest.append(frame)
-            if self._clip is not None:
-                self._offer(self._clip, frame)
-        if self._source is track:
+    def _on_frame(self, track: SequencedTrack, frame: VideoFrame | None) -> None:
+        if track is not self._source:
+            return
+        if frame is None:
+            self._source.taps.remove(self._on_frame)
             self._source = None
             self._latest.clear()
             if self._clip is not None:
                 self._end_clip(self._clip, "source-ended")
+            return
+        self._latest.append(frame)
+        if self._clip is not None:
+            self._offer(self._clip, frame)
 
     def _offer(self, clip: _Clip, frame: VideoFrame) -> None:
         seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0

@@ -8,6 +8,7 @@ the session was started (clinic) or joined (specialist), sent as ``X-Telehealth-
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -54,7 +55,7 @@ def _registry_context(settings: TelehealthSettings):
     async def context(app: web.Application) -> AsyncIterator[None]:
         registry = SessionRegistry(app[ARCHIVE_KEY], settings)
         app[REGISTRY_KEY] = registry
-        reaper = app.loop.create_task(registry.reap_idle())
+        reaper = asyncio.create_task(registry.reap_idle())
         yield
         reaper.cancel()
         await registry.close()  # stores running clips before the archive closes

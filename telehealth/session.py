@@ -248,9 +248,9 @@ class Session:
         if track.kind == "video":
             track = SequencedTrack(track)
             self._stream_codec = _video_codec(peer.pc)
-            self.capturer.set_source(self._relay.subscribe(track, buffered=False))
-        else:
-            self._drain(peer, self._relay.subscribe(track, buffered=False))
+            self.capturer.set_source(track)
+        # The relay reads the source from its first subscriber on, for as long as it lives.
+        self._drain(peer, self._relay.subscribe(track, buffered=False))
         if old := self._sources.get((peer.role, track.kind)):
             old.stop()
         self._sources[(peer.role, track.kind)] = track

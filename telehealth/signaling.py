@@ -9,6 +9,7 @@ simply opens a new socket and sends a new offer; the hub replaces its old peer c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -19,17 +20,21 @@ from telehealth.session import MessageError, Role, Session
 
 log = logging.getLogger(__name__)
 MAX_SIGNAL_BYTES = 256 * 1024
+MAX_PENDING_EVENTS = 100  # a socket that stops reading loses events, not memory
 
 
 async def serve_socket(request: web.Request, session: Session, role: Role, actor: str):
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_SIGNAL_BYTES)
     await ws.prepare(request)
     pending: list[dict[str, Any]] = []
+    flushing: set[asyncio.Task] = set()
 
     def forward(event: dict[str, Any]) -> None:
-        if not ws.closed:
+        if not ws.closed and len(pending) < MAX_PENDING_EVENTS:
             pending.append(event)
-            request.app.loop.create_task(_flush(ws, pending))
+            task = asyncio.create_task(_flush(ws, pending))
+            flushing.add(task)
+            task.add_done_callback(flushing.discard)
 
     session.listeners.add(forward)
     try:
