@@ -72,13 +72,15 @@ def parse_part10(path: Path) -> ParsedInstance:
         if ts == DeflatedExplicitVRLittleEndian:
             return _parse_deflated(path)
         pixel_at = f.tell()
+        file_size = path.stat().st_size
         ident = _identity(ds, ts)
         bulk = _take_bulk(ds, ts)
+        _check_within(bulk, file_size)
         frames = None
         if _has_pixel_data(f, pixel_at):
-            frames, pixel_bulk = _pixel_frames(f, pixel_at, ds, ts, path.stat().st_size)
+            frames, pixel_bulk = _pixel_frames(f, pixel_at, ds, ts, file_size)
             bulk["7FE00010"] = pixel_bulk
-    check_required(ds, frames is not None or "7FE00010" in bulk)
+    check_required(ds, frames is not None or any(t.startswith("7FE0") for t in bulk))
     return ParsedInstance(*ident, dataset=ds, json=_to_json(ds, bulk), frames=frames, bulk=bulk)
 
 
@@ -138,6 +140,15 @@ def _take_bulk(ds: Dataset, ts: UID) -> dict[str, Bulk]:
             bulk[f"{int(tag):08X}"] = Bulk(value_tell, length, vr)
             del ds[tag]
     return bulk
+
+
+def _check_within(bulk: dict[str, Bulk], file_size: int) -> None:
+    for tag_hex, item in bulk.items():
+        if item.offset + item.length > file_size:
+            raise errors.IngestError(
+                errors.CANNOT_UNDERSTAND,
+                f"The file is truncated: element ({tag_hex[:4]},{tag_hex[4:]}) runs past its end",
+            )
 
 
 def _dictionary_vr(tag: int) -> str:

@@ -25,6 +25,10 @@ WSI_IMAGE_FLAVORS = {"VOLUME", "LABEL", "OVERVIEW", "THUMBNAIL"}
 def check_required(ds: Dataset, has_pixels: bool) -> None:
     if has_pixels:
         _require(ds, IMAGE_PIXEL, errors.CANNOT_UNDERSTAND, "Image Pixel")
+    elif all(ds.get(k) for k in ("Rows", "Columns", "BitsAllocated")):
+        raise errors.IngestError(
+            errors.CANNOT_UNDERSTAND, "Image attributes present but no Pixel Data: truncated file?"
+        )
     if str(ds.get("SOPClassUID", "")) == VL_WHOLE_SLIDE:
         _require(
             ds, WSI_TYPE1, errors.DATASET_DOES_NOT_MATCH_SOP_CLASS, "VL Whole Slide Microscopy"

@@ -52,3 +52,22 @@ def rounds(paths: list[Path]) -> list[list[Path]]:
                 out.append([])
             out[i].append(path)
     return out
+
+
+BOUNDARY = "tessera-test-boundary"
+STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+
+
+def multipart_body(parts: list[tuple[str, bytes]], boundary: str = BOUNDARY) -> bytes:
+    out = b""
+    for ctype, data in parts:
+        out += f"--{boundary}\r\nContent-Type: {ctype}\r\n\r\n".encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def dicom_bytes(ds: pydicom.Dataset) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
