@@ -149,9 +149,15 @@ class ForwardConfig:
                     chosen.setdefault(target, rule.name)
         return [(rule, target) for target, rule in chosen.items()]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, counts: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+        """The configuration as JSON (no secrets); with queue ``counts`` ({target: {state: n}})
+        each target shows its tasks, and tasks of targets no longer configured are listed."""
+        counts = counts or {}
         return {
-            "targets": [t.describe() for t in self.targets.values()],
+            "targets": [
+                {**t.describe(), "tasks": counts.get(name, {})} for name, t in self.targets.items()
+            ],
+            "unconfigured": {n: c for n, c in counts.items() if n not in self.targets},
             "rules": [r.describe() for r in self.rules],
             "retry": asdict(self.retry),
             "timeouts": asdict(self.timeouts),

@@ -54,6 +54,10 @@ class Task:
         return asdict(self)
 
 
+def _fresh_start(now: float) -> dict[str, Any]:
+    return {"state": "pending", "attempts": 0, "next_attempt_at": now, "finished_at": None}
+
+
 def _task(row: Any) -> Task:
     return Task(**row._mapping)
 
@@ -225,13 +229,21 @@ class ForwardQueue:
 
     async def retry(self, task_id: int) -> Task:
         """Send again as soon as the worker gets to it, with a fresh attempt budget."""
-        now = self.clock()
         return await self._transition(
-            task_id,
-            RETRYABLE_STATES,
-            {"state": "pending", "attempts": 0, "next_attempt_at": now, "finished_at": None},
-            "retry",
+            task_id, RETRYABLE_STATES, _fresh_start(self.clock()), "retry"
         )
+
+    async def retry_dead(self, target: str | None = None) -> int:
+        """Retry every dead letter, of one target or of all; returns how many."""
+        stmt = (
+            update(forward_tasks)
+            .where(forward_tasks.c.state == "dead")
+            .values(updated_at=self.clock(), **_fresh_start(self.clock()))
+        )
+        if target:
+            stmt = stmt.where(forward_tasks.c.target == target)
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount or 0
 
     async def cancel(self, task_id: int) -> Task:
         return await self._transition(

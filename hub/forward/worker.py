@@ -18,13 +18,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.archive import Archive
-from hub.archive.index import metadata
 from hub.forward import dimse_sender, stow_sender
 from hub.forward.blobs import PlainFile, plain_file
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
 from hub.forward.outcome import Outcome
 from hub.forward.queue import ForwardQueue, Task, enqueue
-from hub.forward.tables import forward_tasks
+from hub.forward.tables import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class Forwarder:
 
     async def start(self) -> None:
         self.install()
-        await ensure_schema(self.archive)
+        await ensure_schema(self.archive.engine)
         returned = await self.queue.requeue_in_flight()
         if returned:
             log.info("forward: %d task(s) interrupted by a restart are pending again", returned)
@@ -182,9 +181,3 @@ class Forwarder:
             for _, blob in blobs:
                 blob.release()
         return [o for o in outcomes if o is not None]
-
-
-async def ensure_schema(archive: Archive) -> None:
-    """Create the queue table in an index made before forwarding was installed."""
-    async with archive.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all, tables=[forward_tasks])

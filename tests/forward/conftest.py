@@ -9,15 +9,6 @@ from pathlib import Path
 import pytest
 from forward_peers import Hub, RefusingSCP, StoreSCP
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-
-
-@pytest.fixture
-def corpus() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"test corpus not found at {CORPUS}")
-    return CORPUS
-
 
 @pytest.fixture
 def storescp_factory(tmp_path: Path) -> Iterator[Callable[..., StoreSCP]]:

@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aiohttp import web
 from pydicom.data import get_testdata_file
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.transport import ThreadedAssociationServer
 
+from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
-from hub.forward.config import parse_config
+from hub.forward import service
+from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
 
 FAST_RETRY = {"base": 0.2, "multiplier": 2.0, "max_delay": 1.0, "max_attempts": 100}
@@ -116,9 +119,8 @@ class RefusingSCP:
         self.received: dict[str, bytes] = {}
         self.port = free_port()
         ae = AE(ae_title="VNA")
-        ae.supported_contexts = AllStoragePresentationContexts
-        for cx in ae.supported_contexts:
-            cx.transfer_syntax = None  # accept whatever transfer syntax is proposed
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae = ae
         self.server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()
@@ -150,26 +152,39 @@ def sample_files() -> list[Path]:
 
 
 class Hub:
-    """An archive with forwarding on a data dir that survives close/reopen."""
+    """An archive with forwarding, served by an aiohttp app built the way the hub builds it
+    (``hub.forward.service.setup``), on a data dir that survives close and reopen."""
 
     def __init__(self, data_dir: Path, forward: dict) -> None:
         self.settings = Settings(data_dir=data_dir, extra={"forward": forward})
         self.archive: Archive | None = None
-        self.forwarder: Forwarder | None = None
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    @property
+    def forwarder(self) -> Forwarder:
+        assert self.runner is not None
+        return self.runner.app[FORWARDER_KEY]
 
     async def open(self) -> Hub:
         self.archive = await Archive.open(self.settings)
-        forward = self.settings.extra["forward"]
-        self.forwarder = Forwarder(self.archive, parse_config(forward))
-        await self.forwarder.start()
+        app = web.Application()
+        app[SETTINGS_KEY] = self.settings
+        app[ARCHIVE_KEY] = self.archive
+        service.setup(app)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     async def close(self) -> None:
-        if self.forwarder is not None:
-            await self.forwarder.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
         if self.archive is not None:
             await self.archive.close()
-        self.archive = self.forwarder = None
+        self.archive = self.runner = None
 
     async def wait_until(self, check: Callable, within: float = 60) -> None:
         deadline = time.monotonic() + within

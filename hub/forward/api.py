@@ -1,0 +1,116 @@
+"""REST API of the forward queue: look at tasks and targets, retry and cancel tasks.
+
+GET  /api/forward/tasks?state=&target=&sop=&limit=&offset=   forward.read.tasks
+GET  /api/forward/tasks/{id}                                  forward.read.task
+POST /api/forward/tasks/{id}/retry                            forward.admin.retry
+POST /api/forward/tasks/{id}/cancel                           forward.admin.cancel
+POST /api/forward/retry?target=                               forward.admin.retry.dead
+GET  /api/forward/targets                                     forward.read.targets
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.forward.keys import FORWARDER_KEY
+from hub.forward.queue import TaskNotFound, TaskStateError
+from hub.forward.worker import Forwarder
+
+MAX_LIMIT = 1000
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/forward/tasks", list_tasks, name="forward.read.tasks")
+    r.add_get("/api/forward/tasks/{id}", show_task, name="forward.read.task")
+    r.add_post("/api/forward/tasks/{id}/retry", retry_task, name="forward.admin.retry")
+    r.add_post("/api/forward/tasks/{id}/cancel", cancel_task, name="forward.admin.cancel")
+    r.add_post("/api/forward/retry", retry_dead, name="forward.admin.retry.dead")
+    r.add_get("/api/forward/targets", list_targets, name="forward.read.targets")
+
+
+def _forwarder(request: web.Request) -> Forwarder:
+    return request.app[FORWARDER_KEY]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise web.HTTPBadRequest(text=f"{name} must be between {low} and {high}")
+    return value
+
+
+def _task_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="forward task ids are integers") from None
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    forwarder = _forwarder(request)
+    try:
+        tasks = await forwarder.queue.list(
+            state=request.query.get("state") or None,
+            target=request.query.get("target") or None,
+            sop_uid=request.query.get("sop") or None,
+            limit=_int_param(request, "limit", 100, 1, MAX_LIMIT),
+            offset=_int_param(request, "offset", 0, 0, 2**31),
+        )
+    except ValueError as exc:
+        return _error(400, str(exc))
+    counts = await forwarder.queue.counts()
+    return web.json_response({"tasks": [t.to_json() for t in tasks], "counts": counts})
+
+
+async def show_task(request: web.Request) -> web.Response:
+    try:
+        task = await _forwarder(request).queue.get(_task_id(request))
+    except TaskNotFound as exc:
+        return _error(404, str(exc))
+    return web.json_response(task.to_json())
+
+
+async def retry_task(request: web.Request) -> web.Response:
+    forwarder = _forwarder(request)
+    try:
+        task = await forwarder.queue.retry(_task_id(request))
+    except TaskNotFound as exc:
+        return _error(404, str(exc))
+    except TaskStateError as exc:
+        return _error(409, str(exc))
+    forwarder.wake()
+    return web.json_response(task.to_json())
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    try:
+        task = await _forwarder(request).queue.cancel(_task_id(request))
+    except TaskNotFound as exc:
+        return _error(404, str(exc))
+    except TaskStateError as exc:
+        return _error(409, str(exc))
+    return web.json_response(task.to_json())
+
+
+async def retry_dead(request: web.Request) -> web.Response:
+    """Give every dead letter (of one target, or all) a fresh start."""
+    forwarder = _forwarder(request)
+    count = await forwarder.queue.retry_dead(request.query.get("target") or None)
+    forwarder.wake()
+    return web.json_response({"retried": count})
+
+
+async def list_targets(request: web.Request) -> web.Response:
+    forwarder = _forwarder(request)
+    return web.json_response(forwarder.config.describe(await forwarder.queue.counts()))

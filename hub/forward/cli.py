@@ -1,0 +1,160 @@
+"""`tessera forward list|show|retry|cancel|targets`: the forward queue from the command line.
+
+Works on the index directly, with or without the server running; a running server picks up
+retried tasks at its next queue scan (``poll_interval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hub.archive.index import make_engine
+from hub.config import Settings
+from hub.forward.config import ConfigError, load_config
+from hub.forward.queue import ForwardQueue, Task, TaskNotFound, TaskStateError
+from hub.forward.tables import STATES, ensure_schema
+
+
+def register(subparsers: Any) -> None:
+    forward = subparsers.add_parser("forward", help="inspect and manage the forward queue")
+    commands = forward.add_subparsers(title="forward commands", required=True)
+
+    ls = commands.add_parser("list", help="list queued tasks")
+    ls.add_argument("--state", choices=STATES)
+    ls.add_argument("--target")
+    ls.add_argument("--sop", help="only tasks of this SOP Instance UID")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=_command(cmd_list))
+
+    show = commands.add_parser("show", help="show one task with its last error")
+    show.add_argument("id", type=int)
+    show.set_defaults(func=_command(cmd_show))
+
+    retry = commands.add_parser("retry", help="send dead, cancelled or waiting tasks again now")
+    retry.add_argument("ids", type=int, nargs="*")
+    retry.add_argument("--dead", action="store_true", help="retry every dead letter")
+    retry.add_argument("--target", help="with --dead: only this target's dead letters")
+    retry.set_defaults(func=_command(cmd_retry))
+
+    cancel = commands.add_parser("cancel", help="cancel pending tasks")
+    cancel.add_argument("ids", type=int, nargs="+")
+    cancel.set_defaults(func=_command(cmd_cancel))
+
+    targets = commands.add_parser("targets", help="configured targets and rules, with counts")
+    targets.add_argument("--json", action="store_true", help="print JSON")
+    targets.set_defaults(func=_command(cmd_targets))
+
+    for command in (ls, show, retry, cancel, targets):
+        # Also accept --data after the command; SUPPRESS keeps a --data given before it.
+        command.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder")
+
+
+Handler = Callable[[argparse.Namespace, Settings, ForwardQueue], Awaitable[int]]
+
+
+def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        settings = Settings.from_env(data_dir=getattr(args, "data", None))
+        return asyncio.run(_with_queue(handler, args, settings))
+
+    return run
+
+
+async def _with_queue(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.db_url)
+    try:
+        await ensure_schema(engine)
+        return await handler(args, settings, ForwardQueue(engine))
+    finally:
+        await engine.dispose()
+
+
+async def cmd_list(args: argparse.Namespace, _settings: Settings, queue: ForwardQueue) -> int:
+    tasks = await queue.list(
+        state=args.state, target=args.target, sop_uid=args.sop, limit=args.limit
+    )
+    if args.json:
+        print(json.dumps([t.to_json() for t in tasks], indent=2))
+        return 0
+    print(
+        f"{'id':>6}  {'state':<9}  {'target':<12}  {'tries':>5}  {'next try':<19}  sop / last error"
+    )
+    for t in tasks:
+        print(
+            f"{t.id:>6}  {t.state:<9}  {t.target:<12}  {t.attempts:>5}  {_when(t):<19}  {t.sop_uid}"
+        )
+        if t.last_error and t.state != "done":
+            print(f"{'':>8}{t.last_error}")
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace, _settings: Settings, queue: ForwardQueue) -> int:
+    try:
+        task = await queue.get(args.id)
+    except TaskNotFound as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps(task.to_json(), indent=2))
+    return 0
+
+
+async def cmd_retry(args: argparse.Namespace, _settings: Settings, queue: ForwardQueue) -> int:
+    if args.dead:
+        print(f"{await queue.retry_dead(args.target)} dead task(s) queued again")
+        return 0
+    if not args.ids:
+        print("give task ids, or --dead", file=sys.stderr)
+        return 2
+    return await _each(args.ids, queue.retry, "queued again")
+
+
+async def cmd_cancel(args: argparse.Namespace, _settings: Settings, queue: ForwardQueue) -> int:
+    return await _each(args.ids, queue.cancel, "cancelled")
+
+
+async def _each(ids: list[int], change: Callable[[int], Awaitable[Task]], done: str) -> int:
+    failed = 0
+    for task_id in ids:
+        try:
+            await change(task_id)
+            print(f"task {task_id}: {done}")
+        except (TaskNotFound, TaskStateError) as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+async def cmd_targets(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
+    try:
+        config = load_config(settings)
+    except ConfigError as exc:
+        print(f"forward configuration error: {exc}", file=sys.stderr)
+        return 1
+    described = config.describe(await queue.counts())
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for t in described["targets"]:
+        where = t["url"] if t["type"] == "stow" else f"{t['called_ae']}@{t['host']}:{t['port']}"
+        tasks = ", ".join(f"{n} {s}" for s, n in sorted(t["tasks"].items())) or "no tasks"
+        print(f"{t['name']}: {t['type']} {where} ({tasks})")
+    for rule in described["rules"]:
+        match = "; ".join(f"{k}={','.join(v)}" for k, v in rule["match"].items()) or "everything"
+        print(f"rule {rule['name']}: {match} -> {', '.join(rule['targets'])}")
+    for name, tasks in sorted(described["unconfigured"].items()):
+        print(f"{name}: not configured any more ({tasks})")
+    return 0
+
+
+def _when(task: Task) -> str:
+    if task.state != "pending":
+        return ""
+    return datetime.fromtimestamp(task.next_attempt_at, UTC).strftime("%Y-%m-%d %H:%M:%S")

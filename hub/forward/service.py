@@ -1,0 +1,43 @@
+"""Wiring of forwarding into the hub application and into other archive users.
+
+``setup(app)``: queue forwards for everything the app's archive ingests, run the delivery
+worker while the app runs, and add the REST API. ``install(archive)``: only queue forwards
+(for processes such as ``tessera import`` that ingest without serving; the server's worker
+delivers them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.archive import Archive
+from hub.config import Settings
+from hub.forward import api
+from hub.forward.config import load_config
+from hub.forward.keys import FORWARDER_KEY
+from hub.forward.worker import Forwarder
+
+
+def setup(app: web.Application) -> None:
+    forwarder = install(app[ARCHIVE_KEY], app[SETTINGS_KEY])
+    app[FORWARDER_KEY] = forwarder
+    app.cleanup_ctx.append(_run_worker)
+    api.add_routes(app)
+
+
+def install(archive: Archive, settings: Settings | None = None) -> Forwarder:
+    """Register the enqueue hook on ``archive``; the config comes from ``settings`` (default:
+    the archive's own) and the data dir's forward.toml / forward.json."""
+    forwarder = Forwarder(archive, load_config(settings or archive.settings))
+    forwarder.install()
+    return forwarder
+
+
+async def _run_worker(app: web.Application) -> AsyncIterator[None]:
+    forwarder = app[FORWARDER_KEY]
+    await forwarder.start()
+    yield
+    await forwarder.stop()
