@@ -166,6 +166,8 @@ class EncryptedBlobStore(BlobStore):
         out = []
         for n, index in enumerate(range(first, last + 1)):
             piece = raw[n * record : (n + 1) * record]
+            if len(piece) < NONCE + TAG:
+                raise BlobIntegrityError(f"blob {sha256} is cut short before chunk {index}")
             try:
                 out.append(
                     self._aead.decrypt(
