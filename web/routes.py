@@ -25,21 +25,33 @@ VENDOR_DIRS = {
 VENDOR_CACHE = "public, max-age=86400"
 OWN_ASSET_CACHE = "no-cache"  # revalidated by ETag, so a new release shows at once
 
+PAGE_HEADERS = {"Cache-Control": "no-cache"}
+# dicom-microscopy-viewer decodes frames with WebAssembly codecs in module workers, which the
+# default policy (script-src 'self') forbids; this page alone also allows compiling WebAssembly.
+WASM_PAGE_HEADERS = {
+    **PAGE_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+
 PAGES = {
-    # route name: (path, html file)
-    "page.studies": ("/studies", "studies.html"),
-    "page.viewer": ("/viewer/{study}", "viewer.html"),
-    "page.ultrasound": ("/ultrasound/{study}", "ultrasound.html"),
-    "page.upload": ("/upload", "upload.html"),
-    "page.interop": ("/interop/{study}", "interop.html"),
+    # route name: (path, html file, response headers)
+    "page.studies": ("/studies", "studies.html", PAGE_HEADERS),
+    "page.viewer": ("/viewer/{study}", "viewer.html", PAGE_HEADERS),
+    "page.ultrasound": ("/ultrasound/{study}", "ultrasound.html", PAGE_HEADERS),
+    "page.upload": ("/upload", "upload.html", PAGE_HEADERS),
+    "page.interop": ("/interop/{study}", "interop.html", WASM_PAGE_HEADERS),
 }
 
 
 def setup(app: web.Application) -> None:
     router = app.router
     router.add_get("/", home, name="page.home")
-    for name, (path, filename) in PAGES.items():
-        router.add_get(path, page_handler(filename), name=name)
+    for name, (path, filename, headers) in PAGES.items():
+        router.add_get(path, page_handler(filename, headers), name=name)
     # Registered before /static so the vendor prefix is matched first.
     router.add_get("/static/vendor/{package}/{path:.+}", vendor_file, name="public.static.vendor")
     router.add_static("/static", STATIC_DIR, name="public.static.files", append_version=False)
@@ -50,11 +62,11 @@ async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound("/studies")
 
 
-def page_handler(filename: str):
+def page_handler(filename: str, headers: dict[str, str]):
     path = PAGES_DIR / filename
 
     async def page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(path, headers=headers)
 
     return page
 
