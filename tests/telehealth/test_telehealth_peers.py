@@ -64,11 +64,16 @@ async def _guidance(data_dir: Path, out: Path) -> GuidanceRun:
             specialist.send({"type": "capture", "action": "still"})
             run.events["still"] = await specialist.next_message(_stored("still"))
 
-            clinic.send({"type": "capture", "action": "start"})
-            await clinic.next_message(lambda m: m.get("state") == "recording")
-            await asyncio.sleep(CLIP_SECONDS)
-            clinic.send({"type": "capture", "action": "stop"})
+            # A prospective clip: the hub ends it after 2 s of the clinic's own frame timing.
+            clinic.send({"type": "capture", "action": "start", "seconds": CLIP_SECONDS})
             run.events["clip"] = await clinic.next_message(_stored("clip"))
+
+            # A clip started and stopped by hand, here by the specialist, losslessly.
+            specialist.send({"type": "capture", "action": "start", "codec": "rle"})
+            await specialist.next_message(lambda m: m.get("state") == "recording")
+            await asyncio.sleep(1.0)
+            specialist.send({"type": "capture", "action": "stop"})
+            run.events["manual"] = await clinic.next_message(_stored("clip"))
             run.specialist_audio_frames = specialist.audio_frames
             run.clinic_audio_frames = clinic.audio_frames
         finally:
@@ -108,9 +113,10 @@ def test_pointer_reaches_the_clinic(guidance: GuidanceRun) -> None:
 
 
 def test_captures_are_stored(guidance: GuidanceRun) -> None:
-    for kind in ("still", "clip"):
+    for kind in ("still", "clip", "manual"):
         assert guidance.events[kind]["state"] == "stored", guidance.events[kind]
-    assert guidance.events["clip"]["dropped"] == 0
+        assert guidance.events[kind].get("dropped", 0) == 0
+    assert guidance.events["clip"]["ended"] == "duration"
 
 
 def test_still_is_a_single_frame_ultrasound_image(guidance: GuidanceRun) -> None:
@@ -125,12 +131,23 @@ def test_still_is_a_single_frame_ultrasound_image(guidance: GuidanceRun) -> None
 def test_clip_has_two_seconds_of_frames_at_the_real_frame_time(guidance: GuidanceRun) -> None:
     ds = pydicom.dcmread(guidance.files["clip"])
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.3.1"
-    assert 58 <= ds.NumberOfFrames <= 62
+    assert 58 <= ds.NumberOfFrames <= 62  # 60 expected
     assert ds.FrameIncrementPointer == pydicom.tag.Tag("FrameTime")
     assert float(ds.FrameTime) == pytest.approx(1000 / 30, abs=0.5)
     assert ds.LossyImageCompression == "01"
     assert float(ds.LossyImageCompressionRatio) > 1
     assert ds.LossyImageCompressionMethod == "ISO_10918_1"
+
+
+def test_a_clip_stopped_by_hand_is_stored_losslessly(guidance: GuidanceRun) -> None:
+    event = guidance.events["manual"]
+    assert event["ended"] == "stopped"
+    ds = pydicom.dcmread(guidance.files["manual"])
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert ds.PhotometricInterpretation == "RGB"
+    assert ds.NumberOfFrames == event["frames"] > 1
+    assert float(ds.FrameTime) == pytest.approx(1000 / 30, abs=0.5)
+    assert ds.SeriesInstanceUID == pydicom.dcmread(guidance.files["clip"]).SeriesInstanceUID
 
 
 def test_clip_frames_match_the_source_cine(guidance: GuidanceRun) -> None:
