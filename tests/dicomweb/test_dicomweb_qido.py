@@ -1,0 +1,155 @@
+"""QIDO-RS matching: exact, wildcards, ranges, UID lists, fuzzy names, includefield, paging."""
+
+from __future__ import annotations
+
+import copy
+
+import aiohttp
+import pydicom
+import pytest
+from dicomweb_support import STOW_TYPE, dicom_bytes, multipart_body
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+PEOPLE = [
+    # name, id, study date, study time, modality, accession
+    ("Müller^Jürgen", "P1", "20240105", "083000", "US", "ACC1"),
+    ("MULLER^Anna", "P2", "20240220", "101500", "SM", "ACC2"),
+    ("O'Brien^Seán", "P3", "20231130", "235959", "CT", "ACC3"),
+    ("Smith^John", "P4", "20240301", "120000", "US", "XYZ9"),
+]
+
+
+@pytest.fixture
+async def populated(hub_server):
+    base = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    bodies = []
+    studies = []
+    for name, pid, date, time, modality, accession in PEOPLE:
+        ds = copy.deepcopy(base)
+        ds.PatientName, ds.PatientID = name, pid
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.StudyDate, ds.StudyTime, ds.Modality, ds.AccessionNumber = date, time, modality, accession
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.SOPInstanceUID = generate_uid()
+        studies.append(str(ds.StudyInstanceUID))
+        bodies.append(dicom_bytes(ds))
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            hub_server.url + "/dicomweb/studies",
+            data=multipart_body([("application/dicom", b) for b in bodies]),
+            headers={"Content-Type": STOW_TYPE},
+        ) as r:
+            assert r.status == 200
+    return hub_server, studies
+
+
+async def query(hub, path: str, **params) -> tuple[int, list, dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(hub.url + "/dicomweb" + path, params=params) as r:
+            body = await r.json(content_type=None) if r.status == 200 else await r.text()
+            return r.status, body, dict(r.headers)
+
+
+def ids(rows: list) -> list[str]:
+    return sorted(r["00100020"]["Value"][0] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"PatientID": "P2"}, ["P2"]),
+        ({"PatientName": "mul*"}, ["P2"]),  # wildcard, case-insensitive, no accent folding
+        ({"PatientName": "M?ller*"}, ["P1", "P2"]),
+        ({"StudyDate": "20240101-20240228"}, ["P1", "P2"]),
+        ({"StudyDate": "-20231231"}, ["P3"]),
+        ({"StudyDate": "20240301-"}, ["P4"]),
+        ({"StudyTime": "100000-130000"}, ["P2", "P4"]),
+        ({"ModalitiesInStudy": "US"}, ["P1", "P4"]),
+        ({"ModalitiesInStudy": "SM\\CT"}, ["P2", "P3"]),
+        ({"AccessionNumber": "ACC*"}, ["P1", "P2", "P3"]),
+        ({"00100020": "P3"}, ["P3"]),
+        ({"PatientName": "muller", "fuzzymatching": "true"}, ["P1", "P2"]),
+        ({"PatientName": "sean", "fuzzymatching": "true"}, ["P3"]),
+        ({"PatientName": "jur", "fuzzymatching": "true"}, ["P1"]),
+        ({"PatientName": "anna mull", "fuzzymatching": "true"}, ["P2"]),
+    ],
+)
+async def test_study_matching(populated, params: dict, expected: list[str]) -> None:
+    hub, _ = populated
+    status, rows, _ = await query(hub, "/studies", **params)
+    assert status == 200
+    assert ids(rows) == expected
+
+
+async def test_uid_list(populated) -> None:
+    hub, studies = populated
+    status, rows, _ = await query(hub, "/studies", StudyInstanceUID=f"{studies[0]},{studies[2]}")
+    assert ids(rows) == ["P1", "P3"]
+    status, rows, _ = await query(hub, "/studies", StudyInstanceUID=f"{studies[1]}\\{studies[3]}")
+    assert ids(rows) == ["P2", "P4"]
+
+
+async def test_includefield_list_and_all(populated) -> None:
+    hub, studies = populated
+    _, rows, _ = await query(hub, f"/studies/{studies[0]}/instances")
+    assert "00280030" not in rows[0]  # PixelSpacing is not a default instance attribute
+    _, rows, _ = await query(hub, f"/studies/{studies[0]}/instances", includefield="PixelSpacing,00180050")
+    assert "00280030" in rows[0] and "00180050" in rows[0]
+    _, rows, _ = await query(hub, f"/studies/{studies[0]}/instances", includefield="all")
+    assert "00180050" in rows[0] and "00280030" in rows[0] and "00200032" in rows[0]
+
+
+async def test_limit_offset_and_warning(populated) -> None:
+    hub, _ = populated
+    _, first, headers = await query(hub, "/studies", limit="2")
+    assert len(first) == 2
+    assert "Warning" in headers
+    _, rest, headers = await query(hub, "/studies", limit="2", offset="2")
+    assert len(rest) == 2
+    assert "Warning" not in headers
+    assert ids(first + rest) == ["P1", "P2", "P3", "P4"]
+
+
+async def test_cap_on_unbounded_queries(populated) -> None:
+    hub, _ = populated
+    hub.settings.max_query_results = 3
+    _, rows, headers = await query(hub, "/studies")
+    assert len(rows) == 3
+    assert "Warning" in headers
+
+
+async def test_every_route(populated) -> None:
+    hub, studies = populated
+    _, series_rows, _ = await query(hub, f"/studies/{studies[0]}/series")
+    series = series_rows[0]["0020000E"]["Value"][0]
+    for path, count in [
+        ("/studies", 4),
+        ("/series", 4),
+        ("/instances", 4),
+        (f"/studies/{studies[0]}/series", 1),
+        (f"/studies/{studies[0]}/instances", 1),
+        (f"/studies/{studies[0]}/series/{series}/instances", 1),
+    ]:
+        status, rows, headers = await query(hub, path)
+        assert status == 200, path
+        assert headers["Content-Type"].startswith("application/dicom+json")
+        assert len(rows) == count, path
+        assert all("00081190" in r for r in rows), path
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"NoSuchKeyword": "x"}, {"limit": "-1"}, {"fuzzymatching": "maybe"}, {"includefield": "bogus"}],
+)
+async def test_bad_queries_get_400(populated, params: dict) -> None:
+    hub, _ = populated
+    status, body, headers = await query(hub, "/studies", **params)
+    assert status == 400
+    assert "Warning" in headers
+
+
+async def test_series_key_not_allowed_at_study_level(populated) -> None:
+    hub, _ = populated
+    status, _, _ = await query(hub, "/studies", Modality="US")
+    assert status == 400
