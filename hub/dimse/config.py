@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pydicom import uid
+from pydicom._uid_dict import UID_dictionary
+from pynetdicom import AllStoragePresentationContexts, register_uid, sop_class
+from pynetdicom.service_class import StorageServiceClass
 
 from hub.config import Settings
 
@@ -59,6 +62,27 @@ DEFAULT_TRANSFER_SYNTAXES = [
     uid.HEVCMP51,
     uid.HEVCM10P51,
 ]
+
+
+def storage_sop_classes() -> list[str]:
+    """Every storage SOP class: pynetdicom's, plus the retired and trial ones pydicom names.
+
+    Those pynetdicom does not know are registered with its Storage service class so that a
+    C-STORE of, say, the retired Ultrasound Image Storage is handled like any other.
+    """
+    known = [cx.abstract_syntax for cx in AllStoragePresentationContexts]
+    extra = []
+    for value, entry in UID_dictionary.items():
+        name, kind = entry[0], entry[1]
+        if kind != "SOP Class" or "Storage" not in name or value in known:
+            continue
+        if "Commitment" in name or "Media Storage Directory" in name:
+            continue
+        extra.append(value)
+        keyword = "Tessera" + "".join(ch for ch in name.title() if ch.isalnum())
+        if not hasattr(sop_class, keyword):
+            register_uid(value, keyword, StorageServiceClass)
+    return known + extra
 
 
 class DimseConfigError(ValueError):

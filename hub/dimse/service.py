@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from pynetdicom import AllStoragePresentationContexts, evt
+from pynetdicom import evt
 from pynetdicom.sop_class import (
     ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
@@ -29,7 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 import hub.worklist.model  # noqa: F401  (its table must exist before Archive.open)
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.dimse.bridge import LoopBridge
-from hub.dimse.config import UNCOMPRESSED, DimseConfig
+from hub.dimse.config import UNCOMPRESSED, DimseConfig, storage_sop_classes
 from hub.dimse.find import FindHandler
 from hub.dimse.retrieve import GetHandler, MoveHandler, Selector
 from hub.dimse.scu import ExactSendingAE
@@ -76,11 +76,9 @@ class DimseServer:
         ae.add_supported_context(Verification, UNCOMPRESSED)
         for model in QUERY_MODELS:
             ae.add_supported_context(model, UNCOMPRESSED)
-        for cx in AllStoragePresentationContexts:
+        for storage in storage_sop_classes():
             # scp_role: a C-GET requester acts as Storage SCP on the same association.
-            ae.add_supported_context(
-                cx.abstract_syntax, cfg.transfer_syntaxes, scu_role=True, scp_role=True
-            )
+            ae.add_supported_context(storage, cfg.transfer_syntaxes, scu_role=True, scp_role=True)
         return ae
 
     @property

@@ -1,0 +1,113 @@
+"""Helpers for the DIMSE tests: dcmtk tools run without blocking the event loop, storescu
+configurations that propose each file's own transfer syntax, and Part-10 byte helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import data_store
+import pytest
+from pydicom import Dataset, dcmread
+from pydicom.uid import UID
+from pynetdicom.dsutils import split_dataset
+
+PYDICOM_DATA = Path(data_store.__file__).parent / "data"
+HOST = "127.0.0.1"
+
+
+def need_dcmtk() -> None:
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk is not installed")
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n{self.out[-4000:]}"
+
+
+async def run(*cmd: str | Path, timeout: float = 120) -> Run:
+    """Run a peer tool as a subprocess; the loop stays free to serve the SCP's archive calls."""
+    proc = await asyncio.create_subprocess_exec(
+        *map(str, cmd), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    return Run(proc.returncode or 0, out.decode(errors="replace"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    sop_class: str
+    sop_uid: str
+    syntax: str
+
+
+def pydicom_data_samples() -> list[Sample]:
+    """Every pydicom-data file pydicom reads as Part 10 with SOP UIDs."""
+    samples = []
+    for path in sorted(PYDICOM_DATA.iterdir()):
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+            samples.append(
+                Sample(path, ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
+            )
+        except Exception:
+            continue
+    return samples
+
+
+def storescu_config(samples: list[Sample], path: Path) -> Path:
+    """A storescu --config-file profile "Exact": one context per (SOP class, own syntax)."""
+    pairs = sorted({(s.sop_class, s.syntax) for s in samples})
+    syntaxes = sorted({ts for _, ts in pairs})
+    lines = ["[[TransferSyntaxes]]"]
+    for i, ts in enumerate(syntaxes):
+        lines += [f"[TS{i}]", f"TransferSyntax1 = {ts}"]
+    lines += ["[[PresentationContexts]]", "[Exact]"]
+    for n, (sop_class, ts) in enumerate(pairs, start=1):
+        lines.append(f"PresentationContext{n} = {sop_class}\\TS{syntaxes.index(ts)}")
+    lines += ["[[Profiles]]", "[Exact]", "PresentationContexts = Exact"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The data set of a Part-10 file without preamble and file meta (what goes on the wire)."""
+    _, offset = split_dataset(path)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read()
+
+
+def dataset_sha(path: Path) -> str:
+    return hashlib.sha256(dataset_bytes(path)).hexdigest()
+
+
+def syntax_of(path: Path) -> UID:
+    return dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+
+
+def content(path: Path) -> Dataset:
+    """The data set without what senders legitimately rewrite (group lengths, trailing
+    padding, the VR of encapsulated Pixel Data), for comparison."""
+    ds = dcmread(path)
+    for tag in [t for t in ds.keys() if t.element == 0 or t == 0xFFFCFFFC]:
+        del ds[tag]
+    if "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        ds["PixelData"].VR = "OB"  # dcmtk corrects OW to OB for encapsulated pixel data
+    return ds
