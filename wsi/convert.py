@@ -9,12 +9,22 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from wsi.encode import CODECS, TileJob, codec_for, encode, encode_tiles, init_worker, run_job
+from wsi.encode import (
+    JPEG_BASELINE,
+    RawTiles,
+    SlideAccess,
+    TileJob,
+    codec_for,
+    encode,
+    encode_tiles,
+    init_worker,
+    run_job,
+)
 from wsi.errors import ConversionError
 from wsi.metadata import SlideDatasets, level0_spacing
 from wsi.options import ConvertOptions, SlideIds
 from wsi.pyramid import PlannedLevel, plan
-from wsi.sources import RegionReader, open_reader, open_slide
+from wsi.sources import open_slide
 from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
 
@@ -22,7 +32,6 @@ Progress = Callable[[int, int], None]
 _JOB_PIXELS = 4096 * 1024  # output pixels per worker job: bounds the memory of one job
 _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
 _J2K_EOC = b"\xff\xd9"
-JPEG_BASELINE = CODECS["jpeg"].transfer_syntax
 
 
 def convert(
@@ -92,11 +101,11 @@ class _Conversion:
         self.staging = staging
         self.progress = progress
         self.datasets = SlideDatasets(slide, ids, level0_spacing(slide, options.fallback_mpp))
-        self.codec = codec_for(options.codec)
+        self.codec = codec_for(options.codec, options.jpeg_mode)
         self.total = 0
         self.done = 0
         self._pool = None
-        self._reader: RegionReader | None = None
+        self.access = SlideAccess(slide.reader, slide.path)  # for work done in this process
 
     def __enter__(self) -> _Conversion:
         return self
@@ -104,20 +113,12 @@ class _Conversion:
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._reader is not None:
-            self._reader.close()
+        self.access.close()
 
     def _advance(self, frames: int) -> None:
         self.done += frames
         if self.progress is not None:
             self.progress(self.done, self.total)
-
-    @property
-    def reader(self) -> RegionReader:
-        """A region reader in this process (for mending tiles and associated images)."""
-        if self._reader is None:
-            self._reader = open_reader(self.slide.reader, self.slide.path)
-        return self._reader
 
     # -- pyramid levels ------------------------------------------------------------------------
 
@@ -142,6 +143,7 @@ class _Conversion:
             frames=level.frames,
             photometric=photometric,
             lossy_history=history,
+            downsample=level.downsample,
         )
         writer = FrameWriter(
             self.staging / name, ds, transfer_syntax, level.frames, large=estimate >= FOUR_GIB
@@ -191,17 +193,20 @@ class _Conversion:
                 f"{level.height} level is empty or corrupt"
             )
         ty, tx = divmod(index, level.tiles_across)
-        job = self._job(level, ty, tx, tx + 1, "jpeg-rgb" if raw.rgb else "jpeg")
+        job = self._job(level, ty, tx, tx + 1, "jpeg-rgb" if raw.rgb else "jpeg-ycbcr420")
         try:
-            return encode_tiles(self.reader, job)[0]
+            return encode_tiles(self.access, job)[0]
         except Exception as exc:
             raise ConversionError(
                 f"{self.slide.path.name}: tile {index} of the {level.width}x{level.height} level "
                 f"is empty or corrupt and could not be decoded either: {exc}"
             ) from exc
 
-    def _job(self, level: PlannedLevel, ty: int, tx0: int, tx1: int, codec: str) -> TileJob:
+    def _job(
+        self, level: PlannedLevel, ty: int, tx0: int, tx1: int, codec: str, raw: bool = False
+    ) -> TileJob:
         source = self.slide.levels[level.read_level]
+        tiles = level.source_tiles if raw else None
         return TileJob(
             width=level.width,
             height=level.height,
@@ -216,12 +221,20 @@ class _Conversion:
             ty=ty,
             tx0=tx0,
             tx1=tx1,
+            raw=_raw_tiles(tiles, level.tiles_across * ty + tx0, tx1 - tx0) if tiles else None,
         )
 
     def _encoded_frames(self, level: PlannedLevel) -> Iterator[tuple]:
         per_job = max(1, _JOB_PIXELS // (level.tile_width * level.tile_height))
         jobs = [
-            self._job(level, ty, tx0, min(tx0 + per_job, level.tiles_across), self.codec.name)
+            self._job(
+                level,
+                ty,
+                tx0,
+                min(tx0 + per_job, level.tiles_across),
+                self.codec.name,
+                raw=level.source_tiles is not None,
+            )
             for ty in range(level.tiles_down)
             for tx0 in range(0, level.tiles_across, per_job)
         ]
@@ -233,7 +246,7 @@ class _Conversion:
     def _run(self, jobs: list[TileJob]) -> Iterable[list[bytes]]:
         """Encode jobs in worker processes, results in order, a bounded number in flight."""
         if self.options.workers == 1 or len(jobs) == 1:
-            return (encode_tiles(self.reader, job) for job in jobs)
+            return (encode_tiles(self.access, job) for job in jobs)
         return _ordered(self._workers(), jobs, window=2 * self.options.workers)
 
     def _workers(self):
@@ -254,11 +267,17 @@ class _Conversion:
     def write_associated(self, image: Associated, name: str, number: int) -> None:
         from wsi.sources.openslide_reader import OpenSlideRegionReader
 
-        reader = self.reader
+        reader = self.access.reader
         assert isinstance(reader, OpenSlideRegionReader)
-        pixels = reader.associated(image.name)
+        try:
+            pixels = reader.associated(image.name)
+        except Exception as exc:
+            raise ConversionError(
+                f"{self.slide.path.name}: its {image.kind.lower()} image is unreadable: {exc}"
+            ) from exc
         height, width = pixels.shape[:2]
-        frame = encode(pixels, "jpeg", self.options.jpeg_quality)
+        codec = codec_for("jpeg", self.options.jpeg_mode)
+        frame = encode(pixels, codec.name, self.options.jpeg_quality)
         ds = self.datasets.instance(
             kind=image.kind,
             derived=image.kind == "THUMBNAIL",
@@ -268,8 +287,9 @@ class _Conversion:
             tile_width=width,
             tile_height=height,
             frames=1,
-            photometric="YBR_FULL_422",
-            lossy_history=[("ISO_10918_1", RATIO_PLACEHOLDER)],
+            photometric=codec.photometric,
+            lossy_history=[(codec.method, RATIO_PLACEHOLDER)],
+            downsample=self.slide.width / width,
         )
         writer = FrameWriter(self.staging / name, ds, JPEG_BASELINE, 1, large=False)
         writer.write(frame)
@@ -289,6 +309,13 @@ def _ordered(pool, jobs: list[TileJob], window: int) -> Iterator[list[bytes]]:
     finally:
         for future in pending:
             future.cancel()
+
+
+def _raw_tiles(tiles: Passthrough, first: int, n: int) -> RawTiles:
+    offsets = tiles.offsets[first : first + n].tolist()
+    counts = tiles.bytecounts[first : first + n].tolist()
+    pairs = tuple(zip(offsets, counts, strict=True))
+    return RawTiles(tiles.codec, tiles.prefix, tiles.strip, pairs)
 
 
 def _jpeg_intact(tile: bytes) -> bool:

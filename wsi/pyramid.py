@@ -19,8 +19,9 @@ class PlannedLevel:
     tile_height: int
     downsample: float  # level-0 width / this width
     read_level: int  # source level decoded for re-encoding (the passthrough level itself)
-    passthrough: Passthrough | None
+    passthrough: Passthrough | None  # copy these tiles as frames
     generated: bool  # not a level of the source: DERIVED / RESAMPLED
+    source_tiles: Passthrough | None = None  # same tile grid: re-encode tile by tile from these
 
     @property
     def tiles_across(self) -> int:
@@ -71,12 +72,13 @@ def _distinct(levels: list[SourceLevel]) -> list[SourceLevel]:
 
 
 def _reuse(level: SourceLevel, options: ConvertOptions) -> PlannedLevel:
-    raw = level.passthrough if options.codec == "passthrough-or-jpeg" else None
-    if raw is not None and options.tile_size not in (None, level.tile_width):
-        raw = None
-    if raw is not None and level.tile_width != level.tile_height:
-        raw = None
-    if raw is not None:
+    same_grid = (
+        level.passthrough is not None
+        and level.tile_width == level.tile_height
+        and options.tile_size in (None, level.tile_width)
+    )
+    raw = level.passthrough if same_grid and options.codec == "passthrough-or-jpeg" else None
+    if same_grid:
         tw, th = level.tile_width, level.tile_height
     else:
         tw = th = options.tile_size or _native_square(level) or DEFAULT_TILE
@@ -89,6 +91,7 @@ def _reuse(level: SourceLevel, options: ConvertOptions) -> PlannedLevel:
         read_level=level.index,
         passthrough=raw,
         generated=False,
+        source_tiles=level.passthrough if same_grid else None,
     )
 
 

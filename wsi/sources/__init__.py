@@ -30,6 +30,19 @@ def open_reader(kind: str, path: Path) -> RegionReader:
     return TiffRegionReader(path)
 
 
+def nominal_downsample(w0: int, h0: int, w: int, h: int) -> float:
+    """The integer factor a level was made with (its size is w0/d rounded either way), else w0/w.
+
+    OpenSlide reports 300x250 -> 37x31 as 8.09; the level was made by halving three times, so its
+    pixels are 8x the level-0 spacing (viewers such as wsidicom require integer factors).
+    """
+    ratio = w0 / w
+    for d in range(max(1, int(ratio)), int(ratio) + 2):
+        if w in (w0 // d, -(-w0 // d)) and h in (h0 // d, -(-h0 // d)):
+            return float(d)
+    return ratio
+
+
 def open_slide(path: Path) -> SlideInfo:
     """Describe the slide; raise ConversionError if neither OpenSlide nor tifffile can read it."""
     if not path.is_file():
@@ -44,6 +57,8 @@ def open_slide(path: Path) -> SlideInfo:
         return _tiff_only(path, "OpenSlide does not recognise the format")
     try:
         return _from_openslide(path, slide)
+    except openslide.OpenSlideError as exc:
+        raise ConversionError(f"{path.name}: unreadable slide (OpenSlide: {exc})") from exc
     finally:
         slide.close()
 
@@ -56,18 +71,15 @@ def _from_openslide(path: Path, slide) -> SlideInfo:
     tif = open_tiff(path)
     tiff_levels = {(lv.width, lv.height): lv for lv in rgb_levels(tif)} if tif else {}
     levels = []
-    w0 = slide.dimensions[0]
+    w0, h0 = slide.dimensions
     for i, (w, h) in enumerate(slide.level_dimensions):
         tw = int(props.get(f"openslide.level[{i}].tile-width", 0) or 0)
         th = int(props.get(f"openslide.level[{i}].tile-height", 0) or 0)
         match = tiff_levels.get((w, h))
         raw = passthrough(tif, match) if match is not None else None
-        levels.append(SourceLevel(i, w, h, w0 / w, tw, th, raw))
-    associated = [
-        Associated(kind, name)
-        for name, kind in _ASSOCIATED.items()
-        if name in slide.associated_images
-    ]
+        levels.append(SourceLevel(i, w, h, nominal_downsample(w0, h0, w, h), tw, th, raw))
+    present = list(slide.associated_images)  # names only; `in` would decode the image
+    associated = [Associated(kind, name) for name, kind in _ASSOCIATED.items() if name in present]
     vendor = props.get("openslide.vendor", "")
     manufacturer, model, serial, software = p.equipment(props)
     icc = slide.color_profile.tobytes() if slide.color_profile is not None else None
@@ -135,13 +147,13 @@ def _tiff_only(path: Path, openslide_reason: str) -> SlideInfo:
                 f"{path.name}: unsupported image ({openslide_reason}; tifffile cannot decode "
                 f"it: {exc})"
             ) from exc
-        w0 = levels[0].width
+        w0, h0 = levels[0].width, levels[0].height
         source_levels = [
             SourceLevel(
                 i,
                 lv.width,
                 lv.height,
-                w0 / lv.width,
+                nominal_downsample(w0, h0, lv.width, lv.height),
                 lv.page.tilewidth if lv.page.is_tiled else 0,
                 lv.page.tilelength if lv.page.is_tiled else 0,
                 passthrough(tif, lv),

@@ -54,7 +54,7 @@ def _is_placeholder_resolution(props: Mapping[str, str]) -> bool:
     except ValueError:
         return True
     dpi = res * 2.54 if unit == "centimeter" else res
-    return abs(dpi - _PLACEHOLDER_DPI) < 0.01
+    return abs(dpi - _PLACEHOLDER_DPI) < 0.05
 
 
 def tiff_mpp(page) -> tuple[float, float] | None:
@@ -72,7 +72,7 @@ def tiff_mpp(page) -> tuple[float, float] | None:
         return None
     xres, yres = xn / xd, yn / yd
     dpi = xres * 25400.0 / per_unit_um
-    if abs(dpi - _PLACEHOLDER_DPI) < 0.01:
+    if abs(dpi - _PLACEHOLDER_DPI) < 0.05:
         return None
     return per_unit_um / xres, per_unit_um / yres
 
