@@ -34,12 +34,12 @@ class Run:
         return f"rc={self.rc}\n{self.out[-4000:]}"
 
 
-async def run(*cmd: str | Path, timeout: float = 120) -> Run:
+async def run(*cmd: str | Path, seconds: float = 120) -> Run:
     """Run a peer tool as a subprocess; the loop stays free to serve the SCP's archive calls."""
     proc = await asyncio.create_subprocess_exec(
         *map(str, cmd), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    out, _ = await asyncio.wait_for(proc.communicate(), seconds)
     return Run(proc.returncode or 0, out.decode(errors="replace"))
 
 
@@ -106,7 +106,7 @@ def content(path: Path) -> Dataset:
     """The data set without what senders legitimately rewrite (group lengths, trailing
     padding, the VR of encapsulated Pixel Data), for comparison."""
     ds = dcmread(path)
-    for tag in [t for t in ds.keys() if t.element == 0 or t == 0xFFFCFFFC]:
+    for tag in [e.tag for e in ds if e.tag.element == 0 or e.tag == 0xFFFCFFFC]:
         del ds[tag]
     if "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_encapsulated:
         ds["PixelData"].VR = "OB"  # dcmtk corrects OW to OB for encapsulated pixel data
