@@ -39,7 +39,7 @@ async def hub_factory(tmp_path: Path):
     opened: list[Hub] = []
 
     async def make(forward: dict, data_dir: Path | None = None) -> Hub:
-        hub = Hub(data_dir or tmp_path / "data", forward)
+        hub = Hub(data_dir or tmp_path / "forwarding-hub", forward)
         opened.append(hub)
         return await hub.open()
 

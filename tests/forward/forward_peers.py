@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from pydicom.data import get_testdata_file
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -216,3 +217,47 @@ def forward_config(targets: dict, rules: list, **extra) -> dict:
         "poll_interval": 0.5,
         **extra,
     }
+
+
+class Gateway:
+    """A reverse proxy in front of a hub, as nginx would stand: it relays requests to the
+    upstream and answers 503 Service Unavailable while the upstream is down."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = f"http://127.0.0.1:{upstream_port}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.runner: web.AppRunner | None = None
+        self.unavailable = 0  # how many requests got 503
+
+    async def _relay(self, request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        body = await request.read()
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(
+                    request.method, self.upstream + request.path_qs, headers=headers, data=body
+                ) as resp,
+            ):
+                content = await resp.read()
+                return web.Response(
+                    status=resp.status, body=content, content_type=resp.content_type
+                )
+        except aiohttp.ClientConnectionError:
+            self.unavailable += 1
+            return web.Response(status=503, text="upstream unavailable")
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self._relay)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}

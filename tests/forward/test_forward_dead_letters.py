@@ -219,7 +219,7 @@ match = { sop_class = "VLWholeSlideMicroscopyImageStorage" }
 async def test_targets_from_the_data_dir_file_are_listed_without_secrets(
     hub_factory, tmp_path, monkeypatch, capsys
 ):
-    data_dir = tmp_path / "data"
+    data_dir = tmp_path / "forwarding-hub"
     data_dir.mkdir()
     (data_dir / "forward.toml").write_text(FORWARD_TOML)
     hub = await hub_factory(forward_config({}, [], enabled=False), data_dir=data_dir)

@@ -64,7 +64,7 @@ async def _done_count(hub, n: int) -> bool:
     return len(await hub.forwarder.queue.list(state="done")) >= n
 
 
-async def test_hub_restart_mid_queue_delivers_everything(storescp_factory, hub_factory, tmp_path):
+async def test_hub_restart_mid_queue_delivers_everything(storescp_factory, hub_factory):
     pacs = storescp_factory()
     pacs.start("--sleep-after", "1")  # a slow receiver, so the restart lands mid-queue
     config = forward_config({"pacs": pacs.target()}, [{"target": "pacs"}], batch_size=1)
@@ -73,7 +73,7 @@ async def test_hub_restart_mid_queue_delivers_everything(storescp_factory, hub_f
     await hub.wait_until(lambda: _done_count(hub, 1))
 
     await hub.close()
-    reopened = await hub_factory(config, data_dir=tmp_path / "data")
+    reopened = await hub_factory(config, data_dir=hub.settings.data_dir)
     assert await reopened.forwarder.queue.list(state="in_flight") == []
 
     counts = await reopened.wait_settled()
