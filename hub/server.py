@@ -9,11 +9,14 @@ import ssl
 from aiohttp import web
 
 from hub.app import build_app
+from hub.archive import Archive
 from hub.config import Settings
 
 
 async def start(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
-    app = await build_app(settings)
+    archive = await Archive.open(settings, clear_temp=True)
+    app = await build_app(settings, archive)
+    app.on_cleanup.append(lambda _app: archive.close())
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024)

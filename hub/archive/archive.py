@@ -48,10 +48,13 @@ class Archive:
         self._frames: OrderedDict[str, tuple[InstanceRef, FrameTable | None]] = OrderedDict()
 
     @classmethod
-    async def open(cls, settings: Settings) -> Archive:
+    async def open(cls, settings: Settings, *, clear_temp: bool = False) -> Archive:
+        """Open (creating on first run). The server clears temp files of interrupted uploads;
+        other commands leave them, since a running server may be writing them."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = make_store(settings)
-        store.clear_temp()
+        if clear_temp:
+            store.clear_temp()
         engine = make_engine(settings.db_url)
         await create_schema(engine)
         return cls(settings, engine, store)
