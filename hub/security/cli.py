@@ -1,0 +1,267 @@
+"""`tessera user ...`, `tessera audit ...` and `tessera ae ...` commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.archive.index import make_engine
+from hub.config import Settings
+from hub.security import accounts, audit_trail, dimse_acl
+from hub.security.accounts import AccountError
+from hub.security.keys import audit_key
+from hub.security.policy import ALL_PERMISSIONS, ROLES
+from hub.security.tables import ensure_schema
+
+
+def register(subparsers) -> None:
+    _register_user(subparsers)
+    _register_audit(subparsers)
+    _register_ae(subparsers)
+
+
+def _register_user(subparsers) -> None:
+    user = subparsers.add_parser("user", help="manage users and their API tokens")
+    sub = user.add_subparsers(title="user commands", required=True)
+
+    add = sub.add_parser("add", help="create a user", parents=[_common()])
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=sorted(ROLES))
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.add_argument("--no-password", action="store_true", help="service account: API tokens only")
+    add.set_defaults(func=_run(_user_add))
+
+    lst = sub.add_parser("list", help="list users", parents=[_common()])
+    lst.set_defaults(func=_run(_user_list))
+
+    dis = sub.add_parser("disable", help="disable a user (its tokens stop working)",
+                         parents=[_common()])  # fmt: skip
+    dis.add_argument("username")
+    dis.add_argument("--enable", action="store_true", help="enable again instead")
+    dis.set_defaults(func=_run(_user_disable))
+
+    pw = sub.add_parser("password", help="set a user's password", parents=[_common()])
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true")
+    pw.set_defaults(func=_run(_user_password))
+
+    tok = sub.add_parser("token", help="issue, list or revoke API tokens", parents=[_common()])
+    tok.add_argument("username", nargs="?", help="issue a token for this user")
+    tok.add_argument("--scope", action="append", choices=sorted(ALL_PERMISSIONS),
+                     help="restrict the token (repeatable); default: all the role has")  # fmt: skip
+    tok.add_argument("--days", type=float, default=30.0, help="lifetime (0: no expiry)")
+    tok.add_argument("--label", default="")
+    tok.add_argument("--list", action="store_true", help="list tokens (of username, if given)")
+    tok.add_argument("--revoke", type=int, metavar="ID", help="revoke the token with this id")
+    tok.set_defaults(func=_run(_user_token))
+
+
+def _register_audit(subparsers) -> None:
+    audit = subparsers.add_parser("audit", help="check or export the audit trail")
+    sub = audit.add_subparsers(title="audit commands", required=True)
+    ver = sub.add_parser("verify", help="check the audit chain", parents=[_common()])
+    ver.set_defaults(func=_run(_audit_verify))
+    exp = sub.add_parser("export", help="print RFC 5424 syslog lines", parents=[_common()])
+    exp.add_argument("--since", type=int, default=0, metavar="SEQ", help="after this record")
+    exp.add_argument("--out", default=None, help="write to this file instead of stdout")
+    exp.set_defaults(func=_run(_audit_export))
+
+
+def _register_ae(subparsers) -> None:
+    ae = subparsers.add_parser("ae", help="DIMSE allow-list of calling AE titles")
+    sub = ae.add_subparsers(title="ae commands", required=True)
+    allow = sub.add_parser("allow", help="let an AE use services", parents=[_common()])
+    allow.add_argument("ae_title")
+    allow.add_argument("services", nargs="+", choices=dimse_acl.SERVICES)
+    allow.add_argument("--note", default="")
+    allow.set_defaults(func=_run(_ae_allow))
+    rm = sub.add_parser("remove", help="remove an AE", parents=[_common()])
+    rm.add_argument("ae_title")
+    rm.set_defaults(func=_run(_ae_remove))
+    lst = sub.add_parser("list", help="list allowed AEs", parents=[_common()])
+    lst.set_defaults(func=_run(_ae_list))
+
+
+def _common() -> argparse.ArgumentParser:
+    """``--data`` and ``-v`` again on each sub-command, so they may come after it too.
+
+    SUPPRESS keeps a sub-command from resetting a value given before it.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    return common
+
+
+Handler = Callable[[argparse.Namespace, AsyncEngine, Settings], Awaitable[int]]
+
+
+def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        settings = Settings.from_env(data_dir=getattr(args, "data", None))
+
+        async def main() -> int:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            engine = make_engine(settings.db_url)
+            try:
+                await ensure_schema(engine)
+                audit_trail.attach(engine, settings.data_dir)
+                return await handler(args, engine, settings)
+            except (AccountError, ValueError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            finally:
+                audit_trail.detach(engine)
+                await engine.dispose()
+
+        return asyncio.run(main())
+
+    return command
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise ValueError("no terminal to ask for a password: use --password-stdin")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+async def _record(engine: AsyncEngine, action: str, detail: dict | None = None) -> None:
+    await audit_trail.audit(
+        engine,
+        who=os.environ.get("USER", "cli"),
+        role="operator",
+        action=action,
+        outcome="success",
+        source="cli",
+        detail=detail,
+    )
+
+
+async def _user_add(args, engine: AsyncEngine, settings: Settings) -> int:
+    password = None if args.no_password else _read_password(args.password_stdin)
+    await accounts.create_user(engine, args.username, args.role, password)
+    await _record(engine, "user.add", {"user": args.username, "role": args.role})
+    print(f"created {args.role} {args.username}")
+    return 0
+
+
+async def _user_list(args, engine: AsyncEngine, settings: Settings) -> int:
+    for u in await accounts.list_users(engine):
+        state = "disabled" if u["disabled"] else "active"
+        print(f"{u['username']:<24} {u['role']:<12} {state:<9} since {_day(u['created_at'])}")
+    return 0
+
+
+async def _user_disable(args, engine: AsyncEngine, settings: Settings) -> int:
+    await accounts.set_disabled(engine, args.username, not args.enable)
+    action = "user.enable" if args.enable else "user.disable"
+    await _record(engine, action, {"user": args.username})
+    print(f"{args.username}: {'enabled' if args.enable else 'disabled'}")
+    return 0
+
+
+async def _user_password(args, engine: AsyncEngine, settings: Settings) -> int:
+    await accounts.set_password(engine, args.username, _read_password(args.password_stdin))
+    await _record(engine, "user.password", {"user": args.username})
+    print(f"{args.username}: password changed")
+    return 0
+
+
+async def _user_token(args, engine: AsyncEngine, settings: Settings) -> int:
+    if args.revoke is not None:
+        if not await accounts.revoke_token(engine, args.revoke, args.username):
+            print(f"error: no active token {args.revoke}", file=sys.stderr)
+            return 1
+        await _record(engine, "token.revoke", {"token": args.revoke})
+        print(f"token {args.revoke} revoked")
+        return 0
+    if args.list:
+        for t in await accounts.list_tokens(engine, args.username):
+            state = "revoked" if t["revoked_at"] else (
+                "expired" if t["expires_at"] and t["expires_at"] < time.time() else "active"
+            )  # fmt: skip
+            expires = _day(t["expires_at"]) if t["expires_at"] else "never"
+            print(f"{t['id']:>5} {t['username']:<20} {state:<8} expires {expires} "
+                  f"scopes={t['scopes'] or 'role'} {t['label']}")  # fmt: skip
+        return 0
+    if not args.username:
+        print("error: give a username, --list or --revoke ID", file=sys.stderr)
+        return 2
+    token_id, secret = await accounts.issue_token(
+        engine,
+        args.username,
+        scopes=args.scope,
+        ttl_seconds=args.days * 86400 if args.days > 0 else None,
+        label=args.label,
+    )
+    await _record(engine, "token.issue", {"user": args.username, "token": token_id})
+    print(f"token {token_id} for {args.username} (shown once, keep it secret):", file=sys.stderr)
+    print(secret)
+    return 0
+
+
+async def _audit_verify(args, engine: AsyncEngine, settings: Settings) -> int:
+    verdict = await audit_trail.verify(
+        engine, audit_key(settings.data_dir), audit_trail.head_path_for(settings.data_dir)
+    )
+    for problem in verdict.problems:
+        print(f"TAMPERED: {problem}")
+    if verdict.ok:
+        anchor = "" if verdict.head_checked else " (no head anchor found: tail not checked)"
+        print(f"audit trail intact: {verdict.records} records{anchor}")
+        return 0
+    return 1
+
+
+async def _audit_export(args, engine: AsyncEngine, settings: Settings) -> int:
+    # A command-line process: blocking writes do not hold up any server.
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115, ASYNC230
+    try:
+        async for line in audit_trail.export_syslog(engine, since_seq=args.since):
+            out.write(line + "\n")
+    finally:
+        if args.out:
+            out.close()
+    return 0
+
+
+async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:
+    await dimse_acl.allow_ae(engine, args.ae_title, args.services, args.note)
+    await _record(engine, "ae.allow", {"ae": args.ae_title, "services": args.services})
+    print(f"{args.ae_title}: {' '.join(args.services)}")
+    return 0
+
+
+async def _ae_remove(args, engine: AsyncEngine, settings: Settings) -> int:
+    if not await dimse_acl.remove_ae(engine, args.ae_title):
+        print(f"error: {args.ae_title} is not on the list", file=sys.stderr)
+        return 1
+    await _record(engine, "ae.remove", {"ae": args.ae_title})
+    return 0
+
+
+async def _ae_list(args, engine: AsyncEngine, settings: Settings) -> int:
+    for row in await dimse_acl.list_ae(engine):
+        services = " ".join(s for s in dimse_acl.SERVICES if row[s])
+        print(f"{row['ae_title']:<16} {services} {row['note']}")
+    return 0
+
+
+def _day(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d") if ts else "-"
