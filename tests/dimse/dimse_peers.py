@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import data_store
+import pydicom
 import pytest
 from pydicom import Dataset, dcmread
 from pydicom.uid import UID
@@ -111,3 +112,60 @@ def content(path: Path) -> Dataset:
     if "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_encapsulated:
         ds["PixelData"].VR = "OB"  # dcmtk corrects OW to OB for encapsulated pixel data
     return ds
+
+
+PYDICOM_TESTS = Path(pydicom.__file__).parent / "data" / "test_files"
+
+# One file per transfer syntax, unique SOP Instance UIDs, several patients and studies.
+RETRIEVE_SET = {
+    "MR2_J2KR.dcm": PYDICOM_DATA,  # JPEG 2000 lossless
+    "RG3_J2KI.dcm": PYDICOM_DATA,  # JPEG 2000
+    "JPEG-LL.dcm": PYDICOM_DATA,  # JPEG lossless SV1
+    "OBXXXX1A_rle.dcm": PYDICOM_DATA,  # RLE
+    "gdcm-US-ALOKA-16_big.dcm": PYDICOM_DATA,  # explicit VR big endian
+    "emri_small_jpeg_ls_lossless.dcm": PYDICOM_DATA,  # JPEG-LS lossless
+    "MR_small_implicit.dcm": PYDICOM_TESTS,  # implicit VR little endian
+    "JPEG-lossy.dcm": PYDICOM_TESTS,  # JPEG extended
+    "CT_small.dcm": PYDICOM_TESTS,  # explicit VR little endian
+    "SC_rgb_jpeg_dcmtk.dcm": PYDICOM_TESTS,  # JPEG baseline
+    "rtplan.dcm": PYDICOM_TESTS,  # a non-image object
+}
+
+
+def retrieve_samples() -> list[Sample]:
+    samples = []
+    for name, folder in RETRIEVE_SET.items():
+        ds = dcmread(folder / name, stop_before_pixels=True)
+        samples.append(
+            Sample(folder / name, ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
+        )
+    return samples
+
+
+async def store_with_storescu(address: list[str], samples: list[Sample], workdir: Path) -> Run:
+    cfg = storescu_config(samples, workdir / "exact.cfg")
+    result = await run(
+        "storescu", "-v", "--config-file", cfg, "Exact", *address, *[s.path for s in samples]
+    )
+    assert result.rc == 0 and result.out.count("(Success)") == len(samples), result
+    return result
+
+
+async def findscu(address: list[str], model: str, keys: list[str], out: Path) -> list[Dataset]:
+    """findscu -P|-S|-W with -k keys; the responses as Datasets."""
+    empty_folder(out)
+    args = [a for k in keys for a in ("-k", k)]
+    result = await run("findscu", model, "-X", "-od", out, *args, *address)
+    assert result.rc == 0, result
+    return read_all(out)
+
+
+def empty_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+    return folder
+
+
+def read_all(folder: Path) -> list[Dataset]:
+    return [dcmread(p) for p in sorted(folder.iterdir())]
