@@ -31,6 +31,7 @@ class JpegHeader:
     adobe_transform: int | None  # APP14 transform flag if present
     jfif: bool
     has_sos: bool
+    end: int  # offset just past the SOS segment (or the EOI of a tables-only stream)
 
 
 def read_jpeg_header(stream: bytes) -> JpegHeader:
@@ -51,7 +52,7 @@ def read_jpeg_header(stream: bytes) -> JpegHeader:
             pos += 1
             continue
         if marker == 0xD9:
-            return JpegHeader(sof, ids, sampling, adobe, jfif, has_sos=False)
+            return JpegHeader(sof, ids, sampling, adobe, jfif, has_sos=False, end=pos + 2)
         if marker in _STANDALONE:
             pos += 2
             continue
@@ -73,7 +74,7 @@ def read_jpeg_header(stream: bytes) -> JpegHeader:
         elif marker == 0xE0 and body[:5] == b"JFIF\x00":
             jfif = True
         elif marker == 0xDA:
-            return JpegHeader(sof, ids, sampling, adobe, jfif, has_sos=True)
+            return JpegHeader(sof, ids, sampling, adobe, jfif, has_sos=True, end=pos + 2 + length)
         pos += 2 + length
     raise StreamError("JPEG stream ends before its scan")
 

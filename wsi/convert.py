@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from wsi.encode import (
     JPEG_BASELINE,
-    RawTiles,
     SlideAccess,
     TileJob,
     codec_for,
@@ -29,7 +29,7 @@ from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
 
 Progress = Callable[[int, int], None]
-_JOB_PIXELS = 4096 * 1024  # output pixels per worker job: bounds the memory of one job
+_JOB_PIXELS = 2048 * 1024  # source pixels decoded per worker job: bounds its memory
 _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
 _J2K_EOC = b"\xff\xd9"
 
@@ -56,11 +56,12 @@ def convert(
     try:
         job = _Conversion(slide, ids, options, staging, progress)
         job.total = sum(level.frames for level in levels) + len(associated)
+        numbered = list(enumerate(names, start=1))
+        copies = [(lv, *n) for lv, n in zip(levels, numbered, strict=False) if lv.passthrough]
+        encodes = [(lv, *n) for lv, n in zip(levels, numbered, strict=False) if not lv.passthrough]
+        extras = list(zip(associated, numbered[len(levels) :], strict=True))
         with job:
-            for i, level in enumerate(levels):
-                job.write_level(level, names[i], number=i + 1)
-            for j, image in enumerate(associated):
-                job.write_associated(image, names[len(levels) + j], number=len(levels) + j + 1)
+            job.run(copies, encodes, extras)
         return _publish(staging, out_dir, names)
     except ConversionError:
         raise
@@ -105,7 +106,10 @@ class _Conversion:
         self.total = 0
         self.done = 0
         self._pool = None
-        self.access = SlideAccess(slide.reader, slide.path)  # for work done in this process
+        self._lock = threading.Lock()
+        self._failed = threading.Event()
+        self._local = threading.local()
+        self._accesses: list[SlideAccess] = []
 
     def __enter__(self) -> _Conversion:
         return self
@@ -113,12 +117,56 @@ class _Conversion:
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        self.access.close()
+        for access in self._accesses:
+            access.close()
+
+    @property
+    def access(self) -> SlideAccess:
+        """This thread's own handles on the source (for work done in this process)."""
+        access = getattr(self._local, "access", None)
+        if access is None:
+            access = self._local.access = SlideAccess(self.slide)
+            with self._lock:
+                self._accesses.append(access)
+        return access
+
+    def run(self, copies: list, encodes: list, extras: list) -> None:
+        """Copy passthrough levels and write label/overview/thumbnail in a helper thread (I/O
+        bound: pread/writev release the GIL) while this thread feeds the encoding workers."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if encodes and any(level.frames > 1 for level, *_ in encodes):
+            self._workers()  # fork before the copying thread exists
+        with ThreadPoolExecutor(1, thread_name_prefix="wsi-copy") as copier:
+            copied = copier.submit(self._guarded, self._copy_all, copies, extras)
+            self._guarded(self._encode_all, encodes)
+            copied.result()
+
+    def _guarded(self, work: Callable, *args) -> None:
+        try:
+            work(*args)
+        except BaseException:
+            self._failed.set()  # stops the other thread at its next frame batch
+            raise
+
+    def _copy_all(self, copies: list, extras: list) -> None:
+        for level, number, name in copies:
+            self.write_level(level, name, number)
+        for image, (number, name) in extras:
+            self.write_associated(image, name, number)
+
+    def _encode_all(self, encodes: list) -> None:
+        for level, number, name in encodes:
+            self.write_level(level, name, number)
 
     def _advance(self, frames: int) -> None:
-        self.done += frames
+        if self._failed.is_set():
+            raise ConversionError("stopped: another part of the conversion failed")
+        with self._lock:
+            self.done += frames
+            done = self.done
         if self.progress is not None:
-            self.progress(self.done, self.total)
+            self.progress(done, self.total)
 
     # -- pyramid levels ------------------------------------------------------------------------
 
@@ -172,7 +220,7 @@ class _Conversion:
         fd = os.open(self.slide.path, os.O_RDONLY)
         try:
             offsets, counts = raw.offsets.tolist(), raw.bytecounts.tolist()
-            intact = _jpeg_intact if raw.codec == "jpeg" else _j2k_intact
+            intact = _JpegCheck() if raw.codec == "jpeg" else _j2k_intact
             for i, (offset, count) in enumerate(zip(offsets, counts, strict=True)):
                 tile = os.pread(fd, count, offset) if count else b""
                 if intact(tile):
@@ -202,43 +250,45 @@ class _Conversion:
                 f"is empty or corrupt and could not be decoded either: {exc}"
             ) from exc
 
-    def _job(
-        self, level: PlannedLevel, ty: int, tx0: int, tx1: int, codec: str, raw: bool = False
-    ) -> TileJob:
-        source = self.slide.levels[level.read_level]
-        tiles = level.source_tiles if raw else None
+    def _job(self, level: PlannedLevel, ty: int, tx0: int, tx1: int, codec: str) -> TileJob:
         return TileJob(
             width=level.width,
             height=level.height,
             tile_width=level.tile_width,
             tile_height=level.tile_height,
             read_level=level.read_level,
-            read_width=source.width,
-            read_height=source.height,
-            scale=level.downsample / source.downsample,
+            scale=self._scale(level),
             codec=codec,
             quality=self.options.jpeg_quality,
             ty=ty,
             tx0=tx0,
             tx1=tx1,
-            raw=_raw_tiles(tiles, level.tiles_across * ty + tx0, tx1 - tx0) if tiles else None,
         )
 
+    def _scale(self, level: PlannedLevel) -> float:
+        return level.downsample / self.slide.levels[level.read_level].downsample
+
     def _encoded_frames(self, level: PlannedLevel) -> Iterator[tuple]:
-        per_job = max(1, _JOB_PIXELS // (level.tile_width * level.tile_height))
+        tile_pixels = level.tile_width * level.tile_height * self._scale(level) ** 2
+        per_job = max(1, int(_JOB_PIXELS // tile_pixels))
         jobs = [
-            self._job(
-                level,
-                ty,
-                tx0,
-                min(tx0 + per_job, level.tiles_across),
-                self.codec.name,
-                raw=level.source_tiles is not None,
-            )
+            self._job(level, ty, tx0, min(tx0 + per_job, level.tiles_across), self.codec.name)
             for ty in range(level.tiles_down)
             for tx0 in range(0, level.tiles_across, per_job)
         ]
-        for tiles in self._run(jobs):
+        results = self._run(jobs)
+        while True:
+            try:
+                tiles = next(results, None)
+            except ConversionError:
+                raise
+            except Exception as exc:
+                raise ConversionError(
+                    f"{self.slide.path.name}: cannot decode the source image for the "
+                    f"{level.width}x{level.height} level: {exc}"
+                ) from exc
+            if tiles is None:
+                return
             for tile in tiles:
                 yield tile, b"", 0
             self._advance(len(tiles))
@@ -258,7 +308,7 @@ class _Conversion:
                 max_workers=self.options.workers,
                 mp_context=multiprocessing.get_context("fork"),
                 initializer=init_worker,
-                initargs=(self.slide.reader, str(self.slide.path)),
+                initargs=(self.slide,),
             )
         return self._pool
 
@@ -311,17 +361,30 @@ def _ordered(pool, jobs: list[TileJob], window: int) -> Iterator[list[bytes]]:
             future.cancel()
 
 
-def _raw_tiles(tiles: Passthrough, first: int, n: int) -> RawTiles:
-    offsets = tiles.offsets[first : first + n].tolist()
-    counts = tiles.bytecounts[first : first + n].tolist()
-    pairs = tuple(zip(offsets, counts, strict=True))
-    return RawTiles(tiles.codec, tiles.prefix, tiles.strip, pairs)
+class _JpegCheck:
+    """tile_looks_complete(), with a fast path: a level's tiles nearly always share their header
+    bytes up to the scan (same SOF, same SOS), so a tile starting with the last good tile's header
+    and ending in EOI needs no marker walk."""
 
+    def __init__(self) -> None:
+        self._header = b"\xff\xd8\xff"  # never matches a whole header: forces the first walk
 
-def _jpeg_intact(tile: bytes) -> bool:
-    from wsi.codestream import tile_looks_complete
+    def __call__(self, tile: bytes) -> bool:
+        from wsi.codestream import EOI, StreamError, read_jpeg_header
 
-    return tile_looks_complete(tile)
+        header = self._header
+        if tile.startswith(header) and tile[-2:] == EOI and len(tile) > len(header):
+            return True
+        if len(tile) < 8 or tile[-2:] != EOI:
+            return False
+        try:
+            parsed = read_jpeg_header(tile)
+        except StreamError:
+            return False
+        if parsed.has_sos and parsed.sof_marker is not None:
+            self._header = tile[: parsed.end]
+            return True
+        return False
 
 
 def _j2k_intact(tile: bytes) -> bool:

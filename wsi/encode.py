@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from wsi.sources import RegionReader, open_reader
+from wsi.sources.model import Passthrough, SlideInfo
+from wsi.sources.raster import paste
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,6 @@ def encode(image: np.ndarray, codec: str, quality: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class RawTiles:
-    """Source tiles on the output grid: decode them directly instead of via a region reader."""
-
-    codec: str  # 'jpeg' | 'jpeg2000'
-    prefix: bytes
-    strip: int
-    tiles: tuple[tuple[int, int], ...]  # (file offset, byte count) per tile of the job
-
-
-@dataclass(frozen=True)
 class TileJob:
     """Tiles tx0..tx1-1 of tile row ty of one output level."""
 
@@ -73,36 +64,32 @@ class TileJob:
     tile_width: int
     tile_height: int
     read_level: int
-    read_width: int  # size of the source level decoded
-    read_height: int
     scale: float  # source-level pixels per output pixel
     codec: str
     quality: int
     ty: int
     tx0: int
     tx1: int
-    raw: RawTiles | None = None
 
 
 class SlideAccess:
-    """Per-process handles on the source: a region reader and a file descriptor, opened lazily."""
+    """Per-process access to the source pixels.
 
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind = kind
-        self.path = path
+    Levels with raw JPEG / JPEG 2000 tiles are decoded here tile by tile with imagecodecs (several
+    times faster than OpenSlide's read_region, which composites ARGB); everything else, and any tile
+    that will not decode, goes through the slide's region reader (OpenSlide or tifffile).
+    """
+
+    def __init__(self, slide: SlideInfo) -> None:
+        self.slide = slide
         self._reader: RegionReader | None = None
         self._fd: int | None = None
 
     @property
     def reader(self) -> RegionReader:
         if self._reader is None:
-            self._reader = open_reader(self.kind, self.path)
+            self._reader = open_reader(self.slide.reader, self.slide.path)
         return self._reader
-
-    def pread(self, offset: int, count: int) -> bytes:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return os.pread(self._fd, count, offset)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -110,13 +97,47 @@ class SlideAccess:
         if self._fd is not None:
             os.close(self._fd)
 
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """RGB pixels of a region of a source level, white beyond its edge."""
+        source = self.slide.levels[level]
+        raw = source.passthrough
+        if raw is None:
+            return self.reader.read(level, x, y, w, h)
+        tw, th = source.tile_width, source.tile_height
+        across = math.ceil(source.width / tw)
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        for ty in range(max(y, 0) // th, (min(y + h, source.height) - 1) // th + 1):
+            for tx in range(max(x, 0) // tw, (min(x + w, source.width) - 1) // tw + 1):
+                tile = self._tile(level, raw, ty * across + tx, tx * tw, ty * th)
+                visible = tile[: source.height - ty * th, : source.width - tx * tw]
+                paste(out, visible, tx * tw - x, ty * th - y)
+        return out
+
+    def _tile(self, level: int, raw: Passthrough, index: int, x: int, y: int) -> np.ndarray:
+        import imagecodecs
+
+        count = int(raw.bytecounts[index])
+        if count:
+            if self._fd is None:
+                self._fd = os.open(self.slide.path, os.O_RDONLY)
+            data = os.pread(self._fd, count, int(raw.offsets[index]))
+            try:
+                if raw.codec == "jpeg":
+                    return imagecodecs.jpeg8_decode(raw.prefix + data[raw.strip :])
+                return imagecodecs.jpeg2k_decode(data)
+            except Exception:  # noqa: S110 - a broken tile: let the slide reader try it below
+                pass
+        source = self.slide.levels[level]
+        return self.reader.read(level, x, y, source.tile_width, source.tile_height)
+
 
 _access: SlideAccess | None = None
 
 
-def init_worker(kind: str, path: str) -> None:
+def init_worker(slide: SlideInfo) -> None:
+    """Pool initializer; with the fork start method ``slide`` arrives without pickling."""
     global _access
-    _access = SlideAccess(kind, Path(path))
+    _access = SlideAccess(slide)
 
 
 def run_job(job: TileJob) -> list[bytes]:
@@ -125,38 +146,15 @@ def run_job(job: TileJob) -> list[bytes]:
 
 
 def encode_tiles(access: SlideAccess, job: TileJob) -> list[bytes]:
-    if job.raw is not None:
-        return [
-            encode(_decode_tile(access, job, i), job.codec, job.quality)
-            for i in range(job.tx1 - job.tx0)
-        ]
     tw = job.tile_width
-    strip = read_strip(access.reader, job)
+    strip = read_strip(access, job)
     return [
         encode(np.ascontiguousarray(strip[:, i * tw : (i + 1) * tw]), job.codec, job.quality)
         for i in range(job.tx1 - job.tx0)
     ]
 
 
-def _decode_tile(access: SlideAccess, job: TileJob, i: int) -> np.ndarray:
-    import imagecodecs
-
-    raw = job.raw
-    assert raw is not None
-    offset, count = raw.tiles[i]
-    if count:
-        data = access.pread(offset, count)
-        try:
-            if raw.codec == "jpeg":
-                return imagecodecs.jpeg8_decode(raw.prefix + data[raw.strip :])
-            return imagecodecs.jpeg2k_decode(data)
-        except Exception:  # broken tile: decode the region through the slide reader instead
-            pass
-    single = replace(job, tx0=job.tx0 + i, tx1=job.tx0 + i + 1, raw=None)
-    return read_strip(access.reader, single)
-
-
-def read_strip(reader: RegionReader, job: TileJob) -> np.ndarray:
+def read_strip(access: SlideAccess, job: TileJob) -> np.ndarray:
     """The job's tiles side by side, resampled from the source level, white beyond the edge."""
     tw, th = job.tile_width, job.tile_height
     x, y = job.tx0 * tw, job.ty * th
@@ -169,7 +167,7 @@ def read_strip(reader: RegionReader, job: TileJob) -> np.ndarray:
     sh = math.ceil(visible_h * job.scale)
     if sw <= 0 or sh <= 0:
         return out
-    region = reader.read(job.read_level, sx, sy, sw, sh)
+    region = access.read(job.read_level, sx, sy, sw, sh)
     if (sw, sh) != (visible_w, visible_h):
         from PIL import Image
 

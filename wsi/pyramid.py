@@ -21,7 +21,6 @@ class PlannedLevel:
     read_level: int  # source level decoded for re-encoding (the passthrough level itself)
     passthrough: Passthrough | None  # copy these tiles as frames
     generated: bool  # not a level of the source: DERIVED / RESAMPLED
-    source_tiles: Passthrough | None = None  # same tile grid: re-encode tile by tile from these
 
     @property
     def tiles_across(self) -> int:
@@ -91,7 +90,6 @@ def _reuse(level: SourceLevel, options: ConvertOptions) -> PlannedLevel:
         read_level=level.index,
         passthrough=raw,
         generated=False,
-        source_tiles=level.passthrough if same_grid else None,
     )
 
 

@@ -10,7 +10,10 @@ in at the end), one item per frame, then the sequence delimiter.
 
 from __future__ import annotations
 
+import os
 import struct
+import sys
+from array import array
 from io import BytesIO
 from pathlib import Path
 
@@ -33,6 +36,7 @@ class FrameWriter:
 
     ``large``: the pixel data may pass 4 GiB, so offsets go into an Extended Offset Table
     (the Basic Offset Table, whose offsets are 32-bit, is then left empty as the standard asks).
+    Frames go out with one writev() each, straight from the caller's buffers.
     """
 
     def __init__(
@@ -41,26 +45,36 @@ class FrameWriter:
         self.path = path
         self.frames = frames
         self.large = large
-        self._offsets: list[int] = []
-        self._lengths: list[int] = []
+        self._offsets = array("Q")
+        self._lengths = array("Q")
         self._pos = 0  # bytes of items written after the offset table item
         header = _header_bytes(dataset, transfer_syntax)
         self._ratio_at = header.find(RATIO_PLACEHOLDER.encode())
-        self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._fh.write(header)
         if large:
-            self._eot_at = self._fh.tell() + len(_EOT_TAG) + 4
-            self._fh.write(_EOT_TAG + struct.pack("<I", 8 * frames) + bytes(8 * frames))
-            self._fh.write(_EOT_LENGTHS_TAG + struct.pack("<I", 8 * frames) + bytes(8 * frames))
-            self._fh.write(_PIXEL_DATA + _ITEM + b"\x00\x00\x00\x00")
+            self._eot_at = len(header) + len(_EOT_TAG) + 4
+            table = struct.pack("<I", 8 * frames) + bytes(8 * frames)
+            header += _EOT_TAG + table + _EOT_LENGTHS_TAG + table + _PIXEL_DATA + _ITEM
+            header += b"\x00\x00\x00\x00"
         else:
-            self._fh.write(_PIXEL_DATA + _ITEM + struct.pack("<I", 4 * frames))
-            self._bot_at = self._fh.tell()
-            self._fh.write(bytes(4 * frames))
+            header += _PIXEL_DATA + _ITEM + struct.pack("<I", 4 * frames)
+            self._bot_at = len(header)
+            header += bytes(4 * frames)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._end = 0
+        self._append([header])
 
     @property
     def compressed_bytes(self) -> int:
         return sum(self._lengths)
+
+    def _append(self, parts: list) -> None:
+        want = sum(len(part) for part in parts)
+        done = os.writev(self._fd, parts)
+        if done != want:  # short write (rare: signals, full disk): finish it piece by piece
+            rest = b"".join(bytes(part) for part in parts)[done:]
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
+        self._end += want
 
     def write(self, frame: bytes, prefix: bytes = b"", skip: int = 0) -> None:
         """Append one frame: ``prefix`` followed by ``frame[skip:]`` (saves a copy per tile)."""
@@ -68,39 +82,45 @@ class FrameWriter:
         pad = n & 1  # items have even length; a trailing 0x00 after a JPEG/J2K EOI is allowed
         self._offsets.append(self._pos)
         self._lengths.append(n + pad)
-        self._fh.write(_ITEM + struct.pack("<I", n + pad))
-        if prefix:
-            self._fh.write(prefix)
-        self._fh.write(memoryview(frame)[skip:] if skip else frame)
+        parts = [_ITEM + struct.pack("<I", n + pad) + prefix]
+        parts.append(memoryview(frame)[skip:] if skip else frame)
         if pad:
-            self._fh.write(b"\x00")
+            parts.append(b"\x00")
+        self._append(parts)
         self._pos += 8 + n + pad
         if not self.large and self._pos > FOUR_GIB:
             raise OverflowError("pixel data passed 4 GiB without an Extended Offset Table")
 
     def close(self, ratio: str | None = None) -> None:
         """Fill in the offset tables (and the compression ratio); ``ratio`` is a DS string."""
-        if len(self._offsets) != self.frames:
-            raise RuntimeError(f"{self.path.name}: {len(self._offsets)} of {self.frames} frames")
-        fh = self._fh
-        fh.write(_SEQ_DELIM)
-        if self.large:
-            fh.seek(self._eot_at)
-            fh.write(struct.pack(f"<{self.frames}Q", *self._offsets))
-            fh.seek(self._eot_at + 8 * self.frames + len(_EOT_LENGTHS_TAG) + 4)
-            fh.write(struct.pack(f"<{self.frames}Q", *self._lengths))
-        else:
-            fh.seek(self._bot_at)
-            fh.write(struct.pack(f"<{self.frames}I", *self._offsets))
-        if self._ratio_at >= 0:
-            if ratio is None or len(ratio) > len(RATIO_PLACEHOLDER):
-                raise ValueError("compression ratio missing or too long for its placeholder")
-            fh.seek(self._ratio_at)
-            fh.write(ratio.ljust(len(RATIO_PLACEHOLDER)).encode())
-        fh.close()
+        try:
+            if len(self._offsets) != self.frames:
+                raise RuntimeError(
+                    f"{self.path.name}: {len(self._offsets)} of {self.frames} frames"
+                )
+            self._append([_SEQ_DELIM])
+            if self.large:
+                os.pwrite(self._fd, _little_endian(self._offsets), self._eot_at)
+                lengths_at = self._eot_at + 8 * self.frames + len(_EOT_LENGTHS_TAG) + 4
+                os.pwrite(self._fd, _little_endian(self._lengths), lengths_at)
+            else:
+                os.pwrite(self._fd, _little_endian(array("I", self._offsets)), self._bot_at)
+            if self._ratio_at >= 0:
+                if ratio is None or len(ratio) > len(RATIO_PLACEHOLDER):
+                    raise ValueError("compression ratio missing or too long for its placeholder")
+                os.pwrite(self._fd, ratio.ljust(len(RATIO_PLACEHOLDER)).encode(), self._ratio_at)
+        finally:
+            os.close(self._fd)
 
     def abort(self) -> None:
-        self._fh.close()
+        os.close(self._fd)
+
+
+def _little_endian(values: array) -> bytes:
+    if sys.byteorder == "big":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
 
 
 def _header_bytes(dataset: Dataset, transfer_syntax: str) -> bytes:

@@ -21,6 +21,7 @@ from wsi.codestream import (
     read_jpeg_header,
 )
 from wsi.sources.model import Passthrough
+from wsi.sources.raster import paste
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
@@ -158,13 +159,5 @@ class TiffRegionReader:
                 fh.seek(page.dataoffsets[index])
                 tile, _, _ = page.decode(fh.read(count), index, jpegtables=page.jpegtables)
                 tile = tile.reshape(tile.shape[-3:])
-                _paste(out, tile[..., :3], tx * tw - x, ty * th - y)
+                paste(out, tile[..., :3], tx * tw - x, ty * th - y)
         return out
-
-
-def _paste(out: np.ndarray, tile: np.ndarray, ox: int, oy: int) -> None:
-    h, w = out.shape[:2]
-    x0, y0 = max(ox, 0), max(oy, 0)
-    x1, y1 = min(ox + tile.shape[1], w), min(oy + tile.shape[0], h)
-    if x1 > x0 and y1 > y0:
-        out[y0:y1, x0:x1] = tile[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
