@@ -1,4 +1,4 @@
-// The page header: navigation, the signed-in user and sign-out.
+// The page header: navigation and sign-out.
 
 export function installHeader() {
   const header = document.querySelector("header.top");
@@ -9,15 +9,6 @@ export function installHeader() {
       await fetch("/api/logout", { method: "POST" });
       location.assign("/login");
     });
-  }
-  const who = header.querySelector("[data-user]");
-  if (who) {
-    fetch("/api/me")
-      .then((r) => (r.ok ? r.json() : null))
-      .then((me) => {
-        if (me && me.user) who.textContent = `${me.user} (${me.role})`;
-      })
-      .catch(() => {});
   }
 }
 

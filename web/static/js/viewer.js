@@ -156,12 +156,12 @@ function whenFullyLoaded(image) {
 }
 
 // Pan by one field of view and report how long until every tile of the new view is painted.
-function measureAdjacent(direction = 1) {
+function measureAdjacent(dx = 1, dy = 0) {
   const vp = state.viewer.viewport;
   const image = state.viewer.world.getItemAt(0);
   const bounds = vp.getBounds(true);
   const started = performance.now();
-  vp.panBy(new OSD.Point(bounds.width * direction, 0), true);
+  vp.panBy(new OSD.Point(bounds.width * dx, bounds.height * dy), true);
   state.viewer.forceRedraw();
   return new Promise((resolve) => {
     // The view is settled after the next draw; if all its tiles were cached it is loaded then.

@@ -1,0 +1,171 @@
+"""End-to-end: study browser, upload with progress, ultrasound cine, in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.pixels import pixel_array
+from web_support import Console, UiHub, chromium, has_ui, ingest_all, new_page, own_ui_hub
+
+from hub.config import Settings
+
+pytestmark = pytest.mark.browser
+
+# Keeps every server-sent event the page receives in sessionStorage, which outlives the
+# navigation from the upload page to the viewer.
+RECORD_EVENTS = """
+(() => {
+  const Original = window.EventSource;
+  window.EventSource = class extends Original {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("progress", (e) => {
+        const log = JSON.parse(sessionStorage.getItem("job-events") || "[]");
+        log.push(JSON.parse(e.data));
+        sessionStorage.setItem("job-events", JSON.stringify(log));
+      });
+    }
+  };
+})();
+"""
+
+
+@pytest.fixture
+async def ui_hub(hub_server, tmp_path):
+    if has_ui(hub_server.app):
+        yield UiHub(
+            hub_server.url, hub_server.archive, hub_server.settings, dict(hub_server.admin_headers)
+        )
+        return
+    from conftest import free_port
+
+    settings = Settings(data_dir=tmp_path / "ui", port=free_port())
+    async with own_ui_hub(settings) as ui:
+        yield ui
+
+
+async def test_upload_shows_progress_then_opens_viewer(ui_hub, corpus):
+    svs = corpus / "wsi" / "CMU-1-Small-Region.svs"
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        await page.add_init_script(RECORD_EVENTS)
+        await page.goto(f"{ui_hub.url}/upload")
+        await page.fill("input[name=patient_id]", "P-UPLOAD")
+        await page.fill("input[name=patient_name]", "Upload^Browser")
+        await page.fill("input[name=accession]", "ACC-UPLOAD")
+        await page.set_input_files("#files", svs)
+        await page.wait_for_function(
+            "() => document.querySelector('progress.upload')?.value === 100", timeout=60_000
+        )
+        await page.wait_for_url("**/viewer/**", timeout=120_000)
+        await page.evaluate("() => window.tesseraViewer.ready")
+        events = await page.evaluate("() => JSON.parse(sessionStorage.getItem('job-events'))")
+        metadata = await page.inner_text("#metadata")
+        assert console.errors == []
+
+    final = events[-1]
+    assert final["status"] == "done" and final["percent"] == 100.0
+    assert final["kind"] == "convert" and final["instances"] >= 2
+    assert page.url.endswith(f"/viewer/{final['study_uid']}") or final["study_uid"] in page.url
+    percents = [e["percent"] for e in events]
+    assert percents == sorted(percents)
+    assert "P-UPLOAD" in metadata and "ACC-UPLOAD" in metadata
+    refs = await ui_hub.archive.instances(final["study_uid"])
+    assert {r.patient_id for r in refs} == {"P-UPLOAD"}
+
+
+async def test_study_browser_searches_and_counts_slides(ui_hub, corpus, tmp_path):
+    from wsi import ConvertOptions, SlideIds, convert_slide
+
+    out = tmp_path / "converted"
+    out.mkdir()
+    ids = SlideIds(patient_id="P-BROWSE", patient_name="Browse^Slide", accession="ACC-SM")
+    paths = await asyncio.to_thread(
+        convert_slide, corpus / "wsi" / "CMU-1-Small-Region.svs", out, ids, ConvertOptions()
+    )
+    slide_study = await ingest_all(ui_hub.archive, paths)
+    us_study = await ingest_all(
+        ui_hub.archive, [Path(get_testdata_file("color3d_jpeg_baseline.dcm"))]
+    )
+    ct_study = await ingest_all(ui_hub.archive, [Path(get_testdata_file("CT_small.dcm"))])
+
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        await page.goto(f"{ui_hub.url}/studies")
+        await page.wait_for_selector(f"li.study[data-study='{ct_study}']")
+        assert await page.locator("li.study").count() == 3
+
+        # Patient name, part of a word, any case.
+        await page.fill("input[name=PatientName]", "browse")
+        await page.click("button[type=submit]")
+        await page.wait_for_function("() => document.querySelectorAll('li.study').length === 1")
+        row = page.locator(f"li.study[data-study='{slide_study}']")
+        await row.locator(".slides", has_text="1 slide").wait_for()
+        thumb_width = await row.locator("img").evaluate(
+            "img => img.decode().then(() => img.naturalWidth)"
+        )
+        assert thumb_width > 0
+        assert await row.locator("a.title").get_attribute("href") == f"/viewer/{slide_study}"
+
+        # Modality.
+        await page.click("button[type=reset]")
+        await page.select_option("select[name=ModalitiesInStudy]", "US")
+        await page.click("button[type=submit]")
+        await page.wait_for_selector(f"li.study[data-study='{us_study}']")
+        assert await page.locator("li.study").count() == 1
+        href = await page.locator("li.study a.title").get_attribute("href")
+        assert href == f"/ultrasound/{us_study}"
+
+        # Date range that holds only the ultrasound (2016-05-03).
+        await page.goto(f"{ui_hub.url}/studies?from=2016-01-01&to=2016-12-31")
+        await page.wait_for_selector(f"li.study[data-study='{us_study}']")
+        assert await page.locator("li.study").count() == 1
+
+        # Accession, then the patient's other studies through the patient link.
+        await page.goto(f"{ui_hub.url}/studies?AccessionNumber=ACC-SM")
+        await page.wait_for_selector(f"li.study[data-study='{slide_study}']")
+        await page.click(f"li.study[data-study='{slide_study}'] a.patient")
+        await page.wait_for_url("**/studies?PatientID=P-BROWSE")
+        await page.wait_for_selector(f"li.study[data-study='{slide_study}']")
+        assert await page.locator("li.study").count() == 1
+        assert console.errors == []
+
+
+async def test_ultrasound_cine_plays_frames_at_recorded_rate(ui_hub):
+    path = Path(get_testdata_file("color3d_jpeg_baseline.dcm"))
+    study = await ingest_all(ui_hub.archive, [path])
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        await page.goto(f"{ui_hub.url}/ultrasound/{study}")
+        await page.wait_for_function("() => window.tesseraCine.ready", timeout=60_000)
+        assert await page.evaluate("() => window.tesseraCine.frames.length") == 120
+        assert float(await page.input_value("#fps")) == pytest.approx(1000 / 33.333, abs=0.1)
+        first_index = await page.evaluate("() => window.tesseraCine.index")
+        await page.wait_for_timeout(500)
+        assert await page.evaluate("() => window.tesseraCine.index") != first_index
+
+        # Pause on frame 10 with the slider; the canvas shows that frame.
+        await page.locator("#frame").fill("10")
+        assert await page.inner_text("#frame-text") == "10 / 120"
+        data_url = await page.evaluate("() => document.getElementById('screen').toDataURL()")
+        shown = np.asarray(
+            Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB"),
+            dtype=np.int16,
+        )
+        assert console.errors == []
+
+    # pydicom converts the YBR_FULL_422 JPEG frame to RGB, as the browser does.
+    frame = await asyncio.to_thread(pixel_array, path, index=9)
+    expected = np.asarray(frame, dtype=np.int16)
+    assert shown.shape == expected.shape
+    assert np.abs(shown - expected).mean() < 3

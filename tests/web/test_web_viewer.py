@@ -1,0 +1,225 @@
+"""End-to-end: a converted slide in our viewer and in dicom-microscopy-viewer, headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import openslide
+import pytest
+from PIL import Image
+from web_support import Console, UiHub, chromium, has_ui, ingest_all, new_page, own_ui_hub
+
+from hub.config import Settings
+from wsi import ConvertOptions, SlideIds, convert_slide
+
+pytestmark = pytest.mark.browser
+
+SLIDE = "wsi/CMU-1-Small-Region.svs"
+BENCH_OUT = Path(__file__).resolve().parents[2] / "bench" / "out" / "web_viewer.json"
+# Image pixel at the top-left of the view when comparing with OpenSlide (full resolution).
+VIEW_ORIGIN = (600, 1000)
+MARGIN = 20  # screen pixels kept clear of the view's edge
+# Tolerances (8-bit levels) for the same JPEG tiles decoded by Chromium and by OpenSlide, over
+# 8x8 pixel blocks: OpenSeadragon draws each tile one pixel wider to hide seams, which resamples
+# the texture slightly. Wrong colours, tiles or levels give differences many times larger.
+BLOCK = 8
+MEAN_TOLERANCE = 2.5
+P99_TOLERANCE = 25.0
+CHANNEL_BIAS_TOLERANCE = 1.5
+
+
+@pytest.fixture
+async def ui_hub(hub_server, tmp_path):
+    if has_ui(hub_server.app):
+        yield UiHub(
+            hub_server.url, hub_server.archive, hub_server.settings, dict(hub_server.admin_headers)
+        )
+        return
+    from conftest import free_port
+
+    settings = Settings(data_dir=tmp_path / "ui", port=free_port())
+    async with own_ui_hub(settings) as ui:
+        yield ui
+
+
+@pytest.fixture
+async def slide_study(ui_hub, corpus, tmp_path) -> str:
+    out = tmp_path / "converted"
+    out.mkdir()
+    ids = SlideIds(patient_id="P-VIEW", patient_name="Viewer^Test", accession="ACC-VIEW")
+    paths = await asyncio.to_thread(
+        convert_slide, corpus / SLIDE, out, ids, ConvertOptions(workers=1)
+    )
+    return await ingest_all(ui_hub.archive, paths)
+
+
+def png_to_rgb(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def differences(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    diff = np.abs(a - b)
+    return float(diff.mean()), float(np.percentile(diff, 99))
+
+
+def block_means(a: np.ndarray, k: int = BLOCK) -> np.ndarray:
+    h, w = a.shape[0] // k * k, a.shape[1] // k * k
+    return a[:h, :w].reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3))
+
+
+async def wait_painted(page) -> None:
+    """Until every tile the current view needs is loaded and drawn."""
+    await page.wait_for_function(
+        """() => {
+            const v = window.tesseraViewer.state.viewer;
+            return v.world.getItemAt(0).getFullyLoaded() && v.imageLoader.jobsInProgress === 0;
+        }"""
+    )
+    await page.evaluate(
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+    )
+
+
+async def test_viewer_paints_level0_tiles_that_match_openslide(ui_hub, slide_study, corpus):
+    frame_urls: list[str] = []
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        page.on("response", lambda r: "/frames/" in r.url and frame_urls.append(r.url))
+        started = time.perf_counter()
+        await page.goto(f"{ui_hub.url}/viewer/{slide_study}")
+        await page.evaluate("() => window.tesseraViewer.ready")
+        wall_open_ms = (time.perf_counter() - started) * 1000
+        open_ms = await page.evaluate("() => window.tesseraViewer.openMs")
+        level0 = await page.evaluate("() => window.tesseraViewer.state.slides[0].levels[0]")
+        assert (level0["width"], level0["height"]) == (2220, 2967)
+
+        # Metadata and label panels.
+        metadata = await page.inner_text("#metadata")
+        assert "P-VIEW" in metadata and "ACC-VIEW" in metadata and "2220 × 2967" in metadata
+        assert "0.4990 µm" in metadata and "20.0x" in metadata
+        label_png = await page.evaluate(
+            """async () => {
+                const img = document.getElementById('label');
+                await img.decode();
+                const c = document.createElement('canvas');
+                c.width = img.naturalWidth; c.height = img.naturalHeight;
+                c.getContext('2d').drawImage(img, 0, 0);
+                return c.toDataURL('image/png');
+            }"""
+        )
+        shown_label = png_to_rgb(base64.b64decode(label_png.split(",", 1)[1]))
+        with openslide.OpenSlide(corpus / SLIDE) as slide:
+            label = np.asarray(slide.associated_images["label"].convert("RGB"), dtype=np.int16)
+        assert shown_label.shape == label.shape
+        assert differences(shown_label, label)[0] < 8
+
+        # Zoom to full resolution (one image pixel per screen pixel) at VIEW_ORIGIN.
+        view = await page.evaluate(
+            """([x0, y0]) => {
+                const v = window.tesseraViewer.state.viewer, vp = v.viewport;
+                const size = vp.getContainerSize();
+                vp.zoomTo(vp.imageToViewportZoom(1), null, true);
+                vp.panTo(vp.imageToViewportCoordinates(x0 + size.x / 2, y0 + size.y / 2), true);
+                v.forceRedraw();
+                return {width: size.x, height: size.y};
+            }""",
+            list(VIEW_ORIGIN),
+        )
+        await wait_painted(page)
+        placed = await page.evaluate(
+            """() => {
+                const v = window.tesseraViewer.state.viewer, vp = v.viewport;
+                const tl = vp.viewerElementToImageCoordinates(new OpenSeadragon.Point(0, 0));
+                const box = document.getElementById('osd').getBoundingClientRect();
+                return {x: tl.x, y: tl.y, left: box.left, top: box.top,
+                        zoom: vp.viewportToImageZoom(vp.getZoom(true)), hash: location.hash};
+            }"""
+        )
+        assert placed["zoom"] == pytest.approx(1.0, abs=1e-6)
+        assert (placed["x"], placed["y"]) == pytest.approx(VIEW_ORIGIN, abs=0.01)
+        assert f"x={VIEW_ORIGIN[0] + view['width'] // 2}" in placed["hash"]
+        assert any(level0["sop"] in url for url in frame_urls), "no full-resolution frame fetched"
+
+        # Clear of the navigator (bottom right) and the scale bar (bottom left).
+        width, height = min(view["width"] - 260, 640), min(view["height"] - 180, 420)
+        shot = await page.screenshot(
+            clip={
+                "x": placed["left"] + MARGIN,
+                "y": placed["top"] + MARGIN,
+                "width": width,
+                "height": height,
+            }
+        )
+        painted = png_to_rgb(shot)
+        with openslide.OpenSlide(corpus / SLIDE) as slide:
+            region = slide.read_region(
+                (VIEW_ORIGIN[0] + MARGIN, VIEW_ORIGIN[1] + MARGIN), 0, (width, height)
+            )
+        expected = np.asarray(region.convert("RGB"), dtype=np.int16)
+        assert painted.shape == expected.shape
+        assert painted.std() > 20, "the view is blank"
+        mean, p99 = differences(block_means(painted), block_means(expected))
+        assert mean < MEAN_TOLERANCE and p99 < P99_TOLERANCE, (mean, p99)
+        bias = np.abs((painted - expected).reshape(-1, 3).mean(axis=0))
+        assert (bias < CHANNEL_BIAS_TOLERANCE).all(), bias
+
+        # Adjacent fields of view at full resolution, each not seen before.
+        adjacent = [
+            await page.evaluate(f"() => window.tesseraViewer.measureAdjacent({dx}, {dy})")
+            for dx, dy in ((1, 0), (0, 1), (-1, 0), (0, 1))
+        ]
+        # Keyboard: + zooms in, arrows pan.
+        zoom_before = await page.evaluate(
+            "() => window.tesseraViewer.state.viewer.viewport.getZoom()"
+        )
+        await page.keyboard.press("-")
+        await page.wait_for_timeout(50)
+        zoom_after = await page.evaluate(
+            "() => window.tesseraViewer.state.viewer.viewport.getZoom()"
+        )
+        assert zoom_after < zoom_before
+        assert console.errors == []
+
+    figures = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "open_case_ms_since_navigation": round(open_ms),
+        "open_case_ms_wall": round(wall_open_ms),
+        "adjacent_fov_ms": [round(a) for a in adjacent],
+        "adjacent_fov_median_ms": round(statistics.median(adjacent)),
+        "frames_fetched": len(frame_urls),
+        "compare_mean_abs_diff": round(mean, 2),
+        "compare_p99_abs_diff": round(p99, 1),
+    }
+    BENCH_OUT.parent.mkdir(parents=True, exist_ok=True)
+    BENCH_OUT.write_text(json.dumps(figures, indent=2))
+    print("viewer figures:", figures)
+
+
+async def test_dicom_microscopy_viewer_renders_our_frames(ui_hub, slide_study):
+    frames: list[int] = []
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        page.on("response", lambda r: "/frames/" in r.url and frames.append(r.status))
+        await page.goto(f"{ui_hub.url}/interop/{slide_study}")
+        await page.wait_for_function("() => window.tesseraInterop.viewer !== null")
+        for _ in range(100):
+            if len(frames) >= 4:
+                break
+            await page.wait_for_timeout(100)
+        await page.wait_for_timeout(1500)  # let the decoded tiles be composited
+        shot = png_to_rgb(await page.locator("#dmv").screenshot())
+        assert frames and all(status == 200 for status in frames), frames
+        # Tissue (H&E: pink and purple) is painted, not only the background.
+        red, green = shot[..., 0], shot[..., 1]
+        tissue = (red - green > 40).mean()
+        assert tissue > 0.02, tissue
+        assert console.errors == []
