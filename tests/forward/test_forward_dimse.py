@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from pathlib import Path
 
 import pytest
 from forward_peers import dataset_sha256, forward_config, sample_files
+from pydicom.data import get_testdata_file
 
 from hub.archive import Source
+from hub.archive.index import make_engine
+from hub.config import Settings
+from hub.forward.queue import ForwardQueue
 
 pytestmark = pytest.mark.peers
 
+HERE = Path(__file__).parent
 TELEHEALTH = Source(door="telehealth", actor="clinic1", calling_ae=None)
 
 
@@ -76,6 +84,41 @@ async def test_hub_restart_mid_queue_delivers_everything(storescp_factory, hub_f
     reopened = await hub_factory(config, data_dir=hub.settings.data_dir)
     assert await reopened.forwarder.queue.list(state="in_flight") == []
 
+    counts = await reopened.wait_settled()
+    assert counts == {"pacs": {"done": len(expected)}}
+    assert pacs.received() == expected
+
+
+async def test_hub_killed_while_sending_resends_after_restart(storescp_factory, hub_factory):
+    pacs = storescp_factory()
+    pacs.start("--sleep-during", "1")  # sleeps a second per received PDU: slow C-STOREs
+    config = forward_config({"pacs": pacs.target()}, [{"target": "pacs"}], batch_size=1)
+    queued = await hub_factory({**config, "enabled": False})  # queue only, send nothing
+    small = [Path(get_testdata_file(n)) for n in ("MR_small.dcm", "SC_rgb_rle.dcm", "CT_small.dcm")]
+    expected = await ingest_all(queued, small)
+    data_dir = queued.settings.data_dir
+    await queued.close()
+
+    script = HERE / "forward_hub_process.py"
+    crashed = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(data_dir), json.dumps(config), cwd=HERE
+    )
+    queue = ForwardQueue(make_engine(Settings(data_dir=data_dir).db_url))
+    try:
+        while not await queue.list(state="in_flight"):
+            assert crashed.returncode is None, "the hub process died on its own"
+            await asyncio.sleep(0.05)
+        crashed.kill()  # SIGKILL: no clean shutdown, the send is cut off mid-way
+        await crashed.wait()
+        interrupted = await queue.list(state="in_flight")
+    finally:
+        if crashed.returncode is None:
+            crashed.kill()
+            await crashed.wait()
+        await queue.engine.dispose()
+    assert interrupted, "the kill should have caught a task in flight"
+
+    reopened = await hub_factory(config, data_dir=data_dir)
     counts = await reopened.wait_settled()
     assert counts == {"pacs": {"done": len(expected)}}
     assert pacs.received() == expected

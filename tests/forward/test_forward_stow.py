@@ -12,8 +12,9 @@ from forward_peers import Gateway, forward_config, free_port, sample_files
 
 from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY
-from hub.archive import Source
+from hub.archive import Archive, Source
 from hub.config import Settings
+from hub.security.accounts import create_user, issue_token
 
 SOURCE = Source(door="telehealth", actor="clinic1")
 
@@ -71,12 +72,24 @@ async def serving(settings: Settings) -> AsyncIterator[web.Application]:
         await runner.cleanup()
 
 
+async def integration_token(settings: Settings) -> str:
+    """A STOW-capable API token on a hub that is not running yet."""
+    archive = await Archive.open(settings)
+    try:
+        await create_user(archive.engine, "pacs-feed", "integration", None)
+        _, secret = await issue_token(archive.engine, "pacs-feed", label="forwarding")
+    finally:
+        await archive.close()
+    return secret
+
+
 async def test_503_from_a_gateway_is_retried_until_the_hub_is_back(hub_factory, tmp_path):
     receiver = Settings(data_dir=tmp_path / "receiver", port=free_port())
+    token = await integration_token(receiver)
     gateway = Gateway(receiver.port)
     await gateway.start()
     try:
-        target = {"type": "stow", "url": f"{gateway.url}/dicomweb"}
+        target = {"type": "stow", "url": f"{gateway.url}/dicomweb", "token": token}
         sender = await hub_factory(forward_config({"hub2": target}, [{"target": "hub2"}]))
         res = await sender.archive.ingest_file(sample_files()[0], source=SOURCE)
 

@@ -1,0 +1,21 @@
+"""Run an archive with forwarding until the process is killed: the crash half of the
+restart test. Usage: python forward_hub_process.py DATA_DIR FORWARD_CONFIG_JSON"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from forward_peers import Hub
+
+
+async def main(data_dir: str, config: str) -> None:
+    await Hub(Path(data_dir), json.loads(config)).open()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
