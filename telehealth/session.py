@@ -29,6 +29,7 @@ from pydicom.uid import generate_uid
 from telehealth.capture import CaptureError, Capturer, ClipOutcome, SequencedTrack
 from telehealth.config import TelehealthSettings
 from telehealth.ice import rtc_configuration
+from telehealth.tracks import LiveTrack
 from telehealth.us_image import (
     Calibration,
     CaptureContext,
@@ -56,40 +57,6 @@ StoreFn = Callable[[bytes, str], Awaitable[dict[str, Any]]]
 
 class MessageError(ValueError):
     """A data-channel or REST command that is malformed or not allowed for the sender."""
-
-
-class LiveTrack(MediaStreamTrack):
-    """Outbound track whose source can be replaced (peer reconnect) without renegotiation."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-        self._source: MediaStreamTrack | None = None
-        self._changed = asyncio.Event()
-
-    def set_source(self, source: MediaStreamTrack | None) -> None:
-        if self._source is not None:
-            self._source.stop()
-        self._source = source
-        self._changed.set()
-
-    async def recv(self):
-        while self.readyState == "live":
-            source = self._source
-            if source is None:
-                self._changed.clear()
-                await self._changed.wait()
-                continue
-            try:
-                return await source.recv()
-            except MediaStreamError:
-                if self._source is source:
-                    self._source = None
-        raise MediaStreamError
-
-    def stop(self) -> None:
-        self.set_source(None)
-        super().stop()
 
 
 @dataclass

@@ -27,7 +27,7 @@ from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive
 from hub.config import Settings
-from telehealth import routes as telehealth_routes
+from hub.security.accounts import create_user, issue_token
 from telehealth.ice import rtc_configuration
 
 CINE = "color3d_jpeg_baseline.dcm"
@@ -84,6 +84,7 @@ class Peer:
     session_id: str
     token: str
     role: str
+    headers: dict[str, str]
     pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(rtc_configuration()))
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
     signals: asyncio.Queue = field(default_factory=asyncio.Queue)
@@ -91,6 +92,7 @@ class Peer:
     video_count: int = 0
     video_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     audio_frames: int = 0
+    audio_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     http: aiohttp.ClientSession | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
@@ -105,7 +107,7 @@ class Peer:
         self.pc.on("track", self._on_track)
         opened = asyncio.Event()
         self.channel.on("open", opened.set)
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(headers=self.headers)
         url = f"{self.base_url}/api/telehealth/sessions/{self.session_id}/signal"
         self.ws = await self.http.ws_connect(url, params={"token": self.token})
         self.tasks.append(asyncio.create_task(self._read_signals()))
@@ -138,6 +140,12 @@ class Peer:
                 self.video_arrived.clear()
                 await self.video_arrived.wait()
 
+    async def wait_audio(self, frames: int, limit: float = 30) -> None:
+        async with asyncio.timeout(limit):
+            while self.audio_frames < frames:
+                self.audio_arrived.clear()
+                await self.audio_arrived.wait()
+
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
@@ -161,6 +169,7 @@ class Peer:
                     del self.video_frames[:-5]  # keep the newest few only
                 else:
                     self.audio_frames += 1
+                    self.audio_arrived.set()
 
     async def _read_signals(self) -> None:
         assert self.ws is not None
@@ -180,6 +189,11 @@ class Hub:
     url: str
     archive: Archive
     app: web.Application
+    headers: dict[str, dict[str, str]]  # role -> Authorization header of a user with it
+
+    def peer(self, session: dict[str, Any], role: str) -> Peer:
+        token = session["clinic_token" if role == "clinic" else "specialist_token"]
+        return Peer(self.url, session["id"], token, role, self.headers[role])
 
 
 @contextlib.asynccontextmanager
@@ -191,13 +205,13 @@ async def running_hub(data_dir: Path, **telehealth: Any) -> AsyncIterator[Hub]:
         extra={"telehealth": {"ice_candidates": "loopback", **telehealth}},
     )
     app = await build_app(settings)
-    if "telehealth.start.create" not in app.router.named_resources():
-        telehealth_routes.setup(app)  # until hub/app.py calls it
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.port).start()
     try:
-        yield Hub(f"http://127.0.0.1:{settings.port}", app[ARCHIVE_KEY], app)
+        archive = app[ARCHIVE_KEY]
+        headers = {role: await user_headers(archive, role) for role in ("clinic", "specialist")}
+        yield Hub(f"http://127.0.0.1:{settings.port}", archive, app, headers)
     finally:
         await runner.cleanup()
 
@@ -227,16 +241,31 @@ WORKLIST_REQUEST = {
 }
 
 
-async def start_session(http: aiohttp.ClientSession, hub_url: str) -> dict[str, Any]:
-    async with http.post(f"{hub_url}/api/telehealth/sessions", json=WORKLIST_REQUEST) as r:
+async def user_headers(archive: Archive, role: str) -> dict[str, str]:
+    """A user with this role (clinic or specialist) and its API token, as request headers."""
+    await create_user(archive.engine, f"{role}-user", role, None)
+    _, secret = await issue_token(archive.engine, f"{role}-user", label="telehealth tests")
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def start_session(http: aiohttp.ClientSession, hub: Hub) -> dict[str, Any]:
+    url = f"{hub.url}/api/telehealth/sessions"
+    async with http.post(url, json=WORKLIST_REQUEST, headers=hub.headers["clinic"]) as r:
         assert r.status == 201, await r.text()
         return await r.json()
 
 
-async def join_session(http: aiohttp.ClientSession, hub_url: str, code: str) -> dict[str, Any]:
-    async with http.post(f"{hub_url}/api/telehealth/join", json={"code": code}) as r:
+async def join_session(http: aiohttp.ClientSession, hub: Hub, code: str) -> dict[str, Any]:
+    url = f"{hub.url}/api/telehealth/join"
+    async with http.post(url, json={"code": code}, headers=hub.headers["specialist"]) as r:
         assert r.status == 200, await r.text()
         return await r.json()
+
+
+async def stored_dataset(archive: Archive, event: dict[str, Any], **read: Any) -> pydicom.Dataset:
+    """The stored instance a capture event names, read from the archive's blob store."""
+    refs = await archive.instances(event["study_uid"], sop_uid=event["sop_instance_uid"])
+    return pydicom.dcmread(archive.store.path(refs[0].sha256), **read)
 
 
 def audio_track() -> AudioStreamTrack:

@@ -21,7 +21,6 @@ import pytest
 from telehealth_support import (
     WORKLIST_REQUEST,
     CineTrack,
-    Peer,
     audio_track,
     cine,
     cine_frames,
@@ -47,10 +46,10 @@ class GuidanceRun:
 async def _guidance(data_dir: Path, out: Path) -> GuidanceRun:
     run = GuidanceRun()
     async with running_hub(data_dir) as hub, aiohttp.ClientSession() as http:
-        session = await start_session(http, hub.url)
-        joined = await join_session(http, hub.url, session["invite_code"])
-        clinic = Peer(hub.url, session["id"], session["clinic_token"], "clinic")
-        specialist = Peer(hub.url, session["id"], joined["specialist_token"], "specialist")
+        session = await start_session(http, hub)
+        joined = await join_session(http, hub, session["invite_code"])
+        clinic = hub.peer(session, "clinic")
+        specialist = hub.peer(joined, "specialist")
         try:
             await clinic.connect(CineTrack(cine_frames()), audio_track())
             await specialist.connect(audio_track(), receive_video=True)
