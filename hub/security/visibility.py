@@ -1,0 +1,75 @@
+"""Row-level read limits beyond the route check: which stored objects a principal may see.
+
+Clinics read what they uploaded themselves; specialists read ultrasound; the other roles
+read everything. The DICOMweb door adds ``read_restriction(principal)`` to its queries (QIDO)
+and asks ``may_read`` before serving a study, series or instance (WADO).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.archive.index import instances, series, studies
+from hub.security.accounts import Principal
+from hub.security.policy import READ_SCOPE
+
+
+def _joined():
+    return instances.join(series, instances.c.series_fk == series.c.id).join(
+        studies, series.c.study_fk == studies.c.id
+    )
+
+
+def read_restriction(who: Principal | None) -> ColumnElement[bool] | None:
+    """A condition over the instances/series/studies join; None when nothing is hidden."""
+    if who is None:
+        return instances.c.id.is_(None)  # nobody: matches no stored instance
+    scope = READ_SCOPE.get(who.role, "none")
+    if scope == "all":
+        return None
+    if scope == "own":
+        return instances.c.actor == who.user
+    if scope.startswith("modality:"):
+        return series.c.modality == scope.split(":", 1)[1]
+    return instances.c.id.is_(None)
+
+
+async def may_read(
+    engine: AsyncEngine,
+    who: Principal | None,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> bool:
+    """Whether the principal may see at least this object (any of it, for a study or series)."""
+    restriction = read_restriction(who)
+    if restriction is None:
+        return True
+    where = [studies.c.study_uid == study_uid, instances.c.is_current.is_(True), restriction]
+    if series_uid is not None:
+        where.append(series.c.series_uid == series_uid)
+    if sop_uid is not None:
+        where.append(instances.c.sop_uid == sop_uid)
+    async with engine.connect() as conn:
+        return bool(
+            await conn.scalar(
+                select(exists(select(instances.c.id).select_from(_joined()).where(*where)))
+            )
+        )
+
+
+async def visible_sop_uids(
+    engine: AsyncEngine, who: Principal | None, study_uid: str
+) -> set[str] | None:
+    """The study's instances the principal may see; None when it may see them all."""
+    restriction = read_restriction(who)
+    if restriction is None:
+        return None
+    query = (
+        select(instances.c.sop_uid)
+        .select_from(_joined())
+        .where(studies.c.study_uid == study_uid, instances.c.is_current.is_(True), restriction)
+    )
+    async with engine.connect() as conn:
+        return set((await conn.scalars(query)).all())
