@@ -6,7 +6,12 @@ import logging
 
 from aiohttp import web
 
-from hub import dicomweb
+import telehealth.routes as telehealth_routes
+import web.routes as web_routes
+from hub import dicomweb, jobs, security
+from hub.dimse import service as dimse_service
+from hub.forward import service as forward_service
+from hub.worklist import api as worklist_api
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
@@ -29,8 +34,18 @@ async def build_app(settings: Settings, archive: Archive | None = None) -> web.A
 
 
 def _doors():
-    """Each door adds its routes and background work, in this order."""
-    return [dicomweb.setup]
+    """Each door adds its routes and background work, in this order. Security comes first so
+    that its gate is the outermost middleware."""
+    return [
+        security.setup,
+        dicomweb.setup,
+        worklist_api.setup,
+        forward_service.setup,
+        dimse_service.setup,
+        jobs.setup,
+        telehealth_routes.setup,
+        web_routes.setup,
+    ]
 
 
 async def _close_archive(app: web.Application) -> None:

@@ -12,7 +12,11 @@ from pathlib import Path
 from hub.config import Settings
 
 # Packages that add their own subcommands through `register(subparsers)`.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "hub.security.cli",
+    "hub.worklist.cli",
+    "hub.forward.cli",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

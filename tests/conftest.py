@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -52,6 +53,10 @@ class HubServer:
     app: web.Application
     admin_headers: dict[str, str] = field(default_factory=dict)
 
+    def session(self, **kwargs) -> aiohttp.ClientSession:
+        """An HTTP client signed in as an administrator."""
+        return aiohttp.ClientSession(headers=self.admin_headers, **kwargs)
+
 
 @contextlib.asynccontextmanager
 async def running_hub(settings: Settings) -> AsyncIterator[HubServer]:
@@ -62,10 +67,19 @@ async def running_hub(settings: Settings) -> AsyncIterator[HubServer]:
     site = web.TCPSite(runner, "127.0.0.1", settings.port)
     await site.start()
     server = HubServer(f"http://127.0.0.1:{settings.port}", app[ARCHIVE_KEY], settings, app)
+    server.admin_headers = await _admin_headers(server.archive)
     try:
         yield server
     finally:
         await runner.cleanup()
+
+
+async def _admin_headers(archive: Archive) -> dict[str, str]:
+    from hub.security.accounts import create_user, issue_token
+
+    await create_user(archive.engine, "test-admin", "admin", None)
+    _, secret = await issue_token(archive.engine, "test-admin", label="tests")
+    return {"Authorization": f"Bearer {secret}"}
 
 
 @pytest.fixture

@@ -44,7 +44,14 @@ def tessera(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-async def stow_and_kill(url: str, proc: subprocess.Popen) -> None:
+def service_token(data: Path) -> dict[str, str]:
+    assert tessera("user", "add", "--data", str(data), "--role", "integration", "--no-password", "svc").returncode == 0
+    issued = tessera("user", "token", "--data", str(data), "svc")
+    (secret,) = [w for w in issued.stdout.split() if w.startswith("tsr_")]
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def stow_and_kill(url: str, proc: subprocess.Popen, auth: dict[str, str]) -> None:
     async def body():
         yield f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + GOOD[:1000]
         for _ in range(40):  # a slow, large second half: the server dies while it arrives
@@ -55,15 +62,15 @@ async def stow_and_kill(url: str, proc: subprocess.Popen) -> None:
         yield b"\0" * 1024
 
     with pytest.raises(aiohttp.ClientError):
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=auth) as session:
             async with session.post(
                 url + "/dicomweb/studies", data=body(), headers={"Content-Type": STOW_TYPE}
             ) as r:
                 await r.read()
 
 
-async def count_instances(url: str) -> int:
-    async with aiohttp.ClientSession() as session:
+async def count_instances(url: str, auth: dict[str, str]) -> int:
+    async with aiohttp.ClientSession(headers=auth) as session:
         async with session.get(url + "/dicomweb/instances") as r:
             assert r.status == 200
             return len(await r.json())
@@ -74,9 +81,10 @@ async def test_sigkill_mid_stow_leaves_nothing_partial(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    auth = service_token(data)
     proc = start_server(data, port)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=auth) as session:
             body = (
                 f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
                 + GOOD
@@ -86,7 +94,7 @@ async def test_sigkill_mid_stow_leaves_nothing_partial(tmp_path: Path) -> None:
                 url + "/dicomweb/studies", data=body, headers={"Content-Type": STOW_TYPE}
             ) as r:
                 assert r.status == 200
-        await stow_and_kill(url, proc)
+        await stow_and_kill(url, proc, auth)
         proc.wait(timeout=10)
         assert proc.returncode == -signal.SIGKILL
         assert list((data / "tmp").glob("*.part")), "the interrupted upload left its temp file"
@@ -99,7 +107,7 @@ async def test_sigkill_mid_stow_leaves_nothing_partial(tmp_path: Path) -> None:
         assert after.returncode == 0, after.stdout
 
         proc = start_server(data, port)
-        assert await count_instances(url) == 1
+        assert await count_instances(url, auth) == 1
     finally:
         if proc.poll() is None:
             proc.terminate()

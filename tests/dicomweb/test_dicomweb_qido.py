@@ -34,7 +34,7 @@ async def populated(hub_server):
         ds.SOPInstanceUID = generate_uid()
         studies.append(str(ds.StudyInstanceUID))
         bodies.append(dicom_bytes(ds))
-    async with aiohttp.ClientSession() as session:
+    async with hub_server.session() as session:
         async with session.post(
             hub_server.url + "/dicomweb/studies",
             data=multipart_body([("application/dicom", b) for b in bodies]),
@@ -45,7 +45,7 @@ async def populated(hub_server):
 
 
 async def query(hub, path: str, **params) -> tuple[int, list, dict]:
-    async with aiohttp.ClientSession() as session:
+    async with hub.session() as session:
         async with session.get(hub.url + "/dicomweb" + path, params=params) as r:
             body = await r.json(content_type=None) if r.status == 200 else await r.text()
             return r.status, body, dict(r.headers)

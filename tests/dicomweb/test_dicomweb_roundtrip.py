@@ -48,9 +48,9 @@ def expected_frames(path: Path) -> list[bytes]:
     return [ds.PixelData[i * size : (i + 1) * size] for i in range(count)]
 
 
-def exchange(url: str, files: list[Path]) -> dict[str, object]:
+def exchange(url: str, headers: dict[str, str], files: list[Path]) -> dict[str, object]:
     """Everything the client does in one round (blocking: run in a thread)."""
-    client = DICOMwebClient(url=url)
+    client = DICOMwebClient(url=url, headers=headers)
     sent = {p: p.read_bytes() for p in files}
     stow_url = f"{url}/studies"
     reply = client._http_post_multipart_application_dicom(stow_url, list(sent.values()))
@@ -85,7 +85,7 @@ async def test_round_trip_every_readable_file(corpus: Path, tmp_path: Path) -> N
     for number, group in enumerate(rounds(files)):
         settings = Settings(data_dir=tmp_path / f"round{number}", port=free_port())
         async with running_hub(settings) as hub:
-            result = await asyncio.to_thread(exchange, hub.url + "/dicomweb", group)
+            result = await asyncio.to_thread(exchange, hub.url + "/dicomweb", hub.admin_headers, group)
         sent: dict[Path, bytes] = result["sent"]  # type: ignore[assignment]
         retrieved: dict[str, bytes] = result["retrieved"]  # type: ignore[assignment]
         for path, data in sent.items():
@@ -112,7 +112,7 @@ async def test_public_store_and_retrieve(corpus: Path, hub_server) -> None:
     datasets = [pydicom.dcmread(p) for p in paths if p.name != "sm_image_jpegls.dcm"]
 
     def run() -> list[pydicom.Dataset]:
-        client = DICOMwebClient(url=hub_server.url + "/dicomweb")
+        client = DICOMwebClient(url=hub_server.url + "/dicomweb", headers=hub_server.admin_headers)
         reply = client.store_instances(datasets)
         assert len(reply.ReferencedSOPSequence) == len(datasets)
         studies = client.search_for_studies(search_filters={"ModalitiesInStudy": "SM"})

@@ -15,10 +15,10 @@ REFERENCED_SOP_SEQUENCE = "00081199"
 FAILURE_REASON = "00081197"
 
 
-async def post(url: str, body: bytes, content_type: str = STOW_TYPE) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as session:
+async def post(hub, body: bytes, content_type: str = STOW_TYPE) -> tuple[int, dict]:
+    async with hub.session() as session:
         async with session.post(
-            url + "/dicomweb/studies", data=body, headers={"Content-Type": content_type}
+            hub.url + "/dicomweb/studies", data=body, headers={"Content-Type": content_type}
         ) as r:
             data = await r.json(content_type=None) if r.content_length != 0 else {}
             return r.status, data
@@ -29,7 +29,7 @@ def reasons(reply: dict) -> list[int]:
 
 
 async def assert_nothing_stored(hub) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with hub.session() as session:
         async with session.get(hub.url + "/dicomweb/instances") as r:
             assert r.status == 200
             assert await r.json() == []
@@ -39,7 +39,7 @@ async def assert_nothing_stored(hub) -> None:
 
 async def test_every_bad_corpus_file_is_refused(corpus: Path, hub_server) -> None:
     for path in sorted((corpus / "bad").iterdir()):
-        status, reply = await post(hub_server.url, multipart_body([("application/dicom", path.read_bytes())]))
+        status, reply = await post(hub_server, multipart_body([("application/dicom", path.read_bytes())]))
         assert status == 409, path.name
         (reason,) = reasons(reply)
         assert reason in (0xC000, 0xA900), path.name
@@ -76,7 +76,7 @@ GOOD = Path(get_testdata_file("CT_small.dcm")).read_bytes()
     ],
 )
 async def test_broken_bodies(hub_server, name: str, body: bytes, content_type: str, status: int) -> None:
-    got, reply = await post(hub_server.url, body, content_type)
+    got, reply = await post(hub_server, body, content_type)
     assert got == status, name
     assert reasons(reply), name
     await assert_nothing_stored(hub_server)
@@ -87,7 +87,7 @@ async def test_missing_uids_refused(hub_server) -> None:
     del ds.SOPInstanceUID
     from dicomweb_support import dicom_bytes
 
-    got, reply = await post(hub_server.url, multipart_body([("application/dicom", dicom_bytes(ds))]))
+    got, reply = await post(hub_server, multipart_body([("application/dicom", dicom_bytes(ds))]))
     assert got == 409
     assert reasons(reply) == [0xC000]
     await assert_nothing_stored(hub_server)
@@ -98,7 +98,7 @@ async def test_oversize_body(settings, tmp_path) -> None:
 
     settings.max_upload_bytes = 10_000
     async with running_hub(settings) as hub:
-        got, reply = await post(hub.url, multipart_body([("application/dicom", GOOD)]))
+        got, reply = await post(hub, multipart_body([("application/dicom", GOOD)]))
         assert got == 413
         assert reasons(reply)
         await assert_nothing_stored(hub)
@@ -106,7 +106,7 @@ async def test_oversize_body(settings, tmp_path) -> None:
 
 async def test_some_stored_is_202(hub_server) -> None:
     body = multipart_body([("application/dicom", GOOD), ("text/plain", b"not dicom")])
-    got, reply = await post(hub_server.url, body)
+    got, reply = await post(hub_server, body)
     assert got == 202
     assert len(reply[REFERENCED_SOP_SEQUENCE]["Value"]) == 1
     assert reasons(reply) == [0xC000]
@@ -114,7 +114,7 @@ async def test_some_stored_is_202(hub_server) -> None:
 
 async def test_study_route_refuses_other_study(hub_server) -> None:
     body = multipart_body([("application/dicom", GOOD)])
-    async with aiohttp.ClientSession() as session:
+    async with hub_server.session() as session:
         async with session.post(
             hub_server.url + "/dicomweb/studies/1.2.3.4", data=body, headers={"Content-Type": STOW_TYPE}
         ) as r:

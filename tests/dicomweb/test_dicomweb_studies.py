@@ -63,7 +63,7 @@ async def test_split_study_in_three_requests_with_a_duplicate(hub_server) -> Non
     shuffled = encoded[:]
     random.Random(7).shuffle(shuffled)
     requests = [shuffled[0:4], shuffled[4:8], shuffled[8:12] + [shuffled[0]]]
-    async with aiohttp.ClientSession() as session:
+    async with hub_server.session() as session:
         statuses = [(await stow(session, hub_server.url, r))["status"] for r in requests]
         assert statuses == [200, 200, 200]
         studies = await get_json(session, hub_server.url + "/dicomweb/studies")
@@ -94,7 +94,7 @@ async def test_instance_order_ties_fall_back_to_time_then_uid(hub_server) -> Non
         ds.pop("InstanceNumber", None)
         ds.AcquisitionTime = t
         made.append(ds)
-    async with aiohttp.ClientSession() as session:
+    async with hub_server.session() as session:
         await stow(session, hub_server.url, [dicom_bytes(d) for d in made])
         rows = await get_json(
             session, f"{hub_server.url}/dicomweb/studies/{STUDY}/series/{series_uid}/instances"
@@ -109,7 +109,7 @@ async def test_same_uid_different_bytes_refused_and_original_kept(hub_server) ->
     original = dicom_bytes(ds)
     ds.PatientComments = "changed"
     changed = dicom_bytes(ds)
-    async with aiohttp.ClientSession() as session:
+    async with hub_server.session() as session:
         assert (await stow(session, hub_server.url, [original]))["status"] == 200
         reply = await stow(session, hub_server.url, [changed])
         assert reply["status"] == 409
@@ -128,7 +128,7 @@ async def test_version_policy_keeps_both(settings) -> None:
     original = dicom_bytes(ds)
     ds.PatientComments = "changed"
     changed = dicom_bytes(ds)
-    async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+    async with running_hub(settings) as hub, hub.session() as session:
         assert (await stow(session, hub.url, [original]))["status"] == 200
         assert (await stow(session, hub.url, [changed]))["status"] == 200
         url = (
@@ -147,7 +147,7 @@ async def test_conflicting_patient_is_refused_and_recorded(hub_server) -> None:
     ds.SOPInstanceUID = generate_uid()
     ds.PatientID = "SOMEONE-ELSE"
     other = dicom_bytes(ds)
-    async with aiohttp.ClientSession() as session:
+    async with hub_server.session() as session:
         assert (await stow(session, hub_server.url, [first]))["status"] == 200
         reply = await stow(session, hub_server.url, [other])
         assert reply["status"] == 409

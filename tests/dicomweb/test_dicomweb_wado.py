@@ -22,12 +22,14 @@ RAW_ANY = 'multipart/related; type="application/octet-stream"; transfer-syntax=*
 
 @pytest.fixture
 async def loaded(hub_server):
-    async with aiohttp.ClientSession() as session:
+    async with hub_server.session() as session:
         body = multipart_body([("application/dicom", p.read_bytes()) for p in (CINE, CT)])
         async with session.post(
             hub_server.url + "/dicomweb/studies", data=body, headers={"Content-Type": STOW_TYPE}
         ) as r:
             assert r.status == 200
+    AUTH.clear()
+    AUTH.update(hub_server.admin_headers)
     return hub_server
 
 
@@ -39,10 +41,13 @@ def url_of(hub, path: Path) -> str:
     )
 
 
+AUTH: dict[str, str] = {}
+
+
 async def get(url: str, accept: str | None = None, **headers) -> tuple[int, dict, bytes]:
     if accept:
         headers["Accept"] = accept
-    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as r:
+    async with aiohttp.ClientSession(headers=AUTH) as session, session.get(url, headers=headers) as r:
         return r.status, r.headers.copy(), await r.read()
 
 
