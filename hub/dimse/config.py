@@ -27,24 +27,29 @@ UNCOMPRESSED = [
     uid.ExplicitVRBigEndian,
 ]
 
-# Everything a modality or a PACS is likely to send, with pydicom's names.
-DEFAULT_TRANSFER_SYNTAXES = [
-    *UNCOMPRESSED,
-    uid.DeflatedExplicitVRLittleEndian,
-    uid.JPEGBaseline8Bit,
-    uid.JPEGExtended12Bit,
-    uid.JPEGLossless,
-    uid.JPEGLosslessSV1,
-    uid.JPEGLSLossless,
-    uid.JPEGLSNearLossless,
+# Everything a modality or a PACS is likely to send, in the order the SCP prefers when one
+# presentation context offers several: lossless compressed first (a sender holding such
+# files can send them as they are; dcmtk cannot decompress JPEG 2000, for one), then
+# uncompressed, then lossy and video last, so that choosing never makes a sender compress
+# lossily what it holds uncompressed.
+LOSSLESS_COMPRESSED = [
     uid.JPEG2000Lossless,
-    uid.JPEG2000,
     uid.JPEG2000MCLossless,
-    uid.JPEG2000MC,
     uid.HTJ2KLossless,
     uid.HTJ2KLosslessRPCL,
-    uid.HTJ2K,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLossless,
+    uid.JPEGLSLossless,
     uid.RLELossless,
+    uid.DeflatedExplicitVRLittleEndian,
+]
+LOSSY = [
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000,
+    uid.JPEG2000MC,
+    uid.HTJ2K,
     uid.MPEG2MPML,
     uid.MPEG2MPMLF,
     uid.MPEG2MPHL,
@@ -62,6 +67,7 @@ DEFAULT_TRANSFER_SYNTAXES = [
     uid.HEVCMP51,
     uid.HEVCM10P51,
 ]
+DEFAULT_TRANSFER_SYNTAXES = [*LOSSLESS_COMPRESSED, *UNCOMPRESSED, *LOSSY]
 
 
 def storage_sop_classes() -> list[str]:

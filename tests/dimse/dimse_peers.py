@@ -167,5 +167,9 @@ def empty_folder(folder: Path) -> Path:
     return folder
 
 
+def listing(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir())
+
+
 def read_all(folder: Path) -> list[Dataset]:
-    return [dcmread(p) for p in sorted(folder.iterdir())]
+    return [dcmread(p) for p in listing(folder)]
