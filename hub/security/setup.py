@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.security import audit_trail as audit_mod
 from hub.security.accounts import ensure_admin
+from hub.security.admin_routes import add_admin_routes
 from hub.security.middleware import (
     SECURITY_KEY,
     SecurityState,
@@ -36,6 +37,7 @@ def setup(
     app.middlewares.append(security_middleware)
     app.on_response_prepare.append(add_security_headers)
     add_routes(app)
+    add_admin_routes(app)
     app.cleanup_ctx.append(_security_context)
 
 

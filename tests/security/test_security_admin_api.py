@@ -1,0 +1,72 @@
+"""The administration API: users, tokens, audit and the DIMSE allow-list, admins only."""
+
+from __future__ import annotations
+
+import aiohttp
+from security_support import Gate
+
+
+async def test_admin_manages_users_and_tokens(gate: Gate) -> None:
+    admin = gate.headers("admin")
+    async with aiohttp.ClientSession(headers=admin) as s:
+        async with s.post(gate.url + "/api/admin/users",
+                          json={"username": "lab1", "role": "clinic"}) as r:  # fmt: skip
+            assert r.status == 201
+            created = await r.json()
+            assert created["role"] == "clinic" and len(created["password"]) >= 12
+        async with s.post(gate.url + "/api/admin/users",
+                          json={"username": "lab1", "role": "clinic"}) as r:  # fmt: skip
+            assert r.status == 400 and "exists" in (await r.json())["error"]
+        async with s.post(gate.url + "/api/admin/users",
+                          json={"username": "x", "role": "janitor"}) as r:  # fmt: skip
+            assert r.status == 400
+        wanted = {"username": "lab1", "scopes": ["dicomweb.write"], "days": 1}
+        async with s.post(gate.url + "/api/admin/tokens", json=wanted) as r:
+            assert r.status == 201
+            issued = await r.json()
+        async with s.get(gate.url + "/api/admin/tokens?user=lab1") as r:
+            listed = await r.json()
+            assert [t["id"] for t in listed] == [issued["id"]]
+            assert issued["token"] not in str(listed)
+
+    lab = {"Authorization": f"Bearer {issued['token']}"}
+    async with aiohttp.ClientSession(headers=lab) as s:
+        async with s.post(gate.url + "/dicomweb/studies") as r:
+            assert r.status == 200
+        async with s.get(gate.url + "/dicomweb/studies") as r:
+            assert r.status == 403  # scoped to writing
+        async with s.get(gate.url + "/api/admin/users") as r:
+            assert r.status == 403
+
+    async with aiohttp.ClientSession(headers=admin) as s:
+        async with s.delete(gate.url + f"/api/admin/tokens/{issued['id']}") as r:
+            assert r.status == 200
+        async with s.delete(gate.url + f"/api/admin/tokens/{issued['id']}") as r:
+            assert r.status == 404
+        async with s.post(gate.url + "/api/admin/users/lab1/disable", json={}) as r:
+            assert r.status == 200
+        async with s.get(gate.url + "/api/admin/users") as r:
+            users = {u["username"]: u for u in await r.json()}
+            assert users["lab1"]["disabled"] is True
+    async with aiohttp.ClientSession(headers=lab) as s, s.post(gate.url + "/dicomweb/studies") as r:
+        assert r.status == 401
+
+
+async def test_admin_audit_and_ae_endpoints(gate: Gate) -> None:
+    async with aiohttp.ClientSession(headers=gate.headers("admin")) as s:
+        async with s.put(gate.url + "/api/admin/ae/US_CART",
+                         json={"services": ["store", "worklist"]}) as r:  # fmt: skip
+            assert r.status == 200
+        async with s.put(gate.url + "/api/admin/ae/US_CART", json={"services": ["erase"]}) as r:
+            assert r.status == 400
+        async with s.get(gate.url + "/api/admin/ae") as r:
+            (row,) = await r.json()
+            assert row["ae_title"] == "US_CART" and row["store"] and not row["find"]
+        async with s.get(gate.url + "/api/admin/audit/verify") as r:
+            verdict = await r.json()
+            assert verdict["ok"] and verdict["records"] >= 1
+        async with s.get(gate.url + "/api/admin/audit/export") as r:
+            lines = (await r.text()).splitlines()
+            assert any(" ae.allow " in line and 'who="admin-user"' in line for line in lines)
+        async with s.delete(gate.url + "/api/admin/ae/US_CART") as r:
+            assert r.status == 200
