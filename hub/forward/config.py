@@ -19,6 +19,7 @@ from pydicom.uid import UID_dictionary
 from hub.config import Settings
 
 CONFIG_FILES = ("forward.toml", "forward.json")
+MAX_BATCH = 128  # one association carries at most 128 presentation contexts (PS3.8)
 
 
 class ConfigError(ValueError):
@@ -210,7 +211,7 @@ def parse_config(raw: dict[str, Any]) -> ForwardConfig:
     targets = {name: _parse_target(name, spec) for name, spec in (raw.get("targets") or {}).items()}
     rules = tuple(_parse_rule(i, spec, targets) for i, spec in enumerate(raw.get("rules") or []))
     try:
-        return ForwardConfig(
+        config = ForwardConfig(
             targets=targets,
             rules=rules,
             retry=RetryPolicy(**(raw.get("retry") or {})),
@@ -219,8 +220,24 @@ def parse_config(raw: dict[str, Any]) -> ForwardConfig:
             poll_interval=float(raw.get("poll_interval", ForwardConfig.poll_interval)),
             enabled=bool(raw.get("enabled", True)),
         )
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"forward config: {exc}") from exc
+    _check_ranges(config)
+    return config
+
+
+def _check_ranges(config: ForwardConfig) -> None:
+    retry = config.retry
+    problems = [
+        (not 1 <= config.batch_size <= MAX_BATCH, f"batch_size must be 1..{MAX_BATCH}"),
+        (config.poll_interval <= 0, "poll_interval must be positive"),
+        (retry.base <= 0 or retry.max_delay < retry.base, "retry needs 0 < base <= max_delay"),
+        (retry.multiplier < 1, "retry multiplier must be at least 1"),
+        (retry.max_attempts < 1, "retry max_attempts must be at least 1"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(f"forward config: {message}")
 
 
 def _parse_target(name: str, spec: dict[str, Any]) -> Target:
@@ -231,7 +248,7 @@ def _parse_target(name: str, spec: dict[str, Any]) -> Target:
             return DimseTarget(
                 name=name,
                 host=spec["host"],
-                port=int(spec["port"]),
+                port=_port(name, spec["port"]),
                 called_ae=spec["called_ae"],
                 calling_ae=spec.get("calling_ae", "TESSERA"),
                 tls=TlsOptions(**tls) if isinstance(tls, dict) else (TlsOptions() if tls else None),
@@ -246,6 +263,16 @@ def _parse_target(name: str, spec: dict[str, Any]) -> Target:
     except TypeError as exc:
         raise ConfigError(f"forward target {name!r}: {exc}") from exc
     raise ConfigError(f"forward target {name!r}: unknown type {kind!r} (dimse or stow)")
+
+
+def _port(name: str, value: Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = 0
+    if not 0 < port < 65536:
+        raise ConfigError(f"forward target {name!r}: port must be 1..65535, not {value!r}")
+    return port
 
 
 def _parse_rule(index: int, spec: dict[str, Any], targets: dict[str, Target]) -> Rule:

@@ -31,8 +31,6 @@ from hub.forward.outcome import Outcome, from_dimse_status
 # instead of decoding and re-encoding it. Sends given a Dataset are unaffected.
 _config.STORE_SEND_CHUNKED_DATASET = True
 
-MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1..255
-
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -88,9 +86,8 @@ def _send_prepared(
     ae.acse_timeout = timeouts.acse
     ae.dimse_timeout = timeouts.dimse
     ae.network_timeout = timeouts.network
+    # One context per (SOP class, stored syntax); batch_size <= 128 keeps within PS3.8's limit.
     contexts = sorted({(p.sop_class, p.transfer_syntax) for p in batch})
-    if len(contexts) > MAX_CONTEXTS:
-        raise ValueError(f"a batch may use at most {MAX_CONTEXTS} presentation contexts")
     for sop_class, syntax in contexts:
         ae.add_requested_context(sop_class, [syntax])
 
