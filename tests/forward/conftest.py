@@ -38,8 +38,8 @@ def refusing_scp() -> Iterator[RefusingSCP]:
 async def hub_factory(tmp_path: Path):
     opened: list[Hub] = []
 
-    async def make(forward: dict, data_dir: Path | None = None) -> Hub:
-        hub = Hub(data_dir or tmp_path / "forwarding-hub", forward)
+    async def make(forward: dict, data_dir: Path | None = None, **extra) -> Hub:
+        hub = Hub(data_dir or tmp_path / "forwarding-hub", forward, **extra)
         opened.append(hub)
         return await hub.open()
 

@@ -122,3 +122,22 @@ async def test_hub_killed_while_sending_resends_after_restart(storescp_factory, 
     counts = await reopened.wait_settled()
     assert counts == {"pacs": {"done": len(expected)}}
     assert pacs.received() == expected
+
+
+async def test_encrypted_store_forwards_the_plaintext(storescp_factory, hub_factory, tmp_path):
+    pacs = storescp_factory()
+    pacs.start()
+    config = forward_config({"pacs": pacs.target()}, [{"target": "pacs"}])
+    hub = await hub_factory(config, encryption_key_file=str(tmp_path / "store.key"))
+    files = sample_files()[:3]
+    expected = {}
+    for path in files:
+        res = await hub.archive.ingest_file(path, source=TELEHEALTH)
+        blob = hub.archive.store.path(res.sha256).read_bytes()
+        assert blob != path.read_bytes()  # encrypted at rest
+        expected[res.sop_instance_uid] = dataset_sha256(path)
+
+    counts = await hub.wait_settled()
+    assert counts == {"pacs": {"done": len(files)}}
+    assert pacs.received() == expected
+    assert not list(hub.settings.tmp_dir.iterdir())  # decrypted copies are removed
