@@ -15,6 +15,7 @@ from hub.archive import Source
 from hub.archive.index import make_engine
 from hub.config import Settings
 from hub.forward.queue import ForwardQueue
+from hub.security.tls import make_self_signed
 
 pytestmark = pytest.mark.peers
 
@@ -141,3 +142,21 @@ async def test_encrypted_store_forwards_the_plaintext(storescp_factory, hub_fact
     assert counts == {"pacs": {"done": len(files)}}
     assert pacs.received() == expected
     assert not list(hub.settings.tmp_dir.iterdir())  # decrypted copies are removed
+
+
+async def test_tls_target_with_mutual_authentication(storescp_factory, hub_factory, tmp_path):
+    pacs_cert, pacs_key = make_self_signed(tmp_path / "pacs-tls")
+    hub_cert, hub_key = make_self_signed(tmp_path / "hub-tls")
+    pacs = storescp_factory()
+    # BCP 195 TLS; the PACS requires a client certificate it trusts (-rc is the default).
+    pacs.start("+tls", str(pacs_key), str(pacs_cert), "+cf", str(hub_cert))
+    target = {
+        **pacs.target(),
+        "tls": {"ca_file": str(pacs_cert), "cert_file": str(hub_cert), "key_file": str(hub_key)},
+    }
+    hub = await hub_factory(forward_config({"pacs": target}, [{"target": "pacs"}]))
+    expected = await ingest_all(hub, sample_files()[:2])
+
+    counts = await hub.wait_settled()
+    assert counts == {"pacs": {"done": 2}}
+    assert pacs.received() == expected
