@@ -42,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = _add(sub, common, "serve", "run the hub")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate for HTTPS")
+    serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key for HTTPS")
     serve.set_defaults(func=cmd_serve)
+
+    demo = _add(sub, common, "demo", "run the hub with sample data over HTTPS")
+    demo.add_argument("--host", default=None)
+    demo.add_argument("--port", type=int, default=None)
+    demo.set_defaults(func=cmd_demo)
 
     imp = _add(sub, common, "import", "ingest DICOM files and folders")
     imp.add_argument("paths", nargs="+", type=Path)
@@ -81,7 +88,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hub.server import serve
 
     settings = settings_from(args, host=args.host, port=args.port)
-    return asyncio.run(serve(settings))
+    context = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            print("--tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        from hub.security.tls import http_ssl_context
+
+        context = http_ssl_context(args.tls_cert, args.tls_key)
+    return asyncio.run(serve(settings, context))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return asyncio.run(run_demo(settings_from(args, host=args.host, port=args.port)))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
