@@ -1,0 +1,51 @@
+"""Corpus slides converted once per session, shared by the wsi tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from wsi import ConvertOptions, convert_slide
+from wsi.pyramid import PlannedLevel, plan
+from wsi.sources import open_slide
+
+SLIDES = [
+    "CMU-1-Small-Region.svs",
+    "small.svs",
+    "small_HE_levels.tiff",
+    "test3-DAPI-2.ndpi",
+]
+BAD = ["unreadable.svs", "unopenable.tiff", "small_dicom_nonconformant.dcm"]
+
+
+@dataclass
+class Converted:
+    source: Path
+    paths: list[Path]
+    plan: list[PlannedLevel]  # the level plan the converter followed, largest first
+
+    def headers(self) -> list[pydicom.Dataset]:
+        return [pydicom.dcmread(p, stop_before_pixels=True) for p in self.paths]
+
+    def volume_paths(self) -> list[Path]:
+        return [p for p in self.paths if p.name.startswith("level")]
+
+
+@pytest.fixture(scope="session")
+def wsi_converted(corpus: Path, tmp_path_factory) -> dict[str, Converted]:
+    """Every corpus slide converted with default options."""
+    out = {}
+    for name in SLIDES:
+        src = corpus / "wsi" / name
+        target = tmp_path_factory.mktemp("wsi") / name
+        paths = convert_slide(src, target)
+        out[name] = Converted(src, paths, plan(open_slide(src), ConvertOptions()))
+    return out
+
+
+@pytest.fixture(params=SLIDES)
+def slide(request, wsi_converted) -> Converted:
+    return wsi_converted[request.param]

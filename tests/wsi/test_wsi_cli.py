@@ -1,0 +1,96 @@
+"""`tessera convert`: to a folder, and straight into the archive."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import pydicom
+
+from wsi.cli import register
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The shape hub.cli gives every package: subcommands sharing a common --data option."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, default=None)
+    parser = argparse.ArgumentParser(prog="tessera")
+    sub = parser.add_subparsers()
+
+    class Sub:
+        def add_parser(self, name, **kwargs):
+            kwargs.setdefault("parents", [common])
+            return sub.add_parser(name, **kwargs)
+
+    register(Sub())
+    return parser
+
+
+def _run(*argv: str) -> int:
+    args = _parser().parse_args(list(argv))
+    return args.func(args)
+
+
+def test_convert_to_a_folder(corpus, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run(
+        "convert",
+        str(corpus / "wsi" / "CMU-1-Small-Region.svs"),
+        "--out",
+        str(out),
+        "--patient-id",
+        "P-17",
+        "--patient-name",
+        "DOE^JANE",
+        "--accession",
+        "A-9",
+        "--specimen-id",
+        "S-1",
+        "--quiet",
+    )
+    assert code == 0
+    printed = capsys.readouterr().out.split()
+    assert sorted(printed) == sorted(str(p) for p in out.iterdir())
+    ds = pydicom.dcmread(out / "level0.dcm", stop_before_pixels=True)
+    assert (ds.PatientID, str(ds.PatientName), ds.AccessionNumber) == ("P-17", "DOE^JANE", "A-9")
+    assert ds.ContainerIdentifier == "S-1"
+
+
+def test_bad_slide_exits_non_zero_with_the_reason(corpus, tmp_path, capsys):
+    code = _run("convert", str(corpus / "bad" / "unopenable.tiff"), "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert "unopenable.tiff" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_convert_into_the_archive(corpus, tmp_path):
+    from hub.archive import Archive
+    from hub.config import Settings
+
+    data = tmp_path / "data"
+    code = _run(
+        "convert",
+        str(corpus / "wsi" / "small.svs"),
+        "--into-archive",
+        "--data",
+        str(data),
+        "--patient-id",
+        "P-18",
+        "--quiet",
+    )
+    assert code == 0
+
+    async def stored() -> list:
+        archive = await Archive.open(Settings.from_env(data_dir=data))
+        try:
+            from hub.archive.query import Query
+
+            return await archive.search(Query(level="INSTANCE", keys={"PatientID": "P-18"}))
+        finally:
+            await archive.close()
+
+    rows = asyncio.run(stored())
+    assert len(rows) == 2  # level 0 and the thumbnail
+    sop_classes = {row["00080016"]["Value"][0] for row in rows}
+    assert sop_classes == {"1.2.840.10008.5.1.4.1.1.77.1.6"}

@@ -1,0 +1,122 @@
+"""Copied tiles: byte-identical to the source apart from merged tables (and the APP14 marker that
+states RGB), labelled with the right colour model, for Aperio and generic JPEG / JPEG 2000 TIFF."""
+
+from __future__ import annotations
+
+import imagecodecs
+import numpy as np
+import openslide
+import pydicom
+import pytest
+import tifffile
+from pydicom.encaps import generate_frames
+
+from wsi import ConvertOptions, convert_slide
+from wsi.codestream import ADOBE_APP14_RGB, SOI, read_jpeg_header, tables_segments
+
+
+def _frames(path) -> list[bytes]:
+    ds = pydicom.dcmread(path)
+    return list(generate_frames(ds.PixelData, number_of_frames=ds.NumberOfFrames))
+
+
+def _source_tiles(path, page_index: int = 0) -> tuple[list[bytes], bytes | None]:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[page_index]
+        tiles = []
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+            tif.filehandle.seek(offset)
+            tiles.append(tif.filehandle.read(count))
+        return tiles, page.jpegtables
+
+
+def _unpad(frame: bytes) -> bytes:
+    return frame[:-1] if frame.endswith(b"\xff\xd9\x00") else frame
+
+
+def test_aperio_tiles_are_copied_with_tables_and_app14(wsi_converted):
+    converted = wsi_converted["CMU-1-Small-Region.svs"]
+    assert converted.plan[0].passthrough is not None
+    tiles, tables = _source_tiles(converted.source)
+    frames = _frames(converted.paths[0])
+    assert len(frames) == len(tiles)
+    # Aperio's RGB-coded tiles: component ids 0,1,2, no APP14: the frame must say RGB.
+    assert read_jpeg_header(tiles[0]).component_ids == (0, 1, 2)
+    prefix = SOI + ADOBE_APP14_RGB + tables_segments(tables)
+    for tile, frame in zip(tiles, frames, strict=True):
+        assert _unpad(frame) == prefix + tile[2:]
+    ds = pydicom.dcmread(converted.paths[0], stop_before_pixels=True)
+    assert ds.PhotometricInterpretation == "RGB"
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+
+
+def test_copied_frames_decode_like_openslide(wsi_converted):
+    converted = wsi_converted["CMU-1-Small-Region.svs"]
+    frames = _frames(converted.paths[0])
+    slide = openslide.OpenSlide(converted.source)
+    tile = converted.plan[0].tile_width
+    for index in (0, 5, len(frames) - 1):
+        across = converted.plan[0].tiles_across
+        ty, tx = divmod(index, across)
+        got = imagecodecs.jpeg8_decode(frames[index])
+        region = np.asarray(slide.read_region((tx * tile, ty * tile), 0, (tile, tile)))
+        visible = region[..., 3] > 0
+        assert np.array_equal(got[visible], region[..., :3][visible])
+
+
+def _tissue(corpus, width: int, height: int) -> np.ndarray:
+    """Real tissue pixels (CMU-1 level 0, tiled) for writing test TIFFs."""
+    with tifffile.TiffFile(corpus / "wsi" / "CMU-1-Small-Region.svs") as tif:
+        base = tif.pages[0].asarray()
+    reps = (-(-height // base.shape[0]), -(-width // base.shape[1]), 1)
+    return np.ascontiguousarray(np.tile(base, reps)[:height, :width])
+
+
+def test_generic_ycbcr_jpeg_tiff(corpus, tmp_path):
+    """A generic tiled TIFF with ordinary YCbCr JPEG tiles: copied, labelled YBR_FULL_422."""
+    src = tmp_path / "generic.tiff"
+    pixels = _tissue(corpus, 1500, 1100)
+    tifffile.imwrite(
+        src,
+        pixels,
+        tile=(256, 256),
+        photometric="ycbcr",
+        compression="jpeg",
+        compressionargs={"level": 85},
+        resolution=(1e4 / 0.25, 1e4 / 0.25),
+        resolutionunit="CENTIMETER",
+    )
+    paths = convert_slide(src, tmp_path / "out")
+    ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    assert ds.PhotometricInterpretation == "YBR_FULL_422"
+    spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+    assert [float(v) for v in spacing] == pytest.approx([0.00025, 0.00025])
+    tiles, tables = _source_tiles(src)
+    frames = _frames(paths[0])
+    for tile, frame in zip(tiles, frames, strict=True):
+        assert _unpad(frame) == SOI + tables_segments(tables) + tile[2:]
+    slide = openslide.OpenSlide(src)
+    want = np.asarray(slide.read_region((0, 0), 0, (256, 256)))[..., :3]
+    assert np.array_equal(imagecodecs.jpeg8_decode(frames[0]), want)
+
+
+def test_jpeg2000_tiles_are_copied_with_their_colour_transform(corpus, tmp_path):
+    src = tmp_path / "j2k.tiff"
+    pixels = _tissue(corpus, 700, 600)
+    tifffile.imwrite(
+        src,
+        pixels,
+        tile=(256, 256),
+        photometric="rgb",
+        compression="jpeg2000",
+        compressionargs={"level": 0, "codecformat": "j2k"},  # lossless, MCT on
+    )
+    paths = convert_slide(src, tmp_path / "out", options=ConvertOptions(include_label=False))
+    ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.91"
+    assert ds.PhotometricInterpretation in ("YBR_RCT", "YBR_ICT", "RGB")
+    tiles, _ = _source_tiles(src)
+    frames = _frames(paths[0])
+    assert [_unpad(f) for f in frames] == [t for t in tiles]
+    decoded = imagecodecs.jpeg2k_decode(frames[0])
+    assert np.array_equal(decoded, pixels[:256, :256])
