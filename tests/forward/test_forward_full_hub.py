@@ -1,0 +1,89 @@
+"""The whole hub: a modality C-STOREs into the hub, the hub forwards to the PACS; the queue is
+visible to an administrator and closed to others."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from forward_peers import FAST_RETRY, dataset_sha256, free_port
+from pydicom.data import get_testdata_file
+
+from hub.config import Settings
+
+pytestmark = pytest.mark.peers
+
+
+@pytest.fixture
+def pacs(storescp_factory):
+    scp = storescp_factory()
+    scp.start()
+    return scp
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pacs) -> Settings:
+    """The hub with its DIMSE door open and one rule: what US_CART sends goes to the PACS."""
+    forward = {
+        "targets": {"pacs": pacs.target()},
+        "rules": [{"name": "cart", "target": "pacs", "match": {"calling_ae": "US_CART"}}],
+        "retry": FAST_RETRY,
+        "poll_interval": 0.5,
+    }
+    return Settings(
+        data_dir=tmp_path / "hub",
+        port=free_port(),
+        dimse_port=free_port(),
+        extra={"forward": forward},
+    )
+
+
+async def storescu(settings: Settings, calling_ae: str, files: list[Path]) -> None:
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk storescu is not installed")
+    proc = await asyncio.create_subprocess_exec(
+        "storescu", "-aet", calling_ae, "-aec", settings.ae_title,
+        "127.0.0.1", str(settings.dimse_port), *map(str, files),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+
+
+async def test_modality_to_hub_to_pacs(hub_server, pacs):
+    files = [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
+    await storescu(hub_server.settings, "US_CART", files)
+    other = Path(get_testdata_file("SC_rgb_jpeg_dcmd.dcm"))
+    await storescu(hub_server.settings, "OTHER_AE", [other])  # no rule for it: stays here
+
+    async with hub_server.session() as http:
+        for _ in range(600):
+            async with http.get(f"{hub_server.url}/api/forward/tasks") as resp:
+                assert resp.status == 200
+                body = await resp.json()
+            if body["counts"] == {"pacs": {"done": len(files)}}:
+                break
+            await asyncio.sleep(0.1)
+        assert body["counts"] == {"pacs": {"done": len(files)}}
+
+        async with http.get(f"{hub_server.url}/api/forward/targets") as resp:
+            targets = await resp.json()
+        assert targets["targets"][0]["tasks"] == {"done": len(files)}
+
+    expected = {}
+    for task in body["tasks"]:
+        refs = await hub_server.archive.instances(task["study_uid"], sop_uid=task["sop_uid"])
+        expected[task["sop_uid"]] = dataset_sha256(hub_server.archive.store.path(refs[0].sha256))
+    assert pacs.received() == expected
+
+
+async def test_queue_api_needs_the_forward_permissions(hub_server):
+    import aiohttp
+
+    async with aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(f"{hub_server.url}/api/forward/tasks") as resp:
+            assert resp.status == 401
+        async with anonymous.post(f"{hub_server.url}/api/forward/tasks/1/retry") as resp:
+            assert resp.status == 401
