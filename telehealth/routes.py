@@ -48,7 +48,6 @@ def setup(app: web.Application) -> None:
     )
     r.add_get("/telehealth/clinic", _page("clinic"), name="page.telehealth.clinic")
     r.add_get("/telehealth/specialist", _page("specialist"), name="page.telehealth.specialist")
-    r.add_static("/telehealth/assets", STATIC_DIR, name="public.telehealth.assets")
 
 
 def _registry_context(settings: TelehealthSettings):
@@ -138,8 +137,9 @@ async def list_captures(request: web.Request) -> web.Response:
 
 
 def _page(name: str):
+    # The pages' scripts and styles are served by the web package under /static/telehealth/.
     async def page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / PAGES[name])
+        return web.FileResponse(STATIC_DIR / PAGES[name], headers={"Cache-Control": "no-cache"})
 
     return page
 

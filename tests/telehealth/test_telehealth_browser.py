@@ -1,0 +1,176 @@
+"""The clinic and specialist pages in headless Chromium, with a fake camera playing the real
+ultrasound cine, against the whole hub."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import av
+import pydicom
+import pytest
+from telehealth_support import cine, cine_frames, running_hub
+
+from hub.archive.query import Query
+from hub.security.accounts import issue_token
+from hub.security.middleware import SESSION_COOKIE
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def write_y4m(path: Path) -> Path:
+    """The cine as a YUV4MPEG2 file, Chromium's fake-camera input."""
+    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("rawvideo", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for rgb in cine_frames():
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+async def _logged_in(browser, hub, role: str):
+    user = f"{role}-user"  # created by running_hub
+    _, secret = await issue_token(hub.archive.engine, user, kind="session", ttl_seconds=3600)
+    context = await browser.new_context(permissions=["camera", "microphone"])
+    await context.add_cookies([{"name": SESSION_COOKIE, "value": secret, "url": hub.url}])
+    return context
+
+
+async def _stored_instance(archive, sop_uid: str) -> pydicom.Dataset:
+    rows = await archive.search(Query(level="INSTANCE", keys={"SOPInstanceUID": sop_uid}))
+    study = rows[0]["0020000D"]["Value"][0]
+    refs = await archive.instances(study, sop_uid=sop_uid)
+    return pydicom.dcmread(archive.store.path(refs[0].sha256))
+
+
+async def _until(page, function: str, limit: float = 30.0) -> None:
+    """Poll a page function until it is true (wait_for_function would eval under the CSP)."""
+    for _ in range(int(limit / 0.2)):
+        if await page.evaluate(function):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not true after {limit} s: {function}")
+
+
+# The specialist's video, drawn to a canvas: mean and spread of its luminance.
+FRAME_STATS = """() => {
+  const v = document.querySelector('#remote');
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let sum = 0, sq = 0, n = 0;
+  for (let i = 0; i < d.length; i += 16) {
+    const y = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+    sum += y; sq += y * y; n++;
+  }
+  const mean = sum / n;
+  return {width: c.width, height: c.height, mean, std: Math.sqrt(sq / n - mean * mean)};
+}"""
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
+async def test_guidance_in_the_browser(tmp_path: Path) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    camera = await asyncio.to_thread(write_y4m, tmp_path / "cine.y4m")
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    async with (
+        running_hub(tmp_path / "data") as hub,
+        playwright_api.async_playwright() as p,
+    ):
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            clinic = await (await _logged_in(browser, hub, "clinic")).new_page()
+            await clinic.goto(f"{hub.url}/telehealth/clinic")
+            await clinic.fill("#start [name=name]", "Kowalska^Zofia")
+            await clinic.fill("#start [name=id]", "PAED-0042")
+            await clinic.fill("#start [name=age]", "008M")
+            await clinic.fill("#start [name=weight_kg]", "7.9")
+            await clinic.fill("#start [name=accession]", "ACC-BROWSER-1")
+            await clinic.click("#start button[type=submit]")
+            invite = clinic.locator("#invite")
+            await invite.wait_for()
+            await _until(
+                clinic, "() => document.querySelector('#status').textContent === 'connected'"
+            )
+
+            specialist = await (await _logged_in(browser, hub, "specialist")).new_page()
+            await specialist.goto(await invite.get_attribute("href"))
+            await _until(
+                specialist,
+                "() => { const v = document.querySelector('#remote');"
+                " return v.videoWidth > 0 && v.currentTime > 1; }",
+            )
+            stats = await specialist.evaluate(FRAME_STATS)
+            assert (stats["width"], stats["height"]) == (640, 480)
+            # Not blank: the ultrasound sector has structure (the cine's own spread is ~40).
+            assert stats["mean"] > 5 and stats["std"] > 10, stats
+
+            box = await specialist.locator("#overlay").bounding_box()
+            await specialist.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            await specialist.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
+            await clinic.locator("#overlay:not([data-pointer=''])").wait_for(timeout=15000)
+            pointer = await clinic.get_attribute("#overlay", "data-pointer")
+            x, y = (float(v) for v in pointer.split(","))
+            assert 0 < x < 1 and 0 < y < 1
+
+            clip_button = specialist.locator("[data-capture=clip]")
+            await clip_button.click()
+            await specialist.locator("[data-capture=clip][data-state=recording]").wait_for()
+            await asyncio.sleep(1.5)
+            await clip_button.click()
+            stored = specialist.locator("[data-captures] li[data-kind=clip]")
+            await stored.wait_for(timeout=30000)
+            ds = await _stored_instance(hub.archive, await stored.get_attribute("data-sop"))
+            assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.3.1"
+            assert ds.NumberOfFrames > 1
+            assert ds.PatientID == "PAED-0042" and ds.AccessionNumber == "ACC-BROWSER-1"
+            assert ds.PatientAge == "008M"
+            assert ds.pixel_array.shape[1:] == (480, 640, 3)
+            # The clinic sees the same capture announced.
+            await clinic.locator("[data-captures] li[data-kind=clip]").wait_for()
+
+            # A clip recorded on the device, uploaded at full fidelity through STOW-RS.
+            device_clip = cine().filename
+            await clinic.set_input_files("#files", device_clip)
+            await clinic.click("#upload")
+            await clinic.locator("#upload-status[data-stored='1']").wait_for(timeout=60000)
+            assert await clinic.evaluate("() => document.querySelector('#progress').value") == 1
+            uploaded = await _stored_instance(hub.archive, cine().SOPInstanceUID)
+            assert uploaded.NumberOfFrames == 120
+        finally:
+            await browser.close()
+
+
+async def test_pages_need_a_login(tmp_path: Path) -> None:
+    async with running_hub(tmp_path / "data") as hub, aiohttp.ClientSession() as http:
+        for page in ("clinic", "specialist"):
+            url = f"{hub.url}/telehealth/{page}"
+            async with http.get(url, allow_redirects=False) as r:
+                assert r.status in (302, 303, 401)
+            async with http.get(url, headers=hub.headers[page]) as r:
+                assert r.status == 200
+                assert "/static/telehealth/" in await r.text()
+            async with http.get(f"{hub.url}/static/telehealth/{page}.js") as r:
+                assert r.status == 200

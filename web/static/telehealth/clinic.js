@@ -1,0 +1,109 @@
+// Clinic side: start a session from a worklist item, send the probe video and microphone,
+// hear the specialist, see their pointer, freeze and capture; upload device recordings.
+import { api, captureControls, HubLink } from "./rtc.js";
+import { Overlay } from "./overlay.js";
+import { stowUpload } from "./stow.js";
+
+const $ = (selector) => document.querySelector(selector);
+const overlay = new Overlay($("#overlay"));
+let link = null;
+
+function log(text) {
+  const item = document.createElement("li");
+  item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  $("#log").prepend(item);
+}
+
+function showError(error) {
+  $("#error").hidden = false;
+  $("#error").textContent = error instanceof Error ? error.message : String(error);
+}
+
+function requestBody(form) {
+  const data = Object.fromEntries(new FormData(form));
+  if (data.worklist_item) return { worklist_item: data.worklist_item };
+  const patient = { name: data.name, id: data.id, birth_date: data.birth_date, sex: data.sex };
+  if (data.age) patient.age = data.age;
+  if (data.weight_kg) patient.weight_kg = Number(data.weight_kg);
+  if (data.size_m) patient.size_m = Number(data.size_m);
+  return { patient, accession: data.accession };
+}
+
+async function start(event) {
+  event.preventDefault();
+  $("#error").hidden = true;
+  try {
+    const session = await api("/api/telehealth/sessions", { method: "POST", body: requestBody(event.target) });
+    sessionStorage.setItem(`telehealth:${session.id}`, session.clinic_token);
+    history.replaceState(null, "", `/telehealth/clinic?session=${session.id}`);
+    await goLive(session.id, session.clinic_token, session.invite_url);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function goLive(sessionId, token, inviteUrl) {
+  $("#start").hidden = true;
+  $("#live").hidden = false;
+  if (inviteUrl) {
+    $("#invite").href = inviteUrl;
+    $("#invite").textContent = inviteUrl;
+  }
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+  } catch (error) {
+    showError(`camera/microphone not available: ${error.message}`);
+    return;
+  }
+  $("#local").srcObject = media;
+  const onCapture = captureControls({ send: (m) => link.send(m) }, $("#capture"), log);
+  link = new HubLink({
+    sessionId,
+    token,
+    setup: (pc) => {
+      for (const track of media.getTracks()) pc.addTransceiver(track, { direction: track.kind === "audio" ? "sendrecv" : "sendonly" });
+    },
+    onTrack: (e) => {
+      if (e.track.kind === "audio") $("#remote-audio").srcObject = new MediaStream([e.track]);
+    },
+    onMessage: (message) => {
+      if (overlay.apply(message)) return;
+      if (message.type === "freeze" || message.type === "unfreeze") setFrozen(message.type === "freeze");
+      else if (message.type === "state") setFrozen(message.frozen);
+      else if (message.type === "error") log(`hub: ${message.message}`);
+      onCapture(message);
+    },
+    onEvent: (event) => {
+      if (event.type === "peer") log(`${event.role}: ${event.state}`);
+    },
+    onStatus: (text) => {
+      $("#status").textContent = text;
+    },
+  });
+  $("#freeze").onclick = () => link.send({ type: $("#freeze").classList.contains("active") ? "unfreeze" : "freeze" });
+  $("#end").onclick = async () => {
+    await api(`/api/telehealth/sessions/${sessionId}`, { method: "DELETE", token }).catch(showError);
+    link.close();
+    for (const track of media.getTracks()) track.stop();
+    $("#status").textContent = "session ended";
+  };
+  await link.connect();
+}
+
+function setFrozen(frozen) {
+  $("#frozen").hidden = !frozen;
+  $("#freeze").classList.toggle("active", frozen);
+  $("#freeze").textContent = frozen ? "Unfreeze" : "Freeze";
+  if (frozen) $("#local").pause();
+  else $("#local").play();
+}
+
+$("#start").addEventListener("submit", start);
+$("#upload").addEventListener("click", () =>
+  stowUpload([...$("#files").files], $("#progress"), $("#upload-status")).catch(showError),
+);
+
+const resumed = new URLSearchParams(location.search).get("session");
+const resumedToken = resumed && sessionStorage.getItem(`telehealth:${resumed}`);
+if (resumedToken) goLive(resumed, resumedToken, null);
