@@ -101,3 +101,14 @@ def test_config_errors_name_the_offending_entry(raw, message):
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert message in str(err.value)
+
+
+def test_the_documented_example_configuration_loads(tmp_path, monkeypatch):
+    readme = (Path(__file__).parents[2] / "hub" / "forward" / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "forward.toml").write_text(example)
+    monkeypatch.setenv("TESSERA_VNA_TOKEN", "t")
+    config = load_config(Settings(data_dir=tmp_path))
+    assert set(config.targets) == {"pacs", "vna"}
+    assert [r.name for r in config.rules] == ["telehealth-us", "slides", "ct-scanner"]
+    assert config.targets["vna"].token == "t"
