@@ -197,12 +197,14 @@ class Hub:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(data_dir: Path, **telehealth: Any) -> AsyncIterator[Hub]:
-    """The hub app (hub.app.build_app) with the telehealth door, on a free loopback port."""
+async def running_hub(
+    data_dir: Path, extra: dict[str, Any] | None = None, **telehealth: Any
+) -> AsyncIterator[Hub]:
+    """The whole hub (hub.app.build_app) on a free loopback port, ICE on loopback only."""
     settings = Settings(
         data_dir=data_dir,
         port=free_port(),
-        extra={"telehealth": {"ice_candidates": "loopback", **telehealth}},
+        extra={**(extra or {}), "telehealth": {"ice_candidates": "loopback", **telehealth}},
     )
     app = await build_app(settings)
     runner = web.AppRunner(app, access_log=None)
