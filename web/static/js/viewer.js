@@ -51,7 +51,8 @@ function createViewer() {
     showNavigator: true,
     navigatorPosition: "BOTTOM_RIGHT",
     showNavigationControl: false,
-    imageLoaderLimit: 12,
+    imageLoaderLimit: 32,
+    maxTilesPerFrame: 24, // start every missing tile of a view at once, not one per frame
     maxImageCacheCount: 600,
     timeout: 30000,
     animationTime: 0.4,
