@@ -24,9 +24,9 @@ from telehealth_support import (
 pytestmark = pytest.mark.peers
 
 
-async def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
+async def _wait_for_port(port: int, proc: asyncio.subprocess.Process) -> None:
     for _ in range(100):
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             raise RuntimeError("storescp exited at start")
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -41,7 +41,7 @@ async def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
 async def _arrived(folder: Path, sop_uid: str, limit: float = 60.0) -> Path:
     for _ in range(int(limit / 0.2)):
         # storescp names files <modality prefix>.<SOP Instance UID>
-        found = [p for p in folder.iterdir() if p.name.endswith(f".{sop_uid}")]
+        found = await asyncio.to_thread(list, folder.glob(f"*.{sop_uid}"))
         if found:
             return found[0]
         await asyncio.sleep(0.2)
@@ -52,8 +52,8 @@ async def _arrived(folder: Path, sop_uid: str, limit: float = 60.0) -> Path:
 async def test_captures_are_forwarded_to_the_pacs(tmp_path: Path) -> None:
     port, received = free_port(), tmp_path / "pacs"
     received.mkdir()
-    pacs = subprocess.Popen(
-        ["storescp", "-aet", "PACS", "-od", str(received), "+xa", str(port)],
+    pacs = await asyncio.create_subprocess_exec(
+        *["storescp", "-aet", "PACS", "-od", str(received), "+xa", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -90,4 +90,4 @@ async def test_captures_are_forwarded_to_the_pacs(tmp_path: Path) -> None:
         assert ds.AccessionNumber == "ACC-TH-0001"
     finally:
         pacs.terminate()
-        pacs.wait(timeout=10)
+        await pacs.wait()
