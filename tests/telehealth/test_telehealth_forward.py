@@ -38,10 +38,14 @@ async def _wait_for_port(port: int, proc: asyncio.subprocess.Process) -> None:
     raise RuntimeError(f"storescp does not listen on {port}")
 
 
+def _named(folder: Path, sop_uid: str) -> list[Path]:
+    return list(folder.glob(f"*.{sop_uid}"))
+
+
 async def _arrived(folder: Path, sop_uid: str, limit: float = 60.0) -> Path:
     for _ in range(int(limit / 0.2)):
         # storescp names files <modality prefix>.<SOP Instance UID>
-        found = await asyncio.to_thread(list, folder.glob(f"*.{sop_uid}"))
+        found = await asyncio.to_thread(_named, folder, sop_uid)
         if found:
             return found[0]
         await asyncio.sleep(0.2)
