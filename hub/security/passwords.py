@@ -6,10 +6,10 @@ import asyncio
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 
-from argon2 import PasswordHasher
+from argon2 import Parameters, PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
+_hasher = PasswordHasher()  # argon2id with the library's defaults (RFC 9106 low-memory profile)
 # At most two hashes at a time, in their own threads: each takes ~64 MiB and most of a core,
 # and a login flood must not starve the default executor the rest of the hub uses.
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
@@ -17,6 +17,16 @@ _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 MIN_LENGTH = 12
+
+
+def use_profile(params: Parameters) -> None:
+    """Hash new passwords with other argon2 parameters (stored hashes carry their own).
+
+    Tests use ``argon2.profiles.CHEAPEST``; a site may raise the cost on strong hardware.
+    """
+    global _hasher, _DUMMY_HASH
+    _hasher = PasswordHasher.from_parameters(params)
+    _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def check_strength(password: str) -> None:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
+from argon2 import profiles
 from security_support import PASSWORD, ROLES, Gate, gated_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import create_schema, make_engine
 from hub.security import audit_trail as audit_mod
+from hub.security import passwords
 from hub.security.accounts import create_user, issue_token
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Cheapest argon2 parameters here: these tests hash and verify hundreds of passwords."""
+    passwords.use_profile(profiles.CHEAPEST)
+    yield
+    passwords.use_profile(profiles.get_default_parameters())
 
 
 @pytest.fixture
