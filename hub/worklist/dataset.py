@@ -24,6 +24,19 @@ def _code_items(codes: list[Code]) -> Sequence:
     return Sequence(items)
 
 
+# The study a worklist item schedules, referenced the way RIS systems do (PS3.4 K.6.1.2.2
+# keeps Detached Study Management as the referenced SOP class); an empty sequence would be
+# invalid in the image (Type 3 in the General Study module).
+DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
+
+
+def _referenced_study(item: WorklistItem) -> Sequence:
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = DETACHED_STUDY_MANAGEMENT
+    ref.ReferencedSOPInstanceUID = item.study_uid
+    return Sequence([ref])
+
+
 def _patient(ds: Dataset, item: WorklistItem) -> None:
     ds.PatientName = item.patient_name
     ds.PatientID = item.patient_id
@@ -47,7 +60,7 @@ def worklist_dataset(item: WorklistItem) -> Dataset:
     ds.AccessionNumber = item.accession
     ds.ReferringPhysicianName = item.referring_physician
     ds.StudyInstanceUID = item.study_uid
-    ds.ReferencedStudySequence = Sequence()
+    ds.ReferencedStudySequence = _referenced_study(item)
     ds.RequestedProcedureID = item.requested_procedure_id
     ds.RequestedProcedureDescription = item.requested_procedure_description
     ds.RequestedProcedureCodeSequence = _code_items(item.requested_procedure_codes)
@@ -77,7 +90,7 @@ def image_attributes(item: WorklistItem) -> Dataset:
     ds.StudyInstanceUID = item.study_uid
     ds.AccessionNumber = item.accession
     ds.ReferringPhysicianName = item.referring_physician
-    ds.ReferencedStudySequence = Sequence()
+    ds.ReferencedStudySequence = _referenced_study(item)
     if item.requested_procedure_description:
         ds.StudyDescription = item.requested_procedure_description
     if item.requested_procedure_codes:
