@@ -10,10 +10,12 @@ GET  /api/forward/targets                                     forward.read.targe
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from hub.forward.keys import FORWARDER_KEY
-from hub.forward.queue import TaskNotFound, TaskStateError
+from hub.forward.queue import Task, TaskNotFound, TaskStateError
 from hub.forward.worker import Forwarder
 
 MAX_LIMIT = 1000
@@ -83,32 +85,61 @@ async def show_task(request: web.Request) -> web.Response:
 
 async def retry_task(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
-    try:
-        task = await forwarder.queue.retry(_task_id(request))
-    except TaskNotFound as exc:
-        return _error(404, str(exc))
-    except TaskStateError as exc:
-        return _error(409, str(exc))
-    forwarder.wake()
-    return web.json_response(task.to_json())
+    return await _change(request, forwarder.queue.retry, "forward.retry")
 
 
 async def cancel_task(request: web.Request) -> web.Response:
+    return await _change(request, _forwarder(request).queue.cancel, "forward.cancel")
+
+
+async def _change(
+    request: web.Request, change: Callable[[int], Awaitable[Task]], action: str
+) -> web.Response:
     try:
-        task = await _forwarder(request).queue.cancel(_task_id(request))
+        task = await change(_task_id(request))
     except TaskNotFound as exc:
         return _error(404, str(exc))
     except TaskStateError as exc:
         return _error(409, str(exc))
+    _forwarder(request).wake()
+    await _audit(
+        request,
+        action,
+        study=task.study_uid,
+        detail={"task": task.id, "target": task.target, "sop": task.sop_uid},
+    )
     return web.json_response(task.to_json())
 
 
 async def retry_dead(request: web.Request) -> web.Response:
     """Give every dead letter (of one target, or all) a fresh start."""
     forwarder = _forwarder(request)
-    count = await forwarder.queue.retry_dead(request.query.get("target") or None)
+    target = request.query.get("target") or None
+    count = await forwarder.queue.retry_dead(target)
     forwarder.wake()
+    await _audit(request, "forward.retry", detail={"dead_letters": count, "target": target})
     return web.json_response({"retried": count})
+
+
+async def _audit(
+    request: web.Request, action: str, study: str | None = None, detail: dict | None = None
+) -> None:
+    """Record an operator's change in the audit trail (when the security package runs)."""
+    principal = request.get("principal")
+    if principal is None:
+        return
+    from hub.security.audit_trail import audit  # only present with the security package
+
+    await audit(
+        _forwarder(request).archive.engine,
+        who=principal.user,
+        role=principal.role,
+        action=action,
+        outcome="success",
+        study=study,
+        source=request.remote,
+        detail=detail,
+    )
 
 
 async def list_targets(request: web.Request) -> web.Response:

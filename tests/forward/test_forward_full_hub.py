@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from forward_peers import FAST_RETRY, dataset_sha256, free_port
 from pydicom.data import get_testdata_file
+from sqlalchemy import select
 
 from hub.config import Settings
+from hub.security.audit_trail import attach
+from hub.security.tables import audit_log
 
 pytestmark = pytest.mark.peers
 
@@ -87,3 +90,29 @@ async def test_queue_api_needs_the_forward_permissions(hub_server):
             assert resp.status == 401
         async with anonymous.post(f"{hub_server.url}/api/forward/tasks/1/retry") as resp:
             assert resp.status == 401
+
+
+async def test_operator_changes_are_audited(hub_server, pacs):
+    pacs.stop()  # the PACS is down: the task waits
+    await storescu(hub_server.settings, "US_CART", [Path(get_testdata_file("CT_small.dcm"))])
+
+    async with hub_server.session() as http:
+        for _ in range(600):
+            async with http.get(f"{hub_server.url}/api/forward/tasks?state=pending") as resp:
+                tasks = (await resp.json())["tasks"]
+            if tasks and tasks[0]["attempts"] >= 1:
+                break
+            await asyncio.sleep(0.1)
+        task = tasks[0]
+        assert "Connection refused" in task["last_error"]
+        url = f"{hub_server.url}/api/forward/tasks/{task['id']}/cancel"
+        async with http.post(url) as resp:
+            assert resp.status == 200, await resp.text()
+
+    engine = hub_server.archive.engine
+    await attach(engine, hub_server.settings.data_dir).flush()
+    async with engine.connect() as conn:
+        query = select(audit_log).where(audit_log.c.action == "forward.cancel")
+        rows = (await conn.execute(query)).all()
+    assert len(rows) == 1
+    assert rows[0].who == "test-admin" and rows[0].study == task["study_uid"]
