@@ -169,10 +169,21 @@ def read_strip(access: SlideAccess, job: TileJob) -> np.ndarray:
         return out
     region = access.read(job.read_level, sx, sy, sw, sh)
     if (sw, sh) != (visible_w, visible_h):
-        from PIL import Image
-
-        region = np.asarray(
-            Image.fromarray(region).resize((visible_w, visible_h), Image.Resampling.BOX)
-        )
+        region = _downsample(region, job.scale, visible_w, visible_h)
     out[:visible_h, :visible_w] = region
     return out
+
+
+def _downsample(region: np.ndarray, scale: float, width: int, height: int) -> np.ndarray:
+    """Box-filter ``region`` down to width x height: Pillow's reduce() (block mean) for integer
+    factors, which is several times faster than resize(); resize(BOX) otherwise."""
+    from PIL import Image
+
+    image = Image.fromarray(region)
+    factor = round(scale)
+    if abs(scale - factor) < 1e-9 and factor > 1:
+        image = image.reduce(factor)
+        if image.size != (width, height):
+            image = image.crop((0, 0, width, height))
+        return np.asarray(image)
+    return np.asarray(image.resize((width, height), Image.Resampling.BOX))
