@@ -88,6 +88,12 @@ def _same_origin(request: web.Request) -> bool:
     return urlsplit(origin).netloc == request.host
 
 
+def _writes(request: web.Request) -> bool:
+    """Unsafe methods and WebSocket handshakes (a socket acts with the user's rights)."""
+    upgrade = request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+    return request.method in UNSAFE_METHODS or upgrade
+
+
 async def _resolve(request: web.Request) -> tuple[Principal | None, str | None]:
     """(principal, problem) from a Bearer token or the session cookie."""
     engine = engine_of(request)
@@ -153,12 +159,7 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
         return _json_error(
             403, f"forbidden: {decision.reason}", permission=decision.permission or "none"
         )
-    if (
-        who is not None
-        and who.via == "session"
-        and request.method in UNSAFE_METHODS
-        and not _same_origin(request)
-    ):
+    if who is not None and who.via == "session" and _writes(request) and not _same_origin(request):
         return _json_error(403, "forbidden: cross-origin request")
 
     if area in SMALL_BODY_AREAS:

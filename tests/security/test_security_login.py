@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from security_support import PASSWORD, Gate
 from sqlalchemy import select
 from yarl import URL
@@ -148,3 +149,13 @@ async def test_cross_origin_post_with_session_is_refused(gate: Gate) -> None:
             assert resp.status == 403
         async with session.post(gate.url + "/api/worklist") as resp:
             assert resp.status == 200
+
+
+async def test_cross_site_websocket_with_session_is_refused(gate: Gate) -> None:
+    async with _session() as session:
+        await _login(session, gate, "clinic-user", PASSWORD)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(
+                gate.url + "/api/telehealth/ws", headers={"Origin": "https://evil.example"}
+            )
+        assert refused.value.status == 403
