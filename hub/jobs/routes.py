@@ -6,9 +6,11 @@ import json
 
 from aiohttp import web
 
+from hub.app_keys import ARCHIVE_KEY
 from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.runner import JobNotFound
 from hub.jobs.uploads import ID_FIELDS, Upload, UploadError
+from hub.worklist import model as worklist
 
 HEARTBEAT_SECONDS = 15.0
 SEE_ALL_ROLES = ("admin", "pathologist")
@@ -72,8 +74,31 @@ async def create_upload(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         raise UploadError(400, "send JSON with filename and size (bytes)") from None
     fields = {k: body.get(k) for k in ID_FIELDS}
+    if body.get("worklist_item") not in (None, ""):
+        fields.update(await worklist_fields(request, body["worklist_item"]))
     upload = await request.app[UPLOADS_KEY].create(filename, size, fields, actor_of(request))
     return web.json_response(upload.as_json(), status=201)
+
+
+async def worklist_fields(request: web.Request, item_id: object) -> dict:
+    """Patient and order identifiers of a worklist item; they win over typed-in values."""
+    try:
+        item = await worklist.get_item(request.app[ARCHIVE_KEY].engine, int(item_id))
+    except (TypeError, ValueError):
+        item = None
+    if item is None:
+        raise UploadError(400, f"no worklist item {item_id}")
+    values = {
+        "patient_id": item.patient_id,
+        "patient_name": item.patient_name,
+        "patient_birth_date": item.birth_date,
+        "patient_sex": item.sex,
+        "accession": item.accession,
+        "study_uid": item.study_uid,
+        "study_description": item.requested_procedure_description,
+        "referring_physician": item.referring_physician,
+    }
+    return {k: v for k, v in values.items() if v}
 
 
 async def upload_status(request: web.Request) -> web.Response:

@@ -25,7 +25,17 @@ from hub.jobs.tables import uploads
 CHUNK_SIZE = 8 * 1024 * 1024
 READ_SIZE = 1024 * 1024
 DICOM_MAGIC_OFFSET = 128
-ID_FIELDS = ("patient_id", "patient_name", "accession", "specimen_id", "study_description")
+ID_FIELDS = (
+    "patient_id",
+    "patient_name",
+    "patient_birth_date",
+    "patient_sex",
+    "accession",
+    "study_uid",
+    "study_description",
+    "referring_physician",
+    "specimen_id",
+)
 
 
 class UploadError(Exception):

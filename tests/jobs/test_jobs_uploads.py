@@ -17,6 +17,7 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
 from hub.jobs.tables import jobs
+from hub.worklist import model as worklist
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
@@ -228,3 +229,29 @@ async def test_sse_stream_ends_for_finished_job(client):
     await asyncio.wait_for(follow_events(client, job["id"]), 30)
     events = await asyncio.wait_for(follow_events(client, job["id"]), 30)
     assert len(events) == 1 and events[0]["finished"]
+
+
+async def test_worklist_item_supplies_the_slide_identifiers(client):
+    archive = client.app[ARCHIVE_KEY]
+    item = await worklist.create(
+        archive.engine,
+        worklist.NewItem(
+            patient_name="Work^List", patient_id="P-WL", modality="SM", accession="ACC-WL"
+        ),
+    )
+    resp = await client.post(
+        "/api/uploads", json={"filename": "a.svs", "size": 10, "worklist_item": 999999}
+    )
+    assert resp.status == 400
+    assert "worklist" in (await resp.json())["error"]
+
+    created = await upload(
+        client, corpus_file("wsi/small.svs"), patient_id="TYPED", worklist_item=item.id
+    )
+    assert created["fields"]["patient_id"] == "P-WL"
+    job = await complete(client, created["id"])
+    final = (await follow_events(client, job["id"]))[-1]
+    assert final["status"] == "done", final
+    assert final["study_uid"] == item.study_uid
+    refs = await archive.instances(item.study_uid)
+    assert refs and {r.patient_id for r in refs} == {"P-WL"}

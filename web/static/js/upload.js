@@ -9,6 +9,7 @@ const picker = document.getElementById("files");
 const transfers = document.getElementById("transfers");
 
 installHeader();
+loadWorklist();
 picker.addEventListener("change", () => start([...picker.files]));
 drop.addEventListener("dragover", (e) => {
   e.preventDefault();
@@ -20,6 +21,33 @@ drop.addEventListener("drop", (e) => {
   drop.classList.remove("over");
   start([...e.dataTransfer.files]);
 });
+
+// Scheduled slide orders, so the uploader picks the order instead of typing its identifiers.
+async function loadWorklist() {
+  const select = document.querySelector("select[name=worklist_item]");
+  const response = await fetch("/api/worklist?status=SCHEDULED&limit=200");
+  if (!response.ok) {
+    select.closest("label").hidden = true;
+    return;
+  }
+  const { items } = await response.json();
+  for (const item of items) {
+    const option = document.createElement("option");
+    option.value = item.id;
+    option.textContent = [
+      `${item.patient_name.replaceAll("^", " ")} (${item.patient_id})`,
+      item.accession && `Acc ${item.accession}`,
+      item.modality,
+      item.requested_procedure_description,
+    ]
+      .filter(Boolean)
+      .join(" · ");
+    select.append(option);
+  }
+  select.addEventListener("change", () => {
+    for (const input of document.querySelectorAll("#ids input")) input.disabled = Boolean(select.value);
+  });
+}
 
 async function start(files) {
   if (!files.length) return;
