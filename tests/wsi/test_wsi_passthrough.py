@@ -120,3 +120,39 @@ def test_jpeg2000_tiles_are_copied_with_their_colour_transform(corpus, tmp_path)
     assert [_unpad(f) for f in frames] == [t for t in tiles]
     decoded = imagecodecs.jpeg2k_decode(frames[0])
     assert np.array_equal(decoded, pixels[:256, :256])
+
+
+def test_zero_length_tile_is_mended_and_the_rest_copied(corpus, tmp_path):
+    """A tile with byte count 0 (Philips leaves empty areas so) becomes a white tile in the level's
+    colour model; its neighbours are still copied byte for byte."""
+    src = tmp_path / "sparse.tiff"
+    tifffile.imwrite(
+        src,
+        _tissue(corpus, 900, 700),
+        tile=(256, 256),
+        photometric="rgb",
+        compression="jpeg",
+        resolution=(4e4, 4e4),
+        resolutionunit="CENTIMETER",
+    )
+    with tifffile.TiffFile(src) as tif:
+        tag = tif.pages[0].tags["TileByteCounts"]
+        width = {3: 2, 4: 4, 16: 8}[int(tag.dtype)]  # SHORT, LONG, LONG8
+        at = tag.valueoffset + width * (tag.count - 1)
+    with open(src, "r+b") as fh:
+        fh.seek(at)
+        fh.write(bytes(width))
+    tiles, tables = _source_tiles(src)
+    assert len(tiles[-1]) == 0
+    paths = convert_slide(src, tmp_path / "out")
+    frames = _frames(paths[0])
+    ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    header = read_jpeg_header(tiles[0])
+    rgb = ds.PhotometricInterpretation == "RGB"
+    prefix = SOI + (ADOBE_APP14_RGB if rgb and header.adobe_transform is None else b"")
+    for tile, frame in zip(tiles[:-1], frames[:-1], strict=True):
+        assert _unpad(frame) == prefix + tables_segments(tables) + tile[2:]
+    mended = imagecodecs.jpeg8_decode(frames[-1])
+    assert mended.shape == (256, 256, 3)
+    assert mended.min() >= 250  # white, whatever the colour model
+    assert read_jpeg_header(frames[-1]).adobe_transform == (0 if rgb else None)
