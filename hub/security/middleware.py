@@ -14,6 +14,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.security import accounts
+from hub.security.access_audit import record_read
 from hub.security.accounts import Principal
 from hub.security.audit_trail import audit
 from hub.security.policy import decide, rule_for
@@ -168,7 +169,15 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
                 return await handler(request)
         except TimeoutError:
             return _json_error(504, "request took too long")
-    return await handler(request)
+    if who is None or not (name or "").startswith("dicomweb.read"):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        await record_read(engine_of(request), request, who, exc.status)
+        raise
+    await record_read(engine_of(request), request, who, response.status)
+    return response
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -37,3 +37,39 @@ async def test_role_route_matrix_of_the_hub(hub_server) -> None:
         tokens[role] = (await issue_token(engine, f"matrix-{role}", ttl_seconds=600))[1]
     failures = await walk_matrix(hub_server.url, hub_server.app, tokens)
     assert not failures, "\n".join(failures)
+
+
+async def test_dicomweb_reads_are_audited_once_per_study(hub_server) -> None:
+    from pathlib import Path
+
+    import aiohttp
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from sqlalchemy import select
+
+    from hub.archive import Source
+    from hub.security.audit_trail import _logs
+    from hub.security.tables import audit_log
+
+    engine = hub_server.archive.engine
+    path = Path(get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    await hub_server.archive.ingest_file(path, source=Source(door="import"))
+    await create_user(engine, "reader", "pathologist", None)
+    _, secret = await issue_token(engine, "reader")
+    headers = {"Authorization": f"Bearer {secret}"}
+    study_url = f"{hub_server.url}/dicomweb/studies/{ds.StudyInstanceUID}"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for url in (study_url + "/metadata", study_url + "/metadata", study_url + "/series"):
+            async with session.get(url) as resp:
+                assert resp.status == 200
+        async with session.get(f"{hub_server.url}/dicomweb/studies?PatientID=1CT1") as resp:
+            assert resp.status == 200
+    await _logs[engine].flush()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(audit_log).where(audit_log.c.who == "reader"))).all()
+    reads = [r for r in rows if r.action == "study.read"]
+    assert len(reads) == 1
+    assert reads[0].patient == ds.PatientID and reads[0].study == ds.StudyInstanceUID
+    queries = [r for r in rows if r.action == "query"]
+    assert len(queries) == 1 and "PatientID=1CT1" in queries[0].detail
