@@ -221,3 +221,44 @@ def test_dicom_tls_echo_from_dcmtk(pki: Path, tls_echo_scp: int) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode != 0
+
+
+@pytest.mark.peers
+async def test_storescu_over_tls_into_the_hub_dimse_scp(pki: Path, archive, settings) -> None:
+    """dcmtk storescu +tls stores into the hub's own SCP, served with dicom_tls_context."""
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk storescu is not installed")
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    from hub.dimse.config import DimseConfig
+    from hub.dimse.service import DimseServer
+
+    settings.dimse_port = 0
+    scp = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
+    ctx = dicom_tls_context(pki / "server.crt", pki / "server.key", pki / "tessera-ca.crt")
+    server = scp.ae.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=scp.handlers, ssl_context=ctx
+    )
+    port = server.server_address[1]
+    ct = get_testdata_file("CT_small.dcm")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "storescu", "-aet", "MODALITY", "-aec", settings.ae_title,
+            "+tls", str(pki / "modality.key"), str(pki / "modality.crt"),
+            "+cf", str(pki / "tessera-ca.crt"), "127.0.0.1", str(port), ct,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, out.decode()
+        plain = await asyncio.create_subprocess_exec(  # no TLS: the handshake never happens
+            "storescu", "-to", "10", "-aet", "MODALITY", "-aec", settings.ae_title,
+            "127.0.0.1", str(port), ct, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        await asyncio.wait_for(plain.communicate(), 120)
+        assert plain.returncode != 0
+    finally:
+        await asyncio.to_thread(server.shutdown)
+    ds = dcmread(ct, stop_before_pixels=True)
+    (ref,) = await archive.instances(ds.StudyInstanceUID)
+    assert ref.sop_instance_uid == ds.SOPInstanceUID
