@@ -197,9 +197,9 @@ class _Conversion:
             self.staging / name, ds, transfer_syntax, level.frames, large=estimate >= FOUR_GIB
         )
         try:
-            frames = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
-            for frame, prefix, skip in frames:
-                writer.write(frame, prefix, skip)
+            batches = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
+            for batch in batches:
+                writer.write_batch(batch)
             raw_bytes = level.frames * level.tile_width * level.tile_height * 3
             writer.close(_ratio(raw_bytes, writer.compressed_bytes))
         except BaseException:
@@ -215,21 +215,26 @@ class _Conversion:
             history.append((self.codec.method, RATIO_PLACEHOLDER))
         return history
 
-    def _raw_frames(self, level: PlannedLevel, raw: Passthrough) -> Iterator[tuple]:
-        """Source tiles as they are; missing or broken ones are decoded and re-encoded alike."""
+    def _raw_frames(self, level: PlannedLevel, raw: Passthrough) -> Iterator[list[tuple]]:
+        """Source tiles as they are, in batches read with one pread where the tiles lie one after
+        another in the file (they usually do); missing or broken tiles are decoded and
+        re-encoded in the level's colour model."""
         fd = os.open(self.slide.path, os.O_RDONLY)
         try:
             offsets, counts = raw.offsets.tolist(), raw.bytecounts.tolist()
             intact = _JpegCheck() if raw.codec == "jpeg" else _j2k_intact
-            for i, (offset, count) in enumerate(zip(offsets, counts, strict=True)):
-                tile = os.pread(fd, count, offset) if count else b""
-                if intact(tile):
-                    yield tile, raw.prefix, raw.strip
-                else:
-                    yield self._mend(level, raw, i), b"", 0
-                if i & 255 == 255:
-                    self._advance(256)
-            self._advance(len(offsets) & 255)
+            for first, last in _runs(offsets, counts):
+                start = offsets[first]
+                data = memoryview(os.pread(fd, offsets[last - 1] + counts[last - 1] - start, start))
+                batch = []
+                for i in range(first, last):
+                    tile = data[offsets[i] - start : offsets[i] - start + counts[i]]
+                    if intact(tile):
+                        batch.append((tile, raw.prefix, raw.strip))
+                    else:
+                        batch.append((self._mend(level, raw, i), b"", 0))
+                yield batch
+                self._advance(last - first)
         finally:
             os.close(fd)
 
@@ -289,8 +294,7 @@ class _Conversion:
                 ) from exc
             if tiles is None:
                 return
-            for tile in tiles:
-                yield tile, b"", 0
+            yield [(tile, b"", 0) for tile in tiles]
             self._advance(len(tiles))
 
     def _run(self, jobs: list[TileJob]) -> Iterable[list[bytes]]:
@@ -342,7 +346,7 @@ class _Conversion:
             downsample=self.slide.width / width,
         )
         writer = FrameWriter(self.staging / name, ds, JPEG_BASELINE, 1, large=False)
-        writer.write(frame)
+        writer.write_batch([(frame, b"", 0)])
         writer.close(_ratio(width * height * 3, writer.compressed_bytes))
         self._advance(1)
 
@@ -361,6 +365,30 @@ def _ordered(pool, jobs: list[TileJob], window: int) -> Iterator[list[bytes]]:
             future.cancel()
 
 
+_BATCH_FRAMES = 200  # frames per writev (4 buffers each, under IOV_MAX = 1024)
+_BATCH_BYTES = 8 << 20
+
+
+def _runs(offsets: list[int], counts: list[int]) -> Iterator[tuple[int, int]]:
+    """[first, last) index ranges of tiles stored back to back, bounded in count and bytes."""
+    first, n = 0, len(offsets)
+    while first < n:
+        last = first + 1
+        size = counts[first]
+        while (
+            last < n
+            and last - first < _BATCH_FRAMES
+            and size < _BATCH_BYTES
+            and counts[last]
+            and counts[last - 1]
+            and offsets[last] == offsets[last - 1] + counts[last - 1]
+        ):
+            size += counts[last]
+            last += 1
+        yield first, last
+        first = last
+
+
 class _JpegCheck:
     """tile_looks_complete(), with a fast path: a level's tiles nearly always share their header
     bytes up to the scan (same SOF, same SOS), so a tile starting with the last good tile's header
@@ -373,7 +401,7 @@ class _JpegCheck:
         from wsi.codestream import EOI, StreamError, read_jpeg_header
 
         header = self._header
-        if tile.startswith(header) and tile[-2:] == EOI and len(tile) > len(header):
+        if len(tile) > len(header) and tile[: len(header)] == header and tile[-2:] == EOI:
             return True
         if len(tile) < 8 or tile[-2:] != EOI:
             return False
@@ -382,7 +410,7 @@ class _JpegCheck:
         except StreamError:
             return False
         if parsed.has_sos and parsed.sof_marker is not None:
-            self._header = tile[: parsed.end]
+            self._header = bytes(tile[: parsed.end])
             return True
         return False
 

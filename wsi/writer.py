@@ -76,20 +76,23 @@ class FrameWriter:
                 rest = rest[os.write(self._fd, rest) :]
         self._end += want
 
-    def write(self, frame: bytes, prefix: bytes = b"", skip: int = 0) -> None:
-        """Append one frame: ``prefix`` followed by ``frame[skip:]`` (saves a copy per tile)."""
-        n = len(prefix) + len(frame) - skip
-        pad = n & 1  # items have even length; a trailing 0x00 after a JPEG/J2K EOI is allowed
-        self._offsets.append(self._pos)
-        self._lengths.append(n + pad)
-        parts = [_ITEM + struct.pack("<I", n + pad) + prefix]
-        parts.append(memoryview(frame)[skip:] if skip else frame)
-        if pad:
-            parts.append(b"\x00")
-        self._append(parts)
-        self._pos += 8 + n + pad
+    def write_batch(self, frames: list[tuple[bytes | memoryview, bytes, int]]) -> None:
+        """Append frames given as (data, prefix, skip): each frame is ``prefix`` followed by
+        ``data[skip:]`` (so a tile's SOI can be swapped for merged tables without a copy)."""
+        parts: list = []
+        for data, prefix, skip in frames:
+            n = len(prefix) + len(data) - skip
+            pad = n & 1  # items have even length; a 0x00 after a JPEG/J2K EOI is allowed
+            self._offsets.append(self._pos)
+            self._lengths.append(n + pad)
+            parts.append(_ITEM + struct.pack("<I", n + pad) + prefix)
+            parts.append(memoryview(data)[skip:] if skip else data)
+            if pad:
+                parts.append(b"\x00")
+            self._pos += 8 + n + pad
         if not self.large and self._pos > FOUR_GIB:
             raise OverflowError("pixel data passed 4 GiB without an Extended Offset Table")
+        self._append(parts)
 
     def close(self, ratio: str | None = None) -> None:
         """Fill in the offset tables (and the compression ratio); ``ratio`` is a DS string."""

@@ -53,8 +53,8 @@ def test_basic_offset_table_and_ratio(tmp_path):
         5,
         large=False,
     )
-    for tile in tiles:
-        writer.write(tile)
+    writer.write_batch([(tile, b"", 0) for tile in tiles[:2]])
+    writer.write_batch([(tile, b"", 0) for tile in tiles[2:]])
     writer.close("12.5")
     ds = pydicom.dcmread(path)
     assert float(ds.LossyImageCompressionRatio) == 12.5
@@ -68,8 +68,7 @@ def test_extended_offset_table(tmp_path):
     tiles = _tiles(4)
     path = tmp_path / "eot.dcm"
     writer = FrameWriter(path, _dataset(tmp_path, 4, []), "1.2.840.10008.1.2.4.50", 4, large=True)
-    for tile in tiles:
-        writer.write(tile)
+    writer.write_batch([(tile, b"", 0) for tile in tiles])
     writer.close()
     ds = pydicom.dcmread(path)
     offsets = np.frombuffer(ds.ExtendedOffsetTable, dtype="<u8")
@@ -91,8 +90,7 @@ def test_prefix_and_skip_build_the_frame(tmp_path):
     tiles = _tiles(2)
     path = tmp_path / "prefix.dcm"
     writer = FrameWriter(path, _dataset(tmp_path, 2, []), "1.2.840.10008.1.2.4.50", 2, large=False)
-    for tile in tiles:
-        writer.write(tile, prefix=tile[:2], skip=2)
+    writer.write_batch([(memoryview(tile), tile[:2], 2) for tile in tiles])
     writer.close()
     ds = pydicom.dcmread(path)
     assert [f.rstrip(b"\x00") for f in generate_frames(ds.PixelData, number_of_frames=2)] == tiles
