@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 from pynetdicom import AE, _config
@@ -110,21 +111,30 @@ def _send_prepared(
 
 def _send_over(assoc: Association, batch: list[_Prepared], where: str) -> list[Outcome]:
     outcomes: list[Outcome] = []
+    broken = False
     for p in batch:
-        if not assoc.is_established:
-            outcomes.append(Outcome.retry(f"association with {where} was lost before sending"))
+        if broken or not assoc.is_established:
+            outcomes.append(Outcome.untried(f"association with {where} ended before this object"))
             continue
         if not _has_context(assoc, p):
             outcomes.append(Outcome.dead(_no_context_message(assoc, where, p)))
             continue
-        status = assoc.send_c_store(p.path)
+        try:
+            status = assoc.send_c_store(p.path)
+        except RuntimeError:  # pynetdicom: the association ended under us
+            status = Dataset()
         if "Status" not in status:
+            # Timed out or aborted; pynetdicom marks the association ended a moment later,
+            # so stop here rather than race it.
+            broken = True
             outcomes.append(
                 Outcome.retry(f"no C-STORE response from {where} (timeout or connection aborted)")
             )
             continue
         comment = str(status.get("ErrorComment", "") or "")
         outcomes.append(from_dimse_status(int(status.Status), comment))
+    if broken and assoc.is_established:
+        assoc.abort()
     return outcomes
 
 

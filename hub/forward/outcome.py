@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Verdict = Literal["done", "retry", "dead"]
+# untried: the attempt never reached this object (the association broke on an earlier one);
+# it is due again at once and the attempt does not count.
+Verdict = Literal["done", "retry", "dead", "untried"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class Outcome:
     @classmethod
     def retry(cls, message: str, status: int | None = None) -> Outcome:
         return cls("retry", message, status)
+
+    @classmethod
+    def untried(cls, message: str) -> Outcome:
+        return cls("untried", message)
 
     @classmethod
     def dead(cls, message: str, status: int | None = None) -> Outcome:

@@ -146,16 +146,20 @@ class ForwardQueue:
                     .limit(limit)
                 )
             ).all()
-            if not ids:
+            claimed = []
+            for task_id in ids:  # row by row: a row another process took meanwhile is skipped
+                res = await conn.execute(
+                    update(forward_tasks)
+                    .where(forward_tasks.c.id == task_id, forward_tasks.c.state == "pending")
+                    .values(state="in_flight", updated_at=now)
+                )
+                if res.rowcount:
+                    claimed.append(task_id)
+            if not claimed:
                 return []
-            await conn.execute(
-                update(forward_tasks)
-                .where(forward_tasks.c.id.in_(ids), forward_tasks.c.state == "pending")
-                .values(state="in_flight", updated_at=now)
-            )
             rows = await conn.execute(
                 select(forward_tasks)
-                .where(forward_tasks.c.id.in_(ids), forward_tasks.c.state == "in_flight")
+                .where(forward_tasks.c.id.in_(claimed))
                 .order_by(forward_tasks.c.next_attempt_at, forward_tasks.c.id)
             )
             return [_task(r) for r in rows]
@@ -172,6 +176,8 @@ class ForwardQueue:
         }
         if outcome.verdict == "done":
             values.update(state="done", finished_at=now)
+        elif outcome.verdict == "untried":
+            values.update(state="pending", attempts=task.attempts, next_attempt_at=now)
         elif outcome.verdict == "retry" and attempts < policy.max_attempts:
             values.update(state="pending", next_attempt_at=now + policy.delay(attempts))
         else:

@@ -133,12 +133,19 @@ class Forwarder:
         except Exception as exc:
             log.exception("forward: delivery to %s failed unexpectedly", target.name)
             outcomes = [Outcome.retry(f"internal error: {exc!r}")] * len(tasks)
+        failed: dict[str, list[str]] = {}
         for task, outcome in zip(tasks, outcomes, strict=True):
             state = await self.queue.finish(task, outcome, self.config.retry)
-            if state != "done":
-                log.warning(
-                    "forward: %s to %s -> %s: %s", task.sop_uid, target.name, state, outcome.message
-                )
+            if state != "done" and outcome.verdict != "untried":
+                failed.setdefault(state, []).append(outcome.message)
+        for state, messages in failed.items():  # one line per turn, not one per object
+            log.warning(
+                "forward: %d object(s) to %s -> %s: %s",
+                len(messages),
+                target.name,
+                state,
+                messages[0],
+            )
 
     async def _deliver(self, target: Target, tasks: list[Task]) -> list[Outcome]:
         loop = asyncio.get_running_loop()

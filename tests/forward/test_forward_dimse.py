@@ -160,3 +160,31 @@ async def test_tls_target_with_mutual_authentication(storescp_factory, hub_facto
     counts = await hub.wait_settled()
     assert counts == {"pacs": {"done": 2}}
     assert pacs.received() == expected
+
+
+async def test_abort_mid_batch_costs_only_the_object_being_sent(storescp_factory, hub_factory):
+    pacs = storescp_factory()
+    pacs.start("--abort-after")  # aborts every association after the C-STORE request
+    config = forward_config({"pacs": pacs.target()}, [{"target": "pacs"}])
+    config["retry"] = {"base": 300}  # one attempt each, then wait
+    queued = await hub_factory({**config, "enabled": False})
+    await ingest_all(queued, sample_files()[:3])
+    await queued.close()
+    hub = await hub_factory(config, data_dir=queued.settings.data_dir)
+
+    # All three go out in one batch; each association dies on its first object, so the last
+    # object rides along three times but is sent once: only that attempt is charged.
+    async def each_tried_once() -> bool:
+        tasks = await hub.forwarder.queue.list()
+        return all(t.attempts == 1 and t.state == "pending" for t in tasks)
+
+    await hub.wait_until(each_tried_once)
+    for task in await hub.forwarder.queue.list():
+        assert "no C-STORE response" in task.last_error
+    pacs.stop()
+    pacs.start()  # a healthy receiver again
+    for task in await hub.forwarder.queue.list():
+        await hub.forwarder.queue.retry(task.id)
+    hub.forwarder.wake()
+    counts = await hub.wait_settled()
+    assert counts == {"pacs": {"done": 3}}
