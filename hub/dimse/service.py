@@ -56,9 +56,10 @@ class DimseServer:
         self.config = config
         bridge = LoopBridge(loop, config.timeout)
         selector = Selector(archive, bridge)
+        self.store_handler = StoreHandler(archive, bridge, hashers=config.max_associations)
         self.handlers = [
             (evt.EVT_C_ECHO, lambda event: 0x0000),
-            (evt.EVT_C_STORE, StoreHandler(archive, bridge)),
+            (evt.EVT_C_STORE, self.store_handler),
             (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title)),
             (evt.EVT_C_MOVE, MoveHandler(selector, config.move_destinations, config.timeout)),
             (evt.EVT_C_GET, GetHandler(selector)),
@@ -98,6 +99,7 @@ class DimseServer:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        self.store_handler.close()
 
 
 class DimseService:

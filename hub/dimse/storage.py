@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from io import BytesIO
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.events import Event
 
 from hub.archive import IngestError, Source
@@ -45,7 +49,7 @@ def result_status(result: IngestResult) -> Dataset:
     return status(reason, result.message or "refused")
 
 
-def _identity_mismatch(event: Event, data: bytes) -> str:
+def _identity_mismatch(event: Event, part10: Path) -> str:
     """Why the data set does not belong to this request ("" if it does).
 
     Missing UIDs are left to the archive, which refuses them as "cannot understand".
@@ -54,7 +58,7 @@ def _identity_mismatch(event: Event, data: bytes) -> str:
     if request.AffectedSOPClassUID != event.context.abstract_syntax:
         return "Affected SOP Class differs from the presentation context"
     try:
-        ds = dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=IDENTITY_TAGS)
+        ds = dcmread(part10, stop_before_pixels=True, specific_tags=IDENTITY_TAGS)
         sop_class, sop_uid = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
     except Exception:
         return ""  # unreadable: the archive's parser gives the precise reason
@@ -65,30 +69,76 @@ def _identity_mismatch(event: Event, data: bytes) -> str:
     return ""
 
 
+def _sha256(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
 class StoreHandler:
-    def __init__(self, archive, bridge: LoopBridge) -> None:
+    """EVT_C_STORE, run in the association's thread.
+
+    The received bytes (pynetdicom's file meta for the request + the data set exactly as it
+    came over the wire) are written into the store's temp dir here, hashed at the same time
+    in a helper thread, and handed to ``archive.ingest_temp``: the same ingest path as
+    ``ingest_bytes`` without copying a large data set twice or a second pass over it.
+    """
+
+    def __init__(self, archive, bridge: LoopBridge, hashers: int) -> None:
         self.archive = archive
         self.bridge = bridge
+        self._hasher = ThreadPoolExecutor(hashers, thread_name_prefix="dimse-sha256")
+
+    def close(self) -> None:
+        self._hasher.shutdown(wait=True)
 
     def __call__(self, event: Event) -> Dataset:
         try:
-            data = event.encoded_dataset(include_meta=True)
+            temp, sha256, size = self._write_part10(event)
+        except OSError as exc:
+            log.warning("C-STORE could not be written: %s", exc)
+            return status(codes.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")
         except Exception as exc:  # a malformed command set or file meta
             return status(codes.CANNOT_UNDERSTAND, f"cannot read the data set: {exc}")
-        if mismatch := _identity_mismatch(event, data):
-            return status(codes.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch)
         try:
-            result = self.bridge.call(self.archive.ingest_bytes(data, source=source_of(event)))
-        except IngestError as exc:
-            return status(exc.reason, exc.message)
-        except (ArchiveUnavailable, MemoryError) as exc:
-            return status(codes.OUT_OF_RESOURCES, str(exc))
-        except OSError as exc:
-            log.warning("C-STORE could not be stored: %s", exc)
-            return status(codes.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")
+            if mismatch := _identity_mismatch(event, temp):
+                temp.unlink(missing_ok=True)
+                return status(codes.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch)
+            result = self.bridge.call(
+                self.archive.ingest_temp(temp, sha256, size, source=source_of(event))
+            )
         except Exception as exc:
-            log.exception("C-STORE ingest failed")
-            return status(codes.PROCESSING_FAILURE, f"processing failure: {type(exc).__name__}")
+            temp.unlink(missing_ok=True)  # ingest_temp owns it once started; harmless if gone
+            return _failure(exc)
         if not result.ok:
             log.info("C-STORE refused %s: %s", result.sop_instance_uid, result.message)
         return result_status(result)
+
+    def _write_part10(self, event: Event) -> tuple[Path, str, int]:
+        meta = b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta)
+        with event.request.DataSet.getbuffer() as body:
+            fd, temp = self.archive.store.new_temp()
+            hashed = self._hasher.submit(_sha256, meta, body)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(meta)
+                    f.write(body)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            finally:
+                sha256 = hashed.result()  # the view must outlive the hashing
+            return temp, sha256, len(meta) + len(body)
+
+
+def _failure(exc: Exception) -> Dataset:
+    if isinstance(exc, IngestError):
+        return status(exc.reason, exc.message)
+    if isinstance(exc, ArchiveUnavailable | MemoryError):
+        return status(codes.OUT_OF_RESOURCES, str(exc))
+    if isinstance(exc, OSError):
+        log.warning("C-STORE could not be stored: %s", exc)
+        return status(codes.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")
+    log.exception("C-STORE ingest failed", exc_info=exc)
+    return status(codes.PROCESSING_FAILURE, f"processing failure: {type(exc).__name__}")

@@ -1,0 +1,196 @@
+"""DIMSE benchmark: Tessera's SCP side by side with Orthanc, driven by the same dcmtk tools.
+
+  ingest   storescu of every file in DIR (one association, files sent as they are: each
+           file's own transfer syntax is proposed): instances/s and MB/s, RUNS times, each
+           into a fresh archive
+  find     findscu STUDY-level C-FIND, N times one after another: latency p50/p90 per query
+           (process start and association included, the same for both systems)
+  orthanc  the same two measurements against the Orthanc peer (/work/shared/peers/orthanc.sh;
+           DICOM port 4242, AE ORTHANC, accepts BENCHSCU), restarted on an empty store per run
+
+Default DIR: the 6-instance, 254 MB DICOM WSI pyramid of the peers' big slide (the data of the
+Orthanc baseline in /work/shared/peers/README.md), made with wsidicomizer if missing.
+Prints one JSON document (``--json OUT`` also writes it). Not a test: nothing is asserted.
+
+    .venv/bin/python bench/dimse_bench.py tessera --runs 3
+    .venv/bin/python bench/dimse_bench.py orthanc --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+
+PEERS = Path("/work/shared/peers")
+WORK = Path("/tmp/peers/dimse-bench")
+BIG_SLIDE = Path("/tmp/peers/data/big-40000x30000.svs")
+HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+
+def default_data() -> Path:
+    folder = WORK / "wsi"
+    if not any(folder.glob("*.dcm")):
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["/tmp/peers/venv/bin/wsidicomizer", "-i", str(BIG_SLIDE), "-o", str(folder)],
+            check=True,
+        )
+    return folder
+
+
+def files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.dcm") if p.is_file())
+
+
+def storescu_profile(files: list[Path], path: Path) -> Path:
+    """storescu --config-file profile proposing each file's own (SOP class, syntax)."""
+    pairs = set()
+    for f in files:
+        meta = dcmread(f, stop_before_pixels=True, specific_tags=[]).file_meta
+        pairs.add((str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)))
+    syntaxes = sorted({ts for _, ts in pairs})
+    lines = ["[[TransferSyntaxes]]"]
+    for i, ts in enumerate(syntaxes):
+        lines += [f"[TS{i}]", f"TransferSyntax1 = {ts}"]
+    lines += ["[[PresentationContexts]]", "[Exact]"]
+    for n, (sop_class, ts) in enumerate(sorted(pairs), start=1):
+        lines.append(f"PresentationContext{n} = {sop_class}\\TS{syntaxes.index(ts)}")
+    lines += ["[[Profiles]]", "[Exact]", "PresentationContexts = Exact"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def timed(*cmd: str) -> tuple[float, int, str]:
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return time.perf_counter() - t0, proc.returncode or 0, out.decode(errors="replace")
+
+
+def ingest_row(files: list[Path], wall: float, rc: int, out: str) -> dict[str, Any]:
+    size = sum(f.stat().st_size for f in files)
+    return {
+        "rc": rc,
+        "wall_s": round(wall, 3),
+        "instances": len(files),
+        "bytes": size,
+        "successes": out.count("(Success)"),
+        "inst_per_s": round(len(files) / wall, 2),
+        "MB_per_s": round(size / wall / 1e6, 1),
+    }
+
+
+async def store_and_find(
+    files: list[Path], address: list[str], calling: str, finds: int
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = storescu_profile(files, Path(tmp) / "exact.cfg")
+        wall, rc, out = await timed(
+            "storescu", "-v", "-aet", calling, "--config-file", str(cfg), "Exact", *address,
+            *map(str, files),
+        )  # fmt: skip
+    row = ingest_row(files, wall, rc, out)
+    latencies = []
+    for _ in range(finds):
+        t, rc_find, out_find = await timed(
+            "findscu", "-S", "-aet", calling, "-k", "QueryRetrieveLevel=STUDY",
+            "-k", "StudyInstanceUID", "-k", "PatientName", "-k", "ModalitiesInStudy", *address,
+        )  # fmt: skip
+        if rc_find != 0:
+            raise RuntimeError(out_find)
+        latencies.append(t * 1000)
+    row["find_ms_p50"] = round(statistics.median(latencies), 1)
+    row["find_ms_p90"] = round(statistics.quantiles(latencies, n=10)[-1], 1) if finds > 1 else None
+    return row
+
+
+async def run_tessera(files: list[Path], runs: int, finds: int) -> list[dict[str, Any]]:
+    import hub.worklist.model  # noqa: F401
+    from hub.archive import Archive
+    from hub.config import Settings
+    from hub.dimse.config import DimseConfig
+    from hub.dimse.service import DimseServer
+
+    rows = []
+    for _ in range(runs):
+        data = WORK / "tessera-data"
+        shutil.rmtree(data, ignore_errors=True)
+        settings = Settings(data_dir=data, dimse_port=0, ae_title="TESSERA")
+        archive = await Archive.open(settings)
+        server = DimseServer(
+            archive, DimseConfig.from_settings(settings), asyncio.get_running_loop()
+        )
+        await asyncio.to_thread(server.start)
+        try:
+            address = ["-aec", "TESSERA", HOST, str(server.port)]
+            rows.append(await store_and_find(files, address, "BENCHSCU", finds))
+        finally:
+            await asyncio.to_thread(server.stop)
+            await archive.close()
+    return rows
+
+
+async def run_orthanc(files: list[Path], runs: int, finds: int) -> list[dict[str, Any]]:
+    rows = []
+    for _ in range(runs):
+        for action in ("stop", "wipe", "start"):
+            await asyncio.to_thread(orthanc, action)
+        rows.append(
+            await store_and_find(files, ["-aec", "ORTHANC", HOST, "4242"], "BENCHSCU", finds)
+        )
+    await asyncio.to_thread(orthanc, "stop")
+    return rows
+
+
+def orthanc(action: str) -> None:
+    subprocess.run([str(PEERS / "orthanc.sh"), action], check=True, capture_output=True)
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        key: statistics.median(r[key] for r in rows)
+        for key in ("wall_s", "inst_per_s", "MB_per_s", "find_ms_p50")
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("system", choices=["tessera", "orthanc"])
+    parser.add_argument("--data", type=Path, default=None, help="folder of .dcm files")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--finds", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    files = files_of(args.data or default_data())
+    runner = run_tessera if args.system == "tessera" else run_orthanc
+    rows = asyncio.run(runner(files, args.runs, args.finds))
+    doc = {
+        "system": args.system,
+        "data": str(args.data or default_data()),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runs": rows,
+        "median": summary(rows),
+    }
+    text = json.dumps(doc, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
