@@ -55,8 +55,8 @@ class Forwarder:
         returned = await self.queue.requeue_in_flight()
         if returned:
             log.info("forward: %d task(s) interrupted by a restart are pending again", returned)
-        if not self.config.enabled:
-            return
+        if not self.config.enabled or not self.config.targets:
+            return  # tasks of targets removed from the config wait, visible, until they return
         workers = max(1, len(self.config.targets))
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="forward")
         self._loop_task = asyncio.create_task(self._run(), name="forward-loop")
