@@ -322,12 +322,17 @@ def main() -> int:
     print(json.dumps(result, indent=1, default=str), file=sys.stderr)
     if args.append_results:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        cpu = f"{os.cpu_count()} cores"
+        load = "/".join(f"{v:.1f}" for v in os.getloadavg())
+        cpu = f"{os.cpu_count()} cores, load average {load} at the end (machine shared)"
         section = (
             f"\n## Telehealth relay + capture, {stamp}\n\n"
             f"640x480 cine at 30 fps over loopback, VP8, {args.seconds:g} s window after 5 s "
             f"warm-up, {cpu}. `python bench/telehealth_bench.py --seconds {args.seconds:g}`\n\n"
-            f"{table}\n"
+            f"{table}\n\n"
+            "aiortc's jitter buffer hands a frame on only when the first packet of the next one "
+            "arrives, so each aiortc receiver adds about one frame time (33 ms); the hub path has "
+            "two aiortc receivers, the direct path one. The rest is the hub's decode + VP8 "
+            "encode. Capture runs on its own tap and queue; dropped frames are the hub's count.\n"
         )
         with RESULTS.open("a", encoding="utf-8") as f:
             f.write(section)
