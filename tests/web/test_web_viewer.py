@@ -223,3 +223,75 @@ async def test_dicom_microscopy_viewer_renders_our_frames(ui_hub, slide_study):
         tissue = (red - green > 40).mean()
         assert tissue > 0.02, tissue
         assert console.errors == []
+
+
+async def test_case_tabs_magnification_keyboard_and_deep_link(
+    ui_hub, slide_study, corpus, tmp_path
+):
+    # A second slide of the same case, from another specimen.
+    out = tmp_path / "second"
+    out.mkdir()
+    ids = SlideIds(patient_id="P-VIEW", study_uid=slide_study, specimen_id="SECOND-BLOCK")
+    paths = await asyncio.to_thread(
+        convert_slide, corpus / "wsi" / "small.svs", out, ids, ConvertOptions(workers=1)
+    )
+    assert await ingest_all(ui_hub.archive, paths) == slide_study
+
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        await page.goto(f"{ui_hub.url}/viewer/{slide_study}")
+        await page.evaluate("() => window.tesseraViewer.ready")
+        tabs = page.locator("#tabs button")
+        assert await tabs.count() == 2
+        assert await page.inner_text("#slide-count") == "1 / 2"
+
+        # Magnification buttons follow the pixel spacing (0.499 µm: 20x at full resolution).
+        await page.click("#mags button[data-mag='10']")
+        await page.wait_for_function(
+            "() => document.getElementById('mag-readout').textContent === '10.0x'"
+        )
+        zoom = await page.evaluate(
+            "() => { const vp = tesseraViewer.state.viewer.viewport;"
+            " return vp.viewportToImageZoom(vp.getZoom()); }"
+        )
+        assert zoom == pytest.approx(0.5, rel=0.01)
+        # 120 screen px at 10x are 120 µm: the bar shows 100 µm.
+        assert await page.inner_text("#scalebar .text") == "100 µm"
+        assert await page.locator("#mags button[data-mag='40']").is_enabled()
+
+        # Keyboard: arrows pan, + zooms.
+        centre = "() => tesseraViewer.state.viewer.viewport.getCenter().x"
+        before = await page.evaluate(centre)
+        await page.keyboard.press("ArrowRight")
+        assert await page.evaluate(centre) > before
+        await page.keyboard.press("+")
+        await page.wait_for_function(
+            "() => document.getElementById('mag-readout').textContent === '15.0x'"
+        )
+
+        # Next slide, then back through the deep link of the first view.
+        # 10x on a 20.04x slide is an image zoom of 0.499; + makes it 1.5 times that.
+        await page.wait_for_function("() => /zoom=0\\.74/.test(location.hash)")
+        link = page.url
+        await page.click("#next")
+        await page.wait_for_function("() => document.body.dataset.loaded === '1'")
+        assert "SECOND-BLOCK" in await page.inner_text("#metadata")
+        assert await tabs.nth(1).get_attribute("aria-selected") == "true"
+
+        fresh = await new_page(browser, ui_hub)
+        fresh_console = Console(fresh)
+        await fresh.goto(link)
+        await fresh.evaluate("() => window.tesseraViewer.ready")
+        linked = await fresh.evaluate(
+            "() => { const vp = tesseraViewer.state.viewer.viewport;"
+            " const c = vp.viewportToImageCoordinates(vp.getCenter());"
+            " return {x: c.x, y: c.y, zoom: vp.viewportToImageZoom(vp.getZoom()),"
+            " slide: tesseraViewer.state.current}; }"
+        )
+        params = dict(p.split("=") for p in link.split("#", 1)[1].split("&"))
+        assert linked["slide"] == 0
+        assert linked["zoom"] == pytest.approx(0.75, rel=0.01)
+        assert linked["x"] == pytest.approx(float(params["x"]), abs=2)
+        assert linked["y"] == pytest.approx(float(params["y"]), abs=2)
+        assert console.errors == [] and fresh_console.errors == []
