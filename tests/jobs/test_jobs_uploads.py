@@ -255,3 +255,39 @@ async def test_worklist_item_supplies_the_slide_identifiers(client):
     assert final["study_uid"] == item.study_uid
     refs = await archive.instances(item.study_uid)
     assert refs and {r.patient_id for r in refs} == {"P-WL"}
+
+
+async def test_upload_resumes_after_the_connection_drops_mid_chunk(client):
+    path = Path(get_testdata_file("CT_small.dcm"))
+    data = await asyncio.to_thread(path.read_bytes)
+    resp = await client.post("/api/uploads", json={"filename": path.name, "size": len(data)})
+    upload_id = (await resp.json())["id"]
+    sent = 20_000
+    # A client that announces the whole file, sends part of it and goes away.
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        f"PUT /api/uploads/{upload_id}?offset=0 HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        + data[:sent]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    await writer.wait_closed()
+
+    received = -1
+    for _ in range(50):  # the server notices the lost connection asynchronously
+        status = await (await client.get(f"/api/uploads/{upload_id}")).json()
+        received = status["received"]
+        if received == sent:
+            break
+        await asyncio.sleep(0.1)
+    assert received == sent
+    resp = await client.put(f"/api/uploads/{upload_id}?offset={sent}", data=data[sent:])
+    assert (await resp.json())["received"] == len(data)
+    job = await complete(client, upload_id)
+    final = (await follow_events(client, job["id"]))[-1]
+    assert final["status"] == "done", final
+    refs = await client.app[ARCHIVE_KEY].instances(final["study_uid"])
+    stored = await asyncio.to_thread(client.app[ARCHIVE_KEY].store.path(refs[0].sha256).read_bytes)
+    assert stored == data
