@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.archive import Archive
@@ -28,6 +29,7 @@ from hub.forward.tables import ensure_schema
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 30.0  # seconds to let batches in flight finish on shutdown
+RECORD_RETRY_PAUSES = (0.5, 2.0, 5.0)
 
 
 class Forwarder:
@@ -73,6 +75,7 @@ class Forwarder:
             _, late = await asyncio.wait(list(self._turns.values()), timeout=STOP_GRACE)
             for turn in late:
                 turn.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -125,7 +128,11 @@ class Forwarder:
         return min(self.config.poll_interval, max(0.0, next_due - time.time()))
 
     async def _turn(self, target: Target) -> None:
-        tasks = await self.queue.claim(target.name, self.config.batch_size)
+        try:
+            tasks = await self.queue.claim(target.name, self.config.batch_size)
+        except SQLAlchemyError:
+            log.exception("forward: cannot claim tasks of %s", target.name)
+            return
         if not tasks:
             return
         try:
@@ -135,17 +142,23 @@ class Forwarder:
             outcomes = [Outcome.retry(f"internal error: {exc!r}")] * len(tasks)
         failed: dict[str, list[str]] = {}
         for task, outcome in zip(tasks, outcomes, strict=True):
-            state = await self.queue.finish(task, outcome, self.config.retry)
+            state = await self._record(task, outcome)
             if state != "done" and outcome.verdict != "untried":
                 failed.setdefault(state, []).append(outcome.message)
         for state, messages in failed.items():  # one line per turn, not one per object
-            log.warning(
-                "forward: %d object(s) to %s -> %s: %s",
-                len(messages),
-                target.name,
-                state,
-                messages[0],
-            )
+            count, first = len(messages), messages[0]
+            log.warning("forward: %d object(s) to %s -> %s: %s", count, target.name, state, first)
+
+    async def _record(self, task: Task, outcome: Outcome) -> str:
+        """Store the outcome, riding out a briefly unavailable index; a task whose outcome
+        cannot be stored stays in flight and is sent again after the next start."""
+        for pause in RECORD_RETRY_PAUSES:
+            try:
+                return await self.queue.finish(task, outcome, self.config.retry)
+            except SQLAlchemyError:
+                log.exception("forward: cannot record the outcome of task %d", task.id)
+                await asyncio.sleep(pause)
+        return "in_flight"
 
     async def _deliver(self, target: Target, tasks: list[Task]) -> list[Outcome]:
         loop = asyncio.get_running_loop()
