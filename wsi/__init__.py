@@ -25,6 +25,7 @@ def convert_slide(
     """Convert ``src`` into one DICOM file per pyramid level (+ label/overview/thumbnail).
 
     Returns the written paths. Raises ConversionError; on failure ``out_dir`` holds no new files.
+    ``progress(frames_done, frames_total)`` may be called from a helper thread of the conversion.
     """
     from wsi.convert import convert
 

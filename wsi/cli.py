@@ -82,6 +82,7 @@ def _convert(convert_slide, args: argparse.Namespace, out: Path, ids, options) -
         return convert_slide(args.slide, out, ids, options)
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: the converter forks its workers
     with tqdm(unit="frame", desc=args.slide.name, dynamic_ncols=True) as bar:
 
         def progress(done: int, total: int) -> None:

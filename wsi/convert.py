@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -57,8 +58,9 @@ def convert(
         job = _Conversion(slide, ids, options, staging, progress)
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
-        copies = [(lv, *n) for lv, n in zip(levels, numbered, strict=False) if lv.passthrough]
-        encodes = [(lv, *n) for lv, n in zip(levels, numbered, strict=False) if not lv.passthrough]
+        pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
+        copies = [(level, *n) for level, n in pyramid if level.passthrough]
+        encodes = [(level, *n) for level, n in pyramid if not level.passthrough]
         extras = list(zip(associated, numbered[len(levels) :], strict=True))
         with job:
             job.run(copies, encodes, extras)
@@ -136,10 +138,15 @@ class _Conversion:
         from concurrent.futures import ThreadPoolExecutor
 
         if encodes and any(level.frames > 1 for level, *_ in encodes):
-            self._workers()  # fork before the copying thread exists
+            # Fork the workers now, before the copying thread exists: a child forked while another
+            # thread holds a lock (malloc, OpenSlide's, the import lock) can hang forever. The pool
+            # forks lazily on its first task, so hand it a trivial one.
+            self._workers().submit(int).result()
         with ThreadPoolExecutor(1, thread_name_prefix="wsi-copy") as copier:
             copied = copier.submit(self._guarded, self._copy_all, copies, extras)
-            self._guarded(self._encode_all, encodes)
+            # If the copying thread failed first, its error (from result()) is the one to report.
+            with contextlib.suppress(_Stopped):
+                self._guarded(self._encode_all, encodes)
             copied.result()
 
     def _guarded(self, work: Callable, *args) -> None:
@@ -161,7 +168,7 @@ class _Conversion:
 
     def _advance(self, frames: int) -> None:
         if self._failed.is_set():
-            raise ConversionError("stopped: another part of the conversion failed")
+            raise _Stopped("stopped: another part of the conversion failed")
         with self._lock:
             self.done += frames
             done = self.done
@@ -308,9 +315,17 @@ class _Conversion:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            # fork is fastest (workers inherit the imported modules) but only safe while this
+            # process runs a single thread, as the command line does; inside a threaded host
+            # (the hub's executors) a fork server, started clean, forks the workers instead.
+            if threading.active_count() == 1:
+                context = multiprocessing.get_context("fork")
+            else:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["wsi.encode"])
             self._pool = ProcessPoolExecutor(
                 max_workers=self.options.workers,
-                mp_context=multiprocessing.get_context("fork"),
+                mp_context=context,
                 initializer=init_worker,
                 initargs=(self.slide,),
             )
@@ -349,6 +364,10 @@ class _Conversion:
         writer.write_batch([(frame, b"", 0)])
         writer.close(_ratio(width * height * 3, writer.compressed_bytes))
         self._advance(1)
+
+
+class _Stopped(ConversionError):
+    """Raised in one thread of a conversion because the other one failed."""
 
 
 def _ordered(pool, jobs: list[TileJob], window: int) -> Iterator[list[bytes]]:
