@@ -66,6 +66,7 @@ class AuditLog:
         self.head_path = head_path
         self._queue: asyncio.Queue[dict] | None = None
         self._task: asyncio.Task | None = None
+        self._inflight: list[dict] = []
 
     # -- writing ------------------------------------------------------------------------
     def submit(self, entry: dict) -> None:
@@ -76,7 +77,17 @@ class AuditLog:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def spill_path(self) -> Path | None:
+        return self.head_path.with_name("audit.unwritten.jsonl") if self.head_path else None
+
     async def start(self) -> None:
+        """Start the background writer, first appending what an earlier stop had to spill."""
+        spilled = await asyncio.to_thread(_read_spill, self.spill_path)
+        if spilled:
+            await self.write(spilled)
+            await asyncio.to_thread(self.spill_path.unlink)  # type: ignore[union-attr]
+            log.warning("appended %d audit records kept from the last shutdown", len(spilled))
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
@@ -84,14 +95,28 @@ class AuditLog:
         if self._queue is not None and self.running:
             await self._queue.join()
 
-    async def close(self) -> None:
-        """Write everything queued, then stop the writer."""
-        await self.flush()
+    async def close(self, grace: float = 30.0) -> None:
+        """Write everything queued, then stop the writer.
+
+        If the database does not take the records within ``grace`` seconds they are kept in a file
+        beside the head anchor and appended at the next start, so none is lost.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), grace)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        pending, self._inflight = self._inflight, []
+        while self._queue is not None and not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        if pending:
+            if self.spill_path is None:
+                log.error("audit: %d records could not be written", len(pending))
+            else:
+                await asyncio.to_thread(_append_spill, self.spill_path, pending)
+                log.error("audit: %d records kept in %s", len(pending), self.spill_path)
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -100,6 +125,7 @@ class AuditLog:
             batch = [await self._queue.get()]
             while len(batch) < BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._inflight = batch
             while True:  # a record is never dropped: retry until the database takes it
                 try:
                     await self.write(batch)
@@ -109,6 +135,7 @@ class AuditLog:
                     log.exception("audit write failed; retrying")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+            self._inflight = []
             for _ in batch:
                 self._queue.task_done()
 
@@ -160,6 +187,23 @@ def _write_head(path: Path, seq: int, mac: str) -> None:
             f.write(f"{seq} {mac}\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _append_spill(path: Path, entries: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        for entry in entries:
+            f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_spill(path: Path | None) -> list[dict]:
+    if path is None or not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _read_head(path: Path) -> str | None:

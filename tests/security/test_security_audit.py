@@ -195,3 +195,29 @@ async def test_archive_stores_are_audited(tmp_path: Path, settings) -> None:
     finally:
         audit_trail.detach(archive.engine)
         await archive.close()
+
+
+async def test_records_survive_a_database_that_refuses_them(engine, tmp_path: Path) -> None:
+    """A real fault: the audit table is gone while the hub stops. The records are kept in a
+    file and appended when the log starts again."""
+    log = audit_trail.attach(engine, tmp_path)
+    await log.start()
+    await audit(engine, who="before", role="admin", action="a", outcome="success")
+    await log.flush()
+    async with engine.begin() as conn:
+        await conn.run_sync(audit_log.drop)
+    for n in range(3):
+        await audit(engine, who=f"during{n}", role="admin", action="a", outcome="success")
+    await log.close(grace=0.5)
+    assert len(log.spill_path.read_text().splitlines()) == 3
+    audit_trail.detach(engine)
+
+    async with engine.begin() as conn:  # the database is back (restored from the backup)
+        await conn.run_sync(audit_log.create)
+    again = audit_trail.attach(engine, tmp_path)
+    await again.start()
+    await again.close()
+    assert not again.spill_path.exists()
+    async with engine.connect() as conn:
+        whos = [r.who for r in await conn.execute(select(audit_log).order_by(audit_log.c.seq))]
+    assert whos == ["during0", "during1", "during2"]
