@@ -6,6 +6,8 @@ Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Sett
 ``dimse_transfer_syntaxes``  list of transfer syntax UIDs accepted for storage (default: all of
                              ``DEFAULT_TRANSFER_SYNTAXES``; uncompressed ones are always kept)
 ``dimse_move_destinations``  {AE title: [host, port]} for C-MOVE
+``dimse_acl``                true: check each service against hub.security's per-AE allow-list
+                             (``tessera ae allow AE store find ...``; deny by default)
 ``dimse_max_associations``   concurrent associations (default 16)
 ``dimse_timeout``            seconds for network and archive calls (default 60)
 """
@@ -105,6 +107,7 @@ class DimseConfig:
     move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
     max_associations: int = 16
     timeout: float = 60.0
+    acl: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DimseConfig:
@@ -135,4 +138,5 @@ class DimseConfig:
             move_destinations=destinations,
             max_associations=int(extra.get("dimse_max_associations", 16)),
             timeout=float(extra.get("dimse_timeout", 60.0)),
+            acl=bool(extra.get("dimse_acl", False)),
         )

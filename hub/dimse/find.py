@@ -133,13 +133,18 @@ def _rows_to_datasets(rows: list[dict], identifier: Dataset) -> Iterator[Dataset
 
 
 class FindHandler:
-    def __init__(self, archive, bridge: LoopBridge, retrieve_ae: str) -> None:
+    def __init__(self, archive, bridge: LoopBridge, retrieve_ae: str, policy=None) -> None:
         self.archive = archive
         self.bridge = bridge
         self.retrieve_ae = retrieve_ae
+        self.policy = policy
 
     def __call__(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
         model = event.request.AffectedSOPClassUID
+        service = "worklist" if model == MWL_FIND else "find"
+        if self.policy and (refused := self.policy.refusal(event, service)):
+            yield refused, None
+            return
         try:
             identifier = event.identifier
             if model == MWL_FIND:

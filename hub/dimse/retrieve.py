@@ -37,11 +37,16 @@ def _value(row: dict[str, Any], tag: str) -> str:
 
 
 class Selector:
-    """Identifier -> stored instances, in clinical order."""
+    """Identifier -> stored instances, in clinical order (after the access check)."""
 
-    def __init__(self, archive, bridge: LoopBridge) -> None:
+    def __init__(self, archive, bridge: LoopBridge, policy=None) -> None:
         self.archive = archive
         self.bridge = bridge
+        self.policy = policy
+
+    def check(self, event: Event, service: str) -> None:
+        if self.policy and (refused := self.policy.refusal(event, service)):
+            raise Refused(refused)
 
     def select(self, identifier: Dataset, model: str) -> list[StoredInstance]:
         query = to_query(identifier, model)
@@ -82,7 +87,15 @@ class Selector:
                 return rows
 
 
+class Refused(Exception):
+    def __init__(self, status: Dataset) -> None:
+        super().__init__(str(status.get("ErrorComment", "")))
+        self.status = status
+
+
 def _failure(exc: Exception) -> Dataset:
+    if isinstance(exc, Refused):
+        return exc.status
     if isinstance(exc, IdentifierError):
         return status(exc.code, str(exc))
     if isinstance(exc, QueryError):
@@ -109,6 +122,7 @@ class MoveHandler:
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
             return
         try:
+            self.selector.check(event, "move")
             items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID)
             contexts = plan_contexts((i.SOPClassUID, i.stored_syntax) for i in items)
         except Exception as exc:
@@ -133,6 +147,7 @@ class GetHandler:
     def __call__(self, event: Event) -> Iterator[Any]:
         install_exact_sender(event.assoc)
         try:
+            self.selector.check(event, "get")
             items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID)
         except Exception as exc:
             yield 1

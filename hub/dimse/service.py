@@ -28,6 +28,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 import hub.worklist.model  # noqa: F401  (its table must exist before Archive.open)
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.dimse.access import AccessPolicy
 from hub.dimse.bridge import LoopBridge
 from hub.dimse.config import UNCOMPRESSED, DimseConfig, storage_sop_classes
 from hub.dimse.find import FindHandler
@@ -55,12 +56,13 @@ class DimseServer:
         self.archive = archive
         self.config = config
         bridge = LoopBridge(loop, config.timeout)
-        selector = Selector(archive, bridge)
-        self.store_handler = StoreHandler(archive, bridge, hashers=config.max_associations)
+        policy = AccessPolicy(archive, bridge, config.acl)
+        selector = Selector(archive, bridge, policy)
+        self.store_handler = StoreHandler(archive, bridge, config.max_associations, policy)
         self.handlers = [
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self.store_handler),
-            (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title)),
+            (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title, policy)),
             (evt.EVT_C_MOVE, MoveHandler(selector, config.move_destinations, config.timeout)),
             (evt.EVT_C_GET, GetHandler(selector)),
         ]

@@ -85,15 +85,18 @@ class StoreHandler:
     ``ingest_bytes`` without copying a large data set twice or a second pass over it.
     """
 
-    def __init__(self, archive, bridge: LoopBridge, hashers: int) -> None:
+    def __init__(self, archive, bridge: LoopBridge, hashers: int, policy=None) -> None:
         self.archive = archive
         self.bridge = bridge
+        self.policy = policy
         self._hasher = ThreadPoolExecutor(hashers, thread_name_prefix="dimse-sha256")
 
     def close(self) -> None:
         self._hasher.shutdown(wait=True)
 
     def __call__(self, event: Event) -> Dataset:
+        if self.policy and (refused := self.policy.refusal(event, "store")):
+            return refused
         try:
             temp, sha256, size = self._write_part10(event)
         except OSError as exc:
