@@ -156,3 +156,24 @@ def test_zero_length_tile_is_mended_and_the_rest_copied(corpus, tmp_path):
     assert mended.shape == (256, 256, 3)
     assert mended.min() >= 250  # white, whatever the colour model
     assert read_jpeg_header(frames[-1]).adobe_transform == (0 if rgb else None)
+
+
+def test_source_icc_profile_is_carried_over(corpus, tmp_path):
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[24:36] = bytes([7, 234, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6])  # its own creation date
+    src = tmp_path / "icc.tiff"
+    tifffile.imwrite(
+        src,
+        _tissue(corpus, 600, 500),
+        tile=(256, 256),
+        photometric="rgb",
+        compression="jpeg",
+        extratags=[(34675, 7, len(profile), bytes(profile), True)],
+    )
+    paths = convert_slide(src, tmp_path / "out")
+    for path in paths:
+        optical = pydicom.dcmread(path, stop_before_pixels=True).OpticalPathSequence[0]
+        assert optical.ICCProfile == bytes(profile)
+        assert "ColorSpace" not in optical

@@ -82,7 +82,10 @@ def _from_openslide(path: Path, slide) -> SlideInfo:
     associated = [Associated(kind, name) for name, kind in _ASSOCIATED.items() if name in present]
     vendor = props.get("openslide.vendor", "")
     manufacturer, model, serial, software = p.equipment(props)
-    icc = slide.color_profile.tobytes() if slide.color_profile is not None else None
+    # The TIFF tag holds the profile's exact bytes; OpenSlide's object re-serialises it.
+    icc = _tiff_icc(tif.pages.first) if tif is not None and tif.pages else None
+    if icc is None and slide.color_profile is not None:
+        icc = slide.color_profile.tobytes()
     info = SlideInfo(
         path=path,
         reader="openslide",
@@ -161,19 +164,23 @@ def _tiff_only(path: Path, openslide_reason: str) -> SlideInfo:
             for i, lv in enumerate(levels)
         ]
         page = levels[0].page
-        icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
         return SlideInfo(
             path=path,
             reader="tiff",
             vendor="ome-tiff" if tif.is_ome else "tiff",
             levels=source_levels,
             mpp=p.tiff_mpp(page),
-            icc_profile=bytes(icc) if icc is not None else None,
+            icc_profile=_tiff_icc(page),
             software=str(page.software or ""),
             source_compression=_source_compression(tif, ""),
         )
     finally:
         tif.close()
+
+
+def _tiff_icc(page) -> bytes | None:
+    tag = page.tags.get("InterColorProfile")
+    return bytes(tag.value) if tag is not None and tag.value else None
 
 
 def _check_decodable(tif, page) -> None:
