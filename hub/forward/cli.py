@@ -63,6 +63,9 @@ Handler = Callable[[argparse.Namespace, Settings, ForwardQueue], Awaitable[int]]
 def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         settings = Settings.from_env(data_dir=getattr(args, "data", None))
+        if settings.database_url is None and not settings.data_dir.is_dir():
+            print(f"no data folder {settings.data_dir} (give it with --data)", file=sys.stderr)
+            return 2
         return asyncio.run(_with_queue(handler, args, settings))
 
     return run
@@ -84,16 +87,19 @@ async def cmd_list(args: argparse.Namespace, _settings: Settings, queue: Forward
     if args.json:
         print(json.dumps([t.to_json() for t in tasks], indent=2))
         return 0
-    print(
-        f"{'id':>6}  {'state':<9}  {'target':<12}  {'tries':>5}  {'next try':<19}  sop / last error"
-    )
+    print(_row("id", "state", "target", "tries", "next try (UTC)", "SOP Instance UID"))
     for t in tasks:
-        print(
-            f"{t.id:>6}  {t.state:<9}  {t.target:<12}  {t.attempts:>5}  {_when(t):<19}  {t.sop_uid}"
-        )
-        if t.last_error and t.state != "done":
+        print(_row(t.id, t.state, t.target, t.attempts, _when(t), t.sop_uid))
+        if t.last_error and t.state in ("pending", "dead"):
             print(f"{'':>8}{t.last_error}")
+    if not tasks:
+        print("(no tasks)")
     return 0
+
+
+def _row(*cells: object) -> str:
+    task_id, state, target, tries, when, sop = (str(c) for c in cells)
+    return f"{task_id:>6}  {state:<9}  {target:<12}  {tries:>5}  {when:<19}  {sop}"
 
 
 async def cmd_show(args: argparse.Namespace, _settings: Settings, queue: ForwardQueue) -> int:

@@ -1,4 +1,4 @@
-"""The durable forward queue: every state change is one SQL statement on the index.
+"""The durable forward queue: every state change is one short transaction on the index.
 
 States: pending -> in_flight -> done | pending (retry later) | dead; pending -> cancelled;
 dead/cancelled/pending -> pending again through :meth:`ForwardQueue.retry`.
