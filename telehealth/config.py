@@ -19,6 +19,7 @@ class TelehealthSettings:
     jpeg_quality: int = 90
     # A session with no peer connected for this long is closed (captures are stored first).
     idle_timeout_seconds: float = 1800.0
+    max_sessions: int = 100
     manufacturer: str = "Tessera"
     station_name: str = "TESSERA-TELEHEALTH"
 

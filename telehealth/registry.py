@@ -22,6 +22,10 @@ from telehealth.us_image import Calibration
 log = logging.getLogger(__name__)
 
 
+class TooManySessions(RuntimeError):
+    """The hub holds as many live sessions as it is configured for."""
+
+
 class SessionRegistry:
     def __init__(self, archive: Archive, settings: TelehealthSettings) -> None:
         self.archive = archive
@@ -32,6 +36,8 @@ class SessionRegistry:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telehealth-capture")
 
     def create(self, attributes: Dataset, calibration: Calibration | None) -> Session:
+        if len(self._by_id) >= self.settings.max_sessions:
+            raise TooManySessions(f"{len(self._by_id)} sessions are open; end one first")
         session = Session(
             attributes,
             self.settings,

@@ -20,7 +20,7 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from telehealth.capture import CaptureError
 from telehealth.config import TelehealthSettings
 from telehealth.ice import use_host_candidates
-from telehealth.registry import SessionRegistry
+from telehealth.registry import SessionRegistry, TooManySessions
 from telehealth.session import MessageError, Role, Session, capture_command
 from telehealth.signaling import serve_socket
 from telehealth.us_image import Calibration
@@ -75,7 +75,10 @@ async def start_session(request: web.Request) -> web.Response:
         calibration = body.get("calibration") and Calibration.from_json(body["calibration"])
     except (WorklistError, ValueError) as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from None
-    session = request.app[REGISTRY_KEY].create(attributes, calibration)
+    try:
+        session = request.app[REGISTRY_KEY].create(attributes, calibration)
+    except TooManySessions as exc:
+        raise _error(web.HTTPServiceUnavailable, str(exc)) from None
     invite = f"/telehealth/specialist?code={session.invite_code}"
     return web.json_response(
         {

@@ -50,6 +50,7 @@ MESSAGES_ALLOWED: dict[Role, set[str]] = {
 }
 ANNOTATIONS = {"pointer", "arrow", "clear"}
 MAX_MESSAGE_BYTES = 4096
+MAX_PENDING_MESSAGES = 64  # data-channel commands being handled at once, per peer
 
 # Stores a finished capture (Part-10 bytes) for the named actor; returns a JSON-able summary.
 StoreFn = Callable[[bytes, str], Awaitable[dict[str, Any]]]
@@ -258,6 +259,9 @@ class Session:
 
         @channel.on("message")
         def received(message: str | bytes) -> None:
+            if len(peer.tasks) >= MAX_PENDING_MESSAGES:
+                peer.send({"type": "error", "message": "too many commands at once; dropped"})
+                return
             task = asyncio.create_task(self._handle_message(peer, message))
             peer.tasks.add(task)
             task.add_done_callback(peer.tasks.discard)

@@ -94,6 +94,7 @@ def keep_image_attributes(ds: Dataset) -> Dataset:
             setattr(kept, keyword, ds[keyword].value)
     if "StudyInstanceUID" not in kept:
         kept.StudyInstanceUID = generate_uid()
+    _prune_requests(kept)
     if "StudyID" not in kept:  # Annex J: Study ID from the Requested Procedure ID
         requests = kept.get("RequestAttributesSequence") or [Dataset()]
         kept.StudyID = str(requests[0].get("RequestedProcedureID", ""))[:16]
@@ -131,7 +132,27 @@ def inline_image_attributes(body: dict[str, Any]) -> Dataset:
         request.ScheduledProtocolCodeSequence = [_code(protocol)]
         ds.PerformedProtocolCodeSequence = [_code(protocol)]
     ds.RequestAttributesSequence = [request]
+    _prune_requests(ds)
     return ds
+
+
+def _prune_requests(ds: Dataset) -> None:
+    """Drop empty values from the request items; an item left empty goes too.
+
+    RequestedProcedureID and ScheduledProcedureStepID are Type 1C there: present only with a
+    value (an ad-hoc session has no scheduled step)."""
+    items = []
+    for item in ds.get("RequestAttributesSequence") or []:
+        for element in list(item):
+            if element.value in (None, "", []) or (element.VR == "SQ" and not element.value):
+                del item[element.tag]
+        if len(item):
+            items.append(item)
+    if "RequestAttributesSequence" in ds:
+        if items:
+            ds.RequestAttributesSequence = items
+        else:
+            del ds.RequestAttributesSequence
 
 
 def _paediatric_fields(ds: Dataset, patient: dict[str, Any]) -> None:
