@@ -7,6 +7,8 @@ POST /api/worklist                      create; body: NewItem fields -> 201 + it
 GET  /api/worklist/{id}                 one item
 POST /api/worklist/{id}/start|complete|cancel
                                         status change; 409 when the current status forbids it
+
+A SCHEDULED item becomes STARTED by itself when the first image of its study is stored.
 """
 
 from __future__ import annotations
@@ -101,8 +103,15 @@ def _transition(action: str):
 async def _ensure_table(app: web.Application) -> AsyncIterator[None]:
     # The table is normally created with the archive schema; this covers an archive that
     # was opened before hub.worklist was imported.
-    async with app[ARCHIVE_KEY].engine.begin() as conn:
+    archive = app[ARCHIVE_KEY]
+    async with archive.engine.begin() as conn:
         await conn.run_sync(model.worklist_items.metadata.create_all, [model.worklist_items])
+
+    async def start_on_first_image(record: dict) -> None:
+        if record.get("status") == "stored":
+            await model.start_for_study(archive.engine, record["study_uid"])
+
+    archive.subscribe(start_on_first_image)
     yield
 
 

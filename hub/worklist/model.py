@@ -355,6 +355,20 @@ async def transition(engine: AsyncEngine, item_id: int, action: str) -> Worklist
     return item
 
 
+async def start_for_study(engine: AsyncEngine, study_uid: str) -> bool:
+    """Mark the scheduled step of `study_uid` STARTED (its first image has arrived)."""
+    t = worklist_items.c
+    scheduled = (t.study_uid == study_uid) & (t.status == SCHEDULED)
+    async with engine.connect() as conn:  # a read first: most images have no worklist item
+        if (await conn.execute(select(t.id).where(scheduled))).first() is None:
+            return False
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(worklist_items).where(scheduled).values(status=STARTED, updated_at=time.time())
+        )
+    return result.rowcount > 0
+
+
 def _where(flt: WorklistFilter) -> list:
     """SQL conditions from the archive's matching engine (the one QIDO-RS and C-FIND use)."""
     t = worklist_items.c

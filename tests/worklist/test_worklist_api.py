@@ -163,3 +163,45 @@ async def test_app_runs_the_dimse_scp_for_the_worklist(app_url, tmp_path: Path) 
 
     answers = [dcmread(p) for p in await asyncio.to_thread(lambda: sorted(out.iterdir()))]
     assert [a.StudyInstanceUID for a in answers] == [item["study_uid"]]
+
+
+@pytest.mark.peers
+async def test_first_image_starts_the_step(app_url, tmp_path: Path) -> None:
+    """An image made with image_attributes(item) and sent by storescu lands in the item's
+    study, findable by its accession number, and the step becomes STARTED."""
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk is not installed")
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    from hub.archive.query import Query
+    from hub.worklist import get_item, image_attributes
+
+    url, app = app_url
+    async with aiohttp.ClientSession() as http, http.post(url + "/api/worklist", json=BABY) as resp:
+        created = await resp.json()
+    archive = app[ARCHIVE_KEY]
+    item = await get_item(archive.engine, created["id"])
+    image = dcmread(get_testdata_file("CT_small.dcm"))
+    image.update(image_attributes(item))
+    image.SeriesInstanceUID = generate_uid()
+    image.SOPInstanceUID = image.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path = tmp_path / "acquired.dcm"
+    await asyncio.to_thread(image.save_as, path)
+    port = app[dimse_service.DIMSE_KEY].server.port
+    proc = await asyncio.create_subprocess_exec(
+        "storescu", "-aec", "TESSERA", "127.0.0.1", str(port), str(path),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await proc.wait() == 0
+
+    studies = await archive.search(
+        Query(level="STUDY", keys={"AccessionNumber": created["accession"]})
+    )
+    assert [s["0020000D"]["Value"][0] for s in studies] == [created["study_uid"]]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url + f"/api/worklist/{created['id']}") as resp,
+    ):
+        assert (await resp.json())["status"] == "STARTED"
