@@ -38,23 +38,24 @@ _J2K_EOC = b"\xff\xd9"
 def convert(
     src: Path, out_dir: Path, ids: SlideIds, options: ConvertOptions, progress: Progress | None
 ) -> list[Path]:
-    slide = open_slide(src)
-    levels = plan(slide, options)
-    wanted = {
-        "LABEL": options.include_label,
-        "OVERVIEW": options.include_overview,
-        "THUMBNAIL": options.include_thumbnail,
-    }
-    associated = [a for a in slide.associated if wanted[a.kind]]
-    names = [f"level{i}.dcm" for i in range(len(levels))]
-    names += [f"{a.kind.lower()}.dcm" for a in associated]
-    clashes = [n for n in names if (out_dir / n).exists()]
-    if clashes:
-        raise ConversionError(f"{out_dir}: already holds {', '.join(clashes)}; not overwriting")
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
+    staging: Path | None = None
     try:
+        slide = open_slide(src)
+        levels = plan(slide, options)
+        wanted = {
+            "LABEL": options.include_label,
+            "OVERVIEW": options.include_overview,
+            "THUMBNAIL": options.include_thumbnail,
+        }
+        associated = [a for a in slide.associated if wanted[a.kind]]
+        names = [f"level{i}.dcm" for i in range(len(levels))]
+        names += [f"{a.kind.lower()}.dcm" for a in associated]
+        clashes = [n for n in names if (out_dir / n).exists()]
+        if clashes:
+            raise ConversionError(f"{out_dir}: already holds {', '.join(clashes)}; not overwriting")
+
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
         job = _Conversion(slide, ids, options, staging, progress)
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
@@ -67,10 +68,13 @@ def convert(
         return _publish(staging, out_dir, names)
     except ConversionError:
         raise
+    except OSError as exc:
+        raise ConversionError(f"{src.name}: {exc}") from exc
     except Exception as exc:
         raise ConversionError(f"{src.name}: conversion failed: {exc}") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _publish(staging: Path, out_dir: Path, names: list[str]) -> list[Path]:

@@ -88,3 +88,11 @@ def test_72_dpi_placeholder_counts_as_no_spacing(wsi_converted):
     spacing, ds = _spacing_mm(wsi_converted["small_HE_levels.tiff"].paths[0])
     assert spacing == pytest.approx([0.001, 0.001])  # ConvertOptions.fallback_mpp = 1.0 um
     assert "assumed 1 um/pixel" in ds.ImageComments
+
+
+def test_unwritable_destination(corpus, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConversionError, match="small.svs"):
+        convert_slide(corpus / "wsi" / "small.svs", blocker / "out")
+    assert _leftovers(tmp_path) == [blocker]
