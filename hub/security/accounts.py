@@ -8,7 +8,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.security import passwords
@@ -117,11 +117,23 @@ async def set_password(engine: AsyncEngine, username: str, password: str) -> Non
         raise AccountError(str(e)) from None
     password_hash = await passwords.hash_password(password)
     async with engine.begin() as conn:
-        result = await conn.execute(
-            update(users).where(users.c.username == username).values(password_hash=password_hash)
-        )
-        if result.rowcount == 0:
+        user_id = await conn.scalar(select(users.c.id).where(users.c.username == username))
+        if user_id is None:
             raise AccountError(f"no user {username!r}")
+        await conn.execute(
+            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        )
+        # Whoever knew the old password may hold a session: end them all.
+        await conn.execute(
+            update(tokens)
+            .where(
+                tokens.c.user_fk == user_id,
+                tokens.c.kind == "session",
+                tokens.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=time.time())
+        )
+    _cache.clear()
 
 
 async def check_password(engine: AsyncEngine, username: str, password: str) -> Principal | None:
@@ -281,6 +293,16 @@ async def list_tokens(engine: AsyncEngine, username: str | None = None) -> list[
         query = query.where(users.c.username == username)
     async with engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def purge_expired(engine: AsyncEngine, keep_seconds: float = 7 * 86400) -> int:
+    """Delete sessions and tokens that expired or were revoked more than a week ago."""
+    cutoff = time.time() - keep_seconds
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(tokens).where(or_(tokens.c.expires_at < cutoff, tokens.c.revoked_at < cutoff))
+        )
+    return result.rowcount
 
 
 _cache: dict[str, tuple[float, Principal | None]] = {}

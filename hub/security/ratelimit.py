@@ -66,4 +66,11 @@ async def record(engine: AsyncEngine, username: str, address: str, ok: bool) -> 
                     login_attempts.c.username == username, login_attempts.c.ok.is_(False)
                 )
             )
-        await conn.execute(delete(login_attempts).where(login_attempts.c.at < now - KEEP_SECONDS))
+
+
+async def purge(engine: AsyncEngine) -> None:
+    """Forget attempts older than a day (they no longer count towards any lockout)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            delete(login_attempts).where(login_attempts.c.at < time.time() - KEEP_SECONDS)
+        )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.security import audit_trail as audit_mod
-from hub.security.accounts import ensure_admin
+from hub.security import ratelimit
+from hub.security.accounts import ensure_admin, purge_expired
 from hub.security.admin_routes import add_admin_routes
 from hub.security.middleware import (
     SECURITY_KEY,
@@ -22,6 +26,9 @@ from hub.security.middleware import (
 from hub.security.redact import install_log_redaction
 from hub.security.routes import add_routes
 from hub.security.tables import ensure_schema
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_SECONDS = 3600.0
 
 
 def setup(
@@ -64,8 +71,23 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
             file=sys.stderr,
             flush=True,
         )
+    housekeeping = asyncio.create_task(_housekeeping(state.engine), name="security-housekeeping")
     try:
         yield
     finally:
+        housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeping
         await log.close()
         audit_mod.detach(state.engine)
+
+
+async def _housekeeping(engine: AsyncEngine) -> None:
+    """Hourly: forget long-expired sessions and tokens, and old login attempts."""
+    while True:
+        try:
+            await purge_expired(engine)
+            await ratelimit.purge(engine)
+        except Exception:  # noqa: BLE001 - housekeeping must not end the hub
+            log.exception("security housekeeping failed")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)

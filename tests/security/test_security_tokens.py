@@ -85,3 +85,24 @@ async def test_malformed_authorization_headers(gate: Gate) -> None:
                 gate.url + "/dicomweb/studies", headers={"Authorization": value}
             ) as resp:
                 assert resp.status == 401, value
+
+
+async def test_password_change_ends_sessions_but_not_api_tokens(gate: Gate) -> None:
+    _, session = await issue_token(gate.engine, "clinic-user", kind="session")
+    _, api = await issue_token(gate.engine, "clinic-user")
+    await accounts.set_password(gate.engine, "clinic-user", "another long password")
+    assert await resolve_token(gate.engine, session) is None
+    assert await resolve_token(gate.engine, api) is not None
+
+
+async def test_purge_forgets_long_dead_tokens_only(engine) -> None:
+    await create_user(engine, "svc", "integration", None)
+    old_id, _ = await issue_token(engine, "svc", ttl_seconds=60)
+    live_id, _ = await issue_token(engine, "svc", ttl_seconds=60)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tokens).where(tokens.c.id == old_id).values(expires_at=time.time() - 8 * 86400)
+        )
+    assert await accounts.purge_expired(engine) == 1
+    async with engine.connect() as conn:
+        assert (await conn.scalars(select(tokens.c.id))).all() == [live_id]
