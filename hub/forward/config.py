@@ -128,7 +128,8 @@ class Timeouts:
     acse: float = 30.0  # association negotiation
     dimse: float = 120.0  # waiting for a C-STORE response
     network: float = 120.0  # idle socket
-    http: float = 300.0  # whole STOW-RS request
+    http: float = 300.0  # STOW-RS: waiting for the response; a whole request may take this
+    # plus its size at 256 KiB/s
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,19 @@ REFERENCED_SOP_SEQUENCE = "00081199"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
 FAILURE_REASON = "00081197"
 WARNING_REASON = "00081196"
+MIN_UPLOAD_RATE = 256 * 1024  # bytes/s a STOW-RS upload may fall to before it is given up
 
 
 def session_for(target: StowTarget, timeouts: Timeouts) -> aiohttp.ClientSession:
     headers = {hdrs.ACCEPT: "application/dicom+json"}
     if target.token:
         headers[hdrs.AUTHORIZATION] = f"Bearer {target.token}"
-    timeout = aiohttp.ClientTimeout(total=timeouts.http, connect=timeouts.connect)
+    timeout = aiohttp.ClientTimeout(connect=timeouts.connect, sock_read=timeouts.http)
     return aiohttp.ClientSession(headers=headers, timeout=timeout)
 
 
 async def send_one(
-    session: aiohttp.ClientSession, target: StowTarget, path: Path, sop_uid: str
+    session: aiohttp.ClientSession, target: StowTarget, path: Path, sop_uid: str, timeouts: Timeouts
 ) -> Outcome:
     loop = asyncio.get_running_loop()
     try:
@@ -41,10 +43,13 @@ async def send_one(
     except OSError as exc:
         return Outcome.dead(f"stored file cannot be read: {exc}")
     try:
+        size = os.fstat(f.fileno()).st_size
+        # A whole slide can take a while: allow the configured time plus a floor transfer rate.
+        timeout = aiohttp.ClientTimeout(total=timeouts.http + size / MIN_UPLOAD_RATE)
         with aiohttp.MultipartWriter("related") as body:
             body.append(f, {hdrs.CONTENT_TYPE: "application/dicom"})
             body.headers[hdrs.CONTENT_TYPE] += '; type="application/dicom"'
-            async with session.post(target.studies_url, data=body) as resp:
+            async with session.post(target.studies_url, data=body, timeout=timeout) as resp:
                 text = await resp.text(errors="replace")
                 return _judge(resp.status, text, sop_uid)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:

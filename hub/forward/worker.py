@@ -177,7 +177,9 @@ class Forwarder:
                     continue
                 try:
                     outcomes.append(
-                        await stow_sender.send_one(session, target, blob.path, task.sop_uid)
+                        await stow_sender.send_one(
+                            session, target, blob.path, task.sop_uid, self.config.timeouts
+                        )
                     )
                 finally:
                     await loop.run_in_executor(self._executor, blob.release)
