@@ -141,7 +141,7 @@ class _Conversion:
         bound: pread/writev release the GIL) while this thread feeds the encoding workers."""
         from concurrent.futures import ThreadPoolExecutor
 
-        if encodes and any(level.frames > 1 for level, *_ in encodes):
+        if self.options.workers > 1 and any(level.frames > 1 for level, *_ in encodes):
             # Fork the workers now, before the copying thread exists: a child forked while another
             # thread holds a lock (malloc, OpenSlide's, the import lock) can hang forever. The pool
             # forks lazily on its first task, so hand it a trivial one.
