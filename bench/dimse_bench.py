@@ -1,19 +1,23 @@
 """DIMSE benchmark: Tessera's SCP side by side with Orthanc, driven by the same dcmtk tools.
 
+Two measurements per run:
+
   ingest   storescu of every file in DIR (one association, files sent as they are: each
            file's own transfer syntax is proposed): instances/s and MB/s, RUNS times, each
            into a fresh archive
   find     findscu STUDY-level C-FIND, N times one after another: latency p50/p90 per query
            (process start and association included, the same for both systems)
-  orthanc  the same two measurements against the Orthanc peer (/work/shared/peers/orthanc.sh;
-           DICOM port 4242, AE ORTHANC, accepts BENCHSCU), restarted on an empty store per run
+
+for each system named (tessera: the SCP of hub.dimse on a fresh archive in this process;
+orthanc: the Orthanc peer of /work/shared/peers/orthanc.sh, DICOM port 4242, AE ORTHANC,
+restarted on an empty store per run). Runs alternate between the systems.
 
 Default DIR: the 6-instance, 254 MB DICOM WSI pyramid of the peers' big slide (the data of the
 Orthanc baseline in /work/shared/peers/README.md), made with wsidicomizer if missing.
 Prints one JSON document (``--json OUT`` also writes it). Not a test: nothing is asserted.
 
-    .venv/bin/python bench/dimse_bench.py tessera --runs 3
-    .venv/bin/python bench/dimse_bench.py orthanc --runs 3
+    .venv/bin/python bench/dimse_bench.py tessera orthanc --runs 3
+    .venv/bin/python bench/dimse_bench.py tessera orthanc --data <folder of many small files>
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -118,41 +123,47 @@ async def store_and_find(
     return row
 
 
-async def run_tessera(files: list[Path], runs: int, finds: int) -> list[dict[str, Any]]:
+async def tessera_run(files: list[Path], finds: int) -> dict[str, Any]:
+    """One run into a fresh archive, the SCP in this process (its own threads)."""
     import hub.worklist.model  # noqa: F401
     from hub.archive import Archive
     from hub.config import Settings
     from hub.dimse.config import DimseConfig
     from hub.dimse.service import DimseServer
 
-    rows = []
-    for _ in range(runs):
-        data = WORK / "tessera-data"
-        shutil.rmtree(data, ignore_errors=True)
-        settings = Settings(data_dir=data, dimse_port=0, ae_title="TESSERA")
-        archive = await Archive.open(settings)
-        server = DimseServer(
-            archive, DimseConfig.from_settings(settings), asyncio.get_running_loop()
-        )
-        await asyncio.to_thread(server.start)
-        try:
-            address = ["-aec", "TESSERA", HOST, str(server.port)]
-            rows.append(await store_and_find(files, address, "BENCHSCU", finds))
-        finally:
-            await asyncio.to_thread(server.stop)
-            await archive.close()
-    return rows
+    data = WORK / "tessera-data"
+    await asyncio.to_thread(shutil.rmtree, data, True)
+    settings = Settings(data_dir=data, dimse_port=0, ae_title="TESSERA")
+    archive = await Archive.open(settings)
+    server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
+    await asyncio.to_thread(server.start)
+    try:
+        address = ["-aec", "TESSERA", HOST, str(server.port)]
+        return await store_and_find(files, address, "BENCHSCU", finds)
+    finally:
+        await asyncio.to_thread(server.stop)
+        await archive.close()
 
 
-async def run_orthanc(files: list[Path], runs: int, finds: int) -> list[dict[str, Any]]:
-    rows = []
+async def orthanc_run(files: list[Path], finds: int) -> dict[str, Any]:
+    """One run into a freshly wiped Orthanc."""
+    for action in ("stop", "wipe", "start"):
+        await asyncio.to_thread(orthanc, action)
+    try:
+        return await store_and_find(files, ["-aec", "ORTHANC", HOST, "4242"], "BENCHSCU", finds)
+    finally:
+        await asyncio.to_thread(orthanc, "stop")
+
+
+async def run_systems(
+    systems: list[str], files: list[Path], runs: int, finds: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Runs alternate between the systems so that a busy machine hurts both alike."""
+    one_run = {"tessera": tessera_run, "orthanc": orthanc_run}
+    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
     for _ in range(runs):
-        for action in ("stop", "wipe", "start"):
-            await asyncio.to_thread(orthanc, action)
-        rows.append(
-            await store_and_find(files, ["-aec", "ORTHANC", HOST, "4242"], "BENCHSCU", finds)
-        )
-    await asyncio.to_thread(orthanc, "stop")
+        for system in systems:
+            rows[system].append(await one_run[system](files, finds))
     return rows
 
 
@@ -169,21 +180,22 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("system", choices=["tessera", "orthanc"])
+    parser.add_argument("systems", nargs="+", choices=["tessera", "orthanc"])
     parser.add_argument("--data", type=Path, default=None, help="folder of .dcm files")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--finds", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    files = files_of(args.data or default_data())
-    runner = run_tessera if args.system == "tessera" else run_orthanc
-    rows = asyncio.run(runner(files, args.runs, args.finds))
+    folder = args.data or default_data()
+    files = files_of(folder)
+    load_before = os.getloadavg()[0]
+    rows = asyncio.run(run_systems(args.systems, files, args.runs, args.finds))
     doc = {
-        "system": args.system,
-        "data": str(args.data or default_data()),
+        "data": str(folder),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "median": {system: summary(r) for system, r in rows.items()},
         "runs": rows,
-        "median": summary(rows),
     }
     text = json.dumps(doc, indent=2)
     print(text)
