@@ -92,33 +92,47 @@ async def _timed_get(
 
 # -- STOW-RS -----------------------------------------------------------------
 async def _multipart_body(path: Path, boundary: str) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
     yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+    async for block in _file_body(path):
+        yield block
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+async def _file_body(path: Path) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
     f = await loop.run_in_executor(None, path.open, "rb")
     try:
         while block := await loop.run_in_executor(None, f.read, READ_CHUNK):
             yield block
     finally:
         f.close()
-    yield f"\r\n--{boundary}--\r\n".encode()
 
 
-async def stow(base: str, files: list[Path], token: str | None) -> dict[str, Any]:
+async def stow(
+    base: str, files: list[Path], token: str | None, rest_url: str | None = None
+) -> dict[str, Any]:
+    """STOW-RS to {base}/studies, or with rest_url each file as the raw body of a POST there
+    (Orthanc's own upload, POST /instances)."""
     sizes = [f.stat().st_size for f in files]
     statuses: list[int] = []
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         start = time.perf_counter()
         for path in files:
-            boundary = uuid.uuid4().hex
-            headers = {
-                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-                **DICOM_JSON,
-                **_auth(token),
-            }
-            async with session.post(
-                f"{base}/studies", data=_multipart_body(path, boundary), headers=headers
-            ) as r:
+            if rest_url:
+                url, body, headers = rest_url, _file_body(path), {**_auth(token)}
+                headers["Content-Type"] = "application/dicom"
+            else:
+                boundary = uuid.uuid4().hex
+                url, body = f"{base}/studies", _multipart_body(path, boundary)
+                headers = {
+                    "Content-Type": (
+                        f'multipart/related; type="application/dicom"; boundary={boundary}'
+                    ),
+                    **DICOM_JSON,
+                    **_auth(token),
+                }
+            async with session.post(url, data=body, headers=headers) as r:
                 await r.read()
                 statuses.append(r.status)
         wall = time.perf_counter() - start
@@ -172,6 +186,8 @@ async def _level0(session: aiohttp.ClientSession, base: str, headers: dict) -> d
             if set(item.get("00080008", {}).get("Value") or []) & set(NON_VOLUME):
                 continue
             frames = int(_value(item, "00280008", 0) or 0)
+            if not frames:  # not returned by QIDO: ask the instance's metadata
+                frames = await _frames_from_metadata(session, base, headers, study_uid, item)
             if best is None or frames > best["frames"]:
                 best = {
                     "study": study_uid,
@@ -182,6 +198,19 @@ async def _level0(session: aiohttp.ClientSession, base: str, headers: dict) -> d
     if best is None:
         raise RuntimeError(f"no VL WSI volume instance at {base}")
     return best
+
+
+async def _frames_from_metadata(
+    session: aiohttp.ClientSession, base: str, headers: dict, study_uid: str, item: dict
+) -> int:
+    level = {
+        "study": study_uid,
+        "series": _value(item, "0020000E"),
+        "sop": _value(item, "00080018"),
+    }
+    async with session.get(f"{_instance_url(base, level)}/metadata", headers=headers) as r:
+        (metadata,) = await r.json(content_type=None)
+    return int(_value(metadata, "00280008", 1) or 1)
 
 
 def _instance_url(base: str, level0: dict[str, Any]) -> str:
@@ -209,8 +238,16 @@ def wrk_script(
 
 
 def run_wrk(
-    url: str, script: str, connections: int, seconds: float, threads: int = 2
+    url: str,
+    script: str,
+    connections: int,
+    seconds: float,
+    threads: int = 2,
+    server_pids: list[int] | None = None,
+    timeout: float = 10.0,
 ) -> dict[str, Any]:
+    """wrk at one concurrency; with server_pids, also the servers' CPU time per request
+    (a figure that other load on the machine disturbs much less than requests/s)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
@@ -221,17 +258,49 @@ def run_wrk(
             f"-d{int(seconds)}s",
             "--latency",
             "--timeout",
-            "10s",
+            f"{int(timeout)}s",
             "-s",
             f.name,
             url,
         ]
+        cpu_before, machine_before = _cpu_seconds(server_pids), _machine_busy()
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+        cpu_after, machine_after = _cpu_seconds(server_pids), _machine_busy()
     finally:
         os.unlink(f.name)
     result = parse_wrk(out)
     result.update(concurrency=connections, seconds=seconds, command=" ".join(cmd[:-3]))
+    if server_pids and result.get("requests"):
+        used = cpu_after - cpu_before
+        result["server_cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
+        result["server_cores_busy"] = round(used / seconds, 2)
+    busy = [b - a for a, b in zip(machine_before, machine_after, strict=True)]
+    result["machine_cores_busy"] = round(busy[0] / seconds, 2) if busy[1] else None
     return result
+
+
+def _cpu_seconds(pids: list[int] | None) -> float:
+    """User + system CPU seconds of the given processes and their children."""
+    import psutil
+
+    total = 0.0
+    for pid in pids or []:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy CPU seconds over all cores, total CPU seconds) since boot."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq, sum(t)
 
 
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -263,7 +332,13 @@ def parse_wrk(out: str) -> dict[str, Any]:
 
 
 async def frames_wrk(
-    base: str, token: str | None, levels: list[int], seconds: float, level0: dict | None
+    base: str,
+    token: str | None,
+    levels: list[int],
+    seconds: float,
+    level0: dict | None = None,
+    server_pids: list[int] | None = None,
+    request_timeout: float = 10.0,
 ) -> dict[str, Any]:
     if level0 is None:
         async with aiohttp.ClientSession() as session:
@@ -273,7 +348,12 @@ async def frames_wrk(
     await _check_frames(prefix, level0["frames"], token)
     return {
         "level0": level0,
-        "levels": [run_wrk(_origin(base), script, c, seconds) for c in levels],
+        "levels": [
+            run_wrk(
+                _origin(base), script, c, seconds, server_pids=server_pids, timeout=request_timeout
+            )
+            for c in levels
+        ],
     }
 
 
@@ -287,7 +367,11 @@ async def _check_frames(prefix: str, count: int, token: str | None, samples: int
         for _ in range(samples):
             async with session.get(f"{prefix}{rng.randint(1, count)}", headers=headers) as r:
                 body = await r.read()
-                if r.status != 200 or b"\xff\xd8" not in body[:400] or not body.endswith(b"--\r\n"):
+                if (
+                    r.status != 200
+                    or b"\xff\xd8" not in body[:400]
+                    or not body.rstrip().endswith(b"--")
+                ):
                     raise RuntimeError(f"bad frame response {r.status} {body[:120]!r}")
 
 
@@ -360,16 +444,248 @@ def static(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _wait_port(port: int, seconds: float = 10.0) -> None:
+def _wait_port(port: int, seconds: float = 10.0, proc: subprocess.Popen | None = None) -> None:
     import socket
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server for port {port} exited with {proc.returncode}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+# -- the whole comparison ------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+PEERS = REPO.parent / "shared" / "peers"
+SLIDE_SVS = Path("/tmp/peers/data/big-40000x30000.svs")
+WSIDICOMIZER = Path("/tmp/peers/venv/bin/wsidicomizer")
+WORK = Path("/tmp/peers/dicomweb-bench")
+OUT = REPO / "bench" / "out"
+ORTHANC = Path("/usr/sbin/Orthanc")
+ORTHANC_HTTP, ORTHANC_DICOM = 18042, 14242  # a private Orthanc, apart from the shared 8042
+
+
+def slide_dicom(work: Path) -> Path:
+    """The big synthetic slide as DICOM (wsidicomizer, JPEG tiles copied): made once."""
+    folder = work / "slide"
+    if not any(folder.glob("*.dcm")):
+        if not (WSIDICOMIZER.exists() and SLIDE_SVS.exists()):
+            raise SystemExit(f"run `bash {PEERS}/setup.sh` first: no {SLIDE_SVS} or wsidicomizer")
+        shutil.rmtree(folder, ignore_errors=True)
+        cmd = [str(WSIDICOMIZER), "-i", str(SLIDE_SVS), "-o", str(folder)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return folder
+
+
+class TesseraServer:
+    """`tessera serve` on a fresh data folder, with an API token when access control is on."""
+
+    def __init__(
+        self, data: Path, port: int, repo: Path = REPO, extra: list[str] | None = None
+    ) -> None:
+        self.data, self.port, self.repo, self.extra = data, port, repo, extra or []
+        self.env = {**os.environ, "PYTHONPATH": str(repo)}
+        self.proc: subprocess.Popen | None = None
+        self.token: str | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dicomweb"
+
+    def __enter__(self) -> TesseraServer:
+        shutil.rmtree(self.data, ignore_errors=True)
+        cmd = [sys.executable, "-m", "hub.cli", "serve", "--data", str(self.data)]
+        cmd += ["--port", str(self.port), *self.extra]
+        log = open(self.data.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.repo, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        _wait_port(self.port, 60, self.proc)
+        self.token = self._issue_token()
+        return self
+
+    def _issue_token(self) -> str | None:
+        cli = [sys.executable, "-m", "hub.cli", "user"]
+        add = [*cli, "add", "--data", str(self.data), "bench", "--role", "integration"]
+        made = subprocess.run(
+            [*add, "--no-password"], cwd=self.repo, env=self.env, capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            return None  # no access control in this build
+        issued = subprocess.run(
+            [*cli, "token", "--data", str(self.data), "bench", "--days", "1"],
+            cwd=self.repo,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return issued.stdout.strip().splitlines()[-1].strip()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+class OrthancServer:
+    """Orthanc 1.10 + DICOMweb + WSI plugins with the peers' configuration, on its own ports
+    and storage so that it does not disturb the shared instance of orthanc.sh."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work / "orthanc"
+        self.proc: subprocess.Popen | None = None
+
+    base = f"http://127.0.0.1:{ORTHANC_HTTP}/dicom-web"
+    rest = f"http://127.0.0.1:{ORTHANC_HTTP}/instances"
+
+    def __enter__(self) -> OrthancServer:
+        shutil.rmtree(self.work, ignore_errors=True)
+        (self.work / "db").mkdir(parents=True)
+        text = (PEERS / "orthanc.json").read_text()
+        text = text.replace("/tmp/peers/orthanc/db", str(self.work / "db"))
+        text = text.replace('"HttpPort" : 8042', f'"HttpPort" : {ORTHANC_HTTP}')
+        text = text.replace('"DicomPort" : 4242', f'"DicomPort" : {ORTHANC_DICOM}')
+        text = text.replace("127.0.0.1:8042", f"127.0.0.1:{ORTHANC_HTTP}")
+        (self.work / "orthanc.json").write_text(text)
+        log = open(self.work / "stdout.log", "w")  # noqa: SIM115
+        cmd = [str(ORTHANC), f"--logdir={self.work}", str(self.work / "orthanc.json")]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        _wait_port(ORTHANC_HTTP, 60, self.proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+
+def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if r["ok"]]
+    return {
+        "runs": runs,
+        "ok_runs": len(ok),
+        "MB_per_s": statistics.median(r["MB_per_s"] for r in ok) if ok else None,
+        "instances_per_s": statistics.median(r["instances_per_s"] for r in ok) if ok else None,
+    }
+
+
+def suite(
+    runs: int,
+    levels: list[int],
+    seconds: float,
+    port: int,
+    with_orthanc: bool,
+    repo: Path = REPO,
+) -> dict[str, Any]:
+    """STOW runs interleaved (so other load on the machine hits every system alike), then
+    reads on the last loaded copy of each, then nginx on the extracted tiles."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    folder = slide_dicom(WORK)
+    files = sorted(folder.glob("*.dcm"))
+    orthanc = with_orthanc and ORTHANC.exists() and (PEERS / "orthanc.json").exists()
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "files": len(files),
+        "bytes": sum(f.stat().st_size for f in files),
+        "load_average_start": os.getloadavg(),
+    }
+    stow_runs: dict[str, list] = {"tessera": [], "orthanc_stow_rs": [], "orthanc_rest": []}
+    for _ in range(runs):
+        with TesseraServer(WORK / "tessera", port, repo) as hub:
+            stow_runs["tessera"].append(asyncio.run(stow(hub.base, files, hub.token)))
+        if orthanc:
+            with OrthancServer(WORK):
+                stow_runs["orthanc_stow_rs"].append(
+                    asyncio.run(stow(OrthancServer.base, files, None))
+                )
+            with OrthancServer(WORK):
+                stow_runs["orthanc_rest"].append(
+                    asyncio.run(stow("", files, None, rest_url=OrthancServer.rest))
+                )
+    result["stow"] = {k: _median_of(v) for k, v in stow_runs.items() if v}
+    with TesseraServer(WORK / "tessera", port, repo) as hub:
+        asyncio.run(stow(hub.base, files, hub.token))
+        result["tessera"] = asyncio.run(_reads(hub.base, hub.token, levels, seconds, hub.proc))
+    if orthanc:
+        with OrthancServer(WORK) as peer:
+            asyncio.run(stow(peer.base, files, None))
+            # Orthanc needs about half a second per frame of this instance: a long timeout.
+            result["orthanc"] = asyncio.run(
+                _reads(peer.base, None, levels, seconds, peer.proc, request_timeout=60)
+            )
+    if shutil.which("nginx"):
+        tiles = WORK / "tiles"
+        level0 = max(files, key=lambda f: f.stat().st_size)
+        if not (tiles / "1").exists():
+            extract(level0, tiles)
+        result["nginx"] = static(tiles, port + 10, levels, seconds)
+    result["load_average_end"] = os.getloadavg()
+    return result
+
+
+async def _reads(
+    base: str,
+    token: str | None,
+    levels: list[int],
+    seconds: float,
+    proc: subprocess.Popen | None,
+    request_timeout: float = 10.0,
+) -> dict[str, Any]:
+    found = await find(base, token, reps=10)
+    pids = [proc.pid] if proc is not None else None
+    loaded = await frames_wrk(
+        base, token, levels, seconds, found["level0"], pids, request_timeout=request_timeout
+    )
+    return {**found, "frames": loaded["levels"]}
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The summary tables that go into bench/RESULTS.md."""
+    lines = [
+        f"{r['files']} instances, {r['bytes'] / 1e6:.0f} MB; load average "
+        f"{'/'.join(f'{x:.1f}' for x in r['load_average_start'])} at the start, "
+        f"{'/'.join(f'{x:.1f}' for x in r['load_average_end'])} at the end.",
+        "",
+        "| STOW | runs ok | MB/s (median) | instances/s | per run MB/s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in r["stow"].items():
+        per_run = ", ".join(str(x["MB_per_s"]) for x in s["runs"])
+        lines.append(
+            f"| {name} | {s['ok_runs']}/{len(s['runs'])} | {s['MB_per_s']} | "
+            f"{s['instances_per_s']} | {per_run} |"
+        )
+    lines += ["", "| reads | QIDO /studies warm ms | level-0 /metadata cold / warm ms |"]
+    lines.append("|---|---|---|")
+    for name in ("tessera", "orthanc"):
+        if name in r:
+            q, m = r[name]["qido_studies"], r[name]["metadata_level0"]
+            lines.append(
+                f"| {name} | {q['warm_median_ms']} | {m['cold_ms']} / {m['warm_median_ms']} |"
+            )
+    lines += [
+        "",
+        "| frames (wrk, random tiles) | c | per s | p50 ms | p90 ms | p99 ms | non-2xx | "
+        "server CPU us/request | server cores busy | machine cores busy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("tessera", "orthanc", "nginx"):
+        if name not in r:
+            continue
+        levels = r[name]["frames"] if name != "nginx" else r[name]["levels"]
+        for x in levels:
+            lines.append(
+                f"| {name} | {x['concurrency']} | {x.get('per_s')} | {x.get('p50_ms')} | "
+                f"{x.get('p90_ms')} | {x.get('p99_ms')} | {x.get('non_2xx')} | "
+                f"{x.get('server_cpu_us_per_request', '')} | {x.get('server_cores_busy', '')} | "
+                f"{x.get('machine_cores_busy')} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 # -- command line --------------------------------------------------------------
@@ -388,6 +704,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("base")
     p.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("-d", "--seconds", type=float, default=10.0)
+    p.add_argument("--pid", type=int, action="append", help="server process (CPU per request)")
+    p = sub.add_parser("all", help="the whole comparison (Tessera, Orthanc, nginx)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("-d", "--seconds", type=float, default=10.0)
+    p.add_argument("--port", type=int, default=18480)
+    p.add_argument("--no-orthanc", action="store_true")
+    p.add_argument(
+        "--repo", type=Path, default=REPO, help="run the hub from this tree (e.g. a git archive)"
+    )
     p = sub.add_parser("extract")
     p.add_argument("file", type=Path)
     p.add_argument("out", type=Path)
@@ -405,8 +731,22 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(find(args.base.rstrip("/"), args.token, args.reps))
     elif args.cmd == "frames":
         result = asyncio.run(
-            frames_wrk(args.base.rstrip("/"), args.token, args.concurrency, args.seconds, None)
+            frames_wrk(
+                args.base.rstrip("/"),
+                args.token,
+                args.concurrency,
+                args.seconds,
+                server_pids=args.pid,
+            )
         )
+    elif args.cmd == "all":
+        result = suite(
+            args.runs, args.concurrency, args.seconds, args.port, not args.no_orthanc, args.repo
+        )
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "dicomweb.json").write_text(json.dumps(result, indent=1))
+        print(markdown(result))
+        return 0
     elif args.cmd == "extract":
         result = {"frames": extract(args.file, args.out)}
     else:
