@@ -26,6 +26,8 @@ BENCH_OUT = Path(__file__).resolve().parents[2] / "bench" / "out" / "web_viewer.
 # Image pixel at the top-left of the view when comparing with OpenSlide (full resolution).
 VIEW_ORIGIN = (600, 1000)
 MARGIN = 20  # screen pixels kept clear of the view's edge
+PAN_JS = "([dx, dy]) => window.tesseraViewer.measureAdjacent(dx, dy)"
+SETTLE_MS = 1000  # how long the user looks at a view before moving on
 # Tolerances (8-bit levels) for the same JPEG tiles decoded by Chromium and by OpenSlide, over
 # 8x8 pixel blocks: OpenSeadragon draws each tile one pixel wider to hide seams, which resamples
 # the texture slightly. Wrong colours, tiles or levels give differences many times larger.
@@ -90,13 +92,16 @@ async def wait_painted(page) -> None:
 async def test_viewer_paints_level0_tiles_that_match_openslide(ui_hub, slide_study, corpus):
     frame_urls: list[str] = []
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        # A small window, so that the test slide holds several full-resolution views.
+        page = await new_page(browser, ui_hub, width=960, height=720)
         console = Console(page)
         page.on("response", lambda r: "/frames/" in r.url and frame_urls.append(r.url))
         started = time.perf_counter()
         await page.goto(f"{ui_hub.url}/viewer/{slide_study}")
         await page.evaluate("() => window.tesseraViewer.ready")
         wall_open_ms = (time.perf_counter() - started) * 1000
+        # No prefetch until the prefetched pans below, so that the cold pans are cold.
+        await page.evaluate("() => { window.tesseraViewer.prefetch = false; }")
         open_ms = await page.evaluate("() => window.tesseraViewer.openMs")
         level0 = await page.evaluate("() => window.tesseraViewer.state.slides[0].levels[0]")
         assert (level0["width"], level0["height"]) == (2220, 2967)
@@ -171,11 +176,23 @@ async def test_viewer_paints_level0_tiles_that_match_openslide(ui_hub, slide_stu
         bias = np.abs((painted - expected).reshape(-1, 3).mean(axis=0))
         assert (bias < CHANNEL_BIAS_TOLERANCE).all(), bias
 
-        # Adjacent fields of view at full resolution, each not seen before.
-        adjacent = [
-            await page.evaluate(f"() => window.tesseraViewer.measureAdjacent({dx}, {dy})")
-            for dx, dy in ((1, 0), (0, 1), (-1, 0), (0, 1))
-        ]
+        # Adjacent fields of view at full resolution, from the top-left corner, each one new:
+        # first fetched only when needed, then with the neighbours prefetched while the user
+        # looks at a view.
+        await page.evaluate(
+            """() => { const vp = window.tesseraViewer.state.viewer.viewport;
+                       vp.panTo(vp.imageToViewportCoordinates(vp.getContainerSize().x / 2,
+                                                              vp.getContainerSize().y / 2), true);
+                       vp.applyConstraints(true); }"""
+        )
+        await page.evaluate(PAN_JS, [0, 0])
+        cold = [await page.evaluate(PAN_JS, move) for move in ([1, 0], [1, 0], [0, 1])]
+        await page.evaluate("() => { window.tesseraViewer.prefetch = true; }")
+        prefetched = []
+        for move in ([-1, 0], [-1, 0], [0, 1]):
+            await page.evaluate(PAN_JS, [0, 0])  # settles and starts the prefetch
+            await page.wait_for_timeout(SETTLE_MS)
+            prefetched.append(await page.evaluate(PAN_JS, move))
         # Keyboard: + zooms in, arrows pan.
         zoom_before = await page.evaluate(
             "() => window.tesseraViewer.state.viewer.viewport.getZoom()"
@@ -192,8 +209,10 @@ async def test_viewer_paints_level0_tiles_that_match_openslide(ui_hub, slide_stu
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "open_case_ms_since_navigation": round(open_ms),
         "open_case_ms_wall": round(wall_open_ms),
-        "adjacent_fov_ms": [round(a) for a in adjacent],
-        "adjacent_fov_median_ms": round(statistics.median(adjacent)),
+        "adjacent_fov_cold_ms": [round(a) for a in cold],
+        "adjacent_fov_cold_median_ms": round(statistics.median(cold)),
+        "adjacent_fov_prefetched_ms": [round(a) for a in prefetched],
+        "adjacent_fov_prefetched_median_ms": round(statistics.median(prefetched)),
         "frames_fetched": len(frame_urls),
         "compare_mean_abs_diff": round(mean, 2),
         "compare_p99_abs_diff": round(p99, 1),

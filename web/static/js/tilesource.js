@@ -2,6 +2,7 @@
 // OSD levels run from the smallest DICOM level (0) up to the full-resolution one (max).
 
 import { fetchFrameBlob, instanceUrl } from "./dicom.js";
+import { Prefetcher } from "./prefetch.js";
 import { frameNumber } from "./pyramid.js";
 
 const OSD = window.OpenSeadragon;
@@ -21,6 +22,7 @@ export class DicomTileSource extends OSD.TileSource {
     this.slide = slide;
     this.ascending = ascending;
     this.frameFetches = 0;
+    this.prefetcher = new Prefetcher(this);
   }
 
   supports() {
@@ -58,6 +60,11 @@ export class DicomTileSource extends OSD.TileSource {
   // Frames are fetched with fetch() so the Accept header can be set; the browser's HTTP cache
   // (ETag + immutable Cache-Control from the server) is used as is.
   downloadTileStart(job) {
+    const prefetched = this.prefetcher.take(job.src);
+    if (prefetched) {
+      job.finish(prefetched, null, "rasterBlob");
+      return;
+    }
     const controller = new AbortController();
     job.userData.controller = controller;
     const l = this.ascending[job.tile.level];

@@ -14,7 +14,7 @@ const SCALE_BAR_PX = 120;
 const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
 const state = { slides: [], current: -1, viewer: null, source: null };
 // Figures and hooks for end-to-end tests and benchmarks.
-const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent });
+const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent, prefetch: true });
 
 installHeader();
 api.ready = main().catch((error) => {
@@ -66,9 +66,11 @@ function createViewer() {
     keyboardNavEnabled: false, // our own handler works without focusing the canvas
   });
   viewer.addHandler("animation", updateReadouts);
+  viewer.addHandler("animation-start", () => state.source?.prefetcher.cancel());
   viewer.addHandler("animation-finish", () => {
     updateReadouts();
     writeHash();
+    prefetchAround();
   });
   window.addEventListener("resize", updateReadouts);
   return viewer;
@@ -135,6 +137,7 @@ function showSlide(index, position = {}) {
         api.lastSlideMs = now - started;
         document.body.dataset.loaded = String(index);
         updateReadouts();
+        prefetchAround();
         resolve(slide);
       });
     });
@@ -170,6 +173,15 @@ function measureAdjacent(dx = 1, dy = 0) {
       whenFullyLoaded(image).then(() => resolve(performance.now() - started)),
     );
   });
+}
+
+function prefetchAround() {
+  const image = state.viewer.world.getItemAt(0);
+  if (!image || !state.source || !api.prefetch) return;
+  const vp = state.viewer.viewport;
+  const bounds = vp.viewportToImageRectangle(vp.getBounds(true));
+  // After the visible tiles: OSD's own loads go first.
+  whenFullyLoaded(image).then(() => state.source.prefetcher.around(bounds, currentImageZoom()));
 }
 
 function goToMagnification(mag) {
