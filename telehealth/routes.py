@@ -79,6 +79,7 @@ async def start_session(request: web.Request) -> web.Response:
         session = request.app[REGISTRY_KEY].create(attributes, calibration)
     except TooManySessions as exc:
         raise _error(web.HTTPServiceUnavailable, str(exc)) from None
+    await _audit(request, "telehealth.start", session)
     invite = f"/telehealth/specialist?code={session.invite_code}"
     return web.json_response(
         {
@@ -98,6 +99,7 @@ async def join_session(request: web.Request) -> web.Response:
     session = request.app[REGISTRY_KEY].by_code(code) if isinstance(code, str) else None
     if session is None:
         raise _error(web.HTTPNotFound, "unknown or expired invite code")
+    await _audit(request, "telehealth.join", session)
     token = session.tokens["specialist"]
     return web.json_response({**session.summary(), "specialist_token": token})
 
@@ -112,6 +114,7 @@ async def end_session(request: web.Request) -> web.Response:
     if role != "clinic":
         raise _error(web.HTTPForbidden, "only the clinic ends a session")
     await request.app[REGISTRY_KEY].end(session)
+    await _audit(request, "telehealth.end", session, {"captures": len(session.captures)})
     return web.json_response({"id": session.id, "state": "ended", "captures": session.captures})
 
 
@@ -159,6 +162,28 @@ def _session_and_role(request: web.Request) -> tuple[Session, Role]:
     if role is None:
         raise _error(web.HTTPForbidden, "a valid session token is required")
     return session, role
+
+
+async def _audit(
+    request: web.Request, action: str, session: Session, detail: dict | None = None
+) -> None:
+    """Record who started, joined or ended a session (when the security package runs)."""
+    principal = request.get("principal")
+    if principal is None:
+        return
+    from hub.security.audit_trail import audit  # only present with the security package
+
+    await audit(
+        request.app[ARCHIVE_KEY].engine,
+        who=principal.user,
+        role=principal.role,
+        action=action,
+        outcome="success",
+        patient=session.attributes.get("PatientID") or None,
+        study=session.attributes.get("StudyInstanceUID") or None,
+        source=request.remote,
+        detail={"session": session.id, **(detail or {})},
+    )
 
 
 def _actor(request: web.Request, role: Role) -> str:

@@ -162,9 +162,15 @@ class Session:
         pc.on("track", lambda track: self._on_track(peer, track))
         pc.on("datachannel", lambda channel: self._on_channel(peer, channel))
         pc.on("connectionstatechange", lambda: self._on_state(peer))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        self._add_outbound(peer)
-        await pc.setLocalDescription(await pc.createAnswer())
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            self._add_outbound(peer)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception:
+            if self.peers.get(role) is peer:
+                del self.peers[role]
+            await peer.close()
+            raise
         self._touch()
         self._notify({"type": "peer", "role": role, "state": "joining"})
         return pc.localDescription.sdp
@@ -172,6 +178,8 @@ class Session:
     async def leave(self, role: Role) -> None:
         if peer := self.peers.pop(role, None):
             await peer.close()
+            for key in [k for k in self._sources if k[0] == role]:
+                self._sources.pop(key).stop()
             self._notify({"type": "peer", "role": role, "state": "left"})
         self._touch()
 

@@ -68,9 +68,9 @@ async def _handle(session: Session, role: Role, actor: str, text: str) -> dict[s
             sdp = await session.accept_offer(role, message["sdp"], actor)
         except MessageError as exc:
             return {"type": "error", "message": str(exc)}
-        except ValueError as exc:  # aiortc rejects a malformed or unsupported SDP
-            log.info("offer from %s refused: %s", role, exc)
-            return {"type": "error", "message": f"offer refused: {exc}"}
+        except Exception as exc:  # aiortc raises assorted errors for malformed or odd SDP
+            log.info("offer from %s refused: %r", role, exc)
+            return {"type": "error", "message": f"offer refused: {exc or type(exc).__name__}"}
         return {"type": "answer", "sdp": sdp}
     if kind == "bye":
         await session.leave(role)

@@ -183,6 +183,15 @@ async def test_bad_requests_get_clear_errors(tmp_path) -> None:
         forged = {**clinic, "X-Telehealth-Token": "forged"}
         async with http.get(f"{url}/signal", headers=forged) as r:
             assert r.status == 403
+        async with http.ws_connect(
+            f"{url}/signal", params={"token": session["clinic_token"]}, headers=clinic
+        ) as ws:
+            assert (await ws.receive_json())["type"] == "state"
+            await ws.send_json({"type": "offer", "sdp": "v=0 nonsense"})
+            refused = await ws.receive_json()
+            assert refused["type"] == "error" and "offer refused" in refused["message"]
+            await ws.send_str("not json")
+            assert "JSON" in (await ws.receive_json())["message"]
         headers = {**clinic, "X-Telehealth-Token": session["clinic_token"]}
         async with http.post(f"{url}/captures", json={"action": "still"}, headers=headers) as r:
             assert r.status == 409
