@@ -1,0 +1,29 @@
+"""First start: an administrator with a one-time password, or the one the environment gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.security.accounts import AccountError, check_password, ensure_admin, list_users
+
+
+async def test_first_run_creates_admin_with_a_printed_password(engine, monkeypatch) -> None:
+    monkeypatch.delenv("TESSERA_ADMIN_PASSWORD", raising=False)
+    password = await ensure_admin(engine)
+    assert password is not None and len(password) >= 12
+    who = await check_password(engine, "admin", password)
+    assert who is not None and who.role == "admin"
+    assert await ensure_admin(engine) is None  # only once
+    assert [u["username"] for u in await list_users(engine)] == ["admin"]
+
+
+async def test_admin_password_from_the_environment(engine, monkeypatch) -> None:
+    monkeypatch.setenv("TESSERA_ADMIN_PASSWORD", "set by the installer")
+    assert await ensure_admin(engine) is None  # nothing to print
+    assert await check_password(engine, "admin", "set by the installer") is not None
+
+
+async def test_weak_admin_password_from_the_environment_is_refused(engine, monkeypatch) -> None:
+    monkeypatch.setenv("TESSERA_ADMIN_PASSWORD", "admin")
+    with pytest.raises(AccountError, match="at least 12"):
+        await ensure_admin(engine)
