@@ -221,3 +221,26 @@ async def test_records_survive_a_database_that_refuses_them(engine, tmp_path: Pa
     async with engine.connect() as conn:
         whos = [r.who for r in await conn.execute(select(audit_log).order_by(audit_log.c.seq))]
     assert whos == ["during0", "during1", "during2"]
+
+
+async def test_byte_flipped_in_the_database_file_is_found(tmp_path: Path) -> None:
+    db = tmp_path / "index.sqlite"
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    await create_schema(engine)
+    audit_trail.attach(engine, tmp_path)
+    await _fill(engine)
+    audit_trail.detach(engine)
+    await engine.dispose()  # the last connection checkpoints the WAL into the file
+
+    raw = bytearray(db.read_bytes())  # noqa: ASYNC240
+    where = raw.find(b"PID6")
+    assert where > 0 and raw.find(b"PID6", where + 1) == -1
+    raw[where + 3] ^= 0x01  # "PID6" -> "PID7": a single bit, below SQL
+    db.write_bytes(bytes(raw))  # noqa: ASYNC240
+
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        problems = (await _verdict(engine, tmp_path)).problems
+    finally:
+        await engine.dispose()
+    assert any("record 7 does not match" in p for p in problems), problems
