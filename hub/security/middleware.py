@@ -13,7 +13,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.security import accounts
+from hub.security import accounts, visibility
 from hub.security.access_audit import record_read
 from hub.security.accounts import Principal
 from hub.security.audit_trail import audit
@@ -171,12 +171,30 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
             return _json_error(504, "request took too long")
     if who is None or not (name or "").startswith("dicomweb.read"):
         return await handler(request)
+    return await _dicomweb_read(request, handler, who)
+
+
+async def _dicomweb_read(request: web.Request, handler, who: Principal) -> web.StreamResponse:
+    """Row-level read limits for roles that see part of the archive, then the access audit.
+
+    An object outside the caller's part answers 404, as if it did not exist: a 403 would
+    confirm that it does. Searches without a study in the path are limited by the DICOMweb
+    door with ``visibility.read_restriction``.
+    """
+    engine = engine_of(request)
+    match = request.match_info
+    study = match.get("study")
+    if study is not None and not await visibility.may_read_cached(
+        engine, who, study, match.get("series"), match.get("instance")
+    ):
+        await record_read(engine, request, who, 404)
+        return _json_error(404, "no such study, series or instance")
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        await record_read(engine_of(request), request, who, exc.status)
+        await record_read(engine, request, who, exc.status)
         raise
-    await record_read(engine_of(request), request, who, response.status)
+    await record_read(engine, request, who, response.status)
     return response
 
 

@@ -7,6 +7,9 @@ and asks ``may_read`` before serving a study, series or instance (WADO).
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -73,3 +76,33 @@ async def visible_sop_uids(
     )
     async with engine.connect() as conn:
         return set((await conn.scalars(query)).all())
+
+
+# Positive answers are kept for a minute per process: a viewer asks about the same instance
+# for every frame, and an object once visible to a user stays so (uploads are not re-owned).
+_CACHE_SECONDS = 60.0
+_seen: OrderedDict[tuple, float] = OrderedDict()
+
+
+async def may_read_cached(
+    engine: AsyncEngine,
+    who: Principal,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> bool:
+    """``may_read`` without a database round trip for every frame of a visible instance."""
+    if read_restriction(who) is None:
+        return True
+    key = (who.user, who.role, study_uid, series_uid, sop_uid)
+    now = time.monotonic()
+    seen = _seen.get(key)
+    if seen is not None and now - seen < _CACHE_SECONDS:
+        return True
+    if not await may_read(engine, who, study_uid, series_uid, sop_uid):
+        return False
+    _seen[key] = now
+    _seen.move_to_end(key)
+    while len(_seen) > 20_000:
+        _seen.popitem(last=False)
+    return True

@@ -73,3 +73,44 @@ async def test_dicomweb_reads_are_audited_once_per_study(hub_server) -> None:
     assert reads[0].patient == ds.PatientID and reads[0].study == ds.StudyInstanceUID
     queries = [r for r in rows if r.action == "query"]
     assert len(queries) == 1 and "PatientID=1CT1" in queries[0].detail
+
+
+async def test_clinics_and_specialists_see_only_their_part(hub_server) -> None:
+    from pathlib import Path
+
+    import aiohttp
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from hub.archive import Source
+
+    engine = hub_server.archive.engine
+    uids = {}
+    for name, actor in (("CT_small.dcm", "clinic-a"), ("US1_J2KR.dcm", "clinic-b")):
+        path = Path(get_testdata_file(name))
+        result = await hub_server.archive.ingest_file(path, source=Source("stow", actor=actor))
+        assert result.ok
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        uids[name] = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    tokens = {}
+    for user, role in (("clinic-a", "clinic"), ("dr-us", "specialist"), ("dr-path", "pathologist")):
+        await create_user(engine, user, role, None)
+        tokens[user] = (await issue_token(engine, user))[1]
+
+    def url(name: str) -> str:
+        study, series, sop = uids[name]
+        base = f"{hub_server.url}/dicomweb/studies/{study}/series/{series}/instances/{sop}"
+        return base + "/metadata"
+
+    expected = {
+        "clinic-a": {"CT_small.dcm": 200, "US1_J2KR.dcm": 404},
+        "dr-us": {"CT_small.dcm": 404, "US1_J2KR.dcm": 200},
+        "dr-path": {"CT_small.dcm": 200, "US1_J2KR.dcm": 200},
+    }
+    async with aiohttp.ClientSession() as session:
+        for user, cases in expected.items():
+            headers = {"Authorization": f"Bearer {tokens[user]}"}
+            for name, status in cases.items():
+                for _ in range(2):  # the second answer may come from the cache
+                    async with session.get(url(name), headers=headers) as resp:
+                        assert resp.status == status, (user, name)
