@@ -10,7 +10,8 @@ Two measurements per run:
 
 for each system named (tessera: the SCP of hub.dimse on a fresh archive in this process;
 orthanc: the Orthanc peer of /work/shared/peers/orthanc.sh, DICOM port 4242, AE ORTHANC,
-restarted on an empty store per run). Runs alternate between the systems.
+restarted on an empty store per run; ceiling: dcmtk storescp discarding everything, the
+transport limit of this machine at this moment). Runs alternate between the systems.
 
 Default DIR: the 6-instance, 254 MB DICOM WSI pyramid of the peers' big slide (the data of the
 Orthanc baseline in /work/shared/peers/README.md), made with wsidicomizer if missing.
@@ -155,11 +156,32 @@ async def orthanc_run(files: list[Path], finds: int) -> dict[str, Any]:
         await asyncio.to_thread(orthanc, "stop")
 
 
+async def ceiling_run(files: list[Path], finds: int) -> dict[str, Any]:
+    """dcmtk storescp discarding what it receives: the transport ceiling on this machine."""
+    port = 11113
+    proc = await asyncio.create_subprocess_exec(
+        "storescp", "--ignore", "+xa", "-aet", "NULL", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(0.5)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = storescu_profile(files, Path(tmp) / "exact.cfg")
+            wall, rc, out = await timed(
+                "storescu", "-v", "-aet", "BENCHSCU", "--config-file", str(cfg), "Exact",
+                "-aec", "NULL", HOST, str(port), *map(str, files),
+            )  # fmt: skip
+        return ingest_row(files, wall, rc, out) | {"find_ms_p50": None}
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
 async def run_systems(
     systems: list[str], files: list[Path], runs: int, finds: int
 ) -> dict[str, list[dict[str, Any]]]:
     """Runs alternate between the systems so that a busy machine hurts both alike."""
-    one_run = {"tessera": tessera_run, "orthanc": orthanc_run}
+    one_run = {"tessera": tessera_run, "orthanc": orthanc_run, "ceiling": ceiling_run}
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
     for _ in range(runs):
         for system in systems:
@@ -172,15 +194,15 @@ def orthanc(action: str) -> None:
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("wall_s", "inst_per_s", "MB_per_s", "find_ms_p50")
     return {
-        key: statistics.median(r[key] for r in rows)
-        for key in ("wall_s", "inst_per_s", "MB_per_s", "find_ms_p50")
+        k: statistics.median(r[k] for r in rows) if rows[0][k] is not None else None for k in keys
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("systems", nargs="+", choices=["tessera", "orthanc"])
+    parser.add_argument("systems", nargs="+", choices=["tessera", "orthanc", "ceiling"])
     parser.add_argument("--data", type=Path, default=None, help="folder of .dcm files")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--finds", type=int, default=20)
