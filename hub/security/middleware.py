@@ -195,7 +195,31 @@ async def _dicomweb_read(request: web.Request, handler, who: Principal) -> web.S
         await record_read(engine, request, who, exc.status)
         raise
     await record_read(engine, request, who, response.status)
+    if visibility.read_restriction(who) is not None:
+        await _filter_json_rows(engine, who, response)
     return response
+
+
+async def _filter_json_rows(engine: AsyncEngine, who: Principal, response) -> None:
+    """Drop rows of other users' objects from a search or metadata answer (DICOM JSON)."""
+    if not (
+        isinstance(response, web.Response)
+        and response.status == 200
+        and response.content_type == "application/dicom+json"
+        and isinstance(response.body, bytes)
+    ):
+        return
+    rows = await asyncio.to_thread(json.loads, response.body)
+    if not isinstance(rows, list):
+        return
+    kept = await visibility.filter_rows(engine, who, rows)
+    if len(kept) != len(rows):
+        response.body = await asyncio.to_thread(_json_bytes, kept)
+        response.headers.popall(hdrs.ETAG, None)  # the tag was for the unfiltered answer
+
+
+def _json_bytes(data: object) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -106,3 +106,47 @@ async def may_read_cached(
     while len(_seen) > 20_000:
         _seen.popitem(last=False)
     return True
+
+
+STUDY, SERIES, SOP = "0020000D", "0020000E", "00080018"
+
+
+def _uid(row: dict, tag: str) -> str | None:
+    values = (row.get(tag) or {}).get("Value") or [None]
+    return values[0]
+
+
+async def filter_rows(engine: AsyncEngine, who: Principal, rows: list[dict]) -> list[dict]:
+    """Keep the DICOM JSON rows (QIDO results, metadata) of objects the principal may see.
+
+    A row is judged at its own level: an instance by its SOP Instance UID, a series by its
+    Series Instance UID, a study by its Study Instance UID.
+    """
+    restriction = read_restriction(who)
+    if restriction is None:
+        return rows
+    studies_asked = {u for r in rows if (u := _uid(r, STUDY))}
+    if not studies_asked:
+        return []
+    query = (
+        select(studies.c.study_uid, series.c.series_uid, instances.c.sop_uid)
+        .select_from(_joined())
+        .where(
+            studies.c.study_uid.in_(studies_asked),
+            instances.c.is_current.is_(True),
+            restriction,
+        )
+    )
+    async with engine.connect() as conn:
+        visible = (await conn.execute(query)).all()
+    by_level = {
+        SOP: {v.sop_uid for v in visible},
+        SERIES: {v.series_uid for v in visible},
+        STUDY: {v.study_uid for v in visible},
+    }
+    kept = []
+    for row in rows:
+        tag = SOP if SOP in row else SERIES if SERIES in row else STUDY
+        if _uid(row, tag) in by_level[tag]:
+            kept.append(row)
+    return kept

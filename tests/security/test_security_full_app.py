@@ -114,3 +114,13 @@ async def test_clinics_and_specialists_see_only_their_part(hub_server) -> None:
                 for _ in range(2):  # the second answer may come from the cache
                     async with session.get(url(name), headers=headers) as resp:
                         assert resp.status == status, (user, name)
+            # Searches list only what the caller may open.
+            wanted = {uids[name][0] for name, status in cases.items() if status == 200}
+            for level, tag in (("studies", "0020000D"), ("instances", "00080018")):
+                async with session.get(f"{hub_server.url}/dicomweb/{level}", headers=headers) as r:
+                    assert r.status == 200
+                    found = {row[tag]["Value"][0] for row in await r.json(content_type=None)}
+                if level == "studies":
+                    assert found == wanted, (user, level)
+                else:
+                    assert found == {uids[n][2] for n in cases if cases[n] == 200}, (user, level)
