@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from pydicom.data import get_testdata_file
 
-from conftest import free_port
+from hubtest import free_port
 
 BOUNDARY = "crash-test"
 STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'

@@ -13,7 +13,7 @@ from dicomweb_client.api import DICOMwebClient
 from dicomweb_support import readable_files, rounds
 from pydicom.encaps import generate_frames
 
-from conftest import free_port, running_hub
+from hubtest import free_port, running_hub
 from hub.config import Settings
 
 # Files pydicom reads that an archive must refuse, and why.

@@ -94,7 +94,7 @@ async def test_missing_uids_refused(hub_server) -> None:
 
 
 async def test_oversize_body(settings, tmp_path) -> None:
-    from conftest import running_hub
+    from hubtest import running_hub
 
     settings.max_upload_bytes = 10_000
     async with running_hub(settings) as hub:

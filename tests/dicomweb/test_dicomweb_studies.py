@@ -11,7 +11,7 @@ from dicomweb_support import STOW_TYPE, dicom_bytes, multipart_body
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from conftest import running_hub
+from hubtest import running_hub
 
 STUDY = generate_uid()
 
