@@ -44,7 +44,7 @@ async def ui_hub(hub_server, tmp_path):
             hub_server.url, hub_server.archive, hub_server.settings, dict(hub_server.admin_headers)
         )
         return
-    from conftest import free_port
+    from hubtest import free_port
 
     settings = Settings(data_dir=tmp_path / "ui", port=free_port())
     async with own_ui_hub(settings) as ui:
