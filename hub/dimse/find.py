@@ -19,6 +19,7 @@ from pynetdicom import sop_class
 from pynetdicom.events import Event
 
 from hub.archive import errors as codes
+from hub.archive.attributes import INSTANCE_TAGS, PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS
 from hub.archive.query import KEYS, Query, QueryError
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.storage import status
@@ -43,6 +44,7 @@ QR_FIND = [
 MWL_FIND = sop_class.ModalityWorklistInformationFind
 # Elements of an identifier that are not keys.
 CONTROL = {0x00080005, 0x00080052, 0x00080054}  # SpecificCharacterSet, QR level, Retrieve AE
+INDEXED_TAGS = set(PATIENT_TAGS + STUDY_TAGS + SERIES_TAGS + INSTANCE_TAGS)
 
 
 class IdentifierError(ValueError):
@@ -79,8 +81,9 @@ def to_query(identifier: Dataset, model: str) -> Query:
         # Keys the engine cannot match on stay return keys (PS3.4 C.2.2.1: optional matching).
         if value and elem.keyword in KEYS:
             keys[elem.keyword] = value
+    # Attributes outside the index's per-level sets cost a metadata read per instance.
     requested = {f"{int(e.tag):08X}" for e in identifier if e.tag not in CONTROL}
-    return Query(level=LEVELS[level_name], keys=keys, include=requested)
+    return Query(level=LEVELS[level_name], keys=keys, include=requested - INDEXED_TAGS)
 
 
 def project(full: Dataset, identifier: Dataset) -> Dataset:

@@ -115,11 +115,12 @@ async def test_study_root_every_level(stored: DimseHub, tmp_path: Path) -> None:
         stored.address,
         "-S",
         ["QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={ct.StudyInstanceUID}",
-         f"SeriesInstanceUID={ct.SeriesInstanceUID}", "SOPInstanceUID", "InstanceNumber"],
+         f"SeriesInstanceUID={ct.SeriesInstanceUID}", "SOPInstanceUID", "InstanceNumber",
+         "KVP"],  # not an indexed attribute: read from the stored metadata
         tmp_path / "im",
     )  # fmt: skip
-    assert [(i.SOPInstanceUID, i.InstanceNumber) for i in images] == [
-        (ct.SOPInstanceUID, ct.InstanceNumber)
+    assert [(i.SOPInstanceUID, i.InstanceNumber, i.KVP) for i in images] == [
+        (ct.SOPInstanceUID, ct.InstanceNumber, ct.KVP)
     ]
 
 
