@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, exists, false, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import instances, series, studies
@@ -45,21 +45,27 @@ async def may_read(
     series_uid: str | None = None,
     sop_uid: str | None = None,
 ) -> bool:
-    """Whether the principal may see at least this object (any of it, for a study or series)."""
+    """Whether the principal may see this object: all of it, for a study or a series.
+
+    A study that also holds objects the principal may not see is refused as a whole; its own
+    instances stay readable one by one and show in searches.
+    """
     restriction = read_restriction(who)
     if restriction is None:
         return True
-    where = [studies.c.study_uid == study_uid, instances.c.is_current.is_(True), restriction]
+    scope = [studies.c.study_uid == study_uid, instances.c.is_current.is_(True)]
     if series_uid is not None:
-        where.append(series.c.series_uid == series_uid)
+        scope.append(series.c.series_uid == series_uid)
     if sop_uid is not None:
-        where.append(instances.c.sop_uid == sop_uid)
+        scope.append(instances.c.sop_uid == sop_uid)
+    hidden = func.coalesce(restriction, false()) == false()  # NULL actor: not the caller's
+
+    def any_where(*extra: ColumnElement[bool]):
+        return exists(select(instances.c.id).select_from(_joined()).where(*scope, *extra))
+
     async with engine.connect() as conn:
-        return bool(
-            await conn.scalar(
-                select(exists(select(instances.c.id).select_from(_joined()).where(*where)))
-            )
-        )
+        row = (await conn.execute(select(any_where(restriction), any_where(hidden)))).one()
+    return bool(row[0]) and not row[1]
 
 
 async def visible_sop_uids(

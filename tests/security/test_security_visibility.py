@@ -44,3 +44,31 @@ async def test_read_limits_per_role(archive) -> None:
     assert not await may_read(engine, None, ct_study)
     assert not await may_read(engine, _who("x", "no-such-role"), ct_study)
     assert not await may_read(engine, clinic_a, "1.2.3.404")
+
+
+async def test_a_study_shared_with_another_clinic_opens_only_instance_by_instance(
+    archive,
+) -> None:
+    """Two clinics upload instances of one study: each may open its own instance, neither the
+    whole study (that would hand over the other clinic's objects)."""
+    import copy
+
+    from pydicom.uid import generate_uid
+
+    path = Path(get_testdata_file("CT_small.dcm"))
+    first = pydicom.dcmread(path)
+    second = copy.deepcopy(first)
+    second.SOPInstanceUID = second.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for ds, actor in ((first, "clinic-a"), (second, "clinic-b")):
+        out = Path(archive.settings.data_dir) / f"{actor}.dcm"
+        ds.save_as(out, enforce_file_format=True)
+        assert (await archive.ingest_file(out, source=Source("stow", actor=actor))).ok
+    engine = archive.engine
+    a = _who("clinic-a", "clinic")
+    study, series = first.StudyInstanceUID, first.SeriesInstanceUID
+    assert await may_read(engine, a, study, series, first.SOPInstanceUID)
+    assert not await may_read(engine, a, study, series, second.SOPInstanceUID)
+    assert not await may_read(engine, a, study)
+    assert not await may_read(engine, a, study, series)
+    assert await visible_sop_uids(engine, a, study) == {first.SOPInstanceUID}
+    assert await may_read(engine, _who("p", "pathologist"), study)
