@@ -19,14 +19,15 @@ class LoopBridge:
         self.loop = loop
         self.timeout = timeout
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `coro` on the event loop and wait for it in this (pynetdicom) thread."""
+        timeout = timeout or self.timeout
         if self.loop.is_closed():
             coro.close()
             raise ArchiveUnavailable("archive is shutting down")
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return future.result(self.timeout)
+            return future.result(timeout)
         except FutureTimeout as exc:
             future.cancel()
-            raise ArchiveUnavailable(f"archive did not answer within {self.timeout:.0f} s") from exc
+            raise ArchiveUnavailable(f"archive did not answer within {timeout:.0f} s") from exc

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
 IDENTITY_TAGS = [0x00080016, 0x00080018]
+MIN_INGEST_RATE = 20e6  # bytes/s below which a C-STORE is answered "out of resources"
 
 
 def status(code: int, comment: str = "") -> Dataset:
@@ -109,7 +110,9 @@ class StoreHandler:
                 temp.unlink(missing_ok=True)
                 return status(codes.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch)
             result = self.bridge.call(
-                self.archive.ingest_temp(temp, sha256, size, source=source_of(event))
+                self.archive.ingest_temp(temp, sha256, size, source=source_of(event)),
+                # Parsing and indexing a multi-gigabyte slide level takes a while.
+                timeout=self.bridge.timeout + size / MIN_INGEST_RATE,
             )
         except Exception as exc:
             temp.unlink(missing_ok=True)  # ingest_temp owns it once started; harmless if gone

@@ -76,7 +76,9 @@ async def create_item(request: web.Request) -> web.Response:
         item = await model.create(_engine(request), NewItem.from_json(body))
     except WorklistError as exc:
         return _error(400, str(exc))
-    return web.json_response(item.to_json(), status=201)
+    return web.json_response(
+        item.to_json(), status=201, headers={"Location": f"/api/worklist/{item.id}"}
+    )
 
 
 async def get_item(request: web.Request) -> web.Response:
