@@ -110,15 +110,17 @@ async def main(gigabytes: float) -> None:
         "Authorization": f"Bearer {token}",
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
     }
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             f"http://127.0.0.1:{port}/dicomweb/studies",
             data=body(),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=3600),
-        ) as r:
-            status = r.status
-            await r.read()
+        ) as r,
+    ):
+        status = r.status
+        await r.read()
     elapsed = time.monotonic() - started
     stop.set()
     watcher.join()

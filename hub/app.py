@@ -9,12 +9,12 @@ from aiohttp import web
 import telehealth.routes as telehealth_routes
 import web.routes as web_routes
 from hub import dicomweb, jobs, security
-from hub.dimse import service as dimse_service
-from hub.forward import service as forward_service
-from hub.worklist import api as worklist_api
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
+from hub.dimse import service as dimse_service
+from hub.forward import service as forward_service
+from hub.worklist import api as worklist_api
 
 log = logging.getLogger(__name__)
 

@@ -60,5 +60,3 @@ async def _admin_headers(archive: Archive) -> dict[str, str]:
     await create_user(archive.engine, "test-admin", "admin", None)
     _, secret = await issue_token(archive.engine, "test-admin", label="tests")
     return {"Authorization": f"Bearer {secret}"}
-
-

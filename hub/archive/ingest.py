@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,10 @@ class Ingestor:
         try:
             parsed = await loop.run_in_executor(None, parse_part10, temp)
         except errors.IngestError as exc:
-            temp.unlink(missing_ok=True)
+            await _discard(temp)
             return _failed(exc, sha256)
         except Exception as exc:  # a file pydicom chokes on in an unforeseen way
-            temp.unlink(missing_ok=True)
+            await _discard(temp)
             log.warning("unparseable object from %s: %s", source.door, type(exc).__name__)
             return IngestResult(
                 "failed", sha256=sha256, reason=errors.CANNOT_UNDERSTAND, message=str(exc)
@@ -57,7 +58,7 @@ class Ingestor:
         try:
             return await self._store_and_index(parsed, temp, sha256, size, source)
         finally:
-            temp.unlink(missing_ok=True)
+            await _discard(temp)
 
     async def _store_and_index(
         self, p: ParsedInstance, temp: Path, sha256: str, size: int, source: Source
@@ -238,6 +239,10 @@ class Ingestor:
             "accession": built["study"]["accession"],
             "status": "version" if version > 1 else "stored",
         }
+
+
+async def _discard(temp: Path) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, partial(temp.unlink, missing_ok=True))
 
 
 async def _upsert(conn: AsyncConnection, table: Any, where: Any, values: dict[str, Any]) -> int:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from pydicom.data import get_testdata_file
-
 from hubtest import free_port
+from pydicom.data import get_testdata_file
 
 BOUNDARY = "crash-test"
 STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
@@ -45,7 +44,12 @@ def tessera(*args: str) -> subprocess.CompletedProcess:
 
 
 def service_token(data: Path) -> dict[str, str]:
-    assert tessera("user", "add", "--data", str(data), "--role", "integration", "--no-password", "svc").returncode == 0
+    assert (
+        tessera(
+            "user", "add", "--data", str(data), "--role", "integration", "--no-password", "svc"
+        ).returncode
+        == 0
+    )
     issued = tessera("user", "token", "--data", str(data), "svc")
     (secret,) = [w for w in issued.stdout.split() if w.startswith("tsr_")]
     return {"Authorization": f"Bearer {secret}"}
@@ -62,18 +66,22 @@ async def stow_and_kill(url: str, proc: subprocess.Popen, auth: dict[str, str]) 
         yield b"\0" * 1024
 
     with pytest.raises(aiohttp.ClientError):
-        async with aiohttp.ClientSession(headers=auth) as session:
-            async with session.post(
+        async with (
+            aiohttp.ClientSession(headers=auth) as session,
+            session.post(
                 url + "/dicomweb/studies", data=body(), headers={"Content-Type": STOW_TYPE}
-            ) as r:
-                await r.read()
+            ) as r,
+        ):
+            await r.read()
 
 
 async def count_instances(url: str, auth: dict[str, str]) -> int:
-    async with aiohttp.ClientSession(headers=auth) as session:
-        async with session.get(url + "/dicomweb/instances") as r:
-            assert r.status == 200
-            return len(await r.json())
+    async with (
+        aiohttp.ClientSession(headers=auth) as session,
+        session.get(url + "/dicomweb/instances") as r,
+    ):
+        assert r.status == 200
+        return len(await r.json())
 
 
 @pytest.mark.timeout(180)

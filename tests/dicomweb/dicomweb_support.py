@@ -14,7 +14,9 @@ def readable_files(corpus: Path) -> list[Path]:
     """pydicom-data files that pydicom reads as Part-10, plus the corpus DICOM folders."""
     found = []
     candidates = [Path(f) for f in get_testdata_files()]
-    candidates += sorted((corpus / "dicom-wsi").glob("*.dcm")) + sorted((corpus / "us").glob("*.dcm"))
+    candidates += sorted((corpus / "dicom-wsi").glob("*.dcm")) + sorted(
+        (corpus / "us").glob("*.dcm")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for path in candidates:

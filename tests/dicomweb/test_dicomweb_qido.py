@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import aiohttp
 import pydicom
 import pytest
 from dicomweb_support import STOW_TYPE, dicom_bytes, multipart_body
@@ -29,26 +28,35 @@ async def populated(hub_server):
         ds = copy.deepcopy(base)
         ds.PatientName, ds.PatientID = name, pid
         ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.StudyDate, ds.StudyTime, ds.Modality, ds.AccessionNumber = date, time, modality, accession
+        ds.StudyDate, ds.StudyTime, ds.Modality, ds.AccessionNumber = (
+            date,
+            time,
+            modality,
+            accession,
+        )
         ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
         ds.SOPInstanceUID = generate_uid()
         studies.append(str(ds.StudyInstanceUID))
         bodies.append(dicom_bytes(ds))
-    async with hub_server.session() as session:
-        async with session.post(
+    async with (
+        hub_server.session() as session,
+        session.post(
             hub_server.url + "/dicomweb/studies",
             data=multipart_body([("application/dicom", b) for b in bodies]),
             headers={"Content-Type": STOW_TYPE},
-        ) as r:
-            assert r.status == 200
+        ) as r,
+    ):
+        assert r.status == 200
     return hub_server, studies
 
 
 async def query(hub, path: str, **params) -> tuple[int, list, dict]:
-    async with hub.session() as session:
-        async with session.get(hub.url + "/dicomweb" + path, params=params) as r:
-            body = await r.json(content_type=None) if r.status == 200 else await r.text()
-            return r.status, body, dict(r.headers)
+    async with (
+        hub.session() as session,
+        session.get(hub.url + "/dicomweb" + path, params=params) as r,
+    ):
+        body = await r.json(content_type=None) if r.status == 200 else await r.text()
+        return r.status, body, dict(r.headers)
 
 
 def ids(rows: list) -> list[str]:
@@ -94,7 +102,9 @@ async def test_includefield_list_and_all(populated) -> None:
     hub, studies = populated
     _, rows, _ = await query(hub, f"/studies/{studies[0]}/instances")
     assert "00280030" not in rows[0]  # PixelSpacing is not a default instance attribute
-    _, rows, _ = await query(hub, f"/studies/{studies[0]}/instances", includefield="PixelSpacing,00180050")
+    _, rows, _ = await query(
+        hub, f"/studies/{studies[0]}/instances", includefield="PixelSpacing,00180050"
+    )
     assert "00280030" in rows[0] and "00180050" in rows[0]
     _, rows, _ = await query(hub, f"/studies/{studies[0]}/instances", includefield="all")
     assert "00180050" in rows[0] and "00280030" in rows[0] and "00200032" in rows[0]
@@ -140,7 +150,12 @@ async def test_every_route(populated) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"NoSuchKeyword": "x"}, {"limit": "-1"}, {"fuzzymatching": "maybe"}, {"includefield": "bogus"}],
+    [
+        {"NoSuchKeyword": "x"},
+        {"limit": "-1"},
+        {"fuzzymatching": "maybe"},
+        {"includefield": "bogus"},
+    ],
 )
 async def test_bad_queries_get_400(populated, params: dict) -> None:
     hub, _ = populated

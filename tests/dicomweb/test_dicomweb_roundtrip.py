@@ -11,9 +11,9 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from dicomweb_support import readable_files, rounds
+from hubtest import free_port, running_hub
 from pydicom.encaps import generate_frames
 
-from hubtest import free_port, running_hub
 from hub.config import Settings
 
 # Files pydicom reads that an archive must refuse, and why.
@@ -73,7 +73,13 @@ def exchange(url: str, headers: dict[str, str], files: list[Path]) -> dict[str, 
             frames[sop] = client.retrieve_instance_frames(
                 study, series, sop, list(range(1, count + 1)), media_types=RAW_FRAMES
             )
-    return {"stored": stored, "failed": failed, "retrieved": retrieved, "frames": frames, "sent": sent}
+    return {
+        "stored": stored,
+        "failed": failed,
+        "retrieved": retrieved,
+        "frames": frames,
+        "sent": sent,
+    }
 
 
 @pytest.mark.timeout(900)
@@ -85,7 +91,9 @@ async def test_round_trip_every_readable_file(corpus: Path, tmp_path: Path) -> N
     for number, group in enumerate(rounds(files)):
         settings = Settings(data_dir=tmp_path / f"round{number}", port=free_port())
         async with running_hub(settings) as hub:
-            result = await asyncio.to_thread(exchange, hub.url + "/dicomweb", hub.admin_headers, group)
+            result = await asyncio.to_thread(
+                exchange, hub.url + "/dicomweb", hub.admin_headers, group
+            )
         sent: dict[Path, bytes] = result["sent"]  # type: ignore[assignment]
         retrieved: dict[str, bytes] = result["retrieved"]  # type: ignore[assignment]
         for path, data in sent.items():

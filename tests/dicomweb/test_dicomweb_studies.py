@@ -8,10 +8,9 @@ import random
 import aiohttp
 import pydicom
 from dicomweb_support import STOW_TYPE, dicom_bytes, multipart_body
+from hubtest import running_hub
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-
-from hubtest import running_hub
 
 STUDY = generate_uid()
 
@@ -118,7 +117,10 @@ async def test_same_uid_different_bytes_refused_and_original_kept(hub_server) ->
             f"{hub_server.url}/dicomweb/studies/{ds.StudyInstanceUID}/series/"
             f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
         )
-        async with session.get(url, headers={"Accept": "multipart/related; type=\"application/dicom\"; transfer-syntax=*"}) as r:
+        async with session.get(
+            url,
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+        ) as r:
             assert original in await r.read()
 
 

@@ -47,7 +47,10 @@ AUTH: dict[str, str] = {}
 async def get(url: str, accept: str | None = None, **headers) -> tuple[int, dict, bytes]:
     if accept:
         headers["Accept"] = accept
-    async with aiohttp.ClientSession(headers=AUTH) as session, session.get(url, headers=headers) as r:
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.get(url, headers=headers) as r,
+    ):
         return r.status, r.headers.copy(), await r.read()
 
 
@@ -79,24 +82,36 @@ async def test_metadata_at_three_levels_with_bulk_data(loaded) -> None:
 
 async def test_frames_one_and_several_equal_pydicom(loaded) -> None:
     url = url_of(loaded, CINE)
-    expected = list(pydicom.encaps.generate_frames(pydicom.dcmread(CINE).PixelData, number_of_frames=120))
+    expected = list(
+        pydicom.encaps.generate_frames(pydicom.dcmread(CINE).PixelData, number_of_frames=120)
+    )
     status, headers, body = await get(url + "/frames/1,5,120", RAW_ANY)
     assert status == 200
     got = parts(headers, body)
     assert [p for _, p in got] == [expected[0], expected[4], expected[119]]
-    assert all(ctype.startswith("application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.50") for ctype, _ in got)
-    status, headers, body = await get(url + "/frames/7", "multipart/related; type=\"image/jpeg\"")
-    assert status == 200 and parts(headers, body)[0] == ("image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50", expected[6])
+    assert all(
+        ctype.startswith("application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.50")
+        for ctype, _ in got
+    )
+    status, headers, body = await get(url + "/frames/7", 'multipart/related; type="image/jpeg"')
+    assert status == 200 and parts(headers, body)[0] == (
+        "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50",
+        expected[6],
+    )
     status, headers, body = await get(url + "/frames/7", "image/jpeg")
-    assert status == 200 and headers["Content-Type"].startswith("image/jpeg") and body == expected[6]
+    assert (
+        status == 200 and headers["Content-Type"].startswith("image/jpeg") and body == expected[6]
+    )
 
 
 async def test_frame_decoded_to_explicit_little_endian(loaded) -> None:
     url = url_of(loaded, CINE)
-    accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
+    accept = (
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
+    )
     status, headers, body = await get(url + "/frames/3", accept)
     assert status == 200
-    (ctype, payload), = parts(headers, body)
+    ((ctype, payload),) = parts(headers, body)
     assert "1.2.840.10008.1.2.1" in ctype
     assert payload == np.ascontiguousarray(pixel_array(CINE, index=2)).tobytes()
 
@@ -105,7 +120,9 @@ async def test_unavailable_syntax_is_406(loaded) -> None:
     url = url_of(loaded, CINE)
     status, headers, _ = await get(url + "/frames/1", 'multipart/related; type="image/jp2"')
     assert status == 406 and "Warning" in headers
-    status, _, _ = await get(url, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80')
+    status, _, _ = await get(
+        url, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80'
+    )
     assert status == 406
 
 
@@ -119,12 +136,16 @@ async def test_bad_frame_numbers(loaded) -> None:
 
 async def test_native_frames_and_instance_transcode(loaded) -> None:
     url = url_of(loaded, CT)
-    status, headers, body = await get(url + "/frames/1", 'multipart/related; type="application/octet-stream"')
+    status, headers, body = await get(
+        url + "/frames/1", 'multipart/related; type="application/octet-stream"'
+    )
     assert status == 200
     assert parts(headers, body)[0][1] == pydicom.dcmread(CT).PixelData
-    status, headers, body = await get(url, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1')
+    status, headers, body = await get(
+        url, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+    )
     assert status == 200
-    (_, payload), = parts(headers, body)
+    ((_, payload),) = parts(headers, body)
     ds = pydicom.dcmread(io.BytesIO(payload))
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert np.array_equal(ds.pixel_array, pydicom.dcmread(CT).pixel_array)
@@ -132,7 +153,9 @@ async def test_native_frames_and_instance_transcode(loaded) -> None:
 
 async def test_rendered_and_thumbnail(loaded) -> None:
     url = url_of(loaded, CINE)
-    status, headers, body = await get(url + "/frames/10/rendered?viewport=320,240&quality=80", "image/jpeg")
+    status, headers, body = await get(
+        url + "/frames/10/rendered?viewport=320,240&quality=80", "image/jpeg"
+    )
     assert status == 200 and headers["Content-Type"] == "image/jpeg"
     image = Image.open(io.BytesIO(body))
     assert image.size == (320, 240)
