@@ -184,7 +184,8 @@ class JobRunner:
         series: list[str] = []
         study_uid = None
         for count, path in enumerate(paths, start=1):
-            result = await self.archive.ingest_file(path, source=source, keep_source=True)
+            # Moved, not copied: outputs and uploads are this job's own files (multi-GB).
+            result = await self.archive.ingest_file(path, source=source, keep_source=False)
             if not result.ok:
                 raise JobFailed(
                     f"{path.name} was refused by the archive: {result.message}"
