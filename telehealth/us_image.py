@@ -7,16 +7,17 @@ arrives, ``build_instance`` once the capture ends.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+import imagecodecs
 import numpy as np
 from av import VideoFrame
 from PIL import Image
 from pydicom import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.pixels.encoders import RLELosslessEncoder
 from pydicom.tag import Tag
 from pydicom.uid import (
     JPEGBaseline8Bit,
@@ -107,19 +108,27 @@ def encode_rgb(rgb: np.ndarray, codec: Codec, quality: int) -> bytes:
         # subsampling=1 is 4:2:2; Pillow writes full-range JFIF YCbCr -> YBR_FULL_422.
         Image.fromarray(rgb).save(buffer, "JPEG", quality=quality, subsampling=1)
         return buffer.getvalue()
-    rows, columns, _ = rgb.shape
-    return RLELosslessEncoder.encode(
-        np.ascontiguousarray(rgb),
-        rows=rows,
-        columns=columns,
-        samples_per_pixel=3,
-        bits_allocated=8,
-        bits_stored=8,
-        photometric_interpretation="RGB",
-        pixel_representation=0,
-        number_of_frames=1,
-        planar_configuration=0,
-    )
+    return rle_lossless(rgb)
+
+
+def rle_lossless(rgb: np.ndarray) -> bytes:
+    """One RGB frame as DICOM RLE Lossless (PS3.5 Annex G): a segment per colour plane.
+
+    The PackBits runs come from imagecodecs (row by row, as Annex G requires); only the
+    64-byte segment table is written here. imagecodecs has no DICOM RLE encoder
+    (dicomrle_encode is decode-only) and pydicom's is pure Python, ~90 ms a 640x480 frame,
+    too slow to keep up with a 30 fps clip; this takes ~2 ms.
+    """
+    segments = []
+    for plane in range(rgb.shape[2]):
+        data = imagecodecs.packbits_encode(np.ascontiguousarray(rgb[:, :, plane]), axis=-1)
+        segments.append(data + b"\0" * (len(data) % 2))  # segments have even length
+    offsets, position = [], 64
+    for data in segments:
+        offsets.append(position)
+        position += len(data)
+    header = struct.pack("<16L", len(segments), *offsets, *[0] * (15 - len(segments)))
+    return header + b"".join(segments)
 
 
 def frame_timing(seconds: list[float]) -> tuple[float | None, list[float] | None]:

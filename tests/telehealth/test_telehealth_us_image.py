@@ -10,7 +10,13 @@ import pytest
 from av import VideoFrame
 from telehealth_support import cine_frames, dciodvfy_errors, psnr
 
-from telehealth.us_image import CaptureContext, build_instance, encode_frame, frame_timing
+from telehealth.us_image import (
+    CaptureContext,
+    build_instance,
+    encode_frame,
+    frame_timing,
+    rle_lossless,
+)
 from telehealth.worklist import inline_image_attributes
 
 # pts in 90 kHz ticks with a late frame and a dropped one: not one FrameTime.
@@ -57,3 +63,17 @@ def test_irregular_clip_gets_a_frame_time_vector(codec: str, tmp_path) -> None:
 def test_no_frames_is_refused() -> None:
     with pytest.raises(ValueError, match="no frames"):
         build_instance([], _context("jpeg"))
+
+
+def test_rle_frames_decode_exactly() -> None:
+    rgb = cine_frames()[3]
+    ds = pydicom.Dataset()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 480, 640, 3
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PhotometricInterpretation, ds.PlanarConfiguration = "RGB", 0
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
+    ds.PixelData = pydicom.encaps.encapsulate([rle_lossless(rgb)])
+    ds["PixelData"].VR = "OB"
+    # decoded by pydicom's own RLE decoder
+    assert (ds.pixel_array == rgb).all()
