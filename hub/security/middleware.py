@@ -29,6 +29,8 @@ SMALL_BODY_BYTES = 64 * 1024
 # Streaming areas (DICOMweb, uploads, telehealth WebSockets) have no overall limit: they are
 # bounded by the server's keep-alive and the peers' own timeouts.
 SMALL_REQUEST_SECONDS = 30.0
+# Routes of those areas that stream long answers (the whole audit trail).
+LONG_RUNNING = frozenset({"admin.audit.export", "admin.audit.verify"})
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -163,7 +165,7 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     if who is not None and who.via == "session" and _writes(request) and not _same_origin(request):
         return _json_error(403, "forbidden: cross-origin request")
 
-    if area in SMALL_BODY_AREAS:
+    if area in SMALL_BODY_AREAS and name not in LONG_RUNNING:
         try:
             async with asyncio.timeout(SMALL_REQUEST_SECONDS):
                 return await handler(request)
