@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +44,17 @@ async def _echo(request: web.Request) -> web.Response:
     )
 
 
+async def _stall(request: web.Request) -> web.Response:
+    await asyncio.sleep(60)
+    return web.json_response({"late": True})
+
+
 def gated_app(engine: AsyncEngine, data_dir: Path) -> web.Application:
     app = web.Application()
     setup(app, engine=engine, data_dir=data_dir)
     for method, path, name in AREA_ROUTES:
         app.router.add_route(method, path, _echo, name=name)
+    app.router.add_get("/api/worklist-stall", _stall, name="worklist.read.stall")
     return app
 
 

@@ -176,3 +176,24 @@ async def test_refusals_are_audited(gate: Gate) -> None:
     assert len(denied) == 1
     assert denied[0].who == "specialist-user" and denied[0].outcome == "denied"
     assert "worklist.write.item" in denied[0].detail
+
+
+async def test_small_request_areas_are_cut_off_when_too_slow(gate: Gate, monkeypatch) -> None:
+    from hub.security import middleware
+
+    monkeypatch.setattr(middleware, "SMALL_REQUEST_SECONDS", 0.2)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gate.url + "/api/worklist-stall", headers=gate.headers("clinic")) as resp,
+    ):
+        assert resp.status == 504
+
+
+async def test_small_request_areas_refuse_big_bodies(gate: Gate) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gate.url + "/api/worklist", data=b"x" * 70_000, headers=gate.headers("admin")
+        ) as resp,
+    ):
+        assert resp.status == 413
