@@ -19,7 +19,7 @@ from pydicom.uid import UID_dictionary
 from hub.config import Settings
 
 CONFIG_FILES = ("forward.toml", "forward.json")
-MAX_BATCH = 128  # one association carries at most 128 presentation contexts (PS3.8)
+MAX_BATCH = 64  # two presentation contexts per object at most; an association carries 128
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,9 @@ class DimseTarget:
     called_ae: str
     calling_ae: str = "TESSERA"
     tls: TlsOptions | None = None
+    # Allow re-encoding little-endian objects between explicit and implicit VR when the
+    # receiver accepts only the other one (delivery is then not byte-identical).
+    convert_uncompressed: bool = False
     type: Literal["dimse"] = "dimse"
 
     def describe(self) -> dict[str, Any]:
@@ -253,6 +256,7 @@ def _parse_target(name: str, spec: dict[str, Any]) -> Target:
                 called_ae=spec["called_ae"],
                 calling_ae=spec.get("calling_ae", "TESSERA"),
                 tls=TlsOptions(**tls) if isinstance(tls, dict) else (TlsOptions() if tls else None),
+                convert_uncompressed=bool(spec.get("convert_uncompressed", False)),
             )
         if kind == "stow":
             token = spec.get("token")

@@ -5,7 +5,9 @@ Blocking (pynetdicom): call :func:`send_batch` from an executor thread, never on
 Byte-identical delivery: pynetdicom is given the stored file's path in chunked mode, so it
 streams the encoded data set that follows the file meta information as-is, and it requires
 an accepted presentation context in exactly the stored transfer syntax (no conversion).
-We therefore propose, per SOP class, only the transfer syntax the object is stored in.
+We therefore propose, per SOP class, the transfer syntax the object is stored in; only a
+target configured with ``convert_uncompressed`` also gets little-endian objects re-encoded
+between explicit and implicit VR, deliberately and noted on the task.
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
 
 from hub.forward.config import DimseTarget, Timeouts, TlsOptions
 from hub.forward.outcome import Outcome, from_dimse_status
+
+# Re-encoding between these is lossless and pydicom does it faithfully; big endian is left
+# out (pixel data would need byte swapping), compressed syntaxes are never transcoded.
+CONVERTIBLE = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 
 # Process-wide pynetdicom switch: a C-STORE given a *path* streams the file's data set bytes
 # instead of decoding and re-encoding it. Sends given a Dataset are unaffected.
@@ -87,10 +94,13 @@ def _send_prepared(
     ae.acse_timeout = timeouts.acse
     ae.dimse_timeout = timeouts.dimse
     ae.network_timeout = timeouts.network
-    # One context per (SOP class, stored syntax); batch_size <= 128 keeps within PS3.8's limit.
-    contexts = sorted({(p.sop_class, p.transfer_syntax) for p in batch})
-    for sop_class, syntax in contexts:
+    # One context per (SOP class, stored syntax), plus with conversion allowed one offering
+    # both little-endian syntaxes; the worker's batch limit keeps within PS3.8's 128.
+    for sop_class, syntax in sorted({(p.sop_class, p.transfer_syntax) for p in batch}):
         ae.add_requested_context(sop_class, [syntax])
+    if target.convert_uncompressed:
+        for sop_class in sorted({p.sop_class for p in batch if p.transfer_syntax in CONVERTIBLE}):
+            ae.add_requested_context(sop_class, CONVERTIBLE)
 
     where = f"{target.called_ae}@{target.host}:{target.port}"
     with _pynetdicom_errors(ae) as errors:
@@ -103,24 +113,29 @@ def _send_prepared(
     if not assoc.is_established:
         return [_not_established(assoc, where, errors, p) for p in batch]
     try:
-        return _send_over(assoc, batch, where)
+        return _send_over(assoc, batch, where, target.convert_uncompressed)
     finally:
         if assoc.is_established:
             assoc.release()
 
 
-def _send_over(assoc: Association, batch: list[_Prepared], where: str) -> list[Outcome]:
+def _send_over(
+    assoc: Association, batch: list[_Prepared], where: str, convert: bool
+) -> list[Outcome]:
     outcomes: list[Outcome] = []
     broken = False
     for p in batch:
         if broken or not assoc.is_established:
             outcomes.append(Outcome.untried(f"association with {where} ended before this object"))
             continue
-        if not _has_context(assoc, p):
+        exact = _has_context(assoc, p)
+        converted_to = None if exact else _conversion(assoc, p, convert)
+        if not exact and converted_to is None:
             outcomes.append(Outcome.dead(_no_context_message(assoc, where, p)))
             continue
         try:
-            status = assoc.send_c_store(p.path)
+            # A path streams the stored bytes; a Dataset is re-encoded by pynetdicom.
+            status = assoc.send_c_store(dcmread(p.path) if converted_to else p.path)
         except RuntimeError:  # pynetdicom: the association ended under us
             status = Dataset()
         if "Status" not in status:
@@ -132,7 +147,11 @@ def _send_over(assoc: Association, batch: list[_Prepared], where: str) -> list[O
             )
             continue
         comment = str(status.get("ErrorComment", "") or "")
-        outcomes.append(from_dimse_status(int(status.Status), comment))
+        outcome = from_dimse_status(int(status.Status), comment)
+        if converted_to and outcome.verdict == "done":
+            note = f"sent re-encoded from {p.transfer_syntax.name} to {converted_to.name}"
+            outcome = Outcome.done("; ".join(filter(None, [note, outcome.message])), outcome.status)
+        outcomes.append(outcome)
     if broken and assoc.is_established:
         assoc.abort()
     return outcomes
@@ -143,6 +162,16 @@ def _has_context(assoc: Association, p: _Prepared) -> bool:
         cx.abstract_syntax == p.sop_class and cx.transfer_syntax[0] == p.transfer_syntax
         for cx in assoc.accepted_contexts
     )
+
+
+def _conversion(assoc: Association, p: _Prepared, allowed: bool) -> UID | None:
+    """The little-endian syntax to re-encode into, when the target allows it and accepts one."""
+    if not allowed or p.transfer_syntax not in CONVERTIBLE:
+        return None
+    for cx in assoc.accepted_contexts:
+        if cx.abstract_syntax == p.sop_class and cx.transfer_syntax[0] in CONVERTIBLE:
+            return UID(cx.transfer_syntax[0])
+    return None
 
 
 def _no_context_message(assoc: Association, where: str, p: _Prepared) -> str:
@@ -162,8 +191,8 @@ def _no_context_message(assoc: Association, where: str, p: _Prepared) -> str:
         f"no presentation context: {where} did not accept {p.sop_class.name} ({p.sop_class}) "
         f"in {p.transfer_syntax.name} ({p.transfer_syntax}), the transfer syntax the object is "
         f"stored in.{offered_elsewhere} Tessera forwards the stored bytes unchanged and does not "
-        "transcode; configure the receiver to accept this SOP class and transfer syntax, then "
-        "retry the task."
+        "transcode; configure the receiver to accept this SOP class and transfer syntax (or, "
+        "for little-endian objects, allow convert_uncompressed on the target), then retry."
     )
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 from forward_peers import dataset_sha256, forward_config, sample_files
 from pydicom.data import get_testdata_file
@@ -188,3 +189,32 @@ async def test_abort_mid_batch_costs_only_the_object_being_sent(storescp_factory
     hub.forwarder.wake()
     counts = await hub.wait_settled()
     assert counts == {"pacs": {"done": 3}}
+
+
+async def test_conversion_between_little_endian_syntaxes_only_when_allowed(
+    storescp_factory, hub_factory
+):
+    pacs = storescp_factory(accept_all=False)
+    pacs.start("+xi")  # accepts implicit VR little endian only
+    strict, lenient = pacs.target(), {**pacs.target(), "convert_uncompressed": True}
+    rules = [{"target": "strict", "match": {"modality": "CT"}}, {"target": "lenient"}]
+    hub = await hub_factory(forward_config({"strict": strict, "lenient": lenient}, rules))
+    ct = Path(get_testdata_file("CT_small.dcm"))  # explicit VR little endian
+    res = await hub.archive.ingest_file(ct, source=TELEHEALTH)
+
+    counts = await hub.wait_settled()
+    assert counts == {"strict": {"dead": 1}, "lenient": {"done": 1}}
+    (dead,) = await hub.forwarder.queue.list(state="dead")
+    assert (
+        "no presentation context" in dead.last_error and "convert_uncompressed" in dead.last_error
+    )
+    (done,) = await hub.forwarder.queue.list(state="done")
+    assert (
+        "re-encoded from Explicit VR Little Endian to Implicit VR Little Endian" in done.last_error
+    )
+    (received,) = pacs.out.iterdir()
+    sent = pydicom.dcmread(received, force=True)  # a bare data set, implicit VR
+    original = pydicom.dcmread(ct)
+    assert sent.SOPInstanceUID == res.sop_instance_uid
+    assert sent.PixelData == original.PixelData
+    assert sent.PatientName == original.PatientName
