@@ -5,13 +5,19 @@ from hub.security.audit_trail import archive_subscriber, audit
 from hub.security.dimse_acl import ae_permitted
 from hub.security.middleware import principal, security_middleware
 from hub.security.setup import setup
-from hub.security.tls import dicom_tls_context, http_ssl_context, make_self_signed
+from hub.security.tls import (
+    dicom_tls_client_context,
+    dicom_tls_context,
+    http_ssl_context,
+    make_self_signed,
+)
 
 __all__ = [
     "Principal",
     "ae_permitted",
     "archive_subscriber",
     "audit",
+    "dicom_tls_client_context",
     "dicom_tls_context",
     "ensure_admin",
     "http_ssl_context",

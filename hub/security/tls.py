@@ -40,6 +40,21 @@ def dicom_tls_context(
     return ctx
 
 
+def dicom_tls_client_context(
+    ca: Path | str, cert: Path | str | None = None, key: Path | str | None = None
+) -> ssl.SSLContext:
+    """Client context for associations the hub opens (C-MOVE, forwarding): the peer must
+    present a certificate from ``ca``; ``cert``/``key`` identify the hub for mutual TLS.
+
+    Pass to pynetdicom as ``tls_args=(context, peer_hostname)``.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None:
+        ctx.load_cert_chain(str(cert), str(key) if key is not None else None)
+    return ctx
+
+
 def make_self_signed(directory: Path | str, hostname: str = "localhost") -> tuple[Path, Path]:
     """A self-signed certificate for localhost, reused while it has a month left to run."""
     directory = Path(directory)

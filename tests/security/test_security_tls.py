@@ -23,7 +23,12 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from security_support import PASSWORD, gated_app
 
-from hub.security import dicom_tls_context, http_ssl_context, make_self_signed
+from hub.security import (
+    dicom_tls_client_context,
+    dicom_tls_context,
+    http_ssl_context,
+    make_self_signed,
+)
 from hub.security.accounts import create_user
 
 
@@ -167,10 +172,9 @@ def _ok(event) -> int:
 
 
 def _client_context(pki: Path, who: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki / "tessera-ca.crt"))
-    if who:
-        ctx.load_cert_chain(str(pki / f"{who}.crt"), str(pki / f"{who}.key"))
-    return ctx
+    if who is None:
+        return dicom_tls_client_context(pki / "tessera-ca.crt")
+    return dicom_tls_client_context(pki / "tessera-ca.crt", pki / f"{who}.crt", pki / f"{who}.key")
 
 
 def test_dicom_tls_handshake_with_python_ssl(pki: Path, tls_echo_scp: int) -> None:
