@@ -5,6 +5,7 @@ GET  /api/forward/tasks/{id}                                  forward.read.task
 POST /api/forward/tasks/{id}/retry                            forward.admin.retry
 POST /api/forward/tasks/{id}/cancel                           forward.admin.cancel
 POST /api/forward/retry?target=                               forward.admin.retry.dead
+POST /api/forward/studies/{study}?target=                     forward.admin.send
 GET  /api/forward/targets                                     forward.read.targets
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from hub.archive import NotFound
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.queue import Task, TaskNotFound, TaskStateError
 from hub.forward.worker import Forwarder
@@ -28,6 +30,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/forward/tasks/{id}/retry", retry_task, name="forward.admin.retry")
     r.add_post("/api/forward/tasks/{id}/cancel", cancel_task, name="forward.admin.cancel")
     r.add_post("/api/forward/retry", retry_dead, name="forward.admin.retry.dead")
+    r.add_post("/api/forward/studies/{study}", send_study, name="forward.admin.send")
     r.add_get("/api/forward/targets", list_targets, name="forward.read.targets")
 
 
@@ -119,6 +122,24 @@ async def retry_dead(request: web.Request) -> web.Response:
     forwarder.wake()
     await _audit(request, "forward.retry", detail={"dead_letters": count, "target": target})
     return web.json_response({"retried": count})
+
+
+async def send_study(request: web.Request) -> web.Response:
+    """Queue every instance of a study for ``?target=`` now, whatever the rules say."""
+    forwarder = _forwarder(request)
+    target = request.query.get("target", "")
+    if target not in forwarder.config.targets:
+        known = ", ".join(forwarder.config.targets) or "none configured"
+        return _error(400, f"unknown target {target!r} (targets: {known})")
+    study = request.match_info["study"]
+    try:
+        refs = await forwarder.archive.instances(study)
+    except NotFound as exc:
+        return _error(404, str(exc))
+    count = await forwarder.queue.send_instances(refs, target)
+    forwarder.wake()
+    await _audit(request, "forward.send", study=study, detail={"target": target, "count": count})
+    return web.json_response({"queued": count, "target": target}, status=202)
 
 
 async def _audit(

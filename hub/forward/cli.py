@@ -1,4 +1,4 @@
-"""`tessera forward list|show|retry|cancel|targets`: the forward queue from the command line.
+"""`tessera forward list|show|retry|cancel|send|targets`: the forward queue from the command line.
 
 Works on the index directly, with or without the server running; a running server picks up
 retried tasks at its next queue scan (``poll_interval``).
@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hub.archive import Archive, NotFound
 from hub.archive.index import make_engine
 from hub.config import Settings
-from hub.forward.config import ConfigError, load_config
+from hub.forward.config import ConfigError, ForwardConfig, load_config
 from hub.forward.queue import ForwardQueue, Task, TaskNotFound, TaskStateError
 from hub.forward.tables import STATES, ensure_schema
 
@@ -48,11 +49,16 @@ def register(subparsers: Any) -> None:
     cancel.add_argument("ids", type=int, nargs="+")
     cancel.set_defaults(func=_command(cmd_cancel))
 
+    send = commands.add_parser("send", help="queue every instance of a study for a target now")
+    send.add_argument("study", help="Study Instance UID")
+    send.add_argument("--target", required=True)
+    send.set_defaults(func=_command(cmd_send))
+
     targets = commands.add_parser("targets", help="configured targets and rules, with counts")
     targets.add_argument("--json", action="store_true", help="print JSON")
     targets.set_defaults(func=_command(cmd_targets))
 
-    for command in (ls, show, retry, cancel, targets):
+    for command in (ls, show, retry, cancel, send, targets):
         # Also accept --data after the command; SUPPRESS keeps a --data given before it.
         command.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder")
 
@@ -138,11 +144,32 @@ async def _each(ids: list[int], change: Callable[[int], Awaitable[Task]], done: 
     return 1 if failed else 0
 
 
-async def cmd_targets(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
+async def cmd_send(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
+    config = _config_or_none(settings)
+    if config is None:
+        return 1
+    if args.target not in config.targets:
+        print(
+            f"unknown target {args.target!r} (targets: {', '.join(config.targets)})",
+            file=sys.stderr,
+        )
+        return 1
+    archive = await Archive.open(settings)
     try:
-        config = load_config(settings)
-    except ConfigError as exc:
-        print(f"forward configuration error: {exc}", file=sys.stderr)
+        refs = await archive.instances(args.study)
+    except NotFound as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        await archive.close()
+    count = await queue.send_instances(refs, args.target)
+    print(f"{count} instance(s) of study {args.study} queued for {args.target}")
+    return 0
+
+
+async def cmd_targets(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
+    config = _config_or_none(settings)
+    if config is None:
         return 1
     described = config.describe(await queue.counts())
     if args.json:
@@ -158,6 +185,14 @@ async def cmd_targets(args: argparse.Namespace, settings: Settings, queue: Forwa
     for name, tasks in sorted(described["unconfigured"].items()):
         print(f"{name}: not configured any more ({tasks})")
     return 0
+
+
+def _config_or_none(settings: Settings) -> ForwardConfig | None:
+    try:
+        return load_config(settings)
+    except ConfigError as exc:
+        print(f"forward configuration error: {exc}", file=sys.stderr)
+        return None
 
 
 def _when(task: Task) -> str:

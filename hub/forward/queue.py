@@ -14,11 +14,13 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub.archive import InstanceRef
 from hub.forward.config import RetryPolicy
 from hub.forward.outcome import Outcome
 from hub.forward.tables import STATES, forward_tasks
 
 RETRYABLE_STATES = ("dead", "cancelled", "pending")
+MANUAL_RULE = "manual"  # the rule name of tasks an operator queued by hand
 CANCELLABLE_STATES = ("pending",)
 
 
@@ -238,6 +240,25 @@ class ForwardQueue:
         return await self._transition(
             task_id, RETRYABLE_STATES, _fresh_start(self.clock()), "retry"
         )
+
+    async def send_instances(self, refs: Iterable[InstanceRef], target: str) -> int:
+        """Queue stored instances for one target now, whatever the rules say (an operator's
+        "send this study"); returns how many."""
+        now = self.clock()
+        records = [
+            {
+                "sop_uid": ref.sop_instance_uid,
+                "sop_class_uid": ref.sop_class_uid,
+                "study_uid": ref.study_uid,
+                "series_uid": ref.series_uid,
+                "sha256": ref.sha256,
+            }
+            for ref in refs
+        ]
+        async with self.engine.begin() as conn:
+            for record in records:
+                await enqueue(conn, record, [(MANUAL_RULE, target)], now)
+        return len(records)
 
     async def retry_dead(self, target: str | None = None) -> int:
         """Retry every dead letter, of one target or of all; returns how many."""

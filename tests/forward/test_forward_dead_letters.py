@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 
 import aiohttp
@@ -235,3 +236,36 @@ async def test_targets_from_the_data_dir_file_are_listed_without_secrets(
     assert "pacs: dimse PACS@127.0.0.1:11112 (no tasks)" in out
     assert "rule slides: sop_class=1.2.840.10008.5.1.4.1.1.77.1.6 -> vna" in out
     assert "s3cret" not in out
+
+
+async def test_operator_sends_a_study_the_rules_did_not_route(
+    storescp_factory, hub_factory, monkeypatch, capsys
+):
+    pacs = storescp_factory()
+    pacs.start()
+    rules = [{"target": "pacs", "match": {"modality": "MR"}}]  # the CT is not routed
+    hub = await hub_factory(forward_config({"pacs": pacs.target()}, rules))
+    res = await hub.archive.ingest_file(CT, source=SOURCE)
+    assert await hub.forwarder.queue.list() == []
+
+    status, body = await post_json(f"{hub.url}/api/forward/studies/{res.study_uid}?target=nope")
+    assert status == 400 and "unknown target 'nope'" in body["error"]
+    status, body = await post_json(f"{hub.url}/api/forward/studies/1.2.3.4?target=pacs")
+    assert status == 404
+    status, body = await post_json(f"{hub.url}/api/forward/studies/{res.study_uid}?target=pacs")
+    assert status == 202 and body == {"queued": 1, "target": "pacs"}
+
+    counts = await hub.wait_settled()
+    assert counts == {"pacs": {"done": 1}}
+    stored = dataset_sha256(hub.archive.store.path(res.sha256))
+    assert pacs.received() == {res.sop_instance_uid: stored}
+    (task,) = await hub.forwarder.queue.list()
+    assert task.rule == "manual"
+
+    data_dir = hub.settings.data_dir
+    (data_dir / "forward.json").write_text(json.dumps({"targets": {"pacs": pacs.target()}}))
+    code, out, _ = await run_cli(
+        monkeypatch, capsys, data_dir, "send", res.study_uid, "--target", "pacs"
+    )
+    assert code == 0 and "1 instance(s) of study" in out
+    assert len(await hub.forwarder.queue.list(sop_uid=res.sop_instance_uid)) == 2
