@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wsi.sources import RegionReader, open_reader
-from wsi.sources.model import Passthrough, SlideInfo
+from wsi.sources.model import SlideInfo
 from wsi.sources.raster import paste
 
 
@@ -108,14 +108,18 @@ class SlideAccess:
         out = np.full((h, w, 3), 255, dtype=np.uint8)
         for ty in range(max(y, 0) // th, (min(y + h, source.height) - 1) // th + 1):
             for tx in range(max(x, 0) // tw, (min(x + w, source.width) - 1) // tw + 1):
-                tile = self._tile(level, raw, ty * across + tx, tx * tw, ty * th)
+                tile = self.decoded_tile(level, ty * across + tx)
                 visible = tile[: source.height - ty * th, : source.width - tx * tw]
                 paste(out, visible, tx * tw - x, ty * th - y)
         return out
 
-    def _tile(self, level: int, raw: Passthrough, index: int, x: int, y: int) -> np.ndarray:
+    def decoded_tile(self, level: int, index: int) -> np.ndarray:
+        """One raw tile of a level, decoded (full tile size, edge padding included)."""
         import imagecodecs
 
+        source = self.slide.levels[level]
+        raw = source.passthrough
+        assert raw is not None
         count = int(raw.bytecounts[index])
         if count:
             if self._fd is None:
@@ -127,7 +131,8 @@ class SlideAccess:
                 return imagecodecs.jpeg2k_decode(data)
             except Exception:  # noqa: S110 - a broken tile: let the slide reader try it below
                 pass
-        source = self.slide.levels[level]
+        ty, tx = divmod(index, math.ceil(source.width / source.tile_width))
+        x, y = tx * source.tile_width, ty * source.tile_height
         return self.reader.read(level, x, y, source.tile_width, source.tile_height)
 
 
@@ -146,12 +151,32 @@ def run_job(job: TileJob) -> list[bytes]:
 
 
 def encode_tiles(access: SlideAccess, job: TileJob) -> list[bytes]:
+    same = _same_tiles(access.slide, job)
+    if same is not None:  # re-encoding a source level tile for tile: no strip to assemble
+        first = job.ty * same + job.tx0
+        return [
+            encode(access.decoded_tile(job.read_level, first + i), job.codec, job.quality)
+            for i in range(job.tx1 - job.tx0)
+        ]
     tw = job.tile_width
     strip = read_strip(access, job)
     return [
         encode(np.ascontiguousarray(strip[:, i * tw : (i + 1) * tw]), job.codec, job.quality)
         for i in range(job.tx1 - job.tx0)
     ]
+
+
+def _same_tiles(slide: SlideInfo, job: TileJob) -> int | None:
+    """Tiles across, if the job's output tiles are exactly the source level's raw tiles."""
+    source = slide.levels[job.read_level]
+    if (
+        source.passthrough is not None
+        and job.scale == 1
+        and (source.width, source.height) == (job.width, job.height)
+        and (source.tile_width, source.tile_height) == (job.tile_width, job.tile_height)
+    ):
+        return math.ceil(source.width / source.tile_width)
+    return None
 
 
 def read_strip(access: SlideAccess, job: TileJob) -> np.ndarray:
