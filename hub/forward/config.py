@@ -144,6 +144,7 @@ class ForwardConfig:
     batch_size: int = 16  # instances sent over one association / one worker turn
     poll_interval: float = 5.0  # seconds between queue scans when nothing wakes the worker
     enabled: bool = True  # False: enqueue, but do not run the worker
+    keep_finished_days: float = 30.0  # done/cancelled tasks are deleted after this long
 
     def targets_for(self, record: dict[str, Any]) -> list[tuple[str, str]]:
         """(rule name, target name) pairs for a stored instance, one per distinct target."""
@@ -169,6 +170,7 @@ class ForwardConfig:
             "batch_size": self.batch_size,
             "poll_interval": self.poll_interval,
             "enabled": self.enabled,
+            "keep_finished_days": self.keep_finished_days,
         }
 
 
@@ -223,6 +225,9 @@ def parse_config(raw: dict[str, Any]) -> ForwardConfig:
             batch_size=int(raw.get("batch_size", ForwardConfig.batch_size)),
             poll_interval=float(raw.get("poll_interval", ForwardConfig.poll_interval)),
             enabled=bool(raw.get("enabled", True)),
+            keep_finished_days=float(
+                raw.get("keep_finished_days", ForwardConfig.keep_finished_days)
+            ),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"forward config: {exc}") from exc
@@ -235,6 +240,7 @@ def _check_ranges(config: ForwardConfig) -> None:
     problems = [
         (not 1 <= config.batch_size <= MAX_BATCH, f"batch_size must be 1..{MAX_BATCH}"),
         (config.poll_interval <= 0, "poll_interval must be positive"),
+        (config.keep_finished_days < 0, "keep_finished_days must not be negative"),
         (retry.base <= 0 or retry.max_delay < retry.base, "retry needs 0 < base <= max_delay"),
         (retry.multiplier < 1, "retry multiplier must be at least 1"),
         (retry.max_attempts < 1, "retry max_attempts must be at least 1"),

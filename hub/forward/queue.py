@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import InstanceRef
@@ -240,6 +240,18 @@ class ForwardQueue:
         return await self._transition(
             task_id, RETRYABLE_STATES, _fresh_start(self.clock()), "retry"
         )
+
+    async def purge_finished(self, older_than: float) -> int:
+        """Delete done and cancelled tasks finished more than ``older_than`` seconds ago; dead
+        letters stay until someone retries or cancels them."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                delete(forward_tasks).where(
+                    forward_tasks.c.state.in_(("done", "cancelled")),
+                    forward_tasks.c.finished_at < self.clock() - older_than,
+                )
+            )
+            return res.rowcount or 0
 
     async def send_instances(self, refs: Iterable[InstanceRef], target: str) -> int:
         """Queue stored instances for one target now, whatever the rules say (an operator's

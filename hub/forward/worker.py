@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE = 30.0  # seconds to let batches in flight finish on shutdown
 RECORD_RETRY_PAUSES = (0.5, 2.0, 5.0)
+PURGE_EVERY = 3600.0  # seconds between deletions of long-finished tasks
 
 
 class Forwarder:
@@ -94,9 +95,13 @@ class Forwarder:
 
     # -- delivery loop -----------------------------------------------------------------
     async def _run(self) -> None:
+        next_purge = 0.0
         while True:
             self._wake.clear()
             try:
+                if time.monotonic() >= next_purge:
+                    await self.queue.purge_finished(self.config.keep_finished_days * 86400)
+                    next_purge = time.monotonic() + PURGE_EVERY
                 await self._dispatch()
                 delay = await self._idle_delay()
             except Exception:

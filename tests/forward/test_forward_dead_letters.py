@@ -269,3 +269,17 @@ async def test_operator_sends_a_study_the_rules_did_not_route(
     )
     assert code == 0 and "1 instance(s) of study" in out
     assert len(await hub.forwarder.queue.list(sop_uid=res.sop_instance_uid)) == 2
+
+
+async def test_finished_tasks_are_purged_dead_letters_kept(refusing_scp, hub_factory):
+    hub = await hub_factory(forward_config({"vna": refusing_scp.target()}, [{"target": "vna"}]))
+    refusing_scp.status = 0xA900
+    await hub.archive.ingest_file(CT, source=SOURCE)
+    await only_task(hub, "dead")
+    refusing_scp.status = 0x0000
+    await hub.archive.ingest_file(JPEG_US, source=SOURCE)
+    await only_task(hub, "done")
+
+    assert await hub.forwarder.queue.purge_finished(older_than=3600) == 0
+    assert await hub.forwarder.queue.purge_finished(older_than=0) == 1
+    assert [t.state for t in await hub.forwarder.queue.list()] == ["dead"]
