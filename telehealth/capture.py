@@ -113,6 +113,9 @@ class Capturer:
         self._latest: deque[VideoFrame] = deque(maxlen=still_buffer_frames)
         self._frozen: VideoFrame | None = None
         self._source: SequencedTrack | None = None
+        # The image size captures keep to: declared by the clinic, else the connection's first.
+        self._declared: tuple[int, int] | None = None
+        self._size: tuple[int, int] | None = None
         self._clip: _Clip | None = None
 
     @property
@@ -130,8 +133,14 @@ class Capturer:
         if self._source is not None:
             self._source.taps.remove(self._on_frame)
         self._source = track
+        self._size = self._declared
         self._latest.clear()
         track.taps.append(self._on_frame)
+
+    def declare_size(self, width: int, height: int) -> None:
+        """The clinic's native image size; frames the encoder sent smaller are scaled back."""
+        self._declared = (width, height)
+        self._size = self._declared
 
     def freeze(self, frozen: bool) -> None:
         self._frozen = (self._latest[-1] if self._latest else None) if frozen else None
@@ -141,7 +150,9 @@ class Capturer:
         if frame is None:
             raise CaptureError("no video from the clinic yet")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, encode_frame, frame, codec, self._quality)
+        return await loop.run_in_executor(
+            self._executor, encode_frame, frame, codec, self._quality, self._size
+        )
 
     def start_clip(self, codec: Codec, seconds: float | None = None) -> None:
         if self._clip is not None:
@@ -184,6 +195,8 @@ class Capturer:
             if self._clip is not None:
                 self._end_clip(self._clip, "source-ended")
             return
+        if self._size is None:
+            self._size = (frame.width, frame.height)
         self._latest.append(frame)
         if self._clip is not None:
             self._offer(self._clip, frame)
@@ -215,7 +228,7 @@ class Capturer:
         try:
             while (frame := await clip.queue.get()) is not None:
                 encoded = await loop.run_in_executor(
-                    self._executor, encode_frame, frame, clip.codec, self._quality
+                    self._executor, encode_frame, frame, clip.codec, self._quality, self._size
                 )
                 clip.frames.append(encoded)
             dropped = max(clip.seen() - len(clip.frames), clip.queue_drops)

@@ -45,7 +45,7 @@ ROLES: tuple[Role, ...] = ("clinic", "specialist")
 # What each side may send to the hub as media, and which data-channel messages it may send.
 MEDIA_ALLOWED: dict[Role, set[str]] = {"clinic": {"video", "audio"}, "specialist": {"audio"}}
 MESSAGES_ALLOWED: dict[Role, set[str]] = {
-    "clinic": {"freeze", "unfreeze", "capture"},
+    "clinic": {"freeze", "unfreeze", "capture", "source"},
     "specialist": {"pointer", "arrow", "clear", "freeze", "unfreeze", "capture"},
 }
 ANNOTATIONS = {"pointer", "arrow", "clear"}
@@ -292,6 +292,9 @@ class Session:
             if clinic := self.peers.get("clinic"):
                 clinic.send({**message, "from": role})
             return {"type": kind, "delivered": clinic is not None}
+        if kind == "source":
+            self.capturer.declare_size(message["width"], message["height"])
+            return message
         if kind in ("freeze", "unfreeze"):
             self.frozen = kind == "freeze"
             self.capturer.freeze(self.frozen)
@@ -394,6 +397,11 @@ def parse_message(role: Role, raw: str | bytes) -> dict[str, Any]:
         return {"type": kind, **{k: _unit(message, k) for k in ("x0", "y0", "x1", "y1")}}
     if kind == "capture":
         return capture_command(message)
+    if kind == "source":
+        size = {k: message.get(k) for k in ("width", "height")}
+        if not all(isinstance(v, int) and 16 <= v <= 8192 for v in size.values()):
+            raise MessageError("source needs integer width and height (16..8192)")
+        return {"type": kind, **size}
     return {"type": kind}
 
 

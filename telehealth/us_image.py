@@ -96,7 +96,14 @@ class CaptureContext:
     sop_instance_uid: str = field(default_factory=generate_uid)
 
 
-def encode_frame(frame: VideoFrame, codec: Codec, quality: int) -> EncodedFrame:
+def encode_frame(
+    frame: VideoFrame, codec: Codec, quality: int, size: tuple[int, int] | None = None
+) -> EncodedFrame:
+    """Encode one frame, scaled to ``size`` (width, height) if the stream's size differs:
+    a video encoder under pressure may lower the resolution for a while (libvpx spatial
+    resampling), and a clip, like the calibration, keeps one image size."""
+    if size is not None and (frame.width, frame.height) != size:
+        frame = frame.reformat(width=size[0], height=size[1], format="rgb24")
     rgb = frame.to_ndarray(format="rgb24")
     seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
     return EncodedFrame(encode_rgb(rgb, codec, quality), rgb.shape[0], rgb.shape[1], seconds)
@@ -147,7 +154,7 @@ def build_instance(frames: list[EncodedFrame], context: CaptureContext) -> bytes
         raise ValueError("no frames to store")
     first = frames[0]
     if any((f.rows, f.columns) != (first.rows, first.columns) for f in frames):
-        frames = [f for f in frames if (f.rows, f.columns) == (first.rows, first.columns)]
+        raise ValueError("the frames of one instance must have one size")
     multi = len(frames) > 1
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"

@@ -52,6 +52,8 @@ async def _guidance(data_dir: Path, out: Path) -> GuidanceRun:
         specialist = hub.peer(joined, "specialist")
         try:
             await clinic.connect(CineTrack(cine_frames()), audio_track())
+            # The device's native size; captures keep it whatever the video encoder does.
+            clinic.send({"type": "source", "width": 640, "height": 480})
             await specialist.connect(audio_track(), receive_video=True)
             await specialist.wait_video(30)
             frame = specialist.video_frames[-1]

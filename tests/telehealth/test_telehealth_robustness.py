@@ -123,6 +123,9 @@ async def test_each_side_may_do_only_what_its_role_allows(tmp_path) -> None:
             specialist.send({"type": "pointer", "x": 1.5, "y": 0.5})
             error = await specialist.next_message(lambda m: m["type"] == "error")
             assert "between 0 and 1" in error["message"]
+            specialist.send({"type": "source", "width": 320, "height": 240})
+            error = await specialist.next_message(lambda m: m["type"] == "error")
+            assert "specialist may not send 'source'" in error["message"]
             specialist.send({"type": "capture", "action": "rewind"})
             error = await specialist.next_message(lambda m: m["type"] == "error")
             assert "still, start or stop" in error["message"]

@@ -60,6 +60,15 @@ def test_irregular_clip_gets_a_frame_time_vector(codec: str, tmp_path) -> None:
     assert dciodvfy_errors(path) in ([], None)  # None: dicom3tools not installed
 
 
+def test_a_frame_of_another_size_is_scaled_to_the_clip_size() -> None:
+    small = VideoFrame.from_ndarray(cine_frames()[0], format="rgb24").reformat(
+        width=480, height=360
+    )
+    small.pts, small.time_base = 0, Fraction(1, 90000)
+    encoded = encode_frame(small, "jpeg", 90, size=(640, 480))
+    assert (encoded.rows, encoded.columns) == (480, 640)
+
+
 def test_no_frames_is_refused() -> None:
     with pytest.raises(ValueError, match="no frames"):
         build_instance([], _context("jpeg"))

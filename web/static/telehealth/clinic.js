@@ -79,6 +79,11 @@ async function goLive(sessionId, token, inviteUrl) {
     },
     onStatus: (text) => {
       $("#status").textContent = text;
+      if (text === "connected") {
+        // The camera's native size: captures keep it even when the encoder scales down.
+        const { width, height } = media.getVideoTracks()[0].getSettings();
+        if (width && height) link.send({ type: "source", width, height });
+      }
     },
   });
   $("#freeze").onclick = () => link.send({ type: $("#freeze").classList.contains("active") ? "unfreeze" : "freeze" });
