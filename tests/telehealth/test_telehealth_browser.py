@@ -123,7 +123,8 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
                 " return v.videoWidth > 0 && v.currentTime > 1; }",
             )
             stats = await specialist.evaluate(FRAME_STATS)
-            assert (stats["width"], stats["height"]) == (640, 480)
+            # Chrome may send a scaled-down image while its CPU is busy; the shape stays 4:3.
+            assert stats["width"] * 3 == stats["height"] * 4 and stats["width"] >= 320, stats
             # Not blank: the ultrasound sector has structure (the cine's own spread is ~40).
             assert stats["mean"] > 5 and stats["std"] > 10, stats
 
