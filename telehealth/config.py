@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -26,6 +27,8 @@ class TelehealthSettings:
     @classmethod
     def from_extra(cls, extra: dict[str, Any] | None) -> TelehealthSettings:
         values = dict((extra or {}).get("telehealth", {}))
+        if (ice := os.environ.get("TESSERA_TELEHEALTH_ICE")) and "ice_candidates" not in values:
+            values["ice_candidates"] = ice  # e.g. "auto+loopback" for a one-machine demo
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
