@@ -187,7 +187,7 @@ def load_config(settings: Settings) -> ForwardConfig:
     merged = {**file_part, **{k: v for k, v in extra.items() if k not in ("targets", "rules")}}
     merged["targets"] = {**(file_part.get("targets") or {}), **(extra.get("targets") or {})}
     merged["rules"] = [*(file_part.get("rules") or []), *(extra.get("rules") or [])]
-    return parse_config(merged)
+    return parse_config(merged, default_calling_ae=settings.ae_title)
 
 
 def _config_path(settings: Settings, explicit: str | None) -> Path | None:
@@ -213,8 +213,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read forward config {path}: {exc}") from exc
 
 
-def parse_config(raw: dict[str, Any]) -> ForwardConfig:
-    targets = {name: _parse_target(name, spec) for name, spec in (raw.get("targets") or {}).items()}
+def parse_config(raw: dict[str, Any], default_calling_ae: str = "TESSERA") -> ForwardConfig:
+    targets = {
+        name: _parse_target(name, spec, default_calling_ae)
+        for name, spec in (raw.get("targets") or {}).items()
+    }
     rules = tuple(_parse_rule(i, spec, targets) for i, spec in enumerate(raw.get("rules") or []))
     try:
         config = ForwardConfig(
@@ -250,7 +253,7 @@ def _check_ranges(config: ForwardConfig) -> None:
             raise ConfigError(f"forward config: {message}")
 
 
-def _parse_target(name: str, spec: dict[str, Any]) -> Target:
+def _parse_target(name: str, spec: dict[str, Any], default_calling_ae: str) -> Target:
     kind = spec.get("type", "dimse")
     try:
         if kind == "dimse":
@@ -259,8 +262,8 @@ def _parse_target(name: str, spec: dict[str, Any]) -> Target:
                 name=name,
                 host=spec["host"],
                 port=_port(name, spec["port"]),
-                called_ae=spec["called_ae"],
-                calling_ae=spec.get("calling_ae", "TESSERA"),
+                called_ae=_ae_title(name, spec["called_ae"]),
+                calling_ae=_ae_title(name, spec.get("calling_ae", default_calling_ae)),
                 tls=TlsOptions(**tls) if isinstance(tls, dict) else (TlsOptions() if tls else None),
                 convert_uncompressed=bool(spec.get("convert_uncompressed", False)),
             )
@@ -274,6 +277,13 @@ def _parse_target(name: str, spec: dict[str, Any]) -> Target:
     except TypeError as exc:
         raise ConfigError(f"forward target {name!r}: {exc}") from exc
     raise ConfigError(f"forward target {name!r}: unknown type {kind!r} (dimse or stow)")
+
+
+def _ae_title(name: str, value: Any) -> str:
+    title = str(value).strip()
+    if not 0 < len(title) <= 16 or "\\" in title or not title.isprintable():
+        raise ConfigError(f"forward target {name!r}: {value!r} is not an AE title (1-16 chars)")
+    return title
 
 
 def _port(name: str, value: Any) -> int:

@@ -94,6 +94,7 @@ def test_settings_extra_adds_to_and_overrides_the_data_dir_file(tmp_path, monkey
         ({"retry": {"bsae": 1}}, "bsae"),
         ({"batch_size": 500}, "batch_size"),
         ({"retry": {"base": 0}}, "base"),
+        ({"targets": {"p": {"host": "h", "port": 1, "called_ae": "X" * 17}}}, "not an AE title"),
         ({"targets": {"p": {"host": "h", "port": "x", "called_ae": "P"}}}, "port must be"),
     ],
 )
