@@ -83,3 +83,25 @@ def test_reencoded_tiles_decode_as_labelled(corpus, tmp_path, mode):
         got = np.asarray(dicom.read_region((0, 0), 0, (1024, 1024)).convert("RGB"))
     want = _openslide_reference(source, *source.dimensions)[:1024, :1024]
     assert _psnr(got, want) >= 35.0  # a colour-model mix-up gives < 20 dB
+
+
+def test_tile_size_and_associated_images_on_request(corpus, tmp_path):
+    """A tile size other than the source's re-encodes level 0 on the new grid; label, overview and
+    thumbnail are left out when asked."""
+    import pydicom
+
+    from wsi import ConvertOptions, convert_slide
+
+    src = corpus / "wsi" / "CMU-1-Small-Region.svs"
+    options = ConvertOptions(
+        tile_size=512, include_label=False, include_overview=False, include_thumbnail=False
+    )
+    paths = convert_slide(src, tmp_path / "out", options=options)
+    assert [p.name for p in paths] == ["level0.dcm", "level1.dcm", "level2.dcm"]
+    ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    assert (ds.Rows, ds.Columns, ds.NumberOfFrames) == (512, 512, 5 * 6)
+    assert ds.ImageType[0] == "ORIGINAL"
+    source = openslide.OpenSlide(src)
+    with wsidicom.WsiDicom.open(paths) as dicom:
+        got = np.asarray(dicom.read_region((0, 0), 0, source.dimensions).convert("RGB"))
+    assert _psnr(got, _openslide_reference(source, *source.dimensions)) >= MIN_PSNR_DB
