@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from hub.security import accounts, ratelimit
 from hub.security.audit_trail import audit
 from hub.security.middleware import SESSION_COOKIE, engine_of, principal
 
 STATIC = Path(__file__).parent / "static"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _safe_next(target: str | None) -> str:
@@ -31,9 +33,14 @@ async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text="expected a JSON object")
         is_form = False
-    else:
-        body = await request.post()
+    elif request.content_type in FORM_TYPES:
+        try:
+            body = await request.post()
+        except (ValueError, AssertionError, HttpProcessingError):  # UnicodeDecodeError too
+            raise web.HTTPBadRequest(text="malformed form body") from None
         is_form = True
+    else:
+        raise web.HTTPUnsupportedMediaType(text="send JSON or an HTML form")
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         raise web.HTTPBadRequest(text="username and password are required")
