@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -47,7 +47,6 @@ class SecurityState:
     engine: AsyncEngine | None = None
     data_dir: Path | None = None
     generated_admin_password: str | None = None
-    extras: dict = field(default_factory=dict)
 
 
 SECURITY_KEY: web.AppKey[SecurityState] = web.AppKey("security", SecurityState)
