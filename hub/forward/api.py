@@ -11,6 +11,7 @@ GET  /api/forward/targets                                     forward.read.targe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from hub.forward.queue import Task, TaskNotFound, TaskStateError
 from hub.forward.worker import Forwarder
 
 MAX_LIMIT = 1000
+MAX_ID = 2**63 - 1  # SQL BIGINT
 
 
 def add_routes(app: web.Application) -> None:
@@ -46,20 +48,21 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise web.HTTPBadRequest(text=f"{name} must be between {low} and {high}")
-    return value
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name} must be an integer from {low} to {high}"}),
+            content_type="application/json",
+        )
+    return int(raw)
 
 
 def _task_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="forward task ids are integers") from None
+    raw = request.match_info["id"]
+    if not raw.isdigit() or int(raw) > MAX_ID:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"no forward task {raw}"}), content_type="application/json"
+        )
+    return int(raw)
 
 
 async def list_tasks(request: web.Request) -> web.Response:

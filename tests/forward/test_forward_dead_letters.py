@@ -168,6 +168,10 @@ async def test_cancel_pending_and_conflicts(hub_factory, monkeypatch, capsys):
     assert status == 404
     status, body = await get_json(f"{hub.url}/api/forward/tasks?state=bogus")
     assert status == 400 and "unknown state" in body["error"]
+    status, body = await get_json(f"{hub.url}/api/forward/tasks?limit=-1")
+    assert status == 400 and "limit must be an integer" in body["error"]
+    status, body = await get_json(f"{hub.url}/api/forward/tasks/{'9' * 30}")
+    assert status == 404 and "no forward task" in body["error"]
 
     code, out, _ = await run_cli(
         monkeypatch, capsys, hub.settings.data_dir, "cancel", str(second.id)
