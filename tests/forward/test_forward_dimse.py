@@ -38,7 +38,12 @@ async def test_every_object_arrives_byte_identical(storescp_factory, hub_factory
     pacs = storescp_factory()
     pacs.start()
     hub = await hub_factory(forward_config({"pacs": pacs.target()}, [{"target": "pacs"}]))
-    files = [*sample_files(), corpus / "us" / "US-RGB-8-epicard.dcm"]
+    files = [
+        *sample_files(),
+        corpus / "us" / "US-RGB-8-epicard.dcm",  # explicit VR big endian
+        corpus / "dicom-wsi" / "sm_image.dcm",  # VL Whole Slide Microscopy
+        corpus / "dicom-wsi" / "boxes_0.dcm",  # WSI level, JPEG, TILED_FULL
+    ]
 
     expected = await ingest_all(hub, files)
 

@@ -25,11 +25,14 @@ def stow_target(url: str, headers: dict[str, str]) -> dict:
     return {"type": "stow", "url": url, "token": token}
 
 
-async def test_every_object_arrives_byte_identical_over_stow_rs(hub_server, hub_factory):
+async def test_every_object_arrives_byte_identical_over_stow_rs(hub_server, hub_factory, corpus):
     target = stow_target(f"{hub_server.url}/dicomweb", hub_server.admin_headers)
     sender = await hub_factory(forward_config({"hub2": target}, [{"target": "hub2"}]))
     stored = {}
-    for path in sample_files():
+    slides = [
+        corpus / "dicom-wsi" / name for name in ("sm_image.dcm", "boxes_0.dcm", "boxes_1.dcm")
+    ]
+    for path in [*sample_files(), *slides]:
         res = await sender.archive.ingest_file(path, source=SOURCE)
         stored[res.sop_instance_uid] = (res.study_uid, res.sha256)
 
