@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from forward_peers import dataset_sha256, forward_config, sample_files
+from forward_peers import dataset_sha256, forward_config, free_port, sample_files
 from pydicom.data import get_testdata_file
 
 from hub.archive import Source
@@ -223,3 +223,22 @@ async def test_conversion_between_little_endian_syntaxes_only_when_allowed(
     assert sent.SOPInstanceUID == res.sop_instance_uid
     assert sent.PixelData == original.PixelData
     assert sent.PatientName == original.PatientName
+
+
+async def test_a_target_that_is_down_does_not_hold_up_the_others(storescp_factory, hub_factory):
+    pacs = storescp_factory()
+    pacs.start()
+    down = {"type": "dimse", "host": "127.0.0.1", "port": free_port(), "called_ae": "DOWN"}
+    targets = {"pacs": pacs.target(), "down": down}
+    config = forward_config(targets, [{"targets": ["down", "pacs"]}], batch_size=2)
+    hub = await hub_factory(config)
+    expected = await ingest_all(hub, sample_files())
+
+    async def pacs_has_everything() -> bool:
+        return len(await hub.forwarder.queue.list(state="done", target="pacs")) == len(expected)
+
+    await hub.wait_until(pacs_has_everything)
+    assert pacs.received() == expected
+    waiting = await hub.forwarder.queue.list(target="down")
+    assert len(waiting) == len(expected)
+    assert all(t.state in ("pending", "in_flight") for t in waiting)
