@@ -324,6 +324,8 @@ class _Conversion:
             # (the hub's executors) a fork server, started clean, forks the workers instead.
             if threading.active_count() == 1:
                 context = multiprocessing.get_context("fork")
+                import imagecodecs  # noqa: F401 - imported once here, inherited by every worker
+                import PIL.Image  # noqa: F401
             else:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["wsi.encode"])
