@@ -32,6 +32,7 @@ class SessionRegistry:
         self.settings = settings
         self._by_id: dict[str, Session] = {}
         self._by_code: dict[str, Session] = {}
+        self.sockets: set = set()  # open signalling WebSockets
         # Frame encoding and instance building: off the event loop, at most two at a time.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telehealth-capture")
 

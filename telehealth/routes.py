@@ -22,7 +22,7 @@ from telehealth.config import TelehealthSettings
 from telehealth.ice import use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
 from telehealth.session import MessageError, Role, Session, capture_command
-from telehealth.signaling import serve_socket
+from telehealth.signaling import close_sockets, serve_socket
 from telehealth.us_image import Calibration
 from telehealth.worklist import WorklistError, attributes_for_item, inline_image_attributes
 
@@ -36,6 +36,7 @@ def setup(app: web.Application) -> None:
     settings = TelehealthSettings.from_extra(app[SETTINGS_KEY].extra)
     use_host_candidates(settings.ice_candidates)
     app.cleanup_ctx.append(_registry_context(settings))
+    app.on_shutdown.append(_close_sockets)
     r = app.router
     r.add_post("/api/telehealth/sessions", start_session, name="telehealth.start.create")
     r.add_get("/api/telehealth/sessions/{id}", session_status, name="telehealth.signal.status")
@@ -60,6 +61,11 @@ def _registry_context(settings: TelehealthSettings):
         await registry.close()  # stores running clips before the archive closes
 
     return context
+
+
+async def _close_sockets(app: web.Application) -> None:
+    if REGISTRY_KEY in app:
+        await close_sockets(app[REGISTRY_KEY].sockets)
 
 
 # --- handlers --------------------------------------------------------------------------------
@@ -120,7 +126,8 @@ async def end_session(request: web.Request) -> web.Response:
 
 async def signal(request: web.Request) -> web.StreamResponse:
     session, role = _session_and_role(request)
-    return await serve_socket(request, session, role, _actor(request, role))
+    registry = request.app[REGISTRY_KEY]
+    return await serve_socket(request, session, role, _actor(request, role), registry.sockets)
 
 
 async def capture(request: web.Request) -> web.Response:

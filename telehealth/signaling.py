@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from telehealth.session import MessageError, Role, Session
 
@@ -23,9 +23,12 @@ MAX_SIGNAL_BYTES = 256 * 1024
 MAX_PENDING_EVENTS = 100  # a socket that stops reading loses events, not memory
 
 
-async def serve_socket(request: web.Request, session: Session, role: Role, actor: str):
+async def serve_socket(
+    request: web.Request, session: Session, role: Role, actor: str, sockets: set
+) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_SIGNAL_BYTES)
     await ws.prepare(request)
+    sockets.add(ws)  # closed by the app's shutdown, which would otherwise wait for them
     pending: list[dict[str, Any]] = []
     flushing: set[asyncio.Task] = set()
 
@@ -49,7 +52,13 @@ async def serve_socket(request: web.Request, session: Session, role: Role, actor
                 break
     finally:
         session.listeners.discard(forward)
+        sockets.discard(ws)
     return ws
+
+
+async def close_sockets(sockets: set) -> None:
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"hub shutting down")
 
 
 async def _flush(ws: web.WebSocketResponse, pending: list[dict[str, Any]]) -> None:

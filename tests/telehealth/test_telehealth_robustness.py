@@ -13,6 +13,9 @@ from telehealth_support import (
     stored_dataset,
 )
 
+from hub.archive import Archive
+from hub.config import Settings
+
 
 async def _connected(hub, http):
     session = await start_session(http, hub)
@@ -207,3 +210,23 @@ async def test_bad_requests_get_clear_errors(tmp_path) -> None:
         as_specialist = {**specialist, "X-Telehealth-Token": joined["specialist_token"]}
         async with http.delete(url, headers=as_specialist) as r:
             assert r.status == 403
+
+
+async def test_shutting_the_hub_down_stores_the_running_clip(tmp_path) -> None:
+    data = tmp_path / "data"
+    async with running_hub(data) as hub, aiohttp.ClientSession() as http:
+        session, clinic, specialist = await _connected(hub, http)
+        specialist.send({"type": "capture", "action": "start"})
+        await specialist.next_message(lambda m: m.get("state") == "recording")
+        await specialist.wait_video(specialist.video_count + 15)
+        study = session["study_uid"]
+        # the hub stops with the clip still running (peers are closed after it)
+    await clinic.close()
+    await specialist.close()
+    archive = await Archive.open(Settings(data_dir=data))
+    try:
+        refs = await archive.instances(study)
+        assert [r.sop_class_uid for r in refs] == ["1.2.840.10008.5.1.4.1.1.3.1"]
+        assert refs[0].number_of_frames > 1
+    finally:
+        await archive.close()
