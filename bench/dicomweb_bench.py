@@ -524,9 +524,7 @@ class TesseraServer:
         return issued.stdout.strip().splitlines()[-1].strip()
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
+        _stop(self.proc)
 
 
 class OrthancServer:
@@ -556,9 +554,19 @@ class OrthancServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
+        _stop(self.proc)
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    """Terminate; kill if it is still busy (Orthanc finishes queued frame requests first)."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)
 
 
 def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -605,9 +613,11 @@ def suite(
                     asyncio.run(stow("", files, None, rest_url=OrthancServer.rest))
                 )
     result["stow"] = {k: _median_of(v) for k, v in stow_runs.items() if v}
+    _save(result)
     with TesseraServer(WORK / "tessera", port, repo) as hub:
         asyncio.run(stow(hub.base, files, hub.token))
         result["tessera"] = asyncio.run(_reads(hub.base, hub.token, levels, seconds, hub.proc))
+    _save(result)
     if orthanc:
         with OrthancServer(WORK) as peer:
             asyncio.run(stow(peer.base, files, None))
@@ -615,6 +625,7 @@ def suite(
             result["orthanc"] = asyncio.run(
                 _reads(peer.base, None, levels, seconds, peer.proc, request_timeout=60)
             )
+        _save(result)
     if shutil.which("nginx"):
         tiles = WORK / "tiles"
         level0 = max(files, key=lambda f: f.stat().st_size)
@@ -622,7 +633,14 @@ def suite(
             extract(level0, tiles)
         result["nginx"] = static(tiles, port + 10, levels, seconds)
     result["load_average_end"] = os.getloadavg()
+    _save(result)
     return result
+
+
+def _save(result: dict[str, Any]) -> None:
+    """Written after each phase, so a failure later keeps what was measured."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "dicomweb.json").write_text(json.dumps(result, indent=1))
 
 
 async def _reads(
@@ -633,7 +651,7 @@ async def _reads(
     proc: subprocess.Popen | None,
     request_timeout: float = 10.0,
 ) -> dict[str, Any]:
-    found = await find(base, token, reps=10)
+    found = await find(base, token, reps=5)
     pids = [proc.pid] if proc is not None else None
     loaded = await frames_wrk(
         base, token, levels, seconds, found["level0"], pids, request_timeout=request_timeout
@@ -740,8 +758,6 @@ def main(argv: list[str] | None = None) -> int:
         result = suite(
             args.runs, args.concurrency, args.seconds, args.port, not args.no_orthanc, args.repo
         )
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "dicomweb.json").write_text(json.dumps(result, indent=1))
         print(markdown(result))
         return 0
     elif args.cmd == "extract":
