@@ -58,7 +58,7 @@ class SequencedTrack(MediaStreamTrack):
         return frame
 
     def _tell(self, frame: VideoFrame | None) -> None:
-        for tap in self.taps:
+        for tap in list(self.taps):  # a tap may remove itself
             tap(self, frame)
 
     def stop(self) -> None:

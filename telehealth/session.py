@@ -67,7 +67,8 @@ class Peer:
     actor: str
     channel: RTCDataChannel | None = None
     outbound: dict[str, LiveTrack] = field(default_factory=dict)  # kind -> track
-    tasks: set[asyncio.Task] = field(default_factory=set)
+    tasks: set[asyncio.Task] = field(default_factory=set)  # track readers, cancelled on close
+    commands: set[asyncio.Task] = field(default_factory=set)  # run to the end (a capture)
 
     def send(self, message: dict[str, Any]) -> None:
         if self.channel is not None and self.channel.readyState == "open":
@@ -250,7 +251,9 @@ class Session:
             return
         self._notify({"type": "peer", "role": peer.role, "state": state})
         if state in ("failed", "closed"):
-            asyncio.create_task(self._drop(peer))
+            task = asyncio.create_task(self._drop(peer))
+            peer.commands.add(task)
+            task.add_done_callback(peer.commands.discard)
 
     async def _drop(self, peer: Peer) -> None:
         if self.peers.get(peer.role) is peer:
@@ -267,12 +270,12 @@ class Session:
 
         @channel.on("message")
         def received(message: str | bytes) -> None:
-            if len(peer.tasks) >= MAX_PENDING_MESSAGES:
+            if len(peer.commands) >= MAX_PENDING_MESSAGES:
                 peer.send({"type": "error", "message": "too many commands at once; dropped"})
                 return
             task = asyncio.create_task(self._handle_message(peer, message))
-            peer.tasks.add(task)
-            task.add_done_callback(peer.tasks.discard)
+            peer.commands.add(task)
+            task.add_done_callback(peer.commands.discard)
 
         if channel.readyState == "open":
             opened()
