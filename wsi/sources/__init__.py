@@ -49,6 +49,9 @@ def open_slide(path: Path) -> SlideInfo:
         raise ConversionError(f"{path}: no such file")
     import openslide
 
+    if _is_ome_tiff(path):
+        # OpenSlide would read an OME-TIFF as a one-level generic TIFF without its pixel size.
+        return _tiff_only(path, "OME-TIFF: read with tifffile")
     try:
         slide = openslide.OpenSlide(path)
     except openslide.OpenSlideError as exc:
@@ -169,11 +172,23 @@ def _tiff_only(path: Path, openslide_reason: str) -> SlideInfo:
             reader="tiff",
             vendor="ome-tiff" if tif.is_ome else "tiff",
             levels=source_levels,
-            mpp=p.tiff_mpp(page),
+            mpp=p.ome_mpp(tif.ome_metadata) if tif.is_ome else p.tiff_mpp(page),
             icc_profile=_tiff_icc(page),
             software=str(page.software or ""),
             source_compression=_source_compression(tif, ""),
         )
+    finally:
+        tif.close()
+
+
+def _is_ome_tiff(path: Path) -> bool:
+    from wsi.sources.tiff import open_tiff
+
+    tif = open_tiff(path)
+    if tif is None:
+        return False
+    try:
+        return bool(tif.is_ome)
     finally:
         tif.close()
 
@@ -188,5 +203,7 @@ def _check_decodable(tif, page) -> None:
     index = next((i for i, c in enumerate(counts) if c), None)
     if index is None:
         raise ValueError("no image data")
+    decode = page.decode  # built lazily, and building it may move the file position
     tif.filehandle.seek(page.dataoffsets[index])
-    page.decode(tif.filehandle.read(counts[index]), index, jpegtables=page.jpegtables)
+    data = tif.filehandle.read(counts[index])
+    decode(data, index, jpegtables=page.jpegtables)

@@ -77,6 +77,35 @@ def tiff_mpp(page) -> tuple[float, float] | None:
     return per_unit_um / xres, per_unit_um / yres
 
 
+_UM_PER_UNIT = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def ome_mpp(ome_xml: str | None) -> tuple[float, float] | None:
+    """PhysicalSizeX/Y of the first OME Pixels element, in micrometres."""
+    if not ome_xml:
+        return None
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(ome_xml)
+    except ET.ParseError:
+        return None
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in ("X", "Y"):
+        try:
+            value = float(pixels.get(f"PhysicalSize{axis}", "nan"))
+        except ValueError:
+            return None
+        scale = _UM_PER_UNIT.get(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        if not (value > 0) or scale is None:
+            return None
+        sizes.append(value * scale)
+    return sizes[0], sizes[1]
+
+
 def objective_power(props: Mapping[str, str]) -> float | None:
     try:
         value = float(props.get("openslide.objective-power", "nan"))

@@ -156,8 +156,10 @@ class TiffRegionReader:
                 count = page.databytecounts[index]
                 if not count:
                     continue
+                decode = page.decode  # built lazily, and building it may move the file position
                 fh.seek(page.dataoffsets[index])
-                tile, _, _ = page.decode(fh.read(count), index, jpegtables=page.jpegtables)
+                data = fh.read(count)
+                tile, _, _ = decode(data, index, jpegtables=page.jpegtables)
                 tile = tile.reshape(tile.shape[-3:])
                 paste(out, tile[..., :3], tx * tw - x, ty * th - y)
         return out
