@@ -76,3 +76,20 @@ def test_ae_allow_list(tmp_path: Path, capsys) -> None:
     assert tessera(tmp_path, "ae", "remove", "CT1") == 1
     with pytest.raises(SystemExit):
         tessera(tmp_path, "ae", "allow", "CT1", "delete")
+
+
+def test_commands_are_registered_on_the_tessera_console_script(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "hub.cli", *argv, "--data", str(tmp_path)],
+            input=stdin, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    added = run("user", "add", "ops", "--role", "admin", "--password-stdin",
+                stdin="a long enough password\n")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    verified = run("audit", "verify")
+    assert verified.returncode == 0 and "intact: 1 records" in verified.stdout, verified.stderr
