@@ -50,6 +50,14 @@ async def _stored_instance(archive, sop_uid: str) -> pydicom.Dataset:
     return pydicom.dcmread(archive.store.path(refs[0].sha256))
 
 
+def _watch(page, problems: list[str]) -> None:
+    page.on("pageerror", lambda error: problems.append(f"{page.url}: {error}"))
+    page.on(
+        "console",
+        lambda m: problems.append(f"{page.url}: {m.text}") if m.type == "error" else None,
+    )
+
+
 async def _until(page, function: str, limit: float = 30.0) -> None:
     """Poll a page function until it is true (wait_for_function would eval under the CSP)."""
     for _ in range(int(limit / 0.2)):
@@ -102,6 +110,8 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             clinic = await (await _logged_in(browser, hub, "clinic")).new_page()
+            problems: list[str] = []
+            _watch(clinic, problems)
             await clinic.goto(f"{hub.url}/telehealth/clinic")
             await clinic.fill("#start [name=name]", "Kowalska^Zofia")
             await clinic.fill("#start [name=id]", "PAED-0042")
@@ -116,6 +126,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             )
 
             specialist = await (await _logged_in(browser, hub, "specialist")).new_page()
+            _watch(specialist, problems)
             await specialist.goto(await invite.get_attribute("href"))
             await _until(
                 specialist,
@@ -160,6 +171,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             assert await clinic.evaluate("() => document.querySelector('#progress').value") == 1
             uploaded = await _stored_instance(hub.archive, cine().SOPInstanceUID)
             assert uploaded.NumberOfFrames == 120
+            assert problems == []  # no script errors, no CSP violations, no failed loads
         finally:
             await browser.close()
 
