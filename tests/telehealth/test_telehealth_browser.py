@@ -146,6 +146,17 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             pointer = await clinic.get_attribute("#overlay", "data-pointer")
             x, y = (float(v) for v in pointer.split(","))
             assert 0 < x < 1 and 0 < y < 1
+            # A drag draws an arrow on the clinic's image; freeze shows on both sides.
+            await specialist.mouse.down()
+            await specialist.mouse.move(
+                box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
+            )
+            await specialist.mouse.up()
+            await clinic.locator("#overlay[data-arrows='1']").wait_for(timeout=15000)
+            await specialist.click("#freeze")
+            await clinic.locator("#frozen:not([hidden])").wait_for(timeout=15000)
+            await specialist.click("#freeze")
+            await clinic.locator("#frozen[hidden]").wait_for(state="attached", timeout=15000)
 
             clip_button = specialist.locator("[data-capture=clip]")
             await clip_button.click()
