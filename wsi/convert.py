@@ -31,6 +31,9 @@ from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
 
 Progress = Callable[[int, int], None]
 _JOB_PIXELS = 2048 * 1024  # source pixels decoded per worker job: bounds its memory
+# Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
+# encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
+_POOL_MIN_FRAMES = 256
 _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
 _J2K_EOC = b"\xff\xd9"
 
@@ -112,6 +115,7 @@ class _Conversion:
         self.total = 0
         self.done = 0
         self._pool = None
+        self._use_pool = False
         self._lock = threading.Lock()
         self._failed = threading.Event()
         self._local = threading.local()
@@ -141,7 +145,9 @@ class _Conversion:
         bound: pread/writev release the GIL) while this thread feeds the encoding workers."""
         from concurrent.futures import ThreadPoolExecutor
 
-        if self.options.workers > 1 and any(level.frames > 1 for level, *_ in encodes):
+        encode_frames = sum(level.frames for level, *_ in encodes)
+        self._use_pool = self.options.workers > 1 and encode_frames >= _POOL_MIN_FRAMES
+        if self._use_pool:
             # Fork the workers now, before the copying thread exists: a child forked while another
             # thread holds a lock (malloc, OpenSlide's, the import lock) can hang forever. The pool
             # forks lazily on its first task, so hand it a trivial one.
@@ -310,7 +316,7 @@ class _Conversion:
 
     def _run(self, jobs: list[TileJob]) -> Iterable[list[bytes]]:
         """Encode jobs in worker processes, results in order, a bounded number in flight."""
-        if self.options.workers == 1 or len(jobs) == 1:
+        if not self._use_pool or len(jobs) == 1:
             return (encode_tiles(self.access, job) for job in jobs)
         return _ordered(self._workers(), jobs, window=2 * self.options.workers)
 
