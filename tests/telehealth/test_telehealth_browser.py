@@ -67,6 +67,9 @@ async def _until(page, function: str, limit: float = 30.0) -> None:
     raise AssertionError(f"not true after {limit} s: {function}")
 
 
+CONNECTED = "() => document.querySelector('#status').textContent === 'connected'"
+FRAMES_SHOWN = "() => document.querySelector('#remote').getVideoPlaybackQuality().totalVideoFrames"
+
 # The specialist's video, drawn to a canvas: mean and spread of its luminance.
 FRAME_STATS = """() => {
   const v = document.querySelector('#remote');
@@ -121,9 +124,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             await clinic.click("#start button[type=submit]")
             invite = clinic.locator("#invite")
             await invite.wait_for()
-            await _until(
-                clinic, "() => document.querySelector('#status').textContent === 'connected'"
-            )
+            await _until(clinic, CONNECTED)
 
             specialist = await (await _logged_in(browser, hub, "specialist")).new_page()
             _watch(specialist, problems)
@@ -182,6 +183,13 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             assert await clinic.evaluate("() => document.querySelector('#progress').value") == 1
             uploaded = await _stored_instance(hub.archive, cine().SOPInstanceUID)
             assert uploaded.NumberOfFrames == 120
+
+            # The clinic reloads its page: it rejoins the same session, and the specialist's
+            # video, on its untouched connection, carries on.
+            await clinic.reload()
+            await _until(clinic, CONNECTED)
+            shown = await specialist.evaluate(FRAMES_SHOWN)
+            await _until(specialist, f"() => ({FRAMES_SHOWN})() > {shown + 30}")
             assert problems == []  # no script errors, no CSP violations, no failed loads
         finally:
             await browser.close()
