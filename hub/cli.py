@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data", type=Path, default=None, help="data folder (default ./tessera-data)")
+    # SUPPRESS: `tessera --data X cmd` and `tessera cmd --data X` both work; neither parser's
+    # default overwrites the other's value.
+    common.add_argument(
+        "--data", type=Path, default=argparse.SUPPRESS, help="data folder (default ./tessera-data)"
+    )
     common.add_argument("-v", "--verbose", action="store_true")
     parser = argparse.ArgumentParser(prog="tessera", description=__doc__, parents=[common])
     sub = parser.add_subparsers(title="commands")
@@ -81,7 +85,7 @@ def _add(sub, common, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, **overrides) -> Settings:
-    return Settings.from_env(data_dir=args.data, **overrides)
+    return Settings.from_env(data_dir=getattr(args, "data", None), **overrides)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hub.archive import Archive, Source
 from hub.config import Settings
+from hub.runtime import open_archive
 
 SAMPLE_SLIDE = "CMU-1-Small-Region.svs"
 SAMPLE_CINE = "color3d_jpeg_baseline.dcm"
@@ -77,7 +78,7 @@ async def run_demo(settings: Settings) -> int:
     from hub.security.tls import http_ssl_context, make_self_signed
     from hub.server import serve
 
-    archive = await Archive.open(settings)
+    archive = await open_archive(settings)
     try:
         print("Loading sample data ...", flush=True)
         for line in await load_samples(archive):
@@ -91,7 +92,9 @@ async def run_demo(settings: Settings) -> int:
     finally:
         await archive.close()
     cert, key = make_self_signed(settings.data_dir / "tls")
-    url = f"https://{'localhost' if settings.host == '127.0.0.1' else settings.host}:{settings.port}/"
+    url = (
+        f"https://{'localhost' if settings.host == '127.0.0.1' else settings.host}:{settings.port}/"
+    )
 
     def banner() -> None:
         print(

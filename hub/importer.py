@@ -8,8 +8,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hub.archive import Archive, Source
+from hub.archive import Source
 from hub.config import Settings
+from hub.runtime import open_archive
 
 CONCURRENCY = 4
 
@@ -24,7 +25,7 @@ def walk(paths: list[Path]) -> Iterator[Path]:
 
 async def import_paths(settings: Settings, paths: list[Path]) -> int:
     files = await asyncio.get_running_loop().run_in_executor(None, lambda: list(walk(paths)))
-    archive = await Archive.open(settings)
+    archive = await open_archive(settings)
     counts = {"stored": 0, "duplicate": 0, "version": 0, "failed": 0}
     failures: list[str] = []
     queue: asyncio.Queue[Path] = asyncio.Queue()

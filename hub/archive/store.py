@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from threading import Lock
 
@@ -91,6 +92,11 @@ class BlobStore:
 
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+    @contextmanager
+    def plain_path(self, sha256: str) -> Iterator[Path]:
+        """A path holding the object's plain bytes, for libraries that want a file name."""
+        yield self.path(sha256)
 
     def size(self, sha256: str) -> int:
         return self.path(sha256).stat().st_size

@@ -36,7 +36,12 @@ def setup(app: web.Application) -> None:
         ("GET", PREFIX + "/studies", qido.search_studies, "dicomweb.read.qido.studies"),
         ("GET", study + "/series", qido.search_series, "dicomweb.read.qido.study_series"),
         ("GET", PREFIX + "/series", qido.search_series, "dicomweb.read.qido.series"),
-        ("GET", series + "/instances", qido.search_instances, "dicomweb.read.qido.series_instances"),
+        (
+            "GET",
+            series + "/instances",
+            qido.search_instances,
+            "dicomweb.read.qido.series_instances",
+        ),
         ("GET", study + "/instances", qido.search_instances, "dicomweb.read.qido.study_instances"),
         ("GET", PREFIX + "/instances", qido.search_instances, "dicomweb.read.qido.instances"),
         ("POST", PREFIX + "/studies", stow.store_instances, "dicomweb.write.stow"),

@@ -97,7 +97,9 @@ def negotiate_frames(accept: str | None, stored_ts: str, count: int) -> Choice:
         ts = offer.params.get("transfer-syntax")
         if not multipart and count > 1 and inner != "*/*":
             continue  # several frames need a multipart body
-        if inner in ("*/*", "multipart/*") or (inner == stored_type and ts in (None, ANY_TS, stored_ts)):
+        if inner in ("*/*", "multipart/*") or (
+            inner == stored_type and ts in (None, ANY_TS, stored_ts)
+        ):
             return Choice(stored_type, stored_ts, multipart or count > 1, decode=False)
         if inner == "application/octet-stream":
             if ts in (ANY_TS, stored_ts) or (ts is None and native_stored):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from hub.archive.store import CHUNK, BlobStore
 
@@ -94,7 +95,12 @@ async def stage_parts(
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError, asyncio.IncompleteReadError) as exc:
+        except (
+            ValueError,
+            AssertionError,
+            asyncio.IncompleteReadError,
+            HttpProcessingError,
+        ) as exc:
             raise BadBody(f"Malformed multipart body: {exc}") from exc
         if part is None:
             return
@@ -117,7 +123,12 @@ async def _stage_one(
         while True:
             try:
                 chunk = await part.read_chunk(CHUNK)
-            except (ValueError, AssertionError, asyncio.IncompleteReadError) as exc:
+            except (
+                ValueError,
+                AssertionError,
+                asyncio.IncompleteReadError,
+                HttpProcessingError,
+            ) as exc:
                 raise BadBody(f"Malformed multipart body: {exc}") from exc
             if not chunk:
                 break

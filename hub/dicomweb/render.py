@@ -16,7 +16,9 @@ DEFAULT_THUMBNAIL = 256
 
 def decoded_frame(path: Path, index: int) -> bytes:
     """One frame as native little-endian pixel bytes (colour converted to RGB)."""
-    return np.ascontiguousarray(pixel_array(path, index=index)).astype(_native_dtype(path)).tobytes()
+    return (
+        np.ascontiguousarray(pixel_array(path, index=index)).astype(_native_dtype(path)).tobytes()
+    )
 
 
 def _native_dtype(path: Path) -> np.dtype:

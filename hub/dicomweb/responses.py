@@ -25,12 +25,15 @@ def dicom_json(data: Any, status: int = 200, headers: dict[str, str] | None = No
 
 def problem(status: int, message: str) -> web.Response:
     """An error with its reason, in the body and in a Warning header (PS3.18 8.6.3)."""
-    reason = message.replace('"', "'")[:300]
     return web.json_response(
-        {"status": status, "error": message},
-        status=status,
-        headers={"Warning": f'299 tessera "{reason}"'},
+        {"status": status, "error": message}, status=status, headers={"Warning": warning(message)}
     )
+
+
+def warning(message: str) -> str:
+    """A Warning header value; the text may echo client input, so controls are removed."""
+    text = "".join(c if c.isprintable() and c != '"' else " " for c in message)
+    return f'299 tessera "{text[:300]}"'
 
 
 def not_modified(request: web.Request, etag: str) -> web.Response | None:

@@ -11,7 +11,7 @@ from aiohttp.helpers import parse_mimetype
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import IngestResult, Source, errors
 from hub.dicomweb.multipart import BadBody, StagedPart, TooLarge, stage_parts
-from hub.dicomweb.responses import base_url, dicom_json, element
+from hub.dicomweb.responses import base_url, dicom_json, element, warning
 
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_SEQUENCE = "00081199"
@@ -92,7 +92,9 @@ async def _peek_study(part: StagedPart) -> str | None:
 
     def read() -> str | None:
         try:
-            ds = pydicom.dcmread(part.temp, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+            ds = pydicom.dcmread(
+                part.temp, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]
+            )
             return str(ds.get("StudyInstanceUID") or "") or None
         except Exception:
             return None  # the ingest path reports why the part is unreadable
@@ -110,7 +112,10 @@ def _response(request: web.Request, results: list[IngestResult], study: str | No
     if study or len(study_uids) == 1:
         body[RETRIEVE_URL] = element("UR", f"{base}/studies/{study or next(iter(study_uids))}")
     if stored:
-        body[REFERENCED_SOP_SEQUENCE] = {"vr": "SQ", "Value": [_referenced(base, r) for r in stored]}
+        body[REFERENCED_SOP_SEQUENCE] = {
+            "vr": "SQ",
+            "Value": [_referenced(base, r) for r in stored],
+        }
     if failed:
         body[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": [_failed(r) for r in failed]}
     if not failed:
@@ -127,7 +132,8 @@ def _referenced(base: str, r: IngestResult) -> dict[str, Any]:
         REFERENCED_SOP_CLASS: element("UI", r.sop_class_uid),
         REFERENCED_SOP_INSTANCE: element("UI", r.sop_instance_uid),
         RETRIEVE_URL: element(
-            "UR", f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}"
+            "UR",
+            f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}",
         ),
     }
     return item
@@ -136,7 +142,9 @@ def _referenced(base: str, r: IngestResult) -> dict[str, Any]:
 def _failed(r: IngestResult) -> dict[str, Any]:
     item: dict[str, Any] = {
         REFERENCED_SOP_CLASS: element("UI", *([r.sop_class_uid] if r.sop_class_uid else [])),
-        REFERENCED_SOP_INSTANCE: element("UI", *([r.sop_instance_uid] if r.sop_instance_uid else [])),
+        REFERENCED_SOP_INSTANCE: element(
+            "UI", *([r.sop_instance_uid] if r.sop_instance_uid else [])
+        ),
         FAILURE_REASON: element("US", r.reason or errors.PROCESSING_FAILURE),
         # ErrorComment-style text so that a person can read why.
         "00000902": element("LO", r.message[:64]),
@@ -145,7 +153,11 @@ def _failed(r: IngestResult) -> dict[str, Any]:
 
 
 def _refused(status: int, message: str) -> web.Response:
-    reason = {400: errors.CANNOT_UNDERSTAND, 413: errors.OUT_OF_RESOURCES, 415: errors.CANNOT_UNDERSTAND}
+    reason = {
+        400: errors.CANNOT_UNDERSTAND,
+        413: errors.OUT_OF_RESOURCES,
+        415: errors.CANNOT_UNDERSTAND,
+    }
     body = {
         FAILED_SOP_SEQUENCE: {
             "vr": "SQ",
@@ -157,7 +169,7 @@ def _refused(status: int, message: str) -> web.Response:
             ],
         }
     }
-    headers = {"Warning": f'299 tessera "{message}"'}
+    headers = {"Warning": warning(message)}
     return dicom_json(body, status=status, headers=headers)
 
 

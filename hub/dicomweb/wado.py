@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from functools import lru_cache, partial
+from functools import lru_cache
+from pathlib import Path
 
 from aiohttp import web
 
@@ -49,7 +50,9 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     refs = await _refs(request)
     stored = {ref.transfer_syntax_uid for ref in refs}
     choices = {ts: media.negotiate_instances(request.headers.get("Accept"), ts) for ts in stored}
-    etag = _refs_etag(refs, "dicom:" + ",".join(sorted(c.transfer_syntax for c in choices.values())))
+    etag = _refs_etag(
+        refs, "dicom:" + ",".join(sorted(c.transfer_syntax for c in choices.values()))
+    )
     if (hit := not_modified(request, etag)) is not None:
         return hit
     boundary = new_boundary()
@@ -75,9 +78,8 @@ async def _retrieve_decoded(archive, refs, choices, boundary, headers) -> web.Re
     parts = []
     for ref in refs:
         choice = choices[ref.transfer_syntax_uid]
-        path = archive.store.path(ref.sha256)
         if choice.decode:
-            data = await loop.run_in_executor(None, render.decoded_instance, path)
+            data = await _on_plain_file(archive, ref, render.decoded_instance)
         else:
             data = await loop.run_in_executor(None, archive.store.read, ref.sha256)
         parts.append((_dicom_part_type(choice.transfer_syntax), data))
@@ -127,7 +129,11 @@ async def _frame_entry(request: web.Request) -> tuple[InstanceRef, FrameTable | 
     archive = request.app[ARCHIVE_KEY]
     m = request.match_info
     entry = archive.cached_frame_table(m["instance"])
-    if entry is not None and entry[0].study_uid == m["study"] and entry[0].series_uid == m["series"]:
+    if (
+        entry is not None
+        and entry[0].study_uid == m["study"]
+        and entry[0].series_uid == m["series"]
+    ):
         return entry
     return await archive.frame_table(m["study"], m["series"], m["instance"])
 
@@ -204,22 +210,30 @@ async def _read_frame(archive: Archive, ref: InstanceRef, table: FrameTable, num
 async def _decoded_frames(
     archive: Archive, ref: InstanceRef, numbers: list[int], choice: media.Choice
 ) -> list[bytes]:
-    loop = asyncio.get_running_loop()
-    path = archive.store.path(ref.sha256)
     if not choice.decode:
         # Stored bytes that have no frame table (deflated files): extract by parsing.
         from pydicom import dcmread
         from pydicom.encaps import get_frame
 
-        def extract(n: int) -> bytes:
+        def extract(path: Path, n: int) -> bytes:
             ds = dcmread(path)
             if ds.file_meta.TransferSyntaxUID.is_compressed:
                 return get_frame(ds.PixelData, n - 1, number_of_frames=ref.number_of_frames)
             size = len(ds.PixelData) // ref.number_of_frames
             return ds.PixelData[(n - 1) * size : n * size]
 
-        return [await loop.run_in_executor(None, extract, n) for n in numbers]
-    return [await loop.run_in_executor(None, render.decoded_frame, path, n - 1) for n in numbers]
+        return [await _on_plain_file(archive, ref, extract, n) for n in numbers]
+    return [await _on_plain_file(archive, ref, render.decoded_frame, n - 1) for n in numbers]
+
+
+async def _on_plain_file(archive: Archive, ref: InstanceRef, fn, *args):
+    """Run fn(path, *args) in an executor on a file holding the object's plain bytes."""
+
+    def job():
+        with archive.store.plain_path(ref.sha256) as path:
+            return fn(path, *args)
+
+    return await asyncio.get_running_loop().run_in_executor(None, job)
 
 
 # -- bulk data -----------------------------------------------------------------
@@ -243,7 +257,9 @@ async def bulkdata(request: web.Request) -> web.Response:
     boundary = new_boundary()
     headers = cache_headers(etag, _immutable(archive))
     headers["Content-Type"] = content_type("application/octet-stream", boundary)
-    return web.Response(body=join_parts([("application/octet-stream", data)], boundary), headers=headers)
+    return web.Response(
+        body=join_parts([("application/octet-stream", data)], boundary), headers=headers
+    )
 
 
 # -- rendered and thumbnails ---------------------------------------------------
@@ -280,10 +296,10 @@ async def _render(
     etag = f'"{ref.sha256[:32]}-{cache_variant}-{index}-{viewport}-{quality}-{media_type}"'
     if (hit := not_modified(request, etag)) is not None:
         return hit
-    path = archive.store.path(ref.sha256)
-    job = partial(render.rendered, path, index, media_type, viewport, quality)
     try:
-        data = await asyncio.get_running_loop().run_in_executor(None, job)
+        data = await _on_plain_file(
+            archive, ref, render.rendered, index, media_type, viewport, quality
+        )
     except Exception as exc:
         raise NotAcceptable(f"This instance cannot be rendered: {exc}") from exc
     headers = cache_headers(etag, _immutable(archive))

@@ -21,6 +21,7 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -119,6 +120,18 @@ class EncryptedBlobStore(BlobStore):
 
     def read(self, sha256: str) -> bytes:
         return b"".join(self.iter_chunks(sha256))
+
+    @contextmanager
+    def plain_path(self, sha256: str) -> Iterator[Path]:
+        """Decrypted into a temp file for the duration of the block, then removed."""
+        fd, temp = self.new_temp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for block in self.iter_chunks(sha256):
+                    f.write(block)
+            yield temp
+        finally:
+            temp.unlink(missing_ok=True)
 
     def size(self, sha256: str) -> int:
         header = self._header(sha256)

@@ -1,0 +1,15 @@
+"""Opening the archive outside the server (import, convert, demo) with the same in-transaction
+hooks the server installs, so that an object ingested from the command line is forwarded too."""
+
+from __future__ import annotations
+
+from hub.archive import Archive
+from hub.config import Settings
+
+
+async def open_archive(settings: Settings) -> Archive:
+    from hub.forward.service import install as install_forwarding
+
+    archive = await Archive.open(settings)
+    install_forwarding(archive, settings)
+    return archive
