@@ -15,10 +15,22 @@ from telehealth_support import cine, cine_frames, running_hub
 from hub.archive.query import Query
 from hub.security.accounts import issue_token
 from hub.security.middleware import SESSION_COOKIE
+from hub.worklist.model import NewItem, create
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
+SCHEDULED_STEP = {
+    "patient_name": "Kowalska^Zofia",
+    "patient_id": "PAED-0042",
+    "modality": "US",
+    "age": "008M",
+    "weight_kg": 7.9,
+    "accession": "ACC-BROWSER-1",
+    "requested_procedure_id": "RP-B1",
+    "sps_id": "SPS-B1",
+    "sps_description": "Infant hip ultrasound",
+}
 
 
 def write_y4m(path: Path) -> Path:
@@ -112,15 +124,14 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
     ):
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
+            item = await create(hub.archive.engine, NewItem.from_json(SCHEDULED_STEP))
             clinic = await (await _logged_in(browser, hub, "clinic")).new_page()
             problems: list[str] = []
             _watch(clinic, problems)
             await clinic.goto(f"{hub.url}/telehealth/clinic")
-            await clinic.fill("#start [name=name]", "Kowalska^Zofia")
-            await clinic.fill("#start [name=id]", "PAED-0042")
-            await clinic.fill("#start [name=age]", "008M")
-            await clinic.fill("#start [name=weight_kg]", "7.9")
-            await clinic.fill("#start [name=accession]", "ACC-BROWSER-1")
+            # The clinic picks the scheduled ultrasound step from the worklist.
+            await clinic.locator(f"#worklist option[value='{item.id}']").wait_for(state="attached")
+            await clinic.select_option("#worklist", str(item.id))
             await clinic.click("#start button[type=submit]")
             invite = clinic.locator("#invite")
             await invite.wait_for()
@@ -170,7 +181,8 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.3.1"
             assert ds.NumberOfFrames > 1
             assert ds.PatientID == "PAED-0042" and ds.AccessionNumber == "ACC-BROWSER-1"
-            assert ds.PatientAge == "008M"
+            assert ds.PatientAge == "008M" and ds.StudyInstanceUID == item.study_uid
+            assert ds.RequestAttributesSequence[0].ScheduledProcedureStepID == "SPS-B1"
             assert ds.pixel_array.shape[1:] == (480, 640, 3)
             # The clinic sees the same capture announced.
             await clinic.locator("[data-captures] li[data-kind=clip]").wait_for()

@@ -104,6 +104,24 @@ function setFrozen(frozen) {
   else $("#local").play();
 }
 
+// Scheduled ultrasound steps to start from; without worklist access the fields stay.
+async function loadWorklist() {
+  let items = [];
+  try {
+    items = (await api("/api/worklist?modality=US&status=SCHEDULED,STARTED")).items;
+  } catch (error) {
+    log(`worklist not available: ${error.message}`);
+    return;
+  }
+  for (const item of items) {
+    const option = document.createElement("option");
+    option.value = String(item.id);
+    const details = [item.patient_id, item.age, item.accession && `acc. ${item.accession}`, item.sps_description];
+    option.textContent = `${item.patient_name} (${details.filter(Boolean).join(", ")})`;
+    $("#worklist").append(option);
+  }
+}
+
 $("#start").addEventListener("submit", start);
 $("#upload").addEventListener("click", () =>
   stowUpload([...$("#files").files], $("#progress"), $("#upload-status")).catch(showError),
@@ -112,3 +130,4 @@ $("#upload").addEventListener("click", () =>
 const resumed = new URLSearchParams(location.search).get("session");
 const resumedToken = resumed && sessionStorage.getItem(`telehealth:${resumed}`);
 if (resumedToken) goLive(resumed, resumedToken, null);
+else loadWorklist();
