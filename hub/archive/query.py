@@ -82,6 +82,9 @@ class Query:
     include: set[str] | Literal["all"] = field(default_factory=set)
     limit: int | None = None
     offset: int = 0
+    # Extra SQL conditions over the instance/series/study join, set by a door for row-level
+    # access limits; the core applies them without knowing why.
+    restrict: list[ColumnElement[bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +108,7 @@ def conditions(q: Query) -> list[ColumnElement[bool]]:
         where.append(studies.c.study_uid == q.study_uid)
     if q.series_uid:
         where.append(series.c.series_uid == q.series_uid)
+    where.extend(q.restrict)
     permitted = allowed_levels(q.level)
     for raw_key, value in q.keys.items():
         keyword = TAG_TO_KEYWORD.get(tag_of(raw_key) or "", raw_key)

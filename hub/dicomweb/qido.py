@@ -10,6 +10,7 @@ from hub.app_keys import ARCHIVE_KEY
 from hub.archive.attributes import tag_of
 from hub.archive.query import Level, Query, QueryError
 from hub.dicomweb.responses import WARNING_TRUNCATED, base_url, dicom_json, element, problem
+from hub.security.visibility import read_restriction
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
 
@@ -71,6 +72,9 @@ def _search(level: Level):
             q = parse_query(request, level)
         except QueryError as exc:
             return problem(400, str(exc))
+        restriction = read_restriction(request.get("principal"))
+        if restriction is not None:
+            q.restrict.append(restriction)
         try:
             page = await archive.search_page(q)
         except QueryError as exc:
