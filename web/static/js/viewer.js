@@ -113,6 +113,7 @@ function step(delta) {
 function showSlide(index, position = {}) {
   const slide = state.slides[index];
   state.current = index;
+  state.source?.prefetcher.cancel();
   state.source = new DicomTileSource(slide);
   document.querySelectorAll("#tabs button").forEach((b, i) => b.setAttribute("aria-selected", String(i === index)));
   document.getElementById("prev").disabled = document.getElementById("next").disabled = state.slides.length < 2;
