@@ -74,6 +74,8 @@ class Ingestor:
         loop = asyncio.get_running_loop()
         built = index_rows(p)
         record: dict[str, Any]
+        # The slow flush happens before the lock; under it, commit is a rename.
+        await loop.run_in_executor(None, self.store.sync, temp)
         async with self._lock:
             try:
                 async with self.engine.connect() as conn:

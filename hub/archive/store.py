@@ -48,6 +48,11 @@ class BlobStore:
         return count
 
     # -- writes (blocking: call from an executor) -------------------------
+    def sync(self, temp: Path) -> None:
+        """Flush a temp file to disk ahead of commit, so that commit itself is quick."""
+        with open(temp, "rb+") as f:
+            os.fsync(f.fileno())
+
     def commit(self, temp: Path, sha256: str) -> bool:
         """Move a finished temp file into place. Returns False if the blob already existed."""
         target = self.path(sha256)
