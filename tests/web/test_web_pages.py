@@ -15,6 +15,7 @@ from pydicom.pixels import pixel_array
 from web_support import Console, UiHub, chromium, has_ui, ingest_all, new_page, own_ui_hub
 
 from hub.config import Settings
+from hub.worklist import model as worklist
 
 pytestmark = pytest.mark.browser
 
@@ -169,3 +170,39 @@ async def test_ultrasound_cine_plays_frames_at_recorded_rate(ui_hub):
     expected = np.asarray(frame, dtype=np.int16)
     assert shown.shape == expected.shape
     assert np.abs(shown - expected).mean() < 3
+
+
+async def test_upload_from_a_worklist_item_and_of_dicom_files(ui_hub, corpus):
+    item = await worklist.create(
+        ui_hub.archive.engine,
+        worklist.NewItem(
+            patient_name="Order^Slide", patient_id="P-ORDER", modality="SM", accession="ACC-ORD"
+        ),
+    )
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        await page.goto(f"{ui_hub.url}/upload")
+        await page.wait_for_selector(
+            f"select[name=worklist_item] option[value='{item.id}']", state="attached"
+        )
+        await page.select_option("select[name=worklist_item]", str(item.id))
+        assert await page.locator("input[name=patient_id]").is_disabled()
+        await page.set_input_files("#files", corpus / "wsi" / "small.svs")
+        await page.wait_for_url(f"**/viewer/{item.study_uid}", timeout=120_000)
+        await page.evaluate("() => window.tesseraViewer.ready")
+        metadata = await page.inner_text("#metadata")
+        assert "P-ORDER" in metadata and "ACC-ORD" in metadata
+
+        # DICOM files are stored as they are; an ultrasound opens in the cine viewer.
+        await page.goto(f"{ui_hub.url}/upload")
+        await page.set_input_files("#files", get_testdata_file("color3d_jpeg_baseline.dcm"))
+        await page.wait_for_url("**/ultrasound/**", timeout=60_000)
+        await page.wait_for_function("() => window.tesseraCine.ready", timeout=60_000)
+
+        # A study without slides: the viewer says so instead of failing silently.
+        us_study = page.url.rsplit("/", 1)[1]
+        await page.goto(f"{ui_hub.url}/viewer/{us_study}")
+        await page.evaluate("() => window.tesseraViewer.ready")
+        assert "no whole-slide images" in await page.inner_text("#error")
+        assert console.errors == []

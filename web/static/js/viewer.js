@@ -17,9 +17,10 @@ const state = { slides: [], current: -1, viewer: null, source: null };
 const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent, prefetch: true });
 
 installHeader();
+// Resolves once the first view is painted, or the page shows why it cannot be (api.error).
 api.ready = main().catch((error) => {
+  api.error = error.message;
   showError("#error", error);
-  throw error;
 });
 
 async function main() {
