@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -205,4 +206,35 @@ async def test_upload_from_a_worklist_item_and_of_dicom_files(ui_hub, corpus):
         await page.goto(f"{ui_hub.url}/viewer/{us_study}")
         await page.evaluate("() => window.tesseraViewer.ready")
         assert "no whole-slide images" in await page.inner_text("#error")
+        assert console.errors == []
+
+
+async def test_upload_resumes_after_a_page_reload_and_shows_a_failed_conversion(ui_hub, tmp_path):
+    big = tmp_path / "not-a-slide.svs"
+    await asyncio.to_thread(big.write_bytes, os.urandom(40 * 1024 * 1024))
+    puts: list[str] = []
+    async with chromium() as browser:
+        page = await new_page(browser, ui_hub)
+        console = Console(page)
+        page.on("request", lambda r: r.method == "PUT" and puts.append(r.url))
+        await page.goto(f"{ui_hub.url}/upload")
+        await page.set_input_files("#files", big)
+        # Leave once the server holds part of the file.
+        await page.wait_for_function(
+            "() => document.querySelector('progress.upload')?.value >= 20", timeout=60_000
+        )
+        await page.reload()
+        upload_id = await page.evaluate(
+            "() => Object.entries(localStorage).find(([k]) => k.includes('not-a-slide.svs'))[1]"
+        )
+        status = await (await page.request.get(f"{ui_hub.url}/api/uploads/{upload_id}")).json()
+        assert 0 < status["received"] < status["size"]
+
+        # The same file again: it carries on from the server's count, then the job fails.
+        await page.set_input_files("#files", big)
+        await page.wait_for_selector(".transfer[data-status='failed']", timeout=60_000)
+        assert "conversion failed" in await page.inner_text("#error")
+        offsets = [int(url.rsplit("offset=", 1)[1]) for url in puts]
+        assert offsets.count(0) == 1, offsets
+        assert status["received"] in offsets
         assert console.errors == []
