@@ -24,7 +24,7 @@ from sqlalchemy import desc, select, update
 from hub.archive import Archive, Source
 from hub.jobs import worker
 from hub.jobs.tables import jobs
-from hub.jobs.uploads import Upload, UploadStore
+from hub.jobs.uploads import Upload, UploadError, UploadStore
 
 ACTIVE = ("queued", "running", "ingesting")
 FINISHED = ("done", "failed")
@@ -102,6 +102,8 @@ class JobRunner:
     # -- submitting ------------------------------------------------------
     async def submit(self, upload: Upload) -> dict:
         """Start the job that turns a completed upload into archive objects."""
+        if any(j["upload_id"] == upload.id for j in self._live.values()):
+            raise UploadError(409, f"a job for upload {upload.id} is already running")
         kind = "convert" if upload.kind == "slide" else "ingest"
         job = {
             "id": secrets.token_hex(12),
@@ -156,7 +158,7 @@ class JobRunner:
             self._persisted_at.pop(job["id"], None)
 
     async def _convert(self, job: dict, upload: Upload, out_dir: Path) -> list[Path]:
-        await self._set(job, status="running", started_at=time.time())
+        # Stays "queued" until a worker process picks it up (its first progress message).
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         try:
@@ -206,9 +208,12 @@ class JobRunner:
 
     def _on_progress(self, job_id: str, done: int, total: int) -> None:
         job = self._live.get(job_id)
-        if job is None or job["status"] != "running":
+        if job is None or job["status"] not in ("queued", "running"):
             return
-        started = job["started_at"] or time.time()
+        if job["status"] == "queued":
+            job["status"], job["started_at"] = "running", time.time()
+            self._persisted_at[job_id] = 0.0  # write the state change at once
+        started = job["started_at"]
         elapsed = time.time() - started
         job["frames_done"], job["frames_total"] = done, total
         job["percent"] = round(100.0 * done / total, 1) if total else 0.0

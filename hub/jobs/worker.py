@@ -30,6 +30,7 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
     except ImportError as exc:  # the server cannot convert without the wsi package
         return {"error": f"slide conversion is not available: {exc}"}
     report = _throttled_reporter(job_id)
+    report(0, 0)  # started: the job leaves the queue
     try:
         paths = convert_slide(
             Path(src), Path(out_dir), _slide_ids(SlideIds, ids), ConvertOptions(), progress=report
@@ -56,7 +57,7 @@ def _throttled_reporter(job_id: str):
     def report(done: int, total: int) -> None:
         nonlocal last
         now = time.monotonic()
-        if _progress_queue is None or (now - last < PROGRESS_INTERVAL and done < total):
+        if _progress_queue is None or (now - last < PROGRESS_INTERVAL and 0 < done < total):
             return
         last = now
         _progress_queue.put((job_id, int(done), int(total)))

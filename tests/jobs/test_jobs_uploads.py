@@ -291,3 +291,17 @@ async def test_upload_resumes_after_the_connection_drops_mid_chunk(client):
     refs = await client.app[ARCHIVE_KEY].instances(final["study_uid"])
     stored = await asyncio.to_thread(client.app[ARCHIVE_KEY].store.path(refs[0].sha256).read_bytes)
     assert stored == data
+
+
+async def test_an_upload_becomes_one_job_only(client):
+    created = await upload(client, corpus_file("wsi/CMU-1-Small-Region.svs"))
+    url = f"/api/uploads/{created['id']}/complete"
+    responses = await asyncio.gather(client.post(url), client.post(url), client.post(url))
+    accepted = [r for r in responses if r.status == 202]
+    assert len(accepted) == 1, [r.status for r in responses]
+    assert {r.status for r in responses} - {202} <= {404, 409}
+    job = (await accepted[0].json())["job"]
+    final = (await follow_events(client, job["id"]))[-1]
+    assert final["status"] == "done", final
+    listed = (await (await client.get("/api/jobs")).json())["jobs"]
+    assert [j["upload_id"] for j in listed] == [created["id"]]

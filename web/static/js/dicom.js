@@ -51,7 +51,6 @@ export const TAG = {
   BarcodeValue: "22000005",
 };
 
-export const SM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6";
 // Transfer syntaxes whose frames are JPEG bitstreams a browser decodes natively.
 export const BROWSER_JPEG = new Set(["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"]);
 
