@@ -124,9 +124,13 @@ class JobRunner:
             "started_at": None,
             "finished_at": None,
         }
-        async with self.archive.engine.begin() as conn:
-            await conn.execute(jobs.insert().values(**job))
-        self._live[job["id"]] = job
+        self._live[job["id"]] = job  # before any await: a second submit now sees it
+        try:
+            async with self.archive.engine.begin() as conn:
+                await conn.execute(jobs.insert().values(**job))
+        except BaseException:
+            self._live.pop(job["id"], None)
+            raise
         task = asyncio.create_task(self._run(job, upload), name=f"job-{job['id']}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
