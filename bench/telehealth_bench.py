@@ -52,7 +52,7 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 # --- the hub, in its own process ---------------------------------------------------------------
 
 
-async def serve(data_dir: Path, port: int) -> None:
+async def serve(data_dir: Path, port: int, marker_completion: bool) -> None:
     from aiohttp import web
 
     from hub.app import build_app
@@ -61,7 +61,11 @@ async def serve(data_dir: Path, port: int) -> None:
     from hub.security.accounts import create_user, issue_token
 
     settings = Settings(
-        data_dir=data_dir, port=port, extra={"telehealth": {"ice_candidates": "loopback"}}
+        data_dir=data_dir,
+        port=port,
+        extra={
+            "telehealth": {"ice_candidates": "loopback", "marker_completion": marker_completion}
+        },
     )
     app = await build_app(settings)
     runner = web.AppRunner(app, access_log=None)
@@ -243,7 +247,7 @@ async def measure(receiver: Receiver, seconds: float) -> dict:
     }
 
 
-async def run(seconds: float) -> dict:
+async def run(seconds: float, marker_completion: bool) -> dict:
     use_host_candidates("loopback")
     frames = pydicom.dcmread(get_testdata_file("color3d_jpeg_baseline.dcm")).pixel_array
     with tempfile.TemporaryDirectory() as tmp:
@@ -254,6 +258,7 @@ async def run(seconds: float) -> dict:
             "--serve",
             tmp,
             str(port),
+            str(int(marker_completion)),
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
         )
@@ -310,29 +315,38 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--append-results", action="store_true")
-    parser.add_argument("--serve", nargs=2, metavar=("DATA", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--aiortc-jitter-buffer",
+        action="store_true",
+        help="keep aiortc's own video jitter buffer in the hub (marker_completion off)",
+    )
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         use_host_candidates("loopback")
-        asyncio.run(serve(Path(args.serve[0]), int(args.serve[1])))
+        asyncio.run(serve(Path(args.serve[0]), int(args.serve[1]), args.serve[2] == "1"))
         return 0
-    result = asyncio.run(run(args.seconds))
+    marker = not args.aiortc_jitter_buffer
+    result = asyncio.run(run(args.seconds, marker))
     table = report(result, args.seconds)
     print(table)
     print(json.dumps(result, indent=1, default=str), file=sys.stderr)
     if args.append_results:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        jitter = "aiortc's own" if args.aiortc_jitter_buffer else "marker completion (default)"
+        flag = " --aiortc-jitter-buffer" if args.aiortc_jitter_buffer else ""
         load = "/".join(f"{v:.1f}" for v in os.getloadavg())
         cpu = f"{os.cpu_count()} cores, load average {load} at the end (machine shared)"
         section = (
             f"\n## Telehealth relay + capture, {stamp}\n\n"
             f"640x480 cine at 30 fps over loopback, VP8, {args.seconds:g} s window after 5 s "
-            f"warm-up, {cpu}. `python bench/telehealth_bench.py --seconds {args.seconds:g}`\n\n"
+            f"warm-up, {cpu}. `python bench/telehealth_bench.py --seconds {args.seconds:g}{flag}`\n\n"
             f"{table}\n\n"
-            "aiortc's jitter buffer hands a frame on only when the first packet of the next one "
-            "arrives, so each aiortc receiver adds about one frame time (33 ms); the hub path has "
-            "two aiortc receivers, the direct path one. The rest is the hub's decode + VP8 "
-            "encode. Capture runs on its own tap and queue; dropped frames are the hub's count.\n"
+            f"Hub video jitter buffer: {jitter}. aiortc's own buffer hands a frame on only when "
+            "the next frame's first packet arrives (+1 frame time, 33 ms, per aiortc receiver); "
+            "the hub's marker-completing buffer (telehealth/jitter.py) does not wait. The direct "
+            "path's receiver is stock aiortc in both cases. Capture runs on its own tap and "
+            "queue; dropped frames are the hub's count.\n"
         )
         with RESULTS.open("a", encoding="utf-8") as f:
             f.write(section)

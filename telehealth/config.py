@@ -21,6 +21,8 @@ class TelehealthSettings:
     # A session with no peer connected for this long is closed (captures are stored first).
     idle_timeout_seconds: float = 1800.0
     max_sessions: int = 100
+    # Hand a received video frame on at its marked last packet (telehealth/jitter.py).
+    marker_completion: bool = True
     manufacturer: str = "Tessera"
     station_name: str = "TESSERA-TELEHEALTH"
 

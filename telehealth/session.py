@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pydicom import Dataset
@@ -29,6 +29,7 @@ from pydicom.uid import generate_uid
 from telehealth.capture import CaptureError, Capturer, ClipOutcome, SequencedTrack
 from telehealth.config import TelehealthSettings
 from telehealth.ice import rtc_configuration
+from telehealth.jitter import use_marker_completion
 from telehealth.tracks import LiveTrack
 from telehealth.us_image import (
     Calibration,
@@ -223,6 +224,9 @@ class Session:
             self._drain(peer, track)
             return
         if track.kind == "video":
+            receiver = _receiver_of(peer.pc, track)
+            if self.settings.marker_completion and receiver is not None:
+                use_marker_completion(receiver)
             track = SequencedTrack(track)
             self._stream_codec = _video_codec(peer.pc)
             self.capturer.set_source(track)
@@ -428,6 +432,13 @@ def _unit(message: dict[str, Any], key: str) -> float:
     if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise MessageError(f"{key} must be a number between 0 and 1 (fraction of the image)")
     return float(value)
+
+
+def _receiver_of(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCRtpReceiver | None:
+    for transceiver in pc.getTransceivers():
+        if transceiver.receiver.track is track:
+            return transceiver.receiver
+    return None
 
 
 def _video_codec(pc: RTCPeerConnection) -> str:
