@@ -102,6 +102,16 @@ async def test_study_browser_searches_and_counts_slides(ui_hub, corpus, tmp_path
     async with chromium() as browser:
         page = await new_page(browser, ui_hub)
         console = Console(page)
+        # Pages of two: the third study comes with "More studies".
+        await page.goto(f"{ui_hub.url}/studies?limit=2")
+        await page.wait_for_function("() => document.querySelectorAll('li.study').length === 2")
+        await page.click("#more")
+        await page.wait_for_function("() => document.querySelectorAll('li.study').length === 3")
+        assert await page.locator("#more").is_hidden()
+        shown = await page.locator("li.study").evaluate_all(
+            "rows => rows.map(r => r.dataset.study)"
+        )
+        assert set(shown) == {slide_study, us_study, ct_study}
         await page.goto(f"{ui_hub.url}/studies")
         await page.wait_for_selector(f"li.study[data-study='{ct_study}']")
         assert await page.locator("li.study").count() == 3

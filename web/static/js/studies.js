@@ -3,10 +3,12 @@
 import { DICOMWEB, first, formatDate, personName, qido, studyPage, values } from "./dicom.js";
 import { installHeader, showError } from "./nav.js";
 
-const PAGE_SIZE = 50;
+const PAGE_SIZE = Number(new URLSearchParams(location.search).get("limit")) || 50;
 const form = document.getElementById("search");
 const results = document.getElementById("results");
 const status = document.getElementById("status");
+const more = document.getElementById("more");
+let shown = 0;
 
 installHeader();
 form.addEventListener("submit", (e) => {
@@ -17,6 +19,7 @@ form.addEventListener("submit", (e) => {
   search();
 });
 form.addEventListener("reset", () => setTimeout(() => form.requestSubmit()));
+more.addEventListener("click", () => search(shown));
 window.addEventListener("popstate", () => {
   fillForm();
   search();
@@ -53,15 +56,16 @@ function queryParams() {
   };
 }
 
-async function search() {
+async function search(offset = 0) {
   status.textContent = "Searching…";
   document.getElementById("error").hidden = true;
   try {
-    const rows = await qido("/studies", queryParams());
-    results.replaceChildren(...rows.map(studyRow));
-    status.textContent = rows.length
-      ? `${rows.length}${rows.length === PAGE_SIZE ? "+" : ""} studies`
-      : "No studies match.";
+    const rows = await qido("/studies", { ...queryParams(), offset: offset ? String(offset) : "" });
+    if (offset) results.append(...rows.map(studyRow));
+    else results.replaceChildren(...rows.map(studyRow));
+    shown = offset + rows.length;
+    more.hidden = rows.length < PAGE_SIZE;
+    status.textContent = shown ? `${shown}${more.hidden ? "" : "+"} studies` : "No studies match.";
   } catch (error) {
     status.textContent = "";
     showError("#error", error);
