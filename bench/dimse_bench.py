@@ -18,7 +18,7 @@ Orthanc baseline in /work/shared/peers/README.md), made with wsidicomizer if mis
 Prints one JSON document (``--json OUT`` also writes it). Not a test: nothing is asserted.
 
     .venv/bin/python bench/dimse_bench.py tessera orthanc --runs 3
-    .venv/bin/python bench/dimse_bench.py tessera orthanc --data <folder of many small files>
+    .venv/bin/python bench/dimse_bench.py tessera orthanc ceiling --small 1000 --nodelay
 """
 
 from __future__ import annotations
@@ -53,6 +53,27 @@ def default_data() -> Path:
             ["/tmp/peers/venv/bin/wsidicomizer", "-i", str(BIG_SLIDE), "-o", str(folder)],
             check=True,
         )
+    return folder
+
+
+def small_data(count: int) -> Path:
+    """`count` CT slices (pydicom's CT_small, 38 KB) with fresh UIDs: 10 studies, one series
+    each. Measures per-instance cost (association traffic, parse, index) rather than bytes."""
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder = WORK / f"ct-{count}"
+    if len(list(folder.glob("*.dcm"))) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    for study in range(10):
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.PatientID = f"BENCH{study}"
+        for n in range(count // 10):
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.InstanceNumber = n + 1
+            ds.save_as(folder / f"{study:02d}-{n:05d}.dcm")
     return folder
 
 
@@ -204,25 +225,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("systems", nargs="+", choices=["tessera", "orthanc", "ceiling"])
     parser.add_argument("--data", type=Path, default=None, help="folder of .dcm files")
+    parser.add_argument(
+        "--small", type=int, default=0, help="instead: this many 38 KB CT slices (x10)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--finds", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--nodelay",
+        action="store_true",
+        help="TCP_NODELAY=1 for storescu/findscu (dcmtk then sends small messages at once;"
+        " without it every small C-STORE waits ~40 ms for the receiver's delayed ACK)",
+    )
     args = parser.parse_args()
-    folder = args.data or default_data()
+    folder = small_data(args.small) if args.small else args.data or default_data()
     files = files_of(folder)
+    if args.nodelay:
+        os.environ["TCP_NODELAY"] = "1"  # read by dcmtk in the child processes
     load_before = os.getloadavg()[0]
     rows = asyncio.run(run_systems(args.systems, files, args.runs, args.finds))
     doc = {
         "data": str(folder),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "client_tcp_nodelay": args.nodelay,
         "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "median": {system: summary(r) for system, r in rows.items()},
         "runs": rows,
     }
     text = json.dumps(doc, indent=2)
-    print(text)
     if args.json:
         args.json.write_text(text)
+    print(text)
     return 0
 
 

@@ -13,6 +13,7 @@ These functions block: call them from a thread (``asyncio.to_thread``).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,9 @@ class ExactSendingAE(AE):
     def associate(self, *args, **kwargs) -> Association:
         assoc = super().associate(*args, **kwargs)
         install_exact_sender(assoc)
+        if assoc.is_established and assoc.dul.socket and assoc.dul.socket.socket:
+            # Small DIMSE messages go out at once instead of waiting for the peer's ACK.
+            assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return assoc
 
 
