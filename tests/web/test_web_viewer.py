@@ -313,4 +313,18 @@ async def test_case_tabs_magnification_keyboard_and_deep_link(
         assert linked["zoom"] == pytest.approx(0.75, rel=0.01)
         assert linked["x"] == pytest.approx(float(params["x"]), abs=2)
         assert linked["y"] == pytest.approx(float(params["y"]), abs=2)
+
+        # The same view again: its frames come from the browser's cache (ETag + immutable).
+        view_frames = (
+            "() => performance.getEntriesByType('resource').filter(e =>"
+            " e.name.includes('/frames/') && e.responseEnd <= window.tesseraViewer.openMs)"
+            ".map(e => e.transferSize)"
+        )
+        await page.goto(link)  # only the hash changes: the viewer shows the first slide there
+        await page.wait_for_function("() => document.body.dataset.loaded === '0'")
+        await page.goto(f"{ui_hub.url}/studies")
+        await page.goto(link)
+        await page.evaluate("() => window.tesseraViewer.ready")
+        transfers = await page.evaluate(view_frames)
+        assert transfers and transfers.count(0) == len(transfers), transfers
         assert console.errors == [] and fresh_console.errors == []
