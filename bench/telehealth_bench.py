@@ -198,6 +198,11 @@ async def via_hub(url: str, tokens: dict[str, str], frames: np.ndarray, seconds:
                 capture = {"type": "capture", "action": "start", "seconds": seconds}
                 channel.send(json.dumps(capture))
                 result = await measure(receiver, seconds)
+                status = f"{url}/api/telehealth/sessions/{session['id']}"
+                async with spec_http.get(
+                    status, headers={"X-Telehealth-Token": joined["specialist_token"]}
+                ) as r:
+                    result["relay_skipped"] = (await r.json())["live_frames_skipped"]
                 async with asyncio.timeout(seconds + 60):
                     while (event := await events.get()).get("kind") != "clip":
                         pass
@@ -295,6 +300,12 @@ def report(result: dict, seconds: float) -> str:
             "",
         ),
         ("latency added by the hub, p50 (ms)", f"{added:.0f}", "", "< 50"),
+        (
+            "live frames the hub skipped (encoder busy, newest wins)",
+            f"{hub['relay_skipped']}",
+            "",
+            "",
+        ),
         (
             f"captured clip: frames / dropped ({seconds:g} s)",
             f"{clip.get('frames')} / {clip.get('dropped')}",

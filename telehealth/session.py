@@ -148,7 +148,14 @@ class Session:
             "frozen": self.frozen,
             "recording": self.capturer.recording,
             "captures": self.captures,
+            "live_frames_skipped": self.frames_skipped(),
         }
+
+    def frames_skipped(self) -> int:
+        """Clinic video frames the relay did not send on to the specialist (latest wins)."""
+        specialist = self.peers.get("specialist")
+        video = specialist.outbound.get("video") if specialist else None
+        return video.skipped if video else 0
 
     # --- signalling -----------------------------------------------------------------------
 

@@ -25,11 +25,16 @@ class LiveTrack(MediaStreamTrack):
         self._offset = 0
         self._last_pts: int | None = None
         self._step = 0
+        # Frames numbered at the hub's input (capture.SequencedTrack) that this track never
+        # sent: the encoder was still busy when newer ones arrived (latest frame wins).
+        self.skipped = 0
+        self._last_seq: int | None = None
 
     def set_source(self, source: MediaStreamTrack | None) -> None:
         if self._source is not None:
             self._source.stop()
         self._source = source
+        self._last_seq = None  # a new source numbers its frames from 1
         self._changed.set()
 
     async def recv(self) -> VideoFrame | AudioFrame:
@@ -51,6 +56,10 @@ class LiveTrack(MediaStreamTrack):
         super().stop()
 
     def _continue_timeline(self, frame: VideoFrame | AudioFrame) -> VideoFrame | AudioFrame:
+        if isinstance(frame.opaque, int):
+            if self._last_seq is not None and frame.opaque > self._last_seq:
+                self.skipped += frame.opaque - self._last_seq - 1
+            self._last_seq = frame.opaque
         if frame.pts is None:
             return frame
         pts = frame.pts + self._offset
