@@ -13,9 +13,8 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
-from web_support import Console, UiHub, chromium, has_ui, ingest_all, new_page, own_ui_hub
+from web_support import Console, chromium, ingest_all, new_page
 
-from hub.config import Settings
 from hub.worklist import model as worklist
 
 pytestmark = pytest.mark.browser
@@ -39,27 +38,13 @@ RECORD_EVENTS = """
 """
 
 
-@pytest.fixture
-async def ui_hub(hub_server, tmp_path):
-    if has_ui(hub_server.app):
-        yield UiHub(
-            hub_server.url, hub_server.archive, hub_server.settings, dict(hub_server.admin_headers)
-        )
-        return
-    from hubtest import free_port
-
-    settings = Settings(data_dir=tmp_path / "ui", port=free_port())
-    async with own_ui_hub(settings) as ui:
-        yield ui
-
-
-async def test_upload_shows_progress_then_opens_viewer(ui_hub, corpus):
+async def test_upload_shows_progress_then_opens_viewer(hub_server, corpus):
     svs = corpus / "wsi" / "CMU-1-Small-Region.svs"
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        page = await new_page(browser, hub_server)
         console = Console(page)
         await page.add_init_script(RECORD_EVENTS)
-        await page.goto(f"{ui_hub.url}/upload")
+        await page.goto(f"{hub_server.url}/upload")
         await page.fill("input[name=patient_id]", "P-UPLOAD")
         await page.fill("input[name=patient_name]", "Upload^Browser")
         await page.fill("input[name=accession]", "ACC-UPLOAD")
@@ -80,11 +65,11 @@ async def test_upload_shows_progress_then_opens_viewer(ui_hub, corpus):
     percents = [e["percent"] for e in events]
     assert percents == sorted(percents)
     assert "P-UPLOAD" in metadata and "ACC-UPLOAD" in metadata
-    refs = await ui_hub.archive.instances(final["study_uid"])
+    refs = await hub_server.archive.instances(final["study_uid"])
     assert {r.patient_id for r in refs} == {"P-UPLOAD"}
 
 
-async def test_study_browser_searches_and_counts_slides(ui_hub, corpus, tmp_path):
+async def test_study_browser_searches_and_counts_slides(hub_server, corpus, tmp_path):
     from wsi import ConvertOptions, SlideIds, convert_slide
 
     out = tmp_path / "converted"
@@ -93,17 +78,17 @@ async def test_study_browser_searches_and_counts_slides(ui_hub, corpus, tmp_path
     paths = await asyncio.to_thread(
         convert_slide, corpus / "wsi" / "CMU-1-Small-Region.svs", out, ids, ConvertOptions()
     )
-    slide_study = await ingest_all(ui_hub.archive, paths)
+    slide_study = await ingest_all(hub_server.archive, paths)
     us_study = await ingest_all(
-        ui_hub.archive, [Path(get_testdata_file("color3d_jpeg_baseline.dcm"))]
+        hub_server.archive, [Path(get_testdata_file("color3d_jpeg_baseline.dcm"))]
     )
-    ct_study = await ingest_all(ui_hub.archive, [Path(get_testdata_file("CT_small.dcm"))])
+    ct_study = await ingest_all(hub_server.archive, [Path(get_testdata_file("CT_small.dcm"))])
 
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        page = await new_page(browser, hub_server)
         console = Console(page)
         # Pages of two: the third study comes with "More studies".
-        await page.goto(f"{ui_hub.url}/studies?limit=2")
+        await page.goto(f"{hub_server.url}/studies?limit=2")
         await page.wait_for_function("() => document.querySelectorAll('li.study').length === 2")
         await page.click("#more")
         await page.wait_for_function("() => document.querySelectorAll('li.study').length === 3")
@@ -112,7 +97,7 @@ async def test_study_browser_searches_and_counts_slides(ui_hub, corpus, tmp_path
             "rows => rows.map(r => r.dataset.study)"
         )
         assert set(shown) == {slide_study, us_study, ct_study}
-        await page.goto(f"{ui_hub.url}/studies")
+        await page.goto(f"{hub_server.url}/studies")
         await page.wait_for_selector(f"li.study[data-study='{ct_study}']")
         assert await page.locator("li.study").count() == 3
 
@@ -138,12 +123,12 @@ async def test_study_browser_searches_and_counts_slides(ui_hub, corpus, tmp_path
         assert href == f"/ultrasound/{us_study}"
 
         # Date range that holds only the ultrasound (2016-05-03).
-        await page.goto(f"{ui_hub.url}/studies?from=2016-01-01&to=2016-12-31")
+        await page.goto(f"{hub_server.url}/studies?from=2016-01-01&to=2016-12-31")
         await page.wait_for_selector(f"li.study[data-study='{us_study}']")
         assert await page.locator("li.study").count() == 1
 
         # Accession, then the patient's other studies through the patient link.
-        await page.goto(f"{ui_hub.url}/studies?AccessionNumber=ACC-SM")
+        await page.goto(f"{hub_server.url}/studies?AccessionNumber=ACC-SM")
         await page.wait_for_selector(f"li.study[data-study='{slide_study}']")
         await page.click(f"li.study[data-study='{slide_study}'] a.patient")
         await page.wait_for_url("**/studies?PatientID=P-BROWSE")
@@ -152,13 +137,13 @@ async def test_study_browser_searches_and_counts_slides(ui_hub, corpus, tmp_path
         assert console.errors == []
 
 
-async def test_ultrasound_cine_plays_frames_at_recorded_rate(ui_hub):
+async def test_ultrasound_cine_plays_frames_at_recorded_rate(hub_server):
     path = Path(get_testdata_file("color3d_jpeg_baseline.dcm"))
-    study = await ingest_all(ui_hub.archive, [path])
+    study = await ingest_all(hub_server.archive, [path])
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        page = await new_page(browser, hub_server)
         console = Console(page)
-        await page.goto(f"{ui_hub.url}/ultrasound/{study}")
+        await page.goto(f"{hub_server.url}/ultrasound/{study}")
         await page.wait_for_function("() => window.tesseraCine.ready", timeout=60_000)
         assert await page.evaluate("() => window.tesseraCine.frames.length") == 120
         assert float(await page.input_value("#fps")) == pytest.approx(1000 / 33.333, abs=0.1)
@@ -183,17 +168,17 @@ async def test_ultrasound_cine_plays_frames_at_recorded_rate(ui_hub):
     assert np.abs(shown - expected).mean() < 3
 
 
-async def test_upload_from_a_worklist_item_and_of_dicom_files(ui_hub, corpus):
+async def test_upload_from_a_worklist_item_and_of_dicom_files(hub_server, corpus):
     item = await worklist.create(
-        ui_hub.archive.engine,
+        hub_server.archive.engine,
         worklist.NewItem(
             patient_name="Order^Slide", patient_id="P-ORDER", modality="SM", accession="ACC-ORD"
         ),
     )
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        page = await new_page(browser, hub_server)
         console = Console(page)
-        await page.goto(f"{ui_hub.url}/upload")
+        await page.goto(f"{hub_server.url}/upload")
         await page.wait_for_selector(
             f"select[name=worklist_item] option[value='{item.id}']", state="attached"
         )
@@ -206,28 +191,30 @@ async def test_upload_from_a_worklist_item_and_of_dicom_files(ui_hub, corpus):
         assert "P-ORDER" in metadata and "ACC-ORD" in metadata
 
         # DICOM files are stored as they are; an ultrasound opens in the cine viewer.
-        await page.goto(f"{ui_hub.url}/upload")
+        await page.goto(f"{hub_server.url}/upload")
         await page.set_input_files("#files", get_testdata_file("color3d_jpeg_baseline.dcm"))
         await page.wait_for_url("**/ultrasound/**", timeout=60_000)
         await page.wait_for_function("() => window.tesseraCine.ready", timeout=60_000)
 
         # A study without slides: the viewer says so instead of failing silently.
         us_study = page.url.rsplit("/", 1)[1]
-        await page.goto(f"{ui_hub.url}/viewer/{us_study}")
+        await page.goto(f"{hub_server.url}/viewer/{us_study}")
         await page.evaluate("() => window.tesseraViewer.ready")
         assert "no whole-slide images" in await page.inner_text("#error")
         assert console.errors == []
 
 
-async def test_upload_resumes_after_a_page_reload_and_shows_a_failed_conversion(ui_hub, tmp_path):
+async def test_upload_resumes_after_a_page_reload_and_shows_a_failed_conversion(
+    hub_server, tmp_path
+):
     big = tmp_path / "not-a-slide.svs"
     await asyncio.to_thread(big.write_bytes, os.urandom(40 * 1024 * 1024))
     puts: list[str] = []
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        page = await new_page(browser, hub_server)
         console = Console(page)
         page.on("request", lambda r: r.method == "PUT" and puts.append(r.url))
-        await page.goto(f"{ui_hub.url}/upload")
+        await page.goto(f"{hub_server.url}/upload")
         await page.set_input_files("#files", big)
         # Leave once the server holds part of the file.
         await page.wait_for_function(
@@ -237,7 +224,7 @@ async def test_upload_resumes_after_a_page_reload_and_shows_a_failed_conversion(
         upload_id = await page.evaluate(
             "() => Object.entries(localStorage).find(([k]) => k.includes('not-a-slide.svs'))[1]"
         )
-        status = await (await page.request.get(f"{ui_hub.url}/api/uploads/{upload_id}")).json()
+        status = await (await page.request.get(f"{hub_server.url}/api/uploads/{upload_id}")).json()
         assert 0 < status["received"] < status["size"]
 
         # The same file again: it carries on from the server's count, then the job fails.

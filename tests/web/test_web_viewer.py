@@ -14,9 +14,8 @@ import numpy as np
 import openslide
 import pytest
 from PIL import Image
-from web_support import Console, UiHub, chromium, has_ui, ingest_all, new_page, own_ui_hub
+from web_support import Console, chromium, ingest_all, new_page
 
-from hub.config import Settings
 from wsi import ConvertOptions, SlideIds, convert_slide
 
 pytestmark = pytest.mark.browser
@@ -38,28 +37,14 @@ CHANNEL_BIAS_TOLERANCE = 1.5
 
 
 @pytest.fixture
-async def ui_hub(hub_server, tmp_path):
-    if has_ui(hub_server.app):
-        yield UiHub(
-            hub_server.url, hub_server.archive, hub_server.settings, dict(hub_server.admin_headers)
-        )
-        return
-    from hubtest import free_port
-
-    settings = Settings(data_dir=tmp_path / "ui", port=free_port())
-    async with own_ui_hub(settings) as ui:
-        yield ui
-
-
-@pytest.fixture
-async def slide_study(ui_hub, corpus, tmp_path) -> str:
+async def slide_study(hub_server, corpus, tmp_path) -> str:
     out = tmp_path / "converted"
     out.mkdir()
     ids = SlideIds(patient_id="P-VIEW", patient_name="Viewer^Test", accession="ACC-VIEW")
     paths = await asyncio.to_thread(
         convert_slide, corpus / SLIDE, out, ids, ConvertOptions(workers=1)
     )
-    return await ingest_all(ui_hub.archive, paths)
+    return await ingest_all(hub_server.archive, paths)
 
 
 def png_to_rgb(data: bytes) -> np.ndarray:
@@ -89,15 +74,15 @@ async def wait_painted(page) -> None:
     )
 
 
-async def test_viewer_paints_level0_tiles_that_match_openslide(ui_hub, slide_study, corpus):
+async def test_viewer_paints_level0_tiles_that_match_openslide(hub_server, slide_study, corpus):
     frame_urls: list[str] = []
     async with chromium() as browser:
         # A small window, so that the test slide holds several full-resolution views.
-        page = await new_page(browser, ui_hub, width=960, height=720)
+        page = await new_page(browser, hub_server, width=960, height=720)
         console = Console(page)
         page.on("response", lambda r: "/frames/" in r.url and frame_urls.append(r.url))
         started = time.perf_counter()
-        await page.goto(f"{ui_hub.url}/viewer/{slide_study}")
+        await page.goto(f"{hub_server.url}/viewer/{slide_study}")
         await page.evaluate("() => window.tesseraViewer.ready")
         wall_open_ms = (time.perf_counter() - started) * 1000
         # No prefetch until the prefetched pans below, so that the cold pans are cold.
@@ -222,13 +207,13 @@ async def test_viewer_paints_level0_tiles_that_match_openslide(ui_hub, slide_stu
     print("viewer figures:", figures)
 
 
-async def test_dicom_microscopy_viewer_renders_our_frames(ui_hub, slide_study):
+async def test_dicom_microscopy_viewer_renders_our_frames(hub_server, slide_study):
     frames: list[int] = []
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        page = await new_page(browser, hub_server)
         console = Console(page)
         page.on("response", lambda r: "/frames/" in r.url and frames.append(r.status))
-        await page.goto(f"{ui_hub.url}/interop/{slide_study}")
+        await page.goto(f"{hub_server.url}/interop/{slide_study}")
         await page.wait_for_function("() => window.tesseraInterop.viewer !== null")
         for _ in range(100):
             if len(frames) >= 4:
@@ -245,7 +230,7 @@ async def test_dicom_microscopy_viewer_renders_our_frames(ui_hub, slide_study):
 
 
 async def test_case_tabs_magnification_keyboard_and_deep_link(
-    ui_hub, slide_study, corpus, tmp_path
+    hub_server, slide_study, corpus, tmp_path
 ):
     # A second slide of the same case, from another specimen.
     out = tmp_path / "second"
@@ -254,12 +239,12 @@ async def test_case_tabs_magnification_keyboard_and_deep_link(
     paths = await asyncio.to_thread(
         convert_slide, corpus / "wsi" / "small.svs", out, ids, ConvertOptions(workers=1)
     )
-    assert await ingest_all(ui_hub.archive, paths) == slide_study
+    assert await ingest_all(hub_server.archive, paths) == slide_study
 
     async with chromium() as browser:
-        page = await new_page(browser, ui_hub)
+        page = await new_page(browser, hub_server)
         console = Console(page)
-        await page.goto(f"{ui_hub.url}/viewer/{slide_study}")
+        await page.goto(f"{hub_server.url}/viewer/{slide_study}")
         await page.evaluate("() => window.tesseraViewer.ready")
         tabs = page.locator("#tabs button")
         assert await tabs.count() == 2
@@ -298,7 +283,7 @@ async def test_case_tabs_magnification_keyboard_and_deep_link(
         assert "SECOND-BLOCK" in await page.inner_text("#metadata")
         assert await tabs.nth(1).get_attribute("aria-selected") == "true"
 
-        fresh = await new_page(browser, ui_hub)
+        fresh = await new_page(browser, hub_server)
         fresh_console = Console(fresh)
         await fresh.goto(link)
         await fresh.evaluate("() => window.tesseraViewer.ready")
@@ -322,7 +307,7 @@ async def test_case_tabs_magnification_keyboard_and_deep_link(
         )
         await page.goto(link)  # only the hash changes: the viewer shows the first slide there
         await page.wait_for_function("() => document.body.dataset.loaded === '0'")
-        await page.goto(f"{ui_hub.url}/studies")
+        await page.goto(f"{hub_server.url}/studies")
         await page.goto(link)
         await page.evaluate("() => window.tesseraViewer.ready")
         transfers = await page.evaluate(view_frames)
