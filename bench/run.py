@@ -28,15 +28,24 @@ class Bench:
     script: str  # file in bench/
     args: tuple[str, ...] = ()
     needs: tuple[str, ...] = field(default=())  # programs that must be on PATH
+    inputs: tuple[str, ...] = field(default=())  # files that ../shared/peers/setup.sh makes
 
 
 # The known scripts and the arguments of their usual run. Any other bench/*_bench.py found is
 # run with no arguments.
+PEER_SLIDE = "/tmp/peers/data/big-40000x30000.svs"
+WSIDICOMIZER = "/tmp/peers/venv/bin/wsidicomizer"
 KNOWN = (
-    Bench("dicomweb", "dicomweb_bench.py", ("all",), needs=("wrk",)),
+    Bench(
+        "dicomweb",
+        "dicomweb_bench.py",
+        ("all",),
+        needs=("wrk",),
+        inputs=(PEER_SLIDE, WSIDICOMIZER),
+    ),
     Bench("dimse", "dimse_bench.py", ("tessera",), needs=("storescu", "findscu")),
     Bench("dimse-orthanc", "dimse_bench.py", ("orthanc",), needs=("storescu", "Orthanc")),
-    Bench("convert", "convert_bench.py"),
+    Bench("convert", "convert_bench.py", inputs=(PEER_SLIDE, WSIDICOMIZER)),
     Bench("telehealth", "telehealth_bench.py"),
     Bench("stow-memory", "stow_memory.py"),
 )
@@ -57,6 +66,7 @@ def run(bench: Bench, timeout: float) -> tuple[str, float]:
     if not script.exists():
         return "skipped: script not present", 0.0
     missing = [p for p in bench.needs if shutil.which(p) is None]
+    missing += [p for p in bench.inputs if not Path(p).exists()]
     if missing:
         return f"skipped: needs {', '.join(missing)} (bash ../shared/peers/setup.sh)", 0.0
     start = time.monotonic()
