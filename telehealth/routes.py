@@ -35,7 +35,8 @@ MAX_BODY = 64 * 1024
 def setup(app: web.Application) -> None:
     settings = TelehealthSettings.from_extra(app[SETTINGS_KEY].extra)
     use_host_candidates(settings.ice_candidates)
-    app.cleanup_ctx.append(_registry_context(settings))
+    app[REGISTRY_KEY] = SessionRegistry(app[ARCHIVE_KEY], settings)
+    app.cleanup_ctx.append(_registry_lifetime)
     app.on_shutdown.append(_close_sockets)
     r = app.router
     r.add_post("/api/telehealth/sessions", start_session, name="telehealth.start.create")
@@ -51,21 +52,16 @@ def setup(app: web.Application) -> None:
     r.add_get("/telehealth/specialist", _page("specialist"), name="page.telehealth.specialist")
 
 
-def _registry_context(settings: TelehealthSettings):
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        registry = SessionRegistry(app[ARCHIVE_KEY], settings)
-        app[REGISTRY_KEY] = registry
-        reaper = asyncio.create_task(registry.reap_idle())
-        yield
-        reaper.cancel()
-        await registry.close()  # stores running clips before the archive closes
-
-    return context
+async def _registry_lifetime(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY_KEY]
+    reaper = asyncio.create_task(registry.reap_idle())
+    yield
+    reaper.cancel()
+    await registry.close()  # stores running clips before the archive closes
 
 
 async def _close_sockets(app: web.Application) -> None:
-    if REGISTRY_KEY in app:
-        await close_sockets(app[REGISTRY_KEY].sockets)
+    await close_sockets(app[REGISTRY_KEY].sockets)
 
 
 # --- handlers --------------------------------------------------------------------------------
