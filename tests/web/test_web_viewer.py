@@ -137,6 +137,8 @@ async def test_viewer_paints_level0_tiles_that_match_openslide(hub_server, slide
         assert (placed["x"], placed["y"]) == pytest.approx(VIEW_ORIGIN, abs=0.01)
         assert f"x={VIEW_ORIGIN[0] + view['width'] // 2}" in placed["hash"]
         assert any(level0["sop"] in url for url in frame_urls), "no full-resolution frame fetched"
+        # JPEG-stored frames are fetched as stored, never re-rendered by the server.
+        assert not any(url.endswith("/rendered") for url in frame_urls)
 
         # Clear of the navigator (bottom right) and the scale bar (bottom left).
         width, height = min(view["width"] - 260, 640), min(view["height"] - 180, 420)
