@@ -157,15 +157,18 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     last = None
-    while True:
-        if job != last:
-            await response.write(f"event: progress\ndata: {json.dumps(job)}\n\n".encode())
-            last = job
-        else:
-            await response.write(b": keep-alive\n\n")
-        if job["finished"]:
-            break
-        await runner.wait_change(HEARTBEAT_SECONDS)
-        job = await runner.get(job_id)
-    await response.write_eof()
+    try:
+        while True:
+            if job != last:
+                await response.write(f"event: progress\ndata: {json.dumps(job)}\n\n".encode())
+                last = job
+            else:
+                await response.write(b": keep-alive\n\n")
+            if job["finished"]:
+                break
+            await runner.wait_change(HEARTBEAT_SECONDS)
+            job = await runner.get(job_id)
+        await response.write_eof()
+    except ConnectionResetError:  # the browser went away; the job goes on
+        pass
     return response
