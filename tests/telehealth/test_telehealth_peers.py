@@ -55,7 +55,7 @@ async def _guidance(data_dir: Path, out: Path) -> GuidanceRun:
             # The device's native size; captures keep it whatever the video encoder does.
             clinic.send({"type": "source", "width": 640, "height": 480})
             await specialist.connect(audio_track(), receive_video=True)
-            await specialist.wait_video(30)
+            await specialist.wait_video(60)  # 2 s: the video bitrate has ramped up
             frame = specialist.video_frames[-1]
             run.specialist_frame_shape = (frame.height, frame.width)
 
