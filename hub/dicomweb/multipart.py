@@ -20,6 +20,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from hub.archive.store import CHUNK, BlobStore
 
 CRLF = b"\r\n"
+# What aiohttp's multipart reader raises on a body that breaks the format.
+MALFORMED = (ValueError, AssertionError, asyncio.IncompleteReadError, HttpProcessingError)
 
 
 class TooLarge(Exception):
@@ -95,12 +97,7 @@ async def stage_parts(
     while True:
         try:
             part = await reader.next()
-        except (
-            ValueError,
-            AssertionError,
-            asyncio.IncompleteReadError,
-            HttpProcessingError,
-        ) as exc:
+        except MALFORMED as exc:
             raise BadBody(f"Malformed multipart body: {exc}") from exc
         if part is None:
             return
@@ -123,12 +120,7 @@ async def _stage_one(
         while True:
             try:
                 chunk = await part.read_chunk(CHUNK)
-            except (
-                ValueError,
-                AssertionError,
-                asyncio.IncompleteReadError,
-                HttpProcessingError,
-            ) as exc:
+            except MALFORMED as exc:
                 raise BadBody(f"Malformed multipart body: {exc}") from exc
             if not chunk:
                 break
