@@ -113,14 +113,41 @@ def jpeg_frame_prefix(jpegtables: bytes | None, header: JpegHeader, rgb: bool) -
     return SOI + app14 + tables_segments(jpegtables)
 
 
-def tile_looks_complete(tile: bytes) -> bool:
-    """Cheap structural check of an abbreviated JPEG tile: SOI ... a scan ... EOI."""
-    if len(tile) < 8 or tile[:2] != SOI or tile[-2:] != EOI:
+class JpegTileCheck:
+    """Cheap structural check of abbreviated JPEG tiles: SOI, a frame header, a scan, EOI.
+
+    Fast path: a level's tiles nearly always share their header bytes up to the scan (same SOF,
+    same SOS), so a tile that starts with the last good tile's header and ends in EOI needs no
+    marker walk. Accepts bytes or memoryview.
+    """
+
+    def __init__(self) -> None:
+        self._header: bytes | None = None  # of the last tile that passed the full walk
+
+    def __call__(self, tile: bytes | memoryview) -> bool:
+        header = self._header
+        if (
+            header is not None
+            and len(tile) > len(header)
+            and tile[: len(header)] == header
+            and tile[-2:] == EOI
+        ):
+            return True
+        if len(tile) < 8 or tile[-2:] != EOI:
+            return False
+        try:
+            parsed = read_jpeg_header(tile)
+        except StreamError:
+            return False
+        if parsed.has_sos and parsed.sof_marker is not None:
+            self._header = bytes(tile[: parsed.end])
+            return True
         return False
-    try:
-        return read_jpeg_header(tile).has_sos
-    except StreamError:
-        return False
+
+
+def j2k_tile_complete(tile: bytes | memoryview) -> bool:
+    """A JPEG 2000 codestream from SOC/SIZ to EOC."""
+    return tile[:4] == b"\xff\x4f\xff\x51" and tile[-2:] == b"\xff\xd9"
 
 
 @dataclass(frozen=True)

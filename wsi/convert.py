@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from wsi.codestream import JpegTileCheck, j2k_tile_complete
 from wsi.encode import (
     JPEG_BASELINE,
     SlideAccess,
@@ -34,8 +35,6 @@ _JOB_PIXELS = 2048 * 1024  # source pixels decoded per worker job: bounds its me
 # Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
 # encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
 _POOL_MIN_FRAMES = 256
-_J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
-_J2K_EOC = b"\xff\xd9"
 
 
 def convert(
@@ -239,7 +238,7 @@ class _Conversion:
         fd = os.open(self.slide.path, os.O_RDONLY)
         try:
             offsets, counts = raw.offsets.tolist(), raw.bytecounts.tolist()
-            intact = _JpegCheck() if raw.codec == "jpeg" else _j2k_intact
+            intact = JpegTileCheck() if raw.codec == "jpeg" else j2k_tile_complete
             for first, last in _runs(offsets, counts):
                 start = offsets[first]
                 data = memoryview(os.pread(fd, offsets[last - 1] + counts[last - 1] - start, start))
@@ -418,36 +417,6 @@ def _runs(offsets: list[int], counts: list[int]) -> Iterator[tuple[int, int]]:
             last += 1
         yield first, last
         first = last
-
-
-class _JpegCheck:
-    """tile_looks_complete(), with a fast path: a level's tiles nearly always share their header
-    bytes up to the scan (same SOF, same SOS), so a tile starting with the last good tile's header
-    and ending in EOI needs no marker walk."""
-
-    def __init__(self) -> None:
-        self._header = b"\xff\xd8\xff"  # never matches a whole header: forces the first walk
-
-    def __call__(self, tile: bytes) -> bool:
-        from wsi.codestream import EOI, StreamError, read_jpeg_header
-
-        header = self._header
-        if len(tile) > len(header) and tile[: len(header)] == header and tile[-2:] == EOI:
-            return True
-        if len(tile) < 8 or tile[-2:] != EOI:
-            return False
-        try:
-            parsed = read_jpeg_header(tile)
-        except StreamError:
-            return False
-        if parsed.has_sos and parsed.sof_marker is not None:
-            self._header = bytes(tile[: parsed.end])
-            return True
-        return False
-
-
-def _j2k_intact(tile: bytes) -> bool:
-    return tile[:4] == _J2K_SOC_SIZ and tile[-2:] == _J2K_EOC
 
 
 def _ratio(raw_bytes: int, compressed: int) -> str:

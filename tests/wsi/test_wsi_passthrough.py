@@ -11,8 +11,14 @@ import pytest
 import tifffile
 from pydicom.encaps import generate_frames
 
-from wsi import ConvertOptions, convert_slide
-from wsi.codestream import ADOBE_APP14_RGB, SOI, read_jpeg_header, tables_segments
+from wsi import ConversionError, ConvertOptions, convert_slide
+from wsi.codestream import (
+    ADOBE_APP14_RGB,
+    SOI,
+    JpegTileCheck,
+    read_jpeg_header,
+    tables_segments,
+)
 
 
 def _frames(path) -> list[bytes]:
@@ -177,3 +183,36 @@ def test_source_icc_profile_is_carried_over(corpus, tmp_path):
         optical = pydicom.dcmread(path, stop_before_pixels=True).OpticalPathSequence[0]
         assert optical.ICCProfile == bytes(profile)
         assert "ColorSpace" not in optical
+
+
+def test_tile_check_rejects_broken_streams(corpus):
+    good, _ = _source_tiles(corpus / "wsi" / "small.svs")
+    bad, _ = _source_tiles(corpus / "bad" / "unreadable.svs")  # SOS marker overwritten
+    check = JpegTileCheck()
+    assert check(good[0]) and check(memoryview(good[0]))
+    assert not check(bad[0])
+    assert not check(good[0][:-2])  # no EOI: truncated
+    assert not check(b"")
+    assert not JpegTileCheck()(bad[0])  # also as the first tile seen
+
+
+def test_corrupt_tile_in_a_copied_level_fails_clearly(corpus, tmp_path):
+    """A broken tile amid good ones: the converter tries to decode it instead, and when the slide
+    reader cannot either, it stops with the tile named and leaves nothing behind."""
+    src = tmp_path / "corrupt.tiff"
+    tifffile.imwrite(
+        src, _tissue(corpus, 900, 700), tile=(256, 256), photometric="rgb", compression="jpeg"
+    )
+    with tifffile.TiffFile(src) as tif:
+        page = tif.pages[0]
+        tile_at, count = page.dataoffsets[5], page.databytecounts[5]
+        tif.filehandle.seek(tile_at)
+        tile = tif.filehandle.read(count)
+    sos = tile.index(b"\xff\xda")
+    with open(src, "r+b") as fh:
+        fh.seek(tile_at + sos + 1)
+        fh.write(b"\xdb")  # what unreadable.svs has: the scan marker turned into a table marker
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError, match="tile 5 of the 900x700 level"):
+        convert_slide(src, out, options=ConvertOptions(workers=1))
+    assert sorted(tmp_path.iterdir()) == [src]
