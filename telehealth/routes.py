@@ -123,7 +123,11 @@ async def end_session(request: web.Request) -> web.Response:
 async def signal(request: web.Request) -> web.StreamResponse:
     session, role = _session_and_role(request)
     registry = request.app[REGISTRY_KEY]
-    return await serve_socket(request, session, role, _actor(request, role), registry.sockets)
+    principal = request.get("principal")
+    # Data-channel captures are checked like the capture route (telehealth.capture).
+    may_capture = principal is None or principal.has("telehealth.capture")
+    actor = _actor(request, role)
+    return await serve_socket(request, session, role, actor, registry.sockets, may_capture)
 
 
 async def capture(request: web.Request) -> web.Response:

@@ -66,6 +66,7 @@ class Peer:
     role: Role
     pc: RTCPeerConnection
     actor: str
+    may_capture: bool = True  # the caller's own permission (a token may be scoped narrower)
     channel: RTCDataChannel | None = None
     outbound: dict[str, LiveTrack] = field(default_factory=dict)  # kind -> track
     tasks: set[asyncio.Task] = field(default_factory=set)  # track readers, cancelled on close
@@ -159,14 +160,14 @@ class Session:
 
     # --- signalling -----------------------------------------------------------------------
 
-    async def accept_offer(self, role: Role, sdp: str, actor: str) -> str:
+    async def accept_offer(self, role: Role, sdp: str, actor: str, may_capture: bool = True) -> str:
         """A (re)connecting side sends a complete offer; the hub answers with a fresh peer."""
         if self._closed:
             raise MessageError("the session has ended")
         if old := self.peers.pop(role, None):
             await old.close()
         pc = RTCPeerConnection(rtc_configuration())
-        peer = Peer(role, pc, actor)
+        peer = Peer(role, pc, actor, may_capture)
         self.peers[role] = peer
         pc.on("track", lambda track: self._on_track(peer, track))
         pc.on("datachannel", lambda channel: self._on_channel(peer, channel))
@@ -294,6 +295,8 @@ class Session:
     async def _handle_message(self, peer: Peer, raw: str | bytes) -> None:
         try:
             message = parse_message(peer.role, raw)
+            if message["type"] == "capture" and not peer.may_capture:
+                raise MessageError("capturing needs the telehealth.capture permission")
             await self.command(peer.role, message, peer.actor)
         except (MessageError, CaptureError) as exc:
             peer.send({"type": "error", "message": str(exc)})

@@ -24,7 +24,12 @@ MAX_PENDING_EVENTS = 100  # a socket that stops reading loses events, not memory
 
 
 async def serve_socket(
-    request: web.Request, session: Session, role: Role, actor: str, sockets: set
+    request: web.Request,
+    session: Session,
+    role: Role,
+    actor: str,
+    sockets: set,
+    may_capture: bool = True,
 ) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_SIGNAL_BYTES)
     await ws.prepare(request)
@@ -45,7 +50,7 @@ async def serve_socket(
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 break
-            reply = await _handle(session, role, actor, msg.data)
+            reply = await _handle(session, role, actor, may_capture, msg.data)
             if reply is not None:
                 await ws.send_json(reply)
             if reply and reply.get("type") == "bye":
@@ -66,7 +71,9 @@ async def _flush(ws: web.WebSocketResponse, pending: list[dict[str, Any]]) -> No
         await ws.send_json(pending.pop(0))
 
 
-async def _handle(session: Session, role: Role, actor: str, text: str) -> dict[str, Any] | None:
+async def _handle(
+    session: Session, role: Role, actor: str, may_capture: bool, text: str
+) -> dict[str, Any] | None:
     try:
         message = json.loads(text)
     except json.JSONDecodeError:
@@ -74,7 +81,7 @@ async def _handle(session: Session, role: Role, actor: str, text: str) -> dict[s
     kind = message.get("type") if isinstance(message, dict) else None
     if kind == "offer" and isinstance(message.get("sdp"), str):
         try:
-            sdp = await session.accept_offer(role, message["sdp"], actor)
+            sdp = await session.accept_offer(role, message["sdp"], actor, may_capture)
         except MessageError as exc:
             return {"type": "error", "message": str(exc)}
         except Exception as exc:  # aiortc raises assorted errors for malformed or odd SDP

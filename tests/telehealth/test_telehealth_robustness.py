@@ -15,6 +15,7 @@ from telehealth_support import (
 
 from hub.archive import Archive
 from hub.config import Settings
+from hub.security.accounts import issue_token
 
 
 async def _connected(hub, http):
@@ -230,3 +231,23 @@ async def test_shutting_the_hub_down_stores_the_running_clip(tmp_path) -> None:
         assert refs[0].number_of_frames > 1
     finally:
         await archive.close()
+
+
+async def test_data_channel_captures_need_the_capture_permission(tmp_path) -> None:
+    async with running_hub(tmp_path / "data") as hub, aiohttp.ClientSession() as http:
+        session = await start_session(http, hub)
+        # The clinic user signs this connection in with a token scoped to signalling only.
+        _, secret = await issue_token(
+            hub.archive.engine, "clinic-user", scopes=["telehealth.signal"], label="scoped"
+        )
+        clinic = hub.peer(session, "clinic")
+        clinic.headers = {"Authorization": f"Bearer {secret}"}
+        try:
+            await clinic.connect(CineTrack(cine_frames()), audio_track())
+            clinic.send({"type": "capture", "action": "still"})
+            error = await clinic.next_message(lambda m: m["type"] == "error")
+            assert "telehealth.capture permission" in error["message"]
+            clinic.send({"type": "freeze"})  # guidance itself is still allowed
+            await clinic.next_message(lambda m: m["type"] == "freeze")
+        finally:
+            await clinic.close()
