@@ -12,9 +12,7 @@ from pydicom import Dataset
 from pynetdicom.events import Event
 
 from hub.dimse.bridge import LoopBridge
-from hub.dimse.storage import status
-
-NOT_AUTHORIZED = 0x0124
+from hub.dimse.status import NOT_AUTHORIZED, status
 
 
 class AccessPolicy:

@@ -22,15 +22,13 @@ from hub.archive import errors as codes
 from hub.archive.attributes import INSTANCE_TAGS, PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS
 from hub.archive.query import KEYS, Query, QueryError
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
-from hub.dimse.storage import status
+from hub.dimse.status import CANCEL, PENDING, SUCCESS, status
 from hub.worklist.dataset import worklist_dataset
 from hub.worklist.model import STATUSES, WorklistFilter
 from hub.worklist.model import search as search_worklist
 
 log = logging.getLogger(__name__)
 
-PENDING = 0xFF00
-SUCCESS = 0x0000
 LEVELS = {"PATIENT": "PATIENT", "STUDY": "STUDY", "SERIES": "SERIES", "IMAGE": "INSTANCE"}
 PATIENT_ROOT = {
     sop_class.PatientRootQueryRetrieveInformationModelFind,
@@ -110,13 +108,15 @@ def answer(full: Dataset, identifier: Dataset, level: str | None, retrieve_ae: s
         out.QueryRetrieveLevel = level
         if "RetrieveAETitle" in identifier:
             out.RetrieveAETitle = retrieve_ae
-    out.SpecificCharacterSet = _charset(out, identifier)
+    if charset := _charset(out, identifier):
+        out.SpecificCharacterSet = charset
     return out
 
 
-def _charset(ds: Dataset, identifier: Dataset) -> str | list[str]:
-    """The requester's character set if it can carry the answer, else UTF-8."""
-    asked = identifier.get("SpecificCharacterSet") or "ISO_IR 6"
+def _charset(ds: Dataset, identifier: Dataset) -> str | list[str] | None:
+    """The requester's character set if it can carry the answer, else UTF-8 (None: the
+    default repertoire, which is stated by leaving the attribute out)."""
+    asked = identifier.get("SpecificCharacterSet") or None
     if all(_ascii(e) for e in ds.iterall()):
         return asked
     return asked if asked in ("ISO_IR 192", ["ISO_IR 192"]) else "ISO_IR 192"
@@ -172,7 +172,7 @@ class FindHandler:
             return
         for full in found:
             if event.is_cancelled:
-                yield 0xFE00, None
+                yield CANCEL, None
                 return
             yield PENDING, answer(full, identifier, level, self.retrieve_ae)
         yield SUCCESS, None

@@ -22,12 +22,10 @@ from hub.archive.query import Query, QueryError
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.find import IdentifierError, to_query
 from hub.dimse.scu import NoPresentationContext, StoredInstance, install_exact_sender, plan_contexts
-from hub.dimse.storage import status
+from hub.dimse.status import CANCEL, PENDING, status
 
 log = logging.getLogger(__name__)
 
-PENDING = 0xFF00
-MOVE_DESTINATION_UNKNOWN = 0xA801
 UNIQUE_KEYS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 STUDY, SERIES, SOP = "0020000D", "0020000E", "00080018"
 
@@ -135,7 +133,7 @@ class MoveHandler:
         yield len(items)
         for item in items:
             if event.is_cancelled:
-                yield 0xFE00, None
+                yield CANCEL, None
                 return
             yield PENDING, item
 
@@ -156,6 +154,6 @@ class GetHandler:
         yield len(items)
         for item in items:
             if event.is_cancelled:
-                yield 0xFE00, None
+                yield CANCEL, None
                 return
             yield PENDING, item

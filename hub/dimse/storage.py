@@ -16,21 +16,12 @@ from hub.archive import IngestError, Source
 from hub.archive import errors as codes
 from hub.archive.model import IngestResult
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
+from hub.dimse.status import SUCCESS, status
 
 log = logging.getLogger(__name__)
 
-SUCCESS = 0x0000
 IDENTITY_TAGS = [0x00080016, 0x00080018]
 MIN_INGEST_RATE = 20e6  # bytes/s below which a C-STORE is answered "out of resources"
-
-
-def status(code: int, comment: str = "") -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        # ErrorComment is LO: 64 characters, no backslash.
-        ds.ErrorComment = comment.replace("\\", "/")[:64]
-    return ds
 
 
 def source_of(event: Event) -> Source:
