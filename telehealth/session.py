@@ -3,9 +3,11 @@
 Media: the clinic sends video (+ audio) and receives the specialist's audio; the specialist
 sends audio and receives the clinic's video and audio. The hub relays decoded frames with
 aiortc's MediaRelay (``buffered=False`` everywhere: a subscriber only ever holds the newest
-frame, so no queue can grow) and every incoming track is read for as long as it lives, either
-by the capturer (clinic video) or by a drain (aiortc#554). Outbound tracks are ``LiveTrack``s
-whose source is switched when a peer reconnects, so the other side keeps its connection.
+frame, so no queue can grow) and every incoming track is read for as long as it lives: a drain
+subscription starts the relay's reader on arrival (aiortc#554). The clinic's video passes a
+``SequencedTrack`` tap on the way in, which feeds the capturer. Outbound tracks are
+``LiveTrack``s whose source is switched when a peer reconnects, so the other side keeps its
+connection. The hub's video receivers complete frames at the RTP marker (``jitter.py``).
 """
 
 from __future__ import annotations
