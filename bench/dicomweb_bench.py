@@ -640,6 +640,54 @@ def suite(
     return result
 
 
+def compare(
+    builds: dict[str, Path], rounds: int, levels: list[int], seconds: float, port: int
+) -> dict[str, Any]:
+    """Frames under wrk from several builds of the hub (trees made with `git archive`), each on
+    its own port and copy of the slide, measured in turn so that other load hits all alike."""
+    folder = slide_dicom(WORK)
+    files = sorted(folder.glob("*.dcm"))
+    servers = {}
+    try:
+        for i, (name, repo) in enumerate(builds.items()):
+            server = TesseraServer(WORK / f"compare-{name}", port + i, repo).__enter__()
+            servers[name] = server
+            asyncio.run(stow(server.base, files, server.token))
+        first = next(iter(servers.values()))
+        level0 = asyncio.run(find(first.base, first.token, 1))["level0"]
+        runs: dict[str, list] = {name: [] for name in servers}
+        for _ in range(rounds):
+            for name, server in servers.items():
+                loaded = asyncio.run(
+                    frames_wrk(
+                        server.base, server.token, levels, seconds, level0, [server.proc.pid]
+                    )
+                )
+                runs[name] += loaded["levels"]
+    finally:
+        for server in servers.values():
+            server.__exit__()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "builds": {k: str(v) for k, v in builds.items()},
+        "runs": runs,
+        "medians": {name: _medians_by_level(xs) for name, xs in runs.items()},
+    }
+
+
+def _medians_by_level(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("per_s", "p50_ms", "p99_ms", "server_cpu_us_per_request", "server_cores_busy")
+    out = []
+    for c in sorted({r["concurrency"] for r in runs}):
+        same = [r for r in runs if r["concurrency"] == c]
+        row: dict[str, Any] = {"concurrency": c}
+        for k in keys:
+            values = [r[k] for r in same if r.get(k) is not None]
+            row[k] = round(statistics.median(values), 2) if values else None
+        out.append(row)
+    return out
+
+
 def _save(result: dict[str, Any]) -> None:
     """Written after each phase, so a failure later keeps what was measured."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -733,6 +781,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repo", type=Path, default=REPO, help="run the hub from this tree (e.g. a git archive)"
     )
+    p = sub.add_parser("compare", help="frames from several builds of the hub, in turn")
+    p.add_argument("--build", action="append", required=True, metavar="NAME=DIR")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("-d", "--seconds", type=float, default=6.0)
+    p.add_argument("--port", type=int, default=18480)
     p = sub.add_parser("extract")
     p.add_argument("file", type=Path)
     p.add_argument("out", type=Path)
@@ -765,6 +819,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(markdown(result))
         return 0
+    elif args.cmd == "compare":
+        builds = dict(b.split("=", 1) for b in args.build)
+        result = compare(
+            {k: Path(v) for k, v in builds.items()},
+            args.rounds,
+            args.concurrency,
+            args.seconds,
+            args.port,
+        )
     elif args.cmd == "extract":
         result = {"frames": extract(args.file, args.out)}
     else:
