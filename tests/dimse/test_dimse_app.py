@@ -1,0 +1,46 @@
+"""The whole hub (hub.app.build_app) with its DIMSE door: the SCP starts and stops with the
+app, and what comes in by C-STORE is what DICOMweb serves; worklist items made over REST are
+answered by the MWL SCP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+from dimse_peers import HOST, findscu, free_port, retrieve_samples, run, store_with_storescu
+from hubtest import running_hub
+
+from hub.config import Settings
+from hub.dimse.service import DIMSE_KEY
+
+pytestmark = pytest.mark.peers
+
+
+async def test_full_hub_runs_the_dimse_door(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", port=free_port(), dimse_port=0)
+    async with running_hub(settings) as hub:
+        port = hub.app[DIMSE_KEY].server.port
+        address = ["-aec", settings.ae_title, HOST, str(port)]
+        assert (await run("echoscu", *address)).rc == 0
+
+        samples = retrieve_samples()[:3]
+        await store_with_storescu(address, samples, tmp_path)
+        async with aiohttp.ClientSession(headers=hub.admin_headers) as http:
+            async with http.get(
+                hub.url + "/dicomweb/instances", headers={"Accept": "application/dicom+json"}
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+                sops = {row["00080018"]["Value"][0] for row in await resp.json()}
+            assert sops == {s.sop_uid for s in samples}
+
+            item = {"patient_name": "DOE^BABY", "patient_id": "P7", "modality": "US"}
+            async with http.post(hub.url + "/api/worklist", json=item) as resp:
+                assert resp.status == 201, await resp.text()
+                created = await resp.json()
+        answers = await findscu(
+            address, "-W", ["PatientID=P7", "StudyInstanceUID"], tmp_path / "mwl"
+        )
+        assert [a.StudyInstanceUID for a in answers] == [created["study_uid"]]
+    # The app's cleanup stopped the SCP: nothing listens on its port any more.
+    assert (await run("echoscu", *address)).rc != 0
