@@ -129,6 +129,7 @@ RETRIEVE_SET = {
     "CT_small.dcm": PYDICOM_TESTS,  # explicit VR little endian
     "SC_rgb_jpeg_dcmtk.dcm": PYDICOM_TESTS,  # JPEG baseline
     "rtplan.dcm": PYDICOM_TESTS,  # a non-image object
+    "image_dfl.dcm": PYDICOM_TESTS,  # deflated explicit VR little endian
 }
 
 

@@ -105,6 +105,7 @@ async def _get(hub: DimseHub, sample: Sample, out: Path, *prefer: str):
         ("JPEG-LL.dcm", ["+xs"]),  # JPEG lossless SV1
         ("OBXXXX1A_rle.dcm", ["+xr"]),  # RLE
         ("emri_small_jpeg_ls_lossless.dcm", ["+xt"]),  # JPEG-LS lossless
+        ("image_dfl.dcm", ["+xd"]),  # deflated explicit VR little endian
     ],
 )
 async def test_get_keeps_stored_bytes(
