@@ -145,8 +145,10 @@ async def _serve(app: web.Application) -> AsyncIterator[None]:
     if settings.dimse_port is None:
         yield
         return
-    server = DimseServer(
-        app[ARCHIVE_KEY], DimseConfig.from_settings(settings), asyncio.get_running_loop()
+    config = DimseConfig.from_settings(settings)
+    # Building ~200 x 35 presentation contexts and binding take a moment: not on the loop.
+    server = await asyncio.to_thread(
+        DimseServer, app[ARCHIVE_KEY], config, asyncio.get_running_loop()
     )
     await asyncio.to_thread(server.start)
     app[DIMSE_KEY].server = server
