@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import ssl
 
@@ -26,6 +27,11 @@ async def start(settings: Settings, ssl_context: ssl.SSLContext | None = None) -
 
 async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None, banner=None) -> int:
     runner = await start(settings, ssl_context)
+    # What is loaded by now (modules, the application and its doors) lives as long as the
+    # process. Left to the collector, every full collection walks it again: 0.1 s with the
+    # event loop stalled, measured during a STOW of a 233 MB slide. Frozen, it is not walked.
+    gc.collect()
+    gc.freeze()
     scheme = "https" if ssl_context else "http"
     print(f"Tessera is running at {scheme}://{settings.host}:{settings.port}/", flush=True)
     if banner:
