@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -59,27 +60,56 @@ async def test_garbage_bytes_are_dropped(dimse_hub: DimseHub) -> None:
     assert await _instances(dimse_hub) == []
 
 
-def _abort_mid_store(port: int, path: Path) -> None:
-    """Send the command and half of the data set's PDUs, then A-ABORT."""
+def _crafted_store(port: int, path: Path, sop_class: str | None = None):
+    """An association on the file's own context and the PDUs of a C-STORE-RQ for it, built
+    by hand so that they can be cut short or name another SOP class."""
     ds = dcmread(path, stop_before_pixels=True)
-    peer = PeerAE(ae_title="ABORTER")
+    peer = PeerAE(ae_title="CRAFTER")
     peer.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
     assoc = peer.associate(HOST, port, ae_title=AE)
     assert assoc.is_established
     request = C_STORE()
     request.MessageID = 1
-    request.AffectedSOPClassUID = ds.SOPClassUID
+    request.AffectedSOPClassUID = sop_class or ds.SOPClassUID
     request.AffectedSOPInstanceUID = ds.SOPInstanceUID
     request.Priority = 2
     request.DataSet = BytesIO(dataset_bytes(path))
     message = C_STORE_RQ()
     message.primitive_to_message(request)
     context_id = assoc.accepted_contexts[0].context_id
-    pdus = [_pdu(p) for p in message.encode_msg(context_id, 16384)]
+    return assoc, [_pdu(p) for p in message.encode_msg(context_id, 16384)]
+
+
+def _abort_mid_store(port: int, path: Path) -> None:
+    """Send the command and half of the data set's PDUs, then A-ABORT."""
+    assoc, pdus = _crafted_store(port, path)
     assert len(pdus) > 10
     for pdu in pdus[: len(pdus) // 2]:
         assoc.dul.socket.send(pdu.encode())
     assoc.abort()
+
+
+def _store_as_unknown_sop_class(port: int, path: Path) -> bool:
+    assoc, pdus = _crafted_store(port, path, sop_class="1.2.826.0.1.3680043.9.7.1.99")
+    for pdu in pdus:
+        assoc.dul.socket.send(pdu.encode())
+    for _ in range(100):  # up to 10 s for the SCP's A-ABORT
+        if not assoc.is_established:
+            break
+        time.sleep(0.1)
+    aborted = assoc.is_aborted and assoc.dimse.msg_queue.empty()
+    if assoc.is_established:
+        assoc.release()
+    return aborted
+
+
+async def test_store_naming_an_unknown_sop_class_is_aborted(dimse_hub: DimseHub) -> None:
+    """A C-STORE on an accepted CT context naming a SOP class no service knows: pynetdicom
+    aborts the association (there is no DIMSE status to give for it); nothing is stored."""
+    assert await asyncio.to_thread(_store_as_unknown_sop_class, dimse_hub.port, CT)
+    await _still_serving(dimse_hub)
+    assert await _instances(dimse_hub) == []
+    assert _temp_files(dimse_hub) == []
 
 
 def _pdu(primitive) -> P_DATA_TF:
