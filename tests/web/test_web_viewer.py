@@ -6,14 +6,19 @@ import asyncio
 import base64
 import io
 import json
+import math
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import openslide
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import generate_uid
 from web_support import Console, chromium, ingest_all, new_page
 
 from wsi import ConvertOptions, SlideIds, convert_slide
@@ -315,3 +320,66 @@ async def test_case_tabs_magnification_keyboard_and_deep_link(
         transfers = await page.evaluate(view_frames)
         assert transfers and transfers.count(0) == len(transfers), transfers
         assert console.errors == [] and fresh_console.errors == []
+
+
+def tiled_sparse_copy(src: Path, dst: Path) -> None:
+    """Rewrite a TILED_FULL instance as TILED_SPARSE, as some scanners write them: frames stored
+    in reverse order, each placed by its own PlanePositionSlideSequence. New study and UIDs."""
+    ds = pydicom.dcmread(src)
+    count = int(ds.NumberOfFrames)
+    across = math.ceil(ds.TotalPixelMatrixColumns / ds.Columns)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=count))
+    order = list(reversed(range(count)))
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.PixelData = encapsulate([frames[i] for i in order])
+    ds.DimensionOrganizationType = "TILED_SPARSE"
+    groups = []
+    for i in order:
+        position = Dataset()
+        position.ColumnPositionInTotalImagePixelMatrix = (i % across) * ds.Columns + 1
+        position.RowPositionInTotalImagePixelMatrix = (i // across) * ds.Rows + 1
+        position.XOffsetInSlideCoordinateSystem = 0.0
+        position.YOffsetInSlideCoordinateSystem = 0.0
+        position.ZOffsetInSlideCoordinateSystem = 0.0
+        group = Dataset()
+        group.PlanePositionSlideSequence = [position]
+        groups.append(group)
+    ds.PerFrameFunctionalGroupsSequence = groups
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(dst, enforce_file_format=True)
+
+
+async def test_tiled_sparse_pyramid_shows_the_same_image(hub_server, corpus, tmp_path):
+    out = tmp_path / "converted"
+    out.mkdir()
+    paths = await asyncio.to_thread(
+        convert_slide, corpus / SLIDE, out, SlideIds(patient_id="P-SPARSE"), ConvertOptions()
+    )
+    headers = [await asyncio.to_thread(pydicom.dcmread, p, stop_before_pixels=True) for p in paths]
+    level1 = next(
+        p
+        for p, ds in zip(paths, headers, strict=True)
+        if ds.ImageType[2] == "VOLUME" and ds.TotalPixelMatrixColumns == 1110
+    )
+    sparse = tmp_path / "sparse.dcm"
+    await asyncio.to_thread(tiled_sparse_copy, level1, sparse)
+    full_study = await ingest_all(hub_server.archive, [level1])
+    sparse_study = await ingest_all(hub_server.archive, [sparse])
+
+    shots = []
+    async with chromium() as browser:
+        for study in (full_study, sparse_study):
+            page = await new_page(browser, hub_server)
+            console = Console(page)
+            await page.goto(f"{hub_server.url}/viewer/{study}")
+            await page.evaluate("() => window.tesseraViewer.ready")
+            await wait_painted(page)
+            shots.append(png_to_rgb(await page.locator("#osd").screenshot()))
+            assert console.errors == []
+    full, sparse_view = shots
+    assert full.std() > 20, "the view is blank"
+    mean, _ = differences(block_means(full), block_means(sparse_view))
+    assert mean < 1.0, mean

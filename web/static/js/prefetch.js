@@ -48,7 +48,7 @@ export class Prefetcher {
     const wanted = [];
     for (let r = Math.max(0, rows[0]); r <= Math.min(l.tilesDown - 1, rows[1]); r++) {
       for (let c = Math.max(0, cols[0]); c <= Math.min(l.tilesAcross - 1, cols[1]); c++) {
-        if (inView(c, r)) continue;
+        if (inView(c, r) || !source.tileExists(level, c, r)) continue;
         const url = source.getTileUrl(level, c, r);
         if (!this.blobs.has(url)) wanted.push(url);
       }

@@ -29,6 +29,7 @@ function level(ds, transferSyntaxes) {
   const height = first(ds, "TotalPixelMatrixRows");
   const tileWidth = first(ds, "Columns");
   const tileHeight = first(ds, "Rows");
+  const tiledFull = (first(ds, "DimensionOrganizationType") || "TILED_FULL") === "TILED_FULL";
   return {
     sop,
     series: first(ds, "SeriesInstanceUID"),
@@ -41,8 +42,24 @@ function level(ds, transferSyntaxes) {
     frames: first(ds, "NumberOfFrames") || 1,
     transferSyntax: transferSyntaxes.get(sop) || "",
     spacing: pixelSpacingMm(ds),
-    tiledFull: (first(ds, "DimensionOrganizationType") || "TILED_FULL") === "TILED_FULL",
+    // TILED_SPARSE: where each frame sits, from its plane position; missing tiles stay empty.
+    sparseFrames: tiledFull ? null : sparseFrameMap(ds, tileWidth, tileHeight),
   };
+}
+
+// "col,row" -> 1-based frame number; the first frame at a position wins (first focal plane
+// and optical path when there are several).
+function sparseFrameMap(ds, tileWidth, tileHeight) {
+  const frames = new Map();
+  values(ds, "PerFrameFunctionalGroupsSequence").forEach((group, index) => {
+    const position = item(group, "PlanePositionSlideSequence");
+    if (!position) return;
+    const col = Math.floor((first(position, "ColumnPositionInTotalImagePixelMatrix") - 1) / tileWidth);
+    const row = Math.floor((first(position, "RowPositionInTotalImagePixelMatrix") - 1) / tileHeight);
+    const key = `${col},${row}`;
+    if (!frames.has(key)) frames.set(key, index + 1);
+  });
+  return frames;
 }
 
 // Group the instances of a study into slides. A slide is a series with VOLUME images; its
@@ -115,7 +132,9 @@ function ref(ds) {
   };
 }
 
-// 1-based frame number of tile (col, row) in a TILED_FULL instance (first plane and path).
+// 1-based frame number of tile (col, row), or undefined where a sparse level has no tile.
+// TILED_FULL: frames run row by row over the first focal plane and optical path.
 export function frameNumber(lvl, col, row) {
+  if (lvl.sparseFrames) return lvl.sparseFrames.get(`${col},${row}`);
   return row * lvl.tilesAcross + col + 1;
 }

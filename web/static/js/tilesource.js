@@ -49,7 +49,8 @@ export class DicomTileSource extends OSD.TileSource {
 
   tileExists(level, x, y) {
     const l = this.ascending[level];
-    return Boolean(l) && x >= 0 && y >= 0 && x < l.tilesAcross && y < l.tilesDown;
+    if (!l || x < 0 || y < 0 || x >= l.tilesAcross || y >= l.tilesDown) return false;
+    return frameNumber(l, x, y) !== undefined;
   }
 
   getTileUrl(level, x, y) {
