@@ -48,7 +48,7 @@ function createViewer() {
   const viewer = OSD({
     element: document.getElementById("osd"),
     prefixUrl: "/static/vendor/openseadragon/images/",
-    drawer: "canvas",
+    drawer: "canvas", // WebGL without a GPU (software GL) took seconds per view; canvas is fast
     showNavigator: true,
     navigatorPosition: "BOTTOM_RIGHT",
     showNavigationControl: false,
