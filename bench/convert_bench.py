@@ -4,7 +4,7 @@ Not a test. Needs the peers from `bash ../shared/peers/setup.sh` (inputs in /tmp
 wsidicomizer venv, OrthancWSIDicomizer, /usr/bin/time). Every (slide, tool) pair runs RUNS times,
 interleaved so that load from other processes hits all tools alike, each into a fresh folder, under
 `/usr/bin/time -v` (wall, CPU, peak RSS of the largest process, as the peers' baseline was taken)
-while psutil samples the summed PSS of the whole process tree (workers included; PSS because
+while psutil samples (every 0.1 s) the summed PSS of the whole process tree (workers included; PSS because
 forked workers share their parent's pages, which summed RSS would count twice).
 
     python bench/convert_bench.py [--runs 3] [--slides small ndpi big] [--tools ...] [--append]
@@ -87,7 +87,7 @@ class Run:
     wall: float
     cpu: float
     max_rss_mb: float  # largest single process (/usr/bin/time -v)
-    tree_pss_mb: float  # proportional set size summed over the process tree, sampled every 20 ms
+    tree_pss_mb: float  # proportional set size summed over the process tree, sampled every 0.1 s
     out_mb: float
     files: int
 
@@ -106,7 +106,7 @@ def run_once(tool: str, slide: str, n: int) -> Run:
     tree_peak = 0
     while proc.poll() is None:
         tree_peak = max(tree_peak, _tree_rss(proc))
-        time.sleep(0.02)
+        time.sleep(0.1)  # reading smaps is not free: sample sparingly
     stats = _parse_time(timing.read_text())
     files = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
     return Run(
