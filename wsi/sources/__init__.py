@@ -11,6 +11,9 @@ from wsi.errors import ConversionError
 from wsi.sources.model import Associated, SlideInfo, SourceLevel
 
 _ASSOCIATED = {"label": "LABEL", "macro": "OVERVIEW", "thumbnail": "THUMBNAIL"}
+# Formats whose TIFF tiles abut on a plain grid, so tile i of a level is frame i. Not Ventana BIF
+# or Trestle: their tiles overlap and OpenSlide places them by offsets a grid cannot express.
+_GRID_VENDORS = {"aperio", "generic-tiff", "philips", "leica"}
 # Vendors whose pixel data OpenSlide reads from JPEG (lossy) tiles or stripes.
 _JPEG_VENDORS = {"hamamatsu", "mirax", "ventana", "sakura", "leica", "philips", "aperio"}
 
@@ -72,7 +75,12 @@ def _from_openslide(path: Path, slide) -> SlideInfo:
 
     props = dict(slide.properties)
     tif = open_tiff(path)
-    tiff_levels = {(lv.width, lv.height): lv for lv in rgb_levels(tif)} if tif else {}
+    vendor = props.get("openslide.vendor", "")
+    tiff_levels = {}
+    if tif is not None and vendor in _GRID_VENDORS:
+        for series in range(len(tif.series)):  # Leica SCN: the macro may be series 0
+            for level in rgb_levels(tif, series):
+                tiff_levels.setdefault((level.width, level.height), level)
     levels = []
     w0, h0 = slide.dimensions
     for i, (w, h) in enumerate(slide.level_dimensions):
@@ -83,7 +91,6 @@ def _from_openslide(path: Path, slide) -> SlideInfo:
         levels.append(SourceLevel(i, w, h, nominal_downsample(w0, h0, w, h), tw, th, raw))
     present = list(slide.associated_images)  # names only; `in` would decode the image
     associated = [Associated(kind, name) for name, kind in _ASSOCIATED.items() if name in present]
-    vendor = props.get("openslide.vendor", "")
     manufacturer, model, serial, software = p.equipment(props)
     # The TIFF tag holds the profile's exact bytes; OpenSlide's object re-serialises it.
     icc = _tiff_icc(tif.pages.first) if tif is not None and tif.pages else None

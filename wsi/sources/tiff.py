@@ -46,11 +46,11 @@ def open_tiff(path: Path) -> tifffile.TiffFile | None:
         return None
 
 
-def rgb_levels(tif: tifffile.TiffFile) -> list[TiffLevel]:
-    """Levels of the first image series if it is a plain 8-bit RGB pyramid, else []."""
-    if not tif.series or tif.is_ndpi:
+def rgb_levels(tif: tifffile.TiffFile, series_index: int = 0) -> list[TiffLevel]:
+    """Levels of an image series if it is a plain 8-bit RGB pyramid, else []."""
+    if len(tif.series) <= series_index or tif.is_ndpi:
         return []
-    series = tif.series[0]
+    series = tif.series[series_index]
     levels = []
     for level in series.levels:
         page = level.keyframe
