@@ -32,7 +32,10 @@ def setup(app: web.Application) -> None:
     study = PREFIX + "/studies/{study}"
     series = study + "/series/{series}"
     instance = series + "/instances/{instance}"
+    # Frames first: a tiled viewer asks for little else, and aiohttp tries the routes under
+    # /dicomweb/studies in the order they were added.
     routes = [
+        ("GET", instance + "/frames/{frames}", wado.frames, "dicomweb.read.frames"),
         ("GET", PREFIX + "/studies", qido.search_studies, "dicomweb.read.qido.studies"),
         ("GET", study + "/series", qido.search_series, "dicomweb.read.qido.study_series"),
         ("GET", PREFIX + "/series", qido.search_series, "dicomweb.read.qido.series"),
@@ -52,7 +55,6 @@ def setup(app: web.Application) -> None:
         ("GET", study + "/metadata", wado.metadata, "dicomweb.read.metadata.study"),
         ("GET", series + "/metadata", wado.metadata, "dicomweb.read.metadata.series"),
         ("GET", instance + "/metadata", wado.metadata, "dicomweb.read.metadata.instance"),
-        ("GET", instance + "/frames/{frames}", wado.frames, "dicomweb.read.frames"),
         ("GET", instance + "/bulkdata/{tag}", wado.bulkdata, "dicomweb.read.bulkdata"),
         ("GET", instance + "/rendered", wado.rendered_instance, "dicomweb.read.rendered.instance"),
         (

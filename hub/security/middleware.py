@@ -228,7 +228,9 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
-    if response.content_type == "text/html":
+    # The raw header, not response.content_type: aiohttp parses that with the e-mail package
+    # (0.2-1 ms) for each Content-Type text it has not seen, e.g. every multipart boundary.
+    if headers.get(hdrs.CONTENT_TYPE, "").startswith("text/html"):
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cache-Control", "no-store")

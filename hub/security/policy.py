@@ -7,6 +7,7 @@ longest rule prefix of its name; a name no rule covers is refused, whoever asks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Route name prefix -> permission it needs. ``None``: public, no login at all.
 # ``AUTHENTICATED``: any logged-in principal whatever its role.
@@ -72,6 +73,7 @@ class Decision:
     reason: str
 
 
+@lru_cache(maxsize=1024)
 def rule_for(route_name: str | None) -> tuple[bool, str | None]:
     """(known, permission) for a route name: the longest matching rule prefix."""
     if not route_name:
@@ -89,6 +91,7 @@ def is_public(route_name: str | None) -> bool:
     return known and permission is None
 
 
+@lru_cache(maxsize=4096)
 def decide(route_name: str | None, role: str | None, scopes: frozenset[str] | None) -> Decision:
     """May a principal with ``role`` (and token ``scopes``, None = unrestricted) use the route?"""
     known, permission = rule_for(route_name)
