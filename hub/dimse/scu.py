@@ -20,9 +20,10 @@ from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.filereader import read_file_meta_info
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import AE, _config, build_context
 from pynetdicom.association import Association
+from pynetdicom.dsutils import split_dataset
 from pynetdicom.presentation import PresentationContext
 
 from hub.dimse.config import UNCOMPRESSED
@@ -84,6 +85,10 @@ def choose(assoc: Association, item: StoredInstance) -> Path | Dataset:
     """The stored file if the peer accepted its syntax; else a decoded Dataset to re-encode."""
     accepted = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == item.SOPClassUID]
     if any(cx.transfer_syntax[0] == item.stored_syntax for cx in accepted):
+        if item.stored_syntax == DeflatedExplicitVRLittleEndian and _odd_length(item.stored_path):
+            # The deflated stream must be padded to an even length (PS3.5 A.5); peers such as
+            # dcmtk refuse odd PDV fragments, so such a file is re-deflated by pynetdicom.
+            return dcmread(item.stored_path)
         return item.stored_path
     if item.stored_syntax in UNCOMPRESSED and any(
         cx.transfer_syntax[0] in UNCOMPRESSED for cx in accepted
@@ -95,6 +100,11 @@ def choose(assoc: Association, item: StoredInstance) -> Path | Dataset:
         f"{item.stored_syntax.name} (accepted for this SOP class: {', '.join(offered)}); "
         "objects are not transcoded"
     )
+
+
+def _odd_length(path: Path) -> bool:
+    _, offset = split_dataset(path)
+    return (path.stat().st_size - offset) % 2 == 1
 
 
 def install_exact_sender(assoc: Association) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dimse_peers import HOST, free_port, need_dcmtk
+from dimse_peers import HOST, free_port, need_dcmtk, wait_for_port
 
 import hub.worklist.model  # noqa: F401  (creates the worklist table with the archive)
 from hub.archive import Archive
@@ -38,6 +38,7 @@ class StoreSCP:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        wait_for_port(self.port)
         return self
 
     def stop(self) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,19 @@ async def run(*cmd: str | Path, seconds: float = 120) -> Run:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), seconds)
     return Run(proc.returncode or 0, out.decode(errors="replace"))
+
+
+def wait_for_port(port: int, seconds: float = 10) -> None:
+    """Block until something accepts connections on `port` (a peer just started)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def free_port() -> int:
