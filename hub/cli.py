@@ -16,6 +16,7 @@ COMMAND_MODULES: list[str] = [
     "hub.security.cli",
     "hub.worklist.cli",
     "hub.forward.cli",
+    "wsi.cli",
 ]
 
 

@@ -95,11 +95,12 @@ def _convert(convert_slide, args: argparse.Namespace, out: Path, ids, options) -
 def _ingest(args: argparse.Namespace, paths: list[Path]) -> int:
     import asyncio
 
-    from hub.archive import Archive, Source
+    from hub.archive import Source
     from hub.config import Settings
+    from hub.runtime import open_archive
 
     async def run() -> int:
-        archive = await Archive.open(Settings.from_env(data_dir=args.data))
+        archive = await open_archive(Settings.from_env(data_dir=getattr(args, "data", None)))
         failed = 0
         try:
             for path in paths:
