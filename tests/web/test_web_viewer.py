@@ -276,6 +276,31 @@ async def test_case_tabs_magnification_keyboard_and_deep_link(
         before = await page.evaluate(centre)
         await page.keyboard.press("ArrowRight")
         assert await page.evaluate(centre) > before
+
+        # Side by side: the second slide follows the first at the same magnification.
+        await page.click("#compare")
+        await page.wait_for_function(
+            "() => tesseraViewer.state.compare?.viewer.world.getItemCount() === 1"
+        )
+        magnifications = """() => {
+            const s = tesseraViewer.state, mag = (v, slide) =>
+                slide.baseMagnification * v.viewport.viewportToImageZoom(v.viewport.getZoom(true));
+            return [mag(s.viewer, s.slides[s.current]), mag(s.compare.viewer, s.compare.slide)];
+        }"""
+        main_mag, compare_mag = await page.evaluate(magnifications)
+        assert compare_mag == pytest.approx(main_mag, rel=0.01)
+        await page.click("#mags button[data-mag='5']")
+        await page.wait_for_function(
+            "() => document.getElementById('mag-readout').textContent === '5.0x'"
+        )
+        main_mag, compare_mag = await page.evaluate(magnifications)
+        assert (main_mag, compare_mag) == pytest.approx((5.0, 5.0), rel=0.01)
+        await page.click("#compare")
+        assert await page.locator("#osd2").is_hidden()
+        await page.click("#mags button[data-mag='10']")
+        await page.wait_for_function(
+            "() => document.getElementById('mag-readout').textContent === '10.0x'"
+        )
         await page.keyboard.press("+")
         await page.wait_for_function(
             "() => document.getElementById('mag-readout').textContent === '15.0x'"

@@ -12,7 +12,7 @@ const PAN_FRACTION = 0.25;
 const SCALE_BAR_PX = 120;
 
 const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
-const state = { slides: [], current: -1, viewer: null, source: null };
+const state = { slides: [], current: -1, viewer: null, source: null, compare: null };
 // Figures and hooks for end-to-end tests and benchmarks.
 const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent, prefetch: true });
 
@@ -67,6 +67,7 @@ function createViewer() {
     keyboardNavEnabled: false, // our own handler works without focusing the canvas
   });
   viewer.addHandler("animation", updateReadouts);
+  viewer.addHandler("viewport-change", () => state.compare && follow(viewer, state.compare.viewer));
   viewer.addHandler("animation-start", () => state.source?.prefetcher.cancel());
   viewer.addHandler("animation-finish", () => {
     updateReadouts();
@@ -104,6 +105,9 @@ function buildTabs() {
     }),
   );
   document.getElementById("home").addEventListener("click", () => state.viewer.viewport.goHome());
+  const compare = document.getElementById("compare");
+  compare.disabled = state.slides.length < 2;
+  compare.addEventListener("click", toggleCompare);
 }
 
 function step(delta) {
@@ -175,6 +179,71 @@ function measureAdjacent(dx = 1, dy = 0) {
       whenFullyLoaded(image).then(() => resolve(performance.now() - started)),
     );
   });
+}
+
+// Side by side: the next slide of the case in a second viewer that follows the first one, at
+// the same magnification and the same image position (serial sections line up roughly so).
+function toggleCompare() {
+  const pane = document.getElementById("osd2");
+  const on = pane.hidden;
+  pane.hidden = !on;
+  document.querySelector(".viewer-main").classList.toggle("compare", on);
+  document.getElementById("compare").setAttribute("aria-pressed", String(on));
+  if (!on) {
+    state.compare?.viewer.destroy();
+    state.compare = null;
+    return;
+  }
+  const index = (state.current + 1) % state.slides.length;
+  const viewer = OSD({
+    element: pane,
+    prefixUrl: "/static/vendor/openseadragon/images/",
+    drawer: "canvas",
+    showNavigationControl: false,
+    imageLoaderLimit: 32,
+    maxTilesPerFrame: 24,
+    visibilityRatio: 0.5,
+    minZoomImageRatio: 0.5,
+    maxZoomPixelRatio: 4,
+    keyboardNavEnabled: false,
+  });
+  state.compare = { viewer, slide: state.slides[index] };
+  viewer.addOnceHandler("open", () => follow(state.viewer, viewer));
+  viewer.open(new DicomTileSource(state.compare.slide));
+  viewer.addHandler("viewport-change", () => follow(viewer, state.viewer));
+}
+
+let following = false;
+const placedBy = new WeakMap(); // viewer -> the view follow() gave it, to tell echoes apart
+
+function follow(from, to) {
+  if (following || !state.compare || !to.world.getItemCount() || !from.world.getItemCount()) return;
+  if (isPlacedView(from)) return; // this change is the echo of following, not the user's
+  const [fromSlide, toSlide] =
+    from === state.viewer ? [state.slides[state.current], state.compare.slide] : [state.compare.slide, state.slides[state.current]];
+  const ratio = fromSlide.baseMagnification && toSlide.baseMagnification ? fromSlide.baseMagnification / toSlide.baseMagnification : 1;
+  const source = from.viewport;
+  const target = to.viewport;
+  following = true;
+  try {
+    const imageZoom = source.viewportToImageZoom(source.getZoom(true)) * ratio;
+    const centre = source.viewportToImageCoordinates(source.getCenter(true));
+    target.zoomTo(target.imageToViewportZoom(imageZoom), null, true);
+    target.panTo(target.imageToViewportCoordinates(centre.x, centre.y), true);
+    placedBy.set(to, { zoom: target.getZoom(true), centre: target.getCenter(true) });
+  } finally {
+    following = false;
+  }
+}
+
+function isPlacedView(viewer) {
+  const placed = placedBy.get(viewer);
+  if (!placed) return false;
+  const vp = viewer.viewport;
+  const same =
+    Math.abs(vp.getZoom(true) / placed.zoom - 1) < 1e-6 && vp.getCenter(true).distanceTo(placed.centre) < 1e-9;
+  if (!same) placedBy.delete(viewer);
+  return same;
 }
 
 function prefetchAround() {
