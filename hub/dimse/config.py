@@ -8,6 +8,8 @@ Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Sett
 ``dimse_move_destinations``  {AE title: [host, port]} for C-MOVE
 ``dimse_acl``                true: check each service against hub.security's per-AE allow-list
                              (``tessera ae allow AE store find ...``; deny by default)
+``dimse_tls``                {"cert": path, "key": path, "ca": path or absent}: DICOM over TLS
+                             on the DIMSE port (with "ca", peers need a certificate it issued)
 ``dimse_max_associations``   concurrent associations (default 16)
 ``dimse_timeout``            seconds for network and archive calls (default 60)
 """
@@ -72,6 +74,14 @@ LOSSY = [
 DEFAULT_TRANSFER_SYNTAXES = [*LOSSLESS_COMPRESSED, *UNCOMPRESSED, *LOSSY]
 
 
+def _tls(value) -> dict | None:
+    if not value:
+        return None
+    if not isinstance(value, dict) or not value.get("cert") or not value.get("key"):
+        raise DimseConfigError('dimse_tls needs {"cert": path, "key": path} (and optional "ca")')
+    return value
+
+
 def storage_sop_classes() -> list[str]:
     """Every storage SOP class: pynetdicom's, plus the retired and trial ones pydicom names.
 
@@ -108,6 +118,7 @@ class DimseConfig:
     max_associations: int = 16
     timeout: float = 60.0
     acl: bool = False
+    tls: dict | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DimseConfig:
@@ -139,4 +150,5 @@ class DimseConfig:
             max_associations=int(extra.get("dimse_max_associations", 16)),
             timeout=float(extra.get("dimse_timeout", 60.0)),
             acl=bool(extra.get("dimse_acl", False)),
+            tls=_tls(extra.get("dimse_tls")),
         )

@@ -102,6 +102,14 @@ class DimseServer:
             ae.add_supported_context(storage, cfg.transfer_syntaxes, scu_role=True, scp_role=True)
         return ae
 
+    def _tls_context(self):
+        if not self.config.tls:
+            return None
+        from hub.security.tls import dicom_tls_context
+
+        tls = self.config.tls
+        return dicom_tls_context(tls["cert"], tls["key"], tls.get("ca"))
+
     @property
     def port(self) -> int:
         assert self._server is not None, "not started"
@@ -116,6 +124,7 @@ class DimseServer:
             block=False,
             evt_handlers=self.handlers,
             contexts=contexts,
+            ssl_context=self._tls_context(),
         )
         # Accepted sockets inherit this on Linux. Without it Nagle's algorithm and the peer's
         # delayed ACK add ~40 ms to every small DIMSE message (each C-STORE, each C-FIND match).
