@@ -244,3 +244,22 @@ async def test_upload_resumes_after_a_page_reload_and_shows_a_failed_conversion(
         assert offsets.count(0) == 1, offsets
         assert status["received"] in offsets
         assert console.errors == []
+
+
+async def test_pages_log_no_refusals_for_a_pathologist(hub_server):
+    """A role that may not read the worklist still gets clean pages: nothing is asked for
+    that would be refused."""
+    from hub.security.accounts import create_user, issue_token
+
+    await create_user(hub_server.archive.engine, "path1", "pathologist", None)
+    _, secret = await issue_token(hub_server.archive.engine, "path1")
+    async with chromium() as browser:
+        context = await browser.new_context()
+        await context.set_extra_http_headers({"Authorization": f"Bearer {secret}"})
+        page = await context.new_page()
+        console = Console(page)
+        for path in ("/studies", "/upload"):
+            await page.goto(hub_server.url + path)
+            await page.wait_for_load_state("networkidle")
+        assert await page.locator("select[name=worklist_item]").is_hidden()
+        assert console.errors == []

@@ -25,6 +25,13 @@ drop.addEventListener("drop", (e) => {
 // Scheduled slide orders, so the uploader picks the order instead of typing its identifiers.
 async function loadWorklist() {
   const select = document.querySelector("select[name=worklist_item]");
+  // Ask only when the signed-in role may read the worklist, so the page logs no refusals.
+  const me = await fetch("/api/me");
+  const scopes = me.ok ? (await me.json()).scopes : [];
+  if (!scopes.includes("worklist.read")) {
+    select.closest("label").hidden = true;
+    return;
+  }
   const response = await fetch("/api/worklist?status=SCHEDULED&limit=200");
   if (!response.ok) {
     select.closest("label").hidden = true;
