@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate for HTTPS")
     serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key for HTTPS")
+    serve.add_argument("--dimse-port", type=int, default=None, help="DICOM port (off if unset)")
+    serve.add_argument("--ae-title", default=None, help="the hub's AE title (default TESSERA)")
     serve.set_defaults(func=cmd_serve)
 
     demo = _add(sub, common, "demo", "run the hub with sample data over HTTPS")
@@ -92,7 +94,9 @@ def settings_from(args: argparse.Namespace, **overrides) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from hub.server import serve
 
-    settings = settings_from(args, host=args.host, port=args.port)
+    settings = settings_from(
+        args, host=args.host, port=args.port, dimse_port=args.dimse_port, ae_title=args.ae_title
+    )
     context = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):

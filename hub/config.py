@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,12 @@ class Settings:
             s.database_url = v
         if v := os.environ.get("TESSERA_DUPLICATES"):
             s.duplicate_policy = v  # type: ignore[assignment]
+        if v := os.environ.get("TESSERA_DIMSE_PORT"):
+            s.dimse_port = int(v)
+        if v := os.environ.get("TESSERA_AE_TITLE"):
+            s.ae_title = v
+        if v := os.environ.get("TESSERA_EXTRA"):
+            s.extra.update(json.loads(v))  # JSON object of package settings, e.g. forwarding
         for key, value in overrides.items():
             if value is not None:
                 setattr(s, key, value)
