@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import errors, frametable
@@ -78,7 +78,7 @@ class Ingestor:
         await loop.run_in_executor(None, self.store.sync, temp)
         async with self._lock:
             try:
-                async with self.engine.connect() as conn:
+                async with self.engine.begin() as conn:
                     version = await self._check_duplicate(conn, p, sha256)
                     if version == 0:
                         result.status, result.message = (
@@ -87,8 +87,7 @@ class Ingestor:
                         )
                         return result
                     await self._check_patient(conn, p, built, source)
-                await loop.run_in_executor(None, self.store.commit, temp, sha256)
-                async with self.engine.begin() as conn:
+                    await loop.run_in_executor(None, self.store.commit, temp, sha256)
                     record = await self._index(conn, p, built, sha256, size, version, source)
                     for hook in self.hooks:
                         await hook(conn, record)
@@ -183,20 +182,20 @@ class Ingestor:
         version: int,
         source: Source,
     ) -> dict[str, Any]:
-        patient_fk = await _upsert(
+        patient_fk, _ = await _upsert(
             conn,
             patients,
             (patients.c.patient_id == built["patient"]["patient_id"])
             & (patients.c.issuer == built["patient"]["issuer"]),
             built["patient"],
         )
-        study_fk = await _upsert(
+        study_fk, _ = await _upsert(
             conn,
             studies,
             studies.c.study_uid == p.study_uid,
             {**built["study"], "patient_fk": patient_fk, "updated_at": time.time()},
         )
-        series_fk = await _upsert(
+        series_fk, new_series = await _upsert(
             conn,
             series,
             series.c.series_uid == p.series_uid,
@@ -226,7 +225,7 @@ class Ingestor:
             )
         )
         if version == 1:
-            await _recount(conn, study_fk, series_fk, built["series"]["first_time"])
+            await _recount(conn, study_fk, series_fk, built["series"], new_series)
         return {
             "sop_uid": p.sop_uid,
             "sop_class_uid": p.sop_class_uid,
@@ -247,55 +246,46 @@ async def _discard(temp: Path) -> None:
     await asyncio.get_running_loop().run_in_executor(None, partial(temp.unlink, missing_ok=True))
 
 
-async def _upsert(conn: AsyncConnection, table: Any, where: Any, values: dict[str, Any]) -> int:
+async def _upsert(
+    conn: AsyncConnection, table: Any, where: Any, values: dict[str, Any]
+) -> tuple[int, bool]:
     """Insert a row, or complete an existing one: attributes it lacks are added, none replaced."""
     row = (await conn.execute(select(table.c.id, table.c.attrs).where(where))).first()
     if row is None:
         data = {**values, "attrs": dumps(values["attrs"])}
-        return (await conn.execute(insert(table).values(**data))).inserted_primary_key[0]
+        return (await conn.execute(insert(table).values(**data))).inserted_primary_key[0], True
     kept = json.loads(row.attrs)
     merged = {**values["attrs"], **kept}
     if merged != kept:
         await conn.execute(update(table).where(table.c.id == row.id).values(attrs=dumps(merged)))
-    return row.id
+    return row.id, False
 
 
-async def _recount(conn: AsyncConnection, study_fk: int, series_fk: int, first_time: str) -> None:
+async def _recount(
+    conn: AsyncConnection, study_fk: int, series_fk: int, series_row: dict, new_series: bool
+) -> None:
+    """Keep the per-level counts and the study's modalities current for one new instance."""
+    first_time = series_row["first_time"]
+    earlier = (series.c.first_time == "") | (series.c.first_time > first_time)
     await conn.execute(
         update(series)
         .where(series.c.id == series_fk)
-        .values(num_instances=series.c.num_instances + 1)
-    )
-    if first_time:
-        await conn.execute(
-            update(series)
-            .where(
-                series.c.id == series_fk,
-                (series.c.first_time == "") | (series.c.first_time > first_time),
-            )
-            .values(first_time=first_time)
-        )
-    modalities = sorted(
-        {
-            m
-            for (m,) in await conn.execute(
-                select(series.c.modality).where(series.c.study_fk == study_fk).distinct()
-            )
-            if m
-        }
-    )
-    n_series = len(
-        (await conn.execute(select(series.c.id).where(series.c.study_fk == study_fk))).all()
-    )
-    await conn.execute(
-        update(studies)
-        .where(studies.c.id == study_fk)
         .values(
-            num_instances=studies.c.num_instances + 1,
-            num_series=n_series,
-            modalities="\\".join(modalities),
+            num_instances=series.c.num_instances + 1,
+            first_time=case((earlier, first_time), else_=series.c.first_time)
+            if first_time
+            else series.c.first_time,
         )
     )
+    changes: dict[str, Any] = {"num_instances": studies.c.num_instances + 1}
+    if new_series:
+        current = (
+            await conn.execute(select(studies.c.modalities).where(studies.c.id == study_fk))
+        ).scalar() or ""
+        modalities = {m for m in current.split("\\") if m} | {series_row["modality"]} - {""}
+        changes["num_series"] = studies.c.num_series + 1
+        changes["modalities"] = "\\".join(sorted(modalities))
+    await conn.execute(update(studies).where(studies.c.id == study_fk).values(**changes))
 
 
 def _failed(exc: errors.IngestError, sha256: str, base: IngestResult | None = None) -> IngestResult:
