@@ -21,6 +21,7 @@ from pynetdicom.events import Event
 from hub.archive import errors as codes
 from hub.archive.attributes import INSTANCE_TAGS, PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS
 from hub.archive.query import KEYS, Query, QueryError
+from hub.dimse import audit
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.status import CANCEL, PENDING, SUCCESS, status
 from hub.worklist.dataset import worklist_dataset
@@ -170,6 +171,9 @@ class FindHandler:
             log.exception("C-FIND failed")
             yield status(codes.CANNOT_UNDERSTAND, f"cannot understand: {exc}"), None
             return
+        studies = [str(identifier.StudyInstanceUID)] if identifier.get("StudyInstanceUID") else []
+        detail = {"level": level, "matches": len(found)}
+        audit.record(self.archive, self.bridge, event, f"dimse.{service}", studies, detail)
         for full in found:
             if event.is_cancelled:
                 yield CANCEL, None

@@ -19,6 +19,7 @@ from pynetdicom.sop_class import Verification
 from hub.archive import NotFound
 from hub.archive import errors as codes
 from hub.archive.query import Query, QueryError
+from hub.dimse import audit
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.find import IdentifierError, to_query
 from hub.dimse.scu import NoPresentationContext, StoredInstance, install_exact_sender, plan_contexts
@@ -45,6 +46,12 @@ class Selector:
     def check(self, event: Event, service: str) -> None:
         if self.policy and (refused := self.policy.refusal(event, service)):
             raise Refused(refused)
+
+    def audit(self, event: Event, action: str, items: list, detail: dict) -> None:
+        asked = event.identifier.get("StudyInstanceUID")
+        studies = [str(asked)] if asked else []
+        detail = {**detail, "count": len(items)}
+        audit.record(self.archive, self.bridge, event, action, studies, detail)
 
     def select(self, identifier: Dataset, model: str) -> list[StoredInstance]:
         query = to_query(identifier, model)
@@ -129,6 +136,7 @@ class MoveHandler:
             yield 1
             yield _failure(exc), None
             return
+        self.selector.audit(event, "dimse.move", items, {"destination": destination})
         yield (*where, {"contexts": contexts or None})
         yield len(items)
         for item in items:
@@ -151,6 +159,7 @@ class GetHandler:
             yield 1
             yield _failure(exc), None
             return
+        self.selector.audit(event, "dimse.get", items, {})
         yield len(items)
         for item in items:
             if event.is_cancelled:

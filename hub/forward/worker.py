@@ -148,11 +148,32 @@ class Forwarder:
         failed: dict[str, list[str]] = {}
         for task, outcome in zip(tasks, outcomes, strict=True):
             state = await self._record(task, outcome)
+            if state in ("done", "dead"):
+                await self._audit_export(target, task, state, outcome)
             if state != "done" and outcome.verdict != "untried":
                 failed.setdefault(state, []).append(outcome.message)
         for state, messages in failed.items():  # one line per turn, not one per object
             count, first = len(messages), messages[0]
             log.warning("forward: %d object(s) to %s -> %s: %s", count, target.name, state, first)
+
+    async def _audit_export(self, target: Target, task: Task, state: str, outcome: Outcome) -> None:
+        """Every object that leaves the hub (or finally fails to) is an export in the audit
+        trail. A hub run without the security package (some tests) has no trail to write."""
+        from hub.security.audit_trail import audit
+
+        try:
+            await audit(
+                self.archive.engine,
+                who="forwarder",
+                role="system",
+                action="forward.export",
+                outcome="success" if state == "done" else "failure",
+                study=task.study_uid,
+                source=target.name,
+                detail={"sop": task.sop_uid, "task": task.id, "message": outcome.message},
+            )
+        except RuntimeError:
+            log.debug("forward: no audit trail attached")
 
     async def _record(self, task: Task, outcome: Outcome) -> str:
         """Store the outcome, riding out a briefly unavailable index; a task whose outcome

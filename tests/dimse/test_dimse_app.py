@@ -17,6 +17,23 @@ from hub.dimse.service import DIMSE_KEY
 pytestmark = pytest.mark.peers
 
 
+async def audit_actions(hub) -> set[str]:
+    """What the audit trail holds so far (its writer batches; wait for it to catch up)."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from hub.security.tables import audit_log
+
+    for _ in range(50):
+        async with hub.archive.engine.connect() as conn:
+            actions = set((await conn.scalars(select(audit_log.c.action))).all())
+        if "dimse.find" in actions:
+            return actions
+        await asyncio.sleep(0.1)
+    return actions
+
+
 async def test_full_hub_runs_the_dimse_door(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", port=free_port(), dimse_port=0)
     async with running_hub(settings) as hub:
@@ -42,5 +59,8 @@ async def test_full_hub_runs_the_dimse_door(tmp_path: Path) -> None:
             address, "-W", ["PatientID=P7", "StudyInstanceUID"], tmp_path / "mwl"
         )
         assert [a.StudyInstanceUID for a in answers] == [created["study_uid"]]
+        await findscu(address, "-S", ["QueryRetrieveLevel=STUDY", "PatientID"], tmp_path / "q")
+        actions = await audit_actions(hub)
+        assert {"dimse.worklist", "dimse.find", "instance.stored"} <= actions, actions
     # The app's cleanup stopped the SCP: nothing listens on its port any more.
     assert (await run("echoscu", *address)).rc != 0

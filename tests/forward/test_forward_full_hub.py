@@ -4,6 +4,7 @@ visible to an administrator and closed to others."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -80,6 +81,14 @@ async def test_modality_to_hub_to_pacs(hub_server, pacs):
         refs = await hub_server.archive.instances(task["study_uid"], sop_uid=task["sop_uid"])
         expected[task["sop_uid"]] = dataset_sha256(hub_server.archive.store.path(refs[0].sha256))
     assert pacs.received() == expected
+
+    engine = hub_server.archive.engine
+    await attach(engine, hub_server.settings.data_dir).flush()
+    async with engine.connect() as conn:
+        query = select(audit_log).where(audit_log.c.action == "forward.export")
+        exports = (await conn.execute(query)).all()
+    assert sorted(json.loads(r.detail)["sop"] for r in exports) == sorted(expected)
+    assert {(r.outcome, r.source) for r in exports} == {("success", "pacs")}
 
 
 async def test_queue_api_needs_the_forward_permissions(hub_server):
