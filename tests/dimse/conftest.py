@@ -4,65 +4,18 @@ storescp to receive C-MOVEs."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dimse_peers import HOST, free_port, need_dcmtk, wait_for_port
+from dimse_peers import AE, HOST, DimseHub, StoreSCP, need_dcmtk
+from hubtest import free_port
 
 import hub.worklist.model  # noqa: F401  (creates the worklist table with the archive)
 from hub.archive import Archive
 from hub.config import Settings
 from hub.dimse.config import DimseConfig
 from hub.dimse.service import DimseServer
-
-AE = "TESSERA"
-
-
-@dataclass
-class StoreSCP:
-    """dcmtk storescp writing what it receives, bit-preserving, into `folder`."""
-
-    folder: Path
-    port: int
-    ae: str = "RECEIVER"
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> StoreSCP:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # +B: write the received data set as it came; -xa/+xa: accept every transfer syntax.
-        self.proc = subprocess.Popen(
-            ["storescp", "-aet", self.ae, "+B", "+xa", "-od", str(self.folder), str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.folder.iterdir() if p.is_file())
-
-
-@dataclass
-class DimseHub:
-    archive: Archive
-    server: DimseServer
-    settings: Settings
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    @property
-    def address(self) -> list[str]:
-        return ["-aec", AE, HOST, str(self.port)]
 
 
 @pytest.fixture

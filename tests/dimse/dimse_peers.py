@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import shutil
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,10 @@ import pytest
 from pydicom import Dataset, dcmread
 from pydicom.uid import UID
 from pynetdicom.dsutils import split_dataset
+
+from hub.archive import Archive
+from hub.config import Settings
+from hub.dimse.service import DimseServer
 
 PYDICOM_DATA = Path(data_store.__file__).parent / "data"
 HOST = "127.0.0.1"
@@ -56,12 +61,6 @@ def wait_for_port(port: int, seconds: float = 10) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -188,3 +187,50 @@ def listing(folder: Path) -> list[Path]:
 
 def read_all(folder: Path) -> list[Dataset]:
     return [dcmread(p) for p in listing(folder)]
+
+
+AE = "TESSERA"
+
+
+@dataclass
+class StoreSCP:
+    """dcmtk storescp writing what it receives, bit-preserving, into `folder`."""
+
+    folder: Path
+    port: int
+    ae: str = "RECEIVER"
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> StoreSCP:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # +B: write the received data set as it came; -xa/+xa: accept every transfer syntax.
+        self.proc = subprocess.Popen(
+            ["storescp", "-aet", self.ae, "+B", "+xa", "-od", str(self.folder), str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+
+@dataclass
+class DimseHub:
+    archive: Archive
+    server: DimseServer
+    settings: Settings
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def address(self) -> list[str]:
+        return ["-aec", AE, HOST, str(self.port)]

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import AE, DimseHub
-from dimse_peers import HOST, retrieve_samples, run, storescu_config
+from dimse_peers import AE, HOST, DimseHub, retrieve_samples, run, storescu_config
 
 from hub.archive import Archive
 from hub.config import Settings

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from dimse_peers import HOST, findscu, free_port, retrieve_samples, run, store_with_storescu
-from hubtest import running_hub
+from dimse_peers import HOST, findscu, retrieve_samples, run, store_with_storescu
+from hubtest import free_port, running_hub
 
 from hub.config import Settings
 from hub.dimse.service import DIMSE_KEY

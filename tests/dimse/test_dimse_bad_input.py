@@ -10,11 +10,12 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from conftest import AE, DimseHub
 from dimse_peers import (
+    AE,
     HOST,
     PYDICOM_DATA,
     PYDICOM_TESTS,
+    DimseHub,
     dataset_bytes,
     listing,
     run,

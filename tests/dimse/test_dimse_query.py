@@ -7,8 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import DimseHub
-from dimse_peers import findscu, retrieve_samples, run, store_with_storescu
+from dimse_peers import DimseHub, findscu, retrieve_samples, run, store_with_storescu
 from pydicom import dcmread
 
 from hub.worklist import model

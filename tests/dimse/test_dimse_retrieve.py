@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DimseHub, StoreSCP
 from dimse_peers import (
+    DimseHub,
     Sample,
+    StoreSCP,
     content,
     dataset_sha,
     empty_folder,

@@ -9,17 +9,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import StoreSCP
 from dimse_peers import (
     HOST,
+    StoreSCP,
     content,
     dataset_sha,
-    free_port,
     listing,
     retrieve_samples,
     syntax_of,
     wait_for_port,
 )
+from hubtest import free_port
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 

@@ -9,8 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import DimseHub
-from dimse_peers import Sample, content, pydicom_data_samples, run, storescu_config
+from dimse_peers import DimseHub, Sample, content, pydicom_data_samples, run, storescu_config
 
 pytestmark = pytest.mark.peers
 

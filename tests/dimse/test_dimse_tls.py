@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import AE, DimseHub
-from dimse_peers import HOST, need_dcmtk, retrieve_samples, run
+from dimse_peers import AE, HOST, DimseHub, need_dcmtk, retrieve_samples, run
 
 from hub.archive import Archive
 from hub.archive.query import Query

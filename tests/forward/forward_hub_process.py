@@ -8,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from forward_peers import Hub
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as under pytest
+
+from forward_peers import Hub  # noqa: E402
 
 
 async def main(data_dir: str, config: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from hubtest import free_port
 from pydicom.data import get_testdata_file
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.dsutils import split_dataset
@@ -37,12 +38,6 @@ TESTDATA = [
     "color3d_jpeg_baseline.dcm",  # US multi-frame cine, JPEG baseline
     "SC_rgb_rle.dcm",  # secondary capture, RLE lossless
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15) -> None:

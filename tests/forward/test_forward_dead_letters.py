@@ -10,7 +10,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from forward_peers import dataset_sha256, forward_config, free_port
+from forward_peers import dataset_sha256, forward_config
+from hubtest import free_port
 from pydicom.data import get_testdata_file
 
 import hub.cli

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from forward_peers import dataset_sha256, forward_config, free_port, sample_files
+from forward_peers import dataset_sha256, forward_config, sample_files
+from hubtest import free_port
 from pydicom.data import get_testdata_file
 
 from hub.archive import Source

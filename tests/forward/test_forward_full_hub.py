@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from forward_peers import FAST_RETRY, dataset_sha256, free_port
+from forward_peers import FAST_RETRY, dataset_sha256
+from hubtest import free_port
 from pydicom.data import get_testdata_file
 from sqlalchemy import select
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pydicom
 from aiohttp import web
-from forward_peers import Gateway, forward_config, free_port, sample_files
+from forward_peers import Gateway, forward_config, sample_files
+from hubtest import free_port
 
 from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY

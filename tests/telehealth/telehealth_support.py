@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from aiohttp import web
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
+from hubtest import free_port
 from pydicom.data import get_testdata_file
 
 from hub.app import build_app
@@ -186,12 +186,6 @@ class Peer:
         async for msg in self.ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self.signals.put_nowait(json.loads(msg.data))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -11,11 +11,11 @@ from pathlib import Path
 import aiohttp
 import pydicom
 import pytest
+from hubtest import free_port
 from telehealth_support import (
     CineTrack,
     audio_track,
     cine_frames,
-    free_port,
     join_session,
     running_hub,
     start_session,
