@@ -115,6 +115,16 @@ class Archive:
     async def search(self, q: query.Query) -> list[dict[str, Any]]:
         return (await self.search_page(q)).rows
 
+    async def search_all(self, q: query.Query) -> list[dict[str, Any]]:
+        """Every match, paging through the result cap (for doors that cannot page, as C-FIND)."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            q.offset = len(rows)
+            page = await self.search_page(q)
+            rows += page.rows
+            if not page.truncated or not page.rows:
+                return rows
+
     async def search_page(self, q: query.Query) -> query.QueryResult:
         async with self.engine.connect() as conn:
             return await query.run(conn, q, self.settings.max_query_results)

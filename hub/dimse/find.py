@@ -155,7 +155,7 @@ class FindHandler:
                 found = self._worklist(identifier)
                 level = None
             else:
-                rows = self._search_all(to_query(identifier, model))
+                rows = self.bridge.call(self.archive.search_all(to_query(identifier, model)))
                 found = list(_rows_to_datasets(rows, identifier))
                 level = identifier.QueryRetrieveLevel
         except IdentifierError as exc:
@@ -180,16 +180,6 @@ class FindHandler:
                 return
             yield PENDING, answer(full, identifier, level, self.retrieve_ae)
         yield SUCCESS, None
-
-    def _search_all(self, query: Query) -> list[dict]:
-        """Every match: C-FIND has no paging, so page through the engine's result cap."""
-        rows: list[dict] = []
-        while True:
-            query.offset = len(rows)
-            page = self.bridge.call(self.archive.search_page(query))
-            rows += page.rows
-            if not page.truncated or not page.rows:
-                return rows
 
     def _worklist(self, identifier: Dataset) -> list[Dataset]:
         flt = worklist_filter(identifier)

@@ -61,7 +61,7 @@ class Selector:
                 codes.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"a retrieve needs a unique key ({', '.join(UNIQUE_KEYS)})",
             )
-        rows = self._matches(Query(level="INSTANCE", keys=keys))
+        rows = self.bridge.call(self.archive.search_all(Query(level="INSTANCE", keys=keys)))
         wanted = {_value(r, SOP) for r in rows}
         studies = dict.fromkeys(_value(r, STUDY) for r in rows)
         found: list[StoredInstance] = []
@@ -81,15 +81,6 @@ class Selector:
                 if ref.sop_instance_uid in wanted
             ]
         return found
-
-    def _matches(self, query: Query) -> list[dict]:
-        rows: list[dict] = []
-        while True:
-            query.offset = len(rows)
-            page = self.bridge.call(self.archive.search_page(query))
-            rows += page.rows
-            if not page.truncated or not page.rows:
-                return rows
 
 
 class Refused(Exception):
