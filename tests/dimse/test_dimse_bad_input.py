@@ -54,9 +54,11 @@ async def test_garbage_bytes_are_dropped(dimse_hub: DimseHub) -> None:
     reader, writer = await asyncio.open_connection(HOST, dimse_hub.port)
     writer.write(b"\xff" + os.urandom(4095))  # 0xFF: no PDU has that type
     await writer.drain()
-    answer = await asyncio.wait_for(reader.read(10), 30)
+    # pynetdicom answers an unknown PDU type with A-ABORT; when its first read returns short
+    # it treats the connection as closed instead and drops it at the network timeout (60 s).
+    answer = await asyncio.wait_for(reader.read(10), 90)
     writer.close()
-    assert answer[:1] == b"\x07", answer  # A-ABORT
+    assert answer[:1] in (b"\x07", b""), answer  # A-ABORT, or the connection closed
     await _still_serving(dimse_hub)
     assert await _instances(dimse_hub) == []
 
