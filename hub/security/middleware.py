@@ -196,13 +196,15 @@ async def _dicomweb_read(request: web.Request, handler, who: Principal) -> web.S
         await record_read(engine, request, who, exc.status)
         raise
     await record_read(engine, request, who, response.status)
-    if visibility.read_restriction(who) is not None:
+    # QIDO applies the restriction in its query; metadata answers are filtered here.
+    searched = (request.match_info.route.name or "").startswith("dicomweb.read.qido")
+    if not searched and visibility.read_restriction(who) is not None:
         await _filter_json_rows(engine, who, response)
     return response
 
 
 async def _filter_json_rows(engine: AsyncEngine, who: Principal, response) -> None:
-    """Drop rows of other users' objects from a search or metadata answer (DICOM JSON)."""
+    """Drop rows of other users' objects from a metadata answer (DICOM JSON)."""
     if not (
         isinstance(response, web.Response)
         and response.status == 200
