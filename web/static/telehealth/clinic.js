@@ -1,23 +1,12 @@
 // Clinic side: start a session from a worklist item, send the probe video and microphone,
 // hear the specialist, see their pointer, freeze and capture; upload device recordings.
-import { api, captureControls, HubLink } from "./rtc.js";
+import { api, captureControls, HubLink, log, showError } from "./rtc.js";
 import { Overlay } from "./overlay.js";
 import { stowUpload } from "./stow.js";
 
 const $ = (selector) => document.querySelector(selector);
 const overlay = new Overlay($("#overlay"));
 let link = null;
-
-function log(text) {
-  const item = document.createElement("li");
-  item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-  $("#log").prepend(item);
-}
-
-function showError(error) {
-  $("#error").hidden = false;
-  $("#error").textContent = error instanceof Error ? error.message : String(error);
-}
 
 function requestBody(form) {
   const data = Object.fromEntries(new FormData(form));

@@ -157,3 +157,16 @@ export function captureControls(link, root, log) {
     }
   };
 }
+
+// The session log and the error banner both pages show.
+export function log(text) {
+  const item = document.createElement("li");
+  item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  document.querySelector("#log").prepend(item);
+}
+
+export function showError(error) {
+  const banner = document.querySelector("#error");
+  banner.hidden = false;
+  banner.textContent = error instanceof Error ? error.message : String(error);
+}

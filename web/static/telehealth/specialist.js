@@ -1,23 +1,12 @@
 // Specialist side: join with the invite code, watch the clinic's live ultrasound, talk, point
 // and draw arrows on it, freeze and capture.
-import { api, captureControls, HubLink } from "./rtc.js";
+import { api, captureControls, HubLink, log, showError } from "./rtc.js";
 import { Overlay } from "./overlay.js";
 
 const $ = (selector) => document.querySelector(selector);
 const overlay = new Overlay($("#overlay"));
 const POINTER_INTERVAL_MS = 50; // at most 20 pointer updates a second
 let link = null;
-
-function log(text) {
-  const item = document.createElement("li");
-  item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-  $("#log").prepend(item);
-}
-
-function showError(error) {
-  $("#error").hidden = false;
-  $("#error").textContent = error instanceof Error ? error.message : String(error);
-}
 
 async function join(code) {
   $("#error").hidden = true;
