@@ -14,22 +14,31 @@ from hub.archive import Archive
 from hub.config import Settings
 from hub.dimse import service as dimse_service
 from hub.forward import service as forward_service
+from hub.proxy import trust_local_proxy
 from hub.worklist import api as worklist_api
 
 log = logging.getLogger(__name__)
 
 
-async def build_app(settings: Settings, archive: Archive | None = None) -> web.Application:
-    """The whole hub as one Application; the archive is opened here unless one is given."""
+async def build_app(
+    settings: Settings, archive: Archive | None = None, *, relayed: bool = False
+) -> web.Application:
+    """The whole hub as one Application; the archive is opened here unless one is given.
+
+    ``relayed``: reader processes relay requests to this one (``hub.readers``), which then
+    takes the client's address and scheme from them.
+    """
     owned = archive is None
     archive = archive or await Archive.open(settings)
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
+    if relayed:
+        app.middlewares.append(trust_local_proxy)
     for setup in _doors():
         setup(app)
     if owned:
-        app.on_cleanup.append(_close_archive)
+        app.on_cleanup.append(close_archive)
     return app
 
 
@@ -48,5 +57,5 @@ def _doors():
     ]
 
 
-async def _close_archive(app: web.Application) -> None:
+async def close_archive(app: web.Application) -> None:
     await app[ARCHIVE_KEY].close()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from hub.config import Settings
+from hub.eventloop import run
 
 # Packages that add their own subcommands through `register(subparsers)`.
 COMMAND_MODULES: list[str] = [
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key for HTTPS")
     serve.add_argument("--dimse-port", type=int, default=None, help="DICOM port (off if unset)")
     serve.add_argument("--ae-title", default=None, help="the hub's AE title (default TESSERA)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes answering HTTP: the main one plus readers for DICOMweb reads (default 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     demo = _add(sub, common, "demo", "run the hub with sample data over HTTPS")
@@ -95,23 +102,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hub.server import serve
 
     settings = settings_from(
-        args, host=args.host, port=args.port, dimse_port=args.dimse_port, ae_title=args.ae_title
+        args,
+        host=args.host,
+        port=args.port,
+        dimse_port=args.dimse_port,
+        ae_title=args.ae_title,
+        workers=args.workers,
     )
-    context = None
-    if args.tls_cert or args.tls_key:
-        if not (args.tls_cert and args.tls_key):
-            print("--tls-cert and --tls-key go together", file=sys.stderr)
-            return 2
-        from hub.security.tls import http_ssl_context
-
-        context = http_ssl_context(args.tls_cert, args.tls_key)
-    return asyncio.run(serve(settings, context))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("--tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if settings.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    return run(serve(settings, tls))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
-    return asyncio.run(run_demo(settings_from(args, host=args.host, port=args.port)))
+    return run(run_demo(settings_from(args, host=args.host, port=args.port)))
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ class Settings:
     frame_cache_instances: int = 256
     dimse_port: int | None = None
     ae_title: str = "TESSERA"
+    workers: int = 1
     extra: dict = field(default_factory=dict)
 
     @property
@@ -52,6 +53,8 @@ class Settings:
             s.dimse_port = int(v)
         if v := os.environ.get("TESSERA_AE_TITLE"):
             s.ae_title = v
+        if v := os.environ.get("TESSERA_WORKERS"):
+            s.workers = int(v)
         if v := os.environ.get("TESSERA_EXTRA"):
             s.extra.update(json.loads(v))  # JSON object of package settings, e.g. forwarding
         for key, value in overrides.items():

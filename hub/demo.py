@@ -75,7 +75,7 @@ async def _load_cine(archive: Archive) -> str:
 async def run_demo(settings: Settings) -> int:
     from hub.security.accounts import create_user, list_users, set_password
     from hub.security.tables import ensure_schema
-    from hub.security.tls import http_ssl_context, make_self_signed
+    from hub.security.tls import make_self_signed
     from hub.server import serve
 
     archive = await open_archive(settings)
@@ -104,4 +104,4 @@ async def run_demo(settings: Settings) -> int:
             flush=True,
         )
 
-    return await serve(settings, http_ssl_context(cert, key), banner=banner)
+    return await serve(settings, (cert, key), banner=banner)

@@ -5,35 +5,63 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-import ssl
+from pathlib import Path
 
 from aiohttp import web
 
 from hub.app import build_app
 from hub.archive import Archive
 from hub.config import Settings
+from hub.security.tls import http_ssl_context
+from hub.workers import ReaderPool, listening_socket
 
 
-async def start(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+class Running:
+    """The started hub: its aiohttp runner and, with ``workers > 1``, the reader processes."""
+
+    def __init__(self, runner: web.AppRunner, readers: ReaderPool | None) -> None:
+        self.runner, self.readers = runner, readers
+
+    async def stop(self) -> None:
+        if self.readers is not None:
+            await self.readers.close()
+        await self.runner.cleanup()
+
+
+async def start(settings: Settings, tls: tuple[Path, Path] | None = None) -> Running:
     archive = await Archive.open(settings, clear_temp=True)
-    app = await build_app(settings, archive)
+    several = settings.workers > 1
+    app = await build_app(settings, archive, relayed=several)
     app.on_cleanup.append(lambda _app: archive.close())
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024)
-    await site.start()
-    return runner
+    ssl_context = http_ssl_context(*tls) if tls else None
+    if not several:
+        site = web.TCPSite(
+            runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
+        )
+        await site.start()
+        return Running(runner, None)
+    listener = listening_socket(settings.host, settings.port)
+    settings.port = listener.getsockname()[1]
+    readers = ReaderPool(settings.workers - 1, settings, listener, tls)
+    await web.UnixSite(runner, readers.upstream_path).start()
+    await web.SockSite(runner, listener, ssl_context=ssl_context, backlog=1024).start()
+    await readers.start()
+    return Running(runner, readers)
 
 
-async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None, banner=None) -> int:
-    runner = await start(settings, ssl_context)
+async def serve(settings: Settings, tls: tuple[Path, Path] | None = None, banner=None) -> int:
+    running = await start(settings, tls)
     # What is loaded by now (modules, the application and its doors) lives as long as the
     # process. Left to the collector, every full collection walks it again: 0.1 s with the
     # event loop stalled, measured during a STOW of a 233 MB slide. Frozen, it is not walked.
     gc.collect()
     gc.freeze()
-    scheme = "https" if ssl_context else "http"
+    scheme = "https" if tls else "http"
     print(f"Tessera is running at {scheme}://{settings.host}:{settings.port}/", flush=True)
+    if settings.workers > 1:
+        print(f"({settings.workers} processes answer requests)", flush=True)
     if banner:
         banner()
     stop = asyncio.Event()
@@ -41,5 +69,5 @@ async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None, b
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await runner.cleanup()
+    await running.stop()
     return 0

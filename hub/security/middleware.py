@@ -47,6 +47,7 @@ class SecurityState:
     engine: AsyncEngine | None = None
     data_dir: Path | None = None
     generated_admin_password: str | None = None
+    primary: bool = True
 
 
 SECURITY_KEY: web.AppKey[SecurityState] = web.AppKey("security", SecurityState)

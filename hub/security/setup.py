@@ -32,15 +32,21 @@ HOUSEKEEPING_SECONDS = 3600.0
 
 
 def setup(
-    app: web.Application, *, engine: AsyncEngine | None = None, data_dir: Path | None = None
+    app: web.Application,
+    *,
+    engine: AsyncEngine | None = None,
+    data_dir: Path | None = None,
+    primary: bool = True,
 ) -> None:
     """Install the access gate, the hardening headers, the login routes and the audit writer.
 
     Call before any other package's setup so the gate is the outermost middleware. The engine
     and data directory default to the archive's (``app[ARCHIVE_KEY]``, ``app[SETTINGS_KEY]``),
     looked up at start-up, so the archive must be opened by an earlier cleanup context.
+    ``primary=False`` (reader processes): no first admin account and no housekeeping, which
+    the primary process does once for all.
     """
-    app[SECURITY_KEY] = SecurityState(engine=engine, data_dir=data_dir)
+    app[SECURITY_KEY] = SecurityState(engine=engine, data_dir=data_dir, primary=primary)
     app.middlewares.append(security_middleware)
     app.on_response_prepare.append(add_security_headers)
     add_routes(app)
@@ -61,8 +67,27 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
     install_log_redaction()
     log = audit_mod.attach(state.engine, state.data_dir)
     await log.start()
-    if archive is not None:
-        archive.subscribe(audit_mod.archive_subscriber(state.engine))
+    housekeeping = None
+    if state.primary:
+        if archive is not None:
+            archive.subscribe(audit_mod.archive_subscriber(state.engine))
+        await _first_admin(state)
+        housekeeping = asyncio.create_task(
+            _housekeeping(state.engine), name="security-housekeeping"
+        )
+    try:
+        yield
+    finally:
+        if housekeeping is not None:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+        await log.close()
+        audit_mod.detach(state.engine)
+
+
+async def _first_admin(state: SecurityState) -> None:
+    assert state.engine is not None
     state.generated_admin_password = await ensure_admin(state.engine)
     if state.generated_admin_password:
         print(
@@ -71,15 +96,6 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
             file=sys.stderr,
             flush=True,
         )
-    housekeeping = asyncio.create_task(_housekeeping(state.engine), name="security-housekeeping")
-    try:
-        yield
-    finally:
-        housekeeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await housekeeping
-        await log.close()
-        audit_mod.detach(state.engine)
 
 
 async def _housekeeping(engine: AsyncEngine) -> None:

@@ -1,0 +1,218 @@
+"""A reader process's application and the primary it relays to, both served in this process.
+
+Served in one process so that each request's route is known: what is sent to the reader's port
+is answered by the reader or relayed by it, never accepted by the primary directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pydicom
+import pytest
+from aiohttp import web
+from dicomweb_client.api import DICOMwebClient
+from hubtest import free_port
+from pydicom.data import get_testdata_file
+from sqlalchemy import select
+
+from hub.app import build_app
+from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.config import Settings
+from hub.proxy import Upstream
+from hub.readers import build_reader_app
+from hub.security.accounts import create_user, issue_token
+from hub.security.audit_trail import attach
+from hub.security.tables import audit_log
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Pair:
+    primary_url: str
+    reader_url: str
+    primary_runner: web.AppRunner
+    headers: dict[str, str]
+    app: web.Application
+
+
+@contextlib.asynccontextmanager
+async def primary_and_reader(settings: Settings) -> AsyncIterator[Pair]:
+    sockets = tempfile.mkdtemp(prefix="tessera-test-")
+    path = f"{sockets}/primary.sock"
+    app = await build_app(settings, relayed=True)
+    primary = web.AppRunner(app, access_log=None)
+    await primary.setup()
+    await web.TCPSite(primary, "127.0.0.1", settings.port).start()
+    await web.UnixSite(primary, path).start()
+    upstream = Upstream(path)
+    await upstream.start()
+    reader_app = await build_reader_app(dataclasses.replace(settings), upstream)
+    reader = web.AppRunner(reader_app, access_log=None)
+    await reader.setup()
+    reader_port = free_port()
+    await web.TCPSite(reader, "127.0.0.1", reader_port).start()
+    engine = app[ARCHIVE_KEY].engine
+    await create_user(engine, "pat", "admin", PASSWORD)
+    _, secret = await issue_token(engine, "pat", label="tests")
+    try:
+        yield Pair(
+            f"http://127.0.0.1:{settings.port}",
+            f"http://127.0.0.1:{reader_port}",
+            primary,
+            {"Authorization": f"Bearer {secret}"},
+            app,
+        )
+    finally:
+        await reader.cleanup()
+        await upstream.close()
+        await primary.cleanup()
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+@pytest.fixture
+async def pair(settings: Settings) -> AsyncIterator[Pair]:
+    async with primary_and_reader(settings) as p:
+        yield p
+
+
+def _client(url: str, headers: dict[str, str]) -> DICOMwebClient:
+    return DICOMwebClient(url=f"{url}/dicomweb", headers=headers)
+
+
+async def test_reader_answers_reads_and_relays_stores(pair: Pair) -> None:
+    files = [
+        get_testdata_file("CT_small.dcm"),
+        get_testdata_file("emri_small_jpeg_2k_lossless.dcm"),
+    ]
+    datasets = [pydicom.dcmread(f) for f in files]
+    sent = {
+        ds.SOPInstanceUID: hashlib.sha256(Path(f).read_bytes()).hexdigest()
+        for ds, f in zip(datasets, files, strict=True)
+    }
+    client = _client(pair.reader_url, pair.headers)
+
+    stored = await asyncio.to_thread(client.store_instances, datasets)
+    assert len(stored.ReferencedSOPSequence) == 2
+
+    # The primary stops: what the reader answers now, it answers by itself.
+    await pair.primary_runner.cleanup()
+    found = await asyncio.to_thread(client.search_for_instances)
+    assert {item["00080018"]["Value"][0] for item in found} == set(sent)
+    for ds in datasets:
+        again = await asyncio.to_thread(
+            client.retrieve_instance, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+        )
+        assert again.SOPInstanceUID == ds.SOPInstanceUID
+    mri = datasets[1]
+    frames = await asyncio.to_thread(
+        client.retrieve_instance_frames,
+        mri.StudyInstanceUID,
+        mri.SeriesInstanceUID,
+        mri.SOPInstanceUID,
+        frame_numbers=[1, mri.NumberOfFrames],
+        media_types=(("application/octet-stream", "*"),),
+    )
+    expected = list(
+        pydicom.encaps.generate_frames(mri.PixelData, number_of_frames=mri.NumberOfFrames)
+    )
+    assert frames == [expected[0], expected[-1]]
+
+    async with aiohttp.ClientSession(headers=pair.headers) as http:
+        url = f"{pair.reader_url}/dicomweb/studies/{mri.StudyInstanceUID}"
+        async with http.get(
+            f"{url}/series/{mri.SeriesInstanceUID}/instances/{mri.SOPInstanceUID}",
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+        ) as r:
+            assert r.status == 200
+            body = await r.read()
+        assert sent[mri.SOPInstanceUID] in {
+            hashlib.sha256(p).hexdigest() for p in _parts(body, r.headers["Content-Type"])
+        }
+        async with http.post(f"{pair.reader_url}/dicomweb/studies", data=b"x") as r:
+            assert r.status == 503
+            assert r.headers["Retry-After"]
+            assert "main process" in (await r.json())["error"]
+
+
+def _parts(body: bytes, content_type: str) -> list[bytes]:
+    boundary = content_type.split("boundary=")[1].split(";")[0].strip('"').encode()
+    chunks = body.split(b"--" + boundary)[1:-1]
+    return [chunk.split(b"\r\n\r\n", 1)[1][:-2] for chunk in chunks]
+
+
+async def test_bad_store_through_the_reader_is_refused_and_nothing_is_stored(pair: Pair) -> None:
+    boundary = "relay-test"
+    body = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\nnot dicom\r\n--{boundary}--\r\n"
+    headers = {
+        **pair.headers,
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{pair.reader_url}/dicomweb/studies", data=body.encode(), headers=headers
+        ) as r:
+            assert r.status in (400, 409)
+            answer = await r.json()
+        assert answer["00081198"]["Value"][0]["00081197"]["Value"]  # FailureReason
+        async with http.get(f"{pair.reader_url}/dicomweb/instances", headers=pair.headers) as r:
+            assert r.status in (200, 204)
+            assert (await r.read()).strip() in (b"", b"[]")
+
+
+async def _login_sources(app: web.Application) -> list[str | None]:
+    engine = app[ARCHIVE_KEY].engine
+    await attach(engine, app[SETTINGS_KEY].data_dir).flush()
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(audit_log.c.source).where(audit_log.c.action == "login"))
+        return [row.source for row in rows]
+
+
+async def test_relayed_login_keeps_the_client_address_and_sets_the_cookie(pair: Pair) -> None:
+    spoofed = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    credentials = {"username": "pat", "password": PASSWORD}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(
+            f"{pair.reader_url}/api/login", json=credentials, headers=spoofed
+        ) as r:
+            assert r.status == 200, await r.text()
+            cookie = r.headers["Set-Cookie"]
+        assert "Secure" not in cookie  # the client's claim of https was not believed
+        async with http.get(f"{pair.reader_url}/api/me") as r:  # relayed, with the cookie
+            assert r.status == 200
+            assert (await r.json())["user"] == "pat"
+        async with http.post(
+            f"{pair.primary_url}/api/login", json=credentials, headers=spoofed
+        ) as r:
+            assert r.status == 200
+    sources = await _login_sources(pair.app)
+    assert sources == ["127.0.0.1", "127.0.0.1"]
+
+
+async def test_websocket_is_relayed_both_ways(pair: Pair) -> None:
+    request = {"patient": {"name": "Relay^Test", "id": "RELAY-1"}, "accession": "ACC-R1"}
+    async with aiohttp.ClientSession(headers=pair.headers) as http:
+        async with http.post(f"{pair.reader_url}/api/telehealth/sessions", json=request) as r:
+            assert r.status == 201, await r.text()
+            session = await r.json()
+        url = f"{pair.reader_url}/api/telehealth/sessions/{session['id']}/signal"
+        async with http.ws_connect(url, params={"token": session["clinic_token"]}) as ws:
+            first = await ws.receive_json(timeout=10)
+            assert first["type"] == "state"
+            assert first["role"] == "clinic"
+            await ws.send_json({"type": "no-such-message"})
+            reply = await ws.receive_json(timeout=10)
+            assert reply["type"] == "error"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, params={"token": "wrong"})
+        assert refused.value.status == 403
