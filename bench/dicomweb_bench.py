@@ -588,6 +588,7 @@ def suite(
     port: int,
     with_orthanc: bool,
     repo: Path = REPO,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """STOW runs interleaved (so other load on the machine hits every system alike), then
     reads on the last loaded copy of each, then nginx on the extracted tiles."""
@@ -600,10 +601,12 @@ def suite(
         "files": len(files),
         "bytes": sum(f.stat().st_size for f in files),
         "load_average_start": os.getloadavg(),
+        "tessera_workers": workers,
     }
+    serve_options = ["--workers", str(workers)] if workers > 1 else []
     stow_runs: dict[str, list] = {"tessera": [], "orthanc_stow_rs": [], "orthanc_rest": []}
     for _ in range(runs):
-        with TesseraServer(WORK / "tessera", port, repo) as hub:
+        with TesseraServer(WORK / "tessera", port, repo, serve_options) as hub:
             stow_runs["tessera"].append(asyncio.run(stow(hub.base, files, hub.token)))
         if orthanc:
             with OrthancServer(WORK):
@@ -616,7 +619,7 @@ def suite(
                 )
     result["stow"] = {k: _median_of(v) for k, v in stow_runs.items() if v}
     _save(result)
-    with TesseraServer(WORK / "tessera", port, repo) as hub:
+    with TesseraServer(WORK / "tessera", port, repo, serve_options) as hub:
         asyncio.run(stow(hub.base, files, hub.token))
         result["tessera"] = asyncio.run(_reads(hub.base, hub.token, levels, seconds, hub.proc))
     _save(result)
@@ -715,7 +718,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         f"{r['files']} instances, {r['bytes'] / 1e6:.0f} MB; load average "
         f"{'/'.join(f'{x:.1f}' for x in r['load_average_start'])} at the start, "
-        f"{'/'.join(f'{x:.1f}' for x in r['load_average_end'])} at the end.",
+        f"{'/'.join(f'{x:.1f}' for x in r['load_average_end'])} at the end; "
+        f"`tessera serve --workers {r.get('tessera_workers', 1)}`.",
         "",
         "| STOW | runs ok | MB/s (median) | instances/s | per run MB/s |",
         "|---|---|---|---|---|",
@@ -781,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repo", type=Path, default=REPO, help="run the hub from this tree (e.g. a git archive)"
     )
+    p.add_argument("--workers", type=int, default=2, help="`tessera serve --workers`")
     p = sub.add_parser("compare", help="frames from several builds of the hub, in turn")
     p.add_argument("--build", action="append", required=True, metavar="NAME=DIR")
     p.add_argument("--rounds", type=int, default=2)
@@ -815,7 +820,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.cmd == "all":
         result = suite(
-            args.runs, args.concurrency, args.seconds, args.port, not args.no_orthanc, args.repo
+            args.runs,
+            args.concurrency,
+            args.seconds,
+            args.port,
+            not args.no_orthanc,
+            args.repo,
+            args.workers,
         )
         print(markdown(result))
         return 0
