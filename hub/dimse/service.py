@@ -38,6 +38,7 @@ from hub.dimse.find import FindHandler
 from hub.dimse.retrieve import GetHandler, MoveHandler, Selector
 from hub.dimse.scu import ExactSendingAE
 from hub.dimse.storage import StoreHandler
+from hub.dimse.wakeups import arm, disarm
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class DimseServer:
         selector = Selector(archive, bridge, policy)
         self.store_handler = StoreHandler(archive, bridge, config.max_associations, policy)
         self.handlers = [
+            (evt.EVT_CONN_OPEN, arm),
+            (evt.EVT_CONN_CLOSE, disarm),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self.store_handler),
             (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title, policy)),
