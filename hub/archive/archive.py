@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from hub.archive.ingest import IndexedHook, Ingestor, Subscriber
 from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
 from hub.archive.store import CHUNK, BlobStore, hash_file
 from hub.config import Settings
+
+VERSIONED_CACHE_SECONDS = 2.0
 
 REF_COLUMNS = (
     instances.c.id,
@@ -46,6 +49,12 @@ class Archive:
         self.store = store
         self.ingestor = Ingestor(engine, store, settings.duplicate_policy)
         self._frames: OrderedDict[str, tuple[InstanceRef, FrameTable | None]] = OrderedDict()
+        # Under the version policy a SOP Instance UID can get new bytes. This process forgets
+        # its entry when it stores the new version; other processes (readers) re-check after
+        # VERSIONED_CACHE_SECONDS.
+        self._versioned = settings.duplicate_policy == "version"
+        self._cached_at: dict[str, float] = {}
+        self.ingestor.subscribers.append(self._forget_frames)
 
     @classmethod
     async def open(cls, settings: Settings, *, clear_temp: bool = False) -> Archive:
@@ -168,27 +177,43 @@ class Archive:
         self, study_uid: str, series_uid: str, sop_uid: str
     ) -> tuple[InstanceRef, FrameTable | None]:
         """The instance and its frame table, from a bounded in-process cache after first use."""
-        cached = self._frames.get(sop_uid)
+        cached = self.cached_frame_table(sop_uid)
         if (
             cached is not None
             and cached[0].study_uid == study_uid
             and cached[0].series_uid == series_uid
         ):
-            self._frames.move_to_end(sop_uid)
             return cached
         (ref,) = await self.instances(study_uid, series_uid, sop_uid)
         packed = await self.instance_column(ref, "frames")
         entry = (ref, frametable.unpack(packed) if packed else None)
         self._frames[sop_uid] = entry
+        if self._versioned:
+            self._cached_at[sop_uid] = time.monotonic()
         if len(self._frames) > self.settings.frame_cache_instances:
-            self._frames.popitem(last=False)
+            forgotten, _ = self._frames.popitem(last=False)
+            self._cached_at.pop(forgotten, None)
         return entry
 
     def cached_frame_table(self, sop_uid: str) -> tuple[InstanceRef, FrameTable | None] | None:
         entry = self._frames.get(sop_uid)
-        if entry is not None:
-            self._frames.move_to_end(sop_uid)
+        if entry is None:
+            return None
+        if self._versioned and time.monotonic() - self._cached_at.get(sop_uid, 0.0) > (
+            VERSIONED_CACHE_SECONDS
+        ):
+            self._forget(sop_uid)
+            return None
+        self._frames.move_to_end(sop_uid)
         return entry
+
+    async def _forget_frames(self, record: dict) -> None:
+        if record.get("status") == "version":
+            self._forget(record["sop_uid"])
+
+    def _forget(self, sop_uid: str) -> None:
+        self._frames.pop(sop_uid, None)
+        self._cached_at.pop(sop_uid, None)
 
 
 def make_store(settings: Settings) -> BlobStore:

@@ -164,3 +164,23 @@ async def test_conflicting_patient_is_refused_and_recorded(hub_server) -> None:
     assert [(r.kept_patient_id, r.offered_patient_id) for r in rows] == [
         (original_patient, "SOMEONE-ELSE")
     ]
+
+
+async def test_a_new_version_is_served_at_once_even_after_its_frames_were_read(settings) -> None:
+    settings.duplicate_policy = "version"
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    original = dicom_bytes(ds)
+    ds.PixelData = bytes(len(ds.PixelData))
+    changed = dicom_bytes(ds)
+    frame_url = (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/frames/1"
+    )
+    accept = {"Accept": "application/octet-stream; transfer-syntax=*"}
+    async with running_hub(settings) as hub, hub.session() as session:
+        assert (await stow(session, hub.url, [original]))["status"] == 200
+        async with session.get(hub.url + frame_url, headers=accept) as r:
+            assert await r.read() == pydicom.dcmread(get_testdata_file("CT_small.dcm")).PixelData
+        assert (await stow(session, hub.url, [changed]))["status"] == 200
+        async with session.get(hub.url + frame_url, headers=accept) as r:
+            assert await r.read() == ds.PixelData

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.archive.archive import VERSIONED_CACHE_SECONDS
 from hub.config import Settings
 from hub.proxy import Upstream
 from hub.readers import build_reader_app
@@ -216,3 +217,23 @@ async def test_websocket_is_relayed_both_ways(pair: Pair) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url, params={"token": "wrong"})
         assert refused.value.status == 403
+
+
+async def test_a_reader_serves_a_new_version_once_its_cache_lapses(settings: Settings) -> None:
+    settings.duplicate_policy = "version"
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    original = ds.PixelData
+    async with primary_and_reader(settings) as pair:
+        client = _client(pair.reader_url, pair.headers)
+        uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        media = (("application/octet-stream", "*"),)
+
+        def frame() -> bytes:
+            return client.retrieve_instance_frames(*uids, frame_numbers=[1], media_types=media)[0]
+
+        await asyncio.to_thread(client.store_instances, [ds])
+        assert await asyncio.to_thread(frame) == original  # now in the reader's cache
+        ds.PixelData = bytes(len(original))
+        await asyncio.to_thread(client.store_instances, [ds])
+        await asyncio.sleep(VERSIONED_CACHE_SECONDS + 0.2)
+        assert await asyncio.to_thread(frame) == ds.PixelData
