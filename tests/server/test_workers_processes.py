@@ -51,7 +51,12 @@ class Hub:
         self.proc = subprocess.Popen(
             command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        _wait_for(lambda: "Tessera is running" in self.proc.stdout.readline(), 60, "the start")
+        try:
+            _wait_for(lambda: "Tessera is running" in self.proc.stdout.readline(), 60, "the start")
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def readers(self) -> set[int]:
         return {p for p in _children(self.proc.pid) if "hub.readers" in _cmdline(p)}
