@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.archive import frametable, query
 from hub.archive.errors import NotFound
 from hub.archive.index import create_schema, instances, make_engine, patients, series, studies
-from hub.archive.ingest import IndexedHook, Ingestor, Subscriber
+from hub.archive.ingest import Expected, IndexedHook, Ingestor, Subscriber
 from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
 from hub.archive.store import CHUNK, BlobStore, hash_file
 from hub.config import Settings
@@ -93,10 +93,10 @@ class Archive:
         return await self.ingestor.ingest_temp(temp, sha, len(data), source)
 
     async def ingest_temp(
-        self, temp: Path, sha256: str, size: int, *, source: Source
+        self, temp: Path, sha256: str, size: int, *, source: Source, expect: Expected | None = None
     ) -> IngestResult:
         """Ingest a finished file already in the store's temp dir (streamed uploads)."""
-        return await self.ingestor.ingest_temp(temp, sha256, size, source)
+        return await self.ingestor.ingest_temp(temp, sha256, size, source, expect)
 
     def _to_temp(self, path: Path, keep_source: bool) -> tuple[Path, str, int]:
         fd, temp = self.store.new_temp()

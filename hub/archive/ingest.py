@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,35 @@ from hub.archive.store import BlobStore
 
 log = logging.getLogger(__name__)
 
+KnownRow = tuple[int, str]  # (id, attrs JSON) of an index row
+
+
+@dataclass(frozen=True)
+class Known:
+    """Rows of the object's patient, study and series already in the index (None: new)."""
+
+    patient: KnownRow | None
+    study: KnownRow | None
+    series: KnownRow | None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a sender said an object is; C-STORE requests name the SOP class and instance."""
+
+    sop_class_uid: str
+    sop_uid: str
+
+    def check(self, p: ParsedInstance) -> None:
+        if p.sop_class_uid != self.sop_class_uid:
+            mismatch = f"data set SOP Class {p.sop_class_uid} differs from the request"
+        elif p.sop_uid != self.sop_uid:
+            mismatch = "data set SOP Instance UID differs from the request"
+        else:
+            return
+        raise errors.IngestError(errors.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch)
+
+
 IndexedHook = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
 Subscriber = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -41,11 +71,17 @@ class Ingestor:
         self.subscribers: list[Subscriber] = []
         self._lock = asyncio.Lock()
 
-    async def ingest_temp(self, temp: Path, sha256: str, size: int, source: Source) -> IngestResult:
-        """Take ownership of a finished temp file in the store's temp dir and ingest it."""
+    async def ingest_temp(
+        self, temp: Path, sha256: str, size: int, source: Source, expect: Expected | None = None
+    ) -> IngestResult:
+        """Take ownership of a finished temp file in the store's temp dir and ingest it.
+
+        ``expect``: what the sender said the object is (a C-STORE request names it); an
+        object that is something else is refused.
+        """
         loop = asyncio.get_running_loop()
         try:
-            parsed = await loop.run_in_executor(None, parse_part10, temp)
+            parsed = await loop.run_in_executor(None, self._prepare, temp, expect)
         except errors.IngestError as exc:
             await _discard(temp)
             return _failed(exc, sha256)
@@ -55,14 +91,32 @@ class Ingestor:
             return IngestResult(
                 "failed", sha256=sha256, reason=errors.CANNOT_UNDERSTAND, message=str(exc)
             )
+        committed = False
         try:
-            return await self._store_and_index(parsed, temp, sha256, size, source)
+            result, committed = await self._store_and_index(parsed, temp, sha256, size, source)
+            return result
         finally:
-            await _discard(temp)
+            if not committed:  # a committed temp file has been renamed into the store
+                await _discard(temp)
+
+    def _prepare(self, temp: Path, expect: Expected | None) -> ParsedInstance:
+        """Parse and check, then flush the file (before the lock, so that commit is a rename)."""
+        parsed = parse_part10(temp)
+        if expect is not None:
+            expect.check(parsed)
+        try:
+            self.store.sync(temp)
+        except OSError as exc:
+            log.error("storage failure: %s", exc)
+            raise errors.IngestError(
+                errors.OUT_OF_RESOURCES, f"Storage failure: {exc.strerror}"
+            ) from exc
+        return parsed
 
     async def _store_and_index(
         self, p: ParsedInstance, temp: Path, sha256: str, size: int, source: Source
-    ) -> IngestResult:
+    ) -> tuple[IngestResult, bool]:
+        """The result, and whether the temp file was consumed by the store."""
         result = IngestResult(
             "stored",
             sop_class_uid=p.sop_class_uid,
@@ -74,8 +128,7 @@ class Ingestor:
         loop = asyncio.get_running_loop()
         built = index_rows(p)
         record: dict[str, Any]
-        # The slow flush happens before the lock; under it, commit is a rename.
-        await loop.run_in_executor(None, self.store.sync, temp)
+        committed = False
         async with self._lock:
             try:
                 async with self.engine.begin() as conn:
@@ -85,21 +138,22 @@ class Ingestor:
                             "duplicate",
                             "Identical object already stored",
                         )
-                        return result
-                    await self._check_patient(conn, p, built, source)
+                        return result, committed
+                    known = await self._known_rows(conn, p, built, source)
                     await loop.run_in_executor(None, self.store.commit, temp, sha256)
-                    record = await self._index(conn, p, built, sha256, size, version, source)
+                    committed = True  # renamed into the store, or dropped as already there
+                    record = await self._index(conn, p, built, sha256, size, version, source, known)
                     for hook in self.hooks:
                         await hook(conn, record)
             except errors.IngestError as exc:
-                return _failed(exc, sha256, result)
+                return _failed(exc, sha256, result), committed
             except OSError as exc:
                 log.error("storage failure: %s", exc)
                 return _failed(
                     errors.IngestError(errors.OUT_OF_RESOURCES, f"Storage failure: {exc.strerror}"),
                     sha256,
                     result,
-                )
+                ), committed
         if version > 1:
             result.status, result.message = "version", f"Stored as version {version}"
         for subscriber in self.subscribers:
@@ -107,7 +161,7 @@ class Ingestor:
                 await subscriber(record)
             except Exception:
                 log.exception("event subscriber failed")
-        return result
+        return result, committed
 
     async def _check_duplicate(self, conn: AsyncConnection, p: ParsedInstance, sha256: str) -> int:
         """0 for an identical duplicate, else the version number the new object gets."""
@@ -130,24 +184,33 @@ class Ingestor:
             )
         return current.version + 1
 
-    async def _check_patient(
+    async def _known_rows(
         self, conn: AsyncConnection, p: ParsedInstance, built: dict, source: Source
-    ) -> None:
-        row = (
+    ) -> Known:
+        """The study (with its patient) and the series rows already indexed, if any; refuses
+        an object whose study belongs to another patient or whose series to another study."""
+        study = (
             await conn.execute(
-                select(patients.c.patient_id, patients.c.issuer)
+                select(
+                    studies.c.id,
+                    studies.c.attrs,
+                    patients.c.id.label("patient_fk"),
+                    patients.c.patient_id,
+                    patients.c.issuer,
+                    patients.c.attrs.label("patient_attrs"),
+                )
                 .select_from(studies.join(patients, studies.c.patient_fk == patients.c.id))
                 .where(studies.c.study_uid == p.study_uid)
             )
         ).first()
         offered = (built["patient"]["patient_id"], built["patient"]["issuer"])
-        if row is not None and (row.patient_id, row.issuer) != offered:
+        if study is not None and (study.patient_id, study.issuer) != offered:
             async with self.engine.begin() as wconn:
                 await wconn.execute(
                     insert(conflicts).values(
                         study_uid=p.study_uid,
                         sop_uid=p.sop_uid,
-                        kept_patient_id=row.patient_id,
+                        kept_patient_id=study.patient_id,
                         offered_patient_id=offered[0],
                         door=source.door,
                         at=time.time(),
@@ -158,19 +221,22 @@ class Ingestor:
                 f"Study {p.study_uid} belongs to another patient; the conflict is recorded",
                 conflict=True,
             )
-        owner = (
+        serie = (
             await conn.execute(
-                select(studies.c.study_uid)
+                select(series.c.id, series.c.attrs, studies.c.study_uid)
                 .select_from(series.join(studies, series.c.study_fk == studies.c.id))
                 .where(series.c.series_uid == p.series_uid)
             )
-        ).scalar()
-        if owner is not None and owner != p.study_uid:
+        ).first()
+        if serie is not None and serie.study_uid != p.study_uid:
             raise errors.IngestError(
                 errors.PROCESSING_FAILURE,
-                f"Series {p.series_uid} already belongs to study {owner}",
+                f"Series {p.series_uid} already belongs to study {serie.study_uid}",
                 conflict=True,
             )
+        if study is None:
+            return Known(None, None, _row(serie))
+        return Known((study.patient_fk, study.patient_attrs), (study.id, study.attrs), _row(serie))
 
     async def _index(
         self,
@@ -181,6 +247,7 @@ class Ingestor:
         size: int,
         version: int,
         source: Source,
+        known: Known,
     ) -> dict[str, Any]:
         patient_fk, _ = await _upsert(
             conn,
@@ -188,18 +255,21 @@ class Ingestor:
             (patients.c.patient_id == built["patient"]["patient_id"])
             & (patients.c.issuer == built["patient"]["issuer"]),
             built["patient"],
+            known.patient,
         )
         study_fk, _ = await _upsert(
             conn,
             studies,
             studies.c.study_uid == p.study_uid,
             {**built["study"], "patient_fk": patient_fk, "updated_at": time.time()},
+            known.study,
         )
         series_fk, new_series = await _upsert(
             conn,
             series,
             series.c.series_uid == p.series_uid,
             {**built["series"], "study_fk": study_fk},
+            known.series,
         )
         if version > 1:
             await conn.execute(
@@ -246,19 +316,34 @@ async def _discard(temp: Path) -> None:
     await asyncio.get_running_loop().run_in_executor(None, partial(temp.unlink, missing_ok=True))
 
 
+def _row(row: Any) -> KnownRow | None:
+    return None if row is None else (row.id, row.attrs)
+
+
 async def _upsert(
-    conn: AsyncConnection, table: Any, where: Any, values: dict[str, Any]
+    conn: AsyncConnection,
+    table: Any,
+    where: Any,
+    values: dict[str, Any],
+    known: KnownRow | None = None,
 ) -> tuple[int, bool]:
-    """Insert a row, or complete an existing one: attributes it lacks are added, none replaced."""
-    row = (await conn.execute(select(table.c.id, table.c.attrs).where(where))).first()
+    """Insert a row, or complete an existing one: attributes it lacks are added, none replaced.
+
+    ``known``: the existing row's (id, attrs) when already read in this transaction.
+    """
+    row = known
+    if row is None:
+        found = (await conn.execute(select(table.c.id, table.c.attrs).where(where))).first()
+        row = _row(found)
     if row is None:
         data = {**values, "attrs": dumps(values["attrs"])}
         return (await conn.execute(insert(table).values(**data))).inserted_primary_key[0], True
-    kept = json.loads(row.attrs)
+    row_id, attrs = row
+    kept = json.loads(attrs)
     merged = {**values["attrs"], **kept}
     if merged != kept:
-        await conn.execute(update(table).where(table.c.id == row.id).values(attrs=dumps(merged)))
-    return row.id, False
+        await conn.execute(update(table).where(table.c.id == row_id).values(attrs=dumps(merged)))
+    return row_id, False
 
 
 async def _recount(

@@ -8,19 +8,19 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.events import Event
 
 from hub.archive import IngestError, Source
 from hub.archive import errors as codes
+from hub.archive.ingest import Expected
 from hub.archive.model import IngestResult
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.status import SUCCESS, status
 
 log = logging.getLogger(__name__)
 
-IDENTITY_TAGS = [0x00080016, 0x00080018]
 MIN_INGEST_RATE = 20e6  # bytes/s below which a C-STORE is answered "out of resources"
 
 
@@ -39,26 +39,6 @@ def result_status(result: IngestResult) -> Dataset:
         return status(SUCCESS)
     reason = result.reason or codes.PROCESSING_FAILURE
     return status(reason, result.message or "refused")
-
-
-def _identity_mismatch(event: Event, part10: Path) -> str:
-    """Why the data set does not belong to this request ("" if it does).
-
-    Missing UIDs are left to the archive, which refuses them as "cannot understand".
-    """
-    request = event.request
-    if request.AffectedSOPClassUID != event.context.abstract_syntax:
-        return "Affected SOP Class differs from the presentation context"
-    try:
-        ds = dcmread(part10, stop_before_pixels=True, specific_tags=IDENTITY_TAGS)
-        sop_class, sop_uid = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
-    except Exception:
-        return ""  # unreadable: the archive's parser gives the precise reason
-    if sop_class and sop_class != request.AffectedSOPClassUID:
-        return f"data set SOP Class {sop_class} differs from the request"
-    if sop_uid and sop_uid != request.AffectedSOPInstanceUID:
-        return "data set SOP Instance UID differs from the request"
-    return ""
 
 
 def _sha256(*parts) -> str:
@@ -89,6 +69,12 @@ class StoreHandler:
     def __call__(self, event: Event) -> Dataset:
         if self.policy and (refused := self.policy.refusal(event, "store")):
             return refused
+        request = event.request
+        if request.AffectedSOPClassUID != event.context.abstract_syntax:
+            return status(
+                codes.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                "Affected SOP Class differs from the presentation context",
+            )
         try:
             temp, sha256, size = self._write_part10(event)
         except OSError as exc:
@@ -96,12 +82,12 @@ class StoreHandler:
             return status(codes.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")
         except Exception as exc:  # a malformed command set or file meta
             return status(codes.CANNOT_UNDERSTAND, f"cannot read the data set: {exc}")
+        expect = Expected(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID))
         try:
-            if mismatch := _identity_mismatch(event, temp):
-                temp.unlink(missing_ok=True)
-                return status(codes.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch)
             result = self.bridge.call(
-                self.archive.ingest_temp(temp, sha256, size, source=source_of(event)),
+                self.archive.ingest_temp(
+                    temp, sha256, size, source=source_of(event), expect=expect
+                ),
                 # Parsing and indexing a multi-gigabyte slide level takes a while.
                 timeout=self.bridge.timeout + size / MIN_INGEST_RATE,
             )

@@ -22,7 +22,7 @@ from dimse_peers import (
     storescu_config,
 )
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, MRImageStorage
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, MRImageStorage, generate_uid
 from pynetdicom import AE as PeerAE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
@@ -185,6 +185,18 @@ async def test_dataset_of_another_sop_class_is_refused(dimse_hub: DimseHub, tmp_
     assert rsp.Status == 0xA900
     assert "differs" in rsp.ErrorComment
     assert await _instances(dimse_hub) == []
+
+
+async def test_dataset_of_another_instance_is_refused(dimse_hub: DimseHub, tmp_path: Path) -> None:
+    ds = dcmread(CT)
+    ds.SOPInstanceUID = generate_uid()  # the file meta (and so the request) name another one
+    bad = tmp_path / "other-instance.dcm"
+    ds.save_as(bad)
+    rsp = await asyncio.to_thread(_send_raw, dimse_hub.port, bad)
+    assert rsp.Status == 0xA900
+    assert "SOP Instance UID differs" in rsp.ErrorComment
+    assert await _instances(dimse_hub) == []
+    assert _temp_files(dimse_hub) == []
 
 
 @pytest.fixture
