@@ -11,6 +11,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from wsi.codestream import JpegTileCheck, j2k_tile_complete
 from wsi.encode import (
     JPEG_BASELINE,
@@ -20,7 +22,10 @@ from wsi.encode import (
     encode,
     encode_tiles,
     init_worker,
+    read_resampled,
     run_job,
+    shrink,
+    tile_rows,
 )
 from wsi.errors import ConversionError
 from wsi.metadata import SlideDatasets, level0_spacing
@@ -35,6 +40,8 @@ _JOB_PIXELS = 2048 * 1024  # source pixels decoded per worker job: bounds its me
 # Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
 # encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
 _POOL_MIN_FRAMES = 256
+# Source pixels up to which a generated level is built whole in memory (24 MB of RGB).
+_WHOLE_LEVEL_PIXELS = 8 << 20
 
 
 def convert(
@@ -119,6 +126,8 @@ class _Conversion:
         self._failed = threading.Event()
         self._local = threading.local()
         self._accesses: list[SlideAccess] = []
+        self._kept: tuple[PlannedLevel, np.ndarray] | None = None  # see _whole_level
+        self._shared: deque[tuple] = deque()  # levels to copy, then associated images
 
     def __enter__(self) -> _Conversion:
         return self
@@ -140,8 +149,9 @@ class _Conversion:
         return access
 
     def run(self, copies: list, encodes: list, extras: list) -> None:
-        """Copy passthrough levels and write label/overview/thumbnail in a helper thread (I/O
-        bound: pread/writev release the GIL) while this thread feeds the encoding workers."""
+        """Copy passthrough levels in a helper thread (I/O bound: preadv/writev release the GIL)
+        while this thread encodes or feeds the encoding workers; then both take what is left
+        (the copying thread from the largest level down, this one from the other end)."""
         from concurrent.futures import ThreadPoolExecutor
 
         encode_frames = sum(level.frames for level, *_ in encodes)
@@ -151,8 +161,14 @@ class _Conversion:
             # thread holds a lock (malloc, OpenSlide's, the import lock) can hang forever. The pool
             # forks lazily on its first task, so hand it a trivial one.
             self._workers().submit(int).result()
+        self._shared.extend(
+            (self.write_level, level, name, number) for level, number, name in copies
+        )
+        self._shared.extend(
+            (self.write_associated, image, name, number) for image, (number, name) in extras
+        )
         with ThreadPoolExecutor(1, thread_name_prefix="wsi-copy") as copier:
-            copied = copier.submit(self._guarded, self._copy_all, copies, extras)
+            copied = copier.submit(self._guarded, self._take_shared, self._shared.popleft)
             # If the copying thread failed first, its error (from result()) is the one to report.
             with contextlib.suppress(_Stopped):
                 self._guarded(self._encode_all, encodes)
@@ -165,15 +181,18 @@ class _Conversion:
             self._failed.set()  # stops the other thread at its next frame batch
             raise
 
-    def _copy_all(self, copies: list, extras: list) -> None:
-        for level, number, name in copies:
-            self.write_level(level, name, number)
-        for image, (number, name) in extras:
-            self.write_associated(image, name, number)
-
     def _encode_all(self, encodes: list) -> None:
         for level, number, name in encodes:
             self.write_level(level, name, number)
+        self._take_shared(self._shared.pop)
+
+    def _take_shared(self, take: Callable[[], tuple]) -> None:
+        while True:
+            try:
+                write, image, name, number = take()
+            except IndexError:
+                return
+            write(image, name, number)
 
     def _advance(self, frames: int) -> None:
         if self._failed.is_set():
@@ -239,9 +258,14 @@ class _Conversion:
         try:
             offsets, counts = raw.offsets.tolist(), raw.bytecounts.tolist()
             intact = JpegTileCheck() if raw.codec == "jpeg" else j2k_tile_complete
-            for first, last in _runs(offsets, counts):
+            runs = list(_runs(offsets, counts))
+            # One buffer for every batch (the consumer writes a batch before asking for the
+            # next): a fresh one per read would page-fault on every 4 KiB.
+            spans = [offsets[last - 1] + counts[last - 1] - offsets[first] for first, last in runs]
+            buffer = memoryview(bytearray(max(spans, default=0)))
+            for (first, last), span in zip(runs, spans, strict=True):
                 start = offsets[first]
-                data = memoryview(os.pread(fd, offsets[last - 1] + counts[last - 1] - start, start))
+                data = buffer[: os.preadv(fd, [buffer[:span]], start)]  # short if truncated
                 batch = []
                 for i in range(first, last):
                     tile = data[offsets[i] - start : offsets[i] - start + counts[i]]
@@ -289,7 +313,16 @@ class _Conversion:
     def _scale(self, level: PlannedLevel) -> float:
         return level.downsample / self.slide.levels[level.read_level].downsample
 
-    def _encoded_frames(self, level: PlannedLevel) -> Iterator[tuple]:
+    def _encoded_frames(self, level: PlannedLevel) -> Iterator[list[tuple]]:
+        pixels = self._whole_level(level) if level.generated else None
+        if pixels is not None:
+            for row in tile_rows(pixels, level.tile_width, level.tile_height):
+                yield [
+                    (encode(tile, self.codec.name, self.options.jpeg_quality), b"", 0)
+                    for tile in row
+                ]
+                self._advance(len(row))
+            return
         tile_pixels = level.tile_width * level.tile_height * self._scale(level) ** 2
         per_job = max(1, int(_JOB_PIXELS // tile_pixels))
         jobs = [
@@ -312,6 +345,22 @@ class _Conversion:
                 return
             yield [(tile, b"", 0) for tile in tiles]
             self._advance(len(tiles))
+
+    def _whole_level(self, level: PlannedLevel) -> np.ndarray | None:
+        """A small generated level's pixels, made from the generated level before it when that
+        one is in memory (instead of decoding the source level again), else from the source."""
+        kept = self._kept
+        factor = round(level.downsample / kept[0].downsample) if kept else 0
+        if kept and factor > 1 and level.downsample == kept[0].downsample * factor:
+            pixels = shrink(kept[1], factor, level.width, level.height)
+        elif level.width * level.height * self._scale(level) ** 2 <= _WHOLE_LEVEL_PIXELS:
+            size = (level.width, level.height)
+            scale = self._scale(level)
+            pixels = read_resampled(self.access, level.read_level, scale, size, 0, 0, *size)
+        else:
+            return None
+        self._kept = (level, pixels)
+        return pixels
 
     def _run(self, jobs: list[TileJob]) -> Iterable[list[bytes]]:
         """Encode jobs in worker processes, results in order, a bounded number in flight."""
