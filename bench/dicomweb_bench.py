@@ -303,11 +303,15 @@ def _machine_busy() -> tuple[float, float]:
     return t.user + t.nice + t.system + t.irq + t.softirq, sum(t)
 
 
-UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+def _ms(text: str) -> float | None:
+    """wrk's latency text (``812.00us``, ``4.10ms``, ``1.02s``, ``1.50m``) in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        return None
+    number, unit = match.groups()
     return round(float(number) * UNITS_MS[unit], 3)
 
 
