@@ -18,6 +18,7 @@ from pydicom.filereader import read_partial
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from hub.archive import errors
+from hub.archive.dicomjson import dataset_json
 from hub.archive.frametable import encapsulated_frames, native_frames
 from hub.archive.model import FrameTable
 from hub.archive.validate import check_required
@@ -216,7 +217,7 @@ def _int(value: Any, default: int | None = None) -> int | None:
 
 def _to_json(ds: Dataset, bulk: dict[str, Bulk]) -> dict[str, Any]:
     try:
-        data = ds.to_json_dict(bulk_data_threshold=1 << 30)
+        data = dataset_json(ds)
     except Exception as exc:
         raise errors.IngestError(
             errors.CANNOT_UNDERSTAND, f"Cannot encode the data set as DICOM JSON: {exc}"
