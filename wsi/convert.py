@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,20 +30,22 @@ from wsi.encode import (
     tile_rows,
 )
 from wsi.errors import ConversionError
-from wsi.metadata import SlideDatasets, level0_spacing
 from wsi.options import ConvertOptions, SlideIds
 from wsi.pyramid import PlannedLevel, plan
 from wsi.sources import open_slide
 from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
 
+if TYPE_CHECKING:
+    from wsi.metadata import SlideDatasets
+
 Progress = Callable[[int, int], None]
 _JOB_PIXELS = 2048 * 1024  # source pixels decoded per worker job: bounds its memory
 # Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
 # encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
 _POOL_MIN_FRAMES = 256
-# Source pixels up to which a generated level is built whole in memory (24 MB of RGB).
-_WHOLE_LEVEL_PIXELS = 8 << 20
+# Pixels up to which a generated level is built whole in memory (12 MB of RGB).
+_WHOLE_LEVEL_PIXELS = 4 << 20
 
 
 def convert(
@@ -116,7 +120,9 @@ class _Conversion:
         self.options = options
         self.staging = staging
         self.progress = progress
-        self.datasets = SlideDatasets(slide, ids, level0_spacing(slide, options.fallback_mpp))
+        self.ids = ids
+        self._datasets: SlideDatasets | None = None
+        self._datasets_lock = threading.Lock()
         self.codec = codec_for(options.codec, options.jpeg_mode)
         self.total = 0
         self.done = 0
@@ -137,6 +143,18 @@ class _Conversion:
             self._pool.shutdown(wait=True, cancel_futures=True)
         for access in self._accesses:
             access.close()
+
+    @property
+    def datasets(self) -> SlideDatasets:
+        """Built on first use: pydicom, the slowest import here, then loads while the workers
+        already decode (one instance for both threads: it holds the study and series UIDs)."""
+        with self._datasets_lock:
+            if self._datasets is None:
+                from wsi.metadata import SlideDatasets, level0_spacing
+
+                spacing = level0_spacing(self.slide, self.options.fallback_mpp)
+                self._datasets = SlideDatasets(self.slide, self.ids, spacing)
+            return self._datasets
 
     @property
     def access(self) -> SlideAccess:
@@ -215,6 +233,8 @@ class _Conversion:
             photometric, transfer_syntax = self.codec.photometric, self.codec.transfer_syntax
             history = self._encoded_history()
             estimate = level.frames * (level.tile_width * level.tile_height * 3 * 11 // 10 + 1024)
+        # Encoding starts before the header exists: the workers get going while pydicom loads.
+        batches = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
         ds = self.datasets.instance(
             kind="VOLUME",
             derived=level.generated,
@@ -232,7 +252,6 @@ class _Conversion:
             self.staging / name, ds, transfer_syntax, level.frames, large=estimate >= FOUR_GIB
         )
         try:
-            batches = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
             for batch in batches:
                 writer.write_batch(batch)
             raw_bytes = level.frames * level.tile_width * level.tile_height * 3
@@ -314,15 +333,10 @@ class _Conversion:
         return level.downsample / self.slide.levels[level.read_level].downsample
 
     def _encoded_frames(self, level: PlannedLevel) -> Iterator[list[tuple]]:
+        """Encoded frames in batches; jobs for worker processes are submitted already."""
         pixels = self._whole_level(level) if level.generated else None
         if pixels is not None:
-            for row in tile_rows(pixels, level.tile_width, level.tile_height):
-                yield [
-                    (encode(tile, self.codec.name, self.options.jpeg_quality), b"", 0)
-                    for tile in row
-                ]
-                self._advance(len(row))
-            return
+            return self._frames_of(pixels, level)
         tile_pixels = level.tile_width * level.tile_height * self._scale(level) ** 2
         per_job = max(1, int(_JOB_PIXELS // tile_pixels))
         jobs = [
@@ -330,7 +344,18 @@ class _Conversion:
             for ty in range(level.tiles_down)
             for tx0 in range(0, level.tiles_across, per_job)
         ]
-        results = self._run(jobs)
+        return self._collected(level, self._run(jobs))
+
+    def _frames_of(self, pixels: np.ndarray, level: PlannedLevel) -> Iterator[list[tuple]]:
+        for row in tile_rows(pixels, level.tile_width, level.tile_height):
+            yield [
+                (encode(tile, self.codec.name, self.options.jpeg_quality), b"", 0) for tile in row
+            ]
+            self._advance(len(row))
+
+    def _collected(
+        self, level: PlannedLevel, results: Iterator[list[bytes]]
+    ) -> Iterator[list[tuple]]:
         while True:
             try:
                 tiles = next(results, None)
@@ -353,16 +378,19 @@ class _Conversion:
         factor = round(level.downsample / kept[0].downsample) if kept else 0
         if kept and factor > 1 and level.downsample == kept[0].downsample * factor:
             pixels = shrink(kept[1], factor, level.width, level.height)
-        elif level.width * level.height * self._scale(level) ** 2 <= _WHOLE_LEVEL_PIXELS:
-            size = (level.width, level.height)
-            scale = self._scale(level)
-            pixels = read_resampled(self.access, level.read_level, scale, size, 0, 0, *size)
+        elif level.width * level.height <= _WHOLE_LEVEL_PIXELS:
+            size, scale, th = (level.width, level.height), self._scale(level), level.tile_height
+            pixels = np.empty((level.height, level.width, 3), dtype=np.uint8)
+            for y in range(0, level.height, th):  # a strip at a time: bounded source pixels
+                h = min(th, level.height - y)
+                strip = read_resampled(self.access, level.read_level, scale, size, 0, y, size[0], h)
+                pixels[y : y + h] = strip
         else:
             return None
         self._kept = (level, pixels)
         return pixels
 
-    def _run(self, jobs: list[TileJob]) -> Iterable[list[bytes]]:
+    def _run(self, jobs: list[TileJob]) -> Iterator[list[bytes]]:
         """Encode jobs in worker processes, results in order, a bounded number in flight."""
         if not self._use_pool or len(jobs) == 1:
             return (encode_tiles(self.access, job) for job in jobs)
@@ -431,14 +459,20 @@ class _Stopped(ConversionError):
 
 
 def _ordered(pool, jobs: list[TileJob], window: int) -> Iterator[list[bytes]]:
-    pending: deque = deque()
+    """Results in order, at most ``window`` jobs in flight; the first ones are submitted now."""
+    waiting = iter(jobs)
+    pending = deque(pool.submit(run_job, job) for job in itertools.islice(waiting, window))
+    return _in_order(pool, pending, waiting)
+
+
+def _in_order(pool, pending: deque, waiting: Iterator[TileJob]) -> Iterator[list[bytes]]:
     try:
-        for job in jobs:
-            pending.append(pool.submit(run_job, job))
-            if len(pending) >= window:
-                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().result()
+            result = pending.popleft().result()
+            job = next(waiting, None)
+            if job is not None:
+                pending.append(pool.submit(run_job, job))
+            yield result
     finally:
         for future in pending:
             future.cancel()

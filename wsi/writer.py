@@ -16,10 +16,10 @@ import sys
 from array import array
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 _ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
 _SEQ_DELIM = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -127,6 +127,9 @@ def _little_endian(values: array) -> bytes:
 
 
 def _header_bytes(dataset: Dataset, transfer_syntax: str) -> bytes:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
