@@ -2,9 +2,9 @@
 
 Two measurements per run:
 
-  ingest   storescu of every file in DIR (one association, files sent as they are: each
-           file's own transfer syntax is proposed): instances/s and MB/s, RUNS times, each
-           into a fresh archive
+  ingest   storescu of every file in DIR (one association, or --parallel N processes with
+           one association each; files sent as they are: each file's own transfer syntax is
+           proposed): instances/s and MB/s, RUNS times, each into a fresh archive
   find     findscu STUDY-level C-FIND, N times one after another: latency p50/p90 per query
            (process start and association included, the same for both systems)
 
@@ -19,6 +19,7 @@ Prints one JSON document (``--json OUT`` also writes it). Not a test: nothing is
 
     .venv/bin/python bench/dimse_bench.py tessera orthanc --runs 3
     .venv/bin/python bench/dimse_bench.py tessera orthanc ceiling --small 1000 --nodelay
+    .venv/bin/python bench/dimse_bench.py tessera orthanc --small 1000 --nodelay --parallel 4
 """
 
 from __future__ import annotations
@@ -121,15 +122,28 @@ def ingest_row(files: list[Path], wall: float, rc: int, out: str) -> dict[str, A
     }
 
 
-async def store_and_find(
-    files: list[Path], address: list[str], calling: str, finds: int
-) -> dict[str, Any]:
+async def store_all(
+    files: list[Path], address: list[str], calling: str, parallel: int
+) -> tuple[float, int, str]:
+    """storescu of every file: one process, or `parallel` processes at once (one association
+    each, contiguous slices of the files). Wall time until the last one is done."""
+    size = -(-len(files) // parallel)
+    slices = [files[i : i + size] for i in range(0, len(files), size)]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = storescu_profile(files, Path(tmp) / "exact.cfg")
-        wall, rc, out = await timed(
-            "storescu", "-v", "-aet", calling, "--config-file", str(cfg), "Exact", *address,
-            *map(str, files),
-        )  # fmt: skip
+        storescu = ["storescu", "-v", "-aet", calling, "--config-file", str(cfg), "Exact"]
+        t0 = time.perf_counter()
+        done = await asyncio.gather(
+            *(timed(*storescu, *address, *map(str, part)) for part in slices)
+        )
+        wall = time.perf_counter() - t0
+    return wall, max(rc for _, rc, _ in done), "".join(out for _, _, out in done)
+
+
+async def store_and_find(
+    files: list[Path], address: list[str], calling: str, finds: int, parallel: int = 1
+) -> dict[str, Any]:
+    wall, rc, out = await store_all(files, address, calling, parallel)
     row = ingest_row(files, wall, rc, out)
     latencies = []
     for _ in range(finds):
@@ -145,7 +159,7 @@ async def store_and_find(
     return row
 
 
-async def tessera_run(files: list[Path], finds: int) -> dict[str, Any]:
+async def tessera_run(files: list[Path], finds: int, parallel: int = 1) -> dict[str, Any]:
     """One run into a fresh archive, the SCP in this process (its own threads)."""
     import hub.worklist.model  # noqa: F401
     from hub.archive import Archive
@@ -161,23 +175,24 @@ async def tessera_run(files: list[Path], finds: int) -> dict[str, Any]:
     await asyncio.to_thread(server.start)
     try:
         address = ["-aec", "TESSERA", HOST, str(server.port)]
-        return await store_and_find(files, address, "BENCHSCU", finds)
+        return await store_and_find(files, address, "BENCHSCU", finds, parallel)
     finally:
         await asyncio.to_thread(server.stop)
         await archive.close()
 
 
-async def orthanc_run(files: list[Path], finds: int) -> dict[str, Any]:
+async def orthanc_run(files: list[Path], finds: int, parallel: int = 1) -> dict[str, Any]:
     """One run into a freshly wiped Orthanc."""
     for action in ("stop", "wipe", "start"):
         await asyncio.to_thread(orthanc, action)
     try:
-        return await store_and_find(files, ["-aec", "ORTHANC", HOST, "4242"], "BENCHSCU", finds)
+        address = ["-aec", "ORTHANC", HOST, "4242"]
+        return await store_and_find(files, address, "BENCHSCU", finds, parallel)
     finally:
         await asyncio.to_thread(orthanc, "stop")
 
 
-async def ceiling_run(files: list[Path], finds: int) -> dict[str, Any]:
+async def ceiling_run(files: list[Path], finds: int, parallel: int = 1) -> dict[str, Any]:
     """dcmtk storescp discarding what it receives: the transport ceiling on this machine."""
     port = 11113
     proc = await asyncio.create_subprocess_exec(
@@ -186,12 +201,8 @@ async def ceiling_run(files: list[Path], finds: int) -> dict[str, Any]:
     )  # fmt: skip
     await asyncio.sleep(0.5)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = storescu_profile(files, Path(tmp) / "exact.cfg")
-            wall, rc, out = await timed(
-                "storescu", "-v", "-aet", "BENCHSCU", "--config-file", str(cfg), "Exact",
-                "-aec", "NULL", HOST, str(port), *map(str, files),
-            )  # fmt: skip
+        address = ["-aec", "NULL", HOST, str(port)]
+        wall, rc, out = await store_all(files, address, "BENCHSCU", parallel)
         return ingest_row(files, wall, rc, out) | {"find_ms_p50": None}
     finally:
         proc.terminate()
@@ -199,14 +210,14 @@ async def ceiling_run(files: list[Path], finds: int) -> dict[str, Any]:
 
 
 async def run_systems(
-    systems: list[str], files: list[Path], runs: int, finds: int
+    systems: list[str], files: list[Path], runs: int, finds: int, parallel: int = 1
 ) -> dict[str, list[dict[str, Any]]]:
     """Runs alternate between the systems so that a busy machine hurts both alike."""
     one_run = {"tessera": tessera_run, "orthanc": orthanc_run, "ceiling": ceiling_run}
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
     for _ in range(runs):
         for system in systems:
-            rows[system].append(await one_run[system](files, finds))
+            rows[system].append(await one_run[system](files, finds, parallel))
     return rows
 
 
@@ -230,6 +241,9 @@ def main() -> int:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--finds", type=int, default=20)
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="storescu processes at once (one association each)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--nodelay",
@@ -243,11 +257,12 @@ def main() -> int:
     if args.nodelay:
         os.environ["TCP_NODELAY"] = "1"  # read by dcmtk in the child processes
     load_before = os.getloadavg()[0]
-    rows = asyncio.run(run_systems(args.systems, files, args.runs, args.finds))
+    rows = asyncio.run(run_systems(args.systems, files, args.runs, args.finds, args.parallel))
     doc = {
         "data": str(folder),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "client_tcp_nodelay": args.nodelay,
+        "parallel_storescu": args.parallel,
         "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "median": {system: summary(r) for system, r in rows.items()},
         "runs": rows,
