@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import mmap
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ import numpy as np
 from wsi.codestream import JpegTileCheck, j2k_tile_complete
 from wsi.encode import (
     JPEG_BASELINE,
+    SLOT_BYTES,
     SlideAccess,
     TileJob,
     codec_for,
@@ -127,6 +129,8 @@ class _Conversion:
         self.total = 0
         self.done = 0
         self._pool = None
+        self._window = 2 * options.workers  # jobs in flight
+        self._slots: memoryview | None = None  # shared with the workers, see run_job
         self._use_pool = False
         self._lock = threading.Lock()
         self._failed = threading.Event()
@@ -394,7 +398,8 @@ class _Conversion:
         """Encode jobs in worker processes, results in order, a bounded number in flight."""
         if not self._use_pool or len(jobs) == 1:
             return (encode_tiles(self.access, job) for job in jobs)
-        return _ordered(self._workers(), jobs, window=2 * self.options.workers)
+        pool = self._workers()
+        return _ordered(pool, jobs, self._window, self._slots)
 
     def _workers(self):
         if self._pool is None:
@@ -404,10 +409,15 @@ class _Conversion:
             # fork is fastest (workers inherit the imported modules) but only safe while this
             # process runs a single thread, as the command line does; inside a threaded host
             # (the hub's executors) a fork server, started clean, forks the workers instead.
+            shared = None
             if threading.active_count() == 1:
                 context = multiprocessing.get_context("fork")
                 import imagecodecs  # noqa: F401 - imported once here, inherited by every worker
                 import PIL.Image  # noqa: F401
+
+                # Anonymous and shared: the forked workers inherit it (a fork server's could not).
+                shared = mmap.mmap(-1, (self._window + 1) * SLOT_BYTES)
+                self._slots = memoryview(shared)
             else:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["wsi.encode"])
@@ -415,7 +425,7 @@ class _Conversion:
                 max_workers=self.options.workers,
                 mp_context=context,
                 initializer=init_worker,
-                initargs=(self.slide,),
+                initargs=(self.slide, shared),
             )
         return self._pool
 
@@ -458,23 +468,42 @@ class _Stopped(ConversionError):
     """Raised in one thread of a conversion because the other one failed."""
 
 
-def _ordered(pool, jobs: list[TileJob], window: int) -> Iterator[list[bytes]]:
-    """Results in order, at most ``window`` jobs in flight; the first ones are submitted now."""
-    waiting = iter(jobs)
-    pending = deque(pool.submit(run_job, job) for job in itertools.islice(waiting, window))
-    return _in_order(pool, pending, waiting)
+def _ordered(
+    pool, jobs: list[TileJob], window: int, slots: memoryview | None
+) -> Iterator[list[bytes] | list[memoryview]]:
+    """Results in order, at most ``window`` jobs in flight; the first ones are submitted now.
+    With ``slots`` (window + 1 of them), job i returns its frames in slot i % (window + 1): the
+    one being consumed plus those in flight."""
+    waiting = enumerate(jobs)
+    pending: deque = deque()
+
+    def submit(index: int, job: TileJob) -> None:
+        slot = index % (window + 1) if slots is not None else None
+        pending.append((pool.submit(run_job, job, slot), slot))
+
+    for index, job in itertools.islice(waiting, window):
+        submit(index, job)
+    return _in_order(pending, waiting, submit, slots)
 
 
-def _in_order(pool, pending: deque, waiting: Iterator[TileJob]) -> Iterator[list[bytes]]:
+def _in_order(pending: deque, waiting: Iterator, submit: Callable, slots: memoryview | None):
     try:
         while pending:
-            result = pending.popleft().result()
-            job = next(waiting, None)
-            if job is not None:
-                pending.append(pool.submit(run_job, job))
+            future, slot = pending.popleft()
+            result = future.result()
+            following = next(waiting, None)
+            if following is not None:
+                submit(*following)
+            if isinstance(result, tuple):  # lengths of frames left in the shared slot
+                assert slots is not None and slot is not None
+                pos, frames = slot * SLOT_BYTES, []
+                for length in result:
+                    frames.append(slots[pos : pos + length])
+                    pos += length
+                result = frames
             yield result
     finally:
-        for future in pending:
+        for future, _ in pending:
             future.cancel()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,18 +151,32 @@ class SlideAccess:
         return buffer
 
 
+SLOT_BYTES = 8 << 20  # room for one job's frames in the memory shared with the parent
+
 _access: SlideAccess | None = None
+_slots: memoryview | None = None
 
 
-def init_worker(slide: SlideInfo) -> None:
-    """Pool initializer; with the fork start method ``slide`` arrives without pickling."""
-    global _access
+def init_worker(slide: SlideInfo, slots: mmap.mmap | None = None) -> None:
+    """Pool initializer; with the fork start method ``slide`` arrives without pickling, and
+    ``slots`` (a shared anonymous mapping, inherited) lets frames come back without a pipe."""
+    global _access, _slots
     _access = SlideAccess(slide)
+    _slots = memoryview(slots) if slots is not None else None
 
 
-def run_job(job: TileJob) -> list[bytes]:
+def run_job(job: TileJob, slot: int | None = None) -> list[bytes] | tuple[int, ...]:
+    """The job's frames; or, when they fit into shared slot ``slot``, only their lengths (the
+    frames lie there one after another): pickling them through a pipe costs 4 copies."""
     assert _access is not None, "init_worker was not called in this process"
-    return encode_tiles(_access, job)
+    frames = encode_tiles(_access, job)
+    if _slots is None or slot is None or sum(map(len, frames)) > SLOT_BYTES:
+        return frames
+    pos = slot * SLOT_BYTES
+    for frame in frames:
+        _slots[pos : pos + len(frame)] = frame
+        pos += len(frame)
+    return tuple(map(len, frames))
 
 
 def encode_tiles(access: SlideAccess, job: TileJob) -> list[bytes]:
