@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from wsi.cli import register
+# Before numpy loads: the converter does no linear algebra, and OpenBLAS's start-up threads would
+# spin on the cores the conversion needs.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from wsi.cli import register  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

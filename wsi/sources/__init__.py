@@ -52,29 +52,35 @@ def open_slide(path: Path) -> SlideInfo:
         raise ConversionError(f"{path}: no such file")
     import openslide
 
-    if _is_ome_tiff(path):
-        # OpenSlide would read an OME-TIFF as a one-level generic TIFF without its pixel size.
-        return _tiff_only(path, "OME-TIFF: read with tifffile")
+    from wsi.sources.tiff import open_tiff
+
+    tif = open_tiff(path)  # parsed once, for every use below
     try:
-        slide = openslide.OpenSlide(path)
-    except openslide.OpenSlideError as exc:
-        return _tiff_only(path, f"OpenSlide: {exc}")
-    except openslide.OpenSlideUnsupportedFormatError:
-        return _tiff_only(path, "OpenSlide does not recognise the format")
-    try:
-        return _from_openslide(path, slide)
-    except openslide.OpenSlideError as exc:
-        raise ConversionError(f"{path.name}: unreadable slide (OpenSlide: {exc})") from exc
+        if tif is not None and tif.is_ome:
+            # OpenSlide would read an OME-TIFF as a one-level generic TIFF without its pixel size.
+            return _tiff_only(path, tif, "OME-TIFF: read with tifffile")
+        try:
+            slide = openslide.OpenSlide(path)
+        except openslide.OpenSlideError as exc:
+            return _tiff_only(path, tif, f"OpenSlide: {exc}")
+        except openslide.OpenSlideUnsupportedFormatError:
+            return _tiff_only(path, tif, "OpenSlide does not recognise the format")
+        try:
+            return _from_openslide(path, slide, tif)
+        except openslide.OpenSlideError as exc:
+            raise ConversionError(f"{path.name}: unreadable slide (OpenSlide: {exc})") from exc
+        finally:
+            slide.close()
     finally:
-        slide.close()
+        if tif is not None:
+            tif.close()
 
 
-def _from_openslide(path: Path, slide) -> SlideInfo:
+def _from_openslide(path: Path, slide, tif) -> SlideInfo:
     from wsi.sources import properties as p
-    from wsi.sources.tiff import open_tiff, passthrough, rgb_levels
+    from wsi.sources.tiff import passthrough, rgb_levels
 
     props = dict(slide.properties)
-    tif = open_tiff(path)
     vendor = props.get("openslide.vendor", "")
     tiff_levels = {}
     if tif is not None and vendor in _GRID_VENDORS:
@@ -96,7 +102,7 @@ def _from_openslide(path: Path, slide) -> SlideInfo:
     icc = _tiff_icc(tif.pages.first) if tif is not None and tif.pages else None
     if icc is None and slide.color_profile is not None:
         icc = slide.color_profile.tobytes()
-    info = SlideInfo(
+    return SlideInfo(
         path=path,
         reader="openslide",
         vendor=vendor,
@@ -112,9 +118,6 @@ def _from_openslide(path: Path, slide) -> SlideInfo:
         software=software,
         source_compression=_source_compression(tif, vendor),
     )
-    if tif is not None:
-        tif.close()
-    return info
 
 
 def _source_compression(tif, vendor: str) -> tuple[str, float | None] | None:
@@ -136,68 +139,51 @@ def _source_compression(tif, vendor: str) -> tuple[str, float | None] | None:
     return None
 
 
-def _tiff_only(path: Path, openslide_reason: str) -> SlideInfo:
+def _tiff_only(path: Path, tif, openslide_reason: str) -> SlideInfo:
     from wsi.sources import properties as p
-    from wsi.sources.tiff import open_tiff, passthrough, rgb_levels
+    from wsi.sources.tiff import passthrough, rgb_levels
 
-    tif = open_tiff(path)
     if tif is None:
         raise ConversionError(
             f"{path.name}: not a whole-slide image this converter reads ({openslide_reason}; "
             "not a TIFF either)"
         )
-    try:
-        levels = rgb_levels(tif)
-        if not levels:
-            raise ConversionError(
-                f"{path.name}: unsupported image ({openslide_reason}; the TIFF holds no 8-bit "
-                "RGB image pyramid)"
-            )
-        try:
-            _check_decodable(tif, levels[0].page)
-        except Exception as exc:
-            raise ConversionError(
-                f"{path.name}: unsupported image ({openslide_reason}; tifffile cannot decode "
-                f"it: {exc})"
-            ) from exc
-        w0, h0 = levels[0].width, levels[0].height
-        source_levels = [
-            SourceLevel(
-                i,
-                lv.width,
-                lv.height,
-                nominal_downsample(w0, h0, lv.width, lv.height),
-                lv.page.tilewidth if lv.page.is_tiled else 0,
-                lv.page.tilelength if lv.page.is_tiled else 0,
-                passthrough(tif, lv),
-            )
-            for i, lv in enumerate(levels)
-        ]
-        page = levels[0].page
-        return SlideInfo(
-            path=path,
-            reader="tiff",
-            vendor="ome-tiff" if tif.is_ome else "tiff",
-            levels=source_levels,
-            mpp=p.ome_mpp(tif.ome_metadata) if tif.is_ome else p.tiff_mpp(page),
-            icc_profile=_tiff_icc(page),
-            software=str(page.software or ""),
-            source_compression=_source_compression(tif, ""),
+    levels = rgb_levels(tif)
+    if not levels:
+        raise ConversionError(
+            f"{path.name}: unsupported image ({openslide_reason}; the TIFF holds no 8-bit "
+            "RGB image pyramid)"
         )
-    finally:
-        tif.close()
-
-
-def _is_ome_tiff(path: Path) -> bool:
-    from wsi.sources.tiff import open_tiff
-
-    tif = open_tiff(path)
-    if tif is None:
-        return False
     try:
-        return bool(tif.is_ome)
-    finally:
-        tif.close()
+        _check_decodable(tif, levels[0].page)
+    except Exception as exc:
+        raise ConversionError(
+            f"{path.name}: unsupported image ({openslide_reason}; tifffile cannot decode it: {exc})"
+        ) from exc
+    w0, h0 = levels[0].width, levels[0].height
+    source_levels = [
+        SourceLevel(
+            i,
+            lv.width,
+            lv.height,
+            nominal_downsample(w0, h0, lv.width, lv.height),
+            lv.page.tilewidth if lv.page.is_tiled else 0,
+            lv.page.tilelength if lv.page.is_tiled else 0,
+            passthrough(tif, lv),
+        )
+        for i, lv in enumerate(levels)
+    ]
+    page = levels[0].page
+    return SlideInfo(
+        path=path,
+        reader="tiff",
+        vendor="ome-tiff" if tif.is_ome else "tiff",
+        levels=source_levels,
+        mpp=p.ome_mpp(tif.ome_metadata) if tif.is_ome else p.tiff_mpp(page),
+        icc_profile=_tiff_icc(page),
+        software=str(page.software or ""),
+        source_compression=_source_compression(tif, ""),
+    )
 
 
 def _tiff_icc(page) -> bytes | None:
