@@ -80,13 +80,19 @@ class Ingestor:
         object that is something else is refused.
         """
         loop = asyncio.get_running_loop()
+        parsing = loop.run_in_executor(None, _parse, temp, expect)
+        # Flushing the file before the lock makes commit a rename; it overlaps with parsing
+        # (each takes ~0.1 s for a 233 MB slide level).
+        syncing = loop.run_in_executor(None, self._sync, temp)
         try:
-            parsed = await loop.run_in_executor(None, self._prepare, temp, expect)
-        except errors.IngestError as exc:
+            parsed = await parsing
+            await syncing
+        except Exception as exc:
+            await asyncio.gather(syncing, return_exceptions=True)
             await _discard(temp)
-            return _failed(exc, sha256)
-        except Exception as exc:  # a file pydicom chokes on in an unforeseen way
-            await _discard(temp)
+            if isinstance(exc, errors.IngestError):
+                return _failed(exc, sha256)
+            # a file pydicom chokes on in an unforeseen way
             log.warning("unparseable object from %s: %s", source.door, type(exc).__name__)
             return IngestResult(
                 "failed", sha256=sha256, reason=errors.CANNOT_UNDERSTAND, message=str(exc)
@@ -99,11 +105,7 @@ class Ingestor:
             if not committed:  # a committed temp file has been renamed into the store
                 await _discard(temp)
 
-    def _prepare(self, temp: Path, expect: Expected | None) -> ParsedInstance:
-        """Parse and check, then flush the file (before the lock, so that commit is a rename)."""
-        parsed = parse_part10(temp)
-        if expect is not None:
-            expect.check(parsed)
+    def _sync(self, temp: Path) -> None:
         try:
             self.store.sync(temp)
         except OSError as exc:
@@ -111,7 +113,6 @@ class Ingestor:
             raise errors.IngestError(
                 errors.OUT_OF_RESOURCES, f"Storage failure: {exc.strerror}"
             ) from exc
-        return parsed
 
     async def _store_and_index(
         self, p: ParsedInstance, temp: Path, sha256: str, size: int, source: Source
@@ -310,6 +311,13 @@ class Ingestor:
             "accession": built["study"]["accession"],
             "status": "version" if version > 1 else "stored",
         }
+
+
+def _parse(temp: Path, expect: Expected | None) -> ParsedInstance:
+    parsed = parse_part10(temp)
+    if expect is not None:
+        expect.check(parsed)
+    return parsed
 
 
 async def _discard(temp: Path) -> None:

@@ -35,6 +35,7 @@ from hub.dimse.access import AccessPolicy
 from hub.dimse.bridge import LoopBridge
 from hub.dimse.config import UNCOMPRESSED, DimseConfig, storage_sop_classes
 from hub.dimse.find import FindHandler
+from hub.dimse.receive import StreamedReceive
 from hub.dimse.retrieve import GetHandler, MoveHandler, Selector
 from hub.dimse.scu import ExactSendingAE
 from hub.dimse.storage import StoreHandler
@@ -78,9 +79,12 @@ class DimseServer:
         policy = AccessPolicy(archive, bridge, config.acl)
         selector = Selector(archive, bridge, policy)
         self.store_handler = StoreHandler(archive, bridge, config.max_associations, policy)
+        receive = StreamedReceive(archive.store)
         self.handlers = [
             (evt.EVT_CONN_OPEN, arm),
             (evt.EVT_CONN_CLOSE, disarm),
+            (evt.EVT_CONN_OPEN, receive.arm),
+            (evt.EVT_CONN_CLOSE, receive.disarm),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self.store_handler),
             (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title, policy)),

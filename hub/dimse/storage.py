@@ -17,6 +17,7 @@ from hub.archive import errors as codes
 from hub.archive.ingest import Expected
 from hub.archive.model import IngestResult
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
+from hub.dimse.receive import take
 from hub.dimse.status import SUCCESS, status
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,9 @@ class StoreHandler:
     """EVT_C_STORE, run in the association's thread.
 
     The received bytes (pynetdicom's file meta for the request + the data set exactly as it
-    came over the wire) are written into the store's temp dir here, hashed at the same time
-    in a helper thread, and handed to ``archive.ingest_temp``: the same ingest path as
+    came over the wire) are in the store's temp dir already, hashed as they arrived (see
+    ``receive``); else (data set received in memory) they are written there here, hashed at
+    the same time in a helper thread. Then ``archive.ingest_temp``: the same ingest path as
     ``ingest_bytes`` without copying a large data set twice or a second pass over it.
     """
 
@@ -67,6 +69,7 @@ class StoreHandler:
         self._hasher.shutdown(wait=True)
 
     def __call__(self, event: Event) -> Dataset:
+        streamed = take(event)  # whatever is returned now, pynetdicom removes what is left
         if self.policy and (refused := self.policy.refusal(event, "store")):
             return refused
         request = event.request
@@ -76,7 +79,7 @@ class StoreHandler:
                 "Affected SOP Class differs from the presentation context",
             )
         try:
-            temp, sha256, size = self._write_part10(event)
+            temp, sha256, size = streamed or self._write_part10(event)
         except OSError as exc:
             log.warning("C-STORE could not be written: %s", exc)
             return status(codes.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")

@@ -127,9 +127,13 @@ def arm(event: Event) -> None:
 
     Runs before either thread starts, while the queues are still empty.
     """
-    install()
     assoc = event.assoc
     dul = assoc.dul
+    if not all(hasattr(dul, q) for q in ("to_provider_queue", "to_user_queue", "socket")) or (
+        not hasattr(assoc.dimse, "msg_queue")
+    ):
+        return  # not the pynetdicom this was written for: leave its polling as it is
+    install()
     dul_waiter, assoc_waiter = _SocketWaiter(assoc), _EventWaiter()
     dul.to_provider_queue = _WakingQueue(dul_waiter.wake)
     dul.to_user_queue = _WakingQueue(assoc_waiter.wake)
