@@ -27,6 +27,12 @@ def convert_slide(
     Returns the written paths. Raises ConversionError; on failure ``out_dir`` holds no new files.
     ``progress(frames_done, frames_total)`` may be called from a helper thread of the conversion.
     """
-    from wsi.convert import convert
+    from wsi.headers import Headers
 
-    return convert(Path(src), Path(out_dir), ids, options, progress)
+    headers = Headers()  # first: it may start loading pydicom in a helper process right away
+    try:
+        from wsi.convert import convert
+
+        return convert(Path(src), Path(out_dir), ids, options, progress, headers)
+    finally:
+        headers.close()

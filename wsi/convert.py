@@ -39,7 +39,7 @@ from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
 
 if TYPE_CHECKING:
-    from wsi.metadata import SlideDatasets
+    from wsi.headers import Headers
 
 Progress = Callable[[int, int], None]
 _JOB_PIXELS = 2048 * 1024  # source pixels decoded per worker job: bounds its memory
@@ -51,11 +51,17 @@ _WHOLE_LEVEL_PIXELS = 4 << 20
 
 
 def convert(
-    src: Path, out_dir: Path, ids: SlideIds, options: ConvertOptions, progress: Progress | None
+    src: Path,
+    out_dir: Path,
+    ids: SlideIds,
+    options: ConvertOptions,
+    progress: Progress | None,
+    headers: Headers,
 ) -> list[Path]:
     staging: Path | None = None
     try:
         slide = open_slide(src)
+        headers.bind(slide, ids, options.fallback_mpp)
         levels = plan(slide, options)
         wanted = {
             "LABEL": options.include_label,
@@ -71,7 +77,7 @@ def convert(
 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
-        job = _Conversion(slide, ids, options, staging, progress)
+        job = _Conversion(slide, headers, options, staging, progress)
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
         pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
@@ -113,7 +119,7 @@ class _Conversion:
     def __init__(
         self,
         slide: SlideInfo,
-        ids: SlideIds,
+        headers: Headers,
         options: ConvertOptions,
         staging: Path,
         progress: Progress | None,
@@ -122,9 +128,7 @@ class _Conversion:
         self.options = options
         self.staging = staging
         self.progress = progress
-        self.ids = ids
-        self._datasets: SlideDatasets | None = None
-        self._datasets_lock = threading.Lock()
+        self.headers = headers
         self.codec = codec_for(options.codec, options.jpeg_mode)
         self.total = 0
         self.done = 0
@@ -147,18 +151,6 @@ class _Conversion:
             self._pool.shutdown(wait=True, cancel_futures=True)
         for access in self._accesses:
             access.close()
-
-    @property
-    def datasets(self) -> SlideDatasets:
-        """Built on first use: pydicom, the slowest import here, then loads while the workers
-        already decode (one instance for both threads: it holds the study and series UIDs)."""
-        with self._datasets_lock:
-            if self._datasets is None:
-                from wsi.metadata import SlideDatasets, level0_spacing
-
-                spacing = level0_spacing(self.slide, self.options.fallback_mpp)
-                self._datasets = SlideDatasets(self.slide, self.ids, spacing)
-            return self._datasets
 
     @property
     def access(self) -> SlideAccess:
@@ -237,9 +229,10 @@ class _Conversion:
             photometric, transfer_syntax = self.codec.photometric, self.codec.transfer_syntax
             history = self._encoded_history()
             estimate = level.frames * (level.tile_width * level.tile_height * 3 * 11 // 10 + 1024)
-        # Encoding starts before the header exists: the workers get going while pydicom loads.
+        # Encoding jobs go out before the header is asked for: the workers need not wait for it.
         batches = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
-        ds = self.datasets.instance(
+        header = self.headers.header(
+            transfer_syntax,
             kind="VOLUME",
             derived=level.generated,
             number=number,
@@ -252,9 +245,8 @@ class _Conversion:
             lossy_history=history,
             downsample=level.downsample,
         )
-        writer = FrameWriter(
-            self.staging / name, ds, transfer_syntax, level.frames, large=estimate >= FOUR_GIB
-        )
+        path, large = self.staging / name, estimate >= FOUR_GIB
+        writer = FrameWriter(path, header, level.frames, large=large)
         try:
             for batch in batches:
                 writer.write_batch(batch)
@@ -445,7 +437,8 @@ class _Conversion:
         height, width = pixels.shape[:2]
         codec = codec_for("jpeg", self.options.jpeg_mode)
         frame = encode(pixels, codec.name, self.options.jpeg_quality)
-        ds = self.datasets.instance(
+        header = self.headers.header(
+            JPEG_BASELINE,
             kind=image.kind,
             derived=image.kind == "THUMBNAIL",
             number=number,
@@ -458,7 +451,7 @@ class _Conversion:
             lossy_history=[(codec.method, RATIO_PLACEHOLDER)],
             downsample=self.slide.width / width,
         )
-        writer = FrameWriter(self.staging / name, ds, JPEG_BASELINE, 1, large=False)
+        writer = FrameWriter(self.staging / name, header, 1, large=False)
         writer.write_batch([(frame, b"", 0)])
         writer.close(_ratio(width * height * 3, writer.compressed_bytes))
         self._advance(1)

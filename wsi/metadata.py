@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import datetime
+from io import BytesIO
 
 from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from wsi.options import SlideIds
 from wsi.sources.model import SlideInfo
@@ -231,3 +233,15 @@ class SlideDatasets:
         groups.WholeSlideMicroscopyImageFrameTypeSequence = [frame_type]
         groups.OpticalPathIdentificationSequence = [optical]
         return groups
+
+
+def header_bytes(dataset: Dataset, transfer_syntax: str) -> bytes:
+    """The Part-10 file up to (not including) Pixel Data: preamble, file meta, ``dataset``."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    dataset.file_meta = meta
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,6 +1,7 @@
 """Stream encapsulated frames into a DICOM Part-10 file with bounded memory.
 
-pydicom writes the header (file meta + every element before Pixel Data). The encapsulated Pixel
+pydicom writes the header (file meta + every element before Pixel Data; wsi.metadata.header_bytes).
+The encapsulated Pixel
 Data element itself is written here by hand: pydicom's dcmwrite needs all frames in memory (a
 bytes value or a buffer of the whole encapsulated stream), which for a level-0 instance of a large
 slide is gigabytes. We write the undefined-length (7FE0,0010) element, a Basic Offset Table item
@@ -14,12 +15,7 @@ import os
 import struct
 import sys
 from array import array
-from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pydicom import Dataset
 
 _ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
 _SEQ_DELIM = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -32,23 +28,20 @@ RATIO_PLACEHOLDER = "9.8765432109e+99"
 
 
 class FrameWriter:
-    """Write ``frames`` encapsulated frames after a header built from ``dataset``.
+    """Write ``frames`` encapsulated frames after ``header`` (Part-10 bytes up to Pixel Data).
 
     ``large``: the pixel data may pass 4 GiB, so offsets go into an Extended Offset Table
     (the Basic Offset Table, whose offsets are 32-bit, is then left empty as the standard asks).
     Frames go out with one writev() each, straight from the caller's buffers.
     """
 
-    def __init__(
-        self, path: Path, dataset: Dataset, transfer_syntax: str, frames: int, large: bool
-    ) -> None:
+    def __init__(self, path: Path, header: bytes, frames: int, large: bool) -> None:
         self.path = path
         self.frames = frames
         self.large = large
         self._offsets = array("Q")
         self._lengths = array("Q")
         self._pos = 0  # bytes of items written after the offset table item
-        header = _header_bytes(dataset, transfer_syntax)
         self._ratio_at = header.find(RATIO_PLACEHOLDER.encode())
         if large:
             self._eot_at = len(header) + len(_EOT_TAG) + 4
@@ -124,17 +117,3 @@ def _little_endian(values: array) -> bytes:
         values = array(values.typecode, values)
         values.byteswap()
     return values.tobytes()
-
-
-def _header_bytes(dataset: Dataset, transfer_syntax: str) -> bytes:
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import UID
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    dataset.file_meta = meta
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()

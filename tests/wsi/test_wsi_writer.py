@@ -7,13 +7,13 @@ import numpy as np
 import pydicom
 from pydicom.encaps import generate_frames, get_frame
 
-from wsi.metadata import SlideDatasets, Spacing
+from wsi.metadata import SlideDatasets, Spacing, header_bytes
 from wsi.options import SlideIds
 from wsi.sources.model import SlideInfo, SourceLevel
 from wsi.writer import RATIO_PLACEHOLDER, FrameWriter
 
 
-def _dataset(tmp_path, frames: int, history):
+def _header(tmp_path, frames: int, history) -> bytes:
     slide = SlideInfo(
         path=tmp_path / "synthetic.tiff",
         reader="tiff",
@@ -21,7 +21,7 @@ def _dataset(tmp_path, frames: int, history):
         levels=[SourceLevel(0, 64 * frames, 64, 1.0, 64, 64)],
     )
     builder = SlideDatasets(slide, SlideIds(patient_id="P"), Spacing(0.5, 0.5, None))
-    return builder.instance(
+    ds = builder.instance(
         kind="VOLUME",
         derived=False,
         number=1,
@@ -33,6 +33,7 @@ def _dataset(tmp_path, frames: int, history):
         photometric="YBR_FULL_422",
         lossy_history=history,
     )
+    return header_bytes(ds, "1.2.840.10008.1.2.4.50")
 
 
 def _tiles(n: int) -> list[bytes]:
@@ -48,8 +49,7 @@ def test_basic_offset_table_and_ratio(tmp_path):
     path = tmp_path / "bot.dcm"
     writer = FrameWriter(
         path,
-        _dataset(tmp_path, 5, [("ISO_10918_1", RATIO_PLACEHOLDER)]),
-        "1.2.840.10008.1.2.4.50",
+        _header(tmp_path, 5, [("ISO_10918_1", RATIO_PLACEHOLDER)]),
         5,
         large=False,
     )
@@ -67,7 +67,7 @@ def test_extended_offset_table(tmp_path):
     """Past 4 GiB the offsets go into an Extended Offset Table (forced here on a small file)."""
     tiles = _tiles(4)
     path = tmp_path / "eot.dcm"
-    writer = FrameWriter(path, _dataset(tmp_path, 4, []), "1.2.840.10008.1.2.4.50", 4, large=True)
+    writer = FrameWriter(path, _header(tmp_path, 4, []), 4, large=True)
     writer.write_batch([(tile, b"", 0) for tile in tiles])
     writer.close()
     ds = pydicom.dcmread(path)
@@ -89,7 +89,7 @@ def test_extended_offset_table(tmp_path):
 def test_prefix_and_skip_build_the_frame(tmp_path):
     tiles = _tiles(2)
     path = tmp_path / "prefix.dcm"
-    writer = FrameWriter(path, _dataset(tmp_path, 2, []), "1.2.840.10008.1.2.4.50", 2, large=False)
+    writer = FrameWriter(path, _header(tmp_path, 2, []), 2, large=False)
     writer.write_batch([(memoryview(tile), tile[:2], 2) for tile in tiles])
     writer.close()
     ds = pydicom.dcmread(path)
