@@ -23,22 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub.archive import errors, frametable
 from hub.archive.attributes import rows as index_rows
 from hub.archive.index import conflicts, instances, patients, series, studies
+from hub.archive.known import Known, KnownRow, lookup
 from hub.archive.model import IngestResult, Source
 from hub.archive.parse import ParsedInstance, dumps, parse_part10
 from hub.archive.store import BlobStore
 
 log = logging.getLogger(__name__)
-
-KnownRow = tuple[int, str]  # (id, attrs JSON) of an index row
-
-
-@dataclass(frozen=True)
-class Known:
-    """Rows of the object's patient, study and series already in the index (None: new)."""
-
-    patient: KnownRow | None
-    study: KnownRow | None
-    series: KnownRow | None
 
 
 @dataclass(frozen=True)
@@ -133,14 +123,15 @@ class Ingestor:
         async with self._lock:
             try:
                 async with self.engine.begin() as conn:
-                    version = await self._check_duplicate(conn, p, sha256)
+                    known = await lookup(conn, p)
+                    version = self._version(p, sha256, known)
                     if version == 0:
                         result.status, result.message = (
                             "duplicate",
                             "Identical object already stored",
                         )
                         return result, committed
-                    known = await self._known_rows(conn, p, built, source)
+                    await self._check_owners(p, built, source, known)
                     await loop.run_in_executor(None, self.store.commit, temp, sha256)
                     committed = True  # renamed into the store, or dropped as already there
                     record = await self._index(conn, p, built, sha256, size, version, source, known)
@@ -164,18 +155,12 @@ class Ingestor:
                 log.exception("event subscriber failed")
         return result, committed
 
-    async def _check_duplicate(self, conn: AsyncConnection, p: ParsedInstance, sha256: str) -> int:
+    def _version(self, p: ParsedInstance, sha256: str, known: Known) -> int:
         """0 for an identical duplicate, else the version number the new object gets."""
-        current = (
-            await conn.execute(
-                select(instances.c.sha256, instances.c.version).where(
-                    instances.c.sop_uid == p.sop_uid, instances.c.is_current.is_(True)
-                )
-            )
-        ).first()
-        if current is None:
+        if known.current is None:
             return 1
-        if current.sha256 == sha256:
+        current_sha256, current_version = known.current
+        if current_sha256 == sha256:
             return 0
         if self.duplicate_policy != "version":
             raise errors.IngestError(
@@ -183,35 +168,21 @@ class Ingestor:
                 f"SOP Instance {p.sop_uid} is already stored with different content",
                 conflict=True,
             )
-        return current.version + 1
+        return current_version + 1
 
-    async def _known_rows(
-        self, conn: AsyncConnection, p: ParsedInstance, built: dict, source: Source
-    ) -> Known:
-        """The study (with its patient) and the series rows already indexed, if any; refuses
-        an object whose study belongs to another patient or whose series to another study."""
-        study = (
-            await conn.execute(
-                select(
-                    studies.c.id,
-                    studies.c.attrs,
-                    patients.c.id.label("patient_fk"),
-                    patients.c.patient_id,
-                    patients.c.issuer,
-                    patients.c.attrs.label("patient_attrs"),
-                )
-                .select_from(studies.join(patients, studies.c.patient_fk == patients.c.id))
-                .where(studies.c.study_uid == p.study_uid)
-            )
-        ).first()
+    async def _check_owners(
+        self, p: ParsedInstance, built: dict, source: Source, known: Known
+    ) -> None:
+        """Refuse an object whose study belongs to another patient (recording the conflict)
+        or whose series belongs to another study."""
         offered = (built["patient"]["patient_id"], built["patient"]["issuer"])
-        if study is not None and (study.patient_id, study.issuer) != offered:
+        if known.patient_key is not None and known.patient_key != offered:
             async with self.engine.begin() as wconn:
                 await wconn.execute(
                     insert(conflicts).values(
                         study_uid=p.study_uid,
                         sop_uid=p.sop_uid,
-                        kept_patient_id=study.patient_id,
+                        kept_patient_id=known.patient_key[0],
                         offered_patient_id=offered[0],
                         door=source.door,
                         at=time.time(),
@@ -222,22 +193,12 @@ class Ingestor:
                 f"Study {p.study_uid} belongs to another patient; the conflict is recorded",
                 conflict=True,
             )
-        serie = (
-            await conn.execute(
-                select(series.c.id, series.c.attrs, studies.c.study_uid)
-                .select_from(series.join(studies, series.c.study_fk == studies.c.id))
-                .where(series.c.series_uid == p.series_uid)
-            )
-        ).first()
-        if serie is not None and serie.study_uid != p.study_uid:
+        if known.series_study_uid is not None and known.series_study_uid != p.study_uid:
             raise errors.IngestError(
                 errors.PROCESSING_FAILURE,
-                f"Series {p.series_uid} already belongs to study {serie.study_uid}",
+                f"Series {p.series_uid} already belongs to study {known.series_study_uid}",
                 conflict=True,
             )
-        if study is None:
-            return Known(None, None, _row(serie))
-        return Known((study.patient_fk, study.patient_attrs), (study.id, study.attrs), _row(serie))
 
     async def _index(
         self,
@@ -324,10 +285,6 @@ async def _discard(temp: Path) -> None:
     await asyncio.get_running_loop().run_in_executor(None, partial(temp.unlink, missing_ok=True))
 
 
-def _row(row: Any) -> KnownRow | None:
-    return None if row is None else (row.id, row.attrs)
-
-
 async def _upsert(
     conn: AsyncConnection,
     table: Any,
@@ -342,7 +299,7 @@ async def _upsert(
     row = known
     if row is None:
         found = (await conn.execute(select(table.c.id, table.c.attrs).where(where))).first()
-        row = _row(found)
+        row = None if found is None else (found.id, found.attrs)
     if row is None:
         data = {**values, "attrs": dumps(values["attrs"])}
         return (await conn.execute(insert(table).values(**data))).inserted_primary_key[0], True
