@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from wsi.headers import Headers
 
 Progress = Callable[[int, int], None]
-_JOB_PIXELS = 2048 * 1024  # source pixels decoded per worker job: bounds its memory
+_JOB_PIXELS = 4096 * 1024  # source pixels decoded per worker job: bounds its memory
 # Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
 # encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
 _POOL_MIN_FRAMES = 256
