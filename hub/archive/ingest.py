@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import errors, frametable
@@ -29,6 +29,23 @@ from hub.archive.parse import ParsedInstance, dumps, parse_part10
 from hub.archive.store import BlobStore
 
 log = logging.getLogger(__name__)
+
+# The per-object count updates, built once (with the SQLite driver, building and caching a
+# statement costs about as much as running it).
+COUNT_IN_SERIES = (
+    update(series)
+    .where(series.c.id == bindparam("b_series"))
+    .values(num_instances=series.c.num_instances + 1)
+)
+_earlier = (series.c.first_time == "") | (series.c.first_time > bindparam("b_first_time"))
+COUNT_IN_SERIES_AT = COUNT_IN_SERIES.values(
+    first_time=case((_earlier, bindparam("b_first_time")), else_=series.c.first_time)
+)
+COUNT_IN_STUDY = (
+    update(studies)
+    .where(studies.c.id == bindparam("b_study"))
+    .values(num_instances=studies.c.num_instances + 1)
+)
 
 
 @dataclass(frozen=True)
@@ -241,20 +258,22 @@ class Ingestor:
             )
         inst = built["instance"]
         await conn.execute(
-            insert(instances).values(
-                **{**inst, "attrs": dumps(inst["attrs"])},
-                version=version,
-                is_current=True,
-                series_fk=series_fk,
-                sha256=sha256,
-                size=size,
-                metadata=dumps(p.json),
-                frames=frametable.pack(p.frames) if p.frames is not None else None,
-                bulk=json.dumps({k: [b.offset, b.length, b.vr] for k, b in p.bulk.items()}),
-                received_at=time.time(),
-                door=source.door,
-                actor=source.actor,
-            )
+            insert(instances),  # values as parameters: one cached statement for every object
+            {
+                **inst,
+                "attrs": dumps(inst["attrs"]),
+                "version": version,
+                "is_current": True,
+                "series_fk": series_fk,
+                "sha256": sha256,
+                "size": size,
+                "metadata": dumps(p.json),
+                "frames": frametable.pack(p.frames) if p.frames is not None else None,
+                "bulk": json.dumps({k: [b.offset, b.length, b.vr] for k, b in p.bulk.items()}),
+                "received_at": time.time(),
+                "door": source.door,
+                "actor": source.actor,
+            },
         )
         if version == 1:
             await _recount(conn, study_fk, series_fk, built["series"], new_series)
@@ -316,26 +335,26 @@ async def _recount(
 ) -> None:
     """Keep the per-level counts and the study's modalities current for one new instance."""
     first_time = series_row["first_time"]
-    earlier = (series.c.first_time == "") | (series.c.first_time > first_time)
+    if first_time:
+        await conn.execute(COUNT_IN_SERIES_AT, {"b_series": series_fk, "b_first_time": first_time})
+    else:
+        await conn.execute(COUNT_IN_SERIES, {"b_series": series_fk})
+    if not new_series:
+        await conn.execute(COUNT_IN_STUDY, {"b_study": study_fk})
+        return
+    current = (
+        await conn.execute(select(studies.c.modalities).where(studies.c.id == study_fk))
+    ).scalar() or ""
+    modalities = {m for m in current.split("\\") if m} | {series_row["modality"]} - {""}
     await conn.execute(
-        update(series)
-        .where(series.c.id == series_fk)
+        update(studies)
+        .where(studies.c.id == study_fk)
         .values(
-            num_instances=series.c.num_instances + 1,
-            first_time=case((earlier, first_time), else_=series.c.first_time)
-            if first_time
-            else series.c.first_time,
+            num_instances=studies.c.num_instances + 1,
+            num_series=studies.c.num_series + 1,
+            modalities="\\".join(sorted(modalities)),
         )
     )
-    changes: dict[str, Any] = {"num_instances": studies.c.num_instances + 1}
-    if new_series:
-        current = (
-            await conn.execute(select(studies.c.modalities).where(studies.c.id == study_fk))
-        ).scalar() or ""
-        modalities = {m for m in current.split("\\") if m} | {series_row["modality"]} - {""}
-        changes["num_series"] = studies.c.num_series + 1
-        changes["modalities"] = "\\".join(sorted(modalities))
-    await conn.execute(update(studies).where(studies.c.id == study_fk).values(**changes))
 
 
 def _failed(exc: errors.IngestError, sha256: str, base: IngestResult | None = None) -> IngestResult:
