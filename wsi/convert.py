@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,7 +142,7 @@ class _Conversion:
         self._local = threading.local()
         self._accesses: list[SlideAccess] = []
         self._kept: tuple[PlannedLevel, np.ndarray] | None = None  # see _whole_level
-        self._shared: deque[tuple] = deque()  # levels to copy, then associated images
+        self._shared: deque[Callable[[], None]] = deque()  # see run()
 
     def __enter__(self) -> _Conversion:
         return self
@@ -164,8 +165,9 @@ class _Conversion:
 
     def run(self, copies: list, encodes: list, extras: list) -> None:
         """Copy passthrough levels in a helper thread (I/O bound: preadv/writev release the GIL)
-        while this thread encodes or feeds the encoding workers; then both take what is left
-        (the copying thread from the largest level down, this one from the other end)."""
+        while this thread encodes or feeds the encoding workers. The small generated levels (one
+        task: each is made from the one before), label, overview and thumbnail are shared: the
+        copying thread takes them after the copies, this one from the other end of the queue."""
         from concurrent.futures import ThreadPoolExecutor
 
         encode_frames = sum(level.frames for level, *_ in encodes)
@@ -175,17 +177,18 @@ class _Conversion:
             # thread holds a lock (malloc, OpenSlide's, the import lock) can hang forever. The pool
             # forks lazily on its first task, so hand it a trivial one.
             self._workers().submit(int).result()
-        self._shared.extend(
-            (self.write_level, level, name, number) for level, number, name in copies
-        )
-        self._shared.extend(
-            (self.write_associated, image, name, number) for image, (number, name) in extras
-        )
+        small = [item for item in encodes if _small_generated(item[0])]
+        encodes = [item for item in encodes if not _small_generated(item[0])]
+        self._shared.extend(partial(self.write_level, lv, name, n) for lv, n, name in copies)
+        if small:
+            self._shared.append(partial(self._encode_all, small))
+        self._shared.extend(partial(self.write_associated, a, name, n) for a, (n, name) in extras)
         with ThreadPoolExecutor(1, thread_name_prefix="wsi-copy") as copier:
             copied = copier.submit(self._guarded, self._take_shared, self._shared.popleft)
             # If the copying thread failed first, its error (from result()) is the one to report.
             with contextlib.suppress(_Stopped):
                 self._guarded(self._encode_all, encodes)
+                self._guarded(self._take_shared, self._shared.pop)
             copied.result()
 
     def _guarded(self, work: Callable, *args) -> None:
@@ -198,15 +201,15 @@ class _Conversion:
     def _encode_all(self, encodes: list) -> None:
         for level, number, name in encodes:
             self.write_level(level, name, number)
-        self._take_shared(self._shared.pop)
 
-    def _take_shared(self, take: Callable[[], tuple]) -> None:
+    @staticmethod
+    def _take_shared(take: Callable[[], Callable[[], None]]) -> None:
         while True:
             try:
-                write, image, name, number = take()
+                task = take()
             except IndexError:
                 return
-            write(image, name, number)
+            task()
 
     def _advance(self, frames: int) -> None:
         if self._failed.is_set():
@@ -333,8 +336,7 @@ class _Conversion:
         pixels = self._whole_level(level) if level.generated else None
         if pixels is not None:
             return self._frames_of(pixels, level)
-        tile_pixels = level.tile_width * level.tile_height * self._scale(level) ** 2
-        per_job = max(1, int(_JOB_PIXELS // tile_pixels))
+        per_job = self._tiles_per_job(level)
         jobs = [
             self._job(level, ty, tx0, min(tx0 + per_job, level.tiles_across), self.codec.name)
             for ty in range(level.tiles_down)
@@ -367,6 +369,10 @@ class _Conversion:
             yield [(tile, b"", 0) for tile in tiles]
             self._advance(len(tiles))
 
+    def _tiles_per_job(self, level: PlannedLevel) -> int:
+        tile_pixels = level.tile_width * level.tile_height * self._scale(level) ** 2
+        return max(1, int(_JOB_PIXELS // tile_pixels))
+
     def _whole_level(self, level: PlannedLevel) -> np.ndarray | None:
         """A small generated level's pixels, made from the generated level before it when that
         one is in memory (instead of decoding the source level again), else from the source."""
@@ -374,13 +380,17 @@ class _Conversion:
         factor = round(level.downsample / kept[0].downsample) if kept else 0
         if kept and factor > 1 and level.downsample == kept[0].downsample * factor:
             pixels = shrink(kept[1], factor, level.width, level.height)
-        elif level.width * level.height <= _WHOLE_LEVEL_PIXELS:
-            size, scale, th = (level.width, level.height), self._scale(level), level.tile_height
+        elif _small_generated(level):
+            size, scale = (level.width, level.height), self._scale(level)
             pixels = np.empty((level.height, level.width, 3), dtype=np.uint8)
-            for y in range(0, level.height, th):  # a strip at a time: bounded source pixels
-                h = min(th, level.height - y)
-                strip = read_resampled(self.access, level.read_level, scale, size, 0, y, size[0], h)
-                pixels[y : y + h] = strip
+            # Piece by piece, as the worker jobs do, so the source pixels decoded at once stay
+            # bounded however far below the source level this one lies.
+            w = level.tile_width * self._tiles_per_job(level)
+            for y in range(0, level.height, level.tile_height):
+                h = min(level.tile_height, level.height - y)
+                for x in range(0, level.width, w):
+                    piece = read_resampled(self.access, level.read_level, scale, size, x, y, w, h)
+                    pixels[y : y + h, x : x + w] = piece[:, : level.width - x]
         else:
             return None
         self._kept = (level, pixels)
@@ -459,6 +469,10 @@ class _Conversion:
 
 class _Stopped(ConversionError):
     """Raised in one thread of a conversion because the other one failed."""
+
+
+def _small_generated(level: PlannedLevel) -> bool:
+    return level.generated and level.width * level.height <= _WHOLE_LEVEL_PIXELS
 
 
 def _ordered(
