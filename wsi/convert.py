@@ -333,9 +333,8 @@ class _Conversion:
 
     def _encoded_frames(self, level: PlannedLevel) -> Iterator[list[tuple]]:
         """Encoded frames in batches; jobs for worker processes are submitted already."""
-        pixels = self._whole_level(level) if level.generated else None
-        if pixels is not None:
-            return self._frames_of(pixels, level)
+        if _small_generated(level):
+            return self._frames_of(self._whole_level(level), level)
         per_job = self._tiles_per_job(level)
         jobs = [
             self._job(level, ty, tx0, min(tx0 + per_job, level.tiles_across), self.codec.name)
@@ -373,14 +372,14 @@ class _Conversion:
         tile_pixels = level.tile_width * level.tile_height * self._scale(level) ** 2
         return max(1, int(_JOB_PIXELS // tile_pixels))
 
-    def _whole_level(self, level: PlannedLevel) -> np.ndarray | None:
+    def _whole_level(self, level: PlannedLevel) -> np.ndarray:
         """A small generated level's pixels, made from the generated level before it when that
         one is in memory (instead of decoding the source level again), else from the source."""
         kept = self._kept
         factor = round(level.downsample / kept[0].downsample) if kept else 0
         if kept and factor > 1 and level.downsample == kept[0].downsample * factor:
             pixels = shrink(kept[1], factor, level.width, level.height)
-        elif _small_generated(level):
+        else:
             size, scale = (level.width, level.height), self._scale(level)
             pixels = np.empty((level.height, level.width, 3), dtype=np.uint8)
             # Piece by piece, as the worker jobs do, so the source pixels decoded at once stay
@@ -391,8 +390,6 @@ class _Conversion:
                 for x in range(0, level.width, w):
                     piece = read_resampled(self.access, level.read_level, scale, size, x, y, w, h)
                     pixels[y : y + h, x : x + w] = piece[:, : level.width - x]
-        else:
-            return None
         self._kept = (level, pixels)
         return pixels
 
@@ -493,7 +490,9 @@ def _ordered(
     return _in_order(pending, waiting, submit, slots)
 
 
-def _in_order(pending: deque, waiting: Iterator, submit: Callable, slots: memoryview | None):
+def _in_order(
+    pending: deque, waiting: Iterator, submit: Callable, slots: memoryview | None
+) -> Iterator[list[bytes] | list[memoryview]]:
     try:
         while pending:
             future, slot = pending.popleft()
