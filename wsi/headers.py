@@ -73,8 +73,9 @@ class Headers:
         with contextlib.suppress(OSError):  # already gone
             self._conn.send(("stop", ()))
         self._conn.close()
-        os.waitpid(self._pid, 0)
         self._conn = None
+        with contextlib.suppress(ChildProcessError):  # a host's SIGCHLD handler may reap it first
+            os.waitpid(self._pid, 0)
 
 
 class _Builder:
