@@ -109,7 +109,7 @@ def run_once(tool: str, slide: str, n: int) -> Run:
         time.sleep(0.1)  # reading smaps is not free: sample sparingly
     stats = _parse_time(timing.read_text())
     files = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
-    return Run(
+    run = Run(
         tool=tool,
         slide=slide,
         rc=proc.returncode,
@@ -120,6 +120,8 @@ def run_once(tool: str, slide: str, n: int) -> Run:
         out_mb=sum(p.stat().st_size for p in files) / 2**20,
         files=len(files),
     )
+    shutil.rmtree(out, ignore_errors=True)  # hundreds of MB per run otherwise pile up in /tmp
+    return run
 
 
 def _tree_rss(proc: psutil.Process) -> int:
