@@ -42,6 +42,7 @@ TOOLS = [
     "tessera",
     "tessera-reencode",
     "tessera-reencode-420",
+    "tessera-reencode-420-q80",
     "wsidicomizer",
     "wsidicomizer-tx",
     "orthanc",
@@ -60,6 +61,11 @@ def command(tool: str, src: Path, out: Path) -> list[str]:
         "tessera": tessera,
         "tessera-reencode": [*tessera, "--codec", "jpeg"],
         "tessera-reencode-420": [*tessera, "--codec", "jpeg", "--jpeg-mode", "ycbcr420"],
+        # wsidicomizer's own re-encoding settings (JPEG q80, 4:2:0): the like-for-like row.
+        "tessera-reencode-420-q80": [
+            *tessera,
+            *("--codec", "jpeg", "--jpeg-mode", "ycbcr420", "--quality", "80"),
+        ],
         "wsidicomizer": [str(PEERS_VENV / "wsidicomizer"), "-i", str(src), "-o", str(out)],
         "wsidicomizer-tx": [
             str(PEERS_VENV / "wsidicomizer"),
