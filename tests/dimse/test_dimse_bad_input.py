@@ -100,7 +100,9 @@ def _store_as_unknown_sop_class(port: int, path: Path) -> bool:
         if not assoc.is_established:
             break
         time.sleep(0.1)
-    aborted = assoc.is_aborted and assoc.dimse.msg_queue.empty()
+    # No DIMSE answer came; (None, None) is what pynetdicom queues itself on an abort.
+    answers = [msg for _, msg in list(assoc.dimse.msg_queue.queue) if msg is not None]
+    aborted = assoc.is_aborted and not answers
     if assoc.is_established:
         assoc.release()
     return aborted
