@@ -1,9 +1,15 @@
 """Instance headers come from a helper process for single-threaded callers, in-process otherwise;
-both give the same attributes, and the helper reports errors and ends with the conversion."""
+both give the same attributes, and the helper reports errors and ends with the conversion.
+
+The test runner may have threads of its own running (earlier tests leave executor threads
+behind), and then ``Headers`` never forks: the helper-process checks run in a fresh interpreter.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from io import BytesIO
 
@@ -57,9 +63,32 @@ def _headers_in_thread(slide: SlideInfo) -> list:
     return out
 
 
+def _in_fresh_interpreter(check: str, tmp_path) -> None:
+    """Run ``check(tmp_path)`` of this module in a new single-threaded Python."""
+    code = (
+        "import sys, pathlib; sys.path.insert(0, sys.argv[1]); import test_wsi_headers as t; "
+        f"t.{check}(pathlib.Path(sys.argv[2]))"
+    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run(
+        [sys.executable, "-c", code, here, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_helper_process_and_in_process_agree(tmp_path):
-    if threading.active_count() > 1:
-        pytest.skip("a test-runner thread is running: no helper process is forked")
+    _in_fresh_interpreter("check_helper_agrees_with_in_process", tmp_path)
+
+
+def test_helper_reports_errors_and_keeps_serving(tmp_path):
+    _in_fresh_interpreter("check_helper_reports_errors", tmp_path)
+
+
+def check_helper_agrees_with_in_process(tmp_path) -> None:
+    assert threading.active_count() == 1
     slide = _slide(tmp_path)
     headers = Headers()
     try:
@@ -79,8 +108,9 @@ def test_helper_process_and_in_process_agree(tmp_path):
     assert forked.file_meta.TransferSyntaxUID == JPEG_BASELINE
 
 
-def test_helper_reports_errors_and_keeps_serving(tmp_path):
+def check_helper_reports_errors(tmp_path) -> None:
     headers = Headers()
+    assert headers._pid > 0
     try:
         headers.bind(_slide(tmp_path), SlideIds(), 1.0)
         with pytest.raises(RuntimeError, match="TypeError"):
