@@ -178,25 +178,24 @@ async def test_dataset_without_uids_cannot_be_understood(
     assert _temp_files(dimse_hub) == []
 
 
-async def test_dataset_of_another_sop_class_is_refused(dimse_hub: DimseHub, tmp_path: Path) -> None:
+# The file meta, and so the C-STORE request built from it, keeps naming the original CT instance.
+@pytest.mark.parametrize(
+    ("keyword", "value", "reason"),
+    [
+        ("SOPClassUID", MRImageStorage, "SOP Class"),
+        ("SOPInstanceUID", generate_uid(), "SOP Instance UID differs"),
+    ],
+)
+async def test_dataset_that_is_not_the_requested_one_is_refused(
+    dimse_hub: DimseHub, tmp_path: Path, keyword: str, value: str, reason: str
+) -> None:
     ds = dcmread(CT)
-    ds.SOPClassUID = MRImageStorage  # the file meta (and so the request) still say CT
+    setattr(ds, keyword, value)
     bad = tmp_path / "mismatch.dcm"
     ds.save_as(bad)
     rsp = await asyncio.to_thread(_send_raw, dimse_hub.port, bad)
     assert rsp.Status == 0xA900
-    assert "differs" in rsp.ErrorComment
-    assert await _instances(dimse_hub) == []
-
-
-async def test_dataset_of_another_instance_is_refused(dimse_hub: DimseHub, tmp_path: Path) -> None:
-    ds = dcmread(CT)
-    ds.SOPInstanceUID = generate_uid()  # the file meta (and so the request) name another one
-    bad = tmp_path / "other-instance.dcm"
-    ds.save_as(bad)
-    rsp = await asyncio.to_thread(_send_raw, dimse_hub.port, bad)
-    assert rsp.Status == 0xA900
-    assert "SOP Instance UID differs" in rsp.ErrorComment
+    assert reason in rsp.ErrorComment and "differs" in rsp.ErrorComment
     assert await _instances(dimse_hub) == []
     assert _temp_files(dimse_hub) == []
 
