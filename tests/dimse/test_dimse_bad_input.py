@@ -4,7 +4,6 @@ stored, and the SCP keeps serving (C-ECHO works afterwards)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from io import BytesIO
 from pathlib import Path
@@ -52,13 +51,14 @@ def _temp_files(hub: DimseHub) -> list[Path]:
 
 async def test_garbage_bytes_are_dropped(dimse_hub: DimseHub) -> None:
     reader, writer = await asyncio.open_connection(HOST, dimse_hub.port)
-    writer.write(b"\xff" + os.urandom(4095))  # 0xFF: no PDU has that type
+    # 0xFF is no PDU type. Not random bytes: pynetdicom reads on after the first bad header,
+    # and a random 6-byte run that looks like a PDU header with a large length makes it wait
+    # for the rest of that "PDU" until the network timeout before it answers.
+    writer.write(b"\xff" * 4096)
     await writer.drain()
-    # pynetdicom answers an unknown PDU type with A-ABORT; when its first read returns short
-    # it treats the connection as closed instead and drops it at the network timeout (60 s).
-    answer = await asyncio.wait_for(reader.read(10), 90)
+    answer = await asyncio.wait_for(reader.read(10), 30)
     writer.close()
-    assert answer[:1] in (b"\x07", b""), answer  # A-ABORT, or the connection closed
+    assert answer[:1] == b"\x07", answer  # A-ABORT
     await _still_serving(dimse_hub)
     assert await _instances(dimse_hub) == []
 
