@@ -3,19 +3,15 @@ storescp to receive C-MOVEs."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from dimse_peers import AE, HOST, DimseHub, StoreSCP, need_dcmtk
+from dimse_peers import AE, HOST, DimseHub, StoreSCP, need_dcmtk, running_dimse_hub
 from hubtest import free_port
 
 import hub.worklist.model  # noqa: F401  (creates the worklist table with the archive)
-from hub.archive import Archive
 from hub.config import Settings
-from hub.dimse.config import DimseConfig
-from hub.dimse.service import DimseServer
 
 
 @pytest.fixture
@@ -35,11 +31,5 @@ async def dimse_hub(tmp_path: Path, receiver: StoreSCP) -> AsyncIterator[DimseHu
         ae_title=AE,
         extra={"dimse_move_destinations": {receiver.ae: [HOST, receiver.port]}},
     )
-    archive = await Archive.open(settings)
-    server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
-    await asyncio.to_thread(server.start)
-    try:
-        yield DimseHub(archive, server, settings)
-    finally:
-        await asyncio.to_thread(server.stop)
-        await archive.close()
+    async with running_dimse_hub(settings) as hub:
+        yield hub

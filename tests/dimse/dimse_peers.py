@@ -4,11 +4,13 @@ configurations that propose each file's own transfer syntax, and Part-10 byte he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from pynetdicom.dsutils import split_dataset
 
 from hub.archive import Archive
 from hub.config import Settings
+from hub.dimse.config import DimseConfig
 from hub.dimse.service import DimseServer
 
 PYDICOM_DATA = Path(data_store.__file__).parent / "data"
@@ -234,3 +237,20 @@ class DimseHub:
     @property
     def address(self) -> list[str]:
         return ["-aec", AE, HOST, str(self.port)]
+
+
+@contextlib.asynccontextmanager
+async def running_dimse_hub(
+    settings: Settings, prepare: Callable[[Archive], Awaitable[None]] | None = None
+) -> AsyncIterator[DimseHub]:
+    """The DIMSE SCP on a fresh archive for ``settings``; ``prepare`` runs before it starts."""
+    archive = await Archive.open(settings)
+    if prepare is not None:
+        await prepare(archive)
+    server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
+    await asyncio.to_thread(server.start)
+    try:
+        yield DimseHub(archive, server, settings)
+    finally:
+        await asyncio.to_thread(server.stop)
+        await archive.close()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dimse_peers import AE, HOST, DimseHub, retrieve_samples, run, storescu_config
+from dimse_peers import (
+    AE,
+    HOST,
+    DimseHub,
+    retrieve_samples,
+    run,
+    running_dimse_hub,
+    storescu_config,
+)
 
 from hub.archive import Archive
 from hub.config import Settings
-from hub.dimse.config import DimseConfig
-from hub.dimse.service import DimseServer
 from hub.security.dimse_acl import allow_ae
 from hub.security.tables import ensure_schema
 
@@ -24,17 +29,14 @@ async def acl_hub(tmp_path: Path) -> AsyncIterator[DimseHub]:
     settings = Settings(
         data_dir=tmp_path / "data", dimse_port=0, ae_title=AE, extra={"dimse_acl": True}
     )
-    archive = await Archive.open(settings)
-    await ensure_schema(archive.engine)
-    await allow_ae(archive.engine, "VIEWER", ["find"])
-    await allow_ae(archive.engine, "MODALITY", ["store", "worklist"])
-    server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
-    await asyncio.to_thread(server.start)
-    try:
-        yield DimseHub(archive, server, settings)
-    finally:
-        await asyncio.to_thread(server.stop)
-        await archive.close()
+
+    async def grant(archive: Archive) -> None:
+        await ensure_schema(archive.engine)
+        await allow_ae(archive.engine, "VIEWER", ["find"])
+        await allow_ae(archive.engine, "MODALITY", ["store", "worklist"])
+
+    async with running_dimse_hub(settings, grant) as hub:
+        yield hub
 
 
 async def test_each_service_needs_its_permission(acl_hub: DimseHub, tmp_path: Path) -> None:

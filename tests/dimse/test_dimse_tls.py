@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dimse_peers import AE, HOST, DimseHub, need_dcmtk, retrieve_samples, run
+from dimse_peers import AE, HOST, DimseHub, need_dcmtk, retrieve_samples, run, running_dimse_hub
 
-from hub.archive import Archive
 from hub.archive.query import Query
 from hub.config import Settings
-from hub.dimse.config import DimseConfig
-from hub.dimse.service import DimseServer
 from hub.security.tls import make_self_signed
 
 pytestmark = pytest.mark.peers
@@ -29,14 +25,8 @@ async def tls_hub(tmp_path: Path) -> AsyncIterator[DimseHub]:
         ae_title=AE,
         extra={"dimse_tls": {"cert": str(cert), "key": str(key)}},
     )
-    archive = await Archive.open(settings)
-    server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
-    await asyncio.to_thread(server.start)
-    try:
-        yield DimseHub(archive, server, settings)
-    finally:
-        await asyncio.to_thread(server.stop)
-        await archive.close()
+    async with running_dimse_hub(settings) as hub:
+        yield hub
 
 
 async def test_echo_and_store_over_tls(tls_hub: DimseHub) -> None:
