@@ -1,4 +1,5 @@
-"""Corpus slides converted once per session, shared by the wsi tests."""
+"""Corpus slides, and vendor slides made at test time (synthetic.py), converted once per session
+and shared by the wsi tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import synthetic
 
 from wsi import ConvertOptions, convert_slide
 from wsi.pyramid import PlannedLevel, plan
@@ -36,16 +38,20 @@ class Converted:
 
 @pytest.fixture(scope="session")
 def wsi_converted(corpus: Path, tmp_path_factory) -> dict[str, Converted]:
-    """Every corpus slide converted with default options."""
+    """Every corpus and synthetic slide converted with default options."""
     out = {}
-    for name in SLIDES:
+    made = tmp_path_factory.mktemp("synthetic-slides")
+    for name in SLIDES + list(synthetic.SLIDES):
         src = corpus / "wsi" / name
+        if name in synthetic.SLIDES:
+            src = made / name
+            synthetic.SLIDES[name](corpus, src)
         target = tmp_path_factory.mktemp("wsi") / name
         paths = convert_slide(src, target)
         out[name] = Converted(src, paths, plan(open_slide(src), ConvertOptions()))
     return out
 
 
-@pytest.fixture(params=SLIDES)
+@pytest.fixture(params=SLIDES + list(synthetic.SLIDES))
 def slide(request, wsi_converted) -> Converted:
     return wsi_converted[request.param]

@@ -216,3 +216,26 @@ def test_corrupt_tile_in_a_copied_level_fails_clearly(corpus, tmp_path):
     with pytest.raises(ConversionError, match="tile 5 of the 900x700 level"):
         convert_slide(src, out, options=ConvertOptions(workers=1))
     assert sorted(tmp_path.iterdir()) == [src]
+
+
+def test_aperio_rgb_jpeg2000_tiles_are_copied_as_rgb(wsi_converted):
+    """Aperio 33005: RGB components without a colour transform, so the label is RGB."""
+    converted = wsi_converted["synthetic-aperio-j2k-rgb.svs"]
+    for index, path in enumerate(converted.volume_paths()):
+        assert converted.plan[index].passthrough is not None
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.91"
+        assert ds.PhotometricInterpretation == "RGB"
+        assert ds.LossyImageCompression == "01"
+        tiles, _ = _source_tiles(converted.source, page_index=2 * index)  # page 1: thumbnail
+        assert [_unpad(f) for f in _frames(path)] == tiles
+
+
+def test_aperio_ycbcr_jpeg2000_tiles_are_reencoded(wsi_converted):
+    """Aperio 33003 holds YCbCr although the TIFF says RGB; no DICOM label fits, so the pixels
+    are decoded (OpenSlide converts them to RGB) and re-encoded, with both compressions listed."""
+    converted = wsi_converted["synthetic-aperio-j2k-ycbcr.svs"]
+    assert all(level.passthrough is None for level in converted.plan)
+    ds = pydicom.dcmread(converted.paths[0], stop_before_pixels=True)
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    assert list(ds.LossyImageCompressionMethod) == ["ISO_15444_1", "ISO_10918_1"]

@@ -28,7 +28,8 @@ JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 JPEG2000 = "1.2.840.10008.1.2.4.91"
 
 _JPEG = 7
-_JPEG2000 = {33003, 33005, 34712}  # Aperio YCbCr, Aperio RGB, JPEG 2000
+_APERIO_J2K_YCBCR = 33003
+_JPEG2000 = {_APERIO_J2K_YCBCR, 33005, 34712}  # Aperio YCbCr, Aperio RGB, JPEG 2000
 _PHOTOMETRIC_RGB = 2
 
 
@@ -111,14 +112,16 @@ def _jpeg2000(page, sample: bytes, offsets, counts) -> Passthrough | None:
     if j2k_codestream(sample) is not sample:
         return None  # JP2-wrapped tiles: copying would need unwrapping each; re-encode instead
     header = read_j2k_header(sample)
-    if header.components != 3:
+    if header.components != 3 or page.compression == _APERIO_J2K_YCBCR:
+        # Aperio's 33003 tiles hold YCbCr whatever the TIFF photometric tag says (it says RGB),
+        # and no DICOM label means "YCbCr in a JPEG 2000 codestream": decode and re-encode.
         return None
     if header.mct:
         photometric = "YBR_RCT" if header.reversible else "YBR_ICT"
     elif page.compression == 33005 or page.photometric == _PHOTOMETRIC_RGB:
         photometric = "RGB"
     else:
-        return None  # Aperio 33003 stores YCbCr without MCT: no DICOM label fits, re-encode
+        return None
     return Passthrough(
         codec="jpeg2000",
         photometric=photometric,
