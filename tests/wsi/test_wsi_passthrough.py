@@ -239,3 +239,22 @@ def test_aperio_ycbcr_jpeg2000_tiles_are_reencoded(wsi_converted):
     ds = pydicom.dcmread(converted.paths[0], stop_before_pixels=True)
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
     assert list(ds.LossyImageCompressionMethod) == ["ISO_15444_1", "ISO_10918_1"]
+
+
+def test_lossless_jpeg2000_source_reencoded_losslessly_stays_lossless(corpus, tmp_path):
+    """A reversible JPEG 2000 source re-encoded as lossless JPEG 2000 has never been through a
+    lossy step: LossyImageCompression 00, no method listed."""
+    src = tmp_path / "j2k.tiff"
+    tifffile.imwrite(
+        src,
+        _tissue(corpus, 700, 600),
+        tile=(256, 256),
+        photometric="rgb",
+        compression="jpeg2000",
+        compressionargs={"level": 0, "codecformat": "j2k"},  # reversible 5-3
+    )
+    options = ConvertOptions(codec="jpeg2000-lossless", include_label=False)
+    paths = convert_slide(src, tmp_path / "out", options=options)
+    ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    assert ds.LossyImageCompression == "00"
+    assert "LossyImageCompressionMethod" not in ds

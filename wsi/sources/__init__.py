@@ -131,12 +131,26 @@ def _source_compression(tif, vendor: str) -> tuple[str, float | None] | None:
         if compression in (6, 7):
             return "ISO_10918_1", ratio
         if compression in (33003, 33005, 34712):
-            return "ISO_15444_1", ratio
+            return None if _j2k_reversible(tif, page) else ("ISO_15444_1", ratio)
         if compression in (1, 5, 8, 32773, 32946, 50000):
             return None
     if vendor in _JPEG_VENDORS:
         return "ISO_10918_1", None
     return None
+
+
+def _j2k_reversible(tif, page) -> bool:
+    """Whether the level's first stored JPEG 2000 tile uses the reversible (lossless) wavelet."""
+    from wsi.codestream import StreamError, j2k_codestream, read_j2k_header
+
+    for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+        if count:
+            tif.filehandle.seek(offset)
+            try:
+                return read_j2k_header(j2k_codestream(tif.filehandle.read(count))).reversible
+            except StreamError:
+                return False
+    return False
 
 
 def _tiff_only(path: Path, tif, openslide_reason: str) -> SlideInfo:
