@@ -12,6 +12,8 @@ Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Sett
                              on the DIMSE port (with "ca", peers need a certificate it issued)
 ``dimse_max_associations``   concurrent associations (default 16)
 ``dimse_timeout``            seconds for network and archive calls (default 60)
+``dimse_setup_timeout``      seconds a new connection has to ask for an association, TLS
+                             handshake included (default 10)
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class DimseConfig:
     move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
     max_associations: int = 16
     timeout: float = 60.0
+    setup_timeout: float = 10.0
     acl: bool = False
     tls: dict | None = None
 
@@ -149,6 +152,7 @@ class DimseConfig:
             move_destinations=destinations,
             max_associations=int(extra.get("dimse_max_associations", 16)),
             timeout=float(extra.get("dimse_timeout", 60.0)),
+            setup_timeout=float(extra.get("dimse_setup_timeout", 10.0)),
             acl=bool(extra.get("dimse_acl", False)),
             tls=_tls(extra.get("dimse_tls")),
         )

@@ -32,6 +32,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 import hub.worklist.model  # noqa: F401  (its table must exist before Archive.open)
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.dimse.access import AccessPolicy
+from hub.dimse.admission import Admission
 from hub.dimse.bridge import LoopBridge
 from hub.dimse.config import UNCOMPRESSED, DimseConfig, storage_sop_classes
 from hub.dimse.find import FindHandler
@@ -42,6 +43,8 @@ from hub.dimse.storage import StoreHandler
 from hub.dimse.wakeups import arm, disarm
 
 log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 128
 
 QUERY_MODELS = [
     PatientRootQueryRetrieveInformationModelFind,
@@ -80,11 +83,16 @@ class DimseServer:
         selector = Selector(archive, bridge, policy)
         self.store_handler = StoreHandler(archive, bridge, config.max_associations, policy)
         receive = StreamedReceive(archive.store)
+        self.admission = Admission(config.setup_timeout, config.max_associations)
         self.handlers = [
             (evt.EVT_CONN_OPEN, arm),
             (evt.EVT_CONN_CLOSE, disarm),
             (evt.EVT_CONN_OPEN, receive.arm),
             (evt.EVT_CONN_CLOSE, receive.disarm),
+            # After arm(), which gives the association new queues that admission may use.
+            (evt.EVT_CONN_OPEN, self.admission.opened),
+            (evt.EVT_REQUESTED, self.admission.settled),
+            (evt.EVT_CONN_CLOSE, self.admission.settled),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self.store_handler),
             (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title, policy)),
@@ -136,6 +144,9 @@ class DimseServer:
         # Accepted sockets inherit this on Linux. Without it Nagle's algorithm and the peer's
         # delayed ACK add ~40 ms to every small DIMSE message (each C-STORE, each C-FIND match).
         self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # socketserver listens with a backlog of 5: a burst of connections beyond that had
+        # their SYNs dropped and retried a second later.
+        self._server.socket.listen(LISTEN_BACKLOG)
         log.info(
             "DIMSE SCP %s listening on %s:%d", self.config.ae_title, self.config.host, self.port
         )

@@ -22,6 +22,17 @@ def http_ssl_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
     return ctx
 
 
+class _HandshakeOnFirstRead(ssl.SSLContext):
+    """pynetdicom wraps each accepted socket in its one accepting thread. With the handshake
+    done there, a peer that connects and stays silent kept every other peer of the port waiting
+    for the network timeout (60 s), and could do so again and again. Deferred, the handshake
+    happens in the connection's own thread on its first read, under the SCP's setup deadline."""
+
+    def wrap_socket(self, sock, *args, **kwargs):  # type: ignore[override]
+        kwargs["do_handshake_on_connect"] = False
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
 def dicom_tls_context(
     cert: Path | str, key: Path | str, ca: Path | str | None = None
 ) -> ssl.SSLContext:
@@ -31,7 +42,7 @@ def dicom_tls_context(
     BCP 195 profiles expect between nodes); without it, the link is encrypted and the AE
     allow-list decides who may do what.
     """
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx = _HandshakeOnFirstRead(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert), str(key))
     if ca is not None:
