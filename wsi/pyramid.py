@@ -73,6 +73,7 @@ def _distinct(levels: list[SourceLevel]) -> list[SourceLevel]:
 def _reuse(level: SourceLevel, options: ConvertOptions) -> PlannedLevel:
     same_grid = (
         level.passthrough is not None
+        and level.tile_width > 0
         and level.tile_width == level.tile_height
         and options.tile_size in (None, level.tile_width)
     )

@@ -1,5 +1,5 @@
-"""Corpus slides, and vendor slides made at test time (synthetic.py), converted once per session
-and shared by the wsi tests."""
+"""Corpus slides, and vendor slides made at test time (vendor_fixtures.py), converted once per
+session and shared by the wsi tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-import synthetic
+import vendor_fixtures
 
 from wsi import ConvertOptions, convert_slide
 from wsi.pyramid import PlannedLevel, plan
@@ -35,23 +35,28 @@ class Converted:
     def volume_paths(self) -> list[Path]:
         return [p for p in self.paths if p.name.startswith("level")]
 
+    def header(self, name: str) -> pydicom.Dataset:
+        return pydicom.dcmread(
+            next(p for p in self.paths if p.name == name), stop_before_pixels=True
+        )
+
 
 @pytest.fixture(scope="session")
 def wsi_converted(corpus: Path, tmp_path_factory) -> dict[str, Converted]:
     """Every corpus and synthetic slide converted with default options."""
     out = {}
     made = tmp_path_factory.mktemp("synthetic-slides")
-    for name in SLIDES + list(synthetic.SLIDES):
+    for name in SLIDES + list(vendor_fixtures.SLIDES):
         src = corpus / "wsi" / name
-        if name in synthetic.SLIDES:
+        if name in vendor_fixtures.SLIDES:
             src = made / name
-            synthetic.SLIDES[name](corpus, src)
+            vendor_fixtures.SLIDES[name](corpus, src)
         target = tmp_path_factory.mktemp("wsi") / name
         paths = convert_slide(src, target)
         out[name] = Converted(src, paths, plan(open_slide(src), ConvertOptions()))
     return out
 
 
-@pytest.fixture(params=SLIDES + list(synthetic.SLIDES))
+@pytest.fixture(params=SLIDES + list(vendor_fixtures.SLIDES))
 def slide(request, wsi_converted) -> Converted:
     return wsi_converted[request.param]

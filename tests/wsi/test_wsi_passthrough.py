@@ -9,7 +9,7 @@ import openslide
 import pydicom
 import pytest
 import tifffile
-from pydicom.encaps import generate_frames
+from vendor_fixtures import dicom_frames, source_tiles, tissue, unpad
 
 from wsi import ConversionError, ConvertOptions, convert_slide
 from wsi.codestream import (
@@ -21,36 +21,17 @@ from wsi.codestream import (
 )
 
 
-def _frames(path) -> list[bytes]:
-    ds = pydicom.dcmread(path)
-    return list(generate_frames(ds.PixelData, number_of_frames=ds.NumberOfFrames))
-
-
-def _source_tiles(path, page_index: int = 0) -> tuple[list[bytes], bytes | None]:
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[page_index]
-        tiles = []
-        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
-            tif.filehandle.seek(offset)
-            tiles.append(tif.filehandle.read(count))
-        return tiles, page.jpegtables
-
-
-def _unpad(frame: bytes) -> bytes:
-    return frame[:-1] if frame.endswith(b"\xff\xd9\x00") else frame
-
-
 def test_aperio_tiles_are_copied_with_tables_and_app14(wsi_converted):
     converted = wsi_converted["CMU-1-Small-Region.svs"]
     assert converted.plan[0].passthrough is not None
-    tiles, tables = _source_tiles(converted.source)
-    frames = _frames(converted.paths[0])
+    tiles, tables = source_tiles(converted.source)
+    frames = dicom_frames(converted.paths[0])
     assert len(frames) == len(tiles)
     # Aperio's RGB-coded tiles: component ids 0,1,2, no APP14: the frame must say RGB.
     assert read_jpeg_header(tiles[0]).component_ids == (0, 1, 2)
     prefix = SOI + ADOBE_APP14_RGB + tables_segments(tables)
     for tile, frame in zip(tiles, frames, strict=True):
-        assert _unpad(frame) == prefix + tile[2:]
+        assert unpad(frame) == prefix + tile[2:]
     ds = pydicom.dcmread(converted.paths[0], stop_before_pixels=True)
     assert ds.PhotometricInterpretation == "RGB"
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
@@ -58,7 +39,7 @@ def test_aperio_tiles_are_copied_with_tables_and_app14(wsi_converted):
 
 def test_copied_frames_decode_like_openslide(wsi_converted):
     converted = wsi_converted["CMU-1-Small-Region.svs"]
-    frames = _frames(converted.paths[0])
+    frames = dicom_frames(converted.paths[0])
     slide = openslide.OpenSlide(converted.source)
     tile = converted.plan[0].tile_width
     for index in (0, 5, len(frames) - 1):
@@ -70,18 +51,10 @@ def test_copied_frames_decode_like_openslide(wsi_converted):
         assert np.array_equal(got[visible], region[..., :3][visible])
 
 
-def _tissue(corpus, width: int, height: int) -> np.ndarray:
-    """Real tissue pixels (CMU-1 level 0, tiled) for writing test TIFFs."""
-    with tifffile.TiffFile(corpus / "wsi" / "CMU-1-Small-Region.svs") as tif:
-        base = tif.pages[0].asarray()
-    reps = (-(-height // base.shape[0]), -(-width // base.shape[1]), 1)
-    return np.ascontiguousarray(np.tile(base, reps)[:height, :width])
-
-
 def test_generic_ycbcr_jpeg_tiff(corpus, tmp_path):
     """A generic tiled TIFF with ordinary YCbCr JPEG tiles: copied, labelled YBR_FULL_422."""
     src = tmp_path / "generic.tiff"
-    pixels = _tissue(corpus, 1500, 1100)
+    pixels = tissue(corpus, 1500, 1100)
     tifffile.imwrite(
         src,
         pixels,
@@ -97,10 +70,10 @@ def test_generic_ycbcr_jpeg_tiff(corpus, tmp_path):
     assert ds.PhotometricInterpretation == "YBR_FULL_422"
     spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
     assert [float(v) for v in spacing] == pytest.approx([0.00025, 0.00025])
-    tiles, tables = _source_tiles(src)
-    frames = _frames(paths[0])
+    tiles, tables = source_tiles(src)
+    frames = dicom_frames(paths[0])
     for tile, frame in zip(tiles, frames, strict=True):
-        assert _unpad(frame) == SOI + tables_segments(tables) + tile[2:]
+        assert unpad(frame) == SOI + tables_segments(tables) + tile[2:]
     slide = openslide.OpenSlide(src)
     want = np.asarray(slide.read_region((0, 0), 0, (256, 256)))[..., :3]
     assert np.array_equal(imagecodecs.jpeg8_decode(frames[0]), want)
@@ -108,7 +81,7 @@ def test_generic_ycbcr_jpeg_tiff(corpus, tmp_path):
 
 def test_jpeg2000_tiles_are_copied_with_their_colour_transform(corpus, tmp_path):
     src = tmp_path / "j2k.tiff"
-    pixels = _tissue(corpus, 700, 600)
+    pixels = tissue(corpus, 700, 600)
     tifffile.imwrite(
         src,
         pixels,
@@ -121,9 +94,9 @@ def test_jpeg2000_tiles_are_copied_with_their_colour_transform(corpus, tmp_path)
     ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.91"
     assert ds.PhotometricInterpretation in ("YBR_RCT", "YBR_ICT", "RGB")
-    tiles, _ = _source_tiles(src)
-    frames = _frames(paths[0])
-    assert [_unpad(f) for f in frames] == [t for t in tiles]
+    tiles, _ = source_tiles(src)
+    frames = dicom_frames(paths[0])
+    assert [unpad(f) for f in frames] == [t for t in tiles]
     decoded = imagecodecs.jpeg2k_decode(frames[0])
     assert np.array_equal(decoded, pixels[:256, :256])
 
@@ -134,7 +107,7 @@ def test_zero_length_tile_is_mended_and_the_rest_copied(corpus, tmp_path):
     src = tmp_path / "sparse.tiff"
     tifffile.imwrite(
         src,
-        _tissue(corpus, 900, 700),
+        tissue(corpus, 900, 700),
         tile=(256, 256),
         photometric="rgb",
         compression="jpeg",
@@ -148,16 +121,16 @@ def test_zero_length_tile_is_mended_and_the_rest_copied(corpus, tmp_path):
     with open(src, "r+b") as fh:
         fh.seek(at)
         fh.write(bytes(width))
-    tiles, tables = _source_tiles(src)
+    tiles, tables = source_tiles(src)
     assert len(tiles[-1]) == 0
     paths = convert_slide(src, tmp_path / "out")
-    frames = _frames(paths[0])
+    frames = dicom_frames(paths[0])
     ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
     header = read_jpeg_header(tiles[0])
     rgb = ds.PhotometricInterpretation == "RGB"
     prefix = SOI + (ADOBE_APP14_RGB if rgb and header.adobe_transform is None else b"")
     for tile, frame in zip(tiles[:-1], frames[:-1], strict=True):
-        assert _unpad(frame) == prefix + tables_segments(tables) + tile[2:]
+        assert unpad(frame) == prefix + tables_segments(tables) + tile[2:]
     mended = imagecodecs.jpeg8_decode(frames[-1])
     assert mended.shape == (256, 256, 3)
     assert mended.min() >= 250  # white, whatever the colour model
@@ -172,7 +145,7 @@ def test_source_icc_profile_is_carried_over(corpus, tmp_path):
     src = tmp_path / "icc.tiff"
     tifffile.imwrite(
         src,
-        _tissue(corpus, 600, 500),
+        tissue(corpus, 600, 500),
         tile=(256, 256),
         photometric="rgb",
         compression="jpeg",
@@ -186,8 +159,8 @@ def test_source_icc_profile_is_carried_over(corpus, tmp_path):
 
 
 def test_tile_check_rejects_broken_streams(corpus):
-    good, _ = _source_tiles(corpus / "wsi" / "small.svs")
-    bad, _ = _source_tiles(corpus / "bad" / "unreadable.svs")  # SOS marker overwritten
+    good, _ = source_tiles(corpus / "wsi" / "small.svs")
+    bad, _ = source_tiles(corpus / "bad" / "unreadable.svs")  # SOS marker overwritten
     check = JpegTileCheck()
     assert check(good[0]) and check(memoryview(good[0]))
     assert not check(bad[0])
@@ -201,7 +174,7 @@ def test_corrupt_tile_in_a_copied_level_fails_clearly(corpus, tmp_path):
     reader cannot either, it stops with the tile named and leaves nothing behind."""
     src = tmp_path / "corrupt.tiff"
     tifffile.imwrite(
-        src, _tissue(corpus, 900, 700), tile=(256, 256), photometric="rgb", compression="jpeg"
+        src, tissue(corpus, 900, 700), tile=(256, 256), photometric="rgb", compression="jpeg"
     )
     with tifffile.TiffFile(src) as tif:
         page = tif.pages[0]
@@ -227,8 +200,8 @@ def test_aperio_rgb_jpeg2000_tiles_are_copied_as_rgb(wsi_converted):
         assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.91"
         assert ds.PhotometricInterpretation == "RGB"
         assert ds.LossyImageCompression == "01"
-        tiles, _ = _source_tiles(converted.source, page_index=2 * index)  # page 1: thumbnail
-        assert [_unpad(f) for f in _frames(path)] == tiles
+        tiles, _ = source_tiles(converted.source, page_index=2 * index)  # page 1: thumbnail
+        assert [unpad(f) for f in dicom_frames(path)] == tiles
 
 
 def test_aperio_ycbcr_jpeg2000_tiles_are_reencoded(wsi_converted):
@@ -247,7 +220,7 @@ def test_lossless_jpeg2000_source_reencoded_losslessly_stays_lossless(corpus, tm
     src = tmp_path / "j2k.tiff"
     tifffile.imwrite(
         src,
-        _tissue(corpus, 700, 600),
+        tissue(corpus, 700, 600),
         tile=(256, 256),
         photometric="rgb",
         compression="jpeg2000",

@@ -12,8 +12,10 @@ from wsi.sources.model import Associated, SlideInfo, SourceLevel
 
 _ASSOCIATED = {"label": "LABEL", "macro": "OVERVIEW", "thumbnail": "THUMBNAIL"}
 # Formats whose TIFF tiles abut on a plain grid, so tile i of a level is frame i. Not Ventana BIF
-# or Trestle: their tiles overlap and OpenSlide places them by offsets a grid cannot express.
-_GRID_VENDORS = {"aperio", "generic-tiff", "philips", "leica"}
+# or Trestle: their tiles overlap and OpenSlide places them by offsets a grid cannot express. Not
+# Leica SCN: OpenSlide's levels span the whole collection, so no TIFF page is one of them (a page
+# of the same size, such as the macro, is something else).
+_GRID_VENDORS = {"aperio", "generic-tiff", "philips"}
 # Vendors whose pixel data OpenSlide reads from JPEG (lossy) tiles or stripes.
 _JPEG_VENDORS = {"hamamatsu", "mirax", "ventana", "sakura", "leica", "philips", "aperio"}
 
@@ -84,7 +86,7 @@ def _from_openslide(path: Path, slide, tif) -> SlideInfo:
     vendor = props.get("openslide.vendor", "")
     tiff_levels = {}
     if tif is not None and vendor in _GRID_VENDORS:
-        for series in range(len(tif.series)):  # Leica SCN: the macro may be series 0
+        for series in range(len(tif.series)):
             for level in rgb_levels(tif, series):
                 tiff_levels.setdefault((level.width, level.height), level)
     levels = []
@@ -94,6 +96,8 @@ def _from_openslide(path: Path, slide, tif) -> SlideInfo:
         th = int(props.get(f"openslide.level[{i}].tile-height", 0) or 0)
         match = tiff_levels.get((w, h))
         raw = passthrough(tif, match) if match is not None else None
+        if raw is not None:  # the copied tiles' own size, whatever OpenSlide reports
+            tw, th = match.page.tilewidth, match.page.tilelength
         levels.append(SourceLevel(i, w, h, nominal_downsample(w0, h0, w, h), tw, th, raw))
     present = list(slide.associated_images)  # names only; `in` would decode the image
     associated = [Associated(kind, name) for name, kind in _ASSOCIATED.items() if name in present]

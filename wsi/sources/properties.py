@@ -129,7 +129,7 @@ def acquired(props: Mapping[str, str]) -> datetime | None:
         if parsed:
             return parsed
     for key, fmt in (
-        ("leica.aquisition-date", "%Y-%m-%dT%H:%M:%S"),
+        ("leica.creation-date", "%Y-%m-%dT%H:%M:%S"),
         ("mirax.GENERAL.SLIDE_CREATIONDATETIME", "%d/%m/%Y %H:%M:%S"),
         ("tiff.DateTime", "%Y:%m:%d %H:%M:%S"),
     ):
