@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.security import passwords
+from hub.security import passwords, revocations
 from hub.security.policy import ROLES, validate_scopes
 from hub.security.tables import tokens, users
 
 TOKEN_PREFIX = "tsr_"
 SESSION_SECONDS = 12 * 3600
 # Resolved tokens are cached per process for a few seconds so that a frame request does not
-# cost a database round trip; revocation in this process clears the cache at once, in other
-# processes it takes effect within this many seconds.
+# cost a database round trip. A revocation reaches every process's cache at once through
+# hub.security.revocations (SQLite); with PostgreSQL, other processes honour it within this time.
 CACHE_SECONDS = 5.0
 
 
@@ -107,7 +107,7 @@ async def set_disabled(engine: AsyncEngine, username: str, disabled: bool = True
         )
         if result.rowcount == 0:
             raise AccountError(f"no user {username!r}")
-    _cache.clear()
+    _forget_all(engine)
 
 
 async def set_password(engine: AsyncEngine, username: str, password: str) -> None:
@@ -133,7 +133,7 @@ async def set_password(engine: AsyncEngine, username: str, password: str) -> Non
             )
             .values(revoked_at=time.time())
         )
-    _cache.clear()
+    _forget_all(engine)
 
 
 async def check_password(engine: AsyncEngine, username: str, password: str) -> Principal | None:
@@ -215,6 +215,9 @@ async def resolve_token(engine: AsyncEngine, secret: str) -> Principal | None:
         return None
     digest = _digest(secret)
     now = time.time()
+    signal = revocations.signal_for(engine)
+    if signal is not None and signal.changed():
+        _cache.clear()
     cached = _cache.get(digest)
     if cached is not None and cached[0] > now:
         return cached[1]
@@ -259,7 +262,7 @@ async def revoke_token(engine: AsyncEngine, token_id: int, username: str | None 
         )
     async with engine.begin() as conn:
         result = await conn.execute(stmt.values(revoked_at=time.time()))
-    _cache.clear()
+    _forget_all(engine)
     return result.rowcount > 0
 
 
@@ -270,7 +273,7 @@ async def revoke_secret(engine: AsyncEngine, secret: str) -> None:
             .where(tokens.c.token_hash == _digest(secret), tokens.c.revoked_at.is_(None))
             .values(revoked_at=time.time())
         )
-    _cache.pop(_digest(secret), None)
+    _forget_all(engine)
 
 
 async def list_tokens(engine: AsyncEngine, username: str | None = None) -> list[dict]:
@@ -306,3 +309,11 @@ async def purge_expired(engine: AsyncEngine, keep_seconds: float = 7 * 86400) ->
 
 
 _cache: dict[str, tuple[float, Principal | None]] = {}
+
+
+def _forget_all(engine: AsyncEngine) -> None:
+    """Credentials changed: empty this process's cache and tell the others."""
+    _cache.clear()
+    signal = revocations.signal_for(engine)
+    if signal is not None:
+        signal.announce()

@@ -85,13 +85,19 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
             running.proc.wait()
 
 
-def _answers(url: str, count: int) -> list[int]:
+def _answers(url: str, count: int, headers: dict[str, str] | None = None) -> list[int]:
     """Each request on a new connection, so the kernel hands them to either process."""
     statuses = []
     for _ in range(count):
         with requests.Session() as s:
-            statuses.append(s.get(url, timeout=10, allow_redirects=False).status_code)
+            answer = s.get(url, headers=headers, timeout=10, allow_redirects=False)
+            statuses.append(answer.status_code)
     return statuses
+
+
+def _cli(data: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "hub.cli", *args, "--data", str(data)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
 
 
 def test_both_processes_answer_and_a_killed_reader_is_replaced(hub: Hub) -> None:
@@ -117,3 +123,22 @@ def test_a_reader_does_not_outlive_a_killed_primary(hub: Hub) -> None:
     hub.proc.kill()
     hub.proc.wait()
     _wait_for(lambda: not _alive(reader), 15, "the orphaned reader to exit")
+
+
+def test_a_token_revoked_on_the_command_line_is_refused_by_every_process_at_once(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """Each process caches resolved tokens for a few seconds; a revocation must not wait for
+    that in the reader processes, nor in the primary when another process revoked."""
+    _wait_for(hub.readers, 30, "the reader process")
+    data = tmp_path / "data"
+    _cli(data, "user", "add", "scope1", "--role", "pathologist", "--no-password")
+    issued = _cli(data, "user", "token", "scope1")
+    secret = issued.stdout.strip()
+    token_id = issued.stderr.split()[1]  # "token N for scope1 ..."
+    bearer = {"Authorization": f"Bearer {secret}"}
+    url = f"{hub.url}/dicomweb/studies"
+    assert set(_answers(url, 20, bearer)) == {200}  # now cached where it was answered
+
+    _cli(data, "user", "token", "--revoke", token_id)
+    assert set(_answers(url, 20, bearer)) == {401}
