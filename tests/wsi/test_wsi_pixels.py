@@ -7,22 +7,9 @@ import numpy as np
 import openslide
 import pytest
 import wsidicom
-from vendor_fixtures import psnr
+from vendor_fixtures import openslide_reference, psnr
 
 MIN_PSNR_DB = 40.0
-
-
-def _openslide_reference(source: openslide.OpenSlide, width: int, height: int) -> np.ndarray:
-    """The source at this size: OpenSlide's own level if it has one, else its level 0 averaged
-    over k x k blocks (white outside the slide), the way the converter builds a missing level."""
-    if (width, height) in source.level_dimensions:
-        level = source.level_dimensions.index((width, height))
-        rgba = np.asarray(source.read_region((0, 0), level, (width, height)))
-        return np.where(rgba[..., 3:] == 0, 255, rgba[..., :3]).astype(np.uint8)
-    k = round(source.dimensions[0] / width)
-    rgba = np.asarray(source.read_region((0, 0), 0, (width * k, height * k))).astype(np.float64)
-    rgb = np.where(rgba[..., 3:] == 0, 255.0, rgba[..., :3])
-    return rgb.reshape(height, k, width, k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
 
 
 def test_levels_match_openslide(slide):
@@ -36,7 +23,7 @@ def test_levels_match_openslide(slide):
             assert (level.size.width, level.size.height) == size
             # wsidicom names a level by its scale (log2 of the downsample), not by its position.
             got = np.asarray(dicom.read_region((0, 0), level.level, size).convert("RGB"))
-            want = _openslide_reference(source, *size)
+            want = openslide_reference(source, *size)
             if planned.passthrough is not None:
                 assert np.array_equal(got, want), f"level {index} differs from the source"
             else:
@@ -49,7 +36,7 @@ def test_codecs_on_request(corpus, tmp_path):
 
     src = corpus / "wsi" / "CMU-1-Small-Region.svs"
     source = openslide.OpenSlide(src)
-    want = _openslide_reference(source, *source.dimensions)
+    want = openslide_reference(source, *source.dimensions)
     for codec, exact in (("jpeg2000-lossless", True), ("jpegls-lossless", True), ("jpeg", False)):
         out = tmp_path / codec
         options = ConvertOptions(codec=codec, include_label=False, include_overview=False)
@@ -77,7 +64,7 @@ def test_reencoded_tiles_decode_as_labelled(corpus, tmp_path, mode):
     source = openslide.OpenSlide(src)
     with wsidicom.WsiDicom.open(paths[:1]) as dicom:
         got = np.asarray(dicom.read_region((0, 0), 0, (1024, 1024)).convert("RGB"))
-    want = _openslide_reference(source, *source.dimensions)[:1024, :1024]
+    want = openslide_reference(source, *source.dimensions)[:1024, :1024]
     assert psnr(got, want) >= 35.0  # a colour-model mix-up gives < 20 dB
 
 
@@ -100,4 +87,4 @@ def test_tile_size_and_associated_images_on_request(corpus, tmp_path):
     source = openslide.OpenSlide(src)
     with wsidicom.WsiDicom.open(paths) as dicom:
         got = np.asarray(dicom.read_region((0, 0), 0, source.dimensions).convert("RGB"))
-    assert psnr(got, _openslide_reference(source, *source.dimensions)) >= MIN_PSNR_DB
+    assert psnr(got, openslide_reference(source, *source.dimensions)) >= MIN_PSNR_DB

@@ -280,11 +280,17 @@ def _fit(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
 # --- OpenSlide as the reference ----------------------------------------------------------------
 
 
-def openslide_level(slide: openslide.OpenSlide, level: int) -> np.ndarray:
-    """A whole OpenSlide level as RGB, white where OpenSlide has no pixels (transparent)."""
-    w, h = slide.level_dimensions[level]
-    rgba = np.asarray(slide.read_region((0, 0), level, (w, h)))
-    return np.where(rgba[..., 3:] == 0, 255, rgba[..., :3]).astype(np.uint8)
+def openslide_reference(source: openslide.OpenSlide, width: int, height: int) -> np.ndarray:
+    """The source at this size: OpenSlide's own level if it has one, else its level 0 averaged
+    over k x k blocks (white outside the slide), the way the converter builds a missing level."""
+    if (width, height) in source.level_dimensions:
+        level = source.level_dimensions.index((width, height))
+        rgba = np.asarray(source.read_region((0, 0), level, (width, height)))
+        return np.where(rgba[..., 3:] == 0, 255, rgba[..., :3]).astype(np.uint8)
+    k = round(source.dimensions[0] / width)
+    rgba = np.asarray(source.read_region((0, 0), 0, (width * k, height * k))).astype(np.float64)
+    rgb = np.where(rgba[..., 3:] == 0, 255.0, rgba[..., :3])
+    return rgb.reshape(height, k, width, k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
