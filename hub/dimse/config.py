@@ -5,7 +5,9 @@ Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Sett
 ``dimse_allowed_aes``        list of calling AE titles allowed to associate; empty = everyone
 ``dimse_transfer_syntaxes``  list of transfer syntax UIDs accepted for storage (default: all of
                              ``DEFAULT_TRANSFER_SYNTAXES``; uncompressed ones are always kept)
-``dimse_move_destinations``  {AE title: [host, port]} for C-MOVE
+``dimse_move_destinations``  {AE title: [host, port]} for C-MOVE, or {AE title: {"host": ...,
+                             "port": ..., "tls": true or {"ca_file", "cert_file", "key_file",
+                             "verify"}}} for a destination that takes DICOM over TLS
 ``dimse_acl``                true: check each service against hub.security's per-AE allow-list
                              (``tessera ae allow AE store find ...``; deny by default)
 ``dimse_tls``                {"cert": path, "key": path, "ca": path or absent}: DICOM over TLS
@@ -26,6 +28,7 @@ from pynetdicom import AllStoragePresentationContexts, register_uid, sop_class
 from pynetdicom.service_class import StorageServiceClass
 
 from hub.config import Settings
+from hub.security.tls import ClientTls
 
 UNCOMPRESSED = [
     uid.ExplicitVRLittleEndian,
@@ -105,6 +108,26 @@ def storage_sop_classes() -> list[str]:
     return known + extra
 
 
+@dataclass(frozen=True)
+class MoveDestination:
+    host: str
+    port: int
+    tls: ClientTls | None = None
+
+    @classmethod
+    def from_setting(cls, ae: str, where: object) -> MoveDestination:
+        try:
+            if isinstance(where, dict):
+                tls = ClientTls.from_setting(where.get("tls"))
+                return cls(str(where["host"]), int(where["port"]), tls)
+            host, port = where  # type: ignore[misc]
+            return cls(str(host), int(port))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DimseConfigError(
+                f"move destination {ae}: expected [host, port] or {{host, port, tls}}"
+            ) from exc
+
+
 class DimseConfigError(ValueError):
     """A DIMSE setting that cannot be used; raised at start-up."""
 
@@ -116,7 +139,7 @@ class DimseConfig:
     port: int
     allowed_aes: list[str] = field(default_factory=list)
     transfer_syntaxes: list[str] = field(default_factory=lambda: list(DEFAULT_TRANSFER_SYNTAXES))
-    move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    move_destinations: dict[str, MoveDestination] = field(default_factory=dict)
     max_associations: int = 16
     timeout: float = 60.0
     setup_timeout: float = 10.0
@@ -136,13 +159,10 @@ class DimseConfig:
             raise DimseConfigError(f"not transfer syntaxes: {', '.join(unknown)}")
         # Uncompressed syntaxes stay: without them nothing can negotiate a query or a store.
         syntaxes += [s for s in UNCOMPRESSED if s not in syntaxes]
-        destinations = {}
-        for ae, where in (extra.get("dimse_move_destinations") or {}).items():
-            try:
-                host, port = where
-                destinations[str(ae).strip()] = (str(host), int(port))
-            except (TypeError, ValueError) as exc:
-                raise DimseConfigError(f"move destination {ae}: expected [host, port]") from exc
+        destinations = {
+            str(ae).strip(): MoveDestination.from_setting(ae, where)
+            for ae, where in (extra.get("dimse_move_destinations") or {}).items()
+        }
         return cls(
             ae_title=settings.ae_title,
             host=settings.host,

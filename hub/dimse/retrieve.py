@@ -21,6 +21,7 @@ from hub.archive import errors as codes
 from hub.archive.query import Query, QueryError
 from hub.dimse import audit
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
+from hub.dimse.config import MoveDestination
 from hub.dimse.find import IdentifierError, to_query
 from hub.dimse.scu import NoPresentationContext, StoredInstance, install_exact_sender, plan_contexts
 from hub.dimse.status import CANCEL, PENDING, status
@@ -104,7 +105,7 @@ def _failure(exc: Exception) -> Dataset:
 
 class MoveHandler:
     def __init__(
-        self, selector: Selector, destinations: dict[str, tuple[str, int]], timeout: float
+        self, selector: Selector, destinations: dict[str, MoveDestination], timeout: float
     ) -> None:
         self.selector = selector
         self.destinations = destinations
@@ -112,23 +113,25 @@ class MoveHandler:
 
     def __call__(self, event: Event) -> Iterator[Any]:
         destination = str(event.move_destination).strip()
-        where = self.destinations.get(destination)
-        if where is None:
+        known = self.destinations.get(destination)
+        if known is None:
             log.info("C-MOVE to unknown destination %r", destination)
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
             return
+        where = (known.host, known.port)
+        tls = {"tls_args": known.tls.pynetdicom_args(known.host)} if known.tls else {}
         try:
             self.selector.check(event, "move")
             items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID)
             contexts = plan_contexts((i.SOPClassUID, i.stored_syntax) for i in items)
         except Exception as exc:
             # pynetdicom takes a status only after associating with the destination.
-            yield (*where, {"contexts": [build_context(Verification)]})
+            yield (*where, {"contexts": [build_context(Verification)], **tls})
             yield 1
             yield _failure(exc), None
             return
         self.selector.audit(event, "dimse.move", items, {"destination": destination})
-        yield (*where, {"contexts": contexts or None})
+        yield (*where, {"contexts": contexts or None, **tls})
         yield len(items)
         for item in items:
             if event.is_cancelled:

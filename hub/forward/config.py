@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydicom.uid import UID_dictionary
 
 from hub.config import Settings
+from hub.security.tls import ClientTls
 
 CONFIG_FILES = ("forward.toml", "forward.json")
 MAX_BATCH = 64  # two presentation contexts per object at most; an association carries 128
@@ -27,21 +28,13 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class TlsOptions:
-    ca_file: str | None = None  # verify the receiver against this CA (system CAs if None)
-    cert_file: str | None = None  # our client certificate, for receivers that require one
-    key_file: str | None = None
-    verify: bool = True  # check the receiver's certificate and host name
-
-
-@dataclass(frozen=True)
 class DimseTarget:
     name: str
     host: str
     port: int
     called_ae: str
     calling_ae: str = "TESSERA"
-    tls: TlsOptions | None = None
+    tls: ClientTls | None = None
     # Allow re-encoding little-endian objects between explicit and implicit VR when the
     # receiver accepts only the other one (delivery is then not byte-identical).
     convert_uncompressed: bool = False
@@ -257,14 +250,13 @@ def _parse_target(name: str, spec: dict[str, Any], default_calling_ae: str) -> T
     kind = spec.get("type", "dimse")
     try:
         if kind == "dimse":
-            tls = spec.get("tls")
             return DimseTarget(
                 name=name,
                 host=spec["host"],
                 port=_port(name, spec["port"]),
                 called_ae=_ae_title(name, spec["called_ae"]),
                 calling_ae=_ae_title(name, spec.get("calling_ae", default_calling_ae)),
-                tls=TlsOptions(**tls) if isinstance(tls, dict) else (TlsOptions() if tls else None),
+                tls=ClientTls.from_setting(spec.get("tls")),
                 convert_uncompressed=bool(spec.get("convert_uncompressed", False)),
             )
         if kind == "stow":

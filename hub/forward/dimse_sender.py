@@ -13,7 +13,6 @@ between explicit and implicit VR, deliberately and noted on the task.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
 
-from hub.forward.config import DimseTarget, Timeouts, TlsOptions
+from hub.forward.config import DimseTarget, Timeouts
 from hub.forward.outcome import Outcome, from_dimse_status
 
 # Re-encoding between these is lossless and pydicom does it faithfully; big endian is left
@@ -108,7 +107,7 @@ def _send_prepared(
             target.host,
             target.port,
             ae_title=target.called_ae,
-            tls_args=_tls_args(target.host, target.tls) if target.tls else None,
+            tls_args=target.tls.pynetdicom_args(target.host) if target.tls else None,
         )
     if not assoc.is_established:
         return [_not_established(assoc, where, errors, p) for p in batch]
@@ -204,16 +203,6 @@ def _not_established(assoc: Association, where: str, errors: list[str], p: _Prep
         return Outcome.dead(_no_context_message(assoc, where, p))
     detail = "; ".join(errors) or "association not established"
     return Outcome.retry(f"cannot reach {where}: {detail}")
-
-
-def _tls_args(host: str, tls: TlsOptions) -> tuple[ssl.SSLContext, str | None]:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    if not tls.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx, host if tls.verify else None
 
 
 class _AssociationErrors(logging.Handler):

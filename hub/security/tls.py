@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -52,18 +53,46 @@ def dicom_tls_context(
 
 
 def dicom_tls_client_context(
-    ca: Path | str, cert: Path | str | None = None, key: Path | str | None = None
+    ca: Path | str | None = None,
+    cert: Path | str | None = None,
+    key: Path | str | None = None,
+    verify: bool = True,
 ) -> ssl.SSLContext:
     """Client context for associations the hub opens (C-MOVE, forwarding): the peer must
-    present a certificate from ``ca``; ``cert``/``key`` identify the hub for mutual TLS.
+    present a certificate from ``ca`` (the system's CAs if None) unless ``verify`` is off;
+    ``cert``/``key`` identify the hub for mutual TLS.
 
     Pass to pynetdicom as ``tls_args=(context, peer_hostname)``.
     """
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert is not None:
         ctx.load_cert_chain(str(cert), str(key) if key is not None else None)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS towards one DICOM peer, as configured (forwarding targets, C-MOVE destinations)."""
+
+    ca_file: str | None = None  # verify the peer against this CA (system CAs if None)
+    cert_file: str | None = None  # our client certificate, for peers that require one
+    key_file: str | None = None
+    verify: bool = True  # check the peer's certificate and host name
+
+    @classmethod
+    def from_setting(cls, value: object) -> ClientTls | None:
+        """``true`` (defaults), a dict of the fields, or absent/false (no TLS)."""
+        if isinstance(value, dict):
+            return cls(**value)
+        return cls() if value else None
+
+    def pynetdicom_args(self, host: str) -> tuple[ssl.SSLContext, str | None]:
+        ctx = dicom_tls_client_context(self.ca_file, self.cert_file, self.key_file, self.verify)
+        return ctx, host if self.verify else None
 
 
 def make_self_signed(directory: Path | str, hostname: str = "localhost") -> tuple[Path, Path]:

@@ -203,12 +203,25 @@ class StoreSCP:
     port: int
     ae: str = "RECEIVER"
     proc: subprocess.Popen | None = None
+    tls: tuple[Path, Path] | None = None  # (key, certificate): DICOM over TLS only
 
     def start(self) -> StoreSCP:
         self.folder.mkdir(parents=True, exist_ok=True)
         # +B: write the received data set as it came; -xa/+xa: accept every transfer syntax.
+        # -ic: no client certificate asked for.
+        tls = ["+tls", str(self.tls[0]), str(self.tls[1]), "-ic"] if self.tls else []
         self.proc = subprocess.Popen(
-            ["storescp", "-aet", self.ae, "+B", "+xa", "-od", str(self.folder), str(self.port)],
+            [
+                "storescp",
+                *tls,
+                "-aet",
+                self.ae,
+                "+B",
+                "+xa",
+                "-od",
+                str(self.folder),
+                str(self.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
