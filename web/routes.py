@@ -44,6 +44,7 @@ PAGES = {
     "page.ultrasound": ("/ultrasound/{study}", "ultrasound.html", PAGE_HEADERS),
     "page.upload": ("/upload", "upload.html", PAGE_HEADERS),
     "page.interop": ("/interop/{study}", "interop.html", WASM_PAGE_HEADERS),
+    "page.forwarding": ("/forwarding", "forwarding.html", PAGE_HEADERS),
 }
 
 
