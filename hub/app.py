@@ -8,7 +8,7 @@ from aiohttp import web
 
 import telehealth.routes as telehealth_routes
 import web.routes as web_routes
-from hub import dicomweb, jobs, security
+from hub import annotations, dicomweb, jobs, security
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
@@ -53,6 +53,7 @@ def _doors():
         dimse_service.setup,
         jobs.setup,
         telehealth_routes.setup,
+        annotations.setup,
         web_routes.setup,
     ]
 

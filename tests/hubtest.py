@@ -6,9 +6,12 @@ Kept out of conftest.py so that test modules can import it by a name no other fo
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -60,3 +63,11 @@ async def _admin_headers(archive: Archive) -> dict[str, str]:
     await create_user(archive.engine, "test-admin", "admin", None)
     _, secret = await issue_token(archive.engine, "test-admin", label="tests")
     return {"Authorization": f"Bearer {secret}"}
+
+
+def dciodvfy_errors(path: Path) -> list[str] | None:
+    """The Error lines dciodvfy reports for a file; None when dicom3tools is not installed."""
+    if shutil.which("dciodvfy") is None:
+        return None
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in result.stderr.splitlines() if line.startswith("Error")]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -46,14 +44,6 @@ def cine() -> pydicom.Dataset:
 def cine_frames() -> np.ndarray:
     """The 120 RGB frames (480x640x3) of the real ultrasound cine."""
     return cine().pixel_array
-
-
-def dciodvfy_errors(path: Path) -> list[str] | None:
-    """The Error lines dciodvfy reports for a file; None when dicom3tools is not installed."""
-    if shutil.which("dciodvfy") is None:
-        return None
-    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-    return [line for line in result.stderr.splitlines() if line.startswith("Error")]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -17,13 +17,13 @@ import aiohttp
 import numpy as np
 import pydicom
 import pytest
+from hubtest import dciodvfy_errors
 from telehealth_support import (
     WORKLIST_REQUEST,
     CineTrack,
     audio_track,
     cine,
     cine_frames,
-    dciodvfy_errors,
     join_session,
     psnr,
     running_hub,

@@ -8,7 +8,8 @@ from fractions import Fraction
 import pydicom
 import pytest
 from av import VideoFrame
-from telehealth_support import cine_frames, dciodvfy_errors, psnr
+from hubtest import dciodvfy_errors
+from telehealth_support import cine_frames, psnr
 
 from telehealth.us_image import (
     CaptureContext,

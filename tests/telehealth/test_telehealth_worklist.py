@@ -8,8 +8,9 @@ from fractions import Fraction
 
 import aiohttp
 from av import VideoFrame
+from hubtest import dciodvfy_errors
 from pydicom.uid import generate_uid
-from telehealth_support import cine_frames, dciodvfy_errors, running_hub
+from telehealth_support import cine_frames, running_hub
 
 from hub.worklist.model import NewItem, create
 from telehealth.us_image import CaptureContext, build_instance, encode_frame

@@ -1,0 +1,154 @@
+"""``/api/annotations/{study}?image=SOP``: the annotation sets of one slide, for the viewer.
+
+GET: the newest set of each person who annotated the slide (same frame of reference), shapes in
+the pixels of ``image`` (a full-resolution VOLUME instance). POST ``{"annotations": [...]}``:
+the caller's set becomes these shapes, stored as a new instance in the caller's annotation
+series of that slide through the archive's ingest path; earlier instances stay as history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+
+from aiohttp import web
+from pydicom import Dataset, dcmread
+
+from hub.annotations import model
+from hub.app_keys import ARCHIVE_KEY
+from hub.archive import Archive, Source
+from hub.archive.errors import NotFound
+from hub.archive.model import InstanceRef
+
+VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/annotations/{study}", list_sets, name="dicomweb.read.annotations")
+    app.router.add_post("/api/annotations/{study}", save_set, name="annotations.write.save")
+
+
+async def list_sets(request: web.Request) -> web.Response:
+    archive, image = await _image(request)
+    me = request["principal"].user if request.get("principal") else None
+    sets = []
+    for ref, ds in await _newest_sets(archive, request.match_info["study"], image):
+        shapes = await _run(model.read, ds, image)
+        sets.append(
+            {
+                "creator": model.creator(ds),
+                "mine": model.creator(ds) == me,
+                "sop_uid": ref.sop_instance_uid,
+                "series_uid": ref.series_uid,
+                "saved_at": model.saved_at(ds).isoformat(),
+                "annotations": shapes,
+            }
+        )
+    return web.json_response({"sets": sets})
+
+
+async def save_set(request: web.Request) -> web.Response:
+    principal = request["principal"]
+    study = request.match_info["study"]
+    await _check_visible(request, study)
+    archive, image = await _image(request)
+    try:
+        body = await request.json()
+        shapes = model.shapes_from_json(
+            body.get("annotations") if isinstance(body, dict) else None,
+            int(image.TotalPixelMatrixColumns),
+            int(image.TotalPixelMatrixRows),
+        )
+    except (ValueError, model.ShapeError) as exc:  # JSONDecodeError is a ValueError
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    mine = [
+        (ref, ds)
+        for ref, ds in await _newest_sets(archive, study, image)
+        if model.creator(ds) == principal.user
+    ]
+    series_uid, number = (
+        (mine[0][0].series_uid, int(mine[0][1].InstanceNumber) + 1) if mine else (None, 1)
+    )
+    data = await _run(_encoded, image, shapes, principal.user, series_uid, number)
+    result = await archive.ingest_bytes(
+        data, source=Source(door="annotations", actor=principal.user)
+    )
+    if not result.ok:
+        raise _error(web.HTTPConflict, result.message or "the annotations were not stored")
+    payload = {
+        "sop_uid": result.sop_instance_uid,
+        "series_uid": result.series_uid,
+        "count": len(shapes),
+    }
+    return web.json_response(payload, status=201)
+
+
+async def _image(request: web.Request) -> tuple[Archive, Dataset]:
+    """The archive and the header of ``?image=``, a full-resolution slide image of the study."""
+    archive = request.app[ARCHIVE_KEY]
+    sop = request.query.get("image", "")
+    try:
+        refs = await archive.instances(request.match_info["study"], sop_uid=sop) if sop else []
+    except NotFound:
+        refs = []
+    if not refs:
+        raise _error(web.HTTPNotFound, "no such slide image in this study (?image=SOP UID)")
+    ref = refs[0]
+    if ref.sop_class_uid != VL_WSI:
+        raise _error(web.HTTPBadRequest, "?image= must be a VL Whole Slide Microscopy image")
+    header = await _run(_header, archive, ref)
+    if "TotalPixelMatrixColumns" not in header:
+        raise _error(web.HTTPBadRequest, "?image= has no total pixel matrix")
+    return archive, header
+
+
+async def _newest_sets(
+    archive: Archive, study: str, image: Dataset
+) -> list[tuple[InstanceRef, Dataset]]:
+    """The newest annotation instance of each creator on this slide, newest first."""
+    refs = [r for r in await archive.instances(study) if r.sop_class_uid == model.ANN_SOP_CLASS]
+    stored = await _run(lambda: [(r, _full(archive, r)) for r in refs])
+    slide = image.FrameOfReferenceUID
+    newest: dict[str, tuple[InstanceRef, Dataset]] = {}
+    for ref, ds in sorted(stored, key=lambda rd: (model.saved_at(rd[1]), rd[1].InstanceNumber)):
+        if ds.get("FrameOfReferenceUID") == slide:
+            newest[model.creator(ds)] = (ref, ds)
+    return sorted(newest.values(), key=lambda rd: model.saved_at(rd[1]), reverse=True)
+
+
+async def _check_visible(request: web.Request, study: str) -> None:
+    """Annotating needs the study to be within the caller's reach, like reading it."""
+    from hub.security import visibility
+
+    if not await visibility.may_read_cached(
+        request.app[ARCHIVE_KEY].engine, request["principal"], study
+    ):
+        raise _error(web.HTTPNotFound, "no such study")
+
+
+def _header(archive: Archive, ref: InstanceRef) -> Dataset:
+    with archive.store.plain_path(ref.sha256) as path:
+        return dcmread(path, stop_before_pixels=True)
+
+
+def _full(archive: Archive, ref: InstanceRef) -> Dataset:
+    with archive.store.plain_path(ref.sha256) as path:
+        return dcmread(path)
+
+
+def _encoded(image: Dataset, shapes, creator: str, series_uid: str | None, number: int) -> bytes:
+    buffer = io.BytesIO()
+    model.build(image, shapes, creator, series_uid, number).save_as(
+        buffer, enforce_file_format=True
+    )
+    return buffer.getvalue()
+
+
+async def _run(function, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    return kind(text=json.dumps({"error": message}), content_type="application/json")
