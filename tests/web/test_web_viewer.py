@@ -407,3 +407,54 @@ async def test_tiled_sparse_pyramid_shows_the_same_image(hub_server, corpus, tmp
     assert full.std() > 20, "the view is blank"
     mean, _ = differences(block_means(full), block_means(sparse_view))
     assert mean < 1.0, mean
+
+
+async def _drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    await page.mouse.move(*start)
+    await page.mouse.down()
+    await page.mouse.move(*end, steps=8)
+    await page.mouse.up()
+
+
+async def test_annotations_are_drawn_measured_saved_and_reloaded(hub_server, slide_study):
+    """A pathologist measures a distance and marks a point, saves, and finds them again after a
+    reload; the measurement shown is the one stored in the DICOM annotation instance."""
+    async with chromium() as browser:
+        page = await new_page(browser, hub_server)
+        console = Console(page)
+        await page.goto(f"{hub_server.url}/viewer/{slide_study}")
+        await page.evaluate("() => window.tesseraViewer.ready")
+        await wait_painted(page)
+        box = await page.locator("#osd").bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+        await page.fill("#ann-label", "margin")
+        await page.click("#tool-line")
+        await _drag(page, (cx - 150, cy), (cx + 150, cy + 40))
+        await page.fill("#ann-label", "mitosis")
+        await page.click("#tool-point")
+        await page.mouse.click(cx, cy + 100)
+        await page.keyboard.press("Escape")  # back to panning
+        drawn = await page.locator("#ann-list li").all_inner_texts()
+        assert len(drawn) == 2 and "margin" in drawn[0] and "µm" in drawn[0], drawn
+        assert await page.locator(".annotation-layer .shape").count() == 2
+
+        await page.click("#ann-save")
+        await page.wait_for_function(
+            "() => document.querySelector('#ann-status').textContent.startsWith('Saved')"
+        )
+        await page.reload()
+        await page.evaluate("() => window.tesseraViewer.ready")
+        await page.wait_for_function("() => document.querySelectorAll('#ann-list li').length === 2")
+        assert await page.locator("#ann-list li").all_inner_texts() == drawn
+        assert console.errors == []
+
+    refs = await hub_server.archive.instances(slide_study)
+    (ann,) = [r for r in refs if r.sop_class_uid == "1.2.840.10008.5.1.4.1.1.91.1"]
+    ds = pydicom.dcmread(hub_server.archive.store.path(ann.sha256))
+    line = next(g for g in ds.AnnotationGroupSequence if g.GraphicType == "POLYLINE")
+    assert line.AnnotationGroupLabel == "margin"
+    values = line.MeasurementsSequence[0].MeasurementValuesSequence[0].FloatingPointValues
+    (stored_um,) = np.frombuffer(values, dtype="<f4")
+    shown_um = float(drawn[0].split("·")[1].split()[0])  # "Measurement: margin · 123.4 µm ×"
+    assert shown_um == pytest.approx(float(stored_um), abs=0.1)

@@ -1,6 +1,7 @@
 // Slide viewer: the slides of a case in tabs, OpenSeadragon over WADO-RS frames, magnification
 // buttons, scale bar, navigator, label and metadata panels, keyboard control and deep links.
 
+import { Annotations } from "./annotations.js";
 import { DICOMWEB, first, formatDate, getJson, instanceUrl, qido } from "./dicom.js";
 import { installHeader, showError } from "./nav.js";
 import { slidesOfStudy } from "./pyramid.js";
@@ -12,7 +13,7 @@ const PAN_FRACTION = 0.25;
 const SCALE_BAR_PX = 120;
 
 const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
-const state = { slides: [], current: -1, viewer: null, source: null, compare: null };
+const state = { slides: [], current: -1, viewer: null, source: null, compare: null, annotations: null };
 // Figures and hooks for end-to-end tests and benchmarks.
 const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent, prefetch: true });
 
@@ -32,6 +33,8 @@ async function main() {
   if (!state.slides.length) throw new Error("This study has no whole-slide images.");
   document.title = `${state.slides[0].patient.name || state.slides[0].patient.id} · slides`;
   state.viewer = createViewer();
+  state.annotations = api.annotations = new Annotations(state.viewer, studyUid);
+  await state.annotations.init();
   buildTabs();
   bindKeys();
   const link = readHash();
@@ -125,6 +128,7 @@ function showSlide(index, position = {}) {
   document.getElementById("slide-count").textContent = `${index + 1} / ${state.slides.length}`;
   renderLabel(slide);
   renderMetadata(slide);
+  state.annotations.show(slide).catch((error) => showError("#error", error));
   document.querySelectorAll("#mags button").forEach((b) => {
     b.disabled = !slide.baseMagnification || Number(b.dataset.mag) > slide.baseMagnification * 4;
   });
