@@ -458,3 +458,34 @@ async def test_annotations_are_drawn_measured_saved_and_reloaded(hub_server, sli
     (stored_um,) = np.frombuffer(values, dtype="<f4")
     shown_um = float(drawn[0].split("·")[1].split()[0])  # "Measurement: margin · 123.4 µm ×"
     assert shown_um == pytest.approx(float(stored_um), abs=0.1)
+
+
+async def test_dicom_microscopy_viewer_shows_our_annotations(hub_server, slide_study):
+    """Annotations saved in our viewer are a standard DICOM object: an independent viewer loads
+    them over our DICOMweb (metadata and bulk data) and shows them on the slide."""
+    refs = await hub_server.archive.instances(slide_study)
+    level0 = next(r for r in refs if "VOLUME" in r.image_type)
+    shapes = [
+        {"kind": "line", "label": "margin", "points": [[200, 300], [1500, 1200]]},
+        {"kind": "point", "label": "mitosis", "points": [[800, 900]]},
+    ]
+    async with hub_server.session() as http:
+        url = f"{hub_server.url}/api/annotations/{slide_study}?image={level0.sop_instance_uid}"
+        async with http.post(url, json={"annotations": shapes}) as r:
+            assert r.status == 201
+    fetched: list[tuple[str, int]] = []
+    async with chromium() as browser:
+        page = await new_page(browser, hub_server)
+        console = Console(page)
+        page.on("response", lambda r: "/dicomweb/" in r.url and fetched.append((r.url, r.status)))
+        await page.goto(f"{hub_server.url}/interop/{slide_study}")
+        groups = await page.wait_for_function("() => window.tesseraInterop.annotationGroups")
+        assert await groups.json_value() == 2
+        shown = await page.evaluate(
+            """() => window.tesseraInterop.viewer.getAllAnnotationGroups()
+                     .map((g) => window.tesseraInterop.viewer.isAnnotationGroupVisible(g.uid))"""
+        )
+        assert shown == [True, True]
+        await page.wait_for_timeout(1000)  # bulk data of the groups loads after they are shown
+        assert console.errors == []
+    assert all(status == 200 for _, status in fetched), [f for f in fetched if f[1] != 200]
