@@ -118,9 +118,12 @@ class SlideDatasets:
         ds.ImagedVolumeWidth = self._mm(slide.width * self.spacing.x)
         ds.ImagedVolumeHeight = self._mm(slide.height * self.spacing.y)
         ds.ImagedVolumeDepth = _SLICE_THICKNESS_MM * 1000
+        # Rows run along -X and columns along -Y of the slide (the usual scanner orientation):
+        # with the origin at (height, width) mm the whole image lies at positive slide
+        # coordinates, from the slide corner, rather than beside the glass.
         origin = Dataset()
-        origin.XOffsetInSlideCoordinateSystem = 0
-        origin.YOffsetInSlideCoordinateSystem = 0
+        origin.XOffsetInSlideCoordinateSystem = ds.ImagedVolumeHeight
+        origin.YOffsetInSlideCoordinateSystem = ds.ImagedVolumeWidth
         ds.TotalPixelMatrixOriginSequence = [origin]
         ds.ImageOrientationSlide = [0, -1, 0, -1, 0, 0]
         ds.TotalPixelMatrixFocalPlanes = 1

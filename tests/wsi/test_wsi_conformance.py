@@ -118,3 +118,22 @@ def test_label_overview_and_thumbnail(wsi_converted):
     assert headers["overview.dcm"].ImageType[2] == "OVERVIEW"
     assert headers["thumbnail.dcm"].ImageType[2] == "THUMBNAIL"
     assert headers["level0.dcm"].BurnedInAnnotation == "NO"
+
+
+def test_the_image_lies_on_the_slide(slide):
+    """Slide coordinates of every level's corner pixels are positive (the image is on the glass,
+    not beside it), and every level starts at the same place."""
+    import highdicom as hd
+    import numpy as np
+
+    corners, pixel_mm = [], 0.0
+    for path in slide.volume_paths():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        pixel_mm = max(pixel_mm, *(float(v) for v in _spacing(ds)))
+        to_slide = hd.spatial.ImageToReferenceTransformer.for_image(ds, for_total_pixel_matrix=True)
+        edge = np.array([[0.0, 0.0], [ds.TotalPixelMatrixColumns, ds.TotalPixelMatrixRows]])
+        mm = to_slide(edge - 0.5)[:, :2]  # pixel edges, not centres
+        assert (mm > -1e-6).all(), (path.name, mm)
+        corners.append(mm)
+    for mm in corners[1:]:  # the same origin, to within a pixel of the coarsest level
+        assert mm[0] == pytest.approx(corners[0][0], abs=pixel_mm)
