@@ -74,9 +74,17 @@ def _close(assoc: Association) -> None:
     closed connection gives it nothing; ``None`` is what it gets when that wait times out, and
     it then ends as it would then.
     """
+    shut_down(assoc)
+    assoc.dul.to_user_queue.put(None)
+
+
+def shut_down(assoc: Association, last_words: bytes = b"") -> None:
+    """Send ``last_words`` (an A-ABORT, say) if any, then shut the association's socket down."""
     transport = getattr(assoc.dul, "socket", None)
     sock = getattr(transport, "socket", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    assoc.dul.to_user_queue.put(None)
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        if last_words:
+            sock.sendall(last_words)
+        sock.shutdown(socket.SHUT_RDWR)

@@ -36,6 +36,7 @@ from hub.dimse.admission import Admission
 from hub.dimse.bridge import LoopBridge
 from hub.dimse.config import UNCOMPRESSED, DimseConfig, storage_sop_classes
 from hub.dimse.find import FindHandler
+from hub.dimse.guard import guard_decoding
 from hub.dimse.receive import StreamedReceive
 from hub.dimse.retrieve import GetHandler, MoveHandler, Selector
 from hub.dimse.scu import ExactSendingAE
@@ -91,6 +92,7 @@ class DimseServer:
             (evt.EVT_CONN_CLOSE, receive.disarm),
             # After arm(), which gives the association new queues that admission may use.
             (evt.EVT_CONN_OPEN, self.admission.opened),
+            (evt.EVT_CONN_OPEN, guard_decoding),
             (evt.EVT_REQUESTED, self.admission.settled),
             (evt.EVT_CONN_CLOSE, self.admission.settled),
             (evt.EVT_C_ECHO, lambda event: 0x0000),

@@ -4,6 +4,8 @@ stored, and the SCP keeps serving (C-ECHO works afterwards)."""
 from __future__ import annotations
 
 import asyncio
+import struct
+import threading
 import time
 from io import BytesIO
 from pathlib import Path
@@ -237,3 +239,35 @@ async def test_configured_transfer_syntaxes(strict_hub: DimseHub, tmp_path: Path
     )  # fmt: skip
     assert "Success" not in result.out, result
     assert await _instances(strict_hub) == []
+
+
+def _send_command_without_command_field(port: int) -> bool:
+    """After a real association, a P-DATA whose command set has no Command Field: pynetdicom's
+    decoder raises in its network thread. True if the SCP answers with an A-ABORT."""
+    peer = PeerAE(ae_title="CRAFTER")
+    peer.add_requested_context("1.2.840.10008.1.1")
+    assoc = peer.associate(HOST, port, ae_title=AE)
+    assert assoc.is_established
+    command = b"\x00\x00\x10\x00\x04\x00\x00\x00" + b"1.2\x00"  # only (0000,1000)
+    pdv = struct.pack(">IBB", len(command) + 2, assoc.accepted_contexts[0].context_id, 0x03)
+    body = pdv + command
+    assoc.dul.socket.send(struct.pack(">BBI", 0x04, 0, len(body)) + body)
+    for _ in range(100):  # up to 10 s; without the guard the SCP stayed silent for a minute
+        if assoc.is_aborted or not assoc.is_established:
+            break
+        time.sleep(0.1)
+    aborted = assoc.is_aborted
+    if assoc.is_established:
+        assoc.abort()
+    return aborted
+
+
+async def test_undecodable_command_is_aborted(dimse_hub: DimseHub, monkeypatch) -> None:
+    """The A-ABORT comes from the SCP's decoder guard, not from pynetdicom's network thread
+    dying of the exception (which it did: the association then ended without a word)."""
+    crashed: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    assert await asyncio.to_thread(_send_command_without_command_field, dimse_hub.port)
+    await _still_serving(dimse_hub)
+    assert crashed == []
+    assert await _instances(dimse_hub) == []
