@@ -107,9 +107,18 @@ async def _image(request: web.Request) -> tuple[Archive, Dataset]:
 async def _newest_sets(
     archive: Archive, study: str, image: Dataset
 ) -> list[tuple[InstanceRef, Dataset]]:
-    """The newest annotation instance of each creator on this slide, newest first."""
-    refs = [r for r in await archive.instances(study) if r.sop_class_uid == model.ANN_SOP_CLASS]
-    stored = await _run(lambda: [(r, _full(archive, r)) for r in refs])
+    """The newest annotation instance of each creator on this slide, newest first.
+
+    Each save is a new instance in the creator's series, so only the latest instance of each
+    series (the highest index id: the last ingested) is read, however long the history.
+    """
+    latest: dict[str, InstanceRef] = {}
+    for ref in await archive.instances(study):
+        if ref.sop_class_uid == model.ANN_SOP_CLASS and ref.id > getattr(
+            latest.get(ref.series_uid), "id", -1
+        ):
+            latest[ref.series_uid] = ref
+    stored = await _run(lambda: [(r, _full(archive, r)) for r in latest.values()])
     slide = image.FrameOfReferenceUID
     newest: dict[str, tuple[InstanceRef, Dataset]] = {}
     for ref, ds in sorted(stored, key=lambda rd: (model.saved_at(rd[1]), rd[1].InstanceNumber)):
