@@ -22,10 +22,18 @@ ANN_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.91.1"
 CATEGORY = Code("91723000", "SCT", "Anatomical structure")
 PROPERTY = Code("85756007", "SCT", "Tissue")
 LENGTH = Code("410668003", "SCT", "Length")
+AREA = Code("42798000", "SCT", "Area")
 MICROMETRE = Code("um", "UCUM", "micrometer")
-GRAPHIC_TYPES = {"point": "POINT", "line": "POLYLINE", "rectangle": "RECTANGLE"}
+SQUARE_MILLIMETRE = Code("mm2", "UCUM", "square millimeter")
+GRAPHIC_TYPES = {
+    "point": "POINT",
+    "line": "POLYLINE",
+    "rectangle": "RECTANGLE",
+    "polygon": "POLYGON",
+}
 KINDS = {graphic: kind for kind, graphic in GRAPHIC_TYPES.items()}
 MAX_SHAPES = 5000
+MAX_POLYGON_POINTS = 5000
 MAX_LABEL = 64  # LO
 
 
@@ -35,7 +43,7 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class Shape:
-    kind: str  # point | line | rectangle
+    kind: str  # point | line | rectangle | polygon
     label: str
     points: tuple[tuple[float, float], ...]  # full-resolution pixels (column, row)
 
@@ -44,7 +52,12 @@ def shapes_from_json(items: object, width: int, height: int) -> list[Shape]:
     """Validate the viewer's shapes: known kinds, the right number of points, inside the image."""
     if not isinstance(items, list) or len(items) > MAX_SHAPES:
         raise ShapeError(f"annotations must be a list of at most {MAX_SHAPES} shapes")
-    wanted = {"point": 1, "line": 2, "rectangle": 2}
+    wanted = {
+        "point": (1, 1),
+        "line": (2, 2),
+        "rectangle": (2, 2),
+        "polygon": (3, MAX_POLYGON_POINTS),
+    }
     shapes = []
     for n, item in enumerate(items, start=1):
         if not isinstance(item, dict) or item.get("kind") not in wanted:
@@ -57,8 +70,12 @@ def shapes_from_json(items: object, width: int, height: int) -> list[Shape]:
             xy = tuple((float(x), float(y)) for x, y in points)
         except (TypeError, ValueError):
             raise ShapeError(f"shape {n}: points must be [[x, y], ...] numbers") from None
-        if len(xy) != wanted[item["kind"]]:
-            raise ShapeError(f"shape {n}: a {item['kind']} has {wanted[item['kind']]} point(s)")
+        if item["kind"] == "polygon":
+            xy = _open_outline(xy)
+        low, high = wanted[item["kind"]]
+        if not low <= len(xy) <= high:
+            count = str(low) if low == high else f"{low} to {high}"
+            raise ShapeError(f"shape {n}: a {item['kind']} has {count} point(s)")
         if not all(0 <= x <= width and 0 <= y <= height for x, y in xy):
             raise ShapeError(f"shape {n}: points must lie within the {width} x {height} image")
         shapes.append(Shape(item["kind"], label, xy))
@@ -87,7 +104,7 @@ def build(
                 graphic_type=GRAPHIC_TYPES[kind],
                 graphic_data=graphic,
                 algorithm_type="MANUAL",
-                measurements=_lengths(graphic) if kind == "line" else None,
+                measurements=_measurements(kind, graphic),
             )
         )
     return hd.ann.MicroscopyBulkSimpleAnnotations(
@@ -144,6 +161,18 @@ def saved_at(ds: Dataset) -> datetime:
         return datetime.min
 
 
+def _open_outline(points: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+    """A freehand outline without repeated points, nor the closing point a hand draws back to
+    the start: an annotation polygon closes itself, and may not repeat its first point."""
+    kept: list[tuple[float, float]] = []
+    for point in points:
+        if not kept or point != kept[-1]:
+            kept.append(point)
+    while len(kept) > 1 and kept[-1] == kept[0]:
+        kept.pop()
+    return tuple(kept)
+
+
 def _grouped(shapes: Iterable[Shape]) -> list[tuple[tuple[str, str], list[Shape]]]:
     groups: dict[tuple[str, str], list[Shape]] = {}
     for shape in shapes:
@@ -158,7 +187,19 @@ def _outline(shape: Shape) -> np.ndarray:
     return np.array(shape.points, dtype=float)
 
 
-def _lengths(lines: list[np.ndarray]) -> list[hd.ann.Measurements]:
-    """Each line's length on the slide, in micrometres (slide coordinates are millimetres)."""
-    values = np.array([float(np.linalg.norm(line[1] - line[0])) * 1000 for line in lines])
-    return [hd.ann.Measurements(name=LENGTH, values=values, unit=MICROMETRE)]
+def _measurements(kind: str, shapes: list[np.ndarray]) -> list[hd.ann.Measurements] | None:
+    """Lines get their length in micrometres, regions their area in square millimetres (slide
+    coordinates are millimetres); points get nothing."""
+    if kind == "line":
+        lengths = np.array([float(np.linalg.norm(s[1] - s[0])) * 1000 for s in shapes])
+        return [hd.ann.Measurements(name=LENGTH, values=lengths, unit=MICROMETRE)]
+    if kind in ("rectangle", "polygon"):
+        areas = np.array([_area(s) for s in shapes])
+        return [hd.ann.Measurements(name=AREA, values=areas, unit=SQUARE_MILLIMETRE)]
+    return None
+
+
+def _area(outline: np.ndarray) -> float:
+    """Shoelace area of a closed outline on the slide plane (x, y in mm)."""
+    x, y = outline[:, 0], outline[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)

@@ -71,7 +71,10 @@ async def save_set(request: web.Request) -> web.Response:
     series_uid, number = (
         (mine[0][0].series_uid, int(mine[0][1].InstanceNumber) + 1) if mine else (None, 1)
     )
-    data = await _run(_encoded, image, shapes, principal.user, series_uid, number)
+    try:
+        data = await _run(_encoded, image, shapes, principal.user, series_uid, number)
+    except ValueError as exc:  # highdicom's own checks of the graphic data
+        raise _error(web.HTTPBadRequest, f"cannot store these annotations: {exc}") from None
     result = await archive.ingest_bytes(
         data, source=Source(door="annotations", actor=principal.user)
     )

@@ -25,6 +25,7 @@ SHAPES = [
     {"kind": "point", "label": "mitosis", "points": [[400.5, 300.25]]},
     {"kind": "point", "label": "mitosis", "points": [[410, 310]]},
     {"kind": "rectangle", "label": "hot spot", "points": [[50, 60], [500, 400]]},
+    {"kind": "polygon", "label": "tumour", "points": [[600, 600], [1200, 650], [900, 1100]]},
 ]
 
 
@@ -64,7 +65,7 @@ async def test_save_and_read_back(slide_hub) -> None:
         async with http.get(url) as r:
             assert r.status == 200
             (mine,) = (await r.json())["sets"]
-    assert saved["count"] == 4
+    assert saved["count"] == 5
     assert mine["mine"] and mine["creator"] == "test-admin" and mine["sop_uid"] == saved["sop_uid"]
     got = sorted(mine["annotations"], key=lambda s: (s["kind"], s["points"]))
     want = sorted(SHAPES, key=lambda s: (s["kind"], s["points"]))
@@ -85,6 +86,11 @@ async def test_save_and_read_back(slide_hub) -> None:
     (length_um,) = np.frombuffer(values, dtype="<f4")  # OF
     spacing_mm = 0.000499  # CMU-1: 0.499 um/px; the line spans 800 x 580 px
     assert length_um == pytest.approx((800**2 + 580**2) ** 0.5 * spacing_mm * 1000, rel=1e-3)
+    outline = next(g for g in ds.AnnotationGroupSequence if g.GraphicType == "POLYGON")
+    values = outline.MeasurementsSequence[0].MeasurementValuesSequence[0].FloatingPointValues
+    (area_mm2,) = np.frombuffer(values, dtype="<f4")
+    triangle_px = abs(600 * (650 - 1100) + 1200 * (1100 - 600) + 900 * (600 - 650)) / 2
+    assert area_mm2 == pytest.approx(triangle_px * spacing_mm**2, rel=1e-3)
 
 
 async def test_a_new_save_is_a_new_version_in_the_same_series(slide_hub) -> None:
@@ -107,6 +113,7 @@ async def test_a_new_save_is_a_new_version_in_the_same_series(slide_hub) -> None
     [
         ({"annotations": [{"kind": "circle", "points": [[1, 1]]}]}, "kind must be"),
         ({"annotations": [{"kind": "point", "points": [[1, 1], [2, 2]]}]}, "has 1 point"),
+        ({"annotations": [{"kind": "polygon", "points": [[1, 1], [2, 2]]}]}, "has 3 to"),
         ({"annotations": [{"kind": "point", "points": [[99999, 1]]}]}, "within the"),
         ({"annotations": [{"kind": "point", "points": [["a", 1]]}]}, "numbers"),
         ({"annotations": [{"kind": "point", "label": "x" * 65, "points": [[1, 1]]}]}, "label"),
@@ -152,5 +159,22 @@ async def test_who_may_annotate(slide_hub) -> None:
             sets = (await r.json())["sets"]
     assert {(s["creator"], s["mine"], len(s["annotations"])) for s in sets} == {
         ("dr-lee", True, 2),
-        ("test-admin", False, 4),
+        ("test-admin", False, 5),
     }
+
+
+async def test_a_freehand_outline_back_to_its_start_is_closed_once(slide_hub) -> None:
+    hub, study, level0 = slide_hub
+    loop = [[100, 100], [400, 120], [400, 120], [380, 400], [90, 380], [100, 100]]
+    url = f"{hub.url}/api/annotations/{study}?image={level0}"
+    async with hub.session() as http:
+        body = {"annotations": [{"kind": "polygon", "label": "tumour", "points": loop}]}
+        async with http.post(url, json=body) as r:
+            assert r.status == 201, await r.text()
+        dot = {"kind": "polygon", "points": [[5, 5], [5, 5], [5, 5]]}
+        async with http.post(url, json={"annotations": [dot]}) as r:
+            assert r.status == 400 and "has 3 to" in (await r.json())["error"]
+        async with http.get(url) as r:
+            (mine,) = (await r.json())["sets"]
+    (outline,) = mine["annotations"]
+    assert len(outline["points"]) == 4  # the repeated point and the closing one dropped

@@ -416,9 +416,26 @@ async def _drag(page, start: tuple[float, float], end: tuple[float, float]) -> N
     await page.mouse.up()
 
 
+async def _outline(page, centre: tuple[float, float], radius: float) -> None:
+    """A freehand loop around ``centre``, as a hand would drag it."""
+    points = [
+        (
+            centre[0] + radius * math.cos(a / 24 * math.tau),
+            centre[1] + radius * math.sin(a / 24 * math.tau),
+        )
+        for a in range(25)
+    ]
+    await page.mouse.move(*points[0])
+    await page.mouse.down()
+    for point in points[1:]:
+        await page.mouse.move(*point, steps=2)
+    await page.mouse.up()
+
+
 async def test_annotations_are_drawn_measured_saved_and_reloaded(hub_server, slide_study):
-    """A pathologist measures a distance and marks a point, saves, and finds them again after a
-    reload; the measurement shown is the one stored in the DICOM annotation instance."""
+    """A pathologist measures a distance, marks a point and outlines a region, saves, and finds
+    them again after a reload; the length and area shown are those stored in the DICOM
+    annotation instance."""
     async with chromium() as browser:
         page = await new_page(browser, hub_server)
         console = Console(page)
@@ -434,10 +451,14 @@ async def test_annotations_are_drawn_measured_saved_and_reloaded(hub_server, sli
         await page.fill("#ann-label", "mitosis")
         await page.click("#tool-point")
         await page.mouse.click(cx, cy + 100)
+        await page.fill("#ann-label", "tumour")
+        await page.click("#tool-polygon")
+        await _outline(page, (cx + 120, cy - 120), 60)
         await page.keyboard.press("Escape")  # back to panning
         drawn = await page.locator("#ann-list li").all_inner_texts()
-        assert len(drawn) == 2 and "margin" in drawn[0] and "µm" in drawn[0], drawn
-        assert await page.locator(".annotation-layer .shape").count() == 2
+        assert len(drawn) == 3 and "margin" in drawn[0] and "µm" in drawn[0], drawn
+        assert "tumour" in drawn[2] and "mm²" in drawn[2], drawn
+        assert await page.locator(".annotation-layer .shape").count() == 3
 
         await page.click("#ann-save")
         await page.wait_for_function(
@@ -445,7 +466,7 @@ async def test_annotations_are_drawn_measured_saved_and_reloaded(hub_server, sli
         )
         await page.reload()
         await page.evaluate("() => window.tesseraViewer.ready")
-        await page.wait_for_function("() => document.querySelectorAll('#ann-list li').length === 2")
+        await page.wait_for_function("() => document.querySelectorAll('#ann-list li').length === 3")
         assert await page.locator("#ann-list li").all_inner_texts() == drawn
         assert console.errors == []
 
@@ -458,6 +479,11 @@ async def test_annotations_are_drawn_measured_saved_and_reloaded(hub_server, sli
     (stored_um,) = np.frombuffer(values, dtype="<f4")
     shown_um = float(drawn[0].split("·")[1].split()[0])  # "Measurement: margin · 123.4 µm ×"
     assert shown_um == pytest.approx(float(stored_um), abs=0.1)
+    outline = next(g for g in ds.AnnotationGroupSequence if g.GraphicType == "POLYGON")
+    values = outline.MeasurementsSequence[0].MeasurementValuesSequence[0].FloatingPointValues
+    (stored_mm2,) = np.frombuffer(values, dtype="<f4")
+    shown_mm2 = float(drawn[2].split("·")[1].split()[0])  # "Outline: tumour · 0.0123 mm² ×"
+    assert shown_mm2 == pytest.approx(float(stored_mm2), rel=0.01)
 
 
 async def test_dicom_microscopy_viewer_shows_our_annotations(hub_server, slide_study):

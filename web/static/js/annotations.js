@@ -1,11 +1,13 @@
-// Annotations on the slide: points, measured lines and rectangular regions, each with a label,
+// Annotations on the slide: points, measured lines, rectangles and freehand outlines (with their
+// area), each with a label,
 // drawn over OpenSeadragon in full-resolution pixel coordinates and saved through
 // /api/annotations as a DICOM annotation instance. Other people's saved sets show read-only.
 
 const OSD = window.OpenSeadragon;
 const SVG = "http://www.w3.org/2000/svg";
-const TOOLS = ["point", "line", "rectangle"];
-const KIND_NAMES = { point: "Point", line: "Measurement", rectangle: "Region" };
+const TOOLS = ["point", "line", "rectangle", "polygon"];
+const KIND_NAMES = { point: "Point", line: "Measurement", rectangle: "Region", polygon: "Outline" };
+const OUTLINE_STEP_PX = 4; // screen pixels between the points of a freehand outline
 
 export class Annotations {
   constructor(viewer, studyUid) {
@@ -110,13 +112,23 @@ export class Annotations {
     event.preventDefault();
     this.svg.setPointerCapture(event.pointerId);
     const at = this.imagePoint(event);
-    this.drawing = { kind: this.tool, label: this.label(), points: this.tool === "point" ? [at] : [at, at] };
+    const points = this.tool === "point" || this.tool === "polygon" ? [at] : [at, at];
+    this.drawing = { kind: this.tool, label: this.label(), points };
+    this.lastScreen = [event.clientX, event.clientY];
     this.render();
   }
 
   move(event) {
-    if (!this.drawing || this.drawing.kind === "point") return;
-    this.drawing.points[1] = this.imagePoint(event);
+    const shape = this.drawing;
+    if (!shape || shape.kind === "point") return;
+    if (shape.kind === "polygon") {
+      const [x, y] = this.lastScreen;
+      if (Math.hypot(event.clientX - x, event.clientY - y) < OUTLINE_STEP_PX) return;
+      this.lastScreen = [event.clientX, event.clientY];
+      shape.points.push(this.imagePoint(event));
+    } else {
+      shape.points[1] = this.imagePoint(event);
+    }
     this.render();
   }
 
@@ -124,13 +136,19 @@ export class Annotations {
     if (!this.drawing) return;
     const shape = this.drawing;
     this.drawing = null;
-    if (shape.kind !== "point") shape.points[1] = this.imagePoint(event);
-    const [a, b] = [shape.points[0], shape.points[shape.points.length - 1]];
-    if (shape.kind === "point" || Math.hypot(a[0] - b[0], a[1] - b[1]) > 0) {
+    if (shape.kind === "line" || shape.kind === "rectangle") shape.points[1] = this.imagePoint(event);
+    if (this.complete(shape)) {
       this.mine.push(shape);
       this.setDirty(true);
     }
     this.render();
+  }
+
+  complete(shape) {
+    if (shape.kind === "point") return true;
+    if (shape.kind === "polygon") return shape.points.length >= 3 && this.area(shape) > 0;
+    const [[x0, y0], [x1, y1]] = shape.points;
+    return shape.kind === "line" ? x0 !== x1 || y0 !== y1 : x0 !== x1 && y0 !== y1;
   }
 
   remove(index) {
@@ -162,6 +180,8 @@ export class Annotations {
       g.append(svgElement("circle", { cx: pts[0].x, cy: pts[0].y, r: 6 }));
     } else if (shape.kind === "line") {
       g.append(svgElement("line", { x1: pts[0].x, y1: pts[0].y, x2: pts[1].x, y2: pts[1].y }));
+    } else if (shape.kind === "polygon") {
+      g.append(svgElement("polygon", { points: pts.map((p) => `${p.x},${p.y}`).join(" ") }));
     } else {
       const [x, y] = [Math.min(pts[0].x, pts[1].x), Math.min(pts[0].y, pts[1].y)];
       g.append(svgElement("rect", { x, y, width: Math.abs(pts[1].x - pts[0].x), height: Math.abs(pts[1].y - pts[0].y) }));
@@ -173,16 +193,35 @@ export class Annotations {
   }
 
   caption(shape) {
-    const length = this.length(shape);
-    return length ? `${shape.label} · ${length}` : shape.label;
+    const size = this.size(shape);
+    return size ? `${shape.label} · ${size}` : shape.label;
   }
 
-  length(shape) {
+  // Length of a line, area of a region, on the slide; "" without a pixel spacing.
+  size(shape) {
     const um = this.slide.micronsPerPixel;
-    if (shape.kind !== "line" || !um) return "";
-    const [[x0, y0], [x1, y1]] = shape.points;
-    const microns = Math.hypot(x1 - x0, y1 - y0) * um;
-    return microns >= 1000 ? `${(microns / 1000).toFixed(2)} mm` : `${microns.toFixed(1)} µm`;
+    if (!um || shape.kind === "point") return "";
+    if (shape.kind === "line") {
+      const [[x0, y0], [x1, y1]] = shape.points;
+      const microns = Math.hypot(x1 - x0, y1 - y0) * um;
+      return microns >= 1000 ? `${(microns / 1000).toFixed(2)} mm` : `${microns.toFixed(1)} µm`;
+    }
+    const mm2 = (this.area(shape) * um * um) / 1e6;
+    return `${mm2.toPrecision(3)} mm²`;
+  }
+
+  // In full-resolution pixels: the rectangle's sides, or the outline's shoelace area.
+  area(shape) {
+    if (shape.kind === "rectangle") {
+      const [[x0, y0], [x1, y1]] = shape.points;
+      return Math.abs((x1 - x0) * (y1 - y0));
+    }
+    let twice = 0;
+    shape.points.forEach(([x0, y0], i) => {
+      const [x1, y1] = shape.points[(i + 1) % shape.points.length];
+      twice += x0 * y1 - x1 * y0;
+    });
+    return Math.abs(twice) / 2;
   }
 
   renderList() {
