@@ -4,16 +4,22 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core
+DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql
+# The suites that run a second time with the index on PostgreSQL instead of SQLite.
+POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/dicomweb tests/worklist tests/security
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench system-deps npm-deps clean
+.PHONY: demo test test-postgres lint bench system-deps npm-deps clean
 
 demo: $(STAMP) npm-deps
 	$(PY) -m hub.cli demo
 
 test: $(STAMP) npm-deps system-deps
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(MAKE) test-postgres
+
+test-postgres: $(STAMP) system-deps
+	tests/with_postgres.sh $(PY) -m pytest -q -p no:cacheprovider $(POSTGRES_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -27,16 +33,17 @@ system-deps:
 	command -v storescu >/dev/null || missing="$$missing dcmtk"; \
 	command -v dciodvfy >/dev/null || missing="$$missing dicom3tools"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	$(VENV)/bin/pip install -q -e '.[test,bench,postgres]'
 	touch $(STAMP)
 
 npm-deps: web/node_modules/.package-lock.json

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,9 +23,31 @@ def corpus() -> Path:
     return CORPUS
 
 
+# postgresql://user@host:port/ of a server where the tests may create databases: the fixtures
+# below then index into a fresh PostgreSQL database per test instead of SQLite.
+POSTGRES = os.environ.get("TESSERA_TEST_POSTGRES")
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", port=free_port())
+async def database_url() -> AsyncIterator[str | None]:
+    if not POSTGRES:
+        yield None
+        return
+    import asyncpg
+
+    name = f"tessera_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES.rstrip("/") + "/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield POSTGRES.replace("postgresql://", "postgresql+asyncpg://").rstrip("/") + f"/{name}"
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", port=free_port(), database_url=database_url)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the patient and study checks, all read from the one lookup query."""
 from __future__ import annotations
 
 from io import BytesIO
-from pathlib import Path
 
 import pytest
 from pydicom import dcmread
@@ -33,8 +32,8 @@ def _ct(study: str, serie: str, **changes) -> bytes:
 
 
 @pytest.fixture
-async def archive(tmp_path: Path):
-    archive = await Archive.open(Settings(data_dir=tmp_path / "data"))
+async def archive(settings: Settings):
+    archive = await Archive.open(settings)
     yield archive
     await archive.close()
 
