@@ -15,7 +15,7 @@ uploads = Table(
     "uploads",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("filename", String(255), nullable=False),
+    Column("filename", String(), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("kind", String(16), nullable=False),  # slide | dicom (decided when complete)
     Column("status", String(16), nullable=False),  # receiving | complete | consumed | discarded
@@ -31,7 +31,7 @@ jobs = Table(
     Column("id", String(32), primary_key=True),
     Column("kind", String(16), nullable=False),  # convert | ingest
     Column("upload_id", String(32), nullable=True),
-    Column("filename", String(255), nullable=False, default=""),
+    Column("filename", String(), nullable=False, default=""),
     Column("status", String(16), nullable=False),  # queued | running | ingesting | done | failed
     Column("percent", Float, nullable=False, default=0.0),
     Column("frames_done", Integer, nullable=False, default=0),

@@ -37,7 +37,7 @@ tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("user_fk", ForeignKey("users.id"), nullable=False),
     Column("kind", String(16), nullable=False),  # "api" | "session"
-    Column("label", String(128), nullable=False, default=""),
+    Column("label", String(), nullable=False, default=""),
     Column("scopes", Text, nullable=True),  # space-separated permissions; None: the role's all
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
@@ -55,9 +55,9 @@ audit_log = Table(
     Column("role", String(32), nullable=False),
     Column("action", String(64), nullable=False),
     Column("outcome", String(16), nullable=False),
-    Column("patient", String(128), nullable=True),
-    Column("study", String(64), nullable=True),
-    Column("source", String(128), nullable=True),
+    Column("patient", String(), nullable=True),
+    Column("study", String(), nullable=True),
+    Column("source", String(), nullable=True),
     Column("detail", Text, nullable=True),
     Column("mac", String(64), nullable=False),
 )
@@ -84,7 +84,7 @@ ae_permissions = Table(
     Column("move", Boolean, nullable=False, default=False),
     Column("get", Boolean, nullable=False, default=False),
     Column("worklist", Boolean, nullable=False, default=False),
-    Column("note", String(256), nullable=False, default=""),
+    Column("note", String(), nullable=False, default=""),
 )
 
 SECURITY_TABLES = [users, tokens, audit_log, login_attempts, ae_permissions]

@@ -84,3 +84,21 @@ async def test_study_of_another_patient_and_series_of_another_study(archive: Arc
     )
     assert other_study.status == "failed" and "already belongs to study" in other_study.message
     assert (await _row(archive, studies, study_uid=study)).num_instances == 1
+
+
+async def test_values_longer_than_the_standard_allows_are_kept(archive: Archive) -> None:
+    """Senders exceed the value lengths of PS3.5 (here a 100-character description, a patient
+    name of 400 and an old-style date); the object is stored and indexed as sent, on SQLite and
+    on PostgreSQL alike."""
+    study = generate_uid()
+    data = _ct(
+        study,
+        generate_uid(),
+        StudyDescription="D" * 100,
+        PatientName="N" * 400,
+        StudyDate="1997.04.24",
+    )
+    result = await archive.ingest_bytes(data, source=SOURCE)
+    assert result.ok, result.message
+    row = await _row(archive, studies, study_uid=study)
+    assert row.description == "D" * 100 and row.study_date == "1997.04.24"
