@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -29,20 +29,43 @@ POSTGRES = os.environ.get("TESSERA_TEST_POSTGRES")
 
 
 @pytest.fixture
-async def database_url() -> AsyncIterator[str | None]:
+async def new_database() -> AsyncIterator[Callable[[], Awaitable[str | None]]]:
+    """Makes a fresh PostgreSQL database per call (dropped after the test) and returns its URL;
+    returns None (SQLite in the data dir) without a server."""
     if not POSTGRES:
-        yield None
+
+        async def none() -> None:
+            return None
+
+        yield none
         return
     import asyncpg
 
-    name = f"tessera_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(POSTGRES.rstrip("/") + "/postgres")
-    try:
+    made: list[str] = []
+
+    async def make() -> str:
+        name = f"tessera_test_{uuid.uuid4().hex[:12]}"
         await admin.execute(f'CREATE DATABASE "{name}"')
-        yield POSTGRES.replace("postgresql://", "postgresql+asyncpg://").rstrip("/") + f"/{name}"
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        made.append(name)
+        return POSTGRES.replace("postgresql://", "postgresql+asyncpg://").rstrip("/") + f"/{name}"
+
+    try:
+        yield make
+        for name in made:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(new_database, monkeypatch) -> str | None:
+    """The test's index database, also named in TESSERA_DATABASE_URL for the command-line tools
+    a test runs; None (SQLite in the data dir) without a PostgreSQL server."""
+    url = await new_database()
+    if url:
+        monkeypatch.setenv("TESSERA_DATABASE_URL", url)
+    return url
 
 
 @pytest.fixture

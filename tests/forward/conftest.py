@@ -35,11 +35,20 @@ def refusing_scp() -> Iterator[RefusingSCP]:
 
 
 @pytest.fixture
-async def hub_factory(tmp_path: Path):
+async def hub_factory(tmp_path: Path, new_database, monkeypatch):
+    """Hubs on ``tmp_path`` (or a given data dir): each data dir is one hub, reopened with the
+    same index database, apart from any other hub of the test (``hub_server`` included). The
+    command-line tools a test runs see the first one."""
     opened: list[Hub] = []
+    databases: dict[Path, str | None] = {}
 
     async def make(forward: dict, data_dir: Path | None = None, **extra) -> Hub:
-        hub = Hub(data_dir or tmp_path / "forwarding-hub", forward, **extra)
+        data_dir = data_dir or tmp_path / "forwarding-hub"
+        if data_dir not in databases:
+            databases[data_dir] = url = await new_database()
+            if url and len(databases) == 1:
+                monkeypatch.setenv("TESSERA_DATABASE_URL", url)
+        hub = Hub(data_dir, forward, databases[data_dir], **extra)
         opened.append(hub)
         return await hub.open()
 

@@ -151,8 +151,12 @@ class Hub:
     """An archive with forwarding, served by an aiohttp app built the way the hub builds it
     (``hub.forward.service.setup``), on a data dir that survives close and reopen."""
 
-    def __init__(self, data_dir: Path, forward: dict, **extra) -> None:
-        self.settings = Settings(data_dir=data_dir, extra={"forward": forward, **extra})
+    def __init__(
+        self, data_dir: Path, forward: dict, database_url: str | None = None, **extra
+    ) -> None:
+        self.settings = Settings(
+            data_dir=data_dir, database_url=database_url, extra={"forward": forward, **extra}
+        )
         self.archive: Archive | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""

@@ -15,7 +15,6 @@ from pydicom.data import get_testdata_file
 
 from hub.archive import Source
 from hub.archive.index import make_engine
-from hub.config import Settings
 from hub.forward.queue import ForwardQueue
 from hub.security.tls import make_self_signed
 
@@ -108,10 +107,11 @@ async def test_hub_killed_while_sending_resends_after_restart(storescp_factory, 
     await queued.close()
 
     script = HERE / "forward_hub_process.py"
+    database = [queued.settings.database_url] if queued.settings.database_url else []
     crashed = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), str(data_dir), json.dumps(config), cwd=HERE
+        sys.executable, str(script), str(data_dir), json.dumps(config), *database, cwd=HERE
     )
-    queue = ForwardQueue(make_engine(Settings(data_dir=data_dir).db_url))
+    queue = ForwardQueue(make_engine(queued.settings.db_url))
     try:
         while not await queue.list(state="in_flight"):
             assert crashed.returncode is None, "the hub process died on its own"
