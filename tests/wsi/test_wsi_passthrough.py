@@ -79,17 +79,22 @@ def test_generic_ycbcr_jpeg_tiff(corpus, tmp_path):
     assert np.array_equal(imagecodecs.jpeg8_decode(frames[0]), want)
 
 
-def test_jpeg2000_tiles_are_copied_with_their_colour_transform(corpus, tmp_path):
-    src = tmp_path / "j2k.tiff"
-    pixels = tissue(corpus, 700, 600)
+def _lossless_j2k_tiff(path, pixels: np.ndarray) -> None:
+    """A tiled TIFF of reversible (5-3, lossless) JPEG 2000 tiles with the colour transform on."""
     tifffile.imwrite(
-        src,
+        path,
         pixels,
         tile=(256, 256),
         photometric="rgb",
         compression="jpeg2000",
-        compressionargs={"level": 0, "codecformat": "j2k"},  # lossless, MCT on
+        compressionargs={"level": 0, "codecformat": "j2k"},
     )
+
+
+def test_jpeg2000_tiles_are_copied_with_their_colour_transform(corpus, tmp_path):
+    src = tmp_path / "j2k.tiff"
+    pixels = tissue(corpus, 700, 600)
+    _lossless_j2k_tiff(src, pixels)
     paths = convert_slide(src, tmp_path / "out", options=ConvertOptions(include_label=False))
     ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.91"
@@ -218,14 +223,7 @@ def test_lossless_jpeg2000_source_reencoded_losslessly_stays_lossless(corpus, tm
     """A reversible JPEG 2000 source re-encoded as lossless JPEG 2000 has never been through a
     lossy step: LossyImageCompression 00, no method listed."""
     src = tmp_path / "j2k.tiff"
-    tifffile.imwrite(
-        src,
-        tissue(corpus, 700, 600),
-        tile=(256, 256),
-        photometric="rgb",
-        compression="jpeg2000",
-        compressionargs={"level": 0, "codecformat": "j2k"},  # reversible 5-3
-    )
+    _lossless_j2k_tiff(src, tissue(corpus, 700, 600))
     options = ConvertOptions(codec="jpeg2000-lossless", include_label=False)
     paths = convert_slide(src, tmp_path / "out", options=options)
     ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
