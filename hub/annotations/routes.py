@@ -36,10 +36,11 @@ async def list_sets(request: web.Request) -> web.Response:
     sets = []
     for ref, ds in await _newest_sets(archive, request.match_info["study"], image):
         shapes = await _run(model.read, ds, image)
+        creator = model.creator(ds)
         sets.append(
             {
-                "creator": model.creator(ds),
-                "mine": model.creator(ds) == me,
+                "creator": creator,
+                "mine": creator == me,
                 "sop_uid": ref.sop_instance_uid,
                 "series_uid": ref.series_uid,
                 "saved_at": model.saved_at(ds).isoformat(),
@@ -61,7 +62,7 @@ async def save_set(request: web.Request) -> web.Response:
             int(image.TotalPixelMatrixColumns),
             int(image.TotalPixelMatrixRows),
         )
-    except (ValueError, model.ShapeError) as exc:  # JSONDecodeError is a ValueError
+    except ValueError as exc:  # bad JSON (JSONDecodeError) or a bad shape (ShapeError)
         raise _error(web.HTTPBadRequest, str(exc)) from None
     mine = [
         (ref, ds)
