@@ -8,8 +8,11 @@ DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql
 # The suites that run a second time with the index on PostgreSQL instead of SQLite.
 POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/dicomweb tests/worklist tests/security tests/forward
 STAMP := $(VENV)/.installed
+# Every Python dependency, pinned: installs take exactly these versions (`make lock` rewrites it).
+CONSTRAINTS := constraints.txt
+LOCK_TOOLS := .venv-lock
 
-.PHONY: demo test test-postgres lint bench system-deps npm-deps clean
+.PHONY: demo test test-postgres lint bench lock system-deps npm-deps clean
 
 demo: $(STAMP) npm-deps
 	$(PY) -m hub.cli demo
@@ -40,11 +43,18 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,bench,postgres]'
+	$(VENV)/bin/pip install -q -c $(CONSTRAINTS) -e '.[test,bench,postgres]'
 	touch $(STAMP)
+
+# Re-resolve $(CONSTRAINTS) from pyproject.toml, keeping its pins where they still fit;
+# `make lock LOCK_ARGS=--upgrade` moves everything to the newest versions pyproject allows.
+lock:
+	test -x $(LOCK_TOOLS)/bin/uv || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q uv==0.13.8; }
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra test --extra bench --extra postgres \
+	  --python-version 3.11 --custom-compile-command 'make lock' $(LOCK_ARGS) -o $(CONSTRAINTS)
 
 npm-deps: web/node_modules/.package-lock.json
 
@@ -52,4 +62,4 @@ web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --silent
 
 clean:
-	rm -rf $(VENV) web/node_modules
+	rm -rf $(VENV) $(LOCK_TOOLS) web/node_modules
