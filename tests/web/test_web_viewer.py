@@ -67,15 +67,28 @@ def block_means(a: np.ndarray, k: int = BLOCK) -> np.ndarray:
 
 
 async def wait_painted(page) -> None:
-    """Until every tile the current view needs is loaded and drawn."""
+    """Until the view has stopped moving and every tile it needs is loaded and drawn.
+
+    On a loaded machine the opening zoom animation can outlast the first tiles: a view that
+    is still moving is not the view the test compares, so the springs must be at rest too,
+    over two consecutive animation frames.
+    """
     await page.wait_for_function(
-        """() => {
-            const v = window.tesseraViewer.state.viewer;
-            return v.world.getItemAt(0).getFullyLoaded() && v.imageLoader.jobsInProgress === 0;
-        }"""
-    )
-    await page.evaluate(
-        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        """() => new Promise(resolve => {
+            const settled = () => {
+                const v = window.tesseraViewer.state.viewer;
+                const vp = v.viewport;
+                const springs = [vp.zoomSpring, vp.centerSpringX, vp.centerSpringY];
+                return springs.every(s => s.isAtTargetValue())
+                    && v.world.getItemAt(0).getFullyLoaded()
+                    && v.imageLoader.jobsInProgress === 0
+                    && !v.world.needsDraw();
+            };
+            const first = settled();
+            requestAnimationFrame(() => requestAnimationFrame(
+                () => resolve(first && settled())));
+        })""",
+        polling=100,
     )
 
 
