@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from hub.archive.migrations.schema import metadata
+from hub.archive.migrations.schema import compare_type, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -22,7 +22,7 @@ context.configure(
     target_metadata=metadata,
     # SQLite alters a table by copying it; batch mode does that for later revisions.
     render_as_batch=connection.dialect.name == "sqlite",
-    compare_type=True,
+    compare_type=compare_type,
 )
 with context.begin_transaction():
     context.run_migrations()

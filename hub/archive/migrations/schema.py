@@ -47,3 +47,15 @@ def _check_registry() -> None:
 
 
 _check_registry()
+
+
+def compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type):
+    """Alembic's type comparison, except that a declared ``String()`` must be unbounded.
+
+    Alembic reads a type without a length as "any length", so ``VARCHAR(64)`` in the database
+    would pass for ``String()`` and a column left bounded would go unnoticed.
+    """
+    declared = getattr(metadata_type, "length", False)
+    if declared is None and getattr(inspected_type, "length", None) is not None:
+        return True
+    return None  # Alembic's own comparison
