@@ -38,9 +38,13 @@ def cmd_current(args: argparse.Namespace) -> int:
             await engine.dispose()
         if state.up_to_date:
             print(f"{state.current} (head)")
-            return 0
-        print(f"{state.describe()} (this Tessera needs {state.head}: run `tessera db upgrade`)")
-        return 1
+        elif not state.known:
+            print(
+                f"{state.current} (unknown here, a newer release wrote it; this one needs {state.head})"
+            )
+        else:
+            print(f"{state.describe()} (this Tessera needs {state.head}: run `tessera db upgrade`)")
+        return 0 if state.up_to_date else 1
 
     return asyncio.run(run())
 

@@ -192,6 +192,22 @@ async def test_other_commands_refuse_an_old_index(old_index: OldIndex, argv) -> 
     assert await recorded_revision(old_index) is None
 
 
+async def test_an_index_of_a_newer_release_is_refused(settings: Settings) -> None:
+    archive = await Archive.open(settings)
+    try:
+        async with archive.engine.begin() as conn:
+            await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    finally:
+        await archive.close()
+    for argv in (("db", "upgrade"), ("verify",)):
+        refused = tessera(*argv, data=settings.data_dir)
+        assert refused.returncode == REFUSED, refused
+        assert "revision 9999, which this Tessera does not know" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    current = tessera("db", "current", data=settings.data_dir)
+    assert current.returncode == 1 and "a newer release wrote it" in current.stdout
+
+
 async def test_serve_upgrades_and_readers_never_migrate(old_index: OldIndex) -> None:
     with pytest.raises(SchemaError, match="before schema migrations"):
         await Archive.open(old_index.settings, schema="require")  # what a reader process does

@@ -51,6 +51,11 @@ class SchemaState:
         return self.current == self.head
 
     @property
+    def known(self) -> bool:
+        """Whether this code has the recorded revision (a newer release may have written it)."""
+        return self.current is None or self.current in revisions()
+
+    @property
     def empty(self) -> bool:
         return self.current is None and not self.tables
 
@@ -76,6 +81,11 @@ def scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config())
+
+
+@cache
+def revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in scripts().walk_revisions())
 
 
 def head() -> str:
@@ -109,7 +119,7 @@ async def prepare(engine: AsyncEngine, mode: SchemaMode = "create") -> SchemaSta
 
 
 def _check_allowed(state: SchemaState, mode: SchemaMode, where: str) -> None:
-    if state.current is not None and scripts().get_revision(state.current) is None:
+    if not state.known:
         raise SchemaError(
             f"the index {where} is at revision {state.current}, which this Tessera does not know "
             f"(a newer release wrote it); this Tessera needs revision {state.head}"
