@@ -146,12 +146,13 @@ async def test_old_index_upgrades_in_place_and_loses_nothing(old_index: OldIndex
         assert len(found) == len(originals)
         served = {hashlib.sha256(await _retrieve(http, hub.url, ds)).hexdigest() for ds in found}
         assert served == originals
-        credentials = {"username": old_index.manifest["user"], "password": old_index.manifest["password"]}  # fmt: skip
+        user, password = old_index.manifest["user"], old_index.manifest["password"]
+        credentials = {"username": user, "password": password}
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as anonymous:
             async with anonymous.post(f"{hub.url}/api/login", json=credentials) as r:
                 assert r.status == 200, await r.text()
             async with anonymous.get(f"{hub.url}/api/me") as r:
-                assert (await r.json())["user"] == old_index.manifest["user"]
+                assert (await r.json())["user"] == user
 
 
 async def _retrieve(http: aiohttp.ClientSession, base: str, ds: dict) -> bytes:
