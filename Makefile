@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql
 # The suites that run a second time with the index on PostgreSQL instead of SQLite.
-POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/dicomweb tests/worklist tests/security tests/forward
+POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward
 STAMP := $(VENV)/.installed
 # Every Python dependency, pinned: installs take exactly these versions (`make lock` rewrites it).
 CONSTRAINTS := constraints.txt

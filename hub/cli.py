@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "hub.security.cli",
     "hub.worklist.cli",
     "hub.forward.cli",
+    "hub.db_cli",
     "wsi.cli",
 ]
 
@@ -31,7 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        # Imported here, not at the top: `tessera --help` and commands without an index stay light.
+        from hub.archive.migrations.runner import SchemaError
+
+        if not isinstance(exc, SchemaError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="processes answering HTTP: the main one plus readers for DICOMweb reads (default 1)",
+    )
+    serve.add_argument(
+        "--no-upgrade",
+        action="store_true",
+        help="refuse to start on an index at an older schema revision instead of upgrading it",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -116,7 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    return run(serve(settings, tls))
+    return run(serve(settings, tls, upgrade=not args.no_upgrade))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -74,16 +74,14 @@ async def _load_cine(archive: Archive) -> str:
 
 async def run_demo(settings: Settings) -> int:
     from hub.security.accounts import create_user, list_users, set_password
-    from hub.security.tables import ensure_schema
     from hub.security.tls import make_self_signed
     from hub.server import serve
 
-    archive = await open_archive(settings)
+    archive = await open_archive(settings, schema="upgrade")
     try:
         print("Loading sample data ...", flush=True)
         for line in await load_samples(archive):
             print(f"  loaded {line}", flush=True)
-        await ensure_schema(archive.engine)
         password = secrets.token_urlsafe(12)
         if "demo" not in {u["username"] for u in await list_users(archive.engine)}:
             await create_user(archive.engine, "demo", "admin", password)

@@ -53,7 +53,7 @@ def served_here(request: web.Request) -> bool:
 
 
 async def build_reader_app(settings: Settings, upstream: Upstream) -> web.Application:
-    archive = await Archive.open(settings)
+    archive = await Archive.open(settings, schema="require")  # the primary migrated
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive

@@ -4,12 +4,13 @@ hooks the server installs, so that an object ingested from the command line is f
 from __future__ import annotations
 
 from hub.archive import Archive
+from hub.archive.migrations.runner import SchemaMode
 from hub.config import Settings
 
 
-async def open_archive(settings: Settings) -> Archive:
+async def open_archive(settings: Settings, *, schema: SchemaMode = "create") -> Archive:
     from hub.forward.service import install as install_forwarding
 
-    archive = await Archive.open(settings)
+    archive = await Archive.open(settings, schema=schema)
     install_forwarding(archive, settings)
     return archive

@@ -28,8 +28,13 @@ class Running:
         await self.runner.cleanup()
 
 
-async def start(settings: Settings, tls: tuple[Path, Path] | None = None) -> Running:
-    archive = await Archive.open(settings, clear_temp=True)
+async def start(
+    settings: Settings, tls: tuple[Path, Path] | None = None, *, upgrade: bool = True
+) -> Running:
+    """Without ``upgrade``, an index at an older schema revision is refused (``SchemaError``)."""
+    archive = await Archive.open(
+        settings, clear_temp=True, schema="upgrade" if upgrade else "create"
+    )
     several = settings.workers > 1
     app = await build_app(settings, archive, relayed=several)
     app.on_cleanup.append(lambda _app: archive.close())
@@ -51,8 +56,10 @@ async def start(settings: Settings, tls: tuple[Path, Path] | None = None) -> Run
     return Running(runner, readers)
 
 
-async def serve(settings: Settings, tls: tuple[Path, Path] | None = None, banner=None) -> int:
-    running = await start(settings, tls)
+async def serve(
+    settings: Settings, tls: tuple[Path, Path] | None = None, banner=None, *, upgrade: bool = True
+) -> int:
+    running = await start(settings, tls, upgrade=upgrade)
     # What is loaded by now (modules, the application and its doors) lives as long as the
     # process. Left to the collector, every full collection walks it again: 0.1 s with the
     # event loop stalled, measured during a STOW of a 233 MB slide. Frozen, it is not walked.

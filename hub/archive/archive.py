@@ -10,18 +10,21 @@ import shutil
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive import frametable, query
 from hub.archive.errors import NotFound
-from hub.archive.index import create_schema, instances, make_engine, patients, series, studies
+from hub.archive.index import instances, make_engine, patients, series, studies
 from hub.archive.ingest import Expected, IndexedHook, Ingestor, Subscriber
 from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
 from hub.archive.store import CHUNK, BlobStore, hash_file
 from hub.config import Settings
+
+if TYPE_CHECKING:
+    from hub.archive.migrations.runner import SchemaMode
 
 VERSIONED_CACHE_SECONDS = 2.0
 
@@ -57,15 +60,27 @@ class Archive:
         self.ingestor.subscribers.append(self._forget_frames)
 
     @classmethod
-    async def open(cls, settings: Settings, *, clear_temp: bool = False) -> Archive:
+    async def open(
+        cls, settings: Settings, *, clear_temp: bool = False, schema: SchemaMode = "create"
+    ) -> Archive:
         """Open (creating on first run). The server clears temp files of interrupted uploads;
-        other commands leave them, since a running server may be writing them."""
+        other commands leave them, since a running server may be writing them.
+
+        ``schema`` says what may happen to an index at an older revision than this code's
+        (``hub.archive.migrations.runner``): the server upgrades it, other commands refuse
+        with a ``SchemaError``, reader processes refuse even to create one."""
+        from hub.archive.migrations.runner import prepare
+
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.db_url)
+        try:
+            await prepare(engine, schema)
+        except BaseException:
+            await engine.dispose()
+            raise
         store = make_store(settings)
         if clear_temp:
             store.clear_temp()
-        engine = make_engine(settings.db_url)
-        await create_schema(engine)
         return cls(settings, engine, store)
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """The SQL index: patient, study, series and instance rows, frame tables and metadata.
 
 SQLAlchemy Core over an async engine: SQLite (WAL) by default, PostgreSQL with the same code.
-Other packages (worklist, forwarding, security) add their tables to ``metadata``.
+Other packages (worklist, forwarding, security, jobs) add their tables to ``metadata``; every
+table is listed in ``hub.archive.migrations.schema``, and the schema changes by migrations.
 """
 
 from __future__ import annotations
@@ -155,5 +156,7 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    """Create a new index at the current revision; refuse an older one (``SchemaError``)."""
+    from hub.archive.migrations.runner import prepare
+
+    await prepare(engine, "create")

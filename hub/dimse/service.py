@@ -29,7 +29,6 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-import hub.worklist.model  # noqa: F401  (its table must exist before Archive.open)
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.dimse.access import AccessPolicy
 from hub.dimse.admission import Admission

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from hub.archive import Archive, NotFound
-from hub.archive.index import make_engine
+from hub.archive.index import create_schema, make_engine
 from hub.config import Settings
 from hub.forward.config import ConfigError, ForwardConfig, load_config
 from hub.forward.queue import ForwardQueue, Task, TaskNotFound, TaskStateError
-from hub.forward.tables import STATES, ensure_schema
+from hub.forward.tables import STATES
 
 
 def register(subparsers: Any) -> None:
@@ -80,7 +80,7 @@ def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
 async def _with_queue(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.db_url)
     try:
-        await ensure_schema(engine)
+        await create_schema(engine)
         return await handler(args, settings, ForwardQueue(engine))
     finally:
         await engine.dispose()

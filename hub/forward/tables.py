@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Literal
 
 from sqlalchemy import Column, Float, Index, Integer, String, Table, Text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import metadata
 
@@ -44,9 +43,3 @@ Index(
     forward_tasks.c.next_attempt_at,
 )
 Index("ix_forward_sop", forward_tasks.c.sop_uid)
-
-
-async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the queue table in an index made before forwarding was installed."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all, tables=[forward_tasks])

@@ -24,7 +24,6 @@ from hub.forward.blobs import PlainFile, plain_file
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
 from hub.forward.outcome import Outcome
 from hub.forward.queue import ForwardQueue, Task, enqueue
-from hub.forward.tables import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ class Forwarder:
 
     async def start(self) -> None:
         self.install()
-        await ensure_schema(self.archive.engine)
         returned = await self.queue.requeue_in_flight()
         if returned:
             log.info("forward: %d task(s) interrupted by a restart are pending again", returned)

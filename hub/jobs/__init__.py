@@ -13,7 +13,6 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.routes import add_routes, upload_errors
 from hub.jobs.runner import JobRunner
-from hub.jobs.tables import ensure_tables
 from hub.jobs.uploads import UploadStore
 
 __all__ = ["JOBS_KEY", "UPLOADS_KEY", "setup"]
@@ -28,7 +27,6 @@ def setup(app: web.Application) -> None:
 async def _run_jobs(app: web.Application) -> AsyncIterator[None]:
     archive = app[ARCHIVE_KEY]
     settings = app[SETTINGS_KEY]
-    await ensure_tables(archive.engine)
     uploads = UploadStore(archive.engine, settings.data_dir / "uploads", settings.max_upload_bytes)
     runner = JobRunner(
         archive,

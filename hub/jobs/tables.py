@@ -1,13 +1,12 @@
 """Index tables for resumable uploads and background jobs.
 
-They live in the archive's ``metadata`` so ``Archive.open`` creates them with the rest of the index;
-``ensure_tables`` also creates them on start-up when the archive was opened before this import.
+They live in the archive's ``metadata``, so the index's migrations (``hub.archive.migrations``)
+create and change them with the rest of the index.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import metadata
 
@@ -48,10 +47,3 @@ jobs = Table(
 )
 Index("ix_jobs_status", jobs.c.status)
 Index("ix_jobs_upload", jobs.c.upload_id)
-
-
-async def ensure_tables(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(
-            lambda sync: metadata.create_all(sync, tables=[uploads, jobs], checkfirst=True)
-        )

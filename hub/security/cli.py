@@ -14,13 +14,12 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.archive.index import make_engine
+from hub.archive.index import create_schema, make_engine
 from hub.config import Settings
 from hub.security import accounts, audit_trail, dimse_acl
 from hub.security.accounts import AccountError
 from hub.security.keys import audit_key
 from hub.security.policy import ALL_PERMISSIONS, ROLES
-from hub.security.tables import ensure_schema
 
 
 def register(subparsers) -> None:
@@ -115,7 +114,7 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             engine = make_engine(settings.db_url)
             try:
-                await ensure_schema(engine)
+                await create_schema(engine)
                 audit_trail.attach(engine, settings.data_dir)
                 return await handler(args, engine, settings)
             except (AccountError, ValueError) as e:

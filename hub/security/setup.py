@@ -25,7 +25,6 @@ from hub.security.middleware import (
 )
 from hub.security.redact import install_log_redaction
 from hub.security.routes import add_routes
-from hub.security.tables import ensure_schema
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 3600.0
@@ -63,7 +62,6 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
         state.engine = archive.engine
     if state.data_dir is None:
         state.data_dir = Path(app[SETTINGS_KEY].data_dir)
-    await ensure_schema(state.engine)
     await asyncio.to_thread(revocations.signal_for, state.engine)  # opens a file: not on the loop
     install_log_redaction()
     log = audit_mod.attach(state.engine, state.data_dir)

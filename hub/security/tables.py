@@ -1,4 +1,5 @@
-"""Security tables, added to the archive's metadata so they live in the archive's database."""
+"""Security tables, on the archive's metadata so they live in the archive's database (and its
+migrations, ``hub.archive.migrations``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import metadata
 
@@ -88,9 +88,3 @@ ae_permissions = Table(
 )
 
 SECURITY_TABLES = [users, tokens, audit_log, login_attempts, ae_permissions]
-
-
-async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the security tables if missing (Archive.open also does this via ``metadata``)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all, tables=SECURITY_TABLES)

@@ -102,12 +102,8 @@ def _transition(action: str):
     return handler
 
 
-async def _ensure_table(app: web.Application) -> AsyncIterator[None]:
-    # The table is normally created with the archive schema; this covers an archive that
-    # was opened before hub.worklist was imported.
+async def _start_steps_on_first_image(app: web.Application) -> AsyncIterator[None]:
     archive = app[ARCHIVE_KEY]
-    async with archive.engine.begin() as conn:
-        await conn.run_sync(model.worklist_items.metadata.create_all, [model.worklist_items])
 
     async def start_on_first_image(record: dict) -> None:
         if record.get("status") == "stored":
@@ -118,7 +114,7 @@ async def _ensure_table(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_ensure_table)
+    app.cleanup_ctx.append(_start_steps_on_first_image)
     r = app.router
     r.add_get("/api/worklist", list_items, name="worklist.read.items")
     r.add_post("/api/worklist", create_item, name="worklist.write.item")

@@ -19,7 +19,6 @@ from dimse_peers import (
 from hub.archive import Archive
 from hub.config import Settings
 from hub.security.dimse_acl import allow_ae
-from hub.security.tables import ensure_schema
 
 pytestmark = pytest.mark.peers
 
@@ -31,7 +30,6 @@ async def acl_hub(tmp_path: Path) -> AsyncIterator[DimseHub]:
     )
 
     async def grant(archive: Archive) -> None:
-        await ensure_schema(archive.engine)
         await allow_ae(archive.engine, "VIEWER", ["find"])
         await allow_ae(archive.engine, "MODALITY", ["store", "worklist"])
 

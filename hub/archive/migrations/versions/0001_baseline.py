@@ -1,0 +1,333 @@
+"""Baseline: the index as ``metadata.create_all`` made it before schema migrations.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-12-01
+
+Every table, index and constraint of the index at the time, of all packages. Tables and
+indexes are created only where missing, so the same revision adopts an index made by
+``create_all`` (which may lack the tables of packages added after it was made): the runner
+finds tables but no version table, and this revision fills the gaps and records itself.
+Later changes are later revisions; this one never changes.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+# (name, table, columns), created after the tables
+INDEXES: tuple[tuple[str, str, list[str]], ...] = (
+    ("ix_forward_due", "forward_tasks", ["state", "target", "next_attempt_at"]),
+    ("ix_forward_sop", "forward_tasks", ["sop_uid"]),
+    ("ix_jobs_status", "jobs", ["status"]),
+    ("ix_jobs_upload", "jobs", ["upload_id"]),
+    ("ix_login_attempts_addr", "login_attempts", ["address", "at"]),
+    ("ix_login_attempts_user", "login_attempts", ["username", "at"]),
+    ("ix_patient_name_norm", "patients", ["name_norm"]),
+    ("ix_worklist_accession", "worklist_items", ["accession"]),
+    ("ix_worklist_modality", "worklist_items", ["modality"]),
+    ("ix_worklist_patient_id", "worklist_items", ["patient_id"]),
+    ("ix_worklist_start_date", "worklist_items", ["start_date"]),
+    ("ix_worklist_station_ae", "worklist_items", ["station_ae"]),
+    ("ix_worklist_status", "worklist_items", ["status"]),
+    ("ix_studies_accession", "studies", ["accession"]),
+    ("ix_studies_modalities", "studies", ["modalities"]),
+    ("ix_studies_patient_fk", "studies", ["patient_fk"]),
+    ("ix_studies_referring_norm", "studies", ["referring_norm"]),
+    ("ix_studies_study_date", "studies", ["study_date"]),
+    ("ix_studies_study_id", "studies", ["study_id"]),
+    ("ix_tokens_user", "tokens", ["user_fk"]),
+    ("ix_series_modality", "series", ["modality"]),
+    ("ix_series_series_number", "series", ["series_number"]),
+    ("ix_series_study_fk", "series", ["study_fk"]),
+    ("ix_instances_container", "instances", ["container_id"]),
+    ("ix_instances_series", "instances", ["series_fk"]),
+    ("ix_instances_sha", "instances", ["sha256"]),
+    ("ix_instances_sop", "instances", ["sop_uid", "is_current"]),
+    ("ix_instances_sop_class", "instances", ["sop_class_uid"]),
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "ae_permissions",
+        sa.Column("ae_title", sa.String(length=16), nullable=False),
+        sa.Column("store", sa.Boolean(), nullable=False),
+        sa.Column("find", sa.Boolean(), nullable=False),
+        sa.Column("move", sa.Boolean(), nullable=False),
+        sa.Column("get", sa.Boolean(), nullable=False),
+        sa.Column("worklist", sa.Boolean(), nullable=False),
+        sa.Column("note", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("ae_title"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "audit_log",
+        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("who", sa.String(length=128), nullable=False),
+        sa.Column("role", sa.String(length=32), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("patient", sa.String(), nullable=True),
+        sa.Column("study", sa.String(), nullable=True),
+        sa.Column("source", sa.String(), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("mac", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("seq"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "conflicts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("study_uid", sa.String(), nullable=False),
+        sa.Column("sop_uid", sa.String(), nullable=False),
+        sa.Column("kept_patient_id", sa.String(), nullable=False),
+        sa.Column("offered_patient_id", sa.String(), nullable=False),
+        sa.Column("door", sa.String(), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "forward_tasks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("target", sa.String(length=64), nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("sop_uid", sa.String(length=64), nullable=False),
+        sa.Column("sop_class_uid", sa.String(length=64), nullable=False),
+        sa.Column("study_uid", sa.String(length=64), nullable=False),
+        sa.Column("series_uid", sa.String(length=64), nullable=False),
+        sa.Column("modality", sa.String(length=16), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.Float(), nullable=False),
+        sa.Column("last_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.Column("finished_at", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("upload_id", sa.String(length=32), nullable=True),
+        sa.Column("filename", sa.String(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("percent", sa.Float(), nullable=False),
+        sa.Column("frames_done", sa.Integer(), nullable=False),
+        sa.Column("frames_total", sa.Integer(), nullable=False),
+        sa.Column("eta_seconds", sa.Float(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("study_uid", sa.String(length=64), nullable=True),
+        sa.Column("series_uids", sa.Text(), nullable=False),
+        sa.Column("instances", sa.Integer(), nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("started_at", sa.Float(), nullable=True),
+        sa.Column("finished_at", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "login_attempts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("username", sa.String(length=128), nullable=False),
+        sa.Column("address", sa.String(length=64), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("ok", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "patients",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.String(), nullable=False),
+        sa.Column("issuer", sa.String(), nullable=False),
+        sa.Column("patient_name", sa.String(), nullable=False),
+        sa.Column("name_norm", sa.String(), nullable=False),
+        sa.Column("birth_date", sa.String(), nullable=False),
+        sa.Column("sex", sa.String(), nullable=False),
+        sa.Column("attrs", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("patient_id", "issuer", name="uq_patient"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "uploads",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("filename", sa.String(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("fields", sa.Text(), nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("username", sa.String(length=128), nullable=False),
+        sa.Column("role", sa.String(length=32), nullable=False),
+        sa.Column("password_hash", sa.String(length=256), nullable=True),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("username"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "worklist_items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_name", sa.String(length=324), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("birth_date", sa.String(length=8), nullable=False),
+        sa.Column("sex", sa.String(length=16), nullable=False),
+        sa.Column("age", sa.String(length=4), nullable=False),
+        sa.Column("weight_kg", sa.Float(), nullable=True),
+        sa.Column("size_m", sa.Float(), nullable=True),
+        sa.Column("accession", sa.String(length=16), nullable=False),
+        sa.Column("requested_procedure_id", sa.String(length=16), nullable=False),
+        sa.Column("requested_procedure_description", sa.String(length=64), nullable=False),
+        sa.Column("requested_procedure_codes", sa.Text(), nullable=False),
+        sa.Column("sps_id", sa.String(length=16), nullable=False),
+        sa.Column("sps_description", sa.String(length=64), nullable=False),
+        sa.Column("protocol_codes", sa.Text(), nullable=False),
+        sa.Column("station_ae", sa.String(length=16), nullable=False),
+        sa.Column("modality", sa.String(length=16), nullable=False),
+        sa.Column("start_date", sa.String(length=8), nullable=False),
+        sa.Column("start_time", sa.String(length=16), nullable=False),
+        sa.Column("performing_physician", sa.String(length=324), nullable=False),
+        sa.Column("referring_physician", sa.String(length=324), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("study_uid", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("study_uid"),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "studies",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("study_uid", sa.String(), nullable=False),
+        sa.Column("patient_fk", sa.Integer(), nullable=False),
+        sa.Column("study_date", sa.String(), nullable=False),
+        sa.Column("study_time", sa.String(), nullable=False),
+        sa.Column("study_dt", sa.String(), nullable=False),
+        sa.Column("accession", sa.String(), nullable=False),
+        sa.Column("study_id", sa.String(), nullable=False),
+        sa.Column("description", sa.String(), nullable=False),
+        sa.Column("referring", sa.String(), nullable=False),
+        sa.Column("referring_norm", sa.String(), nullable=False),
+        sa.Column("modalities", sa.String(), nullable=False),
+        sa.Column("num_series", sa.Integer(), nullable=False),
+        sa.Column("num_instances", sa.Integer(), nullable=False),
+        sa.Column("attrs", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("study_uid"),
+        sa.ForeignKeyConstraint(["patient_fk"], ["patients.id"]),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_fk", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("label", sa.String(), nullable=False),
+        sa.Column("scopes", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=True),
+        sa.Column("revoked_at", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+        sa.ForeignKeyConstraint(["user_fk"], ["users.id"]),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "series",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("series_uid", sa.String(), nullable=False),
+        sa.Column("study_fk", sa.Integer(), nullable=False),
+        sa.Column("modality", sa.String(), nullable=False),
+        sa.Column("series_number", sa.Integer(), nullable=True),
+        sa.Column("description", sa.String(), nullable=False),
+        sa.Column("pps_start_date", sa.String(), nullable=False),
+        sa.Column("pps_start_time", sa.String(), nullable=False),
+        sa.Column("first_time", sa.String(), nullable=False),
+        sa.Column("num_instances", sa.Integer(), nullable=False),
+        sa.Column("attrs", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("series_uid"),
+        sa.ForeignKeyConstraint(["study_fk"], ["studies.id"]),
+        if_not_exists=True,
+    )
+    op.create_table(
+        "instances",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("sop_uid", sa.String(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("is_current", sa.Boolean(), nullable=False),
+        sa.Column("series_fk", sa.Integer(), nullable=False),
+        sa.Column("sop_class_uid", sa.String(), nullable=False),
+        sa.Column("instance_number", sa.Integer(), nullable=True),
+        sa.Column("sort_time", sa.String(), nullable=False),
+        sa.Column("transfer_syntax", sa.String(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("number_of_frames", sa.Integer(), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=True),
+        sa.Column("columns", sa.Integer(), nullable=True),
+        sa.Column("image_type", sa.String(), nullable=False),
+        sa.Column("total_rows", sa.Integer(), nullable=True),
+        sa.Column("total_columns", sa.Integer(), nullable=True),
+        sa.Column("pixel_spacing", sa.String(), nullable=False),
+        sa.Column("container_id", sa.String(), nullable=False),
+        sa.Column("attrs", sa.Text(), nullable=False),
+        sa.Column("metadata", sa.Text(), nullable=False),
+        sa.Column("frames", sa.LargeBinary(), nullable=True),
+        sa.Column("bulk", sa.Text(), nullable=False),
+        sa.Column("received_at", sa.Float(), nullable=False),
+        sa.Column("door", sa.String(), nullable=False),
+        sa.Column("actor", sa.String(), nullable=True),
+        sa.ForeignKeyConstraint(["series_fk"], ["series.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
+    )
+    for name, table, columns in INDEXES:
+        op.create_index(name, table, columns, if_not_exists=True)
+
+
+def downgrade() -> None:
+    for table in (
+        "instances",
+        "series",
+        "tokens",
+        "studies",
+        "worklist_items",
+        "users",
+        "uploads",
+        "patients",
+        "login_attempts",
+        "jobs",
+        "forward_tasks",
+        "conflicts",
+        "audit_log",
+        "ae_permissions",
+    ):
+        op.drop_table(table)
