@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from hub.config import Settings
 from hub.security.audit_trail import attach
+from hub.security.dimse_acl import allow_ae
 from hub.security.tables import audit_log
 
 pytestmark = pytest.mark.peers
@@ -58,6 +59,8 @@ async def storescu(settings: Settings, calling_ae: str, files: list[Path]) -> No
 
 
 async def test_modality_to_hub_to_pacs(hub_server, pacs):
+    for modality in ("US_CART", "OTHER_AE"):  # the DIMSE port is closed to AEs not listed
+        await allow_ae(hub_server.archive.engine, modality, ["store"], role="integration")
     files = [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
     await storescu(hub_server.settings, "US_CART", files)
     other = Path(get_testdata_file("SC_rgb_jpeg_dcmd.dcm"))
