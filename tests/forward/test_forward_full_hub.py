@@ -58,9 +58,14 @@ async def storescu(settings: Settings, calling_ae: str, files: list[Path]) -> No
     assert proc.returncode == 0, out.decode()
 
 
-async def test_modality_to_hub_to_pacs(hub_server, pacs):
-    for modality in ("US_CART", "OTHER_AE"):  # the DIMSE port is closed to AEs not listed
+@pytest.fixture(autouse=True)
+async def modalities(hub_server) -> None:
+    """The AEs these tests store from; the DIMSE port refuses AEs not on its allow-list."""
+    for modality in ("US_CART", "OTHER_AE"):
         await allow_ae(hub_server.archive.engine, modality, ["store"], role="integration")
+
+
+async def test_modality_to_hub_to_pacs(hub_server, pacs):
     files = [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
     await storescu(hub_server.settings, "US_CART", files)
     other = Path(get_testdata_file("SC_rgb_jpeg_dcmd.dcm"))
