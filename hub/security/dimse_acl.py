@@ -67,9 +67,7 @@ class AeGrant:
 
 def _normalise(ae_title: str) -> str:
     title = ae_title.strip()
-    if not 0 < len(title) <= 16 or not title.isascii() or "\\" in title:
-        raise ValueError(f"invalid AE title {ae_title!r}")
-    if not title.isprintable():
+    if not 0 < len(title) <= 16 or not (title.isascii() and title.isprintable()) or "\\" in title:
         raise ValueError(f"invalid AE title {ae_title!r}")
     return title
 
