@@ -86,6 +86,10 @@ async def test_a_clinic_reads_only_its_worklist(hub_server) -> None:
             url + "/api/telehealth/sessions", json={"worklist_item": mine["id"]}, headers=clinic_a
         ) as resp:
             assert resp.status == 201, await resp.text()
+        upload = {"filename": "a.svs", "size": 10, "worklist_item": mine["id"]}
+        async with http.post(url + "/api/uploads", json=upload, headers=clinic_a) as resp:
+            assert resp.status == 201, await resp.text()
+            assert (await resp.json())["fields"]["patient_id"] == "FOR-A"
 
 
 @pytest.mark.peers
