@@ -71,7 +71,8 @@ async def start_session(request: web.Request) -> web.Response:
     body = await _json_body(request)
     try:
         if item_id := body.get("worklist_item"):
-            attributes = await attributes_for_item(request.app[ARCHIVE_KEY].engine, item_id)
+            engine = request.app[ARCHIVE_KEY].engine
+            attributes = await attributes_for_item(engine, item_id, _worklist_limit(request))
         else:
             attributes = inline_image_attributes(body)
         calibration = body.get("calibration") and Calibration.from_json(body["calibration"])
@@ -93,6 +94,16 @@ async def start_session(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+def _worklist_limit(request: web.Request):
+    """The caller's worklist limit: a clinic starts sessions from its own items only."""
+    who = request.get("principal")
+    if who is None:
+        return None
+    from hub.security.visibility import worklist_restriction
+
+    return worklist_restriction(who)
 
 
 async def join_session(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ class WorklistError(ValueError):
 
 
 class WorklistSource(Protocol):
-    async def get_item(self, engine: Any, item_id: Any) -> Any: ...
+    async def get_item(self, engine: Any, item_id: Any, restrict: Any = None) -> Any: ...
 
     def image_attributes(self, item: Any) -> Dataset: ...
 
@@ -55,7 +55,7 @@ COPIED_KEYWORDS = (
 
 @dataclass(frozen=True)
 class _Worklist:
-    get_item: Callable[[Any, Any], Awaitable[Any]]
+    get_item: Callable[..., Awaitable[Any]]
     image_attributes: Callable[[Any], Dataset]
 
 
@@ -73,7 +73,9 @@ def worklist_module() -> WorklistSource | None:
     return _Worklist(model.get_item, dataset.image_attributes)  # type: ignore[return-value]
 
 
-async def attributes_for_item(engine: Any, item_id: str) -> Dataset:
+async def attributes_for_item(engine: Any, item_id: str, restrict: Any = None) -> Dataset:
+    """The image attributes of a worklist item the caller may see (``restrict``: the
+    caller's worklist limit, None for all)."""
     module = worklist_module()
     if module is None:
         raise WorklistError("the worklist is not available on this hub; send the fields inline")
@@ -81,7 +83,7 @@ async def attributes_for_item(engine: Any, item_id: str) -> Dataset:
         key: Any = int(item_id)
     except (TypeError, ValueError):
         raise WorklistError(f"worklist item id {item_id!r} is not a number") from None
-    item = await module.get_item(engine, key)
+    item = await module.get_item(engine, key, restrict)
     if item is None:
         raise WorklistError(f"worklist item {item_id!r} not found")
     return keep_image_attributes(module.image_attributes(item))

@@ -9,28 +9,34 @@ from typing import Any
 from pynetdicom.events import Event
 
 from hub.dimse.bridge import LoopBridge
+from hub.security.accounts import Principal
+from hub.security.audit_trail import audit
 
 log = logging.getLogger(__name__)
 
 
 def record(
-    archive: Any, bridge: LoopBridge, event: Event, action: str, studies: list[str], detail: dict
+    archive: Any,
+    bridge: LoopBridge,
+    event: Event,
+    who: Principal,
+    action: str,
+    studies: list[str],
+    detail: dict,
 ) -> None:
     """Write one record from a pynetdicom thread; a hub without the audit trail skips it."""
-    from hub.security.audit_trail import audit
-
     requestor = event.assoc.requestor
     try:
         bridge.call(
             audit(
                 archive.engine,
-                who=str(requestor.ae_title).strip() or "-",
-                role="dicom-ae",
+                who=who.user,
+                role=who.role,
                 action=action,
                 outcome="success",
                 study=",".join(studies)[:64] or None,
                 source=f"{requestor.address}:{requestor.port}",
-                detail=detail,
+                detail={**detail, "calling_ae": str(requestor.ae_title).strip()},
             )
         )
     except RuntimeError:

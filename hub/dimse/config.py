@@ -1,6 +1,7 @@
 """DIMSE settings: what the SCP accepts and where C-MOVE may send.
 
-Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Settings.extra`` keys:
+Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Settings.extra`` keys
+(who may use which service is not a setting: see ``tessera ae allow`` and hub.dimse.access):
 
 ``dimse_allowed_aes``        list of calling AE titles allowed to associate; empty = everyone
 ``dimse_transfer_syntaxes``  list of transfer syntax UIDs accepted for storage (default: all of
@@ -8,8 +9,6 @@ Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Sett
 ``dimse_move_destinations``  {AE title: [host, port]} for C-MOVE, or {AE title: {"host": ...,
                              "port": ..., "tls": true or {"ca_file", "cert_file", "key_file",
                              "verify"}}} for a destination that takes DICOM over TLS
-``dimse_acl``                true: check each service against hub.security's per-AE allow-list
-                             (``tessera ae allow AE store find ...``; deny by default)
 ``dimse_tls``                {"cert": path, "key": path, "ca": path or absent}: DICOM over TLS
                              on the DIMSE port (with "ca", peers need a certificate it issued)
 ``dimse_max_associations``   concurrent associations (default 16)
@@ -143,7 +142,6 @@ class DimseConfig:
     max_associations: int = 16
     timeout: float = 60.0
     setup_timeout: float = 10.0
-    acl: bool = False
     tls: dict | None = None
 
     @classmethod
@@ -151,6 +149,11 @@ class DimseConfig:
         extra = settings.extra or {}
         if settings.dimse_port is None:
             raise DimseConfigError("Settings.dimse_port is not set")
+        if "dimse_acl" in extra:
+            raise DimseConfigError(
+                "dimse_acl is gone: the AE allow-list always applies (deny by default, "
+                "C-ECHO only for AEs not on it); allow AEs with `tessera ae allow`"
+            )
         syntaxes = [
             str(s) for s in extra.get("dimse_transfer_syntaxes") or DEFAULT_TRANSFER_SYNTAXES
         ]
@@ -173,6 +176,5 @@ class DimseConfig:
             max_associations=int(extra.get("dimse_max_associations", 16)),
             timeout=float(extra.get("dimse_timeout", 60.0)),
             setup_timeout=float(extra.get("dimse_setup_timeout", 10.0)),
-            acl=bool(extra.get("dimse_acl", False)),
             tls=_tls(extra.get("dimse_tls")),
         )

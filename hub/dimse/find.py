@@ -22,8 +22,11 @@ from hub.archive import errors as codes
 from hub.archive.attributes import INSTANCE_TAGS, PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS
 from hub.archive.query import KEYS, Query, QueryError
 from hub.dimse import audit
+from hub.dimse.access import AccessPolicy, NotAuthorized
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.status import CANCEL, PENDING, SUCCESS, status
+from hub.security.accounts import Principal
+from hub.security.visibility import read_restriction, worklist_restriction
 from hub.worklist.dataset import worklist_dataset
 from hub.worklist.model import STATUSES, WorklistFilter
 from hub.worklist.model import search as search_worklist
@@ -136,8 +139,16 @@ def _rows_to_datasets(rows: list[dict], identifier: Dataset) -> Iterator[Dataset
         yield Dataset.from_json({tag: v for tag, v in row.items() if tag in wanted})
 
 
+def scoped_query(identifier: Dataset, model: str, who: Principal) -> Query:
+    """The identifier as a query limited to what `who` may read (as its QIDO-RS would be)."""
+    query = to_query(identifier, model)
+    if (restriction := read_restriction(who)) is not None:
+        query.restrict.append(restriction)
+    return query
+
+
 class FindHandler:
-    def __init__(self, archive, bridge: LoopBridge, retrieve_ae: str, policy=None) -> None:
+    def __init__(self, archive, bridge: LoopBridge, retrieve_ae: str, policy: AccessPolicy) -> None:
         self.archive = archive
         self.bridge = bridge
         self.retrieve_ae = retrieve_ae
@@ -146,18 +157,20 @@ class FindHandler:
     def __call__(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
         model = event.request.AffectedSOPClassUID
         service = "worklist" if model == MWL_FIND else "find"
-        if self.policy and (refused := self.policy.refusal(event, service)):
-            yield refused, None
-            return
         try:
+            who = self.policy.authorize(event, service)
             identifier = event.identifier
             if model == MWL_FIND:
-                found = self._worklist(identifier)
+                found = self._worklist(identifier, who)
                 level = None
             else:
-                rows = self.bridge.call(self.archive.search_all(to_query(identifier, model)))
+                query = scoped_query(identifier, model, who)
+                rows = self.bridge.call(self.archive.search_all(query))
                 found = list(_rows_to_datasets(rows, identifier))
                 level = identifier.QueryRetrieveLevel
+        except NotAuthorized as exc:
+            yield exc.status, None
+            return
         except IdentifierError as exc:
             yield status(exc.code, str(exc)), None
             return
@@ -173,7 +186,7 @@ class FindHandler:
             return
         studies = [str(identifier.StudyInstanceUID)] if identifier.get("StudyInstanceUID") else []
         detail = {"level": level, "matches": len(found)}
-        audit.record(self.archive, self.bridge, event, f"dimse.{service}", studies, detail)
+        audit.record(self.archive, self.bridge, event, who, f"dimse.{service}", studies, detail)
         for full in found:
             if event.is_cancelled:
                 yield CANCEL, None
@@ -181,8 +194,10 @@ class FindHandler:
             yield PENDING, answer(full, identifier, level, self.retrieve_ae)
         yield SUCCESS, None
 
-    def _worklist(self, identifier: Dataset) -> list[Dataset]:
+    def _worklist(self, identifier: Dataset, who: Principal) -> list[Dataset]:
         flt = worklist_filter(identifier)
+        if (restriction := worklist_restriction(who)) is not None:
+            flt.restrict.append(restriction)
         items = self.bridge.call(search_worklist(self.archive.engine, flt))
         return [worklist_dataset(item) for item in items]
 

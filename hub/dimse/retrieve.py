@@ -20,11 +20,13 @@ from hub.archive import NotFound
 from hub.archive import errors as codes
 from hub.archive.query import Query, QueryError
 from hub.dimse import audit
+from hub.dimse.access import AccessPolicy, NotAuthorized
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.config import MoveDestination
-from hub.dimse.find import IdentifierError, to_query
+from hub.dimse.find import IdentifierError, scoped_query
 from hub.dimse.scu import NoPresentationContext, StoredInstance, install_exact_sender, plan_contexts
 from hub.dimse.status import CANCEL, PENDING, status
+from hub.security.accounts import Principal
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +39,33 @@ def _value(row: dict[str, Any], tag: str) -> str:
 
 
 class Selector:
-    """Identifier -> stored instances, in clinical order (after the access check)."""
+    """Identifier -> the stored instances the caller may read, in clinical order."""
 
-    def __init__(self, archive, bridge: LoopBridge, policy=None) -> None:
+    def __init__(self, archive, bridge: LoopBridge, policy: AccessPolicy) -> None:
         self.archive = archive
         self.bridge = bridge
         self.policy = policy
 
-    def check(self, event: Event, service: str) -> None:
-        if self.policy and (refused := self.policy.refusal(event, service)):
-            raise Refused(refused)
+    def check(self, event: Event, service: str) -> Principal:
+        return self.policy.authorize(event, service)
 
-    def audit(self, event: Event, action: str, items: list, detail: dict) -> None:
+    def audit(self, event: Event, who: Principal, action: str, items: list, detail: dict) -> None:
         asked = event.identifier.get("StudyInstanceUID")
         studies = [str(asked)] if asked else []
         detail = {**detail, "count": len(items)}
-        audit.record(self.archive, self.bridge, event, action, studies, detail)
+        audit.record(self.archive, self.bridge, event, who, action, studies, detail)
 
-    def select(self, identifier: Dataset, model: str) -> list[StoredInstance]:
-        query = to_query(identifier, model)
+    def select(self, identifier: Dataset, model: str, who: Principal) -> list[StoredInstance]:
+        query = scoped_query(identifier, model, who)
         keys = {k: v for k, v in query.keys.items() if k in UNIQUE_KEYS}
         if not keys:
             raise IdentifierError(
                 codes.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"a retrieve needs a unique key ({', '.join(UNIQUE_KEYS)})",
             )
-        rows = self.bridge.call(self.archive.search_all(Query(level="INSTANCE", keys=keys)))
+        # Instances outside the caller's read scope are not selected: for it they do not exist.
+        instance_query = Query(level="INSTANCE", keys=keys, restrict=query.restrict)
+        rows = self.bridge.call(self.archive.search_all(instance_query))
         wanted = {_value(r, SOP) for r in rows}
         studies = dict.fromkeys(_value(r, STUDY) for r in rows)
         found: list[StoredInstance] = []
@@ -84,14 +87,8 @@ class Selector:
         return found
 
 
-class Refused(Exception):
-    def __init__(self, status: Dataset) -> None:
-        super().__init__(str(status.get("ErrorComment", "")))
-        self.status = status
-
-
 def _failure(exc: Exception) -> Dataset:
-    if isinstance(exc, Refused):
+    if isinstance(exc, NotAuthorized):
         return exc.status
     if isinstance(exc, IdentifierError):
         return status(exc.code, str(exc))
@@ -121,8 +118,8 @@ class MoveHandler:
         where = (known.host, known.port)
         tls = {"tls_args": known.tls.pynetdicom_args(known.host)} if known.tls else {}
         try:
-            self.selector.check(event, "move")
-            items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID)
+            who = self.selector.check(event, "move")
+            items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID, who)
             contexts = plan_contexts((i.SOPClassUID, i.stored_syntax) for i in items)
         except Exception as exc:
             # pynetdicom takes a status only after associating with the destination.
@@ -130,7 +127,7 @@ class MoveHandler:
             yield 1
             yield _failure(exc), None
             return
-        self.selector.audit(event, "dimse.move", items, {"destination": destination})
+        self.selector.audit(event, who, "dimse.move", items, {"destination": destination})
         yield (*where, {"contexts": contexts or None, **tls})
         yield len(items)
         for item in items:
@@ -147,13 +144,13 @@ class GetHandler:
     def __call__(self, event: Event) -> Iterator[Any]:
         install_exact_sender(event.assoc)
         try:
-            self.selector.check(event, "get")
-            items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID)
+            who = self.selector.check(event, "get")
+            items = self.selector.select(event.identifier, event.request.AffectedSOPClassUID, who)
         except Exception as exc:
             yield 1
             yield _failure(exc), None
             return
-        self.selector.audit(event, "dimse.get", items, {})
+        self.selector.audit(event, who, "dimse.get", items, {})
         yield len(items)
         for item in items:
             if event.is_cancelled:

@@ -41,6 +41,7 @@ from hub.dimse.retrieve import GetHandler, MoveHandler, Selector
 from hub.dimse.scu import ExactSendingAE
 from hub.dimse.storage import StoreHandler
 from hub.dimse.wakeups import arm, disarm
+from hub.security.dimse_acl import announce
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class DimseServer:
         self.archive = archive
         self.config = config
         bridge = LoopBridge(loop, config.timeout)
-        policy = AccessPolicy(archive, bridge, config.acl)
+        policy = AccessPolicy(archive, bridge)
         selector = Selector(archive, bridge, policy)
         self.store_handler = StoreHandler(archive, bridge, config.max_associations, policy)
         receive = StreamedReceive(archive.store)
@@ -174,6 +175,7 @@ async def _serve(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     config = DimseConfig.from_settings(settings)
+    await announce(app[ARCHIVE_KEY].engine)
     # Building ~200 x 35 presentation contexts and binding take a moment: not on the loop.
     server = await asyncio.to_thread(
         DimseServer, app[ARCHIVE_KEY], config, asyncio.get_running_loop()

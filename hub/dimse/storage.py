@@ -16,19 +16,24 @@ from hub.archive import IngestError, Source
 from hub.archive import errors as codes
 from hub.archive.ingest import Expected
 from hub.archive.model import IngestResult
+from hub.dimse.access import AccessPolicy, NotAuthorized
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.receive import take
 from hub.dimse.status import SUCCESS, status
+from hub.security.accounts import Principal
 
 log = logging.getLogger(__name__)
 
 MIN_INGEST_RATE = 20e6  # bytes/s below which a C-STORE is answered "out of resources"
 
 
-def source_of(event: Event) -> Source:
+def source_of(event: Event, who: Principal) -> Source:
+    """The sender, recorded with what it stores: the principal the AE acts as is the actor,
+    so that a clinic's AE and the clinic's web account own the same objects."""
     requestor = event.assoc.requestor
     return Source(
         door="dimse",
+        actor=who.user,
         address=f"{requestor.address}:{requestor.port}",
         calling_ae=requestor.ae_title.strip(),
     )
@@ -59,7 +64,7 @@ class StoreHandler:
     ``ingest_bytes`` without copying a large data set twice or a second pass over it.
     """
 
-    def __init__(self, archive, bridge: LoopBridge, hashers: int, policy=None) -> None:
+    def __init__(self, archive, bridge: LoopBridge, hashers: int, policy: AccessPolicy) -> None:
         self.archive = archive
         self.bridge = bridge
         self.policy = policy
@@ -70,8 +75,10 @@ class StoreHandler:
 
     def __call__(self, event: Event) -> Dataset:
         streamed = take(event)  # whatever is returned now, pynetdicom removes what is left
-        if self.policy and (refused := self.policy.refusal(event, "store")):
-            return refused
+        try:
+            who = self.policy.authorize(event, "store")
+        except NotAuthorized as exc:
+            return exc.status
         request = event.request
         if request.AffectedSOPClassUID != event.context.abstract_syntax:
             return status(
@@ -89,7 +96,7 @@ class StoreHandler:
         try:
             result = self.bridge.call(
                 self.archive.ingest_temp(
-                    temp, sha256, size, source=source_of(event), expect=expect
+                    temp, sha256, size, source=source_of(event, who), expect=expect
                 ),
                 # Parsing and indexing a multi-gigabyte slide level takes a while.
                 timeout=self.bridge.timeout + size / MIN_INGEST_RATE,

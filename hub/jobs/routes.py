@@ -10,6 +10,7 @@ from hub.app_keys import ARCHIVE_KEY
 from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.runner import JobNotFound
 from hub.jobs.uploads import ID_FIELDS, Upload, UploadError
+from hub.security.visibility import worklist_restriction
 from hub.worklist import model as worklist
 
 HEARTBEAT_SECONDS = 15.0
@@ -83,7 +84,9 @@ async def create_upload(request: web.Request) -> web.Response:
 async def worklist_fields(request: web.Request, item_id: object) -> dict:
     """Patient and order identifiers of a worklist item; they win over typed-in values."""
     try:
-        item = await worklist.get_item(request.app[ARCHIVE_KEY].engine, int(item_id))
+        who = request.get("principal")
+        limit = worklist_restriction(who) if who is not None else None
+        item = await worklist.get_item(request.app[ARCHIVE_KEY].engine, int(item_id), limit)
     except (TypeError, ValueError):
         item = None
     if item is None:

@@ -154,12 +154,17 @@ async def allow_ae(request: web.Request) -> web.Response:
     services = body.get("services")
     if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
         return _refused(ValueError("services must be a list"))
+    binding = {k: body.get(k) for k in ("user", "role", "address", "certificate")}
+    if not all(v is None or isinstance(v, str) for v in binding.values()):
+        return _refused(ValueError("user, role, address and certificate must be strings"))
     try:
-        await dimse_acl.allow_ae(engine_of(request), ae_title, services, str(body.get("note", "")))
+        await dimse_acl.allow_ae(
+            engine_of(request), ae_title, services, **binding, note=str(body.get("note", ""))
+        )
     except ValueError as e:
         return _refused(e)
-    await _record(request, "ae.allow", {"ae": ae_title, "services": services})
-    return web.json_response({"ae_title": ae_title, "services": services})
+    await _record(request, "ae.allow", {"ae": ae_title, "services": services, **binding})
+    return web.json_response({"ae_title": ae_title, "services": services, **binding})
 
 
 async def remove_ae(request: web.Request) -> web.Response:

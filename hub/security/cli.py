@@ -77,15 +77,55 @@ def _register_audit(subparsers) -> None:
     exp.set_defaults(func=_run(_audit_export))
 
 
+AE_HELP = """\
+The DIMSE port denies by default: a calling AE title that is not on this list may associate
+and C-ECHO, and nothing else (every C-STORE, C-FIND, C-MOVE, C-GET and worklist query gets
+status 0x0124 "Refused: Not Authorized"). Each allowed AE acts as a principal: an existing
+account (--as USER: a clinic's AE then reads and owns exactly what the clinic's web account
+does) or an AE-only principal with a role (--role). That role's read scope limits its queries
+and retrievals as it limits DICOMweb: a clinic AE finds, moves and gets only its own objects
+and sees only its own worklist items; a specialist AE only ultrasound.
+"""
+
+
 def _register_ae(subparsers) -> None:
-    ae = subparsers.add_parser("ae", help="DIMSE allow-list of calling AE titles")
+    ae = subparsers.add_parser(
+        "ae",
+        help="DIMSE allow-list of calling AE titles (deny by default: C-ECHO only)",
+        description=AE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ae.add_subparsers(title="ae commands", required=True)
-    allow = sub.add_parser("allow", help="let an AE use services", parents=[_common()])
-    allow.add_argument("ae_title")
+    allow = sub.add_parser(
+        "allow",
+        help="let an AE use services, as an account or with a role",
+        description=AE_HELP
+        + """
+Examples:
+  tessera ae allow CLINICA_US store find get worklist --as clinicA
+  tessera ae allow PACS2 find move --role integration --address 10.0.4.0/24
+  tessera ae allow SCANNER1 store --role integration --certificate sha256:AB12...
+The title '*' matches every AE not listed by name; it opens the port to anyone who can
+reach it (calling AE titles are not authenticated), and the hub warns about it at start.
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common()],
+    )
+    allow.add_argument("ae_title", help="calling AE title (case-sensitive), or '*'")
     allow.add_argument("services", nargs="+", choices=dimse_acl.SERVICES)
+    who = allow.add_mutually_exclusive_group(required=True)
+    who.add_argument("--as", dest="user", metavar="USER",
+                     help="the account the AE acts as (its role, its objects)")  # fmt: skip
+    who.add_argument("--role", choices=sorted(ROLES),
+                     help="an AE-only principal named ae:<title> with this role")  # fmt: skip
+    allow.add_argument("--address", metavar="IP[/PREFIX]",
+                       help="accept the AE only from this address or network")  # fmt: skip
+    allow.add_argument("--certificate", metavar="SHA256|SUBJECT",
+                       help="accept the AE only with this TLS client certificate: its SHA-256 "
+                       "fingerprint or subject DN (TLS DIMSE port with a CA)")  # fmt: skip
     allow.add_argument("--note", default="")
     allow.set_defaults(func=_run(_ae_allow))
-    rm = sub.add_parser("remove", help="remove an AE", parents=[_common()])
+    rm = sub.add_parser("remove", help="remove an AE (it gets C-ECHO only)", parents=[_common()])
     rm.add_argument("ae_title")
     rm.set_defaults(func=_run(_ae_remove))
     lst = sub.add_parser("list", help="list allowed AEs", parents=[_common()])
@@ -241,9 +281,21 @@ async def _audit_export(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:
-    await dimse_acl.allow_ae(engine, args.ae_title, args.services, args.note)
-    await _record(engine, "ae.allow", {"ae": args.ae_title, "services": args.services})
-    print(f"{args.ae_title}: {' '.join(args.services)}")
+    await dimse_acl.allow_ae(
+        engine,
+        args.ae_title,
+        args.services,
+        user=args.user,
+        role=args.role,
+        address=args.address,
+        certificate=args.certificate,
+        note=args.note,
+    )
+    detail = {"ae": args.ae_title, "services": args.services, "as": args.user or args.role}
+    await _record(engine, "ae.allow", detail)
+    print(f"{args.ae_title}: {' '.join(args.services)} as {args.user or 'ae:' + args.ae_title}")
+    if args.ae_title.strip() == dimse_acl.ANY_AE:
+        print(f"WARNING: every calling AE may now use {' '.join(args.services)}", file=sys.stderr)
     return 0
 
 
@@ -257,8 +309,17 @@ async def _ae_remove(args, engine: AsyncEngine, settings: Settings) -> int:
 
 async def _ae_list(args, engine: AsyncEngine, settings: Settings) -> int:
     for row in await dimse_acl.list_ae(engine):
-        services = " ".join(s for s in dimse_acl.SERVICES if row[s])
-        print(f"{row['ae_title']:<16} {services} {row['note']}")
+        title = row["ae_title"]
+        if title == dimse_acl.ANY_AE:
+            title = "* (ANY AE!)"
+        bound = [f"from {row['address']}" if row["address"] else "",
+                 f"cert {row['certificate']}" if row["certificate"] else ""]  # fmt: skip
+        print(
+            f"{title:<16} {' '.join(row['services']):<26} as {row['principal']} "
+            f"({row['effective_role'] or 'no such user'}) {' '.join(b for b in bound if b)} "
+            f"{row['note']}".rstrip()
+        )
+    print("any other calling AE: C-ECHO only")
     return 0
 
 

@@ -74,11 +74,18 @@ login_attempts = Table(
 Index("ix_login_attempts_user", login_attempts.c.username, login_attempts.c.at)
 Index("ix_login_attempts_addr", login_attempts.c.address, login_attempts.c.at)
 
-# DIMSE allow-list: which calling AE titles may use which services.
+# DIMSE allow-list: which calling AE titles may use which services, and as whom. An AE not
+# listed gets C-ECHO only; the title "*" stands for every AE not listed by name.
 ae_permissions = Table(
     "ae_permissions",
     metadata,
     Column("ae_title", String(16), primary_key=True),
+    # The user name the AE acts as: an account in ``users`` (role NULL: that account's role,
+    # read at each association) or "ae:<title>" for an AE-only principal with ``role``.
+    Column("principal", String(128), nullable=False),
+    Column("role", String(32), nullable=True),
+    Column("address", String(64), nullable=True),  # source address or network (CIDR)
+    Column("certificate", String(), nullable=True),  # "sha256:<hex>" or an RFC 4514 subject
     Column("store", Boolean, nullable=False, default=False),
     Column("find", Boolean, nullable=False, default=False),
     Column("move", Boolean, nullable=False, default=False),

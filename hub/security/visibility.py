@@ -1,8 +1,10 @@
 """Row-level read limits beyond the route check: which stored objects a principal may see.
 
 Clinics read what they uploaded themselves; specialists read ultrasound; the other roles
-read everything. The DICOMweb door adds ``read_restriction(principal)`` to its queries (QIDO)
-and asks ``may_read`` before serving a study, series or instance (WADO).
+read everything. The DICOMweb and DIMSE doors add ``read_restriction(principal)`` to their
+queries (QIDO-RS, C-FIND, C-MOVE, C-GET) and DICOMweb asks ``may_read`` before serving a
+study, series or instance (WADO). ``worklist_restriction`` does the same for the worklist
+(REST and Modality Worklist).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from sqlalchemy import ColumnElement, exists, false, func, select
+from sqlalchemy import ColumnElement, exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import instances, series, studies
@@ -36,6 +38,25 @@ def read_restriction(who: Principal | None) -> ColumnElement[bool] | None:
     if scope.startswith("modality:"):
         return series.c.modality == scope.split(":", 1)[1]
     return instances.c.id.is_(None)
+
+
+def worklist_restriction(who: Principal) -> ColumnElement[bool] | None:
+    """The worklist items ``who`` may see, as a condition over ``worklist_items``; None: all.
+
+    A clinic sees the items assigned to it (``clinic``, set by whoever schedules the step)
+    and the items it created; a specialist the ultrasound steps; the others everything.
+    """
+    from hub.worklist.model import worklist_items  # the table lives with its feature
+
+    scope = READ_SCOPE.get(who.role, "none")
+    if scope == "all":
+        return None
+    items = worklist_items.c
+    if scope == "own":
+        return or_(items.clinic == who.user, items.created_by == who.user)
+    if scope.startswith("modality:"):
+        return items.modality == scope.split(":", 1)[1]
+    return false()
 
 
 async def may_read(

@@ -9,6 +9,8 @@ POST /api/worklist/{id}/start|complete|cancel
                                         status change; 409 when the current status forbids it
 
 A SCHEDULED item becomes STARTED by itself when the first image of its study is stored.
+A clinic lists and reads only the items assigned to it (``clinic``: its user name, set by the
+administrator who schedules the step) and those it created; others answer 404.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from aiohttp import web
 
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.query import QueryError
+from hub.security.visibility import worklist_restriction
 from hub.worklist import model
+from hub.worklist.clinics import check_clinic
 from hub.worklist.model import NewItem, TransitionError, WorklistError, WorklistFilter
 
 FILTER_PARAMS = ("modality", "station_ae", "patient_name", "patient_id", "accession")
@@ -58,9 +62,17 @@ def filter_from_params(params) -> WorklistFilter:
     return flt
 
 
+def _visible(request: web.Request):
+    """The caller's worklist limit (None: everything; also in an app without the gate)."""
+    who = request.get("principal")
+    return worklist_restriction(who) if who is not None else None
+
+
 async def list_items(request: web.Request) -> web.Response:
     try:
         flt = filter_from_params(request.query)
+        if (restriction := _visible(request)) is not None:
+            flt.restrict.append(restriction)
         items = await model.search(_engine(request), flt)
     except (WorklistError, QueryError) as exc:
         return _error(400, str(exc))
@@ -72,8 +84,11 @@ async def create_item(request: web.Request) -> web.Response:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return _error(400, "body must be JSON")
+    who = request.get("principal")
     try:
-        item = await model.create(_engine(request), NewItem.from_json(body))
+        new = NewItem.from_json(body)
+        await check_clinic(_engine(request), new.clinic)
+        item = await model.create(_engine(request), new, who.user if who else None)
     except WorklistError as exc:
         return _error(400, str(exc))
     return web.json_response(
@@ -82,7 +97,7 @@ async def create_item(request: web.Request) -> web.Response:
 
 
 async def get_item(request: web.Request) -> web.Response:
-    item = await model.get_item(_engine(request), _item_id(request))
+    item = await model.get_item(_engine(request), _item_id(request), _visible(request))
     if item is None:
         return _error(404, "no such worklist item")
     return web.json_response(item.to_json())

@@ -12,6 +12,7 @@ from hub.archive.index import create_schema, make_engine
 from hub.archive.query import QueryError
 from hub.config import Settings
 from hub.worklist import model
+from hub.worklist.clinics import check_clinic
 from hub.worklist.model import NewItem, TransitionError, WorklistError, WorklistFilter
 
 
@@ -47,6 +48,9 @@ def register(subparsers) -> None:
     add.add_argument("--start", default="", help="ISO 8601 date-time (default: now)")
     add.add_argument("--performing-physician", default="")
     add.add_argument("--referring-physician", default="")
+    add.add_argument(
+        "--clinic", default="", help="clinic account the step is for (it sees it in its worklist)"
+    )
 
     lst = sub("list", "list scheduled procedure steps", cmd_list)
     lst.add_argument("--status", default="", help="comma list, e.g. SCHEDULED,STARTED")
@@ -120,9 +124,11 @@ def cmd_add(args: argparse.Namespace) -> int:
         start=args.start,
         performing_physician=args.performing_physician,
         referring_physician=args.referring_physician,
+        clinic=args.clinic,
     )
 
     async def work(engine) -> int:
+        await check_clinic(engine, new.clinic)
         _print(args, [await model.create(engine, new)])
         return 0
 

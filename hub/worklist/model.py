@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from pydicom.uid import generate_uid
-from sqlalchemy import Column, Float, Index, Integer, String, Table, Text, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import metadata
@@ -56,6 +67,10 @@ worklist_items = Table(
     Column("referring_physician", String(324), nullable=False, default=""),
     Column("status", String(16), nullable=False, default=SCHEDULED),
     Column("study_uid", String(64), nullable=False, unique=True),
+    # Who sees the item besides administrators: the clinic account it is assigned to, and
+    # the account that created it (user names; NULL for items from the command line).
+    Column("clinic", String(128), nullable=True),
+    Column("created_by", String(128), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -66,6 +81,7 @@ for _c in (
     "status",
     "patient_id",
     "accession",
+    "clinic",
 ):
     Index(f"ix_worklist_{_c}", worklist_items.c[_c])
 
@@ -126,6 +142,8 @@ class WorklistItem:
     referring_physician: str
     status: str
     study_uid: str
+    clinic: str | None
+    created_by: str | None
     created_at: float
     updated_at: float
 
@@ -163,6 +181,9 @@ class WorklistFilter:
     start_time: str = ""
     statuses: tuple[str, ...] = ()
     limit: int | None = None
+    # Extra SQL conditions over worklist_items set by a door for access limits (as
+    # Query.restrict for the archive).
+    restrict: list[ColumnElement[bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -188,6 +209,7 @@ class NewItem:
     start: str = ""  # ISO 8601 date-time; default now
     performing_physician: str = ""
     referring_physician: str = ""
+    clinic: str = ""  # the clinic account the step is for (it sees it in its worklist)
 
     @classmethod
     def from_json(cls, body: dict) -> NewItem:
@@ -294,6 +316,7 @@ def normalise(new: NewItem, today: date | None = None) -> dict:
         "referring_physician": new.referring_physician.strip(),
         "status": SCHEDULED,
         "study_uid": generate_uid(),
+        "clinic": _check_len("clinic", new.clinic.strip(), 128) or None,
         "created_at": now,
         "updated_at": now,
     }
@@ -319,8 +342,8 @@ def _positive(value: float | str | None, name: str, limit: float) -> float | Non
     return number
 
 
-async def create(engine: AsyncEngine, new: NewItem) -> WorklistItem:
-    values = normalise(new)
+async def create(engine: AsyncEngine, new: NewItem, created_by: str | None = None) -> WorklistItem:
+    values = normalise(new) | {"created_by": created_by}
     async with engine.begin() as conn:
         result = await conn.execute(worklist_items.insert().values(**values))
         item_id = result.inserted_primary_key[0]
@@ -329,11 +352,15 @@ async def create(engine: AsyncEngine, new: NewItem) -> WorklistItem:
     return item
 
 
-async def get_item(engine: AsyncEngine, item_id: int) -> WorklistItem | None:
+async def get_item(
+    engine: AsyncEngine, item_id: int, restrict: ColumnElement[bool] | None = None
+) -> WorklistItem | None:
+    """The item, or None if there is none (or none ``restrict`` lets the caller see)."""
+    stmt = select(worklist_items).where(worklist_items.c.id == int(item_id))
+    if restrict is not None:
+        stmt = stmt.where(restrict)
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(worklist_items).where(worklist_items.c.id == int(item_id)))
-        ).first()
+        row = (await conn.execute(stmt)).first()
     return WorklistItem.from_row(row) if row else None
 
 
@@ -391,7 +418,7 @@ def _where(flt: WorklistFilter) -> list:
     ]
     if flt.statuses:
         clauses.append(t.status.in_(flt.statuses))
-    return clauses
+    return clauses + flt.restrict
 
 
 async def search(engine: AsyncEngine, flt: WorklistFilter) -> list[WorklistItem]:

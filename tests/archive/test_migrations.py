@@ -32,6 +32,7 @@ from hub.archive.index import make_engine
 from hub.archive.migrations import schema
 from hub.archive.migrations.runner import SchemaError, alembic_config, head, prepare, read_state
 from hub.config import Settings
+from hub.security.tables import ae_permissions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0"
 OLD = "none (an index made before schema migrations)"
@@ -131,6 +132,7 @@ async def test_old_index_upgrades_in_place_and_loses_nothing(old_index: OldIndex
 
     assert await row_counts(url) == before
     assert await schema_differences(url) == []
+    assert await _ae_rules(url) == [("MODALITY", "ae:MODALITY", "admin", True, True, False)]
     audit = tessera("audit", "verify", data=old_index.data)
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
@@ -153,6 +155,19 @@ async def test_old_index_upgrades_in_place_and_loses_nothing(old_index: OldIndex
                 assert r.status == 200, await r.text()
             async with anonymous.get(f"{hub.url}/api/me") as r:
                 assert (await r.json())["user"] == user
+
+
+async def _ae_rules(url: str) -> list[tuple]:
+    """The allow-list as the release before left it: each entry keeps its services, now as an
+    AE-only principal with unrestricted reads, as it had."""
+    t = ae_permissions.c
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = select(t.ae_title, t.principal, t.role, t.store, t.worklist, t.find)
+            return [tuple(row) for row in await conn.execute(query)]
+    finally:
+        await engine.dispose()
 
 
 async def _retrieve(http: aiohttp.ClientSession, base: str, ds: dict) -> bytes:

@@ -25,6 +25,7 @@ from hub.archive import Archive
 from hub.config import Settings
 from hub.dimse.config import DimseConfig
 from hub.dimse.service import DimseServer
+from hub.security.dimse_acl import SERVICES, allow_ae
 
 PYDICOM_DATA = Path(data_store.__file__).parent / "data"
 HOST = "127.0.0.1"
@@ -252,12 +253,30 @@ class DimseHub:
         return ["-aec", AE, HOST, str(self.port)]
 
 
+# Calling AE titles of the peers these tests run: dcmtk's and pynetdicom's defaults and the
+# titles tests give their SCUs. The port denies by default, so they are allowed by name.
+TEST_AES = (
+    "ECHOSCU", "STORESCU", "FINDSCU", "MOVESCU", "GETSCU", "PYNETDICOM",
+    "SLOWSCU", "CRAFTER", "RAWSCU", "GOODSCU", "WAKEUPS", "MODALITY", "SENDER",
+)  # fmt: skip
+
+
+async def allow_test_aes(archive: Archive, titles: tuple[str, ...] = TEST_AES) -> None:
+    """Allow the test peers every service, as administrators (the CLI's own call)."""
+    for title in titles:
+        await allow_ae(archive.engine, title, list(SERVICES), role="admin", note="tests")
+
+
 @contextlib.asynccontextmanager
 async def running_dimse_hub(
-    settings: Settings, prepare: Callable[[Archive], Awaitable[None]] | None = None
+    settings: Settings,
+    prepare: Callable[[Archive], Awaitable[None]] | None = None,
+    allow: tuple[str, ...] = TEST_AES,
 ) -> AsyncIterator[DimseHub]:
-    """The DIMSE SCP on a fresh archive for ``settings``; ``prepare`` runs before it starts."""
+    """The DIMSE SCP on a fresh archive for ``settings``, the ``allow`` AEs on its allow-list;
+    ``prepare`` runs before it starts."""
     archive = await Archive.open(settings)
+    await allow_test_aes(archive, allow)
     if prepare is not None:
         await prepare(archive)
     server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())

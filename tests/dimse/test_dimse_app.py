@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from dimse_peers import HOST, findscu, retrieve_samples, run, store_with_storescu
+from dimse_peers import HOST, allow_test_aes, findscu, retrieve_samples, run, store_with_storescu
 from hubtest import free_port, running_hub
 
 from hub.config import Settings
@@ -37,6 +37,7 @@ async def audit_actions(hub) -> set[str]:
 async def test_full_hub_runs_the_dimse_door(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", port=free_port(), dimse_port=0)
     async with running_hub(settings) as hub:
+        await allow_test_aes(hub.archive)
         port = hub.app[DIMSE_KEY].server.port
         address = ["-aec", settings.ae_title, HOST, str(port)]
         assert (await run("echoscu", *address)).rc == 0

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from hub.config import Settings
 from hub.security.audit_trail import attach
+from hub.security.dimse_acl import allow_ae
 from hub.security.tables import audit_log
 
 pytestmark = pytest.mark.peers
@@ -55,6 +56,13 @@ async def storescu(settings: Settings, calling_ae: str, files: list[Path]) -> No
     )  # fmt: skip
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
+
+
+@pytest.fixture(autouse=True)
+async def modalities(hub_server) -> None:
+    """The AEs these tests store from; the DIMSE port refuses AEs not on its allow-list."""
+    for modality in ("US_CART", "OTHER_AE"):
+        await allow_ae(hub_server.archive.engine, modality, ["store"], role="integration")
 
 
 async def test_modality_to_hub_to_pacs(hub_server, pacs):

@@ -55,8 +55,10 @@ async def test_admin_manages_users_and_tokens(gate: Gate) -> None:
 async def test_admin_audit_and_ae_endpoints(gate: Gate) -> None:
     async with aiohttp.ClientSession(headers=gate.headers("admin")) as s:
         async with s.put(gate.url + "/api/admin/ae/US_CART",
-                         json={"services": ["store", "worklist"]}) as r:  # fmt: skip
+                         json={"services": ["store", "worklist"], "role": "clinic"}) as r:  # fmt: skip
             assert r.status == 200
+        async with s.put(gate.url + "/api/admin/ae/NOBODY", json={"services": ["find"]}) as r:
+            assert r.status == 400  # as whom?
         async with s.put(gate.url + "/api/admin/ae/US_CART", json={"services": ["erase"]}) as r:
             assert r.status == 400
         async with s.get(gate.url + "/api/admin/ae") as r:

@@ -50,7 +50,7 @@ def test_user_lifecycle_and_tokens(tmp_path: Path, capsys, monkeypatch) -> None:
 
 def test_audit_verify_and_export(tmp_path: Path, capsys) -> None:
     assert tessera(tmp_path, "user", "add", "svc", "--role", "integration", "--no-password") == 0
-    assert tessera(tmp_path, "ae", "allow", "MODALITY1", "store", "find") == 0
+    assert tessera(tmp_path, "ae", "allow", "MODALITY1", "store", "find", "--as", "svc") == 0
     assert tessera(tmp_path, "user", "disable", "svc") == 0
     capsys.readouterr()
     assert tessera(tmp_path, "audit", "verify") == 0
@@ -68,14 +68,35 @@ def test_audit_verify_and_export(tmp_path: Path, capsys) -> None:
 
 
 def test_ae_allow_list(tmp_path: Path, capsys) -> None:
-    assert tessera(tmp_path, "ae", "allow", "CT1", "store", "--note", "CT room") == 0
+    assert tessera(tmp_path, "user", "add", "clinicA", "--role", "clinic", "--no-password") == 0
+    assert tessera(tmp_path, "ae", "allow", "CT1", "store", "--role", "integration",
+                   "--address", "10.0.4.7", "--note", "CT room") == 0  # fmt: skip
+    assert (
+        tessera(tmp_path, "ae", "allow", "CLINICA_US", "store", "worklist", "--as", "clinicA") == 0
+    )
     capsys.readouterr()
     assert tessera(tmp_path, "ae", "list") == 0
-    assert capsys.readouterr().out.split() == ["CT1", "store", "CT", "room"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["CLINICA_US", "store", "worklist", "as", "clinicA", "(clinic)"]
+    assert lines[1].split() == [
+        "CT1", "store", "as", "ae:CT1", "(integration)", "from", "10.0.4.7/32", "CT", "room"
+    ]  # fmt: skip
+    assert lines[-1] == "any other calling AE: C-ECHO only"
     assert tessera(tmp_path, "ae", "remove", "CT1") == 0
     assert tessera(tmp_path, "ae", "remove", "CT1") == 1
     with pytest.raises(SystemExit):
-        tessera(tmp_path, "ae", "allow", "CT1", "delete")
+        tessera(tmp_path, "ae", "allow", "CT1", "delete", "--role", "admin")
+    with pytest.raises(SystemExit):  # as whom: an account or a role is required
+        tessera(tmp_path, "ae", "allow", "CT1", "store")
+    assert tessera(tmp_path, "ae", "allow", "CT1", "store", "--role", "pathologist") == 1
+    assert "may not use store" in capsys.readouterr().err
+
+
+def test_the_wildcard_entry_is_shown_loudly(tmp_path: Path, capsys) -> None:
+    assert tessera(tmp_path, "ae", "allow", "*", "find", "--role", "pathologist") == 0
+    assert "WARNING: every calling AE" in capsys.readouterr().err
+    assert tessera(tmp_path, "ae", "list") == 0
+    assert capsys.readouterr().out.startswith("* (ANY AE!)")
 
 
 def test_commands_are_registered_on_the_tessera_console_script(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""Role x route matrix, walked from the application's own router table.
+"""Role x route matrix, walked from the application's own router table, and role x DIMSE
+service, walked with a pynetdicom SCU against the DIMSE SCP.
 
-The expectation below is the product's access table written out independently of
+The expectations below are the product's access table written out independently of
 hub.security.policy; a route whose name no rule covers fails ``test_every_route_has_a_rule``.
 """
 
@@ -8,12 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
+from pydicom import Dataset, dcmread
+from pydicom.data import get_testdata_file
+from pynetdicom import AE as PeerAE
+from pynetdicom import build_role, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    ModalityWorklistInformationFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 from security_support import ROLES, Gate
+from sqlalchemy import update
 
+import hub.worklist.model  # noqa: F401  (the worklist table exists when the archive opens)
+from hub.archive import Archive
+from hub.config import Settings
+from hub.dimse.config import DimseConfig
+from hub.dimse.service import DimseServer
+from hub.security.accounts import create_user
+from hub.security.dimse_acl import SERVICES, allow_ae
 from hub.security.policy import rule_for
+from hub.security.tables import users
+
+HOST = "127.0.0.1"
+CT = dcmread(get_testdata_file("CT_small.dcm"))
 
 # role -> route-name areas it may use (longest prefix wins). "*": everything with a rule.
 EXPECTED: dict[str, set[str]] = {
@@ -197,3 +226,156 @@ async def test_small_request_areas_refuse_big_bodies(gate: Gate) -> None:
         ) as resp,
     ):
         assert resp.status == 413
+
+
+# --- DIMSE: role x service ---------------------------------------------------------------------
+
+DIMSE_SERVICES = ("echo", "store", "find", "move", "get", "worklist")
+# role -> DIMSE services its AE may use when its entry lists them all; None: an AE that is on
+# no entry. Written out from the product's access table, not computed from the policy.
+EXPECTED_DIMSE: dict[str | None, set[str]] = {
+    "admin": {"echo", "store", "find", "move", "get", "worklist"},
+    "pathologist": {"echo", "find", "move", "get"},
+    "specialist": {"echo", "find", "move", "get"},
+    "clinic": {"echo", "store", "find", "move", "get", "worklist"},
+    "integration": {"echo", "store", "find", "move", "get"},
+    None: {"echo"},
+}
+NOT_AUTHORIZED = 0x0124
+MOVE_DESTINATION = "MATRIXDEST"
+
+
+@dataclass
+class DimseMatrix:
+    port: int
+    ae_title: str
+
+
+def _dimse_ae_title(role: str | None) -> str:
+    return f"{role.upper()}_AE" if role else "UNLISTED_AE"
+
+
+@pytest.fixture
+async def dimse_matrix(tmp_path: Path) -> AsyncIterator[DimseMatrix]:
+    """The DIMSE SCP over a fresh archive: one AE per role bound to an account of that role,
+    listed for every service. The accounts start as administrators (so that the entries may
+    name every service) and then get their real role: what the role forbids is refused when
+    the AE calls, whatever its entry says."""
+    receiver = PeerAE(ae_title=MOVE_DESTINATION)
+    receiver.add_supported_context(CTImageStorage)
+    receiver.add_supported_context(Verification)  # a refused C-MOVE still associates first
+    sink = receiver.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: 0x0000)]
+    )
+    destination = [HOST, sink.server_address[1]]
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        dimse_port=0,
+        extra={"dimse_move_destinations": {MOVE_DESTINATION: destination}},
+    )
+    archive = await Archive.open(settings)
+    for role in ROLES:
+        await create_user(archive.engine, f"dimse-{role}", "admin", None)
+        await allow_ae(archive.engine, _dimse_ae_title(role), list(SERVICES), user=f"dimse-{role}")
+        async with archive.engine.begin() as conn:
+            await conn.execute(
+                update(users).where(users.c.username == f"dimse-{role}").values(role=role)
+            )
+    server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
+    await asyncio.to_thread(server.start)
+    try:
+        yield DimseMatrix(server.port, settings.ae_title)
+    finally:
+        await asyncio.to_thread(server.stop)
+        await archive.close()
+        sink.shutdown()
+
+
+def _identifier(level: str = "STUDY") -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    ds.StudyInstanceUID = CT.StudyInstanceUID
+    return ds
+
+
+def _worklist_identifier() -> Dataset:
+    ds = Dataset()
+    ds.PatientID = ""
+    step = Dataset()
+    step.Modality = ""
+    ds.ScheduledProcedureStepSequence = [step]
+    return ds
+
+
+def _last_status(responses) -> tuple[int | None, str]:
+    status, comment = None, ""
+    for response, *_ in responses:
+        if response is not None and "Status" in response:
+            status = response.Status
+            comment = str(response.get("ErrorComment", ""))
+    return status, comment
+
+
+def _dimse_outcomes(matrix: DimseMatrix, calling: str) -> dict[str, tuple[int | None, str]]:
+    """Each service's final status (and ErrorComment) for one calling AE, over one association."""
+    scu = PeerAE(ae_title=calling)
+    scu.acse_timeout = scu.dimse_timeout = scu.network_timeout = 30
+    for context in (
+        Verification,
+        CTImageStorage,
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelMove,
+        StudyRootQueryRetrieveInformationModelGet,
+        ModalityWorklistInformationFind,
+    ):
+        scu.add_requested_context(context)
+    role = build_role(CTImageStorage, scu_role=True, scp_role=True)
+    assoc = scu.associate(
+        HOST,
+        matrix.port,
+        ae_title=matrix.ae_title,
+        ext_neg=[role],
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)],  # what C-GET sends back
+    )
+    assert assoc.is_established
+    try:
+        echo = assoc.send_c_echo()
+        store = assoc.send_c_store(CT)
+        return {
+            "echo": (echo.Status, ""),
+            "store": (store.Status, str(store.get("ErrorComment", ""))),
+            "find": _last_status(
+                assoc.send_c_find(_identifier(), StudyRootQueryRetrieveInformationModelFind)
+            ),
+            "move": _last_status(
+                assoc.send_c_move(
+                    _identifier(), MOVE_DESTINATION, StudyRootQueryRetrieveInformationModelMove
+                )
+            ),
+            "get": _last_status(
+                assoc.send_c_get(_identifier(), StudyRootQueryRetrieveInformationModelGet)
+            ),
+            "worklist": _last_status(
+                assoc.send_c_find(_worklist_identifier(), ModalityWorklistInformationFind)
+            ),
+        }
+    finally:
+        assoc.release()
+
+
+async def test_role_dimse_service_matrix(dimse_matrix: DimseMatrix) -> None:
+    failures = []
+    for role, allowed in EXPECTED_DIMSE.items():
+        calling = _dimse_ae_title(role)
+        outcomes = await asyncio.to_thread(_dimse_outcomes, dimse_matrix, calling)
+        for service in DIMSE_SERVICES:
+            status, comment = outcomes[service]
+            refused = status == NOT_AUTHORIZED
+            if refused == (service in allowed):
+                verdict = "refused" if refused else f"let through (status {status:#06x})"
+                failures.append(f"{role or 'unlisted'} AE {service}: {verdict}")
+            if refused and calling not in comment:
+                failures.append(f"{role or 'unlisted'} AE {service}: no reason ({comment!r})")
+            if not refused and service in allowed and status not in (0x0000, 0xB000):
+                failures.append(f"{role or 'unlisted'} AE {service}: status {status:#06x}")
+    assert not failures, "\n".join(failures)

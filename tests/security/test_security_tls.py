@@ -227,9 +227,21 @@ def test_dicom_tls_echo_from_dcmtk(pki: Path, tls_echo_scp: int) -> None:
     assert refused.returncode != 0
 
 
+def _fingerprint(cert_file: Path) -> str:
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _ca_of(pki: Path) -> tuple:
+    cert = x509.load_pem_x509_certificate((pki / "tessera-ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((pki / "tessera-ca.key").read_bytes(), None)
+    return cert, key
+
+
 @pytest.mark.peers
 async def test_storescu_over_tls_into_the_hub_dimse_scp(pki: Path, archive, settings) -> None:
-    """dcmtk storescu +tls stores into the hub's own SCP, served with dicom_tls_context."""
+    """dcmtk storescu +tls stores into the hub's own SCP, served with dicom_tls_context, as the
+    AE bound to its client certificate; another certificate from the same CA is refused."""
     if shutil.which("storescu") is None:
         pytest.skip("dcmtk storescu is not installed")
     from pydicom import dcmread
@@ -237,7 +249,11 @@ async def test_storescu_over_tls_into_the_hub_dimse_scp(pki: Path, archive, sett
 
     from hub.dimse.config import DimseConfig
     from hub.dimse.service import DimseServer
+    from hub.security.dimse_acl import allow_ae
 
+    _issue(pki, "other-modality", _ca_of(pki))
+    pinned = _fingerprint(pki / "modality.crt")
+    await allow_ae(archive.engine, "MODALITY", ["store"], role="integration", certificate=pinned)
     settings.dimse_port = 0
     scp = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
     ctx = dicom_tls_context(pki / "server.crt", pki / "server.key", pki / "tessera-ca.crt")
@@ -255,6 +271,14 @@ async def test_storescu_over_tls_into_the_hub_dimse_scp(pki: Path, archive, sett
         )  # fmt: skip
         out, _ = await asyncio.wait_for(proc.communicate(), 120)
         assert proc.returncode == 0, out.decode()
+        other = await asyncio.create_subprocess_exec(
+            "storescu", "-v", "-aet", "MODALITY", "-aec", settings.ae_title,
+            "+tls", str(pki / "other-modality.key"), str(pki / "other-modality.crt"),
+            "+cf", str(pki / "tessera-ca.crt"), "127.0.0.1", str(port),
+            get_testdata_file("MR_small.dcm"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(other.communicate(), 120)
+        assert "Unknown Status: 0x124" in out.decode(), out.decode()  # Refused: Not Authorized
         plain = await asyncio.create_subprocess_exec(  # no TLS: the handshake never happens
             "storescu", "-to", "10", "-aet", "MODALITY", "-aec", settings.ae_title,
             "127.0.0.1", str(port), ct, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

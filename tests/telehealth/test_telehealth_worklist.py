@@ -32,6 +32,7 @@ async def test_session_from_a_worklist_item(tmp_path) -> None:
                 "requested_procedure_id": "RP-9",
                 "sps_id": "SPS-9",
                 "protocol_codes": [{"value": "US-HIP", "scheme": "99TESSERA", "meaning": "Hip"}],
+                "clinic": "clinic-user",  # the clinic that starts the session sees the item
             }
         )
         item = await create(hub.archive.engine, new)

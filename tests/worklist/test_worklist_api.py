@@ -18,6 +18,7 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
 from hub.dimse import service as dimse_service
+from hub.security.dimse_acl import allow_ae
 from hub.worklist import api as worklist_api
 
 
@@ -31,6 +32,9 @@ def _free_port() -> int:
 async def app_url(tmp_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
     settings = Settings(data_dir=tmp_path / "data", dimse_port=0, ae_title="TESSERA")
     archive = await Archive.open(settings)
+    # dcmtk's default calling AE titles: the worklist query and the modality's store.
+    await allow_ae(archive.engine, "FINDSCU", ["worklist"], role="admin")
+    await allow_ae(archive.engine, "STORESCU", ["store"], role="admin")
     app = web.Application()
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
