@@ -15,6 +15,9 @@ from hub.security import passwords, revocations
 from hub.security.policy import ROLES, validate_scopes
 from hub.security.tables import tokens, users
 
+# User names of AE-only DIMSE principals (``tessera ae allow AE --role ROLE``): "ae:<title>".
+AE_PRINCIPAL_PREFIX = "ae:"
+
 TOKEN_PREFIX = "tsr_"
 SESSION_SECONDS = 12 * 3600
 # Resolved tokens are cached per process for a few seconds so that a frame request does not
@@ -67,6 +70,9 @@ async def create_user(engine: AsyncEngine, username: str, role: str, password: s
         raise AccountError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
     if not username or len(username) > 128 or not username.isprintable() or " " in username:
         raise AccountError("username must be 1-128 printable characters without spaces")
+    if username.startswith(AE_PRINCIPAL_PREFIX):
+        # An account of that name would read what the AE-only principal stored.
+        raise AccountError(f"usernames starting with {AE_PRINCIPAL_PREFIX!r} name DICOM AEs")
     password_hash = None
     if password is not None:
         try:

@@ -22,7 +22,7 @@ from cryptography import x509
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.security.accounts import Principal
+from hub.security.accounts import AE_PRINCIPAL_PREFIX, Principal
 from hub.security.policy import ROLES
 from hub.security.tables import ae_permissions, users
 
@@ -39,7 +39,6 @@ PERMISSION = {
     "worklist": "worklist.read",
 }
 ANY_AE = "*"
-AE_PRINCIPAL_PREFIX = "ae:"
 _FINGERPRINT = re.compile(r"^(sha256:)?([0-9a-f]{2}(:?[0-9a-f]{2}){31})$")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub.security import ae_permitted
-from hub.security.accounts import create_user
+from hub.security.accounts import AccountError, create_user
 from hub.security.dimse_acl import SERVICES, Peer, allow_ae, list_ae, remove_ae, resolve
 
 
@@ -42,6 +42,9 @@ async def test_an_ae_acts_as_an_account_or_an_ae_only_principal(engine) -> None:
     listed = {e["ae_title"]: e for e in await list_ae(engine)}
     assert listed["CLINICA_US"]["effective_role"] == "clinic"
     assert listed["PACS2"]["services"] == ["find"]
+
+    with pytest.raises(AccountError):  # an account could otherwise read what PACS2 stored
+        await create_user(engine, "ae:PACS2", "clinic", None)
 
 
 async def test_role_bounds_what_an_entry_may_grant(engine) -> None:
