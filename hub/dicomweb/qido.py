@@ -8,22 +8,24 @@ from aiohttp import web
 
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.attributes import tag_of
-from hub.archive.query import Level, Query, QueryError
+from hub.archive.query import KEYS, TAG_TO_KEYWORD, Level, Query, QueryError
 from hub.dicomweb.responses import WARNING_TRUNCATED, base_url, dicom_json, element, problem
 from hub.security.visibility import read_restriction
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
+LIST_KINDS = {"cs", "uid", "multi"}
 
 
 def parse_query(request: web.Request, level: Level) -> Query:
     params = request.rel_url.query
     keys: dict[str, str] = {}
     include: set[str] | str = set()
-    for name, value in params.items():
+    for name in dict.fromkeys(params):
         if name == "includefield":
-            include = _include(value, include)
+            for value in params.getall(name):
+                include = _include(value, include)
         elif name not in CONTROL:
-            keys[name] = value
+            keys[name] = _matching_value(name, params.getall(name))
     fuzzy = params.get("fuzzymatching", "false").lower()
     if fuzzy not in ("true", "false"):
         raise QueryError("fuzzymatching must be true or false")
@@ -37,6 +39,17 @@ def parse_query(request: web.Request, level: Level) -> Query:
         limit=_non_negative(params.get("limit"), "limit"),
         offset=_non_negative(params.get("offset"), "offset") or 0,
     )
+
+
+def _matching_value(name: str, values: list[str]) -> str:
+    """A key's value; a key given more than once (as dicomweb-client and requests encode a
+    Python list) lists its values, for the keys whose values can be listed."""
+    if len(values) == 1:
+        return values[0]
+    key = KEYS.get(TAG_TO_KEYWORD.get(tag_of(name) or "", name))
+    if key is None or key.kind not in LIST_KINDS:
+        raise QueryError(f"{name} is given {len(values)} times; it takes one value")
+    return "\\".join(values)
 
 
 def _include(value: str, current: set[str] | str) -> set[str] | str:
