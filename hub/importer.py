@@ -28,6 +28,7 @@ async def import_paths(settings: Settings, paths: list[Path]) -> int:
     archive = await open_archive(settings)
     counts = {"stored": 0, "duplicate": 0, "version": 0, "failed": 0}
     failures: list[str] = []
+    warnings: list[str] = []
     queue: asyncio.Queue[Path] = asyncio.Queue()
     for f in files:
         queue.put_nowait(f)
@@ -40,6 +41,7 @@ async def import_paths(settings: Settings, paths: list[Path]) -> int:
             counts[result.status] += 1
             if not result.ok:
                 failures.append(f"{path}: {result.message}")
+            warnings.extend(f"{path}: {w}" for w in result.warnings)
             bar.update(1)
 
     try:
@@ -48,6 +50,8 @@ async def import_paths(settings: Settings, paths: list[Path]) -> int:
         bar.close()
         await archive.close()
     print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    for line in warnings:
+        print(f"warning: {line}")
     for line in failures:
         print(f"failed: {line}")
     return 0 if not failures else 1
