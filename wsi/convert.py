@@ -34,7 +34,7 @@ from wsi.encode import (
 )
 from wsi.errors import ConversionError
 from wsi.options import ConvertOptions, SlideIds
-from wsi.pyramid import PlannedLevel, plan
+from wsi.pyramid import PlannedLevel, fit, plan, thumbnail_box
 from wsi.sources import open_slide
 from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
@@ -69,6 +69,8 @@ def convert(
             "OVERVIEW": options.include_overview,
             "THUMBNAIL": options.include_thumbnail,
         }
+        thumbnail = thumbnail_box(levels)
+        wanted["THUMBNAIL"] = wanted["THUMBNAIL"] and thumbnail is not None
         associated = [a for a in slide.associated if wanted[a.kind]]
         names = [f"level{i}.dcm" for i in range(len(levels))]
         names += [f"{a.kind.lower()}.dcm" for a in associated]
@@ -78,7 +80,7 @@ def convert(
 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
-        job = _Conversion(slide, headers, options, staging, progress)
+        job = _Conversion(slide, headers, options, staging, progress, thumbnail)
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
         pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
@@ -124,8 +126,10 @@ class _Conversion:
         options: ConvertOptions,
         staging: Path,
         progress: Progress | None,
+        thumbnail: tuple[int, int] | None = None,
     ) -> None:
         self.slide = slide
+        self.thumbnail = thumbnail  # the largest size the THUMBNAIL may have
         self.options = options
         self.staging = staging
         self.progress = progress
@@ -441,6 +445,8 @@ class _Conversion:
             raise ConversionError(
                 f"{self.slide.path.name}: its {image.kind.lower()} image is unreadable: {exc}"
             ) from exc
+        if image.kind == "THUMBNAIL" and self.thumbnail is not None:
+            pixels = _fitted(pixels, self.thumbnail)
         height, width = pixels.shape[:2]
         codec = codec_for("jpeg", self.options.jpeg_mode)
         frame = encode(pixels, codec.name, self.options.jpeg_quality)
@@ -466,6 +472,16 @@ class _Conversion:
 
 class _Stopped(ConversionError):
     """Raised in one thread of a conversion because the other one failed."""
+
+
+def _fitted(pixels: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    size = fit(width, height, box)
+    if size == (width, height):
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
 
 
 def _small_generated(level: PlannedLevel) -> bool:
