@@ -49,6 +49,9 @@ _JOB_PIXELS = 4096 * 1024  # source pixels decoded per worker job: bounds its me
 _POOL_MIN_FRAMES = 256
 # Pixels up to which a generated level is built whole in memory (12 MB of RGB).
 _WHOLE_LEVEL_PIXELS = 4 << 20
+# Instance numbers after the pyramid: the thumbnail, then the label and the overview last, so
+# that viewers showing a series by its middle or first instance do not show the label.
+_ASSOCIATED_ORDER = {"THUMBNAIL": 0, "LABEL": 1, "OVERVIEW": 2}
 
 
 def convert(
@@ -71,7 +74,10 @@ def convert(
         }
         thumbnail = thumbnail_box(levels)
         wanted["THUMBNAIL"] = wanted["THUMBNAIL"] and thumbnail is not None
-        associated = [a for a in slide.associated if wanted[a.kind]]
+        associated = sorted(
+            (a for a in slide.associated if wanted[a.kind]),
+            key=lambda a: _ASSOCIATED_ORDER[a.kind],
+        )
         names = [f"level{i}.dcm" for i in range(len(levels))]
         names += [f"{a.kind.lower()}.dcm" for a in associated]
         clashes = [n for n in names if (out_dir / n).exists()]

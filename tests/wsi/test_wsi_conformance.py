@@ -169,3 +169,18 @@ def test_the_thumbnail_is_kept_where_it_fits(wsi_converted):
     assert "THUMBNAIL" in kinds["CMU-1-Small-Region.svs"]  # scaled below its 555 px level
     assert "THUMBNAIL" not in kinds["small.svs"]  # a 16 px slide has no room below it
 
+
+def test_instance_numbers_put_label_and_overview_last(slide):
+    """The pyramid largest first, then the thumbnail, then the label and the overview: viewers
+    that show a series by its middle instance show the slide, not its label."""
+    order = {"VOLUME": 0, "THUMBNAIL": 1, "LABEL": 2, "OVERVIEW": 3}
+    headers = sorted(slide.headers(), key=lambda ds: ds.InstanceNumber)
+    assert [ds.InstanceNumber for ds in headers] == list(range(1, len(headers) + 1))
+    kinds = [order[ds.ImageType[2]] for ds in headers]
+    assert kinds == sorted(kinds)
+    volumes = [ds.TotalPixelMatrixColumns for ds in headers if ds.ImageType[2] == "VOLUME"]
+    assert volumes == sorted(volumes, reverse=True)
+    pictures = sum(1 for kind in kinds if kind < order["LABEL"])
+    if pictures > len(headers) - pictures:  # then either middle instance is a picture
+        for middle in (len(headers) // 2, (len(headers) - 1) // 2):
+            assert headers[middle].ImageType[2] in ("VOLUME", "THUMBNAIL")
