@@ -24,6 +24,7 @@ class Settings:
     dimse_port: int | None = None
     ae_title: str = "TESSERA"
     workers: int = 1
+    cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call us
     extra: dict = field(default_factory=dict)
 
     @property
@@ -55,6 +56,8 @@ class Settings:
             s.ae_title = v
         if v := os.environ.get("TESSERA_WORKERS"):
             s.workers = int(v)
+        if v := os.environ.get("TESSERA_CORS_ORIGINS"):
+            s.cors_origins = [o.strip() for o in v.split(",") if o.strip()]
         if v := os.environ.get("TESSERA_EXTRA"):
             s.extra.update(json.loads(v))  # JSON object of package settings, e.g. forwarding
         for key, value in overrides.items():
