@@ -5,15 +5,44 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydicom.datadict import keyword_for_tag
 
 from hub.app_keys import ARCHIVE_KEY
-from hub.archive.attributes import tag_of
+from hub.archive import query
+from hub.archive.attributes import PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS, tag_of
 from hub.archive.query import KEYS, TAG_TO_KEYWORD, Level, Query, QueryError
-from hub.dicomweb.responses import WARNING_TRUNCATED, base_url, dicom_json, element, problem
+from hub.dicomweb.responses import (
+    WARNING_TRUNCATED,
+    base_url,
+    dicom_json,
+    element,
+    problem,
+    warning,
+)
 from hub.security.visibility import read_restriction
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
 LIST_KINDS = {"cs", "uid", "multi"}
+RETRIEVE_URL = "00081190"
+# What a study or series result can hold (PS3.18 10.6.3.3: attributes of that level and the
+# levels above); an instance result can hold any attribute of the instance.
+RETURNED: dict[str, set[str]] = {
+    "STUDY": {
+        *PATIENT_TAGS,
+        *STUDY_TAGS,
+        query.MODALITIES_IN_STUDY,
+        query.NUMBER_OF_STUDY_RELATED_SERIES,
+        query.NUMBER_OF_STUDY_RELATED_INSTANCES,
+        RETRIEVE_URL,
+    },
+    "SERIES": {
+        *PATIENT_TAGS,
+        *STUDY_TAGS,
+        *SERIES_TAGS,
+        query.NUMBER_OF_SERIES_RELATED_INSTANCES,
+        RETRIEVE_URL,
+    },
+}
 
 
 def parse_query(request: web.Request, level: Level) -> Query:
@@ -95,10 +124,23 @@ def _search(level: Level):
             return problem(400, str(exc))
         base = base_url(request)
         rows = [_with_url(base, level, row) for row in page.rows]
-        headers = {"Warning": WARNING_TRUNCATED} if page.truncated else None
+        warnings = [WARNING_TRUNCATED] if page.truncated else []
+        if ignored := _not_returned(q):
+            warnings.append(warning(f"includefield {ignored} not returned at {level} level"))
+        headers = {"Warning": ", ".join(warnings)} if warnings else None
         return dicom_json(rows, headers=headers)
 
     return handler
+
+
+def _not_returned(q: Query) -> str:
+    """The includefield attributes a result at this level cannot hold (a series attribute at
+    study level, an instance attribute at series level), named; "" when there are none."""
+    returned = RETURNED.get(q.level)
+    if returned is None or q.include == "all":
+        return ""
+    ignored = sorted(tag for tag in q.include if tag not in returned)
+    return ", ".join(f"{tag} ({keyword_for_tag(int(tag, 16)) or 'private'})" for tag in ignored)
 
 
 def _with_url(base: str, level: Level, row: dict[str, Any]) -> dict[str, Any]:

@@ -204,3 +204,22 @@ async def test_series_key_not_allowed_at_study_level(populated) -> None:
     hub, _ = populated
     status, _, _ = await query(hub, "/studies", Modality="US")
     assert status == 400
+
+
+async def test_includefield_a_level_cannot_hold_is_named_in_a_warning(populated) -> None:
+    hub, _ = populated
+    # Modality is a series attribute; a study result holds Modalities in Study instead.
+    status, rows, headers = await query(hub, "/studies", includefield="00080060")
+    assert status == 200 and len(rows) == 4
+    assert "00080060 (Modality)" in headers["Warning"]
+    assert all("00080061" in r for r in rows)
+    status, rows, headers = await query(
+        hub, "/series", includefield="Modality,StudyDescription,00180050"
+    )
+    assert status == 200 and all("00080060" in r for r in rows)
+    assert "00180050 (SliceThickness)" in headers["Warning"]
+    assert "00080060" not in headers["Warning"] and "StudyDescription" not in headers["Warning"]
+    _, _, headers = await query(hub, "/studies", includefield="StudyDescription")
+    assert "Warning" not in headers
+    _, _, headers = await query(hub, "/instances", includefield="00180050")
+    assert "Warning" not in headers
