@@ -14,6 +14,7 @@ from hub.archive import Archive
 from hub.config import Settings
 from hub.dimse import service as dimse_service
 from hub.forward import service as forward_service
+from hub.forwarded import forwarded_middleware
 from hub.proxy import trust_local_proxy
 from hub.worklist import api as worklist_api
 
@@ -33,6 +34,8 @@ async def build_app(
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
+    if settings.trusted_proxies:
+        app.middlewares.append(forwarded_middleware(settings.trusted_proxies))
     if relayed:
         app.middlewares.append(trust_local_proxy)
     for setup in _doors():

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 DuplicatePolicy = Literal["reject", "version"]
 
@@ -24,6 +25,9 @@ class Settings:
     dimse_port: int | None = None
     ae_title: str = "TESSERA"
     workers: int = 1
+    cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call us
+    public_url: str | None = None  # e.g. https://pacs.example.org/hub: base of absolute URLs
+    trusted_proxies: list[str] = field(default_factory=list)  # addresses or CIDRs
     extra: dict = field(default_factory=dict)
 
     @property
@@ -55,10 +59,25 @@ class Settings:
             s.ae_title = v
         if v := os.environ.get("TESSERA_WORKERS"):
             s.workers = int(v)
+        if v := os.environ.get("TESSERA_CORS_ORIGINS"):
+            s.cors_origins = [o.strip() for o in v.split(",") if o.strip()]
+        if v := os.environ.get("TESSERA_PUBLIC_URL"):
+            s.public_url = v
+        if v := os.environ.get("TESSERA_TRUSTED_PROXIES"):
+            s.trusted_proxies = [p.strip() for p in v.split(",") if p.strip()]
         if v := os.environ.get("TESSERA_EXTRA"):
             s.extra.update(json.loads(v))  # JSON object of package settings, e.g. forwarding
         for key, value in overrides.items():
             if value is not None:
                 setattr(s, key, value)
         s.data_dir = Path(s.data_dir)
+        _check_public_url(s.public_url)
         return s
+
+
+def _check_public_url(url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"public_url: {url!r} is not an http(s) URL such as https://host/path")

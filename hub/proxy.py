@@ -21,6 +21,8 @@ import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from hub.forwarded import X_FORWARDED_PREFIX, prefix_of, set_prefix
+
 log = logging.getLogger(__name__)
 
 FORWARDED_FOR = "X-Forwarded-For"
@@ -167,6 +169,7 @@ async def trust_local_proxy(request: web.Request, handler) -> web.StreamResponse
         remote = request.headers.get(FORWARDED_FOR) or request.remote
         scheme = request.headers.get(FORWARDED_PROTO) or request.scheme
         request = request.clone(remote=remote, scheme=scheme)
+        set_prefix(request, request.headers.get(X_FORWARDED_PREFIX, ""))
     return await handler(request)
 
 
@@ -187,6 +190,8 @@ def _upstream_headers(request: web.Request, also_drop: frozenset[str]) -> CIMult
     # Set, never appended: what a client claims in these headers is ignored.
     headers[FORWARDED_FOR] = request.remote or ""
     headers[FORWARDED_PROTO] = request.scheme
+    headers[X_FORWARDED_PREFIX] = prefix_of(request)
+    headers[hdrs.HOST] = request.host  # as a trusted proxy gave it (hub.forwarded)
     return headers
 
 

@@ -35,6 +35,7 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
 from hub.eventloop import run
+from hub.forwarded import forwarded_middleware
 from hub.proxy import Upstream, proxy_middleware
 
 SETTINGS_ENV = "TESSERA_READER_SETTINGS"
@@ -57,6 +58,8 @@ async def build_reader_app(settings: Settings, upstream: Upstream) -> web.Applic
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
+    if settings.trusted_proxies:
+        app.middlewares.append(forwarded_middleware(settings.trusted_proxies))
     app.middlewares.append(proxy_middleware(upstream, served_here))
     security.setup(app, primary=False)
     dicomweb.setup(app)

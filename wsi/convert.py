@@ -34,7 +34,7 @@ from wsi.encode import (
 )
 from wsi.errors import ConversionError
 from wsi.options import ConvertOptions, SlideIds
-from wsi.pyramid import PlannedLevel, plan
+from wsi.pyramid import PlannedLevel, fit, plan, thumbnail_box
 from wsi.sources import open_slide
 from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
@@ -49,6 +49,9 @@ _JOB_PIXELS = 4096 * 1024  # source pixels decoded per worker job: bounds its me
 _POOL_MIN_FRAMES = 256
 # Pixels up to which a generated level is built whole in memory (12 MB of RGB).
 _WHOLE_LEVEL_PIXELS = 4 << 20
+# Instance numbers after the pyramid: the thumbnail, then the label and the overview last, so
+# that viewers showing a series by its middle or first instance do not show the label.
+_ASSOCIATED_ORDER = {"THUMBNAIL": 0, "LABEL": 1, "OVERVIEW": 2}
 
 
 def convert(
@@ -69,7 +72,12 @@ def convert(
             "OVERVIEW": options.include_overview,
             "THUMBNAIL": options.include_thumbnail,
         }
-        associated = [a for a in slide.associated if wanted[a.kind]]
+        thumbnail = thumbnail_box(levels)
+        wanted["THUMBNAIL"] = wanted["THUMBNAIL"] and thumbnail is not None
+        associated = sorted(
+            (a for a in slide.associated if wanted[a.kind]),
+            key=lambda a: _ASSOCIATED_ORDER[a.kind],
+        )
         names = [f"level{i}.dcm" for i in range(len(levels))]
         names += [f"{a.kind.lower()}.dcm" for a in associated]
         clashes = [n for n in names if (out_dir / n).exists()]
@@ -78,7 +86,7 @@ def convert(
 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
-        job = _Conversion(slide, headers, options, staging, progress)
+        job = _Conversion(slide, headers, options, staging, progress, thumbnail)
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
         pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
@@ -124,8 +132,10 @@ class _Conversion:
         options: ConvertOptions,
         staging: Path,
         progress: Progress | None,
+        thumbnail: tuple[int, int] | None = None,
     ) -> None:
         self.slide = slide
+        self.thumbnail = thumbnail  # the largest size the THUMBNAIL may have
         self.options = options
         self.staging = staging
         self.progress = progress
@@ -441,6 +451,8 @@ class _Conversion:
             raise ConversionError(
                 f"{self.slide.path.name}: its {image.kind.lower()} image is unreadable: {exc}"
             ) from exc
+        if image.kind == "THUMBNAIL" and self.thumbnail is not None:
+            pixels = _fitted(pixels, self.thumbnail)
         height, width = pixels.shape[:2]
         codec = codec_for("jpeg", self.options.jpeg_mode)
         frame = encode(pixels, codec.name, self.options.jpeg_quality)
@@ -466,6 +478,16 @@ class _Conversion:
 
 class _Stopped(ConversionError):
     """Raised in one thread of a conversion because the other one failed."""
+
+
+def _fitted(pixels: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    size = fit(width, height, box)
+    if size == (width, height):
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
 
 
 def _small_generated(level: PlannedLevel) -> bool:

@@ -9,6 +9,11 @@ from wsi.options import ConvertOptions
 from wsi.sources.model import Passthrough, SlideInfo, SourceLevel
 
 DEFAULT_TILE = 256
+# A THUMBNAIL at most this fraction of the smallest level's size. Viewers that stack every image
+# of a slide into one pyramid (dicom-microscopy-viewer) refuse two resolutions that are nearly
+# equal, so the thumbnail must be clearly below the pyramid, not beside its last level.
+THUMBNAIL_FRACTION = 0.5
+MIN_THUMBNAIL = 64  # below this on its longer side a thumbnail is left out
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,22 @@ def plan(slide: SlideInfo, options: ConvertOptions) -> list[PlannedLevel]:
             )
         )
     return out
+
+
+def thumbnail_box(levels: list[PlannedLevel]) -> tuple[int, int] | None:
+    """The largest (width, height) a THUMBNAIL of this pyramid may have; None: leave it out."""
+    smallest = levels[-1]
+    box = (
+        math.floor(smallest.width * THUMBNAIL_FRACTION),
+        math.floor(smallest.height * THUMBNAIL_FRACTION),
+    )
+    return box if max(box) >= MIN_THUMBNAIL and min(box) >= 1 else None
+
+
+def fit(width: int, height: int, box: tuple[int, int]) -> tuple[int, int]:
+    """width x height scaled down (never up) to fit in box, keeping the aspect ratio."""
+    scale = min(1.0, box[0] / width, box[1] / height)
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
 def _distinct(levels: list[SourceLevel]) -> list[SourceLevel]:

@@ -132,6 +132,7 @@ class Ingestor:
             study_uid=p.study_uid,
             series_uid=p.series_uid,
             sha256=sha256,
+            warnings=p.warnings,
         )
         loop = asyncio.get_running_loop()
         built = index_rows(p)
@@ -165,6 +166,10 @@ class Ingestor:
                 ), committed
         if version > 1:
             result.status, result.message = "version", f"Stored as version {version}"
+        if p.warnings:
+            log.warning(
+                "%s from %s stored with warnings: %s", p.sop_uid, source.door, "; ".join(p.warnings)
+            )
         for subscriber in self.subscribers:
             try:
                 await subscriber(record)
@@ -290,6 +295,7 @@ class Ingestor:
             "patient_id": built["patient"]["patient_id"],
             "accession": built["study"]["accession"],
             "status": "version" if version > 1 else "stored",
+            "warnings": p.warnings,
         }
 
 

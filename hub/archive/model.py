@@ -29,6 +29,7 @@ class IngestResult:
     reason: int | None = None
     message: str = ""
     conflict: bool = False
+    warnings: list[str] = field(default_factory=list)  # stored, but the object is incomplete
 
     @property
     def ok(self) -> bool:

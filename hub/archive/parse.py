@@ -49,6 +49,7 @@ class ParsedInstance:
     json: dict[str, Any]  # DICOM JSON with BulkDataURI placeholders (see bulk_uri)
     frames: FrameTable | None
     bulk: dict[str, Bulk] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # stored anyway; see validate.py
 
     def keyword(self, name: str, default: Any = "") -> Any:
         value = self.dataset.get(name, default)
@@ -81,8 +82,10 @@ def parse_part10(path: Path) -> ParsedInstance:
         if _has_pixel_data(f, pixel_at):
             frames, pixel_bulk = _pixel_frames(f, pixel_at, ds, ts, file_size)
             bulk["7FE00010"] = pixel_bulk
-    check_required(ds, frames is not None or any(t.startswith("7FE0") for t in bulk))
-    return ParsedInstance(*ident, dataset=ds, json=_to_json(ds, bulk), frames=frames, bulk=bulk)
+    warnings = check_required(ds, frames is not None or any(t.startswith("7FE0") for t in bulk))
+    return ParsedInstance(
+        *ident, dataset=ds, json=_to_json(ds, bulk), frames=frames, bulk=bulk, warnings=warnings
+    )
 
 
 def _check_magic(f: BinaryIO) -> None:
@@ -241,8 +244,10 @@ def _parse_deflated(path: Path) -> ParsedInstance:
     if "PixelData" in ds:
         del ds.PixelData
         bulk["7FE00010"] = Bulk(-1, -1, "OB")  # offset -1: served by decoding the file
-    check_required(ds, bool(bulk))
-    return ParsedInstance(*ident, dataset=ds, json=_to_json(ds, bulk), frames=None, bulk=bulk)
+    warnings = check_required(ds, bool(bulk))
+    return ParsedInstance(
+        *ident, dataset=ds, json=_to_json(ds, bulk), frames=None, bulk=bulk, warnings=warnings
+    )
 
 
 def dumps(data: dict[str, Any]) -> str:

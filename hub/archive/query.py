@@ -28,7 +28,7 @@ class QueryError(ValueError):
 class Key:
     level: Level
     column: Any
-    kind: str  # text, uid, date, time, int, pn, multi
+    kind: str  # text, cs, uid, date, time, int, pn, multi (a multi-valued CS)
 
 
 KEYS: dict[str, Key] = {
@@ -36,7 +36,7 @@ KEYS: dict[str, Key] = {
     "PatientID": Key("PATIENT", patients.c.patient_id, "text"),
     "IssuerOfPatientID": Key("PATIENT", patients.c.issuer, "text"),
     "PatientBirthDate": Key("PATIENT", patients.c.birth_date, "date"),
-    "PatientSex": Key("PATIENT", patients.c.sex, "text"),
+    "PatientSex": Key("PATIENT", patients.c.sex, "cs"),
     "StudyInstanceUID": Key("STUDY", studies.c.study_uid, "uid"),
     "StudyDate": Key("STUDY", studies.c.study_date, "date"),
     "StudyTime": Key("STUDY", studies.c.study_time, "time"),
@@ -46,7 +46,7 @@ KEYS: dict[str, Key] = {
     "ReferringPhysicianName": Key("STUDY", studies.c.referring, "pn"),
     "ModalitiesInStudy": Key("STUDY", studies.c.modalities, "multi"),
     "SeriesInstanceUID": Key("SERIES", series.c.series_uid, "uid"),
-    "Modality": Key("SERIES", series.c.modality, "text"),
+    "Modality": Key("SERIES", series.c.modality, "cs"),
     "SeriesNumber": Key("SERIES", series.c.series_number, "int"),
     "SeriesDescription": Key("SERIES", series.c.description, "text"),
     "PerformedProcedureStepStartDate": Key("SERIES", series.c.pps_start_date, "date"),
@@ -128,8 +128,7 @@ def conditions(q: Query) -> list[ColumnElement[bool]]:
 def match(key: Key, value: str, fuzzy: bool) -> ColumnElement[bool]:
     col = key.column
     if key.kind == "uid":
-        uids = [u.strip() for u in value.replace(",", "\\").split("\\") if u.strip()]
-        return col.in_(uids)
+        return col.in_(value_list(value))
     if key.kind in ("date", "time") and "-" in value:
         return _range(col, value, key.kind)
     if key.kind == "time":
@@ -139,13 +138,26 @@ def match(key: Key, value: str, fuzzy: bool) -> ColumnElement[bool]:
             return col == int(value)
         except ValueError as exc:
             raise QueryError(f"{value!r} is not an integer") from exc
+    if key.kind == "cs":
+        return or_(*(_text(col, v) for v in value_list(value)))
     if key.kind == "multi":
-        values = [v for v in value.split("\\") if v]
+        values = value_list(value)
         padded = literal("\\") + col + literal("\\")
         return or_(*(padded.like(f"%\\{_like(v)}\\%", escape="!") for v in values))
     if key.kind == "pn":
         return _person_name(col, value, fuzzy)
     return _text(col, value)
+
+
+def value_list(value: str) -> list[str]:
+    """The values of a CS or UID matching key, listed with backslashes (PS3.4 C.2.2.2.8) or
+    commas (PS3.18 8.3.4.1; OHIF and dicomweb-client send ``CT,US``). Neither repertoire
+    admits a comma (PS3.5 6.2: CS is upper-case letters, digits, space and underscore; UI is
+    digits and full stops), so a comma in a C-FIND identifier can only be a separator too."""
+    values = [v.strip() for v in value.replace(",", "\\").split("\\") if v.strip()]
+    if not values:
+        raise QueryError(f"{value!r} lists no value")
+    return values
 
 
 def _like(value: str) -> str:

@@ -1,7 +1,8 @@
 """Checks an object must pass before it is stored: the attributes the doors rely on to serve it.
 
 This is not a full IOD validator; it refuses objects that would be stored but could not be
-served or displayed correctly (for instance a slide level a viewer cannot place).
+served or displayed correctly (for instance a slide level a viewer cannot place), and warns of
+missing attributes that viewers expect but the archive can do without.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ WSI_TYPE1 = (
 WSI_IMAGE_FLAVORS = {"VOLUME", "LABEL", "OVERVIEW", "THUMBNAIL"}
 
 
-def check_required(ds: Dataset, has_pixels: bool) -> None:
+# Type 1 attributes whose absence is stored with a warning rather than refused: senders omit
+# them (secondary captures, old converters) and the object is still worth keeping.
+WARN_TYPE1 = (("Modality", "General Series"),)
+
+
+def check_required(ds: Dataset, has_pixels: bool) -> list[str]:
+    """Raises IngestError for an object that cannot be served; returns the warnings of one
+    that can."""
     if has_pixels:
         _require(ds, IMAGE_PIXEL, errors.CANNOT_UNDERSTAND, "Image Pixel")
     elif all(ds.get(k) for k in ("Rows", "Columns", "BitsAllocated")):
@@ -39,6 +47,11 @@ def check_required(ds: Dataset, has_pixels: bool) -> None:
                 errors.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"ImageType value 3 must be one of {sorted(WSI_IMAGE_FLAVORS)}: {image_type}",
             )
+    return [
+        f"{keyword} (Type 1, {module} Module) is missing"
+        for keyword, module in WARN_TYPE1
+        if ds.get(keyword) in (None, "")
+    ]
 
 
 def _require(ds: Dataset, keywords: tuple[str, ...], reason: int, module: str) -> None:

@@ -128,6 +128,20 @@ def negotiate_instances(accept: str | None, stored_ts: str) -> Choice:
     )
 
 
+def negotiate_bulkdata(accept: str | None) -> bool:
+    """Whether a bulk data value (other than Pixel Data) goes as multipart/related, the default
+    (PS3.18 8.7.3.5), or as a single application/octet-stream body."""
+    for offer in parse_accept(accept):
+        inner, multipart = _inner(offer)
+        if offer.media_type in ("*/*", "multipart/*"):
+            return True
+        if inner in ("application/octet-stream", "*/*"):
+            return multipart
+    raise NotAcceptable(
+        "Bulk data is available as application/octet-stream, alone or in multipart/related"
+    )
+
+
 def wants_rendered(accept: str | None) -> str:
     for offer in parse_accept(accept):
         if offer.media_type in ("image/jpeg", "image/png", "image/*", "*/*"):

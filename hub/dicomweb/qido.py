@@ -5,25 +5,56 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydicom.datadict import keyword_for_tag
 
 from hub.app_keys import ARCHIVE_KEY
-from hub.archive.attributes import tag_of
-from hub.archive.query import Level, Query, QueryError
-from hub.dicomweb.responses import WARNING_TRUNCATED, base_url, dicom_json, element, problem
+from hub.archive import query
+from hub.archive.attributes import PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS, tag_of
+from hub.archive.query import KEYS, TAG_TO_KEYWORD, Level, Query, QueryError
+from hub.dicomweb.responses import (
+    WARNING_TRUNCATED,
+    base_url,
+    dicom_json,
+    element,
+    problem,
+    warning,
+)
 from hub.security.visibility import read_restriction
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
+LIST_KINDS = {"cs", "uid", "multi"}
+RETRIEVE_URL = "00081190"
+# What a study or series result can hold (PS3.18 10.6.3.3: attributes of that level and the
+# levels above); an instance result can hold any attribute of the instance.
+RETURNED: dict[str, set[str]] = {
+    "STUDY": {
+        *PATIENT_TAGS,
+        *STUDY_TAGS,
+        query.MODALITIES_IN_STUDY,
+        query.NUMBER_OF_STUDY_RELATED_SERIES,
+        query.NUMBER_OF_STUDY_RELATED_INSTANCES,
+        RETRIEVE_URL,
+    },
+    "SERIES": {
+        *PATIENT_TAGS,
+        *STUDY_TAGS,
+        *SERIES_TAGS,
+        query.NUMBER_OF_SERIES_RELATED_INSTANCES,
+        RETRIEVE_URL,
+    },
+}
 
 
 def parse_query(request: web.Request, level: Level) -> Query:
     params = request.rel_url.query
     keys: dict[str, str] = {}
     include: set[str] | str = set()
-    for name, value in params.items():
+    for name in dict.fromkeys(params):
         if name == "includefield":
-            include = _include(value, include)
+            for value in params.getall(name):
+                include = _include(value, include)
         elif name not in CONTROL:
-            keys[name] = value
+            keys[name] = _matching_value(name, params.getall(name))
     fuzzy = params.get("fuzzymatching", "false").lower()
     if fuzzy not in ("true", "false"):
         raise QueryError("fuzzymatching must be true or false")
@@ -37,6 +68,17 @@ def parse_query(request: web.Request, level: Level) -> Query:
         limit=_non_negative(params.get("limit"), "limit"),
         offset=_non_negative(params.get("offset"), "offset") or 0,
     )
+
+
+def _matching_value(name: str, values: list[str]) -> str:
+    """A key's value; a key given more than once (as dicomweb-client and requests encode a
+    Python list) lists its values, for the keys whose values can be listed."""
+    if len(values) == 1:
+        return values[0]
+    key = KEYS.get(TAG_TO_KEYWORD.get(tag_of(name) or "", name))
+    if key is None or key.kind not in LIST_KINDS:
+        raise QueryError(f"{name} is given {len(values)} times; it takes one value")
+    return "\\".join(values)
 
 
 def _include(value: str, current: set[str] | str) -> set[str] | str:
@@ -82,10 +124,23 @@ def _search(level: Level):
             return problem(400, str(exc))
         base = base_url(request)
         rows = [_with_url(base, level, row) for row in page.rows]
-        headers = {"Warning": WARNING_TRUNCATED} if page.truncated else None
+        warnings = [WARNING_TRUNCATED] if page.truncated else []
+        if ignored := _not_returned(q):
+            warnings.append(warning(f"includefield {ignored} not returned at {level} level"))
+        headers = {"Warning": ", ".join(warnings)} if warnings else None
         return dicom_json(rows, headers=headers)
 
     return handler
+
+
+def _not_returned(q: Query) -> str:
+    """The includefield attributes a result at this level cannot hold (a series attribute at
+    study level, an instance attribute at series level), named; "" when there are none."""
+    returned = RETURNED.get(q.level)
+    if returned is None or q.include == "all":
+        return ""
+    ignored = sorted(tag for tag in q.include if tag not in returned)
+    return ", ".join(f"{tag} ({keyword_for_tag(int(tag, 16)) or 'private'})" for tag in ignored)
 
 
 def _with_url(base: str, level: Level, row: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.app_keys import SETTINGS_KEY
+from hub.forwarded import prefix_of
+
 DICOM_JSON = "application/dicom+json"
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
@@ -14,8 +17,12 @@ WARNING_TRUNCATED = '299 tessera "More results match than were returned; use lim
 
 
 def base_url(request: web.Request) -> str:
-    """The absolute URL of the DICOMweb root, as the client reached it."""
-    return f"{request.scheme}://{request.host}/dicomweb"
+    """The absolute URL of the DICOMweb root: under the configured public URL, else as the
+    client reached it (through a trusted proxy: see hub.forwarded)."""
+    settings = request.app.get(SETTINGS_KEY)
+    if settings is not None and settings.public_url:
+        return settings.public_url.rstrip("/") + "/dicomweb"
+    return f"{request.scheme}://{request.host}{prefix_of(request)}/dicomweb"
 
 
 def dicom_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -118,13 +118,15 @@ def _response(request: web.Request, results: list[IngestResult], study: str | No
         }
     if failed:
         body[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": [_failed(r) for r in failed]}
-    if not failed:
-        status = 200
-    elif stored:
+    warned = [w for r in stored for w in r.warnings]
+    if not stored:
+        status = 409
+    elif failed or warned:
         status = 202
     else:
-        status = 409
-    return dicom_json(dict(sorted(body.items())), status=status)
+        status = 200
+    headers = {"Warning": warning(f"Stored with warnings: {'; '.join(warned)}")} if warned else None
+    return dicom_json(dict(sorted(body.items())), status=status, headers=headers)
 
 
 def _referenced(base: str, r: IngestResult) -> dict[str, Any]:
@@ -136,6 +138,9 @@ def _referenced(base: str, r: IngestResult) -> dict[str, Any]:
             f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_instance_uid}",
         ),
     }
+    if r.warnings:
+        item[WARNING_REASON] = element("US", errors.WARNING_DOES_NOT_MATCH_SOP_CLASS)
+        item["00000902"] = element("LO", "; ".join(r.warnings)[:64])
     return item
 
 

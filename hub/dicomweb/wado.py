@@ -249,13 +249,17 @@ async def bulkdata(request: web.Request) -> web.Response:
         request.match_info["frames"] = frame_list
         return await frames(request)
     offset, length, _vr = ranges[tag]
-    etag = f'"{ref.sha256[:32]}-{tag}"'
+    multipart = media.negotiate_bulkdata(request.headers.get("Accept"))
+    etag = f'"{ref.sha256[:32]}-{tag}-{"multipart" if multipart else "single"}"'
     if (hit := not_modified(request, etag)) is not None:
         return hit
     loop = asyncio.get_running_loop()
     data = await loop.run_in_executor(None, archive.store.pread, ref.sha256, offset, length)
-    boundary = new_boundary()
     headers = cache_headers(etag, _immutable(archive))
+    if not multipart:
+        headers["Content-Type"] = "application/octet-stream"
+        return web.Response(body=data, headers=headers)
+    boundary = new_boundary()
     headers["Content-Type"] = content_type("application/octet-stream", boundary)
     return web.Response(
         body=join_parts([("application/octet-stream", data)], boundary), headers=headers

@@ -41,6 +41,8 @@ def source_of(event: Event, who: Principal) -> Source:
 
 def result_status(result: IngestResult) -> Dataset:
     """PS3.7 status for an ingest result; duplicates of the same bytes count as stored."""
+    if result.ok and result.warnings:
+        return status(codes.WARNING_DOES_NOT_MATCH_SOP_CLASS, "; ".join(result.warnings))
     if result.ok:
         return status(SUCCESS)
     reason = result.reason or codes.PROCESSING_FAILURE

@@ -307,6 +307,7 @@ def archive_subscriber(engine: AsyncEngine) -> Callable[[dict], Awaitable[None]]
                 "sop_class_uid": record.get("sop_class_uid"),
                 "series_uid": record.get("series_uid"),
                 "sha256": record.get("sha256"),
+                **({"warnings": record["warnings"]} if record.get("warnings") else {}),
             },
         )
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.security import audit_trail as audit_mod
-from hub.security import ratelimit, revocations
+from hub.security import cors, ratelimit, revocations
 from hub.security.accounts import ensure_admin, purge_expired
 from hub.security.admin_routes import add_admin_routes
 from hub.security.middleware import (
@@ -48,6 +48,8 @@ def setup(
     app[SECURITY_KEY] = SecurityState(engine=engine, data_dir=data_dir, primary=primary)
     app.middlewares.append(security_middleware)
     app.on_response_prepare.append(add_security_headers)
+    settings = app.get(SETTINGS_KEY)
+    cors.setup(app, settings.cors_origins if settings is not None else [])
     add_routes(app)
     add_admin_routes(app)
     app.cleanup_ctx.append(_security_context)

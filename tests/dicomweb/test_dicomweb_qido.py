@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pydicom
 import pytest
+from dicomweb_client import DICOMwebClient
 from dicomweb_support import STOW_TYPE, dicom_bytes, multipart_body
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
@@ -75,6 +77,9 @@ def ids(rows: list) -> list[str]:
         ({"StudyTime": "100000-130000"}, ["P2", "P4"]),
         ({"ModalitiesInStudy": "US"}, ["P1", "P4"]),
         ({"ModalitiesInStudy": "SM\\CT"}, ["P2", "P3"]),
+        ({"ModalitiesInStudy": "CT,US"}, ["P1", "P3", "P4"]),  # as OHIF sends a list
+        ({"ModalitiesInStudy": "CT, SM"}, ["P2", "P3"]),
+        ({"PatientSex": "O,F"}, ["P1", "P2", "P3", "P4"]),  # CT_small.dcm's PatientSex is O
         ({"AccessionNumber": "ACC*"}, ["P1", "P2", "P3"]),
         ({"00100020": "P3"}, ["P3"]),
         ({"PatientName": "muller", "fuzzymatching": "true"}, ["P1", "P2"]),
@@ -96,6 +101,36 @@ async def test_uid_list(populated) -> None:
     assert ids(rows) == ["P1", "P3"]
     status, rows, _ = await query(hub, "/studies", StudyInstanceUID=f"{studies[1]}\\{studies[3]}")
     assert ids(rows) == ["P2", "P4"]
+
+
+async def test_series_modality_list(populated) -> None:
+    hub, _ = populated
+    for value in ("SM,CT", "SM\\CT"):
+        status, rows, _ = await query(hub, "/series", Modality=value)
+        assert status == 200
+        assert ids(rows) == ["P2", "P3"], value
+
+
+async def test_dicomweb_client_sends_lists_with_commas(populated) -> None:
+    hub, _ = populated
+
+    def search(modalities: str | list[str]) -> list[dict]:
+        client = DICOMwebClient(url=hub.url + "/dicomweb", headers=hub.admin_headers)
+        return client.search_for_studies(search_filters={"ModalitiesInStudy": modalities})
+
+    # A Python list goes out as the key repeated, a string as it is.
+    for modalities in (["CT", "US"], "CT,US"):
+        assert ids(await asyncio.to_thread(search, modalities)) == ["P1", "P3", "P4"]
+
+
+async def test_repeated_single_value_key_is_refused(populated) -> None:
+    hub, _ = populated
+    async with (
+        hub.session() as session,
+        session.get(hub.url + "/dicomweb/studies?PatientID=P1&PatientID=P2") as r,
+    ):
+        assert r.status == 400
+        assert "PatientID" in await r.text()
 
 
 async def test_includefield_list_and_all(populated) -> None:
@@ -155,6 +190,7 @@ async def test_every_route(populated) -> None:
         {"limit": "-1"},
         {"fuzzymatching": "maybe"},
         {"includefield": "bogus"},
+        {"ModalitiesInStudy": ",\\"},  # a list of no values
     ],
 )
 async def test_bad_queries_get_400(populated, params: dict) -> None:
@@ -168,3 +204,22 @@ async def test_series_key_not_allowed_at_study_level(populated) -> None:
     hub, _ = populated
     status, _, _ = await query(hub, "/studies", Modality="US")
     assert status == 400
+
+
+async def test_includefield_a_level_cannot_hold_is_named_in_a_warning(populated) -> None:
+    hub, _ = populated
+    # Modality is a series attribute; a study result holds Modalities in Study instead.
+    status, rows, headers = await query(hub, "/studies", includefield="00080060")
+    assert status == 200 and len(rows) == 4
+    assert "00080060 (Modality)" in headers["Warning"]
+    assert all("00080061" in r for r in rows)
+    status, rows, headers = await query(
+        hub, "/series", includefield="Modality,StudyDescription,00180050"
+    )
+    assert status == 200 and all("00080060" in r for r in rows)
+    assert "00180050 (SliceThickness)" in headers["Warning"]
+    assert "00080060" not in headers["Warning"] and "StudyDescription" not in headers["Warning"]
+    _, _, headers = await query(hub, "/studies", includefield="StudyDescription")
+    assert "Warning" not in headers
+    _, _, headers = await query(hub, "/instances", includefield="00180050")
+    assert "Warning" not in headers

@@ -181,3 +181,26 @@ async def test_etag_and_caching(loaded) -> None:
         status, headers, _ = await get(url + resource)
         status2, _, _ = await get(url + resource, **{"If-None-Match": headers["ETag"]})
         assert status2 == 304
+
+
+async def test_bulk_data_alone_or_in_multipart_as_asked(loaded) -> None:
+    url = url_of(loaded, CT)
+    _, _, body = await get(url + "/metadata")
+    (meta,) = json.loads(body)
+    uris = {tag: e["BulkDataURI"] for tag, e in meta.items() if "BulkDataURI" in e}
+    (private_tag,) = [t for t in uris if t != "7FE00010"]  # CT_small.dcm's 2068-byte private OB
+    expected = pydicom.dcmread(CT)[int(private_tag, 16)].value
+
+    status, headers, body = await get(uris[private_tag])  # no Accept: multipart (the default)
+    assert status == 200 and headers["Content-Type"].startswith("multipart/related")
+    assert parts(headers, body) == [("application/octet-stream", expected)]
+    status, headers, body = await get(uris[private_tag], "application/octet-stream")
+    assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+    assert body == expected
+    status, headers, body = await get(uris[private_tag], "image/png")
+    assert status == 406 and "octet-stream" in headers["Warning"]
+
+    # Pixel Data of a one-frame instance: one part too, when asked for.
+    status, headers, body = await get(uris["7FE00010"], "application/octet-stream")
+    assert status == 200 and headers["Content-Type"].startswith("application/octet-stream")
+    assert body == pydicom.dcmread(CT).PixelData

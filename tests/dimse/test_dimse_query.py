@@ -190,3 +190,27 @@ async def test_worklist_answers_in_utf8(dimse_hub: DimseHub, tmp_path: Path) -> 
     )
     assert [str(a.PatientName) for a in answers] == ["MÜLLER^JÜRGEN"]
     assert answers[0].SpecificCharacterSet == "ISO_IR 192"
+
+
+@pytest.mark.parametrize("separator", ["\\", ","])
+async def test_modality_lists(stored: DimseHub, tmp_path: Path, separator: str) -> None:
+    """A list of modalities with backslashes, or with commas (which no CS value can hold)."""
+    files = _expected()
+    wanted = {f.StudyInstanceUID for f in files if f.Modality in ("CT", "RTPLAN")}
+    studies = await findscu(
+        stored.address,
+        "-S",
+        ["QueryRetrieveLevel=STUDY", f"ModalitiesInStudy=CT{separator}RTPLAN",
+         "StudyInstanceUID"],
+        tmp_path / "st",
+    )  # fmt: skip
+    assert {s.StudyInstanceUID for s in studies} == wanted
+    series = await findscu(
+        stored.address,
+        "-S",
+        ["QueryRetrieveLevel=SERIES", f"Modality=CT{separator}RTPLAN", "SeriesInstanceUID"],
+        tmp_path / "se",
+    )
+    assert {s.SeriesInstanceUID for s in series} == {
+        f.SeriesInstanceUID for f in files if f.Modality in ("CT", "RTPLAN")
+    }

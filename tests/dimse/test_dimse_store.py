@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from dimse_peers import DimseHub, Sample, content, pydicom_data_samples, run, storescu_config
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
 
 pytestmark = pytest.mark.peers
 
@@ -116,3 +118,15 @@ async def test_store_in_parallel_associations(dimse_hub: DimseHub, tmp_path: Pat
     assert len(statuses) == len(sent), "\n".join(map(str, runs))
     assert statuses.count("Success") >= len(_groups(sent)) - 1
     await _check_archive(dimse_hub, sent)
+
+
+async def test_missing_modality_is_stored_with_a_warning(
+    dimse_hub: DimseHub, tmp_path: Path
+) -> None:
+    path = Path(get_testdata_file("SC_rgb_jpeg_app14_dcmd.dcm"))  # lacks the Type 1 Modality
+    ds = dcmread(path, stop_before_pixels=True)
+    sample = Sample(path, ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
+    cfg = storescu_config([sample], tmp_path / "exact.cfg")
+    result = await run("storescu", "-v", "--config-file", cfg, "Exact", *dimse_hub.address, path)
+    assert _statuses(result.out) == ["Warning: DataSetDoesNotMatchSOPClass"], result
+    assert await _stored(dimse_hub, sample) is not None

@@ -237,3 +237,40 @@ async def test_a_reader_serves_a_new_version_once_its_cache_lapses(settings: Set
         await asyncio.to_thread(client.store_instances, [ds])
         await asyncio.sleep(VERSIONED_CACHE_SECONDS + 0.2)
         assert await asyncio.to_thread(frame) == ds.PixelData
+
+
+async def test_urls_behind_a_trusted_proxy_through_a_reader(settings: Settings) -> None:
+    """The reader takes the proxy's headers (this test's client plays the proxy on 127.0.0.1)
+    and passes scheme, host and path prefix on to the primary, which writes STOW-RS's URLs;
+    a prefix a client claims itself is not passed on."""
+    settings.trusted_proxies = ["127.0.0.1"]
+    public = "https://pacs.example.org:8443/hub/dicomweb/"
+    proxy_headers = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "pacs.example.org:8443",
+        "X-Forwarded-Prefix": "/hub",
+    }
+    body, content_type = _stow_body(get_testdata_file("CT_small.dcm"))
+    async with primary_and_reader(settings) as pair, aiohttp.ClientSession() as session:
+        headers = {**pair.headers, **proxy_headers}
+        async with session.post(
+            pair.reader_url + "/dicomweb/studies",
+            data=body,
+            headers={**headers, "Content-Type": content_type},
+        ) as r:
+            assert r.status == 200
+            stored = await r.json(content_type=None)
+        assert stored["00081190"]["Value"][0].startswith(public)
+        async with session.get(pair.reader_url + "/dicomweb/studies", headers=headers) as r:
+            (study,) = await r.json()
+        assert study["00081190"]["Value"][0].startswith(public)
+
+
+def _stow_body(path: str) -> tuple[bytes, str]:
+    boundary = "relay-test"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + Path(path).read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'

@@ -3,6 +3,7 @@ product depends on (pyramid geometry, shared identity, optics, compression bookk
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 
@@ -137,3 +138,49 @@ def test_the_image_lies_on_the_slide(slide):
         corners.append(mm)
     for mm in corners[1:]:  # the same origin, to within a pixel of the coarsest level
         assert mm[0] == pytest.approx(corners[0][0], abs=pixel_mm)
+
+
+def test_thumbnail_is_well_below_every_level(slide):
+    """dicom-microscopy-viewer puts VOLUME and THUMBNAIL images into one pyramid and refuses
+    near-equal resolutions: a thumbnail is at most half the smallest level, or absent."""
+    headers = slide.headers()
+    levels = [ds for ds in headers if ds.ImageType[2] == "VOLUME"]
+    smallest = min(levels, key=lambda ds: ds.TotalPixelMatrixColumns)
+    for ds in headers:
+        if ds.ImageType[2] != "THUMBNAIL":
+            continue
+        assert 2 * ds.TotalPixelMatrixColumns <= smallest.TotalPixelMatrixColumns
+        assert 2 * ds.TotalPixelMatrixRows <= smallest.TotalPixelMatrixRows
+    # The viewer's own check: every resolution strictly below the one before.
+    pyramid = sorted(
+        (ds for ds in headers if ds.ImageType[2] in ("VOLUME", "THUMBNAIL")),
+        key=lambda ds: -ds.TotalPixelMatrixColumns,
+    )
+    widths = [ds.TotalPixelMatrixColumns for ds in pyramid]
+    assert all(a >= 1.5 * b for a, b in itertools.pairwise(widths)), widths
+
+
+def test_the_thumbnail_is_kept_where_it_fits(wsi_converted):
+    kinds = {
+        name: [ds.ImageType[2] for ds in converted.headers()]
+        for name, converted in wsi_converted.items()
+        if name in ("CMU-1-Small-Region.svs", "small.svs")
+    }
+    assert "THUMBNAIL" in kinds["CMU-1-Small-Region.svs"]  # scaled below its 555 px level
+    assert "THUMBNAIL" not in kinds["small.svs"]  # a 16 px slide has no room below it
+
+
+def test_instance_numbers_put_label_and_overview_last(slide):
+    """The pyramid largest first, then the thumbnail, then the label and the overview: viewers
+    that show a series by its middle instance show the slide, not its label."""
+    order = {"VOLUME": 0, "THUMBNAIL": 1, "LABEL": 2, "OVERVIEW": 3}
+    headers = sorted(slide.headers(), key=lambda ds: ds.InstanceNumber)
+    assert [ds.InstanceNumber for ds in headers] == list(range(1, len(headers) + 1))
+    kinds = [order[ds.ImageType[2]] for ds in headers]
+    assert kinds == sorted(kinds)
+    volumes = [ds.TotalPixelMatrixColumns for ds in headers if ds.ImageType[2] == "VOLUME"]
+    assert volumes == sorted(volumes, reverse=True)
+    pictures = sum(1 for kind in kinds if kind < order["LABEL"])
+    if pictures > len(headers) - pictures:  # then either middle instance is a picture
+        for middle in (len(headers) // 2, (len(headers) - 1) // 2):
+            assert headers[middle].ImageType[2] in ("VOLUME", "THUMBNAIL")
