@@ -29,7 +29,7 @@ from pathlib import Path
 from aiohttp import hdrs, web
 
 import web.routes as web_routes
-from hub import dicomweb, security
+from hub import dicomweb, errors, security
 from hub.app import close_archive
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
@@ -57,6 +57,7 @@ async def build_reader_app(settings: Settings, upstream: Upstream) -> web.Applic
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
+    errors.install(app)
     app.middlewares.append(proxy_middleware(upstream, served_here))
     security.setup(app, primary=False)
     dicomweb.setup(app)

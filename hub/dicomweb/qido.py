@@ -8,8 +8,9 @@ from aiohttp import web
 
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.attributes import tag_of
-from hub.archive.query import Level, Query, QueryError
+from hub.archive.query import KEYS, TAG_TO_KEYWORD, Level, Query, QueryError
 from hub.dicomweb.responses import WARNING_TRUNCATED, base_url, dicom_json, element, problem
+from hub.requestdata import INT64_MAX, BadInput, parse_int
 from hub.security.visibility import read_restriction
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
@@ -24,6 +25,7 @@ def parse_query(request: web.Request, level: Level) -> Query:
             include = _include(value, include)
         elif name not in CONTROL:
             keys[name] = value
+    _check_integer_keys(keys)
     fuzzy = params.get("fuzzymatching", "false").lower()
     if fuzzy not in ("true", "false"):
         raise QueryError("fuzzymatching must be true or false")
@@ -57,12 +59,20 @@ def _non_negative(value: str | None, name: str) -> int | None:
     if value is None:
         return None
     try:
-        number = int(value)
-    except ValueError as exc:
-        raise QueryError(f"{name} must be an integer") from exc
-    if number < 0:
-        raise QueryError(f"{name} must not be negative")
-    return number
+        return parse_int(value, name)
+    except BadInput as exc:
+        raise QueryError(exc.reason_text) from None
+
+
+def _check_integer_keys(keys: dict[str, str]) -> None:
+    """Integer matching keys (SeriesNumber...) must fit the index's 64-bit columns."""
+    for raw_key, value in keys.items():
+        key = KEYS.get(TAG_TO_KEYWORD.get(tag_of(raw_key) or "", raw_key))
+        if key is not None and key.kind == "int" and value not in ("", "*"):
+            try:
+                parse_int(value, raw_key, minimum=-INT64_MAX - 1)
+            except BadInput as exc:
+                raise QueryError(exc.reason_text) from None
 
 
 def _search(level: Level):

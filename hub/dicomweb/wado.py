@@ -292,7 +292,10 @@ async def _render(
 ) -> web.Response:
     archive = request.app[ARCHIVE_KEY]
     media_type = media.wants_rendered(request.headers.get("Accept"))
-    quality = _quality(request)
+    try:
+        quality = _quality(request)
+    except ValueError as exc:
+        return problem(400, str(exc))
     etag = f'"{ref.sha256[:32]}-{cache_variant}-{index}-{viewport}-{quality}-{media_type}"'
     if (hit := not_modified(request, etag)) is not None:
         return hit

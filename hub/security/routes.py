@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from hub.requestdata import json_object
 from hub.security import accounts, ratelimit
 from hub.security.audit_trail import audit
 from hub.security.middleware import SESSION_COOKIE, engine_of, principal
@@ -26,12 +26,7 @@ def _safe_next(target: str | None) -> str:
 async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool]:
     """(username, password, next, is_form) from a JSON body or an HTML form."""
     if request.content_type == "application/json":
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body is not JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="expected a JSON object")
+        body = await json_object(request)
         is_form = False
     elif request.content_type in FORM_TYPES:
         try:
