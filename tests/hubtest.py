@@ -71,3 +71,50 @@ def dciodvfy_errors(path: Path) -> list[str] | None:
         return None
     result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
     return [line for line in result.stderr.splitlines() if line.startswith("Error")]
+
+
+class HubProcess:
+    """``tessera serve`` in a subprocess (for what one process must show: memory, sockets)."""
+
+    def __init__(self, data: Path, port: int, *args: str, env: dict[str, str] | None = None):
+        import os
+        import sys
+
+        command = [sys.executable, "-m", "hub.cli", "serve", "--data", str(data)]
+        command += ["--port", str(port), *args]
+        self.url = f"http://127.0.0.1:{port}"
+        self.data = data
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        for line in self.proc.stdout:
+            if "Tessera is running" in line:
+                break
+        else:
+            raise RuntimeError(f"the hub did not start (exit {self.proc.wait()})")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def tessera(data: Path, *args: str) -> str:
+    """Run a ``tessera`` command on a data folder; its standard output."""
+    import sys
+
+    command = [sys.executable, "-m", "hub.cli", *args, "--data", str(data)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def bearer_for(data: Path, user: str, role: str) -> dict[str, str]:
+    tessera(data, "user", "add", user, "--role", role, "--no-password")
+    return {"Authorization": f"Bearer {tessera(data, 'user', 'token', user).strip()}"}
