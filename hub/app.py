@@ -8,7 +8,7 @@ from aiohttp import web
 
 import telehealth.routes as telehealth_routes
 import web.routes as web_routes
-from hub import annotations, dicomweb, errors, jobs, security
+from hub import annotations, bodyrate, connlimits, dicomweb, errors, jobs, security
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
@@ -34,6 +34,8 @@ async def build_app(
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
     errors.install(app)
+    connlimits.install(app, settings)
+    bodyrate.install(app, settings)
     if relayed:
         app.middlewares.append(trust_local_proxy)
     for setup in _doors():

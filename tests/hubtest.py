@@ -16,10 +16,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from hub import connlimits
 from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive
 from hub.config import Settings
+from hub.workers import listening_socket
 
 
 def free_port() -> int:
@@ -45,10 +47,10 @@ class HubServer:
 async def running_hub(settings: Settings) -> AsyncIterator[HubServer]:
     """The whole hub served on 127.0.0.1 at settings.port until the block ends."""
     app = await build_app(settings)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **connlimits.runner_options(settings))
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", settings.port)
-    await site.start()
+    listener = listening_socket("127.0.0.1", settings.port)
+    await connlimits.GuardedSite(runner, listener, app[connlimits.GUARD_KEY]).start()
     server = HubServer(f"http://127.0.0.1:{settings.port}", app[ARCHIVE_KEY], settings, app)
     server.admin_headers = await _admin_headers(server.archive)
     try:

@@ -139,7 +139,10 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
         if request.content_length is not None and request.content_length > SMALL_BODY_BYTES:
             return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
         # A chunked body declares no length: aiohttp counts the bytes as it reads them.
-        request = request.clone(client_max_size=SMALL_BODY_BYTES)
+        # (A clone forgets what an earlier middleware cloned in: carry remote and scheme over.)
+        request = request.clone(
+            client_max_size=SMALL_BODY_BYTES, remote=request.remote, scheme=request.scheme
+        )
 
     who, problem = await _resolve(request)
     with warnings.catch_warnings():  # the route contract names the key "principal"
