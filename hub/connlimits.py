@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -152,7 +153,8 @@ class _GuardedProtocol(asyncio.Protocol):
         self._conn: _Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are no asyncio.Transport subclasses, but have its methods.
+        transport = typing.cast(asyncio.Transport, transport)
         self._conn = self._guard.admit(transport)
         if self._conn is None:
             transport.write(REFUSED)

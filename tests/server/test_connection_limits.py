@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from hubtest import HubServer, running_hub
+from hubtest import HubProcess, HubServer, free_port, running_hub
 from pydicom.data import get_testdata_file
 
 from hub.config import Settings
@@ -145,3 +145,56 @@ async def test_idle_connections_make_room_for_new_ones(settings: Settings, count
         assert (await _until_closed(reader)).startswith(b"HTTP/1.1 200")
         for _, w in opened:
             w.close()
+
+
+async def test_a_trickled_slide_chunk_is_a_408_and_the_upload_resumes(settings: Settings) -> None:
+    async with hub_with(settings, **SHORT) as hub, hub.session() as session:
+        async with session.post(
+            hub.url + "/api/uploads", json={"filename": "a.svs", "size": 10_000}
+        ) as resp:
+            upload_id = (await resp.json())["id"]
+        reader, writer = await _connect(hub)
+        head = [
+            f"PUT /api/uploads/{upload_id}?offset=0 HTTP/1.1",
+            "Host: hub",
+            f"Authorization: {hub.admin_headers['Authorization']}",
+            "Content-Length: 10000",
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + b"x" * 2000)
+        await writer.drain()
+        answer = await _until_closed(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408")
+        async with session.get(f"{hub.url}/api/uploads/{upload_id}") as resp:
+            assert (await resp.json())["received"] == 2000  # what arrived is kept
+
+
+def _reader_started(pid: int) -> bool:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return any(b"hub.readers" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children)
+
+
+async def test_every_process_of_a_multi_process_hub_cuts_slow_heads_off(tmp_path) -> None:
+    env = {"TESSERA_HTTP_HEADER_SECONDS": "1", "TESSERA_HTTP_IDLE_SECONDS": "600"}
+    port = free_port()
+    hub = await asyncio.to_thread(HubProcess, tmp_path / "data", port, "--workers", "2", env=env)
+    try:
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while not _reader_started(hub.proc.pid):
+            assert asyncio.get_running_loop().time() < deadline, "no reader process"
+            await asyncio.sleep(0.1)
+
+        async def slow_head() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /dicomweb/studies HTTP/1.1\r\nHost: hub\r\n")
+            await writer.drain()
+            try:
+                return await _until_closed(reader)
+            finally:
+                writer.close()
+
+        # New connections go to whichever process accepts first: enough of them reach both.
+        answers = await asyncio.gather(*(slow_head() for _ in range(20)))
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
+    finally:
+        await asyncio.to_thread(hub.stop)
