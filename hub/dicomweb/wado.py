@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -140,9 +141,11 @@ def parse_frame_list(text: str, count: int) -> list[int]:
         raise ValueError(f"Frame list {text!r} is not a comma-separated list of numbers") from exc
     if not numbers or len(numbers) > MAX_FRAMES_PER_REQUEST:
         raise ValueError(f"Ask for between 1 and {MAX_FRAMES_PER_REQUEST} frames")
-    if len(set(numbers)) != len(numbers):
-        twice = next(n for i, n in enumerate(numbers) if n in numbers[:i])
-        raise ValueError(f"Frame {twice} is asked for more than once; list each frame once")
+    seen: set[int] = set()
+    for n in numbers:
+        if n in seen:
+            raise ValueError(f"Frame {n} is asked for more than once; list each frame once")
+        seen.add(n)
     bad = [n for n in numbers if n < 1 or n > count]
     if bad:
         raise LookupError(f"Frame {bad[0]} does not exist; the instance has {count} frame(s)")
@@ -215,8 +218,9 @@ async def _stream_frames(
     response = web.StreamResponse(headers=headers)
     response.headers["Content-Type"] = content_type(choice.media_type, boundary)
     await response.prepare(request)
-    async for payload in payloads:
-        await response.write(part_head(boundary, part_type) + payload + CRLF)
+    async with contextlib.aclosing(payloads):  # a client gone mid-way frees the budget at once
+        async for payload in payloads:
+            await response.write(part_head(boundary, part_type) + payload + CRLF)
     await response.write(closing(boundary))
     await response.write_eof()
     return response
