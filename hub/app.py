@@ -8,7 +8,7 @@ from aiohttp import web
 
 import telehealth.routes as telehealth_routes
 import web.routes as web_routes
-from hub import annotations, dicomweb, jobs, security
+from hub import annotations, bodyrate, connlimits, dicomweb, errors, jobs, security
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
@@ -34,6 +34,9 @@ async def build_app(
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
+    errors.install(app)
+    connlimits.install(app, settings)
+    bodyrate.install(app, settings)
     if settings.trusted_proxies:
         app.middlewares.append(forwarded_middleware(settings.trusted_proxies))
     if relayed:

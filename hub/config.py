@@ -10,6 +10,27 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 DuplicatePolicy = Literal["reject", "version"]
+LIMITS = (
+    "http_header_seconds",
+    "http_idle_seconds",
+    "http_body_min_rate",
+    "http_body_grace_seconds",
+    "http_connections_per_address",
+    "http_connections_total",
+    "uploads_open_per_user",
+    "uploads_declared_bytes_per_user",
+    "uploads_idle_seconds",
+)
+
+
+def _number(name: str, text: str, kind: type) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"TESSERA_{name.upper()} must be a number, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"TESSERA_{name.upper()} must not be negative")
+    return value
 
 
 @dataclass
@@ -28,6 +49,17 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)  # origins whose pages may call us
     public_url: str | None = None  # e.g. https://pacs.example.org/hub: base of absolute URLs
     trusted_proxies: list[str] = field(default_factory=list)  # addresses or CIDRs
+    # Limits that keep one client from holding the server (README "Limits"). Each can be set
+    # in the environment as TESSERA_<NAME>, e.g. TESSERA_HTTP_HEADER_SECONDS=5.
+    http_header_seconds: float = 20.0  # a request head must arrive this soon after its start
+    http_idle_seconds: float = 75.0  # an idle keep-alive connection is closed after this
+    http_body_min_rate: int = 1024  # bytes per second an upload must keep up, on average ...
+    http_body_grace_seconds: float = 20.0  # ... over this long: a stall this long is a 408
+    http_connections_per_address: int = 128  # per process; 0: no limit (behind a proxy)
+    http_connections_total: int = 1024  # per process
+    uploads_open_per_user: int = 20  # resumable uploads a user may have receiving at once
+    uploads_declared_bytes_per_user: int = 64 * 1024**3  # their declared sizes, added up
+    uploads_idle_seconds: float = 7 * 86400.0  # an upload untouched this long is removed
     extra: dict = field(default_factory=dict)
 
     @property
@@ -65,6 +97,9 @@ class Settings:
             s.public_url = v
         if v := os.environ.get("TESSERA_TRUSTED_PROXIES"):
             s.trusted_proxies = [p.strip() for p in v.split(",") if p.strip()]
+        for name in LIMITS:
+            if v := os.environ.get(f"TESSERA_{name.upper()}"):
+                setattr(s, name, _number(name, v, type(getattr(s, name))))
         if v := os.environ.get("TESSERA_EXTRA"):
             s.extra.update(json.loads(v))  # JSON object of package settings, e.g. forwarding
         for key, value in overrides.items():

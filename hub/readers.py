@@ -29,7 +29,7 @@ from pathlib import Path
 from aiohttp import hdrs, web
 
 import web.routes as web_routes
-from hub import dicomweb, security
+from hub import connlimits, dicomweb, errors, security
 from hub.app import close_archive
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
@@ -58,6 +58,8 @@ async def build_reader_app(settings: Settings, upstream: Upstream) -> web.Applic
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive
+    errors.install(app)
+    connlimits.install(app, settings)
     if settings.trusted_proxies:
         app.middlewares.append(forwarded_middleware(settings.trusted_proxies))
     app.middlewares.append(proxy_middleware(upstream, served_here))
@@ -87,10 +89,13 @@ async def serve_reader(
     await upstream.start()
     app = await build_reader_app(settings, upstream)
     app.on_cleanup.append(lambda _app: upstream.close())
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, **connlimits.runner_options(settings)
+    )
     await runner.setup()
     ssl_context = security.http_ssl_context(*tls) if tls else None
-    await web.SockSite(runner, listener, ssl_context=ssl_context, backlog=1024).start()
+    guard = app[connlimits.GUARD_KEY]
+    await connlimits.GuardedSite(runner, listener, guard, ssl_context=ssl_context).start()
     gc.collect()
     gc.freeze()  # see hub.server.serve
     stop = asyncio.Event()

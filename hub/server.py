@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hub import connlimits
 from hub.app import build_app
 from hub.archive import Archive
 from hub.config import Settings
@@ -38,20 +39,22 @@ async def start(
     several = settings.workers > 1
     app = await build_app(settings, archive, relayed=several)
     app.on_cleanup.append(lambda _app: archive.close())
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, **connlimits.runner_options(settings)
+    )
     await runner.setup()
     ssl_context = http_ssl_context(*tls) if tls else None
-    if not several:
-        site = web.TCPSite(
-            runner, settings.host, settings.port, ssl_context=ssl_context, backlog=1024
-        )
-        await site.start()
-        return Running(runner, None)
     listener = listening_socket(settings.host, settings.port)
     settings.port = listener.getsockname()[1]
+    public = connlimits.GuardedSite(
+        runner, listener, app[connlimits.GUARD_KEY], ssl_context=ssl_context
+    )
+    if not several:
+        await public.start()
+        return Running(runner, None)
     readers = ReaderPool(settings.workers - 1, settings, listener, tls)
     await web.UnixSite(runner, readers.upstream_path).start()
-    await web.SockSite(runner, listener, ssl_context=ssl_context, backlog=1024).start()
+    await public.start()
     await readers.start()
     return Running(runner, readers)
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.requestdata import json_body
 from telehealth.capture import CaptureError
 from telehealth.config import TelehealthSettings
 from telehealth.ice import use_host_candidates
@@ -215,10 +216,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
     if not request.can_read_body:
         return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _error(web.HTTPBadRequest, "the body must be JSON") from None
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise _error(web.HTTPBadRequest, "the body must be a JSON object")
     return body

@@ -16,10 +16,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from hub import connlimits
 from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive
 from hub.config import Settings
+from hub.workers import listening_socket
 
 
 def free_port() -> int:
@@ -45,10 +47,10 @@ class HubServer:
 async def running_hub(settings: Settings) -> AsyncIterator[HubServer]:
     """The whole hub served on 127.0.0.1 at settings.port until the block ends."""
     app = await build_app(settings)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **connlimits.runner_options(settings))
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", settings.port)
-    await site.start()
+    listener = listening_socket("127.0.0.1", settings.port)
+    await connlimits.GuardedSite(runner, listener, app[connlimits.GUARD_KEY]).start()
     server = HubServer(f"http://127.0.0.1:{settings.port}", app[ARCHIVE_KEY], settings, app)
     server.admin_headers = await _admin_headers(server.archive)
     try:
@@ -71,3 +73,50 @@ def dciodvfy_errors(path: Path) -> list[str] | None:
         return None
     result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
     return [line for line in result.stderr.splitlines() if line.startswith("Error")]
+
+
+class HubProcess:
+    """``tessera serve`` in a subprocess (for what one process must show: memory, sockets)."""
+
+    def __init__(self, data: Path, port: int, *args: str, env: dict[str, str] | None = None):
+        import os
+        import sys
+
+        command = [sys.executable, "-m", "hub.cli", "serve", "--data", str(data)]
+        command += ["--port", str(port), *args]
+        self.url = f"http://127.0.0.1:{port}"
+        self.data = data
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        for line in self.proc.stdout:
+            if "Tessera is running" in line:
+                break
+        else:
+            raise RuntimeError(f"the hub did not start (exit {self.proc.wait()})")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def tessera(data: Path, *args: str) -> str:
+    """Run a ``tessera`` command on a data folder; its standard output."""
+    import sys
+
+    command = [sys.executable, "-m", "hub.cli", *args, "--data", str(data)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def bearer_for(data: Path, user: str, role: str) -> dict[str, str]:
+    tessera(data, "user", "add", user, "--role", role, "--no-password")
+    return {"Authorization": f"Bearer {tessera(data, 'user', 'token', user).strip()}"}

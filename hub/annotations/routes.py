@@ -21,6 +21,7 @@ from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive, Source
 from hub.archive.errors import NotFound
 from hub.archive.model import InstanceRef
+from hub.requestdata import json_body
 
 VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
@@ -55,14 +56,14 @@ async def save_set(request: web.Request) -> web.Response:
     study = request.match_info["study"]
     await _check_visible(request, study)
     archive, image = await _image(request)
+    body = await json_body(request)
     try:
-        body = await request.json()
         shapes = model.shapes_from_json(
             body.get("annotations") if isinstance(body, dict) else None,
             int(image.TotalPixelMatrixColumns),
             int(image.TotalPixelMatrixRows),
         )
-    except ValueError as exc:  # bad JSON (JSONDecodeError) or a bad shape (ShapeError)
+    except ValueError as exc:  # a bad shape (ShapeError)
         raise _error(web.HTTPBadRequest, str(exc)) from None
     mine = [
         (ref, ds)

@@ -48,6 +48,14 @@ def content_type(media_type: str, boundary: str) -> str:
     return f'multipart/related; type="{media_type}"; boundary={boundary}'
 
 
+def part_head(boundary: str, ctype: str) -> bytes:
+    return b"--" + boundary.encode() + CRLF + b"Content-Type: " + ctype.encode() + CRLF + CRLF
+
+
+def closing(boundary: str) -> bytes:
+    return b"--" + boundary.encode() + b"--" + CRLF
+
+
 def join_parts(parts: Iterable[tuple[str, bytes]], boundary: str) -> bytes:
     """One multipart/related body from (part content type, payload) pairs."""
     b = boundary.encode()

@@ -40,7 +40,7 @@ async def store_instances(request: web.Request) -> web.Response:
     except BadBody as exc:
         _discard(staged)
         return _refused(400, str(exc))
-    except (asyncio.CancelledError, ConnectionResetError):
+    except BaseException:  # the client went away, or sent its body too slowly
         _discard(staged)
         raise
     if not staged:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +17,16 @@ from hub.archive.archive import Archive
 from hub.archive.errors import NotAcceptable
 from hub.archive.model import FrameTable
 from hub.dicomweb import media, render
-from hub.dicomweb.multipart import content_type, join_parts, new_boundary, stream_files
+from hub.dicomweb.budget import decode_budget, decoded_frame_bytes
+from hub.dicomweb.multipart import (
+    CRLF,
+    closing,
+    content_type,
+    join_parts,
+    new_boundary,
+    part_head,
+    stream_files,
+)
 from hub.dicomweb.responses import (
     base_url,
     cache_headers,
@@ -26,6 +37,7 @@ from hub.dicomweb.responses import (
 
 INLINE_READ_LIMIT = 1 << 20  # frames below this are read on the loop: one pread from page cache
 MAX_FRAMES_PER_REQUEST = 10_000
+BUFFERED_FRAME_BYTES = 8 << 20  # stored frames up to this are sent as one body, more streamed
 
 
 def _refs_etag(refs: list[InstanceRef], variant: str) -> str:
@@ -58,7 +70,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     boundary = new_boundary()
     headers = cache_headers(etag, _immutable(archive) and "instance" in request.match_info)
     if any(c.decode for c in choices.values()):
-        return await _retrieve_decoded(archive, refs, choices, boundary, headers)
+        return await _retrieve_decoded(request, archive, refs, choices, boundary, headers)
     response = web.StreamResponse(headers=headers)
     response.content_type = "multipart/related"
     response.headers["Content-Type"] = content_type("application/dicom", boundary)
@@ -73,19 +85,29 @@ def _dicom_part_type(ts: str) -> str:
     return f"application/dicom; transfer-syntax={ts}"
 
 
-async def _retrieve_decoded(archive, refs, choices, boundary, headers) -> web.Response:
+async def _retrieve_decoded(
+    request: web.Request, archive, refs, choices, boundary, headers
+) -> web.StreamResponse:
+    """Instances transcoded one at a time within the decode budget, each written when ready."""
     loop = asyncio.get_running_loop()
-    parts = []
+    response = web.StreamResponse(headers=headers)
+    response.headers["Content-Type"] = content_type("application/dicom", boundary)
+    await response.prepare(request)
     for ref in refs:
         choice = choices[ref.transfer_syntax_uid]
+        size = ref.size
         if choice.decode:
-            data = await _on_plain_file(archive, ref, render.decoded_instance)
-        else:
-            data = await loop.run_in_executor(None, archive.store.read, ref.sha256)
-        parts.append((_dicom_part_type(choice.transfer_syntax), data))
-    body = await loop.run_in_executor(None, join_parts, parts, boundary)
-    headers = {**headers, "Content-Type": content_type("application/dicom", boundary)}
-    return web.Response(body=body, headers=headers)
+            size += decoded_frame_bytes(ref) * max(1, ref.number_of_frames)
+        async with decode_budget().reserve(size):
+            if choice.decode:
+                data = await _on_plain_file(archive, ref, render.decoded_instance)
+            else:
+                data = await loop.run_in_executor(None, archive.store.read, ref.sha256)
+            part_type = _dicom_part_type(choice.transfer_syntax)
+            await response.write(part_head(boundary, part_type) + data + CRLF)
+    await response.write(closing(boundary))
+    await response.write_eof()
+    return response
 
 
 # -- metadata ------------------------------------------------------------------
@@ -118,7 +140,12 @@ def parse_frame_list(text: str, count: int) -> list[int]:
     except ValueError as exc:
         raise ValueError(f"Frame list {text!r} is not a comma-separated list of numbers") from exc
     if not numbers or len(numbers) > MAX_FRAMES_PER_REQUEST:
-        raise ValueError("Ask for between 1 and 10000 frames")
+        raise ValueError(f"Ask for between 1 and {MAX_FRAMES_PER_REQUEST} frames")
+    seen: set[int] = set()
+    for n in numbers:
+        if n in seen:
+            raise ValueError(f"Frame {n} is asked for more than once; list each frame once")
+        seen.add(n)
     bad = [n for n in numbers if n < 1 or n > count]
     if bad:
         raise LookupError(f"Frame {bad[0]} does not exist; the instance has {count} frame(s)")
@@ -153,12 +180,19 @@ async def frames(request: web.Request) -> web.Response:
     etag = f'"{ref.sha256[:32]}-{request.match_info["frames"]}-{choice.transfer_syntax}"'
     if (hit := not_modified(request, etag)) is not None:
         return hit
-    if choice.decode or table is None:
-        payloads = await _decoded_frames(archive, ref, numbers, choice)
-    else:
-        payloads = [await _read_frame(archive, ref, table, n) for n in numbers]
     headers = cache_headers(etag, _immutable(archive))
     part_type = _frame_part_type(choice)
+    decoded = choice.decode or table is None
+    if choice.multipart and (decoded or _stored_bytes(table, numbers) > BUFFERED_FRAME_BYTES):
+        if decoded:
+            parts = _decoded_frames(archive, ref, numbers, choice)
+        else:
+            parts = _stored_frames(archive, ref, table, numbers)
+        return await _stream_frames(request, headers, choice, part_type, parts)
+    if decoded:
+        payloads = [p async for p in _decoded_frames(archive, ref, numbers, choice)]
+    else:
+        payloads = [await _read_frame(archive, ref, table, n) for n in numbers]
     if not choice.multipart:
         headers["Content-Type"] = part_type
         return web.Response(body=payloads[0], headers=headers)
@@ -166,6 +200,37 @@ async def frames(request: web.Request) -> web.Response:
     headers["Content-Type"] = content_type(choice.media_type, boundary)
     body = join_parts(((part_type, p) for p in payloads), boundary)
     return web.Response(body=body, headers=headers)
+
+
+def _stored_bytes(table: FrameTable, numbers: list[int]) -> int:
+    return sum(length for n in numbers for _, length in table.ranges[n - 1])
+
+
+async def _stream_frames(
+    request: web.Request,
+    headers: dict,
+    choice: media.Choice,
+    part_type: str,
+    payloads: AsyncIterator[bytes],
+) -> web.StreamResponse:
+    """A multipart answer written frame by frame as each is ready, never held whole."""
+    boundary = new_boundary()
+    response = web.StreamResponse(headers=headers)
+    response.headers["Content-Type"] = content_type(choice.media_type, boundary)
+    await response.prepare(request)
+    async with contextlib.aclosing(payloads):  # a client gone mid-way frees the budget at once
+        async for payload in payloads:
+            await response.write(part_head(boundary, part_type) + payload + CRLF)
+    await response.write(closing(boundary))
+    await response.write_eof()
+    return response
+
+
+async def _stored_frames(
+    archive: Archive, ref: InstanceRef, table: FrameTable, numbers: list[int]
+) -> AsyncIterator[bytes]:
+    for n in numbers:
+        yield await _read_frame(archive, ref, table, n)
 
 
 # One boundary for the frame responses of this process. aiohttp parses a response's Content-Type
@@ -209,21 +274,30 @@ async def _read_frame(archive: Archive, ref: InstanceRef, table: FrameTable, num
 
 async def _decoded_frames(
     archive: Archive, ref: InstanceRef, numbers: list[int], choice: media.Choice
-) -> list[bytes]:
-    if not choice.decode:
-        # Stored bytes that have no frame table (deflated files): extract by parsing.
-        from pydicom import dcmread
-        from pydicom.encaps import get_frame
+) -> AsyncIterator[bytes]:
+    """Each frame decoded in an executor, one at a time, within the process's decode budget;
+    a frame's bytes are given back to the budget when the caller asks for the next one."""
+    budget = decode_budget()
+    extract = _extracted if not choice.decode else None
+    for n in numbers:
+        size = ref.size if extract else decoded_frame_bytes(ref)
+        async with budget.reserve(size):
+            if extract:
+                yield await _on_plain_file(archive, ref, extract, n, ref.number_of_frames)
+            else:
+                yield await _on_plain_file(archive, ref, render.decoded_frame, n - 1)
 
-        def extract(path: Path, n: int) -> bytes:
-            ds = dcmread(path)
-            if ds.file_meta.TransferSyntaxUID.is_compressed:
-                return get_frame(ds.PixelData, n - 1, number_of_frames=ref.number_of_frames)
-            size = len(ds.PixelData) // ref.number_of_frames
-            return ds.PixelData[(n - 1) * size : n * size]
 
-        return [await _on_plain_file(archive, ref, extract, n) for n in numbers]
-    return [await _on_plain_file(archive, ref, render.decoded_frame, n - 1) for n in numbers]
+def _extracted(path: Path, n: int, count: int) -> bytes:
+    """Stored bytes that have no frame table (deflated files): extract by parsing."""
+    from pydicom import dcmread
+    from pydicom.encaps import get_frame
+
+    ds = dcmread(path)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        return get_frame(ds.PixelData, n - 1, number_of_frames=count)
+    size = len(ds.PixelData) // count
+    return ds.PixelData[(n - 1) * size : n * size]
 
 
 async def _on_plain_file(archive: Archive, ref: InstanceRef, fn, *args):
@@ -296,7 +370,10 @@ async def _render(
 ) -> web.Response:
     archive = request.app[ARCHIVE_KEY]
     media_type = media.wants_rendered(request.headers.get("Accept"))
-    quality = _quality(request)
+    try:
+        quality = _quality(request)
+    except ValueError as exc:
+        return problem(400, str(exc))
     etag = f'"{ref.sha256[:32]}-{cache_variant}-{index}-{viewport}-{quality}-{media_type}"'
     if (hit := not_modified(request, etag)) is not None:
         return hit

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -13,7 +16,9 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.routes import add_routes, upload_errors
 from hub.jobs.runner import JobRunner
-from hub.jobs.uploads import UploadStore
+from hub.jobs.uploads import Quota, UploadStore
+
+log = logging.getLogger(__name__)
 
 __all__ = ["JOBS_KEY", "UPLOADS_KEY", "setup"]
 
@@ -27,7 +32,12 @@ def setup(app: web.Application) -> None:
 async def _run_jobs(app: web.Application) -> AsyncIterator[None]:
     archive = app[ARCHIVE_KEY]
     settings = app[SETTINGS_KEY]
-    uploads = UploadStore(archive.engine, settings.data_dir / "uploads", settings.max_upload_bytes)
+    quota = Quota(
+        settings.uploads_open_per_user or None, settings.uploads_declared_bytes_per_user or None
+    )
+    uploads = UploadStore(
+        archive.engine, settings.data_dir / "uploads", settings.max_upload_bytes, quota
+    )
     runner = JobRunner(
         archive,
         uploads,
@@ -37,7 +47,24 @@ async def _run_jobs(app: web.Application) -> AsyncIterator[None]:
     app[UPLOADS_KEY] = uploads
     app[JOBS_KEY] = runner
     await runner.start()
+    expiry = asyncio.create_task(
+        _expire_uploads(uploads, settings.uploads_idle_seconds), name="upload-expiry"
+    )
     try:
         yield
     finally:
+        expiry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry
         await runner.stop()
+
+
+async def _expire_uploads(uploads: UploadStore, idle_seconds: float) -> None:
+    """Housekeeping: abandoned uploads and their temp files go after ``idle_seconds``."""
+    while True:
+        try:
+            if count := await uploads.expire_idle(idle_seconds):
+                log.info("removed %d abandoned upload(s)", count)
+        except Exception:  # noqa: BLE001 - housekeeping must not end the hub
+            log.exception("upload expiry failed")
+        await asyncio.sleep(min(3600.0, max(1.0, idle_seconds / 4)))

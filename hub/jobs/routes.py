@@ -10,6 +10,7 @@ from hub.app_keys import ARCHIVE_KEY
 from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.runner import JobNotFound
 from hub.jobs.uploads import ID_FIELDS, Upload, UploadError
+from hub.requestdata import BadInput, json_int, json_object, parse_int
 from hub.security.visibility import worklist_restriction
 from hub.worklist import model as worklist
 
@@ -68,12 +69,11 @@ async def visible_job(request: web.Request) -> dict:
 
 
 async def create_upload(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-        filename = str(body["filename"])
-        size = int(body["size"])
-    except (ValueError, KeyError, TypeError):
-        raise UploadError(400, "send JSON with filename and size (bytes)") from None
+    body = await json_object(request)
+    if not isinstance(body.get("filename"), str) or "size" not in body:
+        raise UploadError(400, "send JSON with filename and size (bytes)")
+    filename = body["filename"]
+    size = json_int(body["size"], "size", minimum=1)
     fields = {k: body.get(k) for k in ID_FIELDS}
     if body.get("worklist_item") not in (None, ""):
         fields.update(await worklist_fields(request, body["worklist_item"]))
@@ -83,12 +83,12 @@ async def create_upload(request: web.Request) -> web.Response:
 
 async def worklist_fields(request: web.Request, item_id: object) -> dict:
     """Patient and order identifiers of a worklist item; they win over typed-in values."""
-    try:
+    number = _item_number(item_id)
+    item = None
+    if number is not None:
         who = request.get("principal")
         limit = worklist_restriction(who) if who is not None else None
-        item = await worklist.get_item(request.app[ARCHIVE_KEY].engine, int(item_id), limit)
-    except (TypeError, ValueError):
-        item = None
+        item = await worklist.get_item(request.app[ARCHIVE_KEY].engine, number, limit)
     if item is None:
         raise UploadError(400, f"no worklist item {item_id}")
     values = {
@@ -104,16 +104,24 @@ async def worklist_fields(request: web.Request, item_id: object) -> dict:
     return {k: v for k, v in values.items() if v}
 
 
+def _item_number(item_id: object) -> int | None:
+    try:
+        if isinstance(item_id, str):
+            return parse_int(item_id, "worklist_item")
+        return json_int(item_id, "worklist_item")
+    except BadInput:
+        return None
+
+
 async def upload_status(request: web.Request) -> web.Response:
     upload = await own_upload(request)
     return web.json_response(upload.as_json(), headers={"Cache-Control": "no-store"})
 
 
 async def upload_chunk(request: web.Request) -> web.Response:
-    try:
-        offset = int(request.query["offset"])
-    except (KeyError, ValueError):
-        raise UploadError(400, "query parameter offset (bytes) is required") from None
+    if "offset" not in request.query:
+        raise UploadError(400, "query parameter offset (bytes) is required")
+    offset = parse_int(request.query["offset"], "offset")
     upload = await own_upload(request)
     upload = await request.app[UPLOADS_KEY].write_chunk(upload.id, offset, request.content)
     return web.json_response(upload.as_json())

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import StreamReader
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.jobs.tables import uploads
@@ -86,12 +86,24 @@ def is_dicom(path: Path) -> bool:
         return f.read(4) == b"DICM"
 
 
+@dataclass(frozen=True)
+class Quota:
+    """What one user may have receiving at once; None: no limit."""
+
+    open_uploads: int | None = None
+    declared_bytes: int | None = None
+
+
 class UploadStore:
-    def __init__(self, engine: AsyncEngine, root: Path, max_bytes: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, root: Path, max_bytes: int, quota: Quota | None = None
+    ) -> None:
         self.engine = engine
         self.root = root
         self.max_bytes = max_bytes
+        self.quota = quota or Quota()
         self._busy: set[str] = set()
+        self._creating = asyncio.Lock()  # the quota check and the insert are one step
 
     async def create(self, filename: str, size: int, fields: dict, actor: str | None) -> Upload:
         if not filename:
@@ -103,24 +115,71 @@ class UploadStore:
         upload_id = secrets.token_hex(12)
         name = safe_filename(filename)
         path = self._path(upload_id, name)
-        await asyncio.to_thread(_create_empty, path)
         now = time.time()
         clean = {k: str(v).strip() for k, v in fields.items() if v not in (None, "")}
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                uploads.insert().values(
-                    id=upload_id,
-                    filename=name,
-                    size=size,
-                    kind="",
-                    status="receiving",
-                    fields=json.dumps(clean),
-                    actor=actor,
-                    created_at=now,
-                    updated_at=now,
+        async with self._creating:
+            await self._check_quota(actor, size)
+            await asyncio.to_thread(_create_empty, path)
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    uploads.insert().values(
+                        id=upload_id,
+                        filename=name,
+                        size=size,
+                        kind="",
+                        status="receiving",
+                        fields=json.dumps(clean),
+                        actor=actor,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            )
         return Upload(upload_id, name, size, 0, "", "receiving", clean, actor, path)
+
+    async def _check_quota(self, actor: str | None, size: int) -> None:
+        async with self.engine.connect() as conn:
+            count, declared = (
+                await conn.execute(
+                    select(func.count(), func.coalesce(func.sum(uploads.c.size), 0)).where(
+                        uploads.c.actor == actor
+                        if actor is not None
+                        else uploads.c.actor.is_(None),
+                        uploads.c.status == "receiving",
+                    )
+                )
+            ).one()
+        limit = self.quota.open_uploads
+        if limit is not None and count >= limit:
+            raise UploadError(
+                429, f"{count} uploads are open; finish or discard one first (limit {limit})"
+            )
+        limit = self.quota.declared_bytes
+        if limit is not None and declared + size > limit:
+            raise UploadError(
+                413,
+                f"open uploads would total {declared + size} bytes, over the limit of {limit}",
+            )
+
+    async def expire_idle(self, idle_seconds: float) -> int:
+        """Remove uploads still receiving that nobody touched for ``idle_seconds``, with their
+        files; returns how many."""
+        cutoff = time.time() - idle_seconds
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(uploads.c.id, uploads.c.filename).where(
+                        uploads.c.status == "receiving", uploads.c.updated_at < cutoff
+                    )
+                )
+            ).all()
+        expired = 0
+        for upload_id, filename in rows:
+            if upload_id in self._busy:
+                continue
+            await asyncio.to_thread(shutil.rmtree, self._path(upload_id, filename).parent, True)
+            await self._touch(upload_id, status="expired")
+            expired += 1
+        return expired
 
     async def get(self, upload_id: str) -> Upload:
         async with self.engine.connect() as conn:
@@ -129,7 +188,7 @@ class UploadStore:
                 .mappings()
                 .first()
             )
-        if row is None or row["status"] in ("discarded", "consumed"):
+        if row is None or row["status"] in ("discarded", "consumed", "expired"):
             raise UploadError(404, f"no upload {upload_id}")
         path = self._path(row["id"], row["filename"])
         received = await asyncio.to_thread(_size_on_disk, path)

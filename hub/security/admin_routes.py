@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
+from hub.requestdata import json_object, parse_int
 from hub.security import accounts, audit_trail, dimse_acl, passwords
 from hub.security.accounts import AccountError
 from hub.security.keys import audit_key
 from hub.security.middleware import SECURITY_KEY, engine_of, principal
 
+MAX_DAYS = 3650
+
 
 async def _body(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="body is not JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="expected a JSON object")
-    return body
+    return await json_object(request)
 
 
 async def _record(request: web.Request, action: str, detail: dict) -> None:
@@ -47,6 +42,8 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     body = await _body(request)
     password = body.get("password")
+    if password is not None and not isinstance(password, str):
+        return _refused(ValueError("password must be a string"))
     generated = None
     if password is None and not body.get("service_account"):
         password = generated = passwords.generate()
@@ -82,8 +79,8 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def issue_token(request: web.Request) -> web.Response:
     body = await _body(request)
     days = body.get("days", 30)
-    if not isinstance(days, int | float) or days < 0:
-        return _refused(ValueError("days must be a number >= 0"))
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_DAYS:
+        return _refused(ValueError(f"days must be a number from 0 to {MAX_DAYS}"))
     scopes = body.get("scopes")
     if scopes is not None and not (
         isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)
@@ -106,10 +103,7 @@ async def issue_token(request: web.Request) -> web.Response:
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    try:
-        token_id = int(request.match_info["id"])
-    except ValueError:
-        return _refused(ValueError("token id must be a number"))
+    token_id = parse_int(request.match_info["id"], "token id")
     if not await accounts.revoke_token(engine_of(request), token_id):
         return web.json_response({"error": f"no active token {token_id}"}, status=404)
     await _record(request, "token.revoke", {"token": token_id})
@@ -131,10 +125,7 @@ async def verify_audit(request: web.Request) -> web.Response:
 
 
 async def export_audit(request: web.Request) -> web.StreamResponse:
-    try:
-        since = int(request.query.get("since", "0"))
-    except ValueError:
-        return _refused(ValueError("since must be a record number"))
+    since = parse_int(request.query.get("since", "0"), "since")
     await _record(request, "audit.export", {"since": since})
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)

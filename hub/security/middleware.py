@@ -135,12 +135,14 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     area = _area(name)
     if not rule_for(name)[0]:
         return _json_error(403, "forbidden: this route has no access rule", permission="none")
-    if (
-        area in SMALL_BODY_AREAS
-        and request.content_length is not None
-        and request.content_length > SMALL_BODY_BYTES
-    ):
-        return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
+    if area in SMALL_BODY_AREAS:
+        if request.content_length is not None and request.content_length > SMALL_BODY_BYTES:
+            return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
+        # A chunked body declares no length: aiohttp counts the bytes as it reads them.
+        # (A clone forgets what an earlier middleware cloned in: carry remote and scheme over.)
+        request = request.clone(
+            client_max_size=SMALL_BODY_BYTES, remote=request.remote, scheme=request.scheme
+        )
 
     who, problem = await _resolve(request)
     with warnings.catch_warnings():  # the route contract names the key "principal"
@@ -171,6 +173,8 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
                 return await handler(request)
         except TimeoutError:
             return _json_error(504, "request took too long")
+        except web.HTTPRequestEntityTooLarge:
+            return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
     if who is None or not (name or "").startswith("dicomweb.read"):
         return await handler(request)
     return await _dicomweb_read(request, handler, who)

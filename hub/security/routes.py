@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from hub.requestdata import json_object
 from hub.security import accounts, ratelimit
 from hub.security.audit_trail import audit
 from hub.security.middleware import SESSION_COOKIE, engine_of, principal
@@ -26,12 +26,7 @@ def _safe_next(target: str | None) -> str:
 async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool]:
     """(username, password, next, is_form) from a JSON body or an HTML form."""
     if request.content_type == "application/json":
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body is not JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="expected a JSON object")
+        body = await json_object(request)
         is_form = False
     elif request.content_type in FORM_TYPES:
         try:
@@ -58,36 +53,29 @@ async def login(request: web.Request) -> web.Response:
     engine = engine_of(request)
     username, password, nxt, is_form = await _credentials(request)
     address = request.remote or "-"
-    locked = await ratelimit.check(engine, username, address)
-    if locked is not None:
+    claim = await ratelimit.claim(engine, username, address)
+    if isinstance(claim, ratelimit.Refusal):
         await audit(
             engine,
             who=username,
             role="-",
-            action="login.locked",
+            action="login.throttled",
             outcome="denied",
             source=address,
-            detail={"scope": locked.scope},
+            detail={"scope": claim.scope, "retry_after": claim.retry_after},
         )
-        response = _answer(
-            is_form, 429, {"error": "too many failed logins; try later"}, "/login?error=locked"
-        )
-        response.headers["Retry-After"] = str(locked.retry_after)
+        message = f"too many failed logins; try again in {claim.retry_after} s"
+        response = _answer(is_form, 429, {"error": message}, "/login?error=locked")
+        response.headers["Retry-After"] = str(claim.retry_after)
         return response
 
     who = await accounts.check_password(engine, username, password)
-    await ratelimit.record(engine, username, address, ok=who is not None)
     if who is None:
-        now_locked = await ratelimit.check(engine, username, address)
         await audit(
-            engine,
-            who=username,
-            role="-",
-            action="login.lockout" if now_locked else "login",
-            outcome="failure",
-            source=address,
+            engine, who=username, role="-", action="login", outcome="failure", source=address
         )
         return _answer(is_form, 401, {"error": "invalid credentials"}, "/login?error=1")
+    await ratelimit.succeeded(engine, claim, username, address)
 
     _, secret = await accounts.issue_token(
         engine, who.user, kind="session", ttl_seconds=accounts.SESSION_SECONDS

@@ -62,17 +62,17 @@ audit_log = Table(
     Column("mac", String(64), nullable=False),
 )
 
-login_attempts = Table(
-    "login_attempts",
+# Login throttle counters (hub.security.ratelimit): one row per account, client address,
+# account-at-address and known place; ``level`` leaks over time, ``next_at`` is the delay.
+login_throttle = Table(
+    "login_throttle",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("username", String(128), nullable=False),
-    Column("address", String(64), nullable=False),
-    Column("at", Float, nullable=False),
-    Column("ok", Boolean, nullable=False),
+    Column("key", String(256), primary_key=True),
+    Column("level", Float, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("updated", Float, nullable=False),
 )
-Index("ix_login_attempts_user", login_attempts.c.username, login_attempts.c.at)
-Index("ix_login_attempts_addr", login_attempts.c.address, login_attempts.c.at)
+Index("ix_login_throttle_updated", login_throttle.c.updated)
 
 # DIMSE allow-list: which calling AE titles may use which services, and as whom. An AE not
 # listed gets C-ECHO only; the title "*" stands for every AE not listed by name.
@@ -94,4 +94,4 @@ ae_permissions = Table(
     Column("note", String(), nullable=False, default=""),
 )
 
-SECURITY_TABLES = [users, tokens, audit_log, login_attempts, ae_permissions]
+SECURITY_TABLES = [users, tokens, audit_log, login_throttle, ae_permissions]

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.query import QueryError
+from hub.requestdata import BadInput, check_field_types, json_object, parse_int
 from hub.security.visibility import worklist_restriction
 from hub.worklist import model
 from hub.worklist.clinics import check_clinic
@@ -40,8 +41,8 @@ def _error(status: int, message: str) -> web.Response:
 
 def _item_id(request: web.Request) -> int:
     try:
-        return int(request.match_info["id"])
-    except ValueError:
+        return parse_int(request.match_info["id"], "id")
+    except BadInput:
         raise web.HTTPNotFound(
             text=json.dumps({"error": "no such worklist item"}), content_type="application/json"
         ) from None
@@ -56,9 +57,7 @@ def filter_from_params(params) -> WorklistFilter:
         if unknown:
             raise WorklistError(f"unknown status: {', '.join(sorted(unknown))}")
     if limit := params.get("limit"):
-        if not limit.isdigit() or int(limit) < 1:
-            raise WorklistError("limit must be a positive integer")
-        flt.limit = int(limit)
+        flt.limit = parse_int(limit, "limit", minimum=1)
     return flt
 
 
@@ -80,10 +79,8 @@ async def list_items(request: web.Request) -> web.Response:
 
 
 async def create_item(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "body must be JSON")
+    body = await json_object(request)
+    check_field_types(body, NewItem)
     who = request.get("principal")
     try:
         new = NewItem.from_json(body)

@@ -25,7 +25,7 @@ TABLES: tuple[Table, ...] = (
     security_tables.users,
     security_tables.tokens,
     security_tables.audit_log,
-    security_tables.login_attempts,
+    security_tables.login_throttle,
     security_tables.ae_permissions,
     forward_tables.forward_tasks,
     jobs_tables.uploads,
