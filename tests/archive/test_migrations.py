@@ -83,6 +83,11 @@ def tessera(*argv: str, data: Path) -> subprocess.CompletedProcess:
     )
 
 
+# Tables the revisions since the fixture's release removed (login attempts: 0004) and added.
+RETIRED = {"login_attempts"}
+ADDED = {"login_throttle"}
+
+
 async def row_counts(url: str) -> dict[str, int]:
     engine = make_engine(url)
     try:
@@ -116,7 +121,7 @@ def _context(conn) -> MigrationContext:
 async def test_old_index_upgrades_in_place_and_loses_nothing(old_index: OldIndex) -> None:
     url = old_index.settings.db_url
     before = await row_counts(url)
-    assert set(before) == {t.name for t in schema.TABLES}
+    assert set(before) == {t.name for t in schema.TABLES} - ADDED | RETIRED
     assert all(before.values()), before  # the fixture has rows in every table
     if old_index.settings.database_url:  # the older bounded text columns are really there
         changed = {diff[0][3] for diff in await schema_differences(url)}
@@ -130,7 +135,9 @@ async def test_old_index_upgrades_in_place_and_loses_nothing(old_index: OldIndex
     current = tessera("db", "current", data=old_index.data)
     assert (current.returncode, current.stdout.strip()) == (0, f"{head()} (head)")
 
-    assert await row_counts(url) == before
+    after = await row_counts(url)
+    kept = {name: n for name, n in before.items() if name not in RETIRED}
+    assert after == kept | dict.fromkeys(ADDED, 0)
     assert await schema_differences(url) == []
     assert await _ae_rules(url) == [("MODALITY", "ae:MODALITY", "admin", True, True, False)]
     audit = tessera("audit", "verify", data=old_index.data)
