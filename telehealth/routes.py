@@ -194,9 +194,11 @@ async def _audit(
 
 
 def _actor(request: web.Request, role: Role) -> str:
-    principal = request.get("principal")
-    user = getattr(principal, "user", None)
-    return f"{user} ({role})" if user else role
+    """Who a capture is stored for: the caller's identity, as every door records it (the
+    session role only in an application without accounts)."""
+    from hub.security import actor_of  # only present with the security package
+
+    return actor_of(request.get("principal")) or role
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from hub.app_keys import ARCHIVE_KEY
 from hub.archive.attributes import tag_of
 from hub.archive.query import Level, Query, QueryError
 from hub.dicomweb.responses import WARNING_TRUNCATED, base_url, dicom_json, element, problem
-from hub.security.visibility import read_restriction
+from hub.security.visibility import request_scope
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
 
@@ -36,6 +36,7 @@ def parse_query(request: web.Request, level: Level) -> Query:
         include=include,
         limit=_non_negative(params.get("limit"), "limit"),
         offset=_non_negative(params.get("offset"), "offset") or 0,
+        scope=request_scope(request),
     )
 
 
@@ -72,10 +73,6 @@ def _search(level: Level):
             q = parse_query(request, level)
         except QueryError as exc:
             return problem(400, str(exc))
-        if "principal" in request:  # set by the access gate; absent in an app without one
-            restriction = read_restriction(request["principal"])
-            if restriction is not None:
-                q.restrict.append(restriction)
         try:
             page = await archive.search_page(q)
         except QueryError as exc:
