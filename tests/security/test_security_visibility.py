@@ -92,3 +92,30 @@ async def test_no_write_reaches_into_a_study_its_sender_cannot_read(archive, act
     assert await _sops(archive, None, other.StudyInstanceUID) == set()
     everything = await archive.instances(other.StudyInstanceUID)
     assert [r.actor for r in everything] == ["clinic-a"]
+
+
+async def test_a_new_version_comes_only_from_the_sender_of_the_current_one(
+    settings, tmp_path
+) -> None:
+    """Under the version policy a new version replaces the current one for every reader: from
+    anyone but its sender it would take the object away from its owner."""
+    from dataclasses import replace
+
+    from hub.archive import Archive
+
+    archive = await Archive.open(replace(settings, duplicate_policy="version"))
+    try:
+        path = Path(get_testdata_file("CT_small.dcm"))
+        assert (await archive.ingest_file(path, source=Source("stow", actor="clinic-a"))).ok
+        changed = pydicom.dcmread(path)
+        changed.StudyDescription = "changed"
+        out = tmp_path / "changed.dcm"
+        changed.save_as(out, enforce_file_format=True)
+        other = await archive.ingest_file(out, source=Source("stow", actor=None))
+        assert not other.ok and other.conflict
+        a = _who("clinic-a", "clinic")
+        assert await _sops(archive, a, changed.StudyInstanceUID) == {changed.SOPInstanceUID}
+        mine = await archive.ingest_file(out, source=Source("stow", actor="clinic-a"))
+        assert mine.status == "version"
+    finally:
+        await archive.close()
