@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.archive.attributes import (
@@ -136,8 +136,31 @@ def conditions(q: Query) -> list[ColumnElement[bool]]:
             raise QueryError(f"{keyword} cannot be matched at {q.level} level")
         if value is None or value == "" or value == "*":
             continue  # universal matching
+        if keyword == "ModalitiesInStudy" and not q.scope.everything:
+            where.append(_in_visible_series(str(value), q.scope))
+            continue
         where.append(match(key, str(value), q.fuzzy))
     return where
+
+
+def _in_visible_series(value: str, scope: ReadScope) -> ColumnElement[bool]:
+    """ModalitiesInStudy for a caller who may read part of a study: the modalities of the
+    series it may read (the study's stored list names every sender's)."""
+    other_series, other_instances = series.alias("visible_series"), instances.alias("visible")
+    visible = (
+        select(other_series.c.id)
+        .select_from(
+            other_instances.join(other_series, other_instances.c.series_fk == other_series.c.id)
+        )
+        .where(
+            other_series.c.study_fk == studies.c.id,
+            other_series.c.modality.in_([v for v in value.split("\\") if v]),
+            other_instances.c.is_current.is_(True),
+        )
+    )
+    if (limit := scope.condition(other_instances, other_series)) is not None:
+        visible = visible.where(limit)
+    return exists(visible)
 
 
 def match(key: Key, value: str, fuzzy: bool) -> ColumnElement[bool]:

@@ -9,7 +9,7 @@ caller's own, those of one modality, or none.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import ColumnElement, false
 
@@ -43,14 +43,17 @@ class ReadScope:
         """Whose objects these are: the namespace of patients stored under this scope."""
         return self.value if self.kind == "own" else None
 
-    def condition(self) -> ColumnElement[bool] | None:
-        """A condition over the instances/series join; None when nothing is hidden."""
+    def condition(
+        self, instance_table: Any = instances, series_table: Any = series
+    ) -> ColumnElement[bool] | None:
+        """A condition over the instances/series join (or aliases of those tables); None when
+        nothing is hidden."""
         if self.kind == "all":
             return None
         if self.kind == "own":
-            return instances.c.actor == self.value
+            return instance_table.c.actor == self.value
         if self.kind == "modality":
-            return series.c.modality == self.value
+            return series_table.c.modality == self.value
         return false()
 
     def admits(self, actor: str | None, modality: str) -> bool:

@@ -214,11 +214,19 @@ async def test_a_reader_keeps_its_study_when_others_add_to_it(users) -> None:
     status, body = await users.stow("feed", added)  # an integration account reads everything
     assert status == 200, body
     added_sop = uids(added)[2]
+    other_series = ct(PatientID="C-1", StudyInstanceUID=study, Modality="MR")
+    assert (await users.stow("feed", other_series))[0] == 200
 
     (row,) = await users.rows("clinic-a", f"/studies?StudyInstanceUID={study}")
     assert value(row, STUDY_DESCRIPTION) == "Clinic study"
     assert "00080050" not in row or value(row, "00080050") in (None, "")
     assert value(row, "00201208") == 1 and value(row, "00201206") == 1
+    assert row["00080061"]["Value"] == ["CT"]
+    assert (
+        await users.rows("clinic-a", f"/studies?StudyInstanceUID={study}&ModalitiesInStudy=MR")
+        == []
+    )
+    assert len(await users.rows("clinic-a", "/studies?ModalitiesInStudy=CT\\MR")) == 1
     for path in (f"/studies/{study}/metadata", f"/studies/{study}/series/{series}/metadata"):
         rows = await users.rows("clinic-a", path)
         assert {value(r, "00080018") for r in rows} == {clinic_sop}, path
@@ -232,4 +240,4 @@ async def test_a_reader_keeps_its_study_when_others_add_to_it(users) -> None:
     assert (await users.get("clinic-a", path))[0] == 404
     # The pathologist sees both objects.
     rows = await users.rows("dr-path", f"/studies/{study}/metadata")
-    assert {value(r, "00080018") for r in rows} == {clinic_sop, added_sop}
+    assert {value(r, "00080018") for r in rows} == {clinic_sop, added_sop, uids(other_series)[2]}
