@@ -168,6 +168,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"interrupted uploads: {report.temp_files} temp file(s)")
         if report.repaired:
             print("repaired: orphans quarantined, temp files removed")
+            for sha in report.kept:
+                print(f"kept (recent, or named by an ingest meanwhile): {sha}")
             return 1 if report.missing or report.corrupt else 0
         return 0 if report.clean else 1
 

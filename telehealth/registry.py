@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from pydicom import Dataset
@@ -36,13 +37,17 @@ class SessionRegistry:
         # Frame encoding and instance building: off the event loop, at most two at a time.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telehealth-capture")
 
-    def create(self, attributes: Dataset, calibration: Calibration | None) -> Session:
+    def create(
+        self, attributes: Dataset, calibration: Calibration | None, owner: str | None = None
+    ) -> Session:
+        """``owner``: the clinic that starts the session. What is captured in it is the
+        clinic's, whoever asks for the capture, and is stored under the owner's identity."""
         if len(self._by_id) >= self.settings.max_sessions:
             raise TooManySessions(f"{len(self._by_id)} sessions are open; end one first")
         session = Session(
             attributes,
             self.settings,
-            self._store,
+            partial(self._store, owner=owner),
             calibration=calibration,
             executor=self.executor,
         )
@@ -77,9 +82,9 @@ class SessionRegistry:
                     with contextlib.suppress(Exception):
                         await self.end(session)
 
-    async def _store(self, data: bytes, actor: str) -> dict[str, Any]:
+    async def _store(self, data: bytes, actor: str, *, owner: str | None) -> dict[str, Any]:
         result = await self.archive.ingest_bytes(
-            data, source=Source(door="telehealth", actor=actor or None)
+            data, source=Source(door="telehealth", actor=owner or actor or None)
         )
         if not result.ok:
             raise RuntimeError(f"the archive refused the capture: {result.message}")

@@ -80,7 +80,8 @@ async def start_session(request: web.Request) -> web.Response:
     except (WorklistError, ValueError) as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from None
     try:
-        session = request.app[REGISTRY_KEY].create(attributes, calibration)
+        owner = _owner(request)
+        session = request.app[REGISTRY_KEY].create(attributes, calibration, owner)
     except TooManySessions as exc:
         raise _error(web.HTTPServiceUnavailable, str(exc)) from None
     await _audit(request, "telehealth.start", session)
@@ -205,10 +206,16 @@ async def _audit(
     )
 
 
+def _owner(request: web.Request) -> str | None:
+    """The caller's identity, as every door records it (None without the security package)."""
+    from hub.security import actor_of  # only present with the security package
+
+    return actor_of(request.get("principal"))
+
+
 def _actor(request: web.Request, role: Role) -> str:
-    principal = request.get("principal")
-    user = getattr(principal, "user", None)
-    return f"{user} ({role})" if user else role
+    """Who acts in a session: the caller's identity (its session role without accounts)."""
+    return _owner(request) or role
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -21,7 +21,10 @@ from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive, Source
 from hub.archive.errors import NotFound
 from hub.archive.model import InstanceRef
+from hub.archive.scope import ReadScope
 from hub.requestdata import json_body
+from hub.security import actor_of
+from hub.security.visibility import request_scope
 
 VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
@@ -32,10 +35,12 @@ def setup(app: web.Application) -> None:
 
 
 async def list_sets(request: web.Request) -> web.Response:
+    """The sets of the slide the caller may read (annotations belong to whoever saved them)."""
     archive, image = await _image(request)
-    me = request["principal"].user if request.get("principal") else None
+    me = actor_of(request.get("principal"))
     sets = []
-    for ref, ds in await _newest_sets(archive, request.match_info["study"], image):
+    scope = request_scope(request)
+    for ref, ds in await _newest_sets(archive, request.match_info["study"], image, scope):
         shapes = await _run(model.read, ds, image)
         creator = model.creator(ds)
         sets.append(
@@ -54,8 +59,7 @@ async def list_sets(request: web.Request) -> web.Response:
 async def save_set(request: web.Request) -> web.Response:
     principal = request["principal"]
     study = request.match_info["study"]
-    await _check_visible(request, study)
-    archive, image = await _image(request)
+    archive, image = await _image(request)  # the caller must be able to read the slide
     body = await json_body(request)
     try:
         shapes = model.shapes_from_json(
@@ -65,21 +69,21 @@ async def save_set(request: web.Request) -> web.Response:
         )
     except ValueError as exc:  # a bad shape (ShapeError)
         raise _error(web.HTTPBadRequest, str(exc)) from None
+    me = actor_of(principal)
     mine = [
         (ref, ds)
-        for ref, ds in await _newest_sets(archive, study, image)
-        if model.creator(ds) == principal.user
+        for ref, ds in await _newest_sets(archive, study, image, request_scope(request))
+        if model.creator(ds) == me
     ]
     series_uid, number = (
         (mine[0][0].series_uid, int(mine[0][1].InstanceNumber) + 1) if mine else (None, 1)
     )
     try:
-        data = await _run(_encoded, image, shapes, principal.user, series_uid, number)
+        data = await _run(_encoded, image, shapes, me, series_uid, number)
     except ValueError as exc:  # highdicom's own checks of the graphic data
         raise _error(web.HTTPBadRequest, f"cannot store these annotations: {exc}") from None
-    result = await archive.ingest_bytes(
-        data, source=Source(door="annotations", actor=principal.user)
-    )
+    source = Source(door="annotations", actor=me, scope=request_scope(request))
+    result = await archive.ingest_bytes(data, source=source)
     if not result.ok:
         raise _error(web.HTTPConflict, result.message or "the annotations were not stored")
     payload = {
@@ -94,8 +98,10 @@ async def _image(request: web.Request) -> tuple[Archive, Dataset]:
     """The archive and the header of ``?image=``, a full-resolution slide image of the study."""
     archive = request.app[ARCHIVE_KEY]
     sop = request.query.get("image", "")
+    scope = request_scope(request)
     try:
-        refs = await archive.instances(request.match_info["study"], sop_uid=sop) if sop else []
+        study = request.match_info["study"]
+        refs = await archive.instances(study, sop_uid=sop, scope=scope) if sop else []
     except NotFound:
         refs = []
     if not refs:
@@ -110,7 +116,7 @@ async def _image(request: web.Request) -> tuple[Archive, Dataset]:
 
 
 async def _newest_sets(
-    archive: Archive, study: str, image: Dataset
+    archive: Archive, study: str, image: Dataset, scope: ReadScope
 ) -> list[tuple[InstanceRef, Dataset]]:
     """The newest annotation instance of each creator on this slide, newest first.
 
@@ -118,7 +124,7 @@ async def _newest_sets(
     series (the highest index id: the last ingested) is read, however long the history.
     """
     latest: dict[str, InstanceRef] = {}
-    for ref in await archive.instances(study):
+    for ref in await archive.instances(study, scope=scope):
         if ref.sop_class_uid == model.ANN_SOP_CLASS and ref.id > getattr(
             latest.get(ref.series_uid), "id", -1
         ):
@@ -130,16 +136,6 @@ async def _newest_sets(
         if ds.get("FrameOfReferenceUID") == slide:
             newest[model.creator(ds)] = (ref, ds)
     return sorted(newest.values(), key=lambda rd: model.saved_at(rd[1]), reverse=True)
-
-
-async def _check_visible(request: web.Request, study: str) -> None:
-    """Annotating needs the study to be within the caller's reach, like reading it."""
-    from hub.security import visibility
-
-    if not await visibility.may_read_cached(
-        request.app[ARCHIVE_KEY].engine, request["principal"], study
-    ):
-        raise _error(web.HTTPNotFound, "no such study")
 
 
 def _header(archive: Archive, ref: InstanceRef) -> Dataset:

@@ -3,5 +3,14 @@
 from hub.archive.archive import Archive
 from hub.archive.errors import IngestError, NotFound
 from hub.archive.model import IngestResult, InstanceRef, Source
+from hub.archive.scope import ReadScope
 
-__all__ = ["Archive", "IngestError", "IngestResult", "InstanceRef", "NotFound", "Source"]
+__all__ = [
+    "Archive",
+    "IngestError",
+    "IngestResult",
+    "InstanceRef",
+    "NotFound",
+    "ReadScope",
+    "Source",
+]

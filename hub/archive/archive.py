@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.archive import frametable, query
+from hub.archive import frametable, orphans, query
 from hub.archive.errors import NotFound
 from hub.archive.index import instances, make_engine, patients, series, studies
-from hub.archive.ingest import Expected, IndexedHook, Ingestor, Subscriber
+from hub.archive.ingest import Expected, IndexedHook, Ingestor, ScopeResolver, Subscriber
 from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
+from hub.archive.scope import ReadScope
 from hub.archive.store import CHUNK, BlobStore, hash_file
 from hub.config import Settings
 
@@ -42,6 +43,8 @@ REF_COLUMNS = (
     instances.c.rows,
     instances.c.columns,
     instances.c.image_type,
+    instances.c.actor,
+    series.c.modality,
 )
 
 
@@ -64,7 +67,8 @@ class Archive:
         cls, settings: Settings, *, clear_temp: bool = False, schema: SchemaMode = "create"
     ) -> Archive:
         """Open (creating on first run). The server clears temp files of interrupted uploads;
-        other commands leave them, since a running server may be writing them.
+        other commands leave them, since a running server may be writing them. The server
+        also clears orphan blobs that interrupted ingests left (``hub.archive.orphans``).
 
         ``schema`` says what may happen to an index at an older revision than this code's
         (``hub.archive.migrations.runner``): the server upgrades it, other commands refuse
@@ -80,7 +84,7 @@ class Archive:
             raise
         store = make_store(settings)
         if clear_temp:
-            store.clear_temp()
+            await orphans.clear_at_start(engine, store, settings.data_dir / "quarantine")
         return cls(settings, engine, store)
 
     async def close(self) -> None:
@@ -93,6 +97,10 @@ class Archive:
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.ingestor.subscribers.append(subscriber)
+
+    def resolve_writer_scopes(self, resolver: ScopeResolver) -> None:
+        """How the ingest finds what a sender may read (a Source without a scope)."""
+        self.ingestor.scope_of = resolver
 
     # -- ingest -------------------------------------------------------------
     async def ingest_file(
@@ -114,6 +122,8 @@ class Archive:
         return await self.ingestor.ingest_temp(temp, sha256, size, source, expect)
 
     def _to_temp(self, path: Path, keep_source: bool) -> tuple[Path, str, int]:
+        """A temp file of the object; fresh (by mtime) even when moved, so that a repair
+        running meanwhile takes it for an upload in flight."""
         fd, temp = self.store.new_temp()
         os.close(fd)
         if keep_source:
@@ -126,6 +136,7 @@ class Archive:
                     size += len(block)
             return temp, h.hexdigest(), size
         shutil.move(path, temp)
+        os.utime(temp)
         sha, size = hash_file(temp)
         return temp, sha, size
 
@@ -154,8 +165,15 @@ class Archive:
             return await query.run(conn, q, self.settings.max_query_results)
 
     async def instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        scope: ReadScope = ReadScope.ALL,
     ) -> list[InstanceRef]:
+        """The current instances of a study, series or one instance that ``scope`` admits;
+        NotFound, as for a UID nothing is stored under, when it admits none."""
         stmt = (
             select(*REF_COLUMNS)
             .select_from(
@@ -170,6 +188,8 @@ class Archive:
             stmt = stmt.where(series.c.series_uid == series_uid)
         if sop_uid:
             stmt = stmt.where(instances.c.sop_uid == sop_uid)
+        if (limit := scope.condition()) is not None:
+            stmt = stmt.where(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         if not rows:
@@ -189,17 +209,13 @@ class Archive:
         return json.loads(await self.instance_column(ref, "bulk"))
 
     async def frame_table(
-        self, study_uid: str, series_uid: str, sop_uid: str
+        self, study_uid: str, series_uid: str, sop_uid: str, *, scope: ReadScope = ReadScope.ALL
     ) -> tuple[InstanceRef, FrameTable | None]:
         """The instance and its frame table, from a bounded in-process cache after first use."""
-        cached = self.cached_frame_table(sop_uid)
-        if (
-            cached is not None
-            and cached[0].study_uid == study_uid
-            and cached[0].series_uid == series_uid
-        ):
+        cached = self.cached_frame_table(study_uid, series_uid, sop_uid, scope=scope)
+        if cached is not None:
             return cached
-        (ref,) = await self.instances(study_uid, series_uid, sop_uid)
+        (ref,) = await self.instances(study_uid, series_uid, sop_uid, scope=scope)
         packed = await self.instance_column(ref, "frames")
         entry = (ref, frametable.unpack(packed) if packed else None)
         self._frames[sop_uid] = entry
@@ -210,9 +226,19 @@ class Archive:
             self._cached_at.pop(forgotten, None)
         return entry
 
-    def cached_frame_table(self, sop_uid: str) -> tuple[InstanceRef, FrameTable | None] | None:
+    def cached_frame_table(
+        self, study_uid: str, series_uid: str, sop_uid: str, *, scope: ReadScope = ReadScope.ALL
+    ) -> tuple[InstanceRef, FrameTable | None] | None:
+        """The cached entry of an instance at this place that ``scope`` admits (no SQL)."""
         entry = self._frames.get(sop_uid)
         if entry is None:
+            return None
+        ref = entry[0]
+        if (
+            ref.study_uid != study_uid
+            or ref.series_uid != series_uid
+            or not scope.admits(ref.actor, ref.modality)
+        ):
             return None
         if self._versioned and time.monotonic() - self._cached_at.get(sop_uid, 0.0) > (
             VERSIONED_CACHE_SECONDS

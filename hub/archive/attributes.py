@@ -143,6 +143,12 @@ def pixel_spacing(ds: Dataset) -> str:
     return "\\".join(str(v) for v in spacing) if spacing else ""
 
 
+# What a study shows of its patient and of itself, and what an instance carries of all three
+# levels (shown to callers who may read only part of a study).
+STUDY_SHOWN_TAGS = tuple(dict.fromkeys(PATIENT_TAGS + STUDY_TAGS))
+SHARED_TAGS = tuple(dict.fromkeys(STUDY_SHOWN_TAGS + SERIES_TAGS))
+
+
 def rows(p: ParsedInstance) -> dict[str, dict[str, Any]]:
     ds = p.dataset
     patient_name = _str(ds, "PatientName")
@@ -160,6 +166,10 @@ def rows(p: ParsedInstance) -> dict[str, dict[str, Any]]:
         },
         "study": {
             "study_uid": p.study_uid,
+            "patient_name": patient_name,
+            "patient_name_norm": normalise_name(patient_name),
+            "patient_birth_date": _str(ds, "PatientBirthDate"),
+            "patient_sex": _str(ds, "PatientSex"),
             "study_date": _str(ds, "StudyDate"),
             "study_time": pad_time(_str(ds, "StudyTime")),
             "accession": _str(ds, "AccessionNumber"),
@@ -167,7 +177,7 @@ def rows(p: ParsedInstance) -> dict[str, dict[str, Any]]:
             "description": _str(ds, "StudyDescription"),
             "referring": referring,
             "referring_norm": normalise_name(referring),
-            "attrs": pick(p.json, STUDY_TAGS),
+            "attrs": pick(p.json, STUDY_SHOWN_TAGS),
         },
         "series": {
             "series_uid": p.series_uid,
@@ -194,6 +204,7 @@ def rows(p: ParsedInstance) -> dict[str, dict[str, Any]]:
             "pixel_spacing": pixel_spacing(ds),
             "container_id": _str(ds, "ContainerIdentifier"),
             "attrs": pick(p.json, INSTANCE_TAGS),
+            "shared": pick(p.json, SHARED_TAGS),
         },
     }
 

@@ -28,6 +28,15 @@ class IngestError(ArchiveError):
         self.conflict = conflict  # True where the refusal is a clash with stored state (HTTP 409)
 
 
+def uid_in_use() -> IngestError:
+    """The one answer to every UID clash (study, series or instance) a write meets, whether
+    with the writer's own objects or with objects it may not read: it names nothing stored, so
+    it tells another user's study apart from nothing at all."""
+    return IngestError(
+        PROCESSING_FAILURE, "A UID of this object is in use by other stored objects", conflict=True
+    )
+
+
 class NotFound(ArchiveError):
     """The requested study, series, instance or frame does not exist."""
 

@@ -31,10 +31,14 @@ metadata = MetaData()
 # lengths (a 70-character description, a date written 1997.04.24): unbounded, so that PostgreSQL
 # stores them as SQLite does rather than refusing the object.
 
+# A patient is its PatientID within IssuerOfPatientID; an ID sent without an issuer means
+# something only to its sender, so such patients are kept apart per sender (``namespace``: the
+# owner of the sending account's objects, "" for a sender that reads the whole archive).
 patients = Table(
     "patients",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("namespace", String(), nullable=False, default=""),
     Column("patient_id", String(), nullable=False, default=""),
     Column("issuer", String(), nullable=False, default=""),
     Column("patient_name", String(), nullable=False, default=""),
@@ -42,16 +46,22 @@ patients = Table(
     Column("birth_date", String(), nullable=False, default=""),
     Column("sex", String(), nullable=False, default=""),
     Column("attrs", Text, nullable=False, default="{}"),
-    UniqueConstraint("patient_id", "issuer", name="uq_patient"),
+    UniqueConstraint("namespace", "patient_id", "issuer", name="uq_patient"),
 )
 Index("ix_patient_name_norm", patients.c.name_norm)
 
+# A study keeps the patient attributes its first object gave (matching columns here, returned
+# attributes in ``attrs``): two senders naming one patient each see their own study's values.
 studies = Table(
     "studies",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("study_uid", String(), nullable=False, unique=True),
     Column("patient_fk", ForeignKey("patients.id"), nullable=False),
+    Column("patient_name", String(), nullable=False, default=""),
+    Column("patient_name_norm", String(), nullable=False, default=""),
+    Column("patient_birth_date", String(), nullable=False, default=""),
+    Column("patient_sex", String(), nullable=False, default=""),
     Column("study_date", String(), nullable=False, default=""),
     Column("study_time", String(), nullable=False, default=""),
     Column("study_dt", String(), nullable=False, default=""),
@@ -66,7 +76,16 @@ studies = Table(
     Column("attrs", Text, nullable=False, default="{}"),
     Column("updated_at", Float, nullable=False, default=0.0),
 )
-for _c in ("patient_fk", "study_date", "accession", "study_id", "referring_norm", "modalities"):
+for _c in (
+    "patient_fk",
+    "patient_name_norm",
+    "patient_birth_date",
+    "study_date",
+    "accession",
+    "study_id",
+    "referring_norm",
+    "modalities",
+):
     Index(f"ix_studies_{_c}", studies.c[_c])
 
 series = Table(
@@ -110,6 +129,9 @@ instances = Table(
     Column("pixel_spacing", String(), nullable=False, default=""),
     Column("container_id", String(), nullable=False, default=""),
     Column("attrs", Text, nullable=False, default="{}"),
+    # The patient, study and series attributes of this object: what a caller who may read only
+    # part of a study is shown at those levels.
+    Column("shared", Text, nullable=False, default="{}"),
     Column("metadata", Text, nullable=False),
     Column("frames", LargeBinary, nullable=True),
     Column("bulk", Text, nullable=False, default="{}"),

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, case, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import errors, frametable
@@ -26,6 +26,7 @@ from hub.archive.index import conflicts, instances, patients, series, studies
 from hub.archive.known import Known, KnownRow, lookup
 from hub.archive.model import IngestResult, Source
 from hub.archive.parse import ParsedInstance, dumps, parse_part10
+from hub.archive.scope import ReadScope
 from hub.archive.store import BlobStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,13 @@ class Expected:
 
 IndexedHook = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
 Subscriber = Callable[[dict[str, Any]], Awaitable[None]]
+ScopeResolver = Callable[[Source], Awaitable[ReadScope]]
+
+
+async def scope_by_actor(source: Source) -> ReadScope:
+    """Without accounts to look up: a named sender reads its own objects, the hub's own doors
+    (import, conversions without a user) read everything."""
+    return ReadScope.ALL if source.actor is None else ReadScope.own(source.actor)
 
 
 class Ingestor:
@@ -76,7 +84,13 @@ class Ingestor:
         self.duplicate_policy = duplicate_policy
         self.hooks: list[IndexedHook] = []
         self.subscribers: list[Subscriber] = []
+        self.scope_of: ScopeResolver = scope_by_actor  # the security package installs its own
         self._lock = asyncio.Lock()
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while an object is checked, its blob committed and its rows written."""
+        return self._lock
 
     async def ingest_temp(
         self, temp: Path, sha256: str, size: int, source: Source, expect: Expected | None = None
@@ -136,13 +150,15 @@ class Ingestor:
         )
         loop = asyncio.get_running_loop()
         built = index_rows(p)
+        scope = source.scope if source.scope is not None else await self.scope_of(source)
         record: dict[str, Any]
         committed = False
         async with self._lock:
             try:
                 async with self.engine.begin() as conn:
                     known = await lookup(conn, p)
-                    version = self._version(p, sha256, known)
+                    await _check_reach(conn, p, scope, known)
+                    version = self._version(p, sha256, source, known)
                     if version == 0:
                         result.status, result.message = (
                             "duplicate",
@@ -152,7 +168,9 @@ class Ingestor:
                     await self._check_owners(p, built, source, known)
                     await loop.run_in_executor(None, self.store.commit, temp, sha256)
                     committed = True  # renamed into the store, or dropped as already there
-                    record = await self._index(conn, p, built, sha256, size, version, source, known)
+                    record = await self._index(
+                        conn, p, built, sha256, size, version, source, known, scope
+                    )
                     for hook in self.hooks:
                         await hook(conn, record)
             except errors.IngestError as exc:
@@ -177,14 +195,19 @@ class Ingestor:
                 log.exception("event subscriber failed")
         return result, committed
 
-    def _version(self, p: ParsedInstance, sha256: str, known: Known) -> int:
-        """0 for an identical duplicate, else the version number the new object gets."""
+    def _version(self, p: ParsedInstance, sha256: str, source: Source, known: Known) -> int:
+        """0 for an identical duplicate, else the version number the new object gets.
+
+        A new version replaces the current one for every reader, so only the sender of the
+        current version may send one: from anyone else it would take the object from its owner.
+        """
         if known.current is None:
             return 1
         current_sha256, current_version = known.current
         if current_sha256 == sha256:
             return 0
-        if self.duplicate_policy != "version":
+        assert known.current_owner is not None
+        if self.duplicate_policy != "version" or known.current_owner[0] != source.actor:
             raise errors.IngestError(
                 errors.DUPLICATE_SOP_INSTANCE,
                 f"SOP Instance {p.sop_uid} is already stored with different content",
@@ -216,11 +239,7 @@ class Ingestor:
                 conflict=True,
             )
         if known.series_study_uid is not None and known.series_study_uid != p.study_uid:
-            raise errors.IngestError(
-                errors.PROCESSING_FAILURE,
-                f"Series {p.series_uid} already belongs to study {known.series_study_uid}",
-                conflict=True,
-            )
+            raise errors.uid_in_use()  # the series belongs to another study
 
     async def _index(
         self,
@@ -232,14 +251,17 @@ class Ingestor:
         version: int,
         source: Source,
         known: Known,
+        scope: ReadScope,
     ) -> dict[str, Any]:
+        patient = {**built["patient"], "namespace": _namespace(built["patient"], scope)}
         patient_fk, _ = await _upsert(
             conn,
             patients,
-            (patients.c.patient_id == built["patient"]["patient_id"])
-            & (patients.c.issuer == built["patient"]["issuer"]),
-            built["patient"],
-            known.patient,
+            (patients.c.namespace == patient["namespace"])
+            & (patients.c.patient_id == patient["patient_id"])
+            & (patients.c.issuer == patient["issuer"]),
+            patient,
+            known.patient,  # an existing study keeps its patient
         )
         study_fk, _ = await _upsert(
             conn,
@@ -267,6 +289,7 @@ class Ingestor:
             {
                 **inst,
                 "attrs": dumps(inst["attrs"]),
+                "shared": dumps(inst["shared"]),
                 "version": version,
                 "is_current": True,
                 "series_fk": series_fk,
@@ -297,6 +320,48 @@ class Ingestor:
             "status": "version" if version > 1 else "stored",
             "warnings": p.warnings,
         }
+
+
+async def _check_reach(
+    conn: AsyncConnection, p: ParsedInstance, scope: ReadScope, known: Known
+) -> None:
+    """A write may only add to what its sender may read: a study, series or instance UID that
+    names objects beyond the sender's scope is refused like any other UID clash."""
+    if scope.everything:
+        return
+    if known.current_owner is not None and not scope.admits(*known.current_owner):
+        raise errors.uid_in_use()
+    if known.study is not None and not await _reaches(
+        conn, scope, studies.c.study_uid == p.study_uid
+    ):
+        raise errors.uid_in_use()
+    if known.series is not None and not await _reaches(
+        conn, scope, series.c.series_uid == p.series_uid
+    ):
+        raise errors.uid_in_use()
+
+
+async def _reaches(conn: AsyncConnection, scope: ReadScope, where: ColumnElement[bool]) -> bool:
+    """Whether the scope admits any current instance under ``where``."""
+    condition = scope.condition()
+    visible = (
+        select(instances.c.id)
+        .select_from(
+            instances.join(series, instances.c.series_fk == series.c.id).join(
+                studies, series.c.study_fk == studies.c.id
+            )
+        )
+        .where(instances.c.is_current.is_(True), where)
+    )
+    if condition is not None:
+        visible = visible.where(condition)
+    return bool((await conn.execute(select(exists(visible)))).scalar())
+
+
+def _namespace(patient: dict[str, Any], scope: ReadScope) -> str:
+    """Where a new study's patient is looked up: an issuer's IDs are shared, an ID without an
+    issuer stays with its sender (the owner of a clinic's objects)."""
+    return "" if patient["issuer"] else scope.owner or ""
 
 
 def _parse(temp: Path, expect: Expected | None) -> ParsedInstance:

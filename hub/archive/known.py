@@ -26,9 +26,13 @@ _series = series.alias("known_series")
 _series_study = studies.alias("series_study")
 _one = select(literal(1).label("one")).subquery("one")
 
+_current_series = series.alias("current_series")
+
 KNOWN = select(
     _current.c.sha256.label("current_sha256"),
     _current.c.version.label("current_version"),
+    _current.c.actor.label("current_actor"),
+    _current_series.c.modality.label("current_modality"),
     _study.c.id.label("study_id"),
     _study.c.attrs.label("study_attrs"),
     _patient.c.id.label("patient_fk"),
@@ -43,6 +47,7 @@ KNOWN = select(
         _current,
         (_current.c.sop_uid == bindparam("sop_uid")) & _current.c.is_current.is_(True),
     )
+    .outerjoin(_current_series, _current_series.c.id == _current.c.series_fk)
     .outerjoin(_study, _study.c.study_uid == bindparam("study_uid"))
     .outerjoin(_patient, _patient.c.id == _study.c.patient_fk)
     .outerjoin(_series, _series.c.series_uid == bindparam("series_uid"))
@@ -55,6 +60,7 @@ class Known:
     """The index rows an incoming object meets (None: not there yet)."""
 
     current: tuple[str, int] | None  # (sha256, version) of the current instance
+    current_owner: tuple[str | None, str] | None  # (actor, modality) of the current instance
     patient_key: tuple[str, str] | None  # (patient_id, issuer) of the study's patient
     patient: KnownRow | None
     study: KnownRow | None
@@ -71,6 +77,7 @@ async def lookup(conn: AsyncConnection, p: ParsedInstance) -> Known:
     has_study, has_series = row.study_id is not None, row.series_id is not None
     return Known(
         current=(row.current_sha256, row.current_version) if row.current_sha256 else None,
+        current_owner=(row.current_actor, row.current_modality) if row.current_sha256 else None,
         patient_key=(row.patient_id, row.issuer) if has_study else None,
         patient=(row.patient_fk, row.patient_attrs) if has_study else None,
         study=(row.study_id, row.study_attrs) if has_study else None,

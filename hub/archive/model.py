@@ -5,17 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hub.archive.scope import ReadScope
+
 IngestStatus = Literal["stored", "duplicate", "version", "failed"]
 
 
 @dataclass(frozen=True)
 class Source:
-    """Who or what delivered an object: recorded with it and in the audit trail."""
+    """Who or what delivered an object: recorded with it and in the audit trail.
+
+    ``scope``: what the sender may read. A write may only add to studies, series and instances
+    within it. None: the ingest asks its scope resolver (by ``actor``).
+    """
 
     door: str  # stow, dimse, telehealth, wsi, import
     actor: str | None = None
     address: str | None = None
     calling_ae: str | None = None
+    scope: ReadScope | None = None
 
 
 @dataclass
@@ -68,4 +75,6 @@ class InstanceRef:
     rows: int | None = None
     columns: int | None = None
     image_type: str = ""
+    actor: str | None = None
+    modality: str = ""
     extra: dict = field(default_factory=dict)

@@ -10,11 +10,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.archive.attributes import normalise_name, pad_time, tag_of
+from hub.archive.attributes import (
+    PATIENT_TAGS,
+    SHARED_TAGS,
+    STUDY_SHOWN_TAGS,
+    normalise_name,
+    pad_time,
+    pick,
+    tag_of,
+)
 from hub.archive.index import instances, patients, series, studies
+from hub.archive.scope import ReadScope
 
 Level = Literal["PATIENT", "STUDY", "SERIES", "INSTANCE"]
 LEVELS: tuple[Level, ...] = ("PATIENT", "STUDY", "SERIES", "INSTANCE")
@@ -31,12 +40,14 @@ class Key:
     kind: str  # text, cs, uid, date, time, int, pn, multi (a multi-valued CS)
 
 
+# A patient's name, birth date and sex are matched as each study recorded them (two senders
+# may name one patient differently); its ID and issuer are the patient's.
 KEYS: dict[str, Key] = {
-    "PatientName": Key("PATIENT", patients.c.patient_name, "pn"),
+    "PatientName": Key("PATIENT", studies.c.patient_name, "pn"),
     "PatientID": Key("PATIENT", patients.c.patient_id, "text"),
     "IssuerOfPatientID": Key("PATIENT", patients.c.issuer, "text"),
-    "PatientBirthDate": Key("PATIENT", patients.c.birth_date, "date"),
-    "PatientSex": Key("PATIENT", patients.c.sex, "cs"),
+    "PatientBirthDate": Key("PATIENT", studies.c.patient_birth_date, "date"),
+    "PatientSex": Key("PATIENT", studies.c.patient_sex, "cs"),
     "StudyInstanceUID": Key("STUDY", studies.c.study_uid, "uid"),
     "StudyDate": Key("STUDY", studies.c.study_date, "date"),
     "StudyTime": Key("STUDY", studies.c.study_time, "time"),
@@ -58,7 +69,7 @@ KEYS: dict[str, Key] = {
     "ContainerIdentifier": Key("INSTANCE", instances.c.container_id, "text"),
 }
 NORMALISED = {
-    patients.c.patient_name: patients.c.name_norm,
+    studies.c.patient_name: studies.c.patient_name_norm,
     studies.c.referring: studies.c.referring_norm,
 }
 TAG_TO_KEYWORD = {tag_of(k): k for k in KEYS}
@@ -82,8 +93,10 @@ class Query:
     include: set[str] | Literal["all"] = field(default_factory=set)
     limit: int | None = None
     offset: int = 0
-    # Extra SQL conditions over the instance/series/study join, set by a door for row-level
-    # access limits; the core applies them without knowing why.
+    # What the caller may read: matches, counts and the attributes shown all come from the
+    # objects it admits. Doors with a caller pass the caller's; ALL is for the hub's own use.
+    scope: ReadScope = ReadScope.ALL
+    # Extra SQL conditions over the instance/series/study join.
     restrict: list[ColumnElement[bool]] = field(default_factory=list)
 
 
@@ -109,6 +122,8 @@ def conditions(q: Query) -> list[ColumnElement[bool]]:
     if q.series_uid:
         where.append(series.c.series_uid == q.series_uid)
     where.extend(q.restrict)
+    if (limit := q.scope.condition()) is not None:
+        where.append(limit)
     permitted = allowed_levels(q.level)
     for raw_key, value in q.keys.items():
         keyword = TAG_TO_KEYWORD.get(tag_of(raw_key) or "", raw_key)
@@ -121,8 +136,31 @@ def conditions(q: Query) -> list[ColumnElement[bool]]:
             raise QueryError(f"{keyword} cannot be matched at {q.level} level")
         if value is None or value == "" or value == "*":
             continue  # universal matching
+        if keyword == "ModalitiesInStudy" and not q.scope.everything:
+            where.append(_in_visible_series(str(value), q.scope))
+            continue
         where.append(match(key, str(value), q.fuzzy))
     return where
+
+
+def _in_visible_series(value: str, scope: ReadScope) -> ColumnElement[bool]:
+    """ModalitiesInStudy for a caller who may read part of a study: the modalities of the
+    series it may read (the study's stored list names every sender's)."""
+    other_series, other_instances = series.alias("visible_series"), instances.alias("visible")
+    visible = (
+        select(other_series.c.id)
+        .select_from(
+            other_instances.join(other_series, other_instances.c.series_fk == other_series.c.id)
+        )
+        .where(
+            other_series.c.study_fk == studies.c.id,
+            other_series.c.modality.in_([v for v in value.split("\\") if v]),
+            other_instances.c.is_current.is_(True),
+        )
+    )
+    if (limit := scope.condition(other_instances, other_series)) is not None:
+        visible = visible.where(limit)
+    return exists(visible)
 
 
 def match(key: Key, value: str, fuzzy: bool) -> ColumnElement[bool]:
@@ -196,12 +234,15 @@ def _person_name(col: Any, value: str, fuzzy: bool) -> ColumnElement[bool]:
 async def run(conn: AsyncConnection, q: Query, cap: int) -> QueryResult:
     where = conditions(q)
     limit = min(q.limit, cap) if q.limit is not None else cap
-    stmt = _select_for(q.level).where(*where)
+    scoped = not q.scope.everything
+    stmt = (_scoped_select_for if scoped else _select_for)(q.level).where(*where)
     stmt = stmt.offset(q.offset).limit(limit + 1)
     rows = (await conn.execute(stmt)).mappings().all()
     truncated = len(rows) > limit
     rows = rows[:limit]
-    if q.level == "PATIENT":
+    if scoped:
+        out = await _scoped_rows(conn, q, rows)
+    elif q.level == "PATIENT":
         out = [_patient_row(r) for r in rows]
     elif q.level == "STUDY":
         out = [_study_row(r) for r in rows]
@@ -234,7 +275,6 @@ def _select_for(level: Level):
         return (
             select(
                 studies.c.id,
-                patients.c.attrs.label("p_attrs"),
                 studies.c.attrs.label("s_attrs"),
                 studies.c.modalities,
                 studies.c.num_series,
@@ -248,7 +288,6 @@ def _select_for(level: Level):
         return (
             select(
                 series.c.id,
-                patients.c.attrs.label("p_attrs"),
                 studies.c.attrs.label("s_attrs"),
                 series.c.attrs.label("se_attrs"),
                 series.c.num_instances,
@@ -266,7 +305,6 @@ def _select_for(level: Level):
     return (
         select(
             instances.c.id,
-            patients.c.attrs.label("p_attrs"),
             studies.c.attrs.label("s_attrs"),
             series.c.attrs.label("se_attrs"),
             instances.c.attrs.label("i_attrs"),
@@ -275,6 +313,117 @@ def _select_for(level: Level):
         .select_from(j)
         .order_by(*clinical_instance_order())
     )
+
+
+def _scoped_select_for(level: Level):
+    """As ``_select_for``, for a caller who may read only part of the archive: the counts are
+    of the objects it may read, and ``rep`` names the first of them, whose attributes it is
+    shown at the level of the row (the stored level rows hold what every sender gave)."""
+    j = _joined()
+    rep = func.min(instances.c.id).label("rep")
+    if level == "PATIENT":
+        count = func.count(func.distinct(studies.c.id)).label("n")
+        return (
+            select(patients.c.id, count, rep)
+            .select_from(j)
+            .group_by(patients.c.id)
+            .order_by(func.min(studies.c.patient_name), patients.c.id)
+        )
+    if level == "STUDY":
+        return (
+            select(
+                studies.c.id,
+                func.count(func.distinct(series.c.id)).label("num_series"),
+                func.count(instances.c.id).label("num_instances"),
+                rep,
+            )
+            .select_from(j)
+            .group_by(studies.c.id)
+            .order_by(studies.c.study_date.desc(), studies.c.study_time.desc(), studies.c.id)
+        )
+    if level == "SERIES":
+        return (
+            select(series.c.id, func.count(instances.c.id).label("num_instances"), rep)
+            .select_from(j)
+            .group_by(series.c.id, studies.c.id)
+            .order_by(
+                studies.c.id,
+                series.c.series_number.is_(None),
+                series.c.series_number,
+                series.c.first_time,
+                series.c.id,
+            )
+        )
+    return (
+        select(
+            instances.c.id.label("rep"),
+            instances.c.id,
+            instances.c.attrs.label("i_attrs"),
+            instances.c.transfer_syntax,
+        )
+        .select_from(j)
+        .order_by(*clinical_instance_order())
+    )
+
+
+async def _scoped_rows(conn: AsyncConnection, q: Query, rows: list[Any]) -> list[dict[str, Any]]:
+    shared = await _shared_attributes(conn, [r.rep for r in rows])
+    if q.level == "PATIENT":
+        return [
+            _merge(pick(shared[r.rep], PATIENT_TAGS), {NUMBER_OF_PATIENT_RELATED_STUDIES: _is(r.n)})
+            for r in rows
+        ]
+    if q.level == "STUDY":
+        modalities = await _visible_modalities(conn, q.scope, [r.id for r in rows])
+        return [
+            _merge(
+                pick(shared[r.rep], STUDY_SHOWN_TAGS),
+                _study_counts(modalities.get(r.id, []), r.num_series, r.num_instances),
+            )
+            for r in rows
+        ]
+    if q.level == "SERIES":
+        return [
+            _merge(shared[r.rep], {NUMBER_OF_SERIES_RELATED_INSTANCES: _is(r.num_instances)})
+            for r in rows
+        ]
+    return [await _instance_row(conn, r, q.include, [shared[r.rep]]) for r in rows]
+
+
+async def _shared_attributes(conn: AsyncConnection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The patient, study and series attributes each of these instances carries."""
+    if not ids:
+        return {}
+    stmt = select(instances.c.id, instances.c.shared, instances.c.metadata).where(
+        instances.c.id.in_(ids)
+    )
+    out = {}
+    for row in (await conn.execute(stmt)).all():
+        if row.shared != "{}":
+            out[row.id] = json.loads(row.shared)
+        else:  # indexed before instances kept their shared attributes
+            out[row.id] = pick(json.loads(row.metadata), SHARED_TAGS)
+    return out
+
+
+async def _visible_modalities(
+    conn: AsyncConnection, scope: ReadScope, study_ids: list[int]
+) -> dict[int, list[str]]:
+    if not study_ids:
+        return {}
+    stmt = (
+        select(series.c.study_fk, series.c.modality)
+        .distinct()
+        .select_from(instances.join(series, instances.c.series_fk == series.c.id))
+        .where(instances.c.is_current.is_(True), series.c.study_fk.in_(study_ids))
+    )
+    if (limit := scope.condition()) is not None:
+        stmt = stmt.where(limit)
+    out: dict[int, list[str]] = {}
+    for study_fk, modality in (await conn.execute(stmt)).all():
+        if modality:
+            out.setdefault(study_fk, []).append(modality)
+    return {k: sorted(v) for k, v in out.items()}
 
 
 def clinical_instance_order() -> list[Any]:
@@ -303,28 +452,34 @@ def _patient_row(r: Any) -> dict[str, Any]:
 
 
 def _study_row(r: Any) -> dict[str, Any]:
-    counts = {
-        MODALITIES_IN_STUDY: {"vr": "CS", "Value": [m for m in r.modalities.split("\\") if m]},
-        NUMBER_OF_STUDY_RELATED_SERIES: _is(r.num_series),
-        NUMBER_OF_STUDY_RELATED_INSTANCES: _is(r.num_instances),
+    modalities = [m for m in r.modalities.split("\\") if m]
+    return _merge(json.loads(r.s_attrs), _study_counts(modalities, r.num_series, r.num_instances))
+
+
+def _study_counts(modalities: list[str], num_series: int, num_instances: int) -> dict[str, Any]:
+    return {
+        # OHIF fails on an element with a VR and an empty Value: no Value key then.
+        MODALITIES_IN_STUDY: {"vr": "CS", "Value": modalities} if modalities else {"vr": "CS"},
+        NUMBER_OF_STUDY_RELATED_SERIES: _is(num_series),
+        NUMBER_OF_STUDY_RELATED_INSTANCES: _is(num_instances),
     }
-    if not counts[MODALITIES_IN_STUDY]["Value"]:
-        counts[MODALITIES_IN_STUDY] = {"vr": "CS"}
-    return _merge(json.loads(r.p_attrs), json.loads(r.s_attrs), counts)
 
 
 def _series_row(r: Any) -> dict[str, Any]:
     return _merge(
-        json.loads(r.p_attrs),
         json.loads(r.s_attrs),
         json.loads(r.se_attrs),
         {NUMBER_OF_SERIES_RELATED_INSTANCES: _is(r.num_instances)},
     )
 
 
-async def _instance_row(conn: AsyncConnection, r: Any, include: set[str] | str) -> dict[str, Any]:
-    parts = [json.loads(r.p_attrs), json.loads(r.s_attrs), json.loads(r.se_attrs)]
-    parts.append(json.loads(r.i_attrs))
+async def _instance_row(
+    conn: AsyncConnection, r: Any, include: set[str] | str, levels: list[dict] | None = None
+) -> dict[str, Any]:
+    """``levels``: the attributes of the levels above; by default the stored level rows'."""
+    if levels is None:
+        levels = [json.loads(r.s_attrs), json.loads(r.se_attrs)]
+    parts = [*levels, json.loads(r.i_attrs)]
     if include:
         full = json.loads(
             (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,10 +40,17 @@ class BlobStore:
         fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="in-", suffix=".part")
         return fd, Path(name)
 
-    def clear_temp(self) -> int:
-        """Remove temp files left by an interrupted write; returns how many."""
+    def clear_temp(self, older_than: float = 0.0) -> int:
+        """Remove temp files left by an interrupted write, sparing those written to within
+        ``older_than`` seconds (an upload may still be filling them); returns how many."""
         count = 0
+        now = time.time()
         for p in self.tmp_dir.glob("*.part"):
+            try:
+                if older_than and now - p.stat().st_mtime < older_than:
+                    continue
+            except FileNotFoundError:
+                continue
             p.unlink(missing_ok=True)
             count += 1
         return count
@@ -56,13 +64,14 @@ class BlobStore:
     def commit(self, temp: Path, sha256: str) -> bool:
         """Move a finished temp file into place. Returns False if the blob already existed."""
         target = self.path(sha256)
-        if target.exists():
+        if self.claim_existing(sha256):
             temp.unlink(missing_ok=True)
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(temp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(temp, 0o444)
+        os.utime(temp)  # a blob's mtime is when the store took it (see hub.archive.orphans)
         os.replace(temp, target)
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
@@ -71,9 +80,21 @@ class BlobStore:
             os.close(dir_fd)
         return True
 
+    def claim_existing(self, sha256: str) -> bool:
+        """Whether the blob is stored, touching it for a write that reuses it: a repair
+        running beside this process then spares it (``hub.archive.orphans``), or has just
+        moved it away, and the write stores its own copy."""
+        try:
+            os.utime(self.path(sha256))
+        except FileNotFoundError:
+            return False
+        except PermissionError:  # a blob this user does not own (restored by another)
+            return self.exists(sha256)
+        return True
+
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if self.exists(sha):
+        if self.claim_existing(sha):
             return sha
         fd, temp = self.new_temp()
         with os.fdopen(fd, "wb") as f:
@@ -129,6 +150,10 @@ class BlobStore:
                 _, old = self._fds.popitem(last=False)
                 os.close(old)
             return fd
+
+    def forget(self, sha256: str) -> None:
+        """Drop the cached descriptor of a blob moved away (quarantined)."""
+        self._close_fd(sha256)
 
     def _close_fd(self, sha256: str) -> None:
         with self._lock:

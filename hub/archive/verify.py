@@ -1,17 +1,19 @@
 """Consistency check between the index and the blob store, with repair.
 
 Rows whose blob is missing or altered are data loss and are reported (never silently dropped);
-blobs no row refers to are orphans of an interrupted ingest and are moved to quarantine.
+blobs no row refers to are orphans of an interrupted ingest and are moved to quarantine, and
+temp files of interrupted uploads are removed. The repair is safe beside a serving hub: what
+may still be in flight (younger than the grace period) is kept, see ``hub.archive.orphans``.
 """
 
 from __future__ import annotations
 
-import shutil
+import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import select
 
+from hub.archive import orphans
 from hub.archive.archive import Archive
 from hub.archive.index import instances
 
@@ -23,6 +25,7 @@ class Report:
     corrupt: list[str] = field(default_factory=list)  # sop uids whose blob hash differs
     orphans: list[str] = field(default_factory=list)  # blob hashes no row refers to
     temp_files: int = 0
+    kept: list[str] = field(default_factory=list)  # orphans spared by the repair (in flight?)
     repaired: bool = False
 
     @property
@@ -44,22 +47,33 @@ def _scan(archive: Archive, rows: list, deep: bool) -> Report:
     return report
 
 
-def _repair(archive: Archive, report: Report) -> None:
-    quarantine = archive.settings.data_dir / "quarantine"
-    for sha in report.orphans:
-        quarantine.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(archive.store.path(sha)), str(Path(quarantine) / sha))
-    archive.store.clear_temp()
+async def scan(archive: Archive, *, deep: bool = True) -> Report:
+    async with archive.engine.connect() as conn:
+        rows = (await conn.execute(select(instances.c.sop_uid, instances.c.sha256))).all()
+    return await asyncio.get_running_loop().run_in_executor(None, _scan, archive, rows, deep)
+
+
+async def repair_found(
+    archive: Archive, report: Report, *, grace: float = orphans.GRACE_SECONDS
+) -> None:
+    """Quarantine the report's orphans and remove old temp files, sparing what is in flight."""
+    moved = await orphans.quarantine(
+        archive.engine,
+        archive.store,
+        archive.settings.data_dir / "quarantine",
+        report.orphans,
+        grace=grace,
+        lock=archive.ingestor.lock,
+    )
+    report.kept = [sha for sha in report.orphans if sha not in moved]
+    loop = asyncio.get_running_loop()
+    removed = await loop.run_in_executor(None, archive.store.clear_temp, grace)
+    report.temp_files -= removed
     report.repaired = True
 
 
 async def verify(archive: Archive, *, deep: bool = True, repair: bool = False) -> Report:
-    import asyncio
-
-    async with archive.engine.connect() as conn:
-        rows = (await conn.execute(select(instances.c.sop_uid, instances.c.sha256))).all()
-    loop = asyncio.get_running_loop()
-    report = await loop.run_in_executor(None, _scan, archive, rows, deep)
+    report = await scan(archive, deep=deep)
     if repair and (report.orphans or report.temp_files):
-        await loop.run_in_executor(None, _repair, archive, report)
+        await repair_found(archive, report)
     return report

@@ -20,7 +20,7 @@ from hub.dicomweb.responses import (
     warning,
 )
 from hub.requestdata import INT64_MAX, BadInput, parse_int
-from hub.security.visibility import read_restriction
+from hub.security.visibility import request_scope
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
 LIST_KINDS = {"cs", "uid", "multi"}
@@ -69,6 +69,7 @@ def parse_query(request: web.Request, level: Level) -> Query:
         include=include,
         limit=_non_negative(params.get("limit"), "limit"),
         offset=_non_negative(params.get("offset"), "offset") or 0,
+        scope=request_scope(request),
     )
 
 
@@ -124,10 +125,6 @@ def _search(level: Level):
             q = parse_query(request, level)
         except QueryError as exc:
             return problem(400, str(exc))
-        if "principal" in request:  # set by the access gate; absent in an app without one
-            restriction = read_restriction(request["principal"])
-            if restriction is not None:
-                q.restrict.append(restriction)
         try:
             page = await archive.search_page(q)
         except QueryError as exc:

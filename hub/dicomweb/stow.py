@@ -12,6 +12,8 @@ from hub.app_keys import ARCHIVE_KEY
 from hub.archive import IngestResult, Source, errors
 from hub.dicomweb.multipart import BadBody, StagedPart, TooLarge, stage_parts
 from hub.dicomweb.responses import base_url, dicom_json, element, warning
+from hub.security import actor_of
+from hub.security.visibility import scope_of
 
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_SEQUENCE = "00081199"
@@ -45,7 +47,8 @@ async def store_instances(request: web.Request) -> web.Response:
         raise
     if not staged:
         return _refused(400, "The body holds no parts")
-    source = Source("stow", actor=_actor(request), address=request.remote)
+    who = request.get("principal")
+    source = Source("stow", actor=actor_of(who), address=request.remote, scope=scope_of(who))
     results = [await _ingest_part(archive, part, target_study, source) for part in staged]
     return _response(request, results, target_study)
 
@@ -182,8 +185,3 @@ def _discard(staged: list[StagedPart]) -> None:
     for part in staged:
         if part.temp is not None:
             part.temp.unlink(missing_ok=True)
-
-
-def _actor(request: web.Request) -> str | None:
-    principal = request.get("principal")
-    return getattr(principal, "username", None) if principal is not None else None

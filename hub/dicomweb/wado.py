@@ -34,6 +34,7 @@ from hub.dicomweb.responses import (
     not_modified,
     problem,
 )
+from hub.security.visibility import request_scope
 
 INLINE_READ_LIMIT = 1 << 20  # frames below this are read on the loop: one pread from page cache
 MAX_FRAMES_PER_REQUEST = 10_000
@@ -52,8 +53,12 @@ def _immutable(archive: Archive) -> bool:
 
 
 async def _refs(request: web.Request) -> list[InstanceRef]:
+    """What the path names that the caller may read: a study or series answers with the
+    caller's part of it."""
     m = request.match_info
-    return await request.app[ARCHIVE_KEY].instances(m["study"], m.get("series"), m.get("instance"))
+    return await request.app[ARCHIVE_KEY].instances(
+        m["study"], m.get("series"), m.get("instance"), scope=request_scope(request)
+    )
 
 
 # -- instances -----------------------------------------------------------------
@@ -155,14 +160,11 @@ def parse_frame_list(text: str, count: int) -> list[int]:
 async def _frame_entry(request: web.Request) -> tuple[InstanceRef, FrameTable | None]:
     archive = request.app[ARCHIVE_KEY]
     m = request.match_info
-    entry = archive.cached_frame_table(m["instance"])
-    if (
-        entry is not None
-        and entry[0].study_uid == m["study"]
-        and entry[0].series_uid == m["series"]
-    ):
+    scope = request_scope(request)
+    entry = archive.cached_frame_table(m["study"], m["series"], m["instance"], scope=scope)
+    if entry is not None:
         return entry
-    return await archive.frame_table(m["study"], m["series"], m["instance"])
+    return await archive.frame_table(m["study"], m["series"], m["instance"], scope=scope)
 
 
 async def frames(request: web.Request) -> web.Response:

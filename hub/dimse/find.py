@@ -26,7 +26,7 @@ from hub.dimse.access import AccessPolicy, NotAuthorized
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.status import CANCEL, PENDING, SUCCESS, status
 from hub.security.accounts import Principal
-from hub.security.visibility import read_restriction, worklist_restriction
+from hub.security.visibility import scope_of, worklist_restriction
 from hub.worklist.dataset import worklist_dataset
 from hub.worklist.model import STATUSES, WorklistFilter
 from hub.worklist.model import search as search_worklist
@@ -142,8 +142,7 @@ def _rows_to_datasets(rows: list[dict], identifier: Dataset) -> Iterator[Dataset
 def scoped_query(identifier: Dataset, model: str, who: Principal) -> Query:
     """The identifier as a query limited to what `who` may read (as its QIDO-RS would be)."""
     query = to_query(identifier, model)
-    if (restriction := read_restriction(who)) is not None:
-        query.restrict.append(restriction)
+    query.scope = scope_of(who)
     return query
 
 

@@ -64,14 +64,14 @@ class Selector:
                 f"a retrieve needs a unique key ({', '.join(UNIQUE_KEYS)})",
             )
         # Instances outside the caller's read scope are not selected: for it they do not exist.
-        instance_query = Query(level="INSTANCE", keys=keys, restrict=query.restrict)
+        instance_query = Query(level="INSTANCE", keys=keys, scope=query.scope)
         rows = self.bridge.call(self.archive.search_all(instance_query))
         wanted = {_value(r, SOP) for r in rows}
         studies = dict.fromkeys(_value(r, STUDY) for r in rows)
         found: list[StoredInstance] = []
         for study_uid in studies:
             try:
-                refs = self.bridge.call(self.archive.instances(study_uid))
+                refs = self.bridge.call(self.archive.instances(study_uid, scope=query.scope))
             except NotFound:
                 continue  # deleted between the query and now
             found += [

@@ -20,7 +20,8 @@ from hub.dimse.access import AccessPolicy, NotAuthorized
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.receive import take
 from hub.dimse.status import SUCCESS, status
-from hub.security.accounts import Principal
+from hub.security.accounts import Principal, actor_of
+from hub.security.visibility import scope_of
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,10 @@ def source_of(event: Event, who: Principal) -> Source:
     requestor = event.assoc.requestor
     return Source(
         door="dimse",
-        actor=who.user,
+        actor=actor_of(who),
         address=f"{requestor.address}:{requestor.port}",
         calling_ae=requestor.ae_title.strip(),
+        scope=scope_of(who),
     )
 
 

@@ -41,9 +41,10 @@ async def upload_errors(request: web.Request, handler):
 
 
 def actor_of(request: web.Request) -> str | None:
-    """The caller's user name, as the security middleware leaves it on the request."""
-    principal = request.get("principal")
-    return getattr(principal, "user", None)
+    """The caller's identity, as every door records it (None without the security package)."""
+    from hub.security import actor_of as principal_actor
+
+    return principal_actor(request.get("principal"))
 
 
 def may_see(request: web.Request, owner: str | None) -> bool:

@@ -1,6 +1,6 @@
 """Users, roles, tokens, TLS, encryption at rest and the tamper-evident audit trail."""
 
-from hub.security.accounts import Principal, ensure_admin, issue_token, resolve_token
+from hub.security.accounts import Principal, actor_of, ensure_admin, issue_token, resolve_token
 from hub.security.audit_trail import archive_subscriber, audit
 from hub.security.dimse_acl import ae_permitted
 from hub.security.middleware import principal, security_middleware
@@ -14,6 +14,7 @@ from hub.security.tls import (
 
 __all__ = [
     "Principal",
+    "actor_of",
     "ae_permitted",
     "archive_subscriber",
     "audit",

@@ -45,6 +45,12 @@ class Principal:
     def username(self) -> str:
         return self.user
 
+    @property
+    def actor(self) -> str:
+        """This principal's identity on what it stores (``instances.actor``) and in its read
+        scope: the user name, whatever door it comes through."""
+        return self.user
+
     def has(self, permission: str) -> bool:
         granted = ROLES.get(self.role, frozenset())
         return permission in granted and (self.scopes is None or permission in self.scopes)
@@ -56,6 +62,11 @@ class Principal:
             "via": self.via,
             "scopes": sorted(self.scopes if self.scopes is not None else ROLES[self.role]),
         }
+
+
+def actor_of(who: Principal | None) -> str | None:
+    """The actor every door records for a principal's writes (None: no principal)."""
+    return None if who is None else who.actor
 
 
 def _digest(secret: str) -> str:

@@ -69,7 +69,7 @@ class EncryptedBlobStore(BlobStore):
 
     # -- writes -----------------------------------------------------------------------------
     def commit(self, temp: Path, sha256: str) -> bool:
-        if self.exists(sha256):
+        if self.claim_existing(sha256):
             temp.unlink(missing_ok=True)
             return False
         fd, sealed = self.new_temp()

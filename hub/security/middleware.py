@@ -13,7 +13,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.security import accounts, visibility
+from hub.security import accounts
 from hub.security.access_audit import record_read
 from hub.security.accounts import Principal
 from hub.security.audit_trail import audit
@@ -181,53 +181,17 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
 
 
 async def _dicomweb_read(request: web.Request, handler, who: Principal) -> web.StreamResponse:
-    """Row-level read limits for roles that see part of the archive, then the access audit.
-
-    An object outside the caller's part answers 404, as if it did not exist: a 403 would
-    confirm that it does. Searches without a study in the path are limited by the DICOMweb
-    door with ``visibility.read_restriction``.
-    """
+    """The access audit of DICOMweb reads. What the caller may see within them is decided by
+    the archive, with the scope the door passes (``visibility.request_scope``): an object
+    outside it answers 404, as if it did not exist."""
     engine = engine_of(request)
-    match = request.match_info
-    study = match.get("study")
-    if study is not None and not await visibility.may_read_cached(
-        engine, who, study, match.get("series"), match.get("instance")
-    ):
-        await record_read(engine, request, who, 404)
-        return _json_error(404, "no such study, series or instance")
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         await record_read(engine, request, who, exc.status)
         raise
     await record_read(engine, request, who, response.status)
-    # QIDO applies the restriction in its query; metadata answers are filtered here.
-    searched = (request.match_info.route.name or "").startswith("dicomweb.read.qido")
-    if not searched and visibility.read_restriction(who) is not None:
-        await _filter_json_rows(engine, who, response)
     return response
-
-
-async def _filter_json_rows(engine: AsyncEngine, who: Principal, response) -> None:
-    """Drop rows of other users' objects from a metadata answer (DICOM JSON)."""
-    if not (
-        isinstance(response, web.Response)
-        and response.status == 200
-        and response.content_type == "application/dicom+json"
-        and isinstance(response.body, bytes)
-    ):
-        return
-    rows = await asyncio.to_thread(json.loads, response.body)
-    if not isinstance(rows, list):
-        return
-    kept = await visibility.filter_rows(engine, who, rows)
-    if len(kept) != len(rows):
-        response.body = await asyncio.to_thread(_json_bytes, kept)
-        response.headers.popall(hdrs.ETAG, None)  # the tag was for the unfiltered answer
-
-
-def _json_bytes(data: object) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.security import audit_trail as audit_mod
-from hub.security import cors, ratelimit, revocations
+from hub.security import cors, ratelimit, revocations, visibility
 from hub.security.accounts import ensure_admin, purge_expired
 from hub.security.admin_routes import add_admin_routes
 from hub.security.middleware import (
@@ -64,6 +64,8 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
         state.engine = archive.engine
     if state.data_dir is None:
         state.data_dir = Path(app[SETTINGS_KEY].data_dir)
+    if archive is not None:
+        archive.resolve_writer_scopes(visibility.writer_scopes(state.engine))
     await asyncio.to_thread(revocations.signal_for, state.engine)  # opens a file: not on the loop
     install_log_redaction()
     log = audit_mod.attach(state.engine, state.data_dir)

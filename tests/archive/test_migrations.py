@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pydicom
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -155,6 +156,9 @@ async def test_old_index_upgrades_in_place_and_loses_nothing(old_index: OldIndex
         assert len(found) == len(originals)
         served = {hashlib.sha256(await _retrieve(http, hub.url, ds)).hexdigest() for ds in found}
         assert served == originals
+        async with http.get(f"{hub.url}/dicomweb/studies") as r:
+            shown = {_value(row, "0020000D"): _value(row, "00100010") for row in await r.json()}
+        assert shown == _patient_names(old_index.manifest["files"])  # from the patient rows
         user, password = old_index.manifest["user"], old_index.manifest["password"]
         credentials = {"username": user, "password": password}
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as anonymous:
@@ -162,6 +166,20 @@ async def test_old_index_upgrades_in_place_and_loses_nothing(old_index: OldIndex
                 assert r.status == 200, await r.text()
             async with anonymous.get(f"{hub.url}/api/me") as r:
                 assert (await r.json())["user"] == user
+
+
+def _value(row: dict, tag: str) -> object:
+    value = row.get(tag, {}).get("Value", [None])[0]
+    return value.get("Alphabetic") if isinstance(value, dict) else value
+
+
+def _patient_names(files: dict[str, str]) -> dict[str, str | None]:
+    """Each fixture study's patient name, as its files give it."""
+    names: dict[str, str | None] = {}
+    for name in files:
+        ds = pydicom.dcmread(get_testdata_file(name), stop_before_pixels=True)
+        names[str(ds.StudyInstanceUID)] = str(ds.PatientName) or None
+    return names
 
 
 async def _ae_rules(url: str) -> list[tuple]:

@@ -178,3 +178,41 @@ async def test_a_freehand_outline_back_to_its_start_is_closed_once(slide_hub) ->
             (mine,) = (await r.json())["sets"]
     (outline,) = mine["annotations"]
     assert len(outline["points"]) == 4  # the repeated point and the closing one dropped
+
+
+async def test_a_pathologists_annotation_leaves_a_clinics_slide_open_to_it(
+    slide_hub, tmp_path: Path
+) -> None:
+    """A clinic's slide, annotated by a pathologist: the clinic still opens its study and the
+    slide's annotations (its part of them: none), and the pathologist sees its own set."""
+    from pydicom.uid import generate_uid
+
+    from hub.archive import Source
+
+    hub, study, level0 = slide_hub
+    (ref,) = await hub.archive.instances(study, sop_uid=level0)
+    ds = pydicom.dcmread(hub.archive.store.path(ref.sha256))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "clinic-slide.dcm", enforce_file_format=True)
+    stored = await hub.archive.ingest_file(
+        tmp_path / "clinic-slide.dcm", source=Source("stow", actor="clinic-x")
+    )
+    assert stored.ok, stored.message
+    clinic = await _as(hub, "clinic-x", "clinic")
+    pathologist = await _as(hub, "dr-lee", "pathologist")
+    url = f"{hub.url}/api/annotations/{ds.StudyInstanceUID}?image={ds.SOPInstanceUID}"
+    metadata = f"{hub.url}/dicomweb/studies/{ds.StudyInstanceUID}/metadata"
+    async with hub.session() as http:
+        async with http.post(url, json={"annotations": SHAPES[:2]}, headers=pathologist) as r:
+            assert r.status == 201, await r.text()
+        async with http.get(url, headers=clinic) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["sets"] == []
+        async with http.get(metadata, headers=clinic) as r:
+            assert r.status == 200
+            (row,) = await r.json(content_type=None)
+            assert row["00080018"]["Value"] == [ds.SOPInstanceUID]
+        async with http.get(url, headers=pathologist) as r:
+            (theirs,) = (await r.json())["sets"]
+            assert theirs["creator"] == "dr-lee" and theirs["mine"]
