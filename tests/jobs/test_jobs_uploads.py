@@ -16,6 +16,7 @@ import hub.jobs
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
+from hub.jobs.runner import JobRunner
 from hub.jobs.tables import jobs
 from hub.worklist import model as worklist
 
@@ -171,6 +172,48 @@ async def test_slide_conversion_reports_progress_and_ingests(client):
     assert {r.patient_id for r in refs} == {"P-UPLOAD"}
     polled = await (await client.get(f"/api/jobs/{job['id']}")).json()
     assert polled["status"] == "done" and polled["finished"]
+
+
+class LateProgressRunner(JobRunner):
+    """Holds every progress message until its job has finished, then delivers them.
+
+    The messages travel the real queue and reader thread; only their hand-over to the event loop
+    is postponed. A worker's progress and its result take different channels, so the result may
+    overtake the last messages; this forces that order, which no real queue can be made to keep.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: list[tuple] = []
+
+    def _on_progress(self, *message) -> None:
+        self.held.append(message)
+
+    async def _run(self, job, upload) -> None:
+        await super()._run(job, upload)
+        for message in self.held:
+            super()._on_progress(*message)
+
+
+async def test_progress_arriving_after_the_result_still_ends_with_the_totals(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub.jobs, "JobRunner", LateProgressRunner)
+    client = await start_client(tmp_path)
+    try:
+        created = await upload(client, corpus_file("wsi/CMU-1-Small-Region.svs"))
+        job = await complete(client, created["id"])
+        final = (await follow_events(client, job["id"]))[-1]
+        assert final["status"] == "done", final
+        assert final["frames_total"] > 0 and final["frames_done"] == final["frames_total"]
+        assert final["percent"] == 100.0
+        runner = client.app[hub.jobs.JOBS_KEY]
+        assert len(runner.held) >= 2  # the start and the last message did come, late
+        polled = await (await client.get(f"/api/jobs/{job['id']}")).json()
+        assert (polled["frames_done"], polled["frames_total"]) == (
+            final["frames_done"],
+            final["frames_total"],
+        )
+    finally:
+        await client.close()
 
 
 async def test_unreadable_slide_fails_with_reason_and_stores_nothing(client):
