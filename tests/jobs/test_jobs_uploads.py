@@ -314,19 +314,24 @@ async def test_upload_resumes_after_the_connection_drops_mid_chunk(client):
         + data[:sent]
     )
     await writer.drain()
-    await asyncio.sleep(0.3)
+
+    async def received() -> int:
+        return (await (await client.get(f"/api/uploads/{upload_id}")).json())["received"]
+
+    deadline = time.monotonic() + 60
+    while await received() < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # the bytes sent are on their way to the server's file
     writer.close()
     await writer.wait_closed()
+    assert await received() == sent
 
-    received = -1
-    for _ in range(50):  # the server notices the lost connection asynchronously
-        status = await (await client.get(f"/api/uploads/{upload_id}")).json()
-        received = status["received"]
-        if received == sent:
-            break
+    # Until the server notices the lost connection, the upload's chunk is still being written.
+    url = f"/api/uploads/{upload_id}?offset={sent}"
+    while (resp := await client.put(url, data=data[sent:])).status == 409:
+        assert "being written" in (await resp.json())["error"]
+        assert time.monotonic() < deadline, "the server did not notice the lost connection"
         await asyncio.sleep(0.1)
-    assert received == sent
-    resp = await client.put(f"/api/uploads/{upload_id}?offset={sent}", data=data[sent:])
+    assert resp.status == 200, await resp.text()
     assert (await resp.json())["received"] == len(data)
     job = await complete(client, upload_id)
     final = (await follow_events(client, job["id"]))[-1]
