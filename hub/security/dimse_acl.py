@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.security.dimse_services import SERVICES
 from hub.security.tables import ae_permissions
 
-SERVICES = ("store", "find", "move", "get", "worklist")
+__all__ = ["SERVICES", "ae_permitted", "allow_ae", "list_ae", "remove_ae"]
 
 
 def _normalise(ae_title: str) -> str:
