@@ -10,7 +10,8 @@ from pathlib import Path
 
 from hub.config import Settings
 
-# Packages that add their own subcommands through `register(subparsers)`.
+# Packages that add their own subcommands through `register(subparsers)`. Every command (and
+# --help) builds the whole parser, so these modules import nothing heavy at module level.
 COMMAND_MODULES: list[str] = [
     "hub.security.cli",
     "hub.worklist.cli",
