@@ -1,5 +1,7 @@
 """Slide conversion side by side: Tessera vs wsidicomizer vs OrthancWSIDicomizer vs plain cp.
 
+Tessera is timed as users run it: the `tessera convert` console script of the Python running this
+script, importing this checkout (PYTHONPATH), with its progress bar off as the peers print none.
 Not a test. Needs the peers from `bash ../shared/peers/setup.sh` (inputs in /tmp/peers/data, the
 wsidicomizer venv, OrthancWSIDicomizer, /usr/bin/time). Every (slide, tool) pair runs RUNS times,
 interleaved so that load from other processes hits all tools alike, each into a fresh folder, under
@@ -43,16 +45,18 @@ TOOLS = [
     "tessera-reencode",
     "tessera-reencode-420",
     "tessera-reencode-420-q80",
+    "python-m-wsi",
     "wsidicomizer",
     "wsidicomizer-tx",
     "orthanc",
     "orthanc-reencode",
 ]
-PYTHON = sys.executable
+REPO = Path(__file__).resolve().parents[1]
+TESSERA = Path(sys.executable).with_name("tessera")  # the console script users run
 
 
 def command(tool: str, src: Path, out: Path) -> list[str]:
-    tessera = [PYTHON, "-m", "wsi", "convert", str(src), "--out", str(out), "--quiet"]
+    tessera = [str(TESSERA), "convert", str(src), "--out", str(out), "--quiet"]
     orthanc = ["OrthancWSIDicomizer", "--threads=2", f"--folder={out}"]
     if src.suffix == ".ndpi":
         orthanc.append(f"--openslide={_libopenslide()}")
@@ -65,6 +69,17 @@ def command(tool: str, src: Path, out: Path) -> list[str]:
         "tessera-reencode-420-q80": [
             *tessera,
             *("--codec", "jpeg", "--jpeg-mode", "ycbcr420", "--quality", "80"),
+        ],
+        # The library's own command, without the hub: what `tessera convert` should match.
+        "python-m-wsi": [
+            sys.executable,
+            "-m",
+            "wsi",
+            "convert",
+            str(src),
+            "--out",
+            str(out),
+            "--quiet",
         ],
         "wsidicomizer": [str(PEERS_VENV / "wsidicomizer"), "-i", str(src), "-o", str(out)],
         "wsidicomizer-tx": [
@@ -106,9 +121,10 @@ def run_once(tool: str, slide: str, n: int) -> Run:
         out.mkdir(parents=True)
     timing = OUT / f"{tool}-{slide}-r{n}.time"
     cmd = ["/usr/bin/time", "-v", "-o", str(timing), *command(tool, src, out)]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    cwd = Path(__file__).resolve().parents[1]
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO)}
+    proc = psutil.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO
+    )
     tree_peak = 0
     while proc.poll() is None:
         tree_peak = max(tree_peak, _tree_rss(proc))
@@ -190,6 +206,8 @@ def main() -> int:
     parser.add_argument("--append", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     missing = [str(SLIDES[s]) for s in args.slides if not SLIDES[s].exists()]
+    if not TESSERA.exists():
+        missing.append(f"{TESSERA} (pip install -e . into this Python's environment)")
     if missing:
         print(f"missing {missing}: run `bash ../shared/peers/setup.sh` first", file=sys.stderr)
         return 2
@@ -214,7 +232,8 @@ def main() -> int:
         section = (
             f"\n## Slide conversion, {stamp}\n\n"
             f"`python bench/convert_bench.py --runs {args.runs} --slides {' '.join(args.slides)}"
-            f" --append`; {os.cpu_count()} cores; load average before {load_before[0]:.1f}, "
+            f" --tools {' '.join(args.tools)} --append` (Tessera: `tessera convert`);"
+            f" {os.cpu_count()} cores; load average before {load_before[0]:.1f}, "
             f"after {load_after[0]:.1f} (other processes shared the machine).\n\n{report}\n"
         )
         with RESULTS.open("a") as fh:

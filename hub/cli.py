@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import sys
 from pathlib import Path
 
 from hub.config import Settings
-from hub.eventloop import run
 
-# Packages that add their own subcommands through `register(subparsers)`.
+# Packages that add their own subcommands through `register(subparsers)`. Every command (and
+# --help) builds the whole parser, so these modules import nothing heavy at module level.
 COMMAND_MODULES: list[str] = [
     "hub.security.cli",
     "hub.worklist.cli",
     "hub.forward.cli",
     "hub.db_cli",
-    "wsi.cli",
+    "hub.convert_cli",
 ]
 
 
@@ -114,6 +113,7 @@ def settings_from(args: argparse.Namespace, **overrides) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from hub.eventloop import run
     from hub.server import serve
 
     settings = settings_from(
@@ -136,17 +136,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
+    from hub.eventloop import run
 
     return run(run_demo(settings_from(args, host=args.host, port=args.port)))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    import asyncio
+
     from hub.importer import import_paths
 
     return asyncio.run(import_paths(settings_from(args), args.paths))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
     from hub.archive import Archive
     from hub.archive.verify import verify
 

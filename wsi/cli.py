@@ -1,13 +1,15 @@
-"""`tessera convert SLIDE`: vendor whole-slide image -> DICOM WSI files, or into the archive.
+"""`python -m wsi convert SLIDE --out DIR`: vendor whole-slide image -> DICOM WSI files.
 
-Imports stay light at module level: the hub's parser imports this module on every command.
+The hub's `tessera convert` is this command with one more destination (the archive); both build
+on the parser and the conversion here. Imports stay light at module level: parsing and `--help`
+load no codec, image or DICOM library.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,14 @@ from wsi.options import CODECS, JPEG_MODES
 
 
 def register(subparsers: Any) -> None:
+    add_parser(subparsers).set_defaults(func=cmd_convert)
+
+
+def add_parser(
+    subparsers: Any, *destinations: tuple[str, dict[str, Any]]
+) -> argparse.ArgumentParser:
+    """The `convert` parser. Each of ``destinations`` (a flag and its add_argument keywords) is
+    one more alternative to ``--out``."""
     convert = subparsers.add_parser(
         "convert",
         help="convert a vendor whole-slide image to a DICOM WSI pyramid",
@@ -24,9 +34,8 @@ def register(subparsers: Any) -> None:
     convert.add_argument("slide", type=Path, help="the vendor slide file")
     where = convert.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="write the DICOM files into this folder")
-    where.add_argument(
-        "--into-archive", action="store_true", help="ingest the result into the archive (--data)"
-    )
+    for flag, keywords in destinations:
+        where.add_argument(flag, **keywords)
     convert.add_argument("--patient-id", default="")
     convert.add_argument("--patient-name", default="")
     convert.add_argument("--accession", default="")
@@ -40,10 +49,24 @@ def register(subparsers: Any) -> None:
     convert.add_argument("--workers", type=int, default=None, help="default: CPU count")
     convert.add_argument("--no-label", action="store_true", help="leave the slide label out")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
-    convert.set_defaults(func=cmd_convert)
+    return convert
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    paths = run_conversion(args, args.out)
+    if paths is None:
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
+def run_conversion(args: argparse.Namespace, out: Path) -> list[Path] | None:
+    """Convert ``args.slide`` into ``out`` as the options say; None (the reason printed) if the
+    slide cannot be converted."""
+    # Before numpy loads: the converter does no linear algebra, and OpenBLAS's start-up threads
+    # would spin on the cores the conversion needs.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from wsi import ConversionError, ConvertOptions, SlideIds, convert_slide
 
     try:
@@ -64,55 +87,30 @@ def cmd_convert(args: argparse.Namespace) -> int:
             include_label=not args.no_label,
             **extra,
         )
-        if args.out is not None:
-            paths = _convert(convert_slide, args, args.out, ids, options)
-            for path in paths:
-                print(path)
-            return 0
-        with tempfile.TemporaryDirectory(prefix="tessera-convert-") as tmp:
-            paths = _convert(convert_slide, args, Path(tmp) / "out", ids, options)
-            return _ingest(args, paths)
+        if args.quiet:
+            return convert_slide(args.slide, out, ids, options)
+        with _ProgressBar(args.slide.name) as progress:
+            return convert_slide(args.slide, out, ids, options, progress)
     except ConversionError as exc:
         print(f"convert: {exc}", file=sys.stderr)
-        return 1
+        return None
 
 
-def _convert(convert_slide, args: argparse.Namespace, out: Path, ids, options) -> list[Path]:
-    if args.quiet:
-        return convert_slide(args.slide, out, ids, options)
-    from tqdm import tqdm
+class _ProgressBar:
+    """A tqdm bar fed by the converter's ``progress(done, total)`` calls."""
 
-    tqdm.monitor_interval = 0  # no monitor thread: the converter forks its workers
-    with tqdm(unit="frame", desc=args.slide.name, dynamic_ncols=True) as bar:
+    def __init__(self, name: str) -> None:
+        from tqdm import tqdm
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+        tqdm.monitor_interval = 0  # no monitor thread: the converter forks its workers
+        self._bar = tqdm(unit="frame", desc=name, dynamic_ncols=True)
 
-        return convert_slide(args.slide, out, ids, options, progress)
+    def __enter__(self) -> _ProgressBar:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
 
-def _ingest(args: argparse.Namespace, paths: list[Path]) -> int:
-    import asyncio
-
-    from hub.archive import Source
-    from hub.config import Settings
-    from hub.runtime import open_archive
-
-    async def run() -> int:
-        archive = await open_archive(Settings.from_env(data_dir=getattr(args, "data", None)))
-        failed = 0
-        try:
-            for path in paths:
-                result = await archive.ingest_file(
-                    path, source=Source(door="wsi", actor=None), keep_source=False
-                )
-                print(f"{path.name}: {result.status} {result.sop_instance_uid}")
-                if not result.ok:
-                    failed += 1
-                    print(f"  {result.message}", file=sys.stderr)
-        finally:
-            await archive.close()
-        return 1 if failed else 0
-
-    return asyncio.run(run())
+    def __call__(self, done: int, total: int) -> None:
+        self._bar.total = total
+        self._bar.update(done - self._bar.n)

@@ -224,11 +224,10 @@ class _Conversion:
     def _advance(self, frames: int) -> None:
         if self._failed.is_set():
             raise _Stopped("stopped: another part of the conversion failed")
-        with self._lock:
+        with self._lock:  # reported under the lock: two threads advance, callers see done rise
             self.done += frames
-            done = self.done
-        if self.progress is not None:
-            self.progress(done, self.total)
+            if self.progress is not None:
+                self.progress(self.done, self.total)
 
     # -- pyramid levels ------------------------------------------------------------------------
 

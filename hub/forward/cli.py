@@ -1,26 +1,26 @@
 """`tessera forward list|show|retry|cancel|send|targets`: the forward queue from the command line.
 
 Works on the index directly, with or without the server running; a running server picks up
-retried tasks at its next queue scan (``poll_interval``).
+retried tasks at its next queue scan (``poll_interval``). Building the parser imports nothing
+heavy; the queue and the archive load when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hub.archive import Archive, NotFound
-from hub.archive.index import create_schema, make_engine
 from hub.config import Settings
-from hub.forward.config import ConfigError, ForwardConfig, load_config
-from hub.forward.queue import ForwardQueue, Task, TaskNotFound, TaskStateError
-from hub.forward.tables import STATES
+from hub.forward.states import STATES
+
+if TYPE_CHECKING:
+    from hub.forward.config import ForwardConfig
+    from hub.forward.queue import ForwardQueue, Task
 
 
 def register(subparsers: Any) -> None:
@@ -63,11 +63,13 @@ def register(subparsers: Any) -> None:
         command.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder")
 
 
-Handler = Callable[[argparse.Namespace, Settings, ForwardQueue], Awaitable[int]]
+Handler = Callable[[argparse.Namespace, Settings, "ForwardQueue"], Awaitable[int]]
 
 
 def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        import asyncio
+
         settings = Settings.from_env(data_dir=getattr(args, "data", None))
         if settings.database_url is None and not settings.data_dir.is_dir():
             print(f"no data folder {settings.data_dir} (give it with --data)", file=sys.stderr)
@@ -78,6 +80,9 @@ def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
 
 async def _with_queue(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
+    from hub.archive.index import create_schema, make_engine
+    from hub.forward.queue import ForwardQueue
+
     engine = make_engine(settings.db_url)
     try:
         await create_schema(engine)
@@ -109,6 +114,8 @@ def _row(*cells: object) -> str:
 
 
 async def cmd_show(args: argparse.Namespace, _settings: Settings, queue: ForwardQueue) -> int:
+    from hub.forward.queue import TaskNotFound
+
     try:
         task = await queue.get(args.id)
     except TaskNotFound as exc:
@@ -133,6 +140,8 @@ async def cmd_cancel(args: argparse.Namespace, _settings: Settings, queue: Forwa
 
 
 async def _each(ids: list[int], change: Callable[[int], Awaitable[Task]], done: str) -> int:
+    from hub.forward.queue import TaskNotFound, TaskStateError
+
     failed = 0
     for task_id in ids:
         try:
@@ -145,6 +154,8 @@ async def _each(ids: list[int], change: Callable[[int], Awaitable[Task]], done: 
 
 
 async def cmd_send(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
+    from hub.archive import Archive, NotFound
+
     config = _config_or_none(settings)
     if config is None:
         return 1
@@ -188,6 +199,8 @@ async def cmd_targets(args: argparse.Namespace, settings: Settings, queue: Forwa
 
 
 def _config_or_none(settings: Settings) -> ForwardConfig | None:
+    from hub.forward.config import ConfigError, load_config
+
     try:
         return load_config(settings)
     except ConfigError as exc:
@@ -198,4 +211,4 @@ def _config_or_none(settings: Settings) -> ForwardConfig | None:
 def _when(task: Task) -> str:
     if task.state != "pending":
         return ""
-    return datetime.fromtimestamp(task.next_attempt_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(task.next_attempt_at))

@@ -6,14 +6,12 @@ the instance, so a stored instance always has its forwards queued.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from sqlalchemy import Column, Float, Index, Integer, String, Table, Text
 
 from hub.archive.index import metadata
+from hub.forward.states import STATES, TaskState
 
-TaskState = Literal["pending", "in_flight", "done", "dead", "cancelled"]
-STATES: tuple[TaskState, ...] = ("pending", "in_flight", "done", "dead", "cancelled")
+__all__ = ["STATES", "TaskState", "forward_tasks"]
 
 forward_tasks = Table(
     "forward_tasks",

@@ -140,10 +140,10 @@ class JobRunner:
         out_dir = self.work_dir / job["id"]
         try:
             if job["kind"] == "convert":
-                paths = await self._convert(job, upload, out_dir)
+                paths, progress = await self._convert(job, upload, out_dir)
             else:
-                paths = [upload.path]
-            await self._ingest(job, paths, upload)
+                paths, progress = [upload.path], {}
+            await self._ingest(job, paths, upload, progress)
             await self.uploads.consumed(upload.id)
             await asyncio.to_thread(shutil.rmtree, upload.path.parent, True)
             await self._set(job, status="done", percent=100.0, eta_seconds=0.0)
@@ -161,7 +161,10 @@ class JobRunner:
             self._live.pop(job["id"], None)
             self._persisted_at.pop(job["id"], None)
 
-    async def _convert(self, job: dict, upload: Upload, out_dir: Path) -> list[Path]:
+    async def _convert(
+        self, job: dict, upload: Upload, out_dir: Path
+    ) -> tuple[list[Path], dict[str, object]]:
+        """Returns the outputs and the job's final progress figures, taken from the result."""
         # Stays "queued" until a worker process picks it up (its first progress message).
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
@@ -181,11 +184,18 @@ class JobRunner:
             raise JobFailed(f"conversion failed: {result['error']}")
         if not result["paths"]:
             raise JobFailed("conversion produced no DICOM instances")
-        return [Path(p) for p in result["paths"]]
+        progress = _progress(job, result["frames_done"], result["frames_total"])
+        return [Path(p) for p in result["paths"]], progress
 
-    async def _ingest(self, job: dict, paths: list[Path], upload: Upload) -> None:
-        """Ingest every output; only reached once the whole conversion has succeeded."""
-        await self._set(job, status="ingesting", started_at=job["started_at"] or time.time())
+    async def _ingest(
+        self, job: dict, paths: list[Path], upload: Upload, progress: dict[str, object]
+    ) -> None:
+        """Ingest every output; only reached once the whole conversion has succeeded.
+
+        The final progress figures are set together with the status: from then on _on_progress
+        drops the worker's messages, which may still be arriving behind its result."""
+        started = job["started_at"] or time.time()
+        await self._set(job, status="ingesting", started_at=started, **progress)
         source = Source(door="wsi" if job["kind"] == "convert" else "upload", actor=upload.actor)
         series: list[str] = []
         study_uid = None
@@ -217,11 +227,7 @@ class JobRunner:
         if job["status"] == "queued":
             job["status"], job["started_at"] = "running", time.time()
             self._persisted_at[job_id] = 0.0  # write the state change at once
-        started = job["started_at"]
-        elapsed = time.time() - started
-        job["frames_done"], job["frames_total"] = done, total
-        job["percent"] = round(100.0 * done / total, 1) if total else 0.0
-        job["eta_seconds"] = round(elapsed / done * (total - done), 1) if done else None
+        job.update(_progress(job, done, total))
         persist = time.monotonic() - self._persisted_at.get(job_id, 0.0) >= PERSIST_INTERVAL
         task = asyncio.ensure_future(self._publish(job, persist=persist))
         self._tasks.add(task)
@@ -273,6 +279,17 @@ class JobRunner:
 
 class JobFailed(Exception):
     """A job ends with this reason shown to the user."""
+
+
+def _progress(job: dict, done: int, total: int) -> dict[str, object]:
+    """The job's progress fields for ``done`` of ``total`` frames."""
+    elapsed = time.time() - (job["started_at"] or time.time())
+    return {
+        "frames_done": done,
+        "frames_total": total,
+        "percent": round(100.0 * done / total, 1) if total else 0.0,
+        "eta_seconds": round(elapsed / done * (total - done), 1) if done else None,
+    }
 
 
 def public(job: dict) -> dict:

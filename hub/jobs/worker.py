@@ -24,12 +24,16 @@ def init_worker(queue: Queue) -> None:
 
 
 def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
-    """Convert one vendor slide; returns {"paths": [...]} or {"error": "reason"}."""
+    """Convert one vendor slide; returns {"paths": [...], "frames_done": n, "frames_total": n}
+    or {"error": "reason"}.
+
+    The result carries the final figures because progress messages travel another channel and
+    may reach the server after the result does."""
     try:
         from wsi import ConversionError, ConvertOptions, SlideIds, convert_slide
     except ImportError as exc:  # the server cannot convert without the wsi package
         return {"error": f"slide conversion is not available: {exc}"}
-    report = _throttled_reporter(job_id)
+    report = _Reporter(job_id)
     report(0, 0)  # started: the job leaves the queue
     try:
         paths = convert_slide(
@@ -42,7 +46,11 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
     except Exception as exc:  # any reader failure must become a job error, not a dead worker
         traceback.print_exc()
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"paths": [str(p) for p in paths]}
+    return {
+        "paths": [str(p) for p in paths],
+        "frames_done": report.done,
+        "frames_total": report.total,
+    }
 
 
 def _slide_ids(slide_ids_cls: type, ids: dict) -> object:
@@ -51,15 +59,21 @@ def _slide_ids(slide_ids_cls: type, ids: dict) -> object:
     return slide_ids_cls(**{k: v for k, v in ids.items() if k in known})
 
 
-def _throttled_reporter(job_id: str):
-    last = 0.0
+class _Reporter:
+    """The conversion's progress callback: sends at most one message per PROGRESS_INTERVAL (and
+    the first and last), and keeps the latest figures for the result."""
 
-    def report(done: int, total: int) -> None:
-        nonlocal last
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.done = self.total = 0
+        self._sent_at = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = int(done), int(total)
         now = time.monotonic()
-        if _progress_queue is None or (now - last < PROGRESS_INTERVAL and 0 < done < total):
+        if _progress_queue is None or (
+            now - self._sent_at < PROGRESS_INTERVAL and 0 < done < total
+        ):
             return
-        last = now
-        _progress_queue.put((job_id, int(done), int(total)))
-
-    return report
+        self._sent_at = now
+        _progress_queue.put((self.job_id, self.done, self.total))

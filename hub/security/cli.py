@@ -1,25 +1,25 @@
-"""`tessera user ...`, `tessera audit ...` and `tessera ae ...` commands."""
+"""`tessera user ...`, `tessera audit ...` and `tessera ae ...` commands.
+
+Building the parser imports nothing heavy (the hub builds it for every command, and for
+``--help``): the database, password hashing and audit modules load when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from hub.archive.index import create_schema, make_engine
 from hub.config import Settings
-from hub.security import accounts, audit_trail, dimse_acl
-from hub.security.accounts import AccountError
-from hub.security.keys import audit_key
+from hub.security.dimse_services import SERVICES
 from hub.security.policy import ALL_PERMISSIONS, ROLES
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def register(subparsers) -> None:
@@ -112,7 +112,7 @@ reach it (calling AE titles are not authenticated), and the hub warns about it a
         parents=[_common()],
     )
     allow.add_argument("ae_title", help="calling AE title (case-sensitive), or '*'")
-    allow.add_argument("services", nargs="+", choices=dimse_acl.SERVICES)
+    allow.add_argument("services", nargs="+", choices=SERVICES)
     who = allow.add_mutually_exclusive_group(required=True)
     who.add_argument("--as", dest="user", metavar="USER",
                      help="the account the AE acts as (its role, its objects)")  # fmt: skip
@@ -143,11 +143,17 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-Handler = Callable[[argparse.Namespace, AsyncEngine, Settings], Awaitable[int]]
+Handler = Callable[[argparse.Namespace, "AsyncEngine", Settings], Awaitable[int]]
 
 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from hub.archive.index import create_schema, make_engine
+        from hub.security import audit_trail
+        from hub.security.accounts import AccountError
+
         settings = Settings.from_env(data_dir=getattr(args, "data", None))
 
         async def main() -> int:
@@ -170,6 +176,8 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
 
 def _read_password(from_stdin: bool) -> str:
+    import getpass
+
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
     if not sys.stdin.isatty():
@@ -181,6 +189,8 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def _record(engine: AsyncEngine, action: str, detail: dict | None = None) -> None:
+    from hub.security import audit_trail
+
     await audit_trail.audit(
         engine,
         who=os.environ.get("USER", "cli"),
@@ -193,6 +203,8 @@ async def _record(engine: AsyncEngine, action: str, detail: dict | None = None) 
 
 
 async def _user_add(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import accounts
+
     password = None if args.no_password else _read_password(args.password_stdin)
     await accounts.create_user(engine, args.username, args.role, password)
     await _record(engine, "user.add", {"user": args.username, "role": args.role})
@@ -201,6 +213,8 @@ async def _user_add(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _user_list(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import accounts
+
     for u in await accounts.list_users(engine):
         state = "disabled" if u["disabled"] else "active"
         print(f"{u['username']:<24} {u['role']:<12} {state:<9} since {_day(u['created_at'])}")
@@ -208,6 +222,8 @@ async def _user_list(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _user_disable(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import accounts
+
     await accounts.set_disabled(engine, args.username, not args.enable)
     action = "user.enable" if args.enable else "user.disable"
     await _record(engine, action, {"user": args.username})
@@ -216,6 +232,8 @@ async def _user_disable(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _user_password(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import accounts
+
     await accounts.set_password(engine, args.username, _read_password(args.password_stdin))
     await _record(engine, "user.password", {"user": args.username})
     print(f"{args.username}: password changed")
@@ -223,6 +241,8 @@ async def _user_password(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _user_token(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import accounts
+
     if args.revoke is not None:
         if not await accounts.revoke_token(engine, args.revoke, args.username):
             print(f"error: no active token {args.revoke}", file=sys.stderr)
@@ -256,6 +276,9 @@ async def _user_token(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _audit_verify(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import audit_trail
+    from hub.security.keys import audit_key
+
     verdict = await audit_trail.verify(
         engine, audit_key(settings.data_dir), audit_trail.head_path_for(settings.data_dir)
     )
@@ -269,6 +292,8 @@ async def _audit_verify(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _audit_export(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import audit_trail
+
     # A command-line process: blocking writes do not hold up any server.
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115, ASYNC230
     try:
@@ -281,6 +306,8 @@ async def _audit_export(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import dimse_acl
+
     await dimse_acl.allow_ae(
         engine,
         args.ae_title,
@@ -300,6 +327,8 @@ async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _ae_remove(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import dimse_acl
+
     if not await dimse_acl.remove_ae(engine, args.ae_title):
         print(f"error: {args.ae_title} is not on the list", file=sys.stderr)
         return 1
@@ -308,6 +337,8 @@ async def _ae_remove(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 async def _ae_list(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import dimse_acl
+
     for row in await dimse_acl.list_ae(engine):
         title = row["ae_title"]
         if title == dimse_acl.ANY_AE:
@@ -324,4 +355,4 @@ async def _ae_list(args, engine: AsyncEngine, settings: Settings) -> int:
 
 
 def _day(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d") if ts else "-"
+    return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts else "-"

@@ -23,12 +23,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.security.accounts import AE_PRINCIPAL_PREFIX, Principal
+from hub.security.dimse_services import SERVICES
 from hub.security.policy import ROLES
 from hub.security.tables import ae_permissions, users
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("store", "find", "move", "get", "worklist")
 # The permission each service needs from the principal's role: the one its DICOMweb (or REST)
 # counterpart needs, so that an AE can do no more than its account could over HTTP.
 PERMISSION = {

@@ -1,19 +1,21 @@
-"""`tessera worklist add|list|show|start|complete|cancel`."""
+"""`tessera worklist add|list|show|start|complete|cancel`.
+
+Building the parser imports nothing heavy; the database layer loads when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hub.archive.index import create_schema, make_engine
-from hub.archive.query import QueryError
 from hub.config import Settings
-from hub.worklist import model
-from hub.worklist.clinics import check_clinic
-from hub.worklist.model import NewItem, TransitionError, WorklistError, WorklistFilter
+from hub.worklist.states import STATUSES, TRANSITIONS
+
+if TYPE_CHECKING:
+    from hub.worklist.model import WorklistItem
 
 
 def register(subparsers) -> None:
@@ -60,19 +62,27 @@ def register(subparsers) -> None:
     lst.add_argument("--patient-name", default="", help="wildcards * and ?")
 
     sub("show", "show one item", cmd_show).add_argument("id", type=int)
-    for action in model.TRANSITIONS:
+    for action in TRANSITIONS:
         sub(action, f"{action} a procedure step", cmd_transition).add_argument("id", type=int)
 
 
 async def _engine(args: argparse.Namespace):
+    from hub.archive.index import create_schema, make_engine
+    from hub.worklist import model  # noqa: F401 - registers worklist_items for create_schema
+
     settings = Settings.from_env(data_dir=getattr(args, "data", None))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
-    await create_schema(engine)  # includes worklist_items (imported above)
+    await create_schema(engine)
     return engine
 
 
 def _run(args: argparse.Namespace, work) -> int:
+    import asyncio
+
+    from hub.archive.query import QueryError
+    from hub.worklist.model import TransitionError, WorklistError
+
     async def main() -> int:
         engine = await _engine(args)
         try:
@@ -92,7 +102,7 @@ def _run(args: argparse.Namespace, work) -> int:
     return asyncio.run(main())
 
 
-def _print(args: argparse.Namespace, items: list[model.WorklistItem]) -> None:
+def _print(args: argparse.Namespace, items: list[WorklistItem]) -> None:
     if args.json:
         print(json.dumps([i.to_json() for i in items], indent=2))
         return
@@ -104,7 +114,10 @@ def _print(args: argparse.Namespace, items: list[model.WorklistItem]) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    new = NewItem(
+    from hub.worklist import model
+    from hub.worklist.clinics import check_clinic
+
+    new = model.NewItem(
         patient_name=args.patient_name,
         patient_id=args.patient_id,
         modality=args.modality,
@@ -136,8 +149,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from hub.worklist import model
+
     statuses = tuple(s.strip().upper() for s in args.status.split(",") if s.strip())
-    flt = WorklistFilter(
+    flt = model.WorklistFilter(
         modality=args.modality,
         station_ae=args.station_ae,
         start_date=args.date,
@@ -146,8 +161,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     )
 
     async def work(engine) -> int:
-        if set(statuses) - set(model.STATUSES):
-            raise WorklistError(f"status must be among {', '.join(model.STATUSES)}")
+        if set(statuses) - set(STATUSES):
+            raise model.WorklistError(f"status must be among {', '.join(STATUSES)}")
         _print(args, await model.search(engine, flt))
         return 0
 
@@ -155,6 +170,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from hub.worklist import model
+
     async def work(engine) -> int:
         item = await model.get_item(engine, args.id)
         if item is None:
@@ -166,6 +183,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_transition(args: argparse.Namespace) -> int:
+    from hub.worklist import model
+
     async def work(engine) -> int:
         _print(args, [await model.transition(engine, args.id, args.worklist_command)])
         return 0

@@ -30,16 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import metadata
 from hub.archive.query import Key, match
-
-SCHEDULED, STARTED, COMPLETED, CANCELLED = "SCHEDULED", "STARTED", "COMPLETED", "CANCELLED"
-STATUSES = (SCHEDULED, STARTED, COMPLETED, CANCELLED)
-
-# action -> (allowed current statuses, new status)
-TRANSITIONS = {
-    "start": ((SCHEDULED,), STARTED),
-    "complete": ((STARTED,), COMPLETED),
-    "cancel": ((SCHEDULED, STARTED), CANCELLED),
-}
+from hub.worklist.states import (  # noqa: F401 - model.STATUSES etc. are used elsewhere
+    CANCELLED,
+    COMPLETED,
+    SCHEDULED,
+    STARTED,
+    STATUSES,
+    TRANSITIONS,
+)
 
 worklist_items = Table(
     "worklist_items",

@@ -27,7 +27,7 @@ def start_server(data: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             with __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2):

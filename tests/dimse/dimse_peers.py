@@ -54,7 +54,7 @@ async def run(*cmd: str | Path, seconds: float = 120) -> Run:
     return Run(proc.returncode or 0, out.decode(errors="replace"))
 
 
-def wait_for_port(port: int, seconds: float = 10) -> None:
+def wait_for_port(port: int, seconds: float = 60) -> None:
     """Block until something accepts connections on `port` (a peer just started)."""
     deadline = time.monotonic() + seconds
     while True:

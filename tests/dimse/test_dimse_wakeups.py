@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import pynetdicom.association
 import pynetdicom.dul
@@ -38,9 +39,8 @@ async def test_associations_release_their_wakeup_sockets(dimse_hub: DimseHub) ->
     before = _open_descriptors()
     for _ in range(5):
         assert await asyncio.to_thread(_echo_once, dimse_hub.port) == 0x0000
-    for _ in range(100):  # the SCP closes its end after answering the release
-        if _open_descriptors() <= before:
-            break
+    deadline = time.monotonic() + 60  # the SCP closes its end after answering the release
+    while _open_descriptors() > before and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert _open_descriptors() <= before
 

@@ -40,7 +40,7 @@ TESTDATA = [
 ]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 15) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -16,6 +16,7 @@ import hub.jobs
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
+from hub.jobs.runner import JobRunner
 from hub.jobs.tables import jobs
 from hub.worklist import model as worklist
 
@@ -173,6 +174,48 @@ async def test_slide_conversion_reports_progress_and_ingests(client):
     assert polled["status"] == "done" and polled["finished"]
 
 
+class LateProgressRunner(JobRunner):
+    """Holds every progress message until its job has finished, then delivers them.
+
+    The messages travel the real queue and reader thread; only their hand-over to the event loop
+    is postponed. A worker's progress and its result take different channels, so the result may
+    overtake the last messages; this forces that order, which no real queue can be made to keep.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: list[tuple] = []
+
+    def _on_progress(self, *message) -> None:
+        self.held.append(message)
+
+    async def _run(self, job, upload) -> None:
+        await super()._run(job, upload)
+        for message in self.held:
+            super()._on_progress(*message)
+
+
+async def test_progress_arriving_after_the_result_still_ends_with_the_totals(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub.jobs, "JobRunner", LateProgressRunner)
+    client = await start_client(tmp_path)
+    try:
+        created = await upload(client, corpus_file("wsi/CMU-1-Small-Region.svs"))
+        job = await complete(client, created["id"])
+        final = (await follow_events(client, job["id"]))[-1]
+        assert final["status"] == "done", final
+        assert final["frames_total"] > 0 and final["frames_done"] == final["frames_total"]
+        assert final["percent"] == 100.0
+        runner = client.app[hub.jobs.JOBS_KEY]
+        assert len(runner.held) >= 2  # the start and the last message did come, late
+        polled = await (await client.get(f"/api/jobs/{job['id']}")).json()
+        assert (polled["frames_done"], polled["frames_total"]) == (
+            final["frames_done"],
+            final["frames_total"],
+        )
+    finally:
+        await client.close()
+
+
 async def test_unreadable_slide_fails_with_reason_and_stores_nothing(client):
     bad = corpus_file("bad/unopenable.tiff")
     created = await upload(client, bad)
@@ -271,19 +314,24 @@ async def test_upload_resumes_after_the_connection_drops_mid_chunk(client):
         + data[:sent]
     )
     await writer.drain()
-    await asyncio.sleep(0.3)
+
+    async def received() -> int:
+        return (await (await client.get(f"/api/uploads/{upload_id}")).json())["received"]
+
+    deadline = time.monotonic() + 60
+    while await received() < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # the bytes sent are on their way to the server's file
     writer.close()
     await writer.wait_closed()
+    assert await received() == sent
 
-    received = -1
-    for _ in range(50):  # the server notices the lost connection asynchronously
-        status = await (await client.get(f"/api/uploads/{upload_id}")).json()
-        received = status["received"]
-        if received == sent:
-            break
+    # Until the server notices the lost connection, the upload's chunk is still being written.
+    url = f"/api/uploads/{upload_id}?offset={sent}"
+    while (resp := await client.put(url, data=data[sent:])).status == 409:
+        assert "being written" in (await resp.json())["error"]
+        assert time.monotonic() < deadline, "the server did not notice the lost connection"
         await asyncio.sleep(0.1)
-    assert received == sent
-    resp = await client.put(f"/api/uploads/{upload_id}?offset={sent}", data=data[sent:])
+    assert resp.status == 200, await resp.text()
     assert (await resp.json())["received"] == len(data)
     job = await complete(client, upload_id)
     final = (await follow_events(client, job["id"]))[-1]

@@ -115,16 +115,16 @@ class Peer:
         await self.ws.send_json({"type": "offer", "sdp": self.pc.localDescription.sdp})
         answer = await self.next_signal("answer")
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        await asyncio.wait_for(opened.wait(), 20)
+        await asyncio.wait_for(opened.wait(), 60)
 
-    async def next_signal(self, kind: str, limit: float = 20) -> dict[str, Any]:
+    async def next_signal(self, kind: str, limit: float = 60) -> dict[str, Any]:
         async with asyncio.timeout(limit):
             while True:
                 signal = await self.signals.get()
                 if signal.get("type") == kind:
                     return signal
 
-    async def next_message(self, predicate, limit: float = 30) -> dict[str, Any]:
+    async def next_message(self, predicate, limit: float = 60) -> dict[str, Any]:
         async with asyncio.timeout(limit):
             while True:
                 message = await self.messages.get()
@@ -134,7 +134,7 @@ class Peer:
     def send(self, message: dict[str, Any]) -> None:
         self.channel.send(json.dumps(message))
 
-    async def wait_video(self, frames: int, limit: float = 30) -> None:
+    async def wait_video(self, frames: int, limit: float = 60) -> None:
         async with asyncio.timeout(limit):
             while self.video_count < frames:
                 self.video_arrived.clear()

@@ -70,7 +70,7 @@ def _watch(page, problems: list[str]) -> None:
     )
 
 
-async def _until(page, function: str, limit: float = 30.0) -> None:
+async def _until(page, function: str, limit: float = 60.0) -> None:
     """Poll a page function until it is true (wait_for_function would eval under the CSP)."""
     for _ in range(int(limit / 0.2)):
         if await page.evaluate(function):
@@ -154,7 +154,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             box = await specialist.locator("#overlay").bounding_box()
             await specialist.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             await specialist.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
-            await clinic.locator("#overlay:not([data-pointer=''])").wait_for(timeout=15000)
+            await clinic.locator("#overlay:not([data-pointer=''])").wait_for(timeout=60000)
             pointer = await clinic.get_attribute("#overlay", "data-pointer")
             x, y = (float(v) for v in pointer.split(","))
             assert 0 < x < 1 and 0 < y < 1
@@ -164,19 +164,21 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
                 box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
             )
             await specialist.mouse.up()
-            await clinic.locator("#overlay[data-arrows='1']").wait_for(timeout=15000)
+            await clinic.locator("#overlay[data-arrows='1']").wait_for(timeout=60000)
             await specialist.click("#freeze")
-            await clinic.locator("#frozen:not([hidden])").wait_for(timeout=15000)
+            await clinic.locator("#frozen:not([hidden])").wait_for(timeout=60000)
             await specialist.click("#freeze")
-            await clinic.locator("#frozen[hidden]").wait_for(state="attached", timeout=15000)
+            await clinic.locator("#frozen[hidden]").wait_for(state="attached", timeout=60000)
 
             clip_button = specialist.locator("[data-capture=clip]")
             await clip_button.click()
             await specialist.locator("[data-capture=clip][data-state=recording]").wait_for()
-            await asyncio.sleep(1.5)
+            # 30 frames of the clinic's video shown to the specialist since the clip began.
+            shown = await specialist.evaluate(FRAMES_SHOWN)
+            await _until(specialist, f"() => ({FRAMES_SHOWN})() >= {shown + 30}")
             await clip_button.click()
             stored = specialist.locator("[data-captures] li[data-kind=clip]")
-            await stored.wait_for(timeout=30000)
+            await stored.wait_for(timeout=120000)
             ds = await _stored_instance(hub.archive, await stored.get_attribute("data-sop"))
             assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.3.1"
             assert ds.NumberOfFrames > 1

@@ -72,7 +72,8 @@ async def _guidance(data_dir: Path, out: Path) -> GuidanceRun:
             # A clip started and stopped by hand, here by the specialist, losslessly.
             specialist.send({"type": "capture", "action": "start", "codec": "rle"})
             await specialist.next_message(lambda m: m.get("state") == "recording")
-            await asyncio.sleep(1.0)
+            # 30 frames relayed through the hub since the clip began: the clip has them too.
+            await specialist.wait_video(specialist.video_count + 30)
             specialist.send({"type": "capture", "action": "stop"})
             run.events["manual"] = await clinic.next_message(_stored("clip"))
             run.specialist_audio_frames = specialist.audio_frames

@@ -148,8 +148,9 @@ async def test_ultrasound_cine_plays_frames_at_recorded_rate(hub_server):
         assert await page.evaluate("() => window.tesseraCine.frames.length") == 120
         assert float(await page.input_value("#fps")) == pytest.approx(1000 / 33.333, abs=0.1)
         first_index = await page.evaluate("() => window.tesseraCine.index")
-        await page.wait_for_timeout(500)
-        assert await page.evaluate("() => window.tesseraCine.index") != first_index
+        await page.wait_for_function(  # it plays: the frame shown moves on
+            f"() => window.tesseraCine.index !== {first_index}", timeout=60_000
+        )
 
         # Pause on frame 10 with the slider; the canvas shows that frame.
         await page.locator("#frame").fill("10")

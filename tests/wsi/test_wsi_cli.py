@@ -1,4 +1,4 @@
-"""`tessera convert`: to a folder, and straight into the archive."""
+"""`python -m wsi convert` to a folder, and `tessera convert` straight into the archive."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import asyncio
 from pathlib import Path
 
 import pydicom
+import pytest
 
+from hub.convert_cli import register as register_tessera_convert
 from wsi.cli import register
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(register=register) -> argparse.ArgumentParser:
     """The shape hub.cli gives every package: subcommands sharing a common --data option."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, default=None)
@@ -27,12 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(*argv: str) -> int:
-    args = _parser().parse_args(list(argv))
+def _run(*argv: str, register=register) -> int:
+    args = _parser(register).parse_args(list(argv))
     return args.func(args)
 
 
-def test_convert_to_a_folder(corpus, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "register", [register, register_tessera_convert], ids=["python -m wsi", "tessera"]
+)
+def test_convert_to_a_folder(corpus, tmp_path, capsys, register):
     out = tmp_path / "out"
     code = _run(
         "convert",
@@ -48,6 +53,7 @@ def test_convert_to_a_folder(corpus, tmp_path, capsys):
         "--specimen-id",
         "S-1",
         "--quiet",
+        register=register,
     )
     assert code == 0
     printed = capsys.readouterr().out.split()
@@ -78,6 +84,7 @@ def test_convert_into_the_archive(corpus, tmp_path):
         "--patient-id",
         "P-18",
         "--quiet",
+        register=register_tessera_convert,
     )
     assert code == 0
 
