@@ -63,13 +63,15 @@ def test_frame_boundary_is_shared_unless_a_payload_holds_it() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("7", [7]), ("1", [1]), ("10", [10]), ("3,1,3", [3, 1, 3]), ("١", [1])],
+    [("7", [7]), ("1", [1]), ("10", [10]), ("3,1,2", [3, 1, 2]), ("١", [1])],
 )
 def test_frame_list_fast_path_keeps_meaning(text: str, expected: list[int]) -> None:
     assert wado.parse_frame_list(text, 10) == expected
 
 
-@pytest.mark.parametrize(("text", "error"), [("0", LookupError), ("11", LookupError)])
+@pytest.mark.parametrize(
+    ("text", "error"), [("0", LookupError), ("11", LookupError), ("3,1,3", ValueError)]
+)
 def test_frame_list_out_of_range(text: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         wado.parse_frame_list(text, 10)

@@ -15,6 +15,7 @@ from aiohttp import web
 from hubtest import HubServer, free_port, running_hub
 from playwright.async_api import async_playwright
 
+from hub.archive import Archive
 from hub.config import Settings
 from hub.proxy import Upstream
 from hub.readers import build_reader_app
@@ -105,6 +106,7 @@ async def test_a_reader_answers_preflights_itself(settings: Settings, page_port:
     """A reader with no primary behind it (a socket nobody listens on) still answers them."""
     origin = ALLOWED.format(port=page_port)
     settings.cors_origins = [origin]
+    await (await Archive.open(settings)).close()  # a reader never creates the index itself
     upstream = Upstream(str(settings.data_dir / "nobody.sock"))
     await upstream.start()
     app = await build_reader_app(dataclasses.replace(settings), upstream)

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 from pynetdicom import AE as PeerAE
 from pynetdicom import build_role, evt
 from pynetdicom.sop_class import (
@@ -291,6 +292,15 @@ async def dimse_matrix(tmp_path: Path) -> AsyncIterator[DimseMatrix]:
         sink.shutdown()
 
 
+def _new_study() -> Dataset:
+    """CT_small as a study of its own: a store into a study the AE cannot read is refused
+    whatever its services, which is not what this matrix is about."""
+    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    return ds
+
+
 def _identifier(level: str = "STUDY") -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = level
@@ -340,7 +350,7 @@ def _dimse_outcomes(matrix: DimseMatrix, calling: str) -> dict[str, tuple[int | 
     assert assoc.is_established
     try:
         echo = assoc.send_c_echo()
-        store = assoc.send_c_store(CT)
+        store = assoc.send_c_store(_new_study())
         return {
             "echo": (echo.Status, ""),
             "store": (store.Status, str(store.get("ErrorComment", ""))),

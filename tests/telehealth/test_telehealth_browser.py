@@ -124,7 +124,10 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
     ):
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
-            item = await create(hub.archive.engine, NewItem.from_json(SCHEDULED_STEP))
+            step = NewItem.from_json(
+                {**SCHEDULED_STEP, "clinic": "clinic-user"}
+            )  # its clinic sees it
+            item = await create(hub.archive.engine, step)
             clinic = await (await _logged_in(browser, hub, "clinic")).new_page()
             problems: list[str] = []
             _watch(clinic, problems)
