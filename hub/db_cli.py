@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 
@@ -46,6 +45,8 @@ def cmd_current(args: argparse.Namespace) -> int:
             print(f"{state.describe()} (this Tessera needs {state.head}: run `tessera db upgrade`)")
         return 0 if state.up_to_date else 1
 
+    import asyncio
+
     return asyncio.run(run())
 
 
@@ -67,6 +68,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         else:
             print(f"upgraded the index from {found.describe()} to {found.head} (head)")
         return 0
+
+    import asyncio
 
     return asyncio.run(run())
 

@@ -294,13 +294,7 @@ def _select_for(level: Level):
             )
             .select_from(j)
             .group_by(series.c.id, studies.c.id, patients.c.id)
-            .order_by(
-                studies.c.id,
-                series.c.series_number.is_(None),
-                series.c.series_number,
-                series.c.first_time,
-                series.c.id,
-            )
+            .order_by(*clinical_series_order())
         )
     return (
         select(
@@ -346,13 +340,7 @@ def _scoped_select_for(level: Level):
             select(series.c.id, func.count(instances.c.id).label("num_instances"), rep)
             .select_from(j)
             .group_by(series.c.id, studies.c.id)
-            .order_by(
-                studies.c.id,
-                series.c.series_number.is_(None),
-                series.c.series_number,
-                series.c.first_time,
-                series.c.id,
-            )
+            .order_by(*clinical_series_order())
         )
     return (
         select(
@@ -426,13 +414,19 @@ async def _visible_modalities(
     return {k: sorted(v) for k, v in out.items()}
 
 
-def clinical_instance_order() -> list[Any]:
+def clinical_series_order() -> list[Any]:
     return [
         studies.c.id,
         series.c.series_number.is_(None),
         series.c.series_number,
         series.c.first_time,
         series.c.id,
+    ]
+
+
+def clinical_instance_order() -> list[Any]:
+    return [
+        *clinical_series_order(),
         instances.c.instance_number.is_(None),
         instances.c.instance_number,
         instances.c.sort_time,

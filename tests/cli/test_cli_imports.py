@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = {"sqlalchemy", "pydicom", "aiohttp", "argon2"}
+# asyncio too: its import alone costs a third of the time help may take.
+HEAVY = {"sqlalchemy", "pydicom", "aiohttp", "argon2", "asyncio"}
 
 
 def imported(*argv: str) -> tuple[set[str], str]:
