@@ -47,13 +47,13 @@ async def scan(archive: Archive, *, deep: bool = True) -> Report:
         referenced.add(sha)
         if not await store.exists(sha):
             report.missing.append(sop_uid)
-        elif deep and not await _intact(store, sha):
+        elif deep and not await intact(store, sha):
             report.corrupt.append(sop_uid)
     report.orphans = sorted({info.sha256 async for info in store.iterate()} - referenced)
     return report
 
 
-async def _intact(store: BlobStore, sha256: str) -> bool:
+async def intact(store: BlobStore, sha256: str) -> bool:
     """Whether the stored bytes still hash to their name (hashing off the event loop)."""
     loop = asyncio.get_running_loop()
     digest = hashlib.sha256()

@@ -283,20 +283,27 @@ class CtrSpool:
         return self._finished
 
     def reader(self) -> BinaryIO:
-        return io.BufferedReader(_CtrReader(self.inner.reader(), self._key, self._iv))
+        # Not an io.BufferedReader, and without a name: pydicom would reopen such a file by
+        # its name for deferred values, and read the ciphertext.
+        return _CtrReader(self.inner.reader(), self._key, self._iv)  # type: ignore[return-value]
 
     def discard(self) -> None:
         self.inner.discard()
 
 
 class _CtrReader(io.RawIOBase):
-    """The plaintext of a CTR spool, seekable: each read decrypts from its own offset."""
+    """The plaintext of a CTR spool, seekable: any offset decrypts on its own. Decrypted
+    windows are kept one at a time, since parsers read a few bytes at a time."""
+
+    WINDOW = 64 * 1024
 
     def __init__(self, sealed: BinaryIO, key: bytes, iv: bytes) -> None:
         self._sealed = sealed
         self._cipher = algorithms.AES(key)
         self._iv = int.from_bytes(iv, "big")
         self._pos = 0
+        self._window_at = 0
+        self._window = b""
 
     def readable(self) -> bool:
         return True
@@ -308,23 +315,32 @@ class _CtrReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            offset, whence = self._pos + offset, io.SEEK_SET
-        self._pos = self._sealed.seek(offset, whence)
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        else:
+            self._pos = self._sealed.seek(offset, io.SEEK_END)
         return self._pos
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        self._sealed.seek(self._pos)
-        data = self._sealed.read(len(buffer))
-        if not data:
-            return 0
-        block, skip = divmod(self._pos, 16)
-        counter = ((self._iv + block) % (1 << 128)).to_bytes(16, "big")
-        decryptor = Cipher(self._cipher, modes.CTR(counter)).decryptor()
-        plain = decryptor.update(bytes(skip) + data)[skip:]
-        buffer[: len(plain)] = plain
-        self._pos += len(plain)
-        return len(plain)
+        wanted = len(buffer)
+        start = self._pos - self._window_at
+        if not (0 <= start and start + wanted <= len(self._window)):
+            self._fill(self._pos, wanted)
+            start = self._pos - self._window_at
+        got = self._window[start : start + wanted]
+        buffer[: len(got)] = got
+        self._pos += len(got)
+        return len(got)
+
+    def _fill(self, pos: int, wanted: int) -> None:
+        at = pos - pos % 16  # the counter block holding ``pos``
+        self._sealed.seek(at)
+        data = self._sealed.read(max(self.WINDOW, pos - at + wanted))
+        counter = ((self._iv + at // 16) % (1 << 128)).to_bytes(16, "big")
+        self._window = Cipher(self._cipher, modes.CTR(counter)).decryptor().update(data)
+        self._window_at = at
 
     def close(self) -> None:
         self._sealed.close()

@@ -97,7 +97,8 @@ class BlobStore(Protocol):
 
     def materialize(self, sha256: str) -> AbstractAsyncContextManager[Path]:
         """A local file of the plaintext for the duration of the block, for libraries that
-        want a path."""
+        want a path. Open the path; do not resolve it (it may be a ``/proc/self/fd`` link to
+        a file without a name, which nothing outlives)."""
         ...
 
     async def delete(self, sha256: str) -> None: ...
