@@ -326,7 +326,7 @@ class _CtrReader(io.RawIOBase):
     def readinto(self, buffer) -> int:  # type: ignore[override]
         wanted = len(buffer)
         start = self._pos - self._window_at
-        if not (0 <= start and start + wanted <= len(self._window)):
+        if not 0 <= start <= len(self._window) - wanted:
             self._fill(self._pos, wanted)
             start = self._pos - self._window_at
         got = self._window[start : start + wanted]
