@@ -16,6 +16,7 @@ from hub.dimse import service as dimse_service
 from hub.forward import service as forward_service
 from hub.forwarded import forwarded_middleware
 from hub.proxy import trust_local_proxy
+from hub.stores import open_store
 from hub.worklist import api as worklist_api
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ async def build_app(
     takes the client's address and scheme from them.
     """
     owned = archive is None
-    archive = archive or await Archive.open(settings)
+    archive = archive or await Archive.open(settings, store=open_store(settings))
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive

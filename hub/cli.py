@@ -155,9 +155,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from hub.archive import Archive
     from hub.archive.verify import verify
+    from hub.stores import open_store
 
     async def run() -> int:
-        archive = await Archive.open(settings_from(args))
+        settings = settings_from(args)
+        archive = await Archive.open(settings, store=open_store(settings))
         try:
             report = await verify(archive, deep=not args.quick, repair=args.repair)
         finally:

@@ -37,6 +37,7 @@ from hub.config import Settings
 from hub.eventloop import run
 from hub.forwarded import forwarded_middleware
 from hub.proxy import Upstream, proxy_middleware
+from hub.stores import open_store
 
 SETTINGS_ENV = "TESSERA_READER_SETTINGS"
 SERVED_HERE = ("dicomweb.read.", "page.", "public.static.")
@@ -54,7 +55,9 @@ def served_here(request: web.Request) -> bool:
 
 
 async def build_reader_app(settings: Settings, upstream: Upstream) -> web.Application:
-    archive = await Archive.open(settings, schema="require")  # the primary migrated
+    archive = await Archive.open(
+        settings, store=open_store(settings), schema="require"
+    )  # the primary migrated
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive

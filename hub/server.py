@@ -14,6 +14,7 @@ from hub.app import build_app
 from hub.archive import Archive
 from hub.config import Settings
 from hub.security.tls import http_ssl_context
+from hub.stores import open_store
 from hub.workers import ReaderPool, listening_socket
 
 
@@ -34,7 +35,10 @@ async def start(
 ) -> Running:
     """Without ``upgrade``, an index at an older schema revision is refused (``SchemaError``)."""
     archive = await Archive.open(
-        settings, clear_temp=True, schema="upgrade" if upgrade else "create"
+        settings,
+        store=open_store(settings),
+        clear_temp=True,
+        schema="upgrade" if upgrade else "create",
     )
     several = settings.workers > 1
     app = await build_app(settings, archive, relayed=several)

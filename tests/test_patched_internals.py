@@ -34,7 +34,8 @@ from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import CTImageStorage
 
-from hub.archive.store import BlobStore
+from hub.archive.blobs.local import LocalBlobStore
+from hub.archive.blobs.spool import FileSpool
 from hub.dimse import receive, scu, wakeups
 from hub.dimse.config import UNCOMPRESSED
 from hub.dimse.guard import guard_decoding
@@ -416,7 +417,7 @@ def test_elements_read_from_a_file_stay_raw_until_used() -> None:
 
 
 def test_the_dimse_patches_are_in_effect_on_a_real_association(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs", tmp_path / "tmp")
+    store = LocalBlobStore(tmp_path / "blobs", tmp_path / "tmp")
     streamed = receive.StreamedReceive(store)
     assert streamed.enabled, f"{RECEIVE} found pynetdicom's decoder changed and fell back"
     seen: dict[str, Any] = {}
@@ -438,8 +439,11 @@ def test_the_dimse_patches_are_in_effect_on_a_real_association(tmp_path: Path) -
         seen["socket"] = assoc.dul.socket.socket
         seen["thread's ae"] = threading.current_thread().ae is scp
         seen["file"] = received = receive.take(event)
-        if received is not None:  # pynetdicom deletes the file once the handler returns
-            seen["bytes"] = received[0].read_bytes()
+        if received is not None:
+            seen["finished"] = received.finish()
+            with received.reader() as f:
+                seen["bytes"] = f.read()
+            received.discard()
         return 0x0000
 
     scp = AE(ae_title="PATCHES")
@@ -471,8 +475,9 @@ def test_the_dimse_patches_are_in_effect_on_a_real_association(tmp_path: Path) -
     assert isinstance(seen["socket"], socket.socket), ADMISSION
     assert seen["thread's ae"], f"{DIMSE_SENDER}: pynetdicom's association thread has no .ae"
     assert seen["file"] is not None, f"{RECEIVE}: the data set was received in memory"
-    path, sha256, size = seen["file"]
-    assert path.parent == store.tmp_dir, RECEIVE
+    assert isinstance(seen["file"], FileSpool), RECEIVE
+    assert seen["file"].path.parent == store.tmp_dir, RECEIVE
+    sha256, size = seen["finished"]
     stored = seen["bytes"]
     assert (hashlib.sha256(stored).hexdigest(), len(stored)) == (sha256, size), RECEIVE
     _, data_set_at = split_dataset(CT)

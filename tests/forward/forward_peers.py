@@ -26,6 +26,7 @@ from hub.config import Settings
 from hub.forward import service
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
+from hub.stores import open_store
 
 FAST_RETRY = {"base": 0.2, "multiplier": 2.0, "max_delay": 1.0, "max_attempts": 100}
 FAST_TIMEOUTS = {"connect": 3, "acse": 5, "dimse": 15, "network": 15, "http": 15}
@@ -167,7 +168,7 @@ class Hub:
         return self.runner.app[FORWARDER_KEY]
 
     async def open(self) -> Hub:
-        self.archive = await Archive.open(self.settings)
+        self.archive = await Archive.open(self.settings, store=open_store(self.settings))
         app = web.Application()
         app[SETTINGS_KEY] = self.settings
         app[ARCHIVE_KEY] = self.archive

@@ -63,7 +63,7 @@ async def test_stow_then_wado_through_an_encrypted_store(hub_server) -> None:
             frames = await _parts(r)
     size = len(ds.PixelData) // 10
     assert frames == [ds.PixelData[(n - 1) * size : n * size] for n in (1, 8, 10)]
-    on_disk = hub_server.archive.store.path(hashlib.sha256(original).hexdigest())
+    on_disk = hub_server.archive.store.inner.path(hashlib.sha256(original).hexdigest())
     assert b"DICM" not in on_disk.read_bytes()[:4096]  # noqa: ASYNC240
 
 

@@ -1,0 +1,25 @@
+"""The blob store a node's settings ask for, built by the composition root.
+
+The archive core knows only the ``BlobStore`` protocol; which store, and whether it is
+wrapped in encryption at rest, is decided here and handed to ``Archive.open``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.archive.archive import local_store
+from hub.archive.blobs import BlobStore
+from hub.config import Settings
+
+
+def open_store(settings: Settings) -> BlobStore:
+    store: BlobStore = local_store(settings)
+    key_file = settings.extra.get("encryption_key_file")
+    if key_file:
+        from hub.security.at_rest import EncryptedBlobStore, load_store_key  # optional feature
+
+        key = load_store_key(Path(key_file))
+        assert key is not None  # a key file is always read or created
+        store = EncryptedBlobStore(store, key, tmp_dir=settings.tmp_dir)
+    return store
