@@ -20,7 +20,7 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.requestdata import json_body
 from telehealth.capture import CaptureError
 from telehealth.config import TelehealthSettings
-from telehealth.ice import use_host_candidates
+from telehealth.ice import ice_servers, use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
 from telehealth.session import MessageError, Role, Session, capture_command
 from telehealth.signaling import close_sockets, serve_socket
@@ -34,7 +34,8 @@ MAX_BODY = 64 * 1024
 
 
 def setup(app: web.Application) -> None:
-    settings = TelehealthSettings.from_extra(app[SETTINGS_KEY].extra)
+    hub_settings = app[SETTINGS_KEY]
+    settings = TelehealthSettings.from_extra(hub_settings.extra, hub_settings.turn_secret)
     use_host_candidates(settings.ice_candidates)
     app[REGISTRY_KEY] = SessionRegistry(app[ARCHIVE_KEY], settings)
     app.cleanup_ctx.append(_registry_lifetime)
@@ -45,6 +46,7 @@ def setup(app: web.Application) -> None:
     r.add_delete("/api/telehealth/sessions/{id}", end_session, name="telehealth.start.delete")
     r.add_post("/api/telehealth/join", join_session, name="telehealth.join.create")
     r.add_get("/api/telehealth/sessions/{id}/signal", signal, name="telehealth.signal.ws")
+    r.add_get("/api/telehealth/sessions/{id}/ice", ice_config, name="telehealth.signal.ice")
     r.add_post("/api/telehealth/sessions/{id}/captures", capture, name="telehealth.capture.create")
     r.add_get(
         "/api/telehealth/sessions/{id}/captures", list_captures, name="telehealth.capture.read"
@@ -131,6 +133,18 @@ async def end_session(request: web.Request) -> web.Response:
     await request.app[REGISTRY_KEY].end(session)
     await _audit(request, "telehealth.end", session, {"captures": len(session.captures)})
     return web.json_response({"id": session.id, "state": "ended", "captures": session.captures})
+
+
+async def ice_config(request: web.Request) -> web.Response:
+    """The STUN/TURN servers for this side's next connection, with TURN credentials minted now
+    for this session and side only (the page asks again at every reconnect)."""
+    session, role = _session_and_role(request)
+    settings = request.app[REGISTRY_KEY].settings
+    body = {
+        "iceServers": ice_servers(settings, f"{session.id}.{role}"),
+        "iceTransportPolicy": settings.ice_transport_policy,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def signal(request: web.Request) -> web.StreamResponse:

@@ -30,7 +30,7 @@ from pydicom.uid import generate_uid
 
 from telehealth.capture import CaptureError, Capturer, ClipOutcome, SequencedTrack
 from telehealth.config import TelehealthSettings
-from telehealth.ice import rtc_configuration
+from telehealth.ice import has_relay_candidate, rtc_configuration
 from telehealth.jitter import use_marker_completion
 from telehealth.tracks import LiveTrack
 from telehealth.us_image import (
@@ -168,7 +168,7 @@ class Session:
             raise MessageError("the session has ended")
         if old := self.peers.pop(role, None):
             await old.close()
-        pc = RTCPeerConnection(rtc_configuration())
+        pc = RTCPeerConnection(rtc_configuration(self.settings, f"{self.id}.hub-{role}"))
         peer = Peer(role, pc, actor, may_capture)
         self.peers[role] = peer
         pc.on("track", lambda track: self._on_track(peer, track))
@@ -178,6 +178,11 @@ class Session:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             self._add_outbound(peer)
             await pc.setLocalDescription(await pc.createAnswer())
+            if self.settings.relay_only and not has_relay_candidate(pc.localDescription.sdp):
+                raise MessageError(
+                    "the hub could not reach the relay (TURN) server; its credentials may"
+                    " be wrong or the server down"
+                )
         except Exception:
             if self.peers.get(role) is peer:
                 del self.peers[role]
