@@ -9,7 +9,9 @@ every relayed session here are on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import random
 import secrets
 import shutil
@@ -17,8 +19,12 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aioice import stun
+from aiortc import RTCPeerConnection
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from hubtest import free_port
 
 from hub.security.tls import make_self_signed
@@ -45,8 +51,35 @@ class Coturn:
     def stun_url(self) -> str:
         return f"stun:127.0.0.1:{self.port}"
 
+    @property
+    def spki_sha256(self) -> str:
+        """Base64 SHA-256 of the certificate's public key (Chromium's certificate pin)."""
+        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def relay_settings(turn: Coturn, transport: str, secret: str | None = None) -> dict[str, Any]:
+    """Telehealth settings: relay-only through ``turn`` over ``transport``, minting with
+    ``secret`` (default: the one coturn shares)."""
+    return {
+        "stun_urls": [turn.stun_url],
+        "turn_urls": [turn.url(transport)],
+        "turn_secret": turn.secret if secret is None else secret,
+        "ice_transport_policy": "relay",
+    }
+
+
+def selected_pair(pc: RTCPeerConnection) -> tuple[str, str]:
+    """(local, remote) candidate types of the pair ICE nominated (one bundled transport)."""
+    ice = pc.getTransceivers()[0].receiver.transport.transport
+    pair = ice._connection._nominated[1]  # aiortc exposes no candidate-pair stats
+    return pair.local_candidate.type, pair.remote_candidate.type
 
 
 def available() -> bool:

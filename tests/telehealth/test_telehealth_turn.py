@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from coturn_support import Coturn, available, running_coturn
+from coturn_support import Coturn, available, relay_settings, running_coturn, selected_pair
 from telehealth_support import (
     CineTrack,
     Hub,
@@ -32,15 +32,6 @@ from telehealth.routes import REGISTRY_KEY
 from telehealth.turn_credentials import mint
 
 pytestmark = pytest.mark.skipif(not available(), reason="coturn (turnserver) is not installed")
-
-
-def relay_settings(turn: Coturn, transport: str, secret: str | None = None) -> dict[str, Any]:
-    return {
-        "stun_urls": [turn.stun_url],
-        "turn_urls": [turn.url(transport)],
-        "turn_secret": turn.secret if secret is None else secret,
-        "ice_transport_policy": "relay",
-    }
 
 
 def configuration(ice: dict[str, Any]) -> RTCConfiguration:
@@ -65,13 +56,6 @@ def relayed_peer(hub: Hub, session: dict, role: str, ice: dict) -> Peer:
     peer = hub.peer(session, role)
     peer.pc = RTCPeerConnection(configuration(ice))
     return peer
-
-
-def selected_pair(pc: RTCPeerConnection) -> tuple[str, str]:
-    """(local, remote) candidate types of the pair ICE nominated (one bundled transport)."""
-    ice = pc.getTransceivers()[0].receiver.transport.transport
-    pair = ice._connection._nominated[1]  # aiortc exposes no candidate-pair stats
-    return pair.local_candidate.type, pair.remote_candidate.type
 
 
 async def gathers_relay(ice_servers: list[dict[str, Any]]) -> bool:
