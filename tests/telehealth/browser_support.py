@@ -39,7 +39,8 @@ def chromium_args(camera: Path) -> list[str]:
         "--use-fake-ui-for-media-stream",
         f"--use-file-for-fake-video-capture={camera}",
         "--disable-features=WebRtcHideLocalIpsWithMdns",
-        # The loopback interface is the only one here: host candidates and the TURN server.
+        # Host candidates on 127.0.0.1, the only interface here (a TURN server on loopback
+        # needs no flag: Chromium reaches it without enumerating the loopback network).
         "--allow-loopback-in-peer-connection",
         "--autoplay-policy=no-user-gesture-required",
     ]

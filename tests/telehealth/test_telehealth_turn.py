@@ -184,3 +184,25 @@ async def test_a_hub_that_cannot_reach_the_relay_says_so(tmp_path: Path) -> None
 def test_ice_settings_are_checked(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TelehealthSettings.from_extra({"telehealth": change})
+
+
+async def test_credentials_go_to_a_signed_in_side_of_the_session_only(tmp_path: Path) -> None:
+    relay = {"turn_urls": ["turn:relay.example.org:3478?transport=udp"], "turn_secret": "s3cret"}
+    async with (
+        running_hub(tmp_path / "data", **relay) as hub,
+        aiohttp.ClientSession() as http,
+    ):
+        session = await start_session(http, hub)
+        url = f"{hub.url}/api/telehealth/sessions/{session['id']}/ice"
+        token = {"X-Telehealth-Token": session["clinic_token"]}
+        async with http.get(url, headers=token) as r:
+            assert r.status == 401  # no login
+        async with http.get(url, headers=hub.headers["clinic"]) as r:
+            assert r.status == 403  # no session token
+            assert "session token" in (await r.json())["error"]
+        async with http.get(url, headers={**hub.headers["clinic"], **token}) as r:
+            assert r.status == 200
+            (server,) = (await r.json())["iceServers"]
+        assert server["urls"] == relay["turn_urls"]
+        assert server["username"].endswith(f":{session['id']}.clinic")
+        assert "s3cret" not in server.values()
