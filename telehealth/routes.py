@@ -24,6 +24,7 @@ from telehealth.ice import ice_servers, use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
 from telehealth.session import MessageError, Role, Session, capture_command
 from telehealth.signaling import close_sockets, serve_socket
+from telehealth.source_capture import SourceCaptureError
 from telehealth.us_image import Calibration
 from telehealth.worklist import WorklistError, attributes_for_item, inline_image_attributes
 
@@ -31,6 +32,7 @@ REGISTRY_KEY: web.AppKey[SessionRegistry] = web.AppKey("telehealth", SessionRegi
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static" / "telehealth"
 PAGES = {"clinic": "clinic.html", "specialist": "specialist.html"}
 MAX_BODY = 64 * 1024
+MAX_SOURCE_STILL = 64 * 1024 * 1024  # a PNG of the largest allowed frame, with room
 
 
 def setup(app: web.Application) -> None:
@@ -50,6 +52,11 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/telehealth/sessions/{id}/captures", capture, name="telehealth.capture.create")
     r.add_get(
         "/api/telehealth/sessions/{id}/captures", list_captures, name="telehealth.capture.read"
+    )
+    r.add_post(
+        "/api/telehealth/sessions/{id}/captures/source",
+        source_still,
+        name="telehealth.capture.source",
     )
     r.add_get("/telehealth/clinic", _page("clinic"), name="page.telehealth.clinic")
     r.add_get("/telehealth/specialist", _page("specialist"), name="page.telehealth.specialist")
@@ -171,6 +178,23 @@ async def capture(request: web.Request) -> web.Response:
     return web.json_response(result, status=status)
 
 
+async def source_still(request: web.Request) -> web.Response:
+    """A still the clinic page recorded from the device's own video (PNG, native size)."""
+    session, role = _session_and_role(request)
+    if role != "clinic":
+        raise _error(web.HTTPForbidden, "source stills come from the clinic's device")
+    if request.content_type != "image/png":
+        raise _error(web.HTTPUnsupportedMediaType, "send the still as image/png")
+    png = await _bounded_body(request, MAX_SOURCE_STILL)
+    try:
+        result = await session.store_source_still(png, _actor(request, role))
+    except SourceCaptureError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    if result.get("state") != "stored":
+        return web.json_response(result, status=500)
+    return web.json_response(result, status=201)
+
+
 async def list_captures(request: web.Request) -> web.Response:
     session, _ = _session_and_role(request)
     return web.json_response(session.captures)
@@ -230,6 +254,19 @@ def _owner(request: web.Request) -> str | None:
 def _actor(request: web.Request, role: Role) -> str:
     """Who acts in a session: the caller's identity (its session role without accounts)."""
     return _owner(request) or role
+
+
+async def _bounded_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, up to ``limit`` bytes (above the app's 1 MiB default for JSON)."""
+    if request.content_length and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from telehealth.capture import CaptureError, Capturer, ClipOutcome, SequencedTra
 from telehealth.config import TelehealthSettings
 from telehealth.ice import has_relay_candidate, rtc_configuration
 from telehealth.jitter import use_marker_completion
+from telehealth.source_capture import source_frame
 from telehealth.tracks import LiveTrack
 from telehealth.us_image import (
     Calibration,
@@ -331,7 +332,9 @@ class Session:
         action, codec = message["action"], message["codec"]
         if action == "still":
             frame = await self.capturer.still(codec)
-            return await self._store_frames([frame], codec, actor, {"kind": "still", "by": role})
+            return await self._store_frames(
+                [frame], codec, actor, {"kind": "still", "by": role, "source": "stream"}
+            )
         if action == "start":
             self.capturer.start_clip(codec, message.get("seconds"))
             self._recording_actor = actor
@@ -343,8 +346,20 @@ class Session:
             raise CaptureError("the clip could not be stored")
         return result
 
+    async def store_source_still(self, png: bytes, actor: str) -> dict[str, Any]:
+        """A still the clinic recorded from its own device video, stored losslessly."""
+        loop = asyncio.get_running_loop()
+        frame = await loop.run_in_executor(self._executor, source_frame, png)
+        details = {"kind": "still", "by": "clinic", "source": "device"}
+        return await self._store_frames([frame], "rle", actor, details, from_source=True)
+
     async def _clip_ended(self, outcome: ClipOutcome, codec: Codec) -> dict[str, Any]:
-        details = {"kind": "clip", "dropped": outcome.dropped, "ended": outcome.reason}
+        details = {
+            "kind": "clip",
+            "source": "stream",
+            "dropped": outcome.dropped,
+            "ended": outcome.reason,
+        }
         if not outcome.frames:
             event = {"type": "capture", "state": "failed", "message": "the clip has no frames"}
             self._broadcast(event)
@@ -352,7 +367,12 @@ class Session:
         return await self._store_frames(outcome.frames, codec, self._recording_actor, details)
 
     async def _store_frames(
-        self, frames: list[EncodedFrame], codec: Codec, actor: str, details: dict[str, Any]
+        self,
+        frames: list[EncodedFrame],
+        codec: Codec,
+        actor: str,
+        details: dict[str, Any],
+        from_source: bool = False,
     ) -> dict[str, Any]:
         self._instance_number += 1
         context = CaptureContext(
@@ -368,6 +388,7 @@ class Session:
             station_name=self.settings.station_name,
             stream_codec=self._stream_codec,
             calibration=self.calibration,
+            from_source=from_source,
         )
         loop = asyncio.get_running_loop()
         try:

@@ -2,6 +2,7 @@
 // hear the specialist, see their pointer, freeze and capture; upload device recordings.
 import { api, captureControls, HubLink, log, showError } from "./rtc.js";
 import { Overlay } from "./overlay.js";
+import { sourceStill } from "./source.js";
 import { stowUpload } from "./stow.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -75,6 +76,8 @@ async function goLive(sessionId, token, inviteUrl) {
       }
     },
   });
+  // Shown from the hub's answer too: the data channel may be down when it matters most.
+  $("#source-still").onclick = () => sourceStill($("#local"), sessionId, token).then(onCapture, showError);
   $("#freeze").onclick = () => link.send({ type: $("#freeze").classList.contains("active") ? "unfreeze" : "freeze" });
   $("#end").onclick = async () => {
     await api(`/api/telehealth/sessions/${sessionId}`, { method: "DELETE", token }).catch(showError);

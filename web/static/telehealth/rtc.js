@@ -158,10 +158,13 @@ export function captureControls(link, root, log) {
       clip.classList.remove("active");
     }
     if (event.state === "stored") {
+      if (root.querySelector(`[data-captures] li[data-sop="${event.sop_instance_uid}"]`)) return;
       const item = document.createElement("li");
       item.dataset.sop = event.sop_instance_uid;
       item.dataset.kind = event.kind;
-      item.textContent = `${event.kind === "clip" ? `Clip, ${event.frames} frames` : "Still"} stored` +
+      item.dataset.source = event.source || "stream";
+      const what = event.kind === "clip" ? `Clip, ${event.frames} frames` : "Still";
+      item.textContent = `${what}${event.source === "device" ? " from the device, lossless," : ""} stored` +
         (event.dropped ? ` (${event.dropped} frames dropped)` : "");
       root.querySelector("[data-captures]").append(item);
     } else if (event.state === "failed") {
