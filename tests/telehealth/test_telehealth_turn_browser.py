@@ -33,6 +33,11 @@ VIDEO_PLAYING = (
     " return v.videoWidth > 0 && v.currentTime > 1; }"
 )
 STATUS = "() => document.querySelector('#status').textContent"
+LINK_MEASURED = (
+    "() => { const d = document.querySelector('#link').dataset;"
+    " return d.rtt !== '' && d.loss !== '' && Number(d.fps) > 0; }"
+)
+LINK = "() => ({...document.querySelector('#link').dataset})"
 
 
 async def _clinic_page(browser, hub):
@@ -81,6 +86,12 @@ async def test_both_pages_through_the_relay(
                 watch(specialist, problems)
                 await specialist.goto(await clinic.locator("#invite").get_attribute("href"))
                 await until(specialist, VIDEO_PLAYING)
+
+                # Both pages show the link's quality, measured through the relay.
+                for page in (clinic, specialist):
+                    await until(page, LINK_MEASURED)
+                    link = await page.evaluate(LINK)
+                    assert int(link["rtt"]) >= 0 and 0 <= float(link["loss"]) <= 100, link
 
                 live = hub.app[REGISTRY_KEY].get(clinic.url.split("session=")[1])
                 for peer in live.peers.values():

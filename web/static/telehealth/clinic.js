@@ -1,6 +1,7 @@
 // Clinic side: start a session from a worklist item, send the probe video and microphone,
 // hear the specialist, see their pointer, freeze and capture; upload device recordings.
 import { api, captureControls, HubLink, log, showError } from "./rtc.js";
+import { watchLink } from "./linkstats.js";
 import { Overlay } from "./overlay.js";
 import { sourceStill } from "./source.js";
 import { stowUpload } from "./stow.js";
@@ -85,6 +86,7 @@ async function goLive(sessionId, token, inviteUrl) {
     for (const track of media.getTracks()) track.stop();
     $("#status").textContent = "session ended";
   };
+  watchLink(() => link.pc, $("#link"));
   await link.connect();
 }
 
