@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static" / "telehe
 PAGES = {"clinic": "clinic.html", "specialist": "specialist.html"}
 MAX_BODY = 64 * 1024
 MAX_SOURCE_STILL = 64 * 1024 * 1024  # a PNG of the largest allowed frame, with room
+CAPTURE_ID = re.compile(r"[A-Za-z0-9-]{8,64}")  # the page's id for one device capture
 
 
 def setup(app: web.Application) -> None:
@@ -185,14 +187,17 @@ async def source_still(request: web.Request) -> web.Response:
         raise _error(web.HTTPForbidden, "source stills come from the clinic's device")
     if request.content_type != "image/png":
         raise _error(web.HTTPUnsupportedMediaType, "send the still as image/png")
+    capture_id = request.query.get("capture")
+    if capture_id is not None and not CAPTURE_ID.fullmatch(capture_id):
+        raise _error(web.HTTPBadRequest, "capture must be 8..64 letters, digits or dashes")
     png = await _bounded_body(request, MAX_SOURCE_STILL)
     try:
-        result = await session.store_source_still(png, _actor(request, role))
+        result, new = await session.store_source_still(png, _actor(request, role), capture_id)
     except SourceCaptureError as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from None
     if result.get("state") != "stored":
         return web.json_response(result, status=500)
-    return web.json_response(result, status=201)
+    return web.json_response(result, status=201 if new else 200)
 
 
 async def list_captures(request: web.Request) -> web.Response:

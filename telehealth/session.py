@@ -114,6 +114,8 @@ class Session:
         self._relay = MediaRelay()
         self._sources: dict[tuple[Role, str], MediaStreamTrack] = {}
         self._instance_number = 0
+        # Device stills by the page's capture id: a retried upload gets the first one's result.
+        self._source_stills: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stream_codec = ""
         self._recording_actor = ""
         self._closed = False
@@ -346,8 +348,27 @@ class Session:
             raise CaptureError("the clip could not be stored")
         return result
 
-    async def store_source_still(self, png: bytes, actor: str) -> dict[str, Any]:
-        """A still the clinic recorded from its own device video, stored losslessly."""
+    async def store_source_still(
+        self, png: bytes, actor: str, capture_id: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """A still the clinic recorded from its own device video, stored losslessly; with the
+        page's ``capture_id``, once only however often the upload is retried. Returns the
+        capture event and whether this call stored it."""
+        if capture_id is None:
+            return await self._store_source_still(png, actor), True
+        if (known := self._source_stills.get(capture_id)) is not None:
+            return await asyncio.shield(known), False
+        # Stored to the end even if this upload's connection drops: its retry then waits here.
+        task = asyncio.ensure_future(self._store_source_still(png, actor))
+        self._source_stills[capture_id] = task
+        task.add_done_callback(lambda done: self._forget_failed(capture_id, done))
+        return await asyncio.shield(task), True
+
+    def _forget_failed(self, capture_id: str, done: asyncio.Future[dict[str, Any]]) -> None:
+        if done.cancelled() or done.exception() or done.result().get("state") != "stored":
+            self._source_stills.pop(capture_id, None)  # a retry may succeed
+
+    async def _store_source_still(self, png: bytes, actor: str) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         frame = await loop.run_in_executor(self._executor, source_frame, png)
         details = {"kind": "still", "by": "clinic", "source": "device"}

@@ -3,7 +3,7 @@
 import { api, captureControls, HubLink, log, showError } from "./rtc.js";
 import { watchLink } from "./linkstats.js";
 import { Overlay } from "./overlay.js";
-import { sourceStill } from "./source.js";
+import { SourceStills } from "./source.js";
 import { stowUpload } from "./stow.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -78,7 +78,18 @@ async function goLive(sessionId, token, inviteUrl) {
     },
   });
   // Shown from the hub's answer too: the data channel may be down when it matters most.
-  $("#source-still").onclick = () => sourceStill($("#local"), sessionId, token).then(onCapture, showError);
+  const stills = new SourceStills({
+    sessionId,
+    token,
+    onStored: onCapture,
+    onPending: (count) => {
+      $("#outbox").dataset.pending = String(count);
+      $("#outbox").textContent = count ? `${count} device still(s) waiting to upload` : "";
+    },
+    onError: (error) => log(error.message),
+  });
+  $("#source-still").onclick = () => stills.record($("#local")).catch(showError);
+  stills.flush(); // what a reload or a lost link left waiting
   $("#freeze").onclick = () => link.send({ type: $("#freeze").classList.contains("active") ? "unfreeze" : "freeze" });
   $("#end").onclick = async () => {
     await api(`/api/telehealth/sessions/${sessionId}`, { method: "DELETE", token }).catch(showError);
