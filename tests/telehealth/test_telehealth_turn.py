@@ -31,7 +31,7 @@ from telehealth.ice import has_relay_candidate
 from telehealth.routes import REGISTRY_KEY
 from telehealth.turn_credentials import mint
 
-pytestmark = pytest.mark.skipif(not available(), reason="coturn (turnserver) is not installed")
+needs_coturn = pytest.mark.skipif(not available(), reason="coturn (turnserver) is not installed")
 
 
 def configuration(ice: dict[str, Any]) -> RTCConfiguration:
@@ -87,6 +87,7 @@ async def until_relayed(turn: Coturn, user: str, at_least: int, limit: float = 6
         ) from None
 
 
+@needs_coturn
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 async def test_a_session_through_the_relay(
     tmp_path: Path, transport: str, monkeypatch: pytest.MonkeyPatch
@@ -132,6 +133,7 @@ async def test_a_session_through_the_relay(
             await until_relayed(turn, f"{session['id']}.clinic", at_least=100_000)
 
 
+@needs_coturn
 async def test_the_relay_refuses_expired_and_wrong_credentials(tmp_path: Path) -> None:
     async with running_coturn(tmp_path / "turn") as turn:
         url = turn.url("udp")
@@ -145,6 +147,7 @@ async def test_the_relay_refuses_expired_and_wrong_credentials(tmp_path: Path) -
         assert not await gathers_relay(servers("not-the-secret", 600))
 
 
+@needs_coturn
 async def test_a_hub_that_cannot_reach_the_relay_says_so(tmp_path: Path) -> None:
     async with (
         running_coturn(tmp_path / "turn") as turn,
