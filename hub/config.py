@@ -60,6 +60,8 @@ class Settings:
     uploads_open_per_user: int = 20  # resumable uploads a user may have receiving at once
     uploads_declared_bytes_per_user: int = 64 * 1024**3  # their declared sizes, added up
     uploads_idle_seconds: float = 7 * 86400.0  # an upload untouched this long is removed
+    # The TURN server's shared secret for telehealth relay credentials; never sent to a browser.
+    turn_secret: str | None = field(default=None, repr=False)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -100,6 +102,8 @@ class Settings:
         for name in LIMITS:
             if v := os.environ.get(f"TESSERA_{name.upper()}"):
                 setattr(s, name, _number(name, v, type(getattr(s, name))))
+        if v := os.environ.get("TESSERA_TURN_SECRET"):
+            s.turn_secret = v
         if v := os.environ.get("TESSERA_EXTRA"):
             s.extra.update(json.loads(v))  # JSON object of package settings, e.g. forwarding
         for key, value in overrides.items():
