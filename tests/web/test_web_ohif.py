@@ -1,0 +1,254 @@
+"""End-to-end: OHIF Viewer (the built ``@ohif/app``) against the hub in headless Chromium.
+
+Studies no one here made (pydicom's MR, CT and ultrasound cine, a corpus SVS and the corpus
+fluorescence NDPI converted by ``wsi``), read by OHIF served on the hub's origin (through a
+relay, as behind a reverse proxy) and from another origin (allowed by CORS), with a bearer
+token either way. Every view is awaited by polling what the page shows, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hubtest import HubServer, free_port, running_hub
+from ohif_support import OHIF_DIST, serve_ohif
+from PIL import Image
+from playwright.async_api import Page, Request, Response
+from pydicom.data import get_testdata_file
+from web_support import Console, chromium, ingest_all
+
+from hub.config import Settings
+from wsi import ConvertOptions, SlideIds, convert_slide
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not OHIF_DIST.is_dir(), reason="@ohif/app not installed (npm ci in web/)"),
+]
+
+# Generous: a cold OHIF load on a busy 2-core machine can take tens of seconds.
+WAIT_MS = 180_000
+POLL_MS = 500
+MR, CT, US = "MR_small.dcm", "CT_small.dcm", "color3d_jpeg_baseline.dcm"
+SLIDE, FLUORESCENCE = "wsi/CMU-1-Small-Region.svs", "wsi/test3-DAPI-2.ndpi"
+
+# Pixel statistics of the image a Cornerstone viewport drew, read from its canvas (overlays
+# and annotations are DOM and SVG above it, so they do not count).
+CANVAS_STATS_JS = """() => {
+    const canvas = document.querySelector('canvas.cornerstone-canvas');
+    if (!canvas || !canvas.width || !canvas.height) return null;
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let n = 0, sum = 0, squares = 0, lit = 0;
+    for (let i = 0; i < data.length; i += 4 * 5) {
+        const v = (data[i] + data[i + 1] + data[i + 2]) / 3;
+        n += 1; sum += v; squares += v * v; if (v > 24) lit += 1;
+    }
+    const mean = sum / n;
+    return { lit: lit / n, std: Math.sqrt(Math.max(0, squares / n - mean * mean)) };
+}"""
+VIEWPORT_JS = """() => {
+    const element = (window.cornerstone?.getEnabledElements() || [])[0];
+    const viewport = element?.viewport;
+    if (!viewport || !viewport.getImageIds) return null;
+    return { frames: viewport.getImageIds().length, index: viewport.getCurrentImageIdIndex(),
+             id: viewport.id };
+}"""
+START_CINE_JS = """(viewportId) => {
+    const { cineService } = window.services;
+    cineService.setIsCineEnabled(true);
+    cineService.setCine({ id: viewportId, isPlaying: true, frameRate: 20 });
+}"""
+# The map's controls (overview map, scale bar, OHIF's overlay) are drawn above the slide.
+HIDE_CONTROLS_CSS = (
+    ".ol-overlaycontainer, .ol-overlaycontainer-stopevent { display: none !important; }"
+)
+# Share of a view's pixels that must be lit: a view that failed is black throughout; the
+# fluorescence slide is dark between its nuclei.
+LIT = 0.02
+ROWS_JS = """() => Array.from(document.querySelectorAll('tbody tr[aria-selected]'))
+    .map(row => Array.from(row.querySelectorAll('td')).map(td => td.innerText.trim()))"""
+# The study list counts its results ("1-3 of 3"): the list is final once that has settled.
+RESULTS_JS = """(expected) => {
+    const counter = Array.from(document.querySelectorAll('button'))
+        .find(b => /^\\d+-\\d+ of \\d+$/.test(b.innerText.trim()));
+    return counter ? counter.innerText.trim().endsWith(` of ${expected}`) : false;
+}"""
+
+
+@dataclass
+class Studies:
+    """Study UIDs by what the test opens, and each study's modalities as the hub lists them."""
+
+    mr: str
+    ct: str
+    us: str
+    slide: str
+    fluorescence: str
+    modalities: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Traffic:
+    """What the page asked of the hub and what it was answered."""
+
+    dicomweb: str
+    requests: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        page.on("request", self._request)
+        page.on("response", self._response)
+        page.on("requestfailed", self._failed)
+
+    def _request(self, request: Request) -> None:
+        if request.url.startswith(self.dicomweb):
+            self.requests.append(request.url)
+
+    def _response(self, response: Response) -> None:
+        if response.url.startswith(self.dicomweb) and response.status >= 400:
+            self.failures.append(f"{response.status} {response.url}")
+
+    def _failed(self, request: Request) -> None:
+        # A request the page itself dropped (navigating away) is not an answer of ours.
+        if request.url.startswith(self.dicomweb) and request.failure != "net::ERR_ABORTED":
+            self.failures.append(f"{request.failure} {request.url}")
+
+
+async def _convert(source: Path, out: Path, patient: str) -> list[Path]:
+    ids = SlideIds(patient_id=patient, patient_name=f"Slide^{patient}", accession=patient)
+    out.mkdir()
+    return await asyncio.to_thread(convert_slide, source, out, ids, ConvertOptions(workers=1))
+
+
+async def _load_studies(hub: HubServer, corpus: Path, tmp: Path) -> Studies:
+    def pydicom_file(name: str) -> list[Path]:
+        return [Path(get_testdata_file(name))]
+
+    studies = Studies(
+        mr=await ingest_all(hub.archive, pydicom_file(MR)),
+        ct=await ingest_all(hub.archive, pydicom_file(CT)),
+        us=await ingest_all(hub.archive, pydicom_file(US)),
+        slide=await ingest_all(hub.archive, await _convert(corpus / SLIDE, tmp / "svs", "SVS")),
+        fluorescence=await ingest_all(
+            hub.archive, await _convert(corpus / FLUORESCENCE, tmp / "ndpi", "NDPI")
+        ),
+    )
+    async with hub.session() as session, session.get(hub.url + "/dicomweb/studies") as r:
+        assert r.status == 200
+        for row in await r.json():
+            uid = row["0020000D"]["Value"][0]
+            studies.modalities[uid] = "\\".join(row["00080061"].get("Value", []))
+    return studies
+
+
+@pytest.fixture(params=["same-origin", "other-origin"])
+async def ohif(request, settings: Settings, corpus: Path, tmp_path: Path) -> AsyncIterator:
+    """(page, traffic, console, studies): OHIF in Chromium, signed in with a bearer token."""
+    same_origin = request.param == "same-origin"
+    front_port = free_port()
+    if not same_origin:
+        settings.cors_origins = [f"http://127.0.0.1:{front_port}"]
+    async with running_hub(settings) as hub:
+        studies = await _load_studies(hub, corpus, tmp_path)
+        bearer = hub.admin_headers["Authorization"]
+        async with (
+            serve_ohif(hub.url, bearer, same_origin=same_origin, port=front_port) as front,
+            chromium() as browser,
+        ):
+            context = await browser.new_context(
+                viewport={"width": 1280, "height": 800}, device_scale_factor=1
+            )
+            page = await context.new_page()
+            traffic = Traffic(front.dicomweb)
+            traffic.watch(page)
+            console = Console(page)
+            page.set_default_timeout(WAIT_MS)
+            yield front, page, traffic, console, studies
+
+
+async def _study_rows(page: Page, url: str, expected: int) -> list[list[str]]:
+    await page.goto(url)
+    await page.wait_for_function(RESULTS_JS, arg=expected, polling=POLL_MS)
+    await page.wait_for_function(f"() => ({ROWS_JS})().length === {expected}", polling=POLL_MS)
+    return await page.evaluate(ROWS_JS)
+
+
+async def _rendered(page: Page) -> dict:
+    """Polls until the viewport's canvas holds an image that is not blank."""
+    handle = await page.wait_for_function(
+        f"() => {{ const s = ({CANVAS_STATS_JS})(); return s && s.std > 8 && s.lit > 0.02 && s; }}",
+        polling=POLL_MS,
+    )
+    return await handle.json_value()
+
+
+async def _open_viewer(page: Page, url: str, study: str) -> dict:
+    await page.goto(f"{url}/viewer?StudyInstanceUIDs={study}")
+    stats = await _rendered(page)
+    assert stats["std"] > 8, stats
+    return stats
+
+
+async def _microscopy_pixels(page: Page, url: str, study: str) -> np.ndarray:
+    """The slide viewport's pixels once dicom-microscopy-viewer has drawn a non-blank view."""
+    await page.goto(f"{url}/microscopy?StudyInstanceUIDs={study}")
+    viewport = page.locator(".ol-viewport").first
+    await viewport.wait_for(state="visible")
+    await page.add_style_tag(content=HIDE_CONTROLS_CSS)
+    await page.wait_for_function(
+        """() => Array.from(document.querySelectorAll('.ol-viewport canvas'))
+            .some(c => c.width > 0 && c.height > 0)""",
+        polling=POLL_MS,
+    )
+    deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
+    while True:  # tiles arrive one by one: poll screenshots until the view is lit
+        pixels = np.asarray(Image.open(io.BytesIO(await viewport.screenshot())).convert("RGB"))
+        if _lit(pixels) > LIT or asyncio.get_running_loop().time() > deadline:
+            return pixels
+        await page.wait_for_timeout(POLL_MS)
+
+
+def _lit(pixels: np.ndarray) -> float:
+    return float((pixels.mean(axis=2) > 24).mean())
+
+
+async def test_ohif_reads_the_hub(ohif) -> None:
+    front, page, traffic, console, studies = ohif
+    url = front.url
+
+    rows = await _study_rows(page, url + "/", len(studies.modalities))
+    shown = sorted(row[2] for row in rows)
+    assert shown == sorted(studies.modalities.values()), rows
+    assert sorted(shown) == sorted(["MR", "CT", "US", "SM", "SM"])
+
+    traffic.requests.clear()
+    rows = await _study_rows(page, url + "/?modalities=CT,US", 2)
+    assert sorted(row[2] for row in rows) == ["CT", "US"]
+    asked = [r for r in traffic.requests if "/dicomweb/studies?" in r]
+    assert any("ModalitiesInStudy=CT%2CUS" in r or "ModalitiesInStudy=CT,US" in r for r in asked)
+
+    await _open_viewer(page, url, studies.mr)
+    await _open_viewer(page, url, studies.ct)
+
+    await _open_viewer(page, url, studies.us)
+    cine = await page.evaluate(VIEWPORT_JS)
+    assert cine["frames"] == 120, cine
+    await page.evaluate(START_CINE_JS, cine["id"])
+    await page.wait_for_function(
+        f"() => {{ const v = ({VIEWPORT_JS})(); return v && v.index >= {cine['index'] + 3}; }}",
+        polling=POLL_MS,
+    )
+
+    slide = await _microscopy_pixels(page, url, studies.slide)
+    assert _lit(slide) > LIT, "the converted slide stayed blank in microscopy mode"
+    fluorescence = await _microscopy_pixels(page, url, studies.fluorescence)
+    assert _lit(fluorescence) > LIT, "the fluorescence slide stayed black in microscopy mode"
+
+    assert traffic.failures == []
+    assert console.errors == [], json.dumps(console.errors, indent=1)
