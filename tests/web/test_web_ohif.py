@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from hubtest import HubServer, free_port, running_hub
 from ohif_support import OHIF_DIST, serve_ohif
@@ -36,6 +37,8 @@ pytestmark = [
 WAIT_MS = 180_000
 POLL_MS = 500
 MR, CT, US = "MR_small.dcm", "CT_small.dcm", "color3d_jpeg_baseline.dcm"
+# A secondary capture without Modality (Type 1), as workstations send them.
+NO_MODALITY = "SC_jpeg_no_color_transform.dcm"
 SLIDE, FLUORESCENCE = "wsi/CMU-1-Small-Region.svs", "wsi/test3-DAPI-2.ndpi"
 
 # Pixel statistics of the image a Cornerstone viewport drew, read from its canvas (overlays
@@ -55,9 +58,11 @@ CANVAS_STATS_JS = """() => {
 VIEWPORT_JS = """() => {
     const element = (window.cornerstone?.getEnabledElements() || [])[0];
     const viewport = element?.viewport;
-    if (!viewport || !viewport.getImageIds) return null;
+    if (!viewport || !viewport.getImageIds || !viewport.getCurrentImageId()) return null;
+    const series = window.cornerstone.metaData.get(
+        'generalSeriesModule', viewport.getCurrentImageId());
     return { frames: viewport.getImageIds().length, index: viewport.getCurrentImageIdIndex(),
-             id: viewport.id };
+             id: viewport.id, modality: series?.modality };
 }"""
 START_CINE_JS = """(viewportId) => {
     const { cineService } = window.services;
@@ -126,13 +131,27 @@ async def _convert(source: Path, out: Path, patient: str) -> list[Path]:
     return await asyncio.to_thread(convert_slide, source, out, ids, ConvertOptions(workers=1))
 
 
+def _added_to_study(name: str, study_uid: str, tmp: Path) -> Path:
+    """pydicom's file ``name`` filed into the study of pydicom's CT (its patient too)."""
+    ct = pydicom.dcmread(get_testdata_file(CT), stop_before_pixels=True)
+    ds = pydicom.dcmread(get_testdata_file(name))
+    assert "Modality" not in ds
+    ds.StudyInstanceUID = study_uid
+    ds.PatientID, ds.PatientName = ct.PatientID, ct.PatientName
+    path = tmp / name
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 async def _load_studies(hub: HubServer, corpus: Path, tmp: Path) -> Studies:
     def pydicom_file(name: str) -> list[Path]:
         return [Path(get_testdata_file(name))]
 
+    ct = await ingest_all(hub.archive, pydicom_file(CT))
+    await ingest_all(hub.archive, [_added_to_study(NO_MODALITY, ct, tmp)])
     studies = Studies(
         mr=await ingest_all(hub.archive, pydicom_file(MR)),
-        ct=await ingest_all(hub.archive, pydicom_file(CT)),
+        ct=ct,
         us=await ingest_all(hub.archive, pydicom_file(US)),
         slide=await ingest_all(hub.archive, await _convert(corpus / SLIDE, tmp / "svs", "SVS")),
         fluorescence=await ingest_all(
@@ -188,11 +207,17 @@ async def _rendered(page: Page) -> dict:
     return await handle.json_value()
 
 
-async def _open_viewer(page: Page, url: str, study: str) -> dict:
-    await page.goto(f"{url}/viewer?StudyInstanceUIDs={study}")
+async def _open_viewer(
+    page: Page, url: str, study: str, modality: str, series: str | None = None
+) -> dict:
+    """The viewport's state once it shows an image of ``modality`` that is not blank."""
+    only = f"&SeriesInstanceUIDs={series}" if series else ""
+    await page.goto(f"{url}/viewer?StudyInstanceUIDs={study}{only}")
     stats = await _rendered(page)
     assert stats["std"] > 8, stats
-    return stats
+    viewport = await page.evaluate(VIEWPORT_JS)
+    assert viewport["modality"] == modality, viewport
+    return viewport
 
 
 async def _microscopy_pixels(page: Page, url: str, study: str) -> np.ndarray:
@@ -226,6 +251,8 @@ async def test_ohif_reads_the_hub(ohif) -> None:
     shown = sorted(row[2] for row in rows)
     assert shown == sorted(studies.modalities.values()), rows
     assert sorted(shown) == sorted(["MR", "CT", "US", "SM", "SM"])
+    ct_row = next(row for row in rows if row[2] == "CT")
+    assert ct_row[4] == "2", rows  # the CT and the capture without Modality
 
     traffic.requests.clear()
     rows = await _study_rows(page, url + "/?modalities=CT,US", 2)
@@ -233,11 +260,12 @@ async def test_ohif_reads_the_hub(ohif) -> None:
     asked = [r for r in traffic.requests if "/dicomweb/studies?" in r]
     assert any("ModalitiesInStudy=CT%2CUS" in r or "ModalitiesInStudy=CT,US" in r for r in asked)
 
-    await _open_viewer(page, url, studies.mr)
-    await _open_viewer(page, url, studies.ct)
+    await _open_viewer(page, url, studies.mr, "MR")
+    # The CT study holds the capture without Modality too, which OHIF may hang first.
+    ct_series = pydicom.dcmread(get_testdata_file(CT), stop_before_pixels=True).SeriesInstanceUID
+    await _open_viewer(page, url, studies.ct, "CT", ct_series)
 
-    await _open_viewer(page, url, studies.us)
-    cine = await page.evaluate(VIEWPORT_JS)
+    cine = await _open_viewer(page, url, studies.us, "US")
     assert cine["frames"] == 120, cine
     await page.evaluate(START_CINE_JS, cine["id"])
     await page.wait_for_function(
