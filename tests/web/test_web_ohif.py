@@ -223,6 +223,10 @@ async def _open_viewer(
 async def _microscopy_pixels(page: Page, url: str, study: str) -> np.ndarray:
     """The slide viewport's pixels once dicom-microscopy-viewer has drawn a non-blank view."""
     await page.goto(f"{url}/microscopy?StudyInstanceUIDs={study}")
+    return await _lit_microscopy_view(page)
+
+
+async def _lit_microscopy_view(page: Page) -> np.ndarray:
     viewport = page.locator(".ol-viewport").first
     await viewport.wait_for(state="visible")
     await page.add_style_tag(content=HIDE_CONTROLS_CSS)
@@ -306,3 +310,74 @@ async def test_ohif_lists_a_study_of_objects_without_modality(
             await page.wait_for_timeout(POLL_MS)
         assert console.errors == []
         assert len(await page.evaluate(ROWS_JS)) == 2
+
+
+# The optical paths of the slide OHIF shows, and whether each is on: a monochrome channel
+# stays off unless something calls showOpticalPath (hub/dicomweb/README.md, conformance notes).
+SHOW_CHANNEL_JS = """(id) => Array.from(window.services.microscopyService.managedViewers)[0]
+    .viewer.showOpticalPath(id)"""
+OPTICAL_PATHS_JS = """() => {
+    const managed = window.services?.microscopyService?.managedViewers;
+    const viewer = managed && Array.from(managed)[0]?.viewer;
+    const paths = viewer?.getAllOpticalPaths();
+    if (!paths || paths.length === 0) return null;
+    return paths.map(p => ({ id: p.identifier, monochrome: p.isMonochromatic,
+                             visible: viewer.isOpticalPathVisible(p.identifier) }));
+}"""
+
+
+def _monochrome_channel(paths: list[Path], out: Path) -> list[Path]:
+    """The converted fluorescence slide's pyramid as one monochrome fluorescence channel (its
+    blue, DAPI), uncompressed, as a scanner that stores channels would write it."""
+    out.mkdir()
+    written = []
+    series = pydicom.uid.generate_uid()
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        if ds.ImageType[2] != "VOLUME" or ds.TotalPixelMatrixColumns > 1024:
+            continue  # the smaller levels are pyramid enough, and quick to store
+        blue = np.ascontiguousarray(ds.pixel_array.reshape(-1, ds.Rows, ds.Columns, 3)[..., 2])
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        del ds.PlanarConfiguration
+        ds.LossyImageCompression = "01"  # it was JPEG once
+        ds.PixelData = blue.tobytes()
+        path_item = ds.OpticalPathSequence[0]
+        path_item.OpticalPathIdentifier = "DAPI"
+        path_item.IlluminationTypeCodeSequence[0].CodeValue = "111743"
+        path_item.IlluminationTypeCodeSequence[0].CodeMeaning = "Epifluorescence illumination"
+        path_item.IlluminationWaveLength = 405.0
+        del path_item.IlluminationColorCodeSequence, path_item.ICCProfile
+        if "ColorSpace" in path_item:
+            del path_item.ColorSpace
+        groups = ds.SharedFunctionalGroupsSequence[0]
+        groups.OpticalPathIdentificationSequence[0].OpticalPathIdentifier = "DAPI"
+        written.append(out / path.name)
+        ds.save_as(written[-1], enforce_file_format=True)
+    return written
+
+
+async def test_ohif_shows_a_monochrome_channel_only_when_asked(
+    hub_server: HubServer, corpus: Path, tmp_path: Path
+) -> None:
+    """A fluorescence channel as scanners store it renders in OHIF once switched on, and
+    OHIF 3.13 leaves it off: the black slide is the viewer's, not the data's. When this
+    starts failing on "stays off", OHIF has changed, and the README's note with it."""
+    converted = await _convert(corpus / FLUORESCENCE, tmp_path / "ndpi", "NDPI")
+    channel = await asyncio.to_thread(_monochrome_channel, converted, tmp_path / "channel")
+    study = await ingest_all(hub_server.archive, channel)
+    bearer = hub_server.admin_headers["Authorization"]
+    async with serve_ohif(hub_server.url, bearer, same_origin=True) as front, chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        console = Console(page)
+        page.set_default_timeout(WAIT_MS)
+        await page.goto(f"{front.url}/microscopy?StudyInstanceUIDs={study}")
+        paths = await (await page.wait_for_function(OPTICAL_PATHS_JS, polling=POLL_MS)).json_value()
+        assert paths == [{"id": "DAPI", "monochrome": True, "visible": False}], "stays off"
+
+        await page.evaluate(SHOW_CHANNEL_JS, "DAPI")
+        pixels = await _lit_microscopy_view(page)
+        assert _lit(pixels) > LIT, "the channel stayed black once shown"
+        assert console.errors == [], json.dumps(console.errors, indent=1)
