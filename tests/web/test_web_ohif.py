@@ -168,7 +168,8 @@ async def _load_studies(hub: HubServer, corpus: Path, tmp: Path) -> Studies:
 
 @pytest.fixture(params=["same-origin", "other-origin"])
 async def ohif(request, settings: Settings, corpus: Path, tmp_path: Path) -> AsyncIterator:
-    """(page, traffic, console, studies): OHIF in Chromium, signed in with a bearer token."""
+    """(front, page, traffic, console, studies): OHIF in Chromium with a bearer token, on the
+    hub's origin or on another one that the hub allows."""
     same_origin = request.param == "same-origin"
     front_port = free_port()
     if not same_origin:
@@ -198,13 +199,12 @@ async def _study_rows(page: Page, url: str, expected: int) -> list[list[str]]:
     return await page.evaluate(ROWS_JS)
 
 
-async def _rendered(page: Page) -> dict:
-    """Polls until the viewport's canvas holds an image that is not blank."""
-    handle = await page.wait_for_function(
-        f"() => {{ const s = ({CANVAS_STATS_JS})(); return s && s.std > 8 && s.lit > 0.02 && s; }}",
+async def _rendered(page: Page) -> None:
+    """Polls until the viewport's canvas holds an image that is not blank (not one flat tone)."""
+    await page.wait_for_function(
+        f"() => {{ const s = ({CANVAS_STATS_JS})(); return s && s.std > 8 && s.lit > {LIT}; }}",
         polling=POLL_MS,
     )
-    return await handle.json_value()
 
 
 async def _open_viewer(
@@ -213,8 +213,7 @@ async def _open_viewer(
     """The viewport's state once it shows an image of ``modality`` that is not blank."""
     only = f"&SeriesInstanceUIDs={series}" if series else ""
     await page.goto(f"{url}/viewer?StudyInstanceUIDs={study}{only}")
-    stats = await _rendered(page)
-    assert stats["std"] > 8, stats
+    await _rendered(page)
     viewport = await page.evaluate(VIEWPORT_JS)
     assert viewport["modality"] == modality, viewport
     return viewport
@@ -254,7 +253,7 @@ async def test_ohif_reads_the_hub(ohif) -> None:
     rows = await _study_rows(page, url + "/", len(studies.modalities))
     shown = sorted(row[2] for row in rows)
     assert shown == sorted(studies.modalities.values()), rows
-    assert sorted(shown) == sorted(["MR", "CT", "US", "SM", "SM"])
+    assert shown == ["CT", "MR", "SM", "SM", "US"]
     ct_row = next(row for row in rows if row[2] == "CT")
     assert ct_row[4] == "2", rows  # the CT and the capture without Modality
 
