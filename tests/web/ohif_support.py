@@ -5,6 +5,10 @@ DICOMweb data source at the hub. Same origin: the front also relays ``/dicomweb`
 as an integrator's reverse proxy would. Other origin: OHIF calls the hub directly, which must
 allow the front's origin by CORS. Either way OHIF sends a bearer token, set through OHIF's
 user authentication service by an extension declared in the app config.
+
+``@ohif/app`` is a dev dependency for its built ``dist`` alone, which is self-contained: the
+``overrides`` in web/package.json stand an empty package in for each of its own dependencies
+(sources' build inputs, some not published at the versions it names).
 """
 
 from __future__ import annotations
