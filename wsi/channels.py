@@ -1,0 +1,225 @@
+"""Write a multi-channel slide: one MONOCHROME2 instance per channel per pyramid level.
+
+As DICOM WSI stores fluorescence, each instance holds one optical path (the channel), at the
+source's 8 or 16 bits. Frames are encoded losslessly (JPEG 2000 or JPEG-LS) unless 8-bit JPEG is
+asked for, so each channel reads back with the source's pixels. Tiles are decoded and encoded in
+threads: tifffile's decoders and imagecodecs release the GIL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from wsi.encode import MONO_CODECS, Codec, encode
+from wsi.errors import ConversionError
+from wsi.options import ConvertOptions
+from wsi.pyramid import PlannedLevel
+from wsi.sources.channels import ChannelRegionReader
+from wsi.sources.model import SlideInfo
+from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter, compression_ratio
+
+if TYPE_CHECKING:
+    from wsi.headers import Headers
+
+_JOB_PIXELS = 4096 * 1024  # source pixels decoded per job: bounds its memory
+
+
+def channel_codec(slide: SlideInfo, options: ConvertOptions) -> Codec:
+    assert slide.planes is not None
+    if options.codec == "jpeg" and slide.planes.bits > 8:
+        raise ConversionError(
+            f"{slide.path.name}: JPEG baseline holds 8 bits, the channels have "
+            f"{slide.planes.bits}; choose jpeg2000-lossless or jpegls-lossless"
+        )
+    if options.codec == "passthrough-or-jpeg":  # channels are kept as the scanner made them
+        return MONO_CODECS["jpeg2000-lossless"]
+    return MONO_CODECS[options.codec]
+
+
+def instance_names(levels: list[PlannedLevel], slide: SlideInfo) -> list[str]:
+    """Level by level, channel by channel: level0-c0.dcm, level0-c1.dcm, ..."""
+    return [f"level{i}-c{c}.dcm" for i in range(len(levels)) for c in range(len(slide.channels))]
+
+
+@dataclass(frozen=True)
+class _Job:
+    level: PlannedLevel
+    channel: int
+    ty: int
+    tx0: int
+    tx1: int
+
+
+class ChannelConversion:
+    def __init__(
+        self,
+        slide: SlideInfo,
+        headers: Headers,
+        options: ConvertOptions,
+        staging: Path,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        assert slide.planes is not None
+        self.slide = slide
+        self.headers = headers
+        self.options = options
+        self.staging = staging
+        self.progress = progress
+        self.codec = channel_codec(slide, options)
+        self.bytes_per_sample = slide.planes.bits // 8
+        self.total = self.done = 0
+
+    def run(self, levels: list[PlannedLevel], names: list[str]) -> None:
+        self.total = sum(level.frames for level in levels) * len(self.slide.channels)
+        reader = ChannelRegionReader(self.slide)
+        try:
+            with ThreadPoolExecutor(self.options.workers, thread_name_prefix="wsi-channel") as pool:
+                numbered = iter(enumerate(names, start=1))
+                for level in levels:
+                    for channel in range(len(self.slide.channels)):
+                        number, name = next(numbered)
+                        self._write(pool, reader, level, channel, name, number)
+        finally:
+            reader.close()
+
+    def _write(
+        self,
+        pool: ThreadPoolExecutor,
+        reader: ChannelRegionReader,
+        level: PlannedLevel,
+        channel: int,
+        name: str,
+        number: int,
+    ) -> None:
+        jobs = self._jobs(level, channel)
+        results = _in_order(
+            pool, lambda job: self._encode(reader, job), jobs, 2 * self.options.workers
+        )
+        header = self.headers.header(
+            self.codec.transfer_syntax,
+            kind="VOLUME",
+            derived=level.generated,
+            number=number,
+            width=level.width,
+            height=level.height,
+            tile_width=level.tile_width,
+            tile_height=level.tile_height,
+            frames=level.frames,
+            photometric=self.codec.photometric,
+            lossy_history=[(self.codec.method, RATIO_PLACEHOLDER)] if self.codec.lossy else [],
+            downsample=level.downsample,
+            channel=channel,
+        )
+        raw_bytes = level.frames * level.tile_width * level.tile_height * self.bytes_per_sample
+        writer = FrameWriter(self.staging / name, header, level.frames, large=raw_bytes >= FOUR_GIB)
+        try:
+            for job, frames in zip(jobs, results, strict=True):
+                writer.write_batch([(frame, b"", 0) for frame in frames])
+                self._advance(job.tx1 - job.tx0)
+            writer.close(compression_ratio(raw_bytes, writer.compressed_bytes))
+        except ConversionError:
+            writer.abort()
+            raise
+        except Exception as exc:
+            writer.abort()
+            label = self.slide.channels[channel].name
+            raise ConversionError(
+                f"{self.slide.path.name}: cannot decode channel {label!r} for the "
+                f"{level.width}x{level.height} level: {exc}"
+            ) from exc
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _jobs(self, level: PlannedLevel, channel: int) -> list[_Job]:
+        scale = self._scale(level)
+        tile_pixels = level.tile_width * level.tile_height * scale * scale
+        per_job = max(1, int(_JOB_PIXELS // tile_pixels))
+        return [
+            _Job(level, channel, ty, tx0, min(tx0 + per_job, level.tiles_across))
+            for ty in range(level.tiles_down)
+            for tx0 in range(0, level.tiles_across, per_job)
+        ]
+
+    def _scale(self, level: PlannedLevel) -> float:
+        return level.downsample / self.slide.levels[level.read_level].downsample
+
+    def _encode(self, reader: ChannelRegionReader, job: _Job) -> list[bytes]:
+        tw, th = job.level.tile_width, job.level.tile_height
+        x, y, w = job.tx0 * tw, job.ty * th, (job.tx1 - job.tx0) * tw
+        strip = self._pixels(reader, job, x, y, w, th)
+        quality = self.options.jpeg_quality
+        return [
+            encode(np.ascontiguousarray(strip[:, i * tw : (i + 1) * tw]), self.codec.name, quality)
+            for i in range(job.tx1 - job.tx0)
+        ]
+
+    def _pixels(
+        self, reader: ChannelRegionReader, job: _Job, x: int, y: int, w: int, h: int
+    ) -> np.ndarray:
+        """Pixels (x, y, w, h) of the job's level and channel, box-filtered from the source
+        level when the level is generated; zero beyond the edge."""
+        level, scale = job.level, self._scale(job.level)
+        if scale == 1:
+            return reader.read(level.read_level, job.channel, x, y, w, h)
+        dtype = np.uint8 if self.bytes_per_sample == 1 else np.uint16
+        out = np.zeros((h, w), dtype=dtype)
+        visible_w, visible_h = min(w, level.width - x), min(h, level.height - y)
+        sx, sy = math.floor(x * scale), math.floor(y * scale)
+        sw, sh = math.ceil(visible_w * scale), math.ceil(visible_h * scale)
+        region = reader.read(level.read_level, job.channel, sx, sy, sw, sh)
+        out[:visible_h, :visible_w] = _box(region, scale, visible_w, visible_h)
+        return out
+
+    def _advance(self, frames: int) -> None:
+        self.done += frames
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _box(region: np.ndarray, scale: float, width: int, height: int) -> np.ndarray:
+    """Box-filter a greyscale region down to width x height (rounded block means)."""
+    factor = round(scale)
+    if abs(scale - factor) < 1e-9:
+        rows, cols = height * factor, width * factor
+        padded = np.zeros((rows, cols), dtype=region.dtype)
+        padded[: min(rows, region.shape[0]), : min(cols, region.shape[1])] = region[:rows, :cols]
+        blocks = padded.reshape(height, factor, width, factor).astype(np.float64)
+        return np.rint(blocks.mean(axis=(1, 3))).astype(region.dtype)
+    from PIL import Image
+
+    resized = Image.fromarray(region.astype(np.float32), mode="F").resize(
+        (width, height), Image.Resampling.BOX
+    )
+    limit = np.iinfo(region.dtype).max
+    return np.clip(np.rint(np.asarray(resized)), 0, limit).astype(region.dtype)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, work: Callable[[_Job], list[bytes]], jobs: list[_Job], window: int
+) -> Iterator[list[bytes]]:
+    """work(job) for each job in threads, results in order, at most ``window`` in flight."""
+    pending: deque[Future] = deque()
+    waiting = iter(jobs)
+    try:
+        for job in waiting:
+            pending.append(pool.submit(work, job))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.popleft().result()
+            following = next(waiting, None)
+            if following is not None:
+                pending.append(pool.submit(work, following))
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
