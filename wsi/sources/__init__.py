@@ -125,6 +125,7 @@ def _from_openslide(path: Path, slide, tif) -> SlideInfo:
         serial=serial,
         software=software,
         source_compression=_source_compression(tif, vendor),
+        channels=[light] if (light := p.fluorescence(props)) else [],
     )
 
 
