@@ -15,7 +15,7 @@ const SCALE_BAR_PX = 120;
 const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
 const state = { slides: [], current: -1, viewer: null, source: null, compare: null, annotations: null };
 // Figures and hooks for end-to-end tests and benchmarks.
-const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent, prefetch: true });
+const api = (window.tesseraViewer = { state, openMs: null, ready: null, measureAdjacent, prefetch: true, setChannel });
 
 installHeader();
 // Resolves once the first view is painted, or the page shows why it cannot be (api.error).
@@ -126,8 +126,12 @@ function showSlide(index, position = {}) {
   document.querySelectorAll("#tabs button").forEach((b, i) => b.setAttribute("aria-selected", String(i === index)));
   document.getElementById("prev").disabled = document.getElementById("next").disabled = state.slides.length < 2;
   document.getElementById("slide-count").textContent = `${index + 1} / ${state.slides.length}`;
+  if (position.channels && slide.channels.length === position.channels.length) {
+    slide.channels.forEach((c, i) => (c.visible = position.channels[i] === "1"));
+  }
   renderLabel(slide);
   renderMetadata(slide);
+  renderChannels(slide);
   state.annotations.show(slide).catch((error) => showError("#error", error));
   document.querySelectorAll("#mags button").forEach((b) => {
     b.disabled = !slide.baseMagnification || Number(b.dataset.mag) > slide.baseMagnification * 4;
@@ -298,6 +302,47 @@ function drawScaleBar(slide, imageZoom) {
   bar.querySelector(".text").textContent = nice >= 1000 ? `${nice / 1000} mm` : `${nice} µm`;
 }
 
+// Fluorescence: a toggle per channel, in its display colour.
+function renderChannels(slide) {
+  const section = document.getElementById("channels");
+  section.hidden = !slide.channels.length;
+  document.getElementById("channel-list").replaceChildren(
+    ...slide.channels.map((channel, index) => {
+      const li = document.createElement("li");
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = channel.visible;
+      box.dataset.channel = index;
+      box.addEventListener("change", () => setChannel(index, box.checked));
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = `rgb(${channel.color.join(",")})`;
+      const name = document.createElement("span");
+      name.textContent = channel.name;
+      const nm = document.createElement("span");
+      nm.className = "nm";
+      nm.textContent = channel.emission || channel.excitation ? `${channel.emission || channel.excitation} nm` : "";
+      label.append(box, swatch, name, nm);
+      li.append(label);
+      return li;
+    }),
+  );
+}
+
+// Show or hide a channel; resolves once the view is painted again.
+function setChannel(index, visible) {
+  const slide = state.slides[state.current];
+  slide.channels[index].visible = visible;
+  const box = document.querySelector(`#channel-list input[data-channel="${index}"]`);
+  if (box) box.checked = visible;
+  const image = state.viewer.world.getItemAt(0);
+  image.reset(); // the blended tiles show the old set; their cache keys carry it
+  state.viewer.forceRedraw();
+  writeHash();
+  return whenFullyLoaded(image);
+}
+
 function renderLabel(slide) {
   const label = document.getElementById("label");
   const overview = document.getElementById("overview");
@@ -376,11 +421,12 @@ function bindKeys() {
 }
 
 // Deep link: #slide=<index>&x=<col>&y=<row>&zoom=<screen px per image px>, image coordinates
-// of the centre of the view at full resolution.
+// of the centre of the view at full resolution; channels=<0 or 1 per channel> for fluorescence.
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const number = (key) => (params.has(key) ? Number(params.get(key)) : undefined);
   const link = { slide: number("slide"), x: number("x"), y: number("y"), zoom: number("zoom") };
+  if (/^[01]+$/.test(params.get("channels") || "")) link.channels = params.get("channels");
   if (![link.x, link.y, link.zoom].every(Number.isFinite)) delete link.zoom;
   return link;
 }
@@ -389,7 +435,9 @@ function writeHash() {
   if (state.current < 0 || !state.viewer.world.getItemCount()) return;
   const vp = state.viewer.viewport;
   const centre = vp.viewportToImageCoordinates(vp.getCenter(true));
-  const hash = `#slide=${state.current}&x=${Math.round(centre.x)}&y=${Math.round(centre.y)}&zoom=${currentImageZoom().toPrecision(4)}`;
+  const slide = state.slides[state.current];
+  const channels = slide.channels.length ? `&channels=${slide.channels.map((c) => (c.visible ? 1 : 0)).join("")}` : "";
+  const hash = `#slide=${state.current}&x=${Math.round(centre.x)}&y=${Math.round(centre.y)}&zoom=${currentImageZoom().toPrecision(4)}${channels}`;
   history.replaceState(null, "", hash);
 }
 

@@ -1,0 +1,138 @@
+// Fluorescence slides: one MONOCHROME2 instance per optical path and level. Each channel is a
+// layer with a pseudo-colour; the visible ones are blended additively into each tile.
+
+import { first, HttpError, item, values } from "./dicom.js";
+
+const NATIVE = "1.2.840.10008.1.2.1"; // frames decoded by the server to little-endian samples
+// Used in turn when a channel gives no wavelength: blue, green, red, yellow, magenta, cyan, ...
+const PALETTE = [
+  [0, 0, 255],
+  [0, 255, 0],
+  [255, 0, 0],
+  [255, 255, 0],
+  [255, 0, 255],
+  [0, 255, 255],
+  [255, 128, 0],
+  [255, 255, 255],
+];
+const MAX_FRAMES = 1200; // decoded channel frames kept for re-blending when toggling
+
+// The optical paths of a level's instances, ordered by identifier.
+export function channelsOf(instances) {
+  const byId = new Map();
+  for (const ds of instances) {
+    const path = item(ds, "OpticalPathSequence");
+    if (!path) continue;
+    const id = String(first(path, "OpticalPathIdentifier") ?? "");
+    if (!byId.has(id)) byId.set(id, path);
+  }
+  const ids = [...byId.keys()].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  return ids.map((id, index) => {
+    const path = byId.get(id);
+    const emission = Number(first(path, "ImagePathFilterPassThroughWavelength")) || null;
+    const excitation = Number(first(path, "IlluminationWaveLength")) || null;
+    return {
+      id,
+      name: first(path, "OpticalPathDescription") || `Channel ${index + 1}`,
+      emission,
+      excitation,
+      color: channelColor(path, index),
+      visible: true,
+    };
+  });
+}
+
+// A channel's display colour: from its emission wavelength (what the eye would see), else its
+// excitation wavelength, else the default palette.
+export function channelColor(path, index) {
+  const nm =
+    Number(first(path, "ImagePathFilterPassThroughWavelength")) ||
+    Number(first(path, "IlluminationWaveLength")) ||
+    Number(values(path, "LightPathFilterPassBand")[1]);
+  return nm ? wavelengthColor(nm) : PALETTE[index % PALETTE.length];
+}
+
+// Visible-spectrum approximation (piecewise linear, after Bruton); beyond 645 nm (far red and
+// near infrared, invisible or nearly) the colour stays red so such channels remain visible.
+export function wavelengthColor(nm) {
+  let rgb;
+  if (nm < 440) rgb = [Math.max(0, (440 - nm) / 60), 0, 1];
+  else if (nm < 490) rgb = [0, (nm - 440) / 50, 1];
+  else if (nm < 510) rgb = [0, 1, (510 - nm) / 20];
+  else if (nm < 580) rgb = [(nm - 510) / 70, 1, 0];
+  else if (nm < 645) rgb = [1, (645 - nm) / 65, 0];
+  else rgb = [1, 0, 0];
+  return rgb.map((v) => Math.round(Math.min(1, v) * 255));
+}
+
+// Fetches each visible channel's frame of a tile as decoded samples and blends them.
+export class ChannelCompositor {
+  constructor(slide, frameUrl) {
+    this.slide = slide;
+    this.frameUrl = frameUrl; // (level, col, row) -> URL of that tile's frame, per instance
+    this.frames = new Map(); // frame URL -> Promise of its samples, oldest first
+  }
+
+  get channels() {
+    return this.slide.channels;
+  }
+
+  // A token of the visible set, part of each tile's cache key.
+  get state() {
+    return this.channels.map((c) => (c.visible ? "1" : "0")).join("");
+  }
+
+  // Shared by every tile that needs the frame, so not cancelled with any one of them.
+  samples(url, lvl) {
+    let pending = this.frames.get(url);
+    if (!pending) {
+      pending = fetchSamples(url, lvl.bits);
+      pending.catch(() => this.frames.delete(url)); // fetched again next time
+      this.frames.set(url, pending);
+      if (this.frames.size > MAX_FRAMES) this.frames.delete(this.frames.keys().next().value);
+    }
+    return pending;
+  }
+
+  // The tile (col, row) of a level as a 2D canvas context: sum over the visible channels of
+  // sample / maximum x colour, clipped.
+  async tile(lvl, col, row) {
+    const width = lvl.tileWidth;
+    const height = lvl.tileHeight;
+    const sum = new Float32Array(width * height * 3);
+    const visible = this.channels.map((c, i) => [c, lvl.channels[i]]).filter(([c, inst]) => c.visible && inst);
+    const planes = await Promise.all(visible.map(([, inst]) => this.samples(this.frameUrl(inst, col, row), inst)));
+    planes.forEach((plane, k) => {
+      const [channel, inst] = visible[k];
+      const scale = 1 / (2 ** inst.bits - 1);
+      const [r, g, b] = channel.color.map((v) => v * scale);
+      for (let i = 0, n = Math.min(plane.length, width * height); i < n; i++) {
+        const v = plane[i];
+        sum[3 * i] += v * r;
+        sum[3 * i + 1] += v * g;
+        sum[3 * i + 2] += v * b;
+      }
+    });
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    const context = canvas.getContext("2d");
+    const image = context.createImageData(width, height);
+    for (let i = 0, n = width * height; i < n; i++) {
+      image.data[4 * i] = sum[3 * i];
+      image.data[4 * i + 1] = sum[3 * i + 1];
+      image.data[4 * i + 2] = sum[3 * i + 2];
+      image.data[4 * i + 3] = 255;
+    }
+    context.putImageData(image, 0, 0); // Uint8ClampedArray: the additive sum is clipped at 255
+    return context;
+  }
+}
+
+async function fetchSamples(url, bits) {
+  const response = await fetch(url, { headers: { Accept: `application/octet-stream; transfer-syntax=${NATIVE}` } });
+  if (!response.ok) throw new HttpError(response, await response.text());
+  const body = await response.arrayBuffer();
+  // Native frames are little endian, as are the machines browsers run on.
+  return bits > 8 ? new Uint16Array(body, 0, body.byteLength >> 1) : new Uint8Array(body);
+}
