@@ -16,6 +16,9 @@ const PALETTE = [
   [255, 255, 255],
 ];
 const MAX_FRAMES = 1200; // decoded channel frames kept for re-blending when toggling
+// Auto-contrast: the black and white points clip this fraction of a channel's samples at each
+// end, over the smallest level (the whole slide in a few frames).
+const CLIP_FRACTION = 0.001;
 
 // The optical paths of a level's instances, ordered by identifier.
 export function channelsOf(instances) {
@@ -38,6 +41,8 @@ export function channelsOf(instances) {
       excitation,
       color: channelColor(path, index),
       visible: true,
+      black: null, // sample values shown as black and as full colour; auto-contrast sets them
+      white: null,
     };
   });
 }
@@ -71,15 +76,54 @@ export class ChannelCompositor {
     this.slide = slide;
     this.frameUrl = frameUrl; // (level, col, row) -> URL of that tile's frame, per instance
     this.frames = new Map(); // frame URL -> Promise of its samples, oldest first
+    this.ready = this.autoContrast();
+  }
+
+  // Black and white points of each channel not set yet (by a deep link), from the histogram of
+  // the smallest level: the samples inside the image, CLIP_FRACTION clipped at each end.
+  async autoContrast() {
+    const smallest = this.slide.levels[this.slide.levels.length - 1];
+    await Promise.all(
+      this.channels.map(async (channel, index) => {
+        const inst = smallest.channels[index];
+        if (!inst || (channel.black !== null && channel.white !== null)) return;
+        const sorted = sortedSamples(await this.levelSamples(inst));
+        const n = sorted.length;
+        channel.black ??= n ? sorted[Math.floor(CLIP_FRACTION * (n - 1))] : 0;
+        channel.white ??= n ? sorted[Math.ceil((1 - CLIP_FRACTION) * (n - 1))] : 2 ** inst.bits - 1;
+        if (channel.white <= channel.black) channel.white = channel.black + 1;
+      }),
+    );
+  }
+
+  // Every sample inside the image of one instance (frame padding beyond the edge left out).
+  async levelSamples(inst) {
+    const tiles = [];
+    for (let row = 0; row < inst.tilesDown; row++) {
+      for (let col = 0; col < inst.tilesAcross; col++) tiles.push([col, row]);
+    }
+    const planes = await Promise.all(tiles.map(([col, row]) => this.samples(this.frameUrl(inst, col, row), inst)));
+    const out = new (inst.bits > 8 ? Uint16Array : Uint8Array)(inst.width * inst.height);
+    let at = 0;
+    planes.forEach((plane, k) => {
+      const [col, row] = tiles[k];
+      const w = Math.min(inst.tileWidth, inst.width - col * inst.tileWidth);
+      const h = Math.min(inst.tileHeight, inst.height - row * inst.tileHeight);
+      for (let y = 0; y < h; y++) {
+        out.set(plane.subarray(y * inst.tileWidth, y * inst.tileWidth + w), at);
+        at += w;
+      }
+    });
+    return out;
   }
 
   get channels() {
     return this.slide.channels;
   }
 
-  // A token of the visible set, part of each tile's cache key.
+  // A token of what the tiles show (visible channels, black and white points): their cache key.
   get state() {
-    return this.channels.map((c) => (c.visible ? "1" : "0")).join("");
+    return this.channels.map((c) => `${c.visible ? 1 : 0}:${c.black}:${c.white}`).join(",");
   }
 
   // Shared by every tile that needs the frame, so not cancelled with any one of them.
@@ -94,20 +138,22 @@ export class ChannelCompositor {
     return pending;
   }
 
-  // The tile (col, row) of a level as a 2D canvas context: sum over the visible channels of
-  // sample / maximum x colour, clipped.
+  // The tile (col, row) of a level as a 2D canvas context: the sum over the visible channels
+  // of (sample - black) / (white - black), clipped to 0..1, times the channel's colour.
   async tile(lvl, col, row) {
+    await this.ready;
     const width = lvl.tileWidth;
     const height = lvl.tileHeight;
     const sum = new Float32Array(width * height * 3);
     const visible = this.channels.map((c, i) => [c, lvl.channels[i]]).filter(([c, inst]) => c.visible && inst);
     const planes = await Promise.all(visible.map(([, inst]) => this.samples(this.frameUrl(inst, col, row), inst)));
     planes.forEach((plane, k) => {
-      const [channel, inst] = visible[k];
-      const scale = 1 / (2 ** inst.bits - 1);
-      const [r, g, b] = channel.color.map((v) => v * scale);
+      const [channel] = visible[k];
+      const { black, white } = channel;
+      const [r, g, b] = channel.color;
+      const scale = 1 / (white - black);
       for (let i = 0, n = Math.min(plane.length, width * height); i < n; i++) {
-        const v = plane[i];
+        const v = Math.min(1, Math.max(0, (plane[i] - black) * scale));
         sum[3 * i] += v * r;
         sum[3 * i + 1] += v * g;
         sum[3 * i + 2] += v * b;
@@ -127,6 +173,10 @@ export class ChannelCompositor {
     context.putImageData(image, 0, 0); // Uint8ClampedArray: the additive sum is clipped at 255
     return context;
   }
+}
+
+function sortedSamples(samples) {
+  return samples.slice().sort(); // typed arrays sort numerically
 }
 
 async function fetchSamples(url, bits) {
