@@ -1,8 +1,8 @@
 """Write a multi-channel slide: one MONOCHROME2 instance per channel per pyramid level.
 
 As DICOM WSI stores fluorescence, each instance holds one optical path (the channel), at the
-source's 8 or 16 bits. Frames are encoded losslessly (JPEG 2000 or JPEG-LS) unless 8-bit JPEG is
-asked for, so each channel reads back with the source's pixels. Tiles are decoded and encoded in
+source's 8 or 16 bits. Frames are encoded losslessly (JPEG-LS by default, or JPEG 2000) unless
+8-bit JPEG is asked for, so each channel reads back with the source's pixels. Tiles are decoded and encoded in
 threads: tifffile's decoders and imagecodecs release the GIL.
 """
 
@@ -39,8 +39,10 @@ def channel_codec(slide: SlideInfo, options: ConvertOptions) -> Codec:
             f"{slide.path.name}: JPEG baseline holds 8 bits, the channels have "
             f"{slide.planes.bits}; choose jpeg2000-lossless or jpegls-lossless"
         )
-    if options.codec == "passthrough-or-jpeg":  # channels are kept as the scanner made them
-        return MONO_CODECS["jpeg2000-lossless"]
+    if options.codec == "passthrough-or-jpeg":
+        # Channels are kept as the scanner made them. JPEG-LS: as small as lossless JPEG 2000
+        # on fluorescence (377 vs 378 MB on 5 x 6144^2 16-bit channels) and 5x faster to encode.
+        return MONO_CODECS["jpegls-lossless"]
     return MONO_CODECS[options.codec]
 
 

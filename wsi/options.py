@@ -32,7 +32,8 @@ class ConvertOptions:
     """How to encode the pyramid.
 
     ``codec``: 'passthrough-or-jpeg' copies JPEG/JPEG 2000 source tiles and re-encodes everything
-    else as JPEG; the other values re-encode every tile with that codec.
+    else as JPEG (the channels of a fluorescence source: losslessly, as JPEG-LS); the other values
+    re-encode every tile with that codec.
     ``jpeg_mode`` for tiles this converter encodes as JPEG: 'rgb' (default; no colour transform,
     4:4:4, all channels at luminance precision: >= 40 dB PSNR on the test corpus at quality 90)
     or 'ycbcr420' (the common YCbCr 4:2:0: about half the size and twice as fast to encode, but

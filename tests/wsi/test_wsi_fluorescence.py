@@ -91,7 +91,7 @@ def test_one_optical_path_per_channel_with_the_source_optics(converted):
     bits = source.planes[0][0].dtype.itemsize * 8
     for channel, (name, excitation, emission, _) in enumerate(FLUOROPHORES[: len(source.names)]):
         ds = pydicom.dcmread(converted.instance(0, channel), stop_before_pixels=True)
-        assert ds.file_meta.TransferSyntaxUID == J2K_LOSSLESS
+        assert ds.file_meta.TransferSyntaxUID == JPEG_LS_LOSSLESS
         assert (ds.PhotometricInterpretation, ds.SamplesPerPixel) == ("MONOCHROME2", 1)
         assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit) == (bits, bits, bits - 1)
         assert ds.LossyImageCompression == "00"
@@ -163,13 +163,13 @@ def test_z_plane_and_time_point_are_chosen(tmp_path):
         convert_slide(source.path, tmp_path / "out3", options=ConvertOptions(t=5))
 
 
-def test_jpeg_ls_is_the_other_lossless_choice(tmp_path):
-    source = write_ome(tmp_path / "ls.ome.tif", channels=3, dtype=np.uint16, levels=2)
+def test_jpeg_2000_is_the_other_lossless_choice(tmp_path):
+    source = write_ome(tmp_path / "j2k.ome.tif", channels=3, dtype=np.uint16, levels=2)
     paths = convert_slide(
-        source.path, tmp_path / "out", options=ConvertOptions(codec="jpegls-lossless")
+        source.path, tmp_path / "out", options=ConvertOptions(codec="jpeg2000-lossless")
     )
     ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
-    assert ds.file_meta.TransferSyntaxUID == JPEG_LS_LOSSLESS
+    assert ds.file_meta.TransferSyntaxUID == J2K_LOSSLESS
     for channel in range(3):
         assert np.array_equal(_channel_pixels(paths, 0, channel), source.planes[0][channel])
 
