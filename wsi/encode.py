@@ -65,7 +65,9 @@ def encode(image: np.ndarray, codec: str, quality: int) -> bytes:
             image, level=0, codecformat="j2k", reversible=True, mct=image.ndim == 3
         )
     if codec == "jpegls-lossless":
-        return imagecodecs.jpegls_encode(image, level=0)
+        # CharLS's output can exceed imagecodecs' buffer estimate on noise-like tiles (16-bit
+        # sensor noise, for one): room for twice the raw size, trimmed to what is written.
+        return imagecodecs.jpegls_encode(image, level=0, out=2 * image.nbytes + 4096)
     raise ValueError(codec)
 
 

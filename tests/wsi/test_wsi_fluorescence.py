@@ -288,3 +288,20 @@ def test_command_line_warns_and_takes_the_plane_flags(tmp_path):
     )
     assert "convert: warning: Z plane 2 of 2 and time point 1 of 1 of the source" in run.stderr
     assert len(run.stdout.split()) == 3
+
+
+@pytest.mark.parametrize("planar", [False, True], ids=["contiguous", "planar"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_samples_of_one_page_are_the_channels_even_as_pure_noise(tmp_path, planar, dtype):
+    # Noise is the worst case for a lossless codec: its output is larger than the input.
+    noise = np.random.default_rng(3).integers(0, np.iinfo(dtype).max, (300, 400, 4), dtype=dtype)
+    data = np.ascontiguousarray(np.moveaxis(noise, -1, 0)) if planar else noise
+    path = tmp_path / "samples.tif"
+    config = "separate" if planar else "contig"
+    tifffile.imwrite(
+        path, data, photometric="minisblack", planarconfig=config, tile=(128, 128), metadata=None
+    )
+    paths = convert_slide(path, tmp_path / "out")
+    assert len(paths) == 4
+    for channel in range(4):
+        assert np.array_equal(_channel_pixels(paths, 0, channel), noise[..., channel])

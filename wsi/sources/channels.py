@@ -122,11 +122,16 @@ def _series_layout(tif: tifffile.TiffFile, z: int, t: int) -> _Layout:
     axes, shape = series.axes, series.shape
     name = Path(tif.filehandle.path).name
     yx = axes.index("Y")
-    if "S" in axes[yx:]:  # samples within each page: then they are the channels
+    if "S" in axes:  # samples within each page (contiguous or planar): they are the channels
+        samples = list(range(shape[axes.index("S")]))
+        axes, shape = (
+            axes.replace("S", ""),
+            tuple(n for a, n in zip(axes, shape, strict=True) if a != "S"),
+        )
+        yx = axes.index("Y")
         if any(a not in "ZT" for a in axes[:yx]):
             raise ConversionError(f"{name}: unsupported layout of the image axes ({axes})")
         plane_axes, channel_axis = axes[:yx], None
-        samples = list(range(shape[axes.index("S")]))
     else:
         plane_axes = axes[:yx]
         channel_axis = next((a for a in "CIQ" if a in plane_axes), None)
