@@ -138,6 +138,7 @@ def write_qptiff(
     levels: int = 3,
     um_per_pixel: float = 0.4962,
     shrink_channel: int | None = None,
+    software: str = "PerkinElmer-QPI",
 ) -> Fluorescence:
     """A QPTIFF in the published IFD order: the full-resolution channel pages, an RGB
     thumbnail, each reduced resolution's channel pages (halving), an overview and a label.
@@ -146,7 +147,7 @@ def write_qptiff(
     data = planes(channels, height, width, np.uint8, seed=5)
     per_cm = 1e4 / um_per_pixel
     common = {
-        "software": "PerkinElmer-QPI",
+        "software": software,
         "photometric": "minisblack",
         "compression": "lzw",
         "metadata": None,

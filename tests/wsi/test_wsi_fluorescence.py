@@ -29,6 +29,8 @@ FIXTURES = {
     ),
     "ome-5ch-8bit-no-size": lambda p: write_ome(p, channels=5, dtype=np.uint8, physical_size=None),
     "qptiff-3ch": lambda p: write_qptiff(p, channels=3),
+    # Named by its description XML alone (another Software tag than tifffile looks for).
+    "qptiff-5ch-other-software": lambda p: write_qptiff(p, channels=5, software="Vectra 3.0"),
 }
 
 

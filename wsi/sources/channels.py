@@ -29,7 +29,7 @@ _NM_PER_UNIT = {"nm": 1.0, "µm": 1e3, "um": 1e3, "pm": 1e-3, "Å": 0.1, "m": 1e
 
 def is_channel_tiff(tif: tifffile.TiffFile) -> bool:
     """Whether the TIFF's main image is greyscale planes (one or more channels), not RGB."""
-    if tif.is_qpi:
+    if is_qptiff(tif):
         return _qpi_is_fluorescence(tif)
     if tif.is_ndpi or tif.is_svs or not tif.series:
         return False  # vendor formats OpenSlide reads (their fluorescence scans are RGB)
@@ -95,10 +95,10 @@ def open_channel_slide(path: Path, tif: tifffile.TiffFile, z: int, t: int) -> Sl
     return SlideInfo(
         path=path,
         reader="channels",
-        vendor="qptiff" if tif.is_qpi else "ome-tiff" if tif.is_ome else "tiff",
+        vendor="qptiff" if is_qptiff(tif) else "ome-tiff" if tif.is_ome else "tiff",
         levels=levels,
         mpp=mpp,
-        objective_power=_qpi_objective(page) if tif.is_qpi else None,
+        objective_power=_qpi_objective(page) if is_qptiff(tif) else None,
         software=str(page.software or ""),
         channels=layout.channels,
         planes=ChannelPlanes(z=z, t=t, dtype=str(dtype), bits=bits, shift=shift),
@@ -112,7 +112,7 @@ def _kind(dtype: np.dtype) -> str:
 
 def locate(tif: tifffile.TiffFile, z: int, t: int) -> _Layout:
     """The pages of each channel at each level, for Z plane ``z`` and time point ``t``."""
-    layout = _qpi_layout(tif) if tif.is_qpi else _series_layout(tif, z, t)
+    layout = _qpi_layout(tif) if is_qptiff(tif) else _series_layout(tif, z, t)
     _check_sizes(tif, layout)
     return layout
 
@@ -241,6 +241,13 @@ def _ome_color(value: str | None) -> tuple[int, int, int] | None:
 # reduced resolution (halving), then optional overview and label. Each page's ImageDescription
 # is a <PerkinElmer-QPI-ImageDescription> XML naming its ImageType, and for a channel its Name,
 # Color ("r,g,b") and, in newer files, its filters' wavelengths. Resolution tags are pixels/cm.
+
+
+def is_qptiff(tif: tifffile.TiffFile) -> bool:
+    """tifffile knows QPTIFF by its Software tag; some writers put another name there, so the
+    first page's description XML says it too."""
+    description = (tif.pages.first.description or "")[:200] if tif.pages else ""
+    return tif.is_qpi or "<PerkinElmer-QPI-ImageDescription>" in description
 
 
 def _qpi_xml(page: tifffile.TiffPage) -> ET.Element | None:
