@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from wsi.headers import Headers
 
 _JOB_PIXELS = 4096 * 1024  # source pixels decoded per job: bounds its memory
+# Generated levels up to this size are made whole in memory (32 MB at 16 bits), each from the
+# one before it rather than from the source again.
+_WHOLE_LEVEL_PIXELS = 16 << 20
+
+Pixels = Callable[["_Job", int, int, int, int], np.ndarray]  # (job, x, y, w, h) -> samples
 
 
 def channel_codec(slide: SlideInfo, options: ConvertOptions) -> Codec:
@@ -80,22 +86,63 @@ class ChannelConversion:
         self.total = self.done = 0
 
     def run(self, levels: list[PlannedLevel], names: list[str]) -> None:
-        self.total = sum(level.frames for level in levels) * len(self.slide.channels)
+        """Write every instance; ``names`` run level by level, channel by channel."""
+        count = len(self.slide.channels)
+        self.total = sum(level.frames for level in levels) * count
+        small = [
+            lv for lv in levels if lv.generated and lv.width * lv.height <= _WHOLE_LEVEL_PIXELS
+        ]
         reader = ChannelRegionReader(self.slide)
+
+        def instance(level: PlannedLevel, channel: int) -> tuple[str, int]:
+            index = levels.index(level) * count + channel
+            return names[index], index + 1
+
         try:
             with ThreadPoolExecutor(self.options.workers, thread_name_prefix="wsi-channel") as pool:
-                numbered = iter(enumerate(names, start=1))
-                for level in levels:
-                    for channel in range(len(self.slide.channels)):
-                        number, name = next(numbered)
-                        self._write(pool, reader, level, channel, name, number)
+                read = partial(self._pixels, reader)
+                for level in (lv for lv in levels if lv not in small):
+                    for channel in range(count):
+                        self._write(pool, read, level, channel, *instance(level, channel))
+                for channel in range(count):  # small levels: one channel's plane in memory
+                    kept: tuple[PlannedLevel, np.ndarray] | None = None
+                    for level in small:
+                        plane = self._whole(pool, read, level, channel, kept)
+                        cut = partial(_cut, plane)
+                        self._write(pool, cut, level, channel, *instance(level, channel))
+                        kept = (level, plane)
         finally:
             reader.close()
+
+    def _whole(
+        self,
+        pool: ThreadPoolExecutor,
+        read: Pixels,
+        level: PlannedLevel,
+        channel: int,
+        kept: tuple[PlannedLevel, np.ndarray] | None,
+    ) -> np.ndarray:
+        """A generated level's plane of one channel: box-filtered from the level before it when
+        that one is in memory at an integer factor, else read from the source piece by piece."""
+        if kept is not None:
+            factor = level.downsample / kept[0].downsample
+            if factor > 1 and abs(factor - round(factor)) < 1e-9:
+                return _box(kept[1], round(factor), level.width, level.height)
+        dtype = np.uint8 if self.bytes_per_sample == 1 else np.uint16
+        plane = np.zeros((level.height, level.width), dtype=dtype)
+        tw, th = level.tile_width, level.tile_height
+        jobs = self._jobs(level, channel)
+        pieces = pool.map(lambda j: read(j, j.tx0 * tw, j.ty * th, (j.tx1 - j.tx0) * tw, th), jobs)
+        for job, piece in zip(jobs, pieces, strict=True):
+            x, y = job.tx0 * tw, job.ty * th
+            h, w = min(th, level.height - y), min(piece.shape[1], level.width - x)
+            plane[y : y + h, x : x + w] = piece[:h, :w]
+        return plane
 
     def _write(
         self,
         pool: ThreadPoolExecutor,
-        reader: ChannelRegionReader,
+        read: Pixels,
         level: PlannedLevel,
         channel: int,
         name: str,
@@ -103,7 +150,7 @@ class ChannelConversion:
     ) -> None:
         jobs = self._jobs(level, channel)
         results = _in_order(
-            pool, lambda job: self._encode(reader, job), jobs, 2 * self.options.workers
+            pool, lambda job: self._encode(read, job), jobs, 2 * self.options.workers
         )
         header = self.headers.header(
             self.codec.transfer_syntax,
@@ -154,10 +201,10 @@ class ChannelConversion:
     def _scale(self, level: PlannedLevel) -> float:
         return level.downsample / self.slide.levels[level.read_level].downsample
 
-    def _encode(self, reader: ChannelRegionReader, job: _Job) -> list[bytes]:
+    def _encode(self, read: Pixels, job: _Job) -> list[bytes]:
         tw, th = job.level.tile_width, job.level.tile_height
         x, y, w = job.tx0 * tw, job.ty * th, (job.tx1 - job.tx0) * tw
-        strip = self._pixels(reader, job, x, y, w, th)
+        strip = read(job, x, y, w, th)
         quality = self.options.jpeg_quality
         return [
             encode(np.ascontiguousarray(strip[:, i * tw : (i + 1) * tw]), self.codec.name, quality)
@@ -185,6 +232,14 @@ class ChannelConversion:
         self.done += frames
         if self.progress is not None:
             self.progress(self.done, self.total)
+
+
+def _cut(plane: np.ndarray, job: _Job, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """(x, y, w, h) of a whole level's plane, zero beyond its edge."""
+    out = np.zeros((h, w), dtype=plane.dtype)
+    piece = plane[y : y + h, x : x + w]
+    out[: piece.shape[0], : piece.shape[1]] = piece
+    return out
 
 
 def _box(region: np.ndarray, scale: float, width: int, height: int) -> np.ndarray:

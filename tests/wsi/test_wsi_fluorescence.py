@@ -133,20 +133,26 @@ def test_pixel_spacing_from_the_source_or_the_stated_fallback(converted):
         assert converted.warnings == []
 
 
-def test_a_generated_level_is_the_box_mean_of_each_channel(tmp_path):
+def _halved(plane: np.ndarray) -> np.ndarray:
+    h, w = plane.shape[0] // 2, plane.shape[1] // 2
+    blocks = plane.astype(np.float64).reshape(h, 2, w, 2)
+    return np.rint(blocks.mean(axis=(1, 3))).astype(plane.dtype)
+
+
+def test_generated_levels_are_box_means_each_of_the_level_before(tmp_path):
     source = write_ome(
-        tmp_path / "one.ome.tif", channels=3, dtype=np.uint16, size=(1300, 1100), levels=1
+        tmp_path / "one.ome.tif", channels=3, dtype=np.uint16, size=(2200, 1700), levels=1
     )
     paths = convert_slide(source.path, tmp_path / "out")
     assert sorted(p.name for p in paths) == sorted(
-        f"level{lv}-c{c}.dcm" for lv in range(2) for c in range(3)
+        f"level{lv}-c{c}.dcm" for lv in range(3) for c in range(3)
     )
     ds = pydicom.dcmread(tmp_path / "out" / "level1-c2.dcm", stop_before_pixels=True)
     assert (ds.ImageType[0], ds.ImageType[3]) == ("DERIVED", "RESAMPLED")
     for channel in range(3):
-        plane = source.planes[0][channel].astype(np.float64)
-        expected = np.rint(plane.reshape(650, 2, 550, 2).mean(axis=(1, 3))).astype(np.uint16)
-        assert np.array_equal(_channel_pixels(paths, 1, channel), expected)
+        level1 = _halved(source.planes[0][channel])
+        assert np.array_equal(_channel_pixels(paths, 1, channel), level1)
+        assert np.array_equal(_channel_pixels(paths, 2, channel), _halved(level1))
 
 
 def test_z_plane_and_time_point_are_chosen(tmp_path):
