@@ -21,11 +21,14 @@ def convert_slide(
     ids: SlideIds = SlideIds(),
     options: ConvertOptions = ConvertOptions(),
     progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Convert ``src`` into one DICOM file per pyramid level (+ label/overview/thumbnail).
 
     Returns the written paths. Raises ConversionError; on failure ``out_dir`` holds no new files.
     ``progress(frames_done, frames_total)`` may be called from a helper thread of the conversion.
+    ``warn(message)`` hears each assumption the output states (assumed pixel spacing, shifted
+    signed samples, the Z plane and time point chosen), before any pixels are converted.
     """
     from wsi.headers import Headers
 
@@ -33,6 +36,6 @@ def convert_slide(
     try:
         from wsi.convert import convert
 
-        return convert(Path(src), Path(out_dir), ids, options, progress, headers)
+        return convert(Path(src), Path(out_dir), ids, options, progress, headers, warn)
     finally:
         headers.close()

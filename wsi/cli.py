@@ -48,6 +48,12 @@ def add_parser(
     convert.add_argument("--tile-size", type=int, default=None)
     convert.add_argument("--workers", type=int, default=None, help="default: CPU count")
     convert.add_argument("--no-label", action="store_true", help="leave the slide label out")
+    convert.add_argument(
+        "--z", type=int, default=0, help="Z plane of a multi-plane source (from 0; default 0)"
+    )
+    convert.add_argument(
+        "--t", type=int, default=0, help="time point of a time series (from 0; default 0)"
+    )
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     return convert
 
@@ -85,15 +91,21 @@ def run_conversion(args: argparse.Namespace, out: Path) -> list[Path] | None:
             jpeg_quality=args.quality,
             tile_size=args.tile_size,
             include_label=not args.no_label,
+            z=args.z,
+            t=args.t,
             **extra,
         )
         if args.quiet:
-            return convert_slide(args.slide, out, ids, options)
+            return convert_slide(args.slide, out, ids, options, warn=_warn)
         with _ProgressBar(args.slide.name) as progress:
-            return convert_slide(args.slide, out, ids, options, progress)
+            return convert_slide(args.slide, out, ids, options, progress, warn=_warn)
     except ConversionError as exc:
         print(f"convert: {exc}", file=sys.stderr)
         return None
+
+
+def _warn(message: str) -> None:
+    print(f"convert: warning: {message}", file=sys.stderr)
 
 
 class _ProgressBar:

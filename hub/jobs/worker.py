@@ -24,8 +24,9 @@ def init_worker(queue: Queue) -> None:
 
 
 def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
-    """Convert one vendor slide; returns {"paths": [...], "frames_done": n, "frames_total": n}
-    or {"error": "reason"}.
+    """Convert one vendor slide; returns {"paths": [...], "frames_done": n, "frames_total": n,
+    "warnings": [...]} or {"error": "reason"}. The warnings are the assumptions the output
+    states (ImageComments): assumed pixel spacing, shifted signed samples, the plane chosen.
 
     The result carries the final figures because progress messages travel another channel and
     may reach the server after the result does."""
@@ -35,9 +36,15 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
         return {"error": f"slide conversion is not available: {exc}"}
     report = _Reporter(job_id)
     report(0, 0)  # started: the job leaves the queue
+    warnings: list[str] = []
     try:
         paths = convert_slide(
-            Path(src), Path(out_dir), _slide_ids(SlideIds, ids), ConvertOptions(), progress=report
+            Path(src),
+            Path(out_dir),
+            _slide_ids(SlideIds, ids),
+            ConvertOptions(),
+            progress=report,
+            warn=warnings.append,
         )
     except ConversionError as exc:
         return {"error": str(exc) or type(exc).__name__}
@@ -50,6 +57,7 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
         "paths": [str(p) for p in paths],
         "frames_done": report.done,
         "frames_total": report.total,
+        "warnings": warnings,
     }
 
 
