@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "hub.forward.cli",
     "hub.db_cli",
     "hub.convert_cli",
+    "hub.backup.cli",
 ]
 
 
