@@ -19,7 +19,7 @@ from hub.archive import frametable, orphans, query
 from hub.archive.errors import NotFound
 from hub.archive.index import instances, make_engine, patients, series, studies
 from hub.archive.ingest import Expected, IndexedHook, Ingestor, ScopeResolver, Subscriber
-from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
+from hub.archive.model import FrameTable, Indexed, IngestResult, InstanceRef, Source
 from hub.archive.scope import ReadScope
 from hub.archive.store import CHUNK, BlobStore, hash_file
 from hub.config import Settings
@@ -248,9 +248,9 @@ class Archive:
         self._frames.move_to_end(sop_uid)
         return entry
 
-    async def _forget_frames(self, record: dict) -> None:
-        if record.get("status") == "version":
-            self._forget(record["sop_uid"])
+    async def _forget_frames(self, event: Indexed) -> None:
+        if event.status == "version":
+            self._forget(event.sop_uid)
 
     def _forget(self, sop_uid: str) -> None:
         self._frames.pop(sop_uid, None)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydicom.uid import UID_dictionary
 
+from hub.archive.model import Indexed
 from hub.config import Settings
 from hub.security.tls import ClientTls
 
@@ -77,13 +78,13 @@ class Rule:
     door: frozenset[str] = frozenset()
     calling_ae: frozenset[str] = frozenset()
 
-    def matches(self, record: dict[str, Any]) -> bool:
-        source = record.get("source")
+    def matches(self, event: Indexed) -> bool:
+        source = event.source
         checks = (
-            (self.modality, (record.get("modality") or "").upper()),
-            (self.sop_class, record.get("sop_class_uid") or ""),
-            (self.door, (getattr(source, "door", None) or "").lower()),
-            (self.calling_ae, (getattr(source, "calling_ae", None) or "").strip().upper()),
+            (self.modality, event.modality.upper()),
+            (self.sop_class, event.sop_class_uid),
+            (self.door, source.door.lower()),
+            (self.calling_ae, (source.calling_ae or "").strip().upper()),
         )
         return all(not wanted or value in wanted for wanted, value in checks)
 
@@ -139,11 +140,11 @@ class ForwardConfig:
     enabled: bool = True  # False: enqueue, but do not run the worker
     keep_finished_days: float = 30.0  # done/cancelled tasks are deleted after this long
 
-    def targets_for(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+    def targets_for(self, event: Indexed) -> list[tuple[str, str]]:
         """(rule name, target name) pairs for a stored instance, one per distinct target."""
         chosen: dict[str, str] = {}
         for rule in self.rules:
-            if rule.matches(record):
+            if rule.matches(event):
                 for target in rule.targets:
                     chosen.setdefault(target, rule.name)
         return [(rule, target) for target, rule in chosen.items()]

@@ -13,12 +13,11 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.archive import Archive
+from hub.archive import Archive, Indexed
 from hub.forward import dimse_sender, stow_sender
 from hub.forward.blobs import PlainFile, plain_file
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
@@ -83,12 +82,12 @@ class Forwarder:
         self._wake.set()
 
     # -- archive hooks -----------------------------------------------------------------
-    async def _on_indexed(self, conn: AsyncConnection, record: dict[str, Any]) -> None:
-        routes = self.config.targets_for(record)
+    async def _on_indexed(self, conn: AsyncConnection, event: Indexed) -> None:
+        routes = self.config.targets_for(event)
         if routes:
-            await enqueue(conn, record, routes, time.time())
+            await enqueue(conn, event, routes, time.time())
 
-    async def _on_stored(self, record: dict[str, Any]) -> None:
+    async def _on_stored(self, event: Indexed) -> None:
         self._wake.set()
 
     # -- delivery loop -----------------------------------------------------------------
