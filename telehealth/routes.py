@@ -19,7 +19,6 @@ from aiohttp import web
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.requestdata import json_body
 from telehealth.capture import CaptureError
-from telehealth.config import TelehealthSettings
 from telehealth.ice import use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
 from telehealth.session import MessageError, Role, Session, capture_command
@@ -34,7 +33,7 @@ MAX_BODY = 64 * 1024
 
 
 def setup(app: web.Application) -> None:
-    settings = TelehealthSettings.from_extra(app[SETTINGS_KEY].extra)
+    settings = app[SETTINGS_KEY].telehealth
     use_host_candidates(settings.ice_candidates)
     app[REGISTRY_KEY] = SessionRegistry(app[ARCHIVE_KEY], settings)
     app.cleanup_ctx.append(_registry_lifetime)

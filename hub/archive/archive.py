@@ -22,7 +22,7 @@ from hub.archive.ingest import Expected, IndexedHook, Ingestor, ScopeResolver, S
 from hub.archive.model import FrameTable, Indexed, IngestResult, InstanceRef, Source
 from hub.archive.scope import ReadScope
 from hub.archive.store import CHUNK, BlobStore, hash_file
-from hub.config import Settings
+from hub.config import Settings, SettingsError
 
 if TYPE_CHECKING:
     from hub.archive.migrations.runner import SchemaMode
@@ -258,11 +258,16 @@ class Archive:
 
 
 def make_store(settings: Settings) -> BlobStore:
-    key_file = settings.extra.get("encryption_key_file")
-    if key_file:
-        from hub.security.at_rest import EncryptedBlobStore  # optional feature
+    storage = settings.storage
+    if storage.backend != "local":
+        raise SettingsError(
+            "TESSERA_STORAGE_BACKEND", f"the {storage.backend} store is not built yet"
+        )
+    if storage.encryption_key_file:
+        from hub.security.at_rest import EncryptedBlobStore, load_store_key  # optional feature
 
-        return EncryptedBlobStore(settings.blob_dir, settings.tmp_dir, key_file=Path(key_file))
+        key = load_store_key(storage.encryption_key_file, storage.encryption_key)
+        return EncryptedBlobStore(settings.blob_dir, settings.tmp_dir, key=key)
     return BlobStore(settings.blob_dir, settings.tmp_dir)
 
 

@@ -45,7 +45,7 @@ class Indexed:
 
     @property
     def status(self) -> Literal["stored", "version"]:
-        """"version" when the object replaced an earlier version of its SOP instance."""
+        """ "version" when the object replaced an earlier version of its SOP instance."""
         return "version" if self.version > 1 else "stored"
 
 

@@ -64,20 +64,28 @@ def _task(row: Any) -> Task:
     return Task(**row._mapping)
 
 
+def identity(event: Indexed) -> dict[str, str]:
+    """The columns of a task that name the instance it sends."""
+    return {
+        "sop_uid": event.sop_uid,
+        "sop_class_uid": event.sop_class_uid,
+        "study_uid": event.study_uid,
+        "series_uid": event.series_uid,
+        "modality": event.modality,
+        "sha256": event.sha256,
+    }
+
+
 async def enqueue(
-    conn: AsyncConnection, event: Indexed, routes: Iterable[tuple[str, str]], now: float
+    conn: AsyncConnection, instance: dict[str, str], routes: Iterable[tuple[str, str]], now: float
 ) -> int:
-    """Queue one stored instance for each (rule, target); runs inside the ingest transaction."""
+    """Queue one stored instance (its ``identity``) for each (rule, target); runs inside the
+    ingest transaction."""
     rows = [
         {
             "target": target,
             "rule": rule,
-            "sop_uid": event.sop_uid,
-            "sop_class_uid": event.sop_class_uid,
-            "study_uid": event.study_uid,
-            "series_uid": event.series_uid,
-            "modality": event.modality,
-            "sha256": event.sha256,
+            **instance,
             "state": "pending",
             "attempts": 0,
             "next_attempt_at": now,
@@ -263,6 +271,7 @@ class ForwardQueue:
                 "sop_class_uid": ref.sop_class_uid,
                 "study_uid": ref.study_uid,
                 "series_uid": ref.series_uid,
+                "modality": "",
                 "sha256": ref.sha256,
             }
             for ref in refs

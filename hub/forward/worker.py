@@ -22,7 +22,7 @@ from hub.forward import dimse_sender, stow_sender
 from hub.forward.blobs import PlainFile, plain_file
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
 from hub.forward.outcome import Outcome
-from hub.forward.queue import ForwardQueue, Task, enqueue
+from hub.forward.queue import ForwardQueue, Task, enqueue, identity
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Forwarder:
     async def _on_indexed(self, conn: AsyncConnection, event: Indexed) -> None:
         routes = self.config.targets_for(event)
         if routes:
-            await enqueue(conn, event, routes, time.time())
+            await enqueue(conn, identity(event), routes, time.time())
 
     async def _on_stored(self, event: Indexed) -> None:
         self._wake.set()

@@ -226,12 +226,13 @@ def _parse_head(text: str) -> tuple[int, str] | None:
 _logs: weakref.WeakKeyDictionary[AsyncEngine, AuditLog] = weakref.WeakKeyDictionary()
 
 
-def attach(engine: AsyncEngine, data_dir: Path) -> AuditLog:
-    """The audit log for ``engine``, keyed from the data directory (or TESSERA_AUDIT_KEY)."""
+def attach(engine: AsyncEngine, data_dir: Path, key: str | None = None) -> AuditLog:
+    """The audit log for ``engine``, keyed by ``key`` (TESSERA_AUDIT_KEY) or from the data
+    directory."""
     existing = _logs.get(engine)
     if existing is not None:
         return existing
-    audit_log_ = AuditLog(engine, audit_key(data_dir), head_path_for(data_dir))
+    audit_log_ = AuditLog(engine, audit_key(data_dir, key), head_path_for(data_dir))
     _logs[engine] = audit_log_
     return audit_log_
 

@@ -14,7 +14,7 @@ from hubtest import free_port
 from pydicom.data import get_testdata_file
 from sqlalchemy import select
 
-from hub.config import Settings
+from hub.config import Settings, sections
 from hub.security.audit_trail import attach
 from hub.security.dimse_acl import allow_ae
 from hub.security.tables import audit_log
@@ -42,7 +42,7 @@ def settings(tmp_path: Path, pacs) -> Settings:
         data_dir=tmp_path / "hub",
         port=free_port(),
         dimse_port=free_port(),
-        extra={"forward": forward},
+        **sections(forward=forward),
     )
 
 

@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 
 from hub.archive import Archive, Source
 from hub.archive.store import BlobStore
-from hub.config import Settings
+from hub.config import Settings, StorageSettings
 from hub.security.at_rest import (
     DEFAULT_CHUNK,
     HEADER,
@@ -132,7 +132,8 @@ def test_key_file_is_created_once(tmp_path: Path) -> None:
 
 async def test_archive_serves_frames_from_an_encrypted_store(tmp_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path / "data", extra={"encryption_key_file": str(tmp_path / "store.key")}
+        data_dir=tmp_path / "data",
+        storage=StorageSettings(encryption_key_file=tmp_path / "store.key"),
     )
     archive = await Archive.open(settings)
     try:
