@@ -332,7 +332,8 @@ def extra_values(extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sections(**extra: Any) -> dict[str, Any]:
-    """Typed sections from TESSERA_EXTRA-shaped keywords: ``Settings(**sections(forward={...}))``."""
+    """Typed sections from TESSERA_EXTRA-shaped keywords, for building ``Settings`` in code:
+    ``Settings(**sections(forward={...}))``."""
     values = extra_values(extra)
     hints = get_type_hints(Settings)
     return {name: _coerce(name, hints[name], value, False) for name, value in values.items()}
@@ -384,6 +385,8 @@ def _coerce(key: str, hint: Any, value: Any, text: bool) -> Any:
         (hint,) = [a for a in args if a is not type(None)]
         return _coerce(key, hint, value, text)
     if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):  # a section built in code, passed as a flag would be
+            return value
         if not isinstance(value, Mapping):
             raise SettingsError(_label(key), "must be an object of settings")
         return _build(hint, value, f"{key}.")

@@ -4,8 +4,9 @@ One Python process answers about 8,000 frame requests a second on one core. With
 the primary process (the full hub: ingest, DIMSE, forwarding, jobs, telehealth, audit
 housekeeping) shares its listening socket with N-1 reader processes. Whichever process accepts a
 connection answers DICOMweb reads, pages and static files itself, under the same access gate and
-read audit; anything else it relays to the primary (``hub.serve.proxy``). The index and the blob store
-are the shared state (ARCHITECTURE rule 6); the caches in each process are for immutable data.
+read audit; anything else it relays to the primary (``hub.serve.proxy``). The index and the blob
+store are the shared state (ARCHITECTURE rule 6); the caches in each process are for immutable
+data.
 
 The reader's Application is built by the composition root (``hub.app.build_app`` with an
 upstream). It reads its settings from its standard input, then runs until that closes: the
