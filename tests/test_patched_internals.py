@@ -55,6 +55,8 @@ JOBS = "hub/jobs/runner.py"
 ICE = "telehealth/ice.py"
 JITTER = "telehealth/jitter.py"
 SESSION = "telehealth/session.py"
+CONNLIMITS = "hub/connlimits.py"
+BODYRATE = "hub/bodyrate.py"
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 
@@ -338,6 +340,44 @@ INTERNALS = [
         "aiortc.rtcrtpparameters.RTCRtpCodecParameters.mimeType",
         at("aiortc.rtcrtpparameters:RTCRtpCodecParameters"),
         attributes=("mimeType",),
+    ),
+    # connlimits.py serves aiohttp's own protocol through a site of its own, as SockSite does.
+    Internal(
+        CONNLIMITS,
+        "aiohttp.web_runner.BaseSite._runner, ._ssl_context, ._backlog, ._server",
+        at("aiohttp.web_runner:BaseSite.__init__"),
+        source=("self._runner", "self._ssl_context", "self._backlog", "self._server"),
+    ),
+    Internal(
+        CONNLIMITS,
+        "aiohttp.web_runner.BaseSite.stop closes ._server",
+        at("aiohttp.web_runner:BaseSite.stop"),
+        source=("self._server.close()",),
+    ),
+    Internal(
+        CONNLIMITS,
+        "aiohttp.web_runner.BaseRunner.server",
+        at("aiohttp.web_runner:BaseRunner"),
+        attributes=("server",),
+    ),
+    # bodyrate.py ends the stream of a body that arrives too slowly, then the connection.
+    Internal(
+        BODYRATE,
+        "aiohttp.streams.StreamReader.total_bytes, .set_exception, .is_eof",
+        at("aiohttp.streams:StreamReader"),
+        attributes=("set_exception", "is_eof"),
+    ),
+    Internal(
+        BODYRATE,
+        "aiohttp.streams.StreamReader.total_bytes",
+        at("aiohttp.streams:StreamReader.__init__"),
+        source=("self.total_bytes",),
+    ),
+    Internal(
+        BODYRATE,
+        "aiohttp.web_protocol.RequestHandler.force_close",
+        at("aiohttp.web_protocol:RequestHandler"),
+        attributes=("force_close",),
     ),
     # The standard library: no public way to stop a busy worker process.
     Internal(
