@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from hub.config import Settings
+from hub.config import Settings, SettingsError
 
 # Packages that add their own subcommands through `register(subparsers)`. Every command (and
 # --help) builds the whole parser, so these modules import nothing heavy at module level.
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         # Imported here, not at the top: `tessera --help` and commands without an index stay light.
         from hub.archive.migrations.runner import SchemaError
@@ -115,8 +118,8 @@ def settings_from(args: argparse.Namespace, **overrides) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from hub.eventloop import run
-    from hub.server import serve
+    from hub.serve.eventloop import run
+    from hub.serve.server import serve
 
     settings = settings_from(
         args,
@@ -138,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
-    from hub.eventloop import run
+    from hub.serve.eventloop import run
 
     return run(run_demo(settings_from(args, host=args.host, port=args.port)))
 

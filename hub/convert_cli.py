@@ -36,9 +36,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace, paths: list[Path]) -> int:
     import asyncio
 
+    from hub.app import open_archive
     from hub.archive import Source
     from hub.config import Settings
-    from hub.runtime import open_archive
 
     async def run() -> int:
         archive = await open_archive(Settings.from_env(data_dir=getattr(args, "data", None)))

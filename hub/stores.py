@@ -6,20 +6,20 @@ wrapped in encryption at rest, is decided here and handed to ``Archive.open``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hub.archive.archive import local_store
 from hub.archive.blobs import BlobStore
-from hub.config import Settings
+from hub.config import Settings, SettingsError
 
 
 def open_store(settings: Settings) -> BlobStore:
+    storage = settings.storage
+    if storage.backend != "local":
+        raise SettingsError("TESSERA_STORAGE_BACKEND", f"the {storage.backend} store is not built yet")
     store: BlobStore = local_store(settings)
-    key_file = settings.extra.get("encryption_key_file")
-    if key_file:
+    if storage.encryption_key_file or storage.encryption_key:
         from hub.security.at_rest import EncryptedBlobStore, load_store_key  # optional feature
 
-        key = load_store_key(Path(key_file))
+        key = load_store_key(storage.encryption_key_file, storage.encryption_key)
         assert key is not None  # a key file is always read or created
         store = EncryptedBlobStore(store, key, tmp_dir=settings.tmp_dir)
     return store

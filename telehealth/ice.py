@@ -18,7 +18,7 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-from telehealth.config import TelehealthSettings
+from hub.config import TelehealthSettings
 from telehealth.turn_credentials import TurnCredential, mint
 
 _ORIGINAL = aioice.ice.get_host_addresses

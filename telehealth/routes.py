@@ -20,7 +20,6 @@ from aiohttp import web
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.requestdata import json_body
 from telehealth.capture import CaptureError
-from telehealth.config import TelehealthSettings
 from telehealth.ice import ice_servers, use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
 from telehealth.session import MessageError, Role, Session, capture_command
@@ -38,8 +37,7 @@ CAPTURE_ID = re.compile(r"[A-Za-z0-9-]{8,64}")  # the page's id for one device c
 
 
 def setup(app: web.Application) -> None:
-    hub_settings = app[SETTINGS_KEY]
-    settings = TelehealthSettings.from_extra(hub_settings.extra, hub_settings.turn_secret)
+    settings = app[SETTINGS_KEY].telehealth
     use_host_candidates(settings.ice_candidates)
     app[REGISTRY_KEY] = SessionRegistry(app[ARCHIVE_KEY], settings)
     app.cleanup_ctx.append(_registry_lifetime)

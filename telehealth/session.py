@@ -28,8 +28,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
+from hub.config import TelehealthSettings
 from telehealth.capture import CaptureError, Capturer, ClipOutcome, SequencedTrack
-from telehealth.config import TelehealthSettings
 from telehealth.ice import has_relay_candidate, rtc_configuration
 from telehealth.jitter import use_marker_completion
 from telehealth.source_capture import source_frame

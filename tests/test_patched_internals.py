@@ -56,8 +56,8 @@ JOBS = "hub/jobs/runner.py"
 ICE = "telehealth/ice.py"
 JITTER = "telehealth/jitter.py"
 SESSION = "telehealth/session.py"
-CONNLIMITS = "hub/connlimits.py"
-BODYRATE = "hub/bodyrate.py"
+CONNLIMITS = "hub/serve/connlimits.py"
+BODYRATE = "hub/serve/bodyrate.py"
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 

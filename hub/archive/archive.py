@@ -18,7 +18,7 @@ from hub.archive.blobs.local import LocalBlobStore
 from hub.archive.errors import NotFound
 from hub.archive.index import instances, make_engine, patients, series, studies
 from hub.archive.ingest import Expected, IndexedHook, Ingestor, ScopeResolver, Subscriber
-from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
+from hub.archive.model import FrameTable, Indexed, IngestResult, InstanceRef, Source
 from hub.archive.scope import ReadScope
 from hub.config import Settings
 
@@ -82,7 +82,7 @@ class Archive:
         from hub.archive.migrations.runner import prepare
 
         if store is None:
-            if settings.extra.get("encryption_key_file"):
+            if settings.storage.encryption_key_file or settings.storage.encryption_key:
                 # Opened plain, encrypted objects would be served as ciphertext and new ones
                 # stored in the clear: the composition root wraps the store (hub.stores).
                 raise ValueError("encryption at rest is configured: open the archive with a store")
@@ -259,9 +259,9 @@ class Archive:
         self._frames.move_to_end(sop_uid)
         return entry
 
-    async def _forget_frames(self, record: dict) -> None:
-        if record.get("status") == "version":
-            self._forget(record["sop_uid"])
+    async def _forget_frames(self, event: Indexed) -> None:
+        if event.status == "version":
+            self._forget(event.sop_uid)
 
     def _forget(self, sop_uid: str) -> None:
         self._frames.pop(sop_uid, None)

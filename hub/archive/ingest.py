@@ -27,7 +27,7 @@ from hub.archive.attributes import rows as index_rows
 from hub.archive.blobs import BlobStore, Spool
 from hub.archive.index import conflicts, instances, patients, series, studies
 from hub.archive.known import Known, KnownRow, lookup
-from hub.archive.model import IngestResult, Source
+from hub.archive.model import Indexed, IngestResult, Source
 from hub.archive.parse import ParsedInstance, dumps, parse_part10
 from hub.archive.scope import ReadScope
 
@@ -68,8 +68,8 @@ class Expected:
         raise errors.IngestError(errors.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch)
 
 
-IndexedHook = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
-Subscriber = Callable[[dict[str, Any]], Awaitable[None]]
+IndexedHook = Callable[[AsyncConnection, Indexed], Awaitable[None]]
+Subscriber = Callable[[Indexed], Awaitable[None]]
 ScopeResolver = Callable[[Source], Awaitable[ReadScope]]
 
 
@@ -142,7 +142,7 @@ class Ingestor:
         )
         built = index_rows(p)
         scope = source.scope if source.scope is not None else await self.scope_of(source)
-        record: dict[str, Any]
+        record: Indexed
         async with self._lock:
             try:
                 async with self.engine.begin() as conn:
@@ -235,7 +235,7 @@ class Ingestor:
         source: Source,
         known: Known,
         scope: ReadScope,
-    ) -> dict[str, Any]:
+    ) -> Indexed:
         patient = {**built["patient"], "namespace": _namespace(built["patient"], scope)}
         patient_fk, _ = await _upsert(
             conn,
@@ -288,21 +288,20 @@ class Ingestor:
         )
         if version == 1:
             await _recount(conn, study_fk, series_fk, built["series"], new_series)
-        return {
-            "sop_uid": p.sop_uid,
-            "sop_class_uid": p.sop_class_uid,
-            "study_uid": p.study_uid,
-            "series_uid": p.series_uid,
-            "modality": built["series"]["modality"],
-            "sha256": sha256,
-            "size": size,
-            "version": version,
-            "source": source,
-            "patient_id": built["patient"]["patient_id"],
-            "accession": built["study"]["accession"],
-            "status": "version" if version > 1 else "stored",
-            "warnings": p.warnings,
-        }
+        return Indexed(
+            sop_uid=p.sop_uid,
+            sop_class_uid=p.sop_class_uid,
+            study_uid=p.study_uid,
+            series_uid=p.series_uid,
+            modality=built["series"]["modality"],
+            sha256=sha256,
+            size=size,
+            version=version,
+            source=source,
+            patient_id=built["patient"]["patient_id"],
+            accession=built["study"]["accession"],
+            warnings=tuple(p.warnings),
+        )
 
 
 async def _check_reach(

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.archive import Archive
+from hub.archive import Archive, Indexed
 from hub.forward import dimse_sender, stow_sender
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
 from hub.forward.outcome import Outcome
-from hub.forward.queue import ForwardQueue, Task, enqueue
+from hub.forward.queue import ForwardQueue, Task, enqueue, identity
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,12 @@ class Forwarder:
         self._wake.set()
 
     # -- archive hooks -----------------------------------------------------------------
-    async def _on_indexed(self, conn: AsyncConnection, record: dict[str, Any]) -> None:
-        routes = self.config.targets_for(record)
+    async def _on_indexed(self, conn: AsyncConnection, event: Indexed) -> None:
+        routes = self.config.targets_for(event)
         if routes:
-            await enqueue(conn, record, routes, time.time())
+            await enqueue(conn, identity(event), routes, time.time())
 
-    async def _on_stored(self, record: dict[str, Any]) -> None:
+    async def _on_stored(self, event: Indexed) -> None:
         self._wake.set()
 
     # -- delivery loop -----------------------------------------------------------------

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hub.archive.blobs import CHUNK, BlobInfo, BlobIntegrityError, BlobStore, Parking, Spool
-from hub.security.keys import key_from
+from hub.security.keys import load_or_create, parse_key
 
 MAGIC = b"TSRAES1\x00"
 HEADER = struct.Struct(">8sIQ8s4x")
@@ -389,13 +389,14 @@ async def _off_loop(fn: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def load_store_key(key_file: Path | str | None) -> bytes | None:
-    """The store key from TESSERA_STORE_KEY or the key file (created on first use); None: off.
+def load_store_key(key_file: Path | str | None, given: str | None = None) -> bytes | None:
+    """The store key: ``given`` (TESSERA_STORE_KEY), else the key file (created on first use);
+    None: off.
 
     Losing the key file loses every encrypted object: back it up apart from the data.
     """
-    if os.environ.get("TESSERA_STORE_KEY"):
-        return key_from("TESSERA_STORE_KEY", Path(os.devnull), what="store key")
+    if given:
+        return parse_key(given, what="TESSERA_STORE_KEY")
     if key_file is None:
         return None
-    return key_from("TESSERA_STORE_KEY", Path(key_file), what="store key")
+    return load_or_create(Path(key_file), what="store key")

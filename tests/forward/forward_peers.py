@@ -22,7 +22,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
-from hub.config import Settings
+from hub.config import Settings, sections
 from hub.forward import service
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
@@ -156,7 +156,7 @@ class Hub:
         self, data_dir: Path, forward: dict, database_url: str | None = None, **extra
     ) -> None:
         self.settings = Settings(
-            data_dir=data_dir, database_url=database_url, extra={"forward": forward, **extra}
+            data_dir=data_dir, database_url=database_url, **sections(forward=forward, **extra)
         )
         self.archive: Archive | None = None
         self.runner: web.AppRunner | None = None

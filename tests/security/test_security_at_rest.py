@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 
 from hub.archive import Archive, Source
 from hub.archive.blobs.local import LocalBlobStore
-from hub.config import Settings
+from hub.config import Settings, StorageSettings
 from hub.security.at_rest import (
     DEFAULT_CHUNK,
     HEADER,
@@ -209,7 +209,7 @@ async def test_nothing_readable_in_tmp_while_an_object_is_spooled(tmp_path: Path
 async def test_nothing_readable_in_tmp_during_an_encrypted_ingest(tmp_path: Path) -> None:
     """Through the archive: while the object is being spooled and parsed, and after."""
     settings = Settings(
-        data_dir=tmp_path / "data", extra={"encryption_key_file": str(tmp_path / "store.key")}
+        data_dir=tmp_path / "data", storage=StorageSettings(encryption_key_file=tmp_path / "store.key")
     )
     archive = await Archive.open(settings, store=open_store(settings))
     try:
@@ -228,7 +228,8 @@ async def test_nothing_readable_in_tmp_during_an_encrypted_ingest(tmp_path: Path
 
 async def test_archive_serves_frames_from_an_encrypted_store(tmp_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path / "data", extra={"encryption_key_file": str(tmp_path / "store.key")}
+        data_dir=tmp_path / "data",
+        storage=StorageSettings(encryption_key_file=tmp_path / "store.key"),
     )
     with pytest.raises(ValueError, match="encryption"):
         await Archive.open(settings)  # never opened plain by mistake

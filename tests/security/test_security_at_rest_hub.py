@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from hub.config import Settings
+from hub.config import Settings, StorageSettings
 from hub.security.at_rest import EncryptedBlobStore
 
 SAMPLE = "emri_small.dcm"  # 10 native frames; one straddles two 64 KiB encrypted chunks
@@ -25,7 +25,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         port=port,
-        extra={"encryption_key_file": str(tmp_path / "store.key")},
+        storage=StorageSettings(encryption_key_file=tmp_path / "store.key"),
     )
 
 

@@ -4,6 +4,8 @@ UDP, TCP and TLS. Credentials are the hub's short-lived ones (TURN REST API sche
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import re
 import time
@@ -26,7 +28,7 @@ from telehealth_support import (
     start_session,
 )
 
-from telehealth.config import TelehealthSettings
+from hub.config import Settings, SettingsError
 from telehealth.ice import has_relay_candidate
 from telehealth.routes import REGISTRY_KEY
 from telehealth.turn_credentials import mint
@@ -176,17 +178,18 @@ async def test_a_hub_that_cannot_reach_the_relay_says_so(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"ice_transport_policy": "nearest"}, "ice_transport_policy must be one of"),
+        ({"ice_transport_policy": "nearest"}, "ice_transport_policy: must be one of"),
         ({"ice_transport_policy": "relay"}, '"relay" needs turn_urls'),
         ({"turn_urls": ["turn:relay.example.org:3478"]}, "turn_urls need turn_secret"),
-        ({"turn_urls": ["http://relay.example.org"], "turn_secret": "s"}, "is not a stun:"),
-        ({"stun_urls": ["turn:relay.example.org"]}, "stun_urls take stun:"),
+        ({"turn_urls": ["http://relay.example.org"], "turn_secret": "s"}, "is not a turn:"),
+        ({"stun_urls": ["turn:relay.example.org"]}, "is not a stun:"),
         ({"turn_credential_seconds": 5}, "turn_credential_seconds must be between"),
     ],
 )
 def test_ice_settings_are_checked(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        TelehealthSettings.from_extra({"telehealth": change})
+    with pytest.raises(SettingsError, match=message) as refused:
+        Settings.from_env({"TESSERA_EXTRA": json.dumps({"telehealth": change})})
+    assert refused.value.key.startswith("TESSERA_EXTRA telehealth")
 
 
 async def test_credentials_go_to_a_signed_in_side_of_the_session_only(tmp_path: Path) -> None:
