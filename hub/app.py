@@ -8,7 +8,7 @@ from aiohttp import web
 
 import telehealth.routes as telehealth_routes
 import web.routes as web_routes
-from hub import annotations, bodyrate, connlimits, dicomweb, errors, jobs, security
+from hub import annotations, bodyrate, connlimits, dicomweb, dose, errors, jobs, security
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
@@ -60,6 +60,7 @@ def _doors():
         jobs.setup,
         telehealth_routes.setup,
         annotations.setup,
+        dose.setup,
         web_routes.setup,
     ]
 

@@ -29,6 +29,7 @@ ROUTE_RULES: dict[str, str | None] = {
     "telehealth.join": "telehealth.join",
     "telehealth.signal": "telehealth.signal",
     "telehealth.capture": "telehealth.capture",
+    "dose.read": "dose.read",
     "admin": "admin",
 }
 

@@ -1,0 +1,211 @@
+"""The ingest hook: every dose report the archive indexes is read once and its CT events
+recorded, each Irradiation Event UID once, with its estimates.
+
+It runs inside the ingest's index transaction, so the events are committed with the object
+or not at all. It reads the stored bytes and never changes them; a report it cannot read is
+recorded with a warning and no events, and stays stored as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom import dcmread
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.archive.store import BlobStore
+from hub.dose import estimate, identity, rdsr
+from hub.dose.settings import DoseSettings
+from hub.dose.tables import dose_estimates, dose_events, dose_reports
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    sop_uid: str
+    sop_class_uid: str
+    study_uid: str
+    sha256: str
+
+
+def stored_object(record: Any) -> StoredObject:
+    """What the registry needs from the ingest's indexed-object record (the one place that
+    reads it)."""
+    return StoredObject(
+        record["sop_uid"], record["sop_class_uid"], record["study_uid"], record["sha256"]
+    )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A dose report as read from its stored bytes."""
+
+    patient: identity.Demographics
+    study_date: str
+    study_description: str
+    age: estimate.Age
+    report: rdsr.DoseReport
+    warning: str  # why no events were read; "" when the report was read
+
+
+def read_report(data: bytes) -> Reading | None:
+    """None for an SR that is not a dose report. Blocking: run it in an executor."""
+    ds = dcmread(io.BytesIO(data))
+    if not rdsr.is_dose_report(ds):
+        return None
+    study_date = str(ds.get("StudyDate", "") or ds.get("ContentDate", "") or "").strip()
+    warning = ""
+    try:
+        report = rdsr.parse(ds)
+    except rdsr.RdsrError as exc:
+        report, warning = rdsr.DoseReport(None), str(exc)
+    except Exception as exc:  # pydicom on a value it cannot decode, say
+        report, warning = rdsr.DoseReport(None), f"unreadable dose report: {exc}"
+    return Reading(
+        patient=identity.demographics(ds),
+        study_date=study_date,
+        study_description=str(ds.get("StudyDescription", "") or "").strip(),
+        age=estimate.age_at(
+            str(ds.get("PatientBirthDate", "") or ""),
+            study_date,
+            str(ds.get("PatientAge", "") or ""),
+        ),
+        report=report,
+        warning=warning,
+    )
+
+
+class DoseRegistry:
+    def __init__(self, store: BlobStore, settings: DoseSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.table = estimate.load_k_table()
+        self.regions = estimate.load_regions()
+
+    async def on_indexed(self, conn: AsyncConnection, record: Any) -> None:
+        obj = stored_object(record)
+        if obj.sop_class_uid not in rdsr.DOSE_SR_CLASSES:
+            return
+        reading = await asyncio.get_running_loop().run_in_executor(None, self._read, obj.sha256)
+        if reading is not None:
+            await self.record(conn, obj, reading)
+
+    def _read(self, sha256: str) -> Reading | None:
+        return read_report(self.store.read(sha256))
+
+    async def record(self, conn: AsyncConnection, obj: StoredObject, reading: Reading) -> None:
+        known = (
+            await conn.execute(
+                select(dose_reports.c.id).where(
+                    dose_reports.c.sop_uid == obj.sop_uid, dose_reports.c.sha256 == obj.sha256
+                )
+            )
+        ).first()
+        if known is not None:
+            return
+        if reading.warning:
+            log.warning("dose report %s: %s", obj.sop_uid, reading.warning)
+        identity_fk = await self._identity(conn, obj.study_uid, reading)
+        now = time.time()
+        report_fk = (
+            await conn.execute(
+                insert(dose_reports).values(
+                    sop_uid=obj.sop_uid,
+                    sha256=obj.sha256,
+                    study_uid=obj.study_uid,
+                    identity_fk=identity_fk,
+                    study_date=reading.study_date,
+                    study_description=reading.study_description,
+                    age_years=reading.age.years,
+                    age_source=reading.age.source,
+                    accumulated_dlp=reading.report.accumulated_dlp_mgycm,
+                    num_events=len(reading.report.events),
+                    warning=reading.warning,
+                    recorded_at=now,
+                )
+            )
+        ).inserted_primary_key[0]
+        uids = [e.uid for e in reading.report.events]
+        seen = set()
+        if uids:
+            seen = set(
+                (
+                    await conn.execute(
+                        select(dose_events.c.event_uid).where(dose_events.c.event_uid.in_(uids))
+                    )
+                ).scalars()
+            )
+        for event in reading.report.events:
+            if event.uid not in seen:
+                await self._add_event(conn, obj, reading, event, report_fk, identity_fk, now)
+
+    async def _identity(self, conn: AsyncConnection, study_uid: str, reading: Reading) -> int:
+        """A study's reports share the identity of its first one (the archive keeps a study
+        with one patient)."""
+        earlier = (
+            await conn.execute(
+                select(dose_reports.c.identity_fk)
+                .where(dose_reports.c.study_uid == study_uid)
+                .order_by(dose_reports.c.id)
+                .limit(1)
+            )
+        ).scalar()
+        if earlier is not None:
+            return earlier
+        return await identity.resolve(conn, reading.patient, self.settings)
+
+    async def _add_event(
+        self,
+        conn: AsyncConnection,
+        obj: StoredObject,
+        reading: Reading,
+        event: rdsr.CtEvent,
+        report_fk: int,
+        identity_fk: int,
+        now: float,
+    ) -> None:
+        region = event.target_region
+        event_fk = (
+            await conn.execute(
+                insert(dose_events).values(
+                    event_uid=event.uid,
+                    study_uid=obj.study_uid,
+                    report_fk=report_fk,
+                    identity_fk=identity_fk,
+                    event_date=reading.study_date,
+                    region_scheme=region.scheme if region else "",
+                    region_code=region.value if region else "",
+                    region_meaning=region.meaning if region else "",
+                    protocol=event.protocol,
+                    acquisition_type=event.acquisition_type.value if event.acquisition_type else "",
+                    phantom=event.phantom.value if event.phantom else "",
+                    ctdivol=event.ctdivol_mgy,
+                    dlp=event.dlp_mgycm,
+                    scanner_e=event.scanner_effective_dose_msv,
+                )
+            )
+        ).inserted_primary_key[0]
+        for e in estimate.estimates(
+            event, reading.age, reading.study_description, self.table, self.regions
+        ):
+            await conn.execute(
+                insert(dose_estimates).values(
+                    event_fk=event_fk,
+                    table_id=e.table_id,
+                    age_column=e.column,
+                    region_row=e.row,
+                    region_source=e.region_source,
+                    k=e.k,
+                    dlp=e.dlp_mgycm,
+                    e_msv=e.e_msv,
+                    flags=",".join(e.flags),
+                    computed_at=now,
+                )
+            )
