@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 
 from pydicom import Dataset
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.dose.settings import DoseSettings
-from hub.dose.tables import dose_identities
+from hub.dose.tables import dose_events, dose_identities, dose_reports
 
 DEFINITE_SEXES = frozenset({"M", "F"})
 
@@ -100,7 +100,7 @@ async def resolve(conn: AsyncConnection, d: Demographics, settings: DoseSettings
     if d.patient_id:
         for row in holders:
             if not disagreements(row, d):
-                return row.id
+                return await _current(conn, row.id, row.merged_into)
         if holders:
             differ = sorted({what for row in holders for what in disagreements(row, d)})
             review_reason = (
@@ -126,3 +126,104 @@ async def resolve(conn: AsyncConnection, d: Demographics, settings: DoseSettings
         )
     )
     return result.inserted_primary_key[0]
+
+
+async def _current(conn: AsyncConnection, identity_id: int, merged_into: int | None) -> int:
+    """The identity that holds ``identity_id``'s records now (after links)."""
+    seen = {identity_id}
+    while merged_into is not None and merged_into not in seen:
+        identity_id = merged_into
+        seen.add(identity_id)
+        merged_into = (
+            await conn.execute(
+                select(dose_identities.c.merged_into).where(dose_identities.c.id == identity_id)
+            )
+        ).scalar()
+    return identity_id
+
+
+class IdentityError(ValueError):
+    """A link or split that cannot be done; ``status``: the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _live(conn: AsyncConnection, identity_id: int):
+    row = (
+        await conn.execute(select(dose_identities).where(dose_identities.c.id == identity_id))
+    ).first()
+    if row is None:
+        raise IdentityError(404, f"no such patient identity {identity_id}")
+    if row.merged_into is not None:
+        raise IdentityError(409, f"identity {identity_id} is linked into {row.merged_into}")
+    return row
+
+
+async def link(engine: AsyncEngine, source_id: int, target_id: int):
+    """Move every record of ``source_id`` to ``target_id``: one person after all. Returns the
+    source's row as it was."""
+    if source_id == target_id:
+        raise IdentityError(400, "an identity cannot be linked into itself")
+    async with engine.begin() as conn:
+        source = await _live(conn, source_id)
+        await _live(conn, target_id)
+        for table in (dose_reports, dose_events):
+            await conn.execute(
+                update(table).where(table.c.identity_fk == source_id).values(identity_fk=target_id)
+            )
+        await conn.execute(
+            update(dose_identities)
+            .where(dose_identities.c.id == source_id)
+            .values(merged_into=target_id, review=False)
+        )
+        await conn.execute(
+            update(dose_identities).where(dose_identities.c.id == target_id).values(review=False)
+        )
+    return source
+
+
+async def split(engine: AsyncEngine, identity_id: int, study_uids: list[str]) -> int:
+    """Move the named studies of ``identity_id`` to a new identity with the same details,
+    flagged for review; returns its id."""
+    if not study_uids:
+        raise IdentityError(400, "name the studies to split off")
+    async with engine.begin() as conn:
+        row = await _live(conn, identity_id)
+        held = set(
+            (
+                await conn.execute(
+                    select(dose_reports.c.study_uid).where(
+                        dose_reports.c.identity_fk == identity_id,
+                        dose_reports.c.study_uid.in_(study_uids),
+                    )
+                )
+            ).scalars()
+        )
+        if missing := sorted(set(study_uids) - held):
+            raise IdentityError(400, f"not studies of identity {identity_id}: {', '.join(missing)}")
+        new_id = (
+            await conn.execute(
+                insert(dose_identities).values(
+                    patient_id=row.patient_id,
+                    issuer=row.issuer,
+                    patient_name=row.patient_name,
+                    name_norm=row.name_norm,
+                    birth_date=row.birth_date,
+                    sex=row.sex,
+                    review=True,
+                    review_reason=f"split from identity {identity_id} by an administrator",
+                    excluded=row.excluded,
+                    excluded_reason=row.excluded_reason,
+                    created_at=time.time(),
+                )
+            )
+        ).inserted_primary_key[0]
+        for table in (dose_reports, dose_events):
+            await conn.execute(
+                update(table)
+                .where(table.c.identity_fk == identity_id, table.c.study_uid.in_(study_uids))
+                .values(identity_fk=new_id)
+            )
+    return new_id

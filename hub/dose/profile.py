@@ -73,6 +73,7 @@ class Profiles:
             )
             .order_by(dose_identities.c.id)
         )
+        q = q.where(dose_identities.c.merged_into.is_(None))
         if not include_excluded:
             q = q.where(dose_identities.c.excluded.is_(False))
         async with self.engine.connect() as conn:
@@ -222,6 +223,7 @@ def _identity(r) -> dict[str, Any]:
         "review_reason": r.review_reason,
         "excluded": r.excluded,
         "excluded_reason": r.excluded_reason,
+        "merged_into": r.merged_into,
     }
 
 

@@ -4,6 +4,11 @@ GET /api/dose/patients                      resolved patients (``?excluded=1``: 
 GET /api/dose/patients/{id}                 a profile; ``?at=YYYYMMDD``: windows end that day
 GET /api/dose/patients/{id}/events.csv      the patient's events and estimates as CSV
 GET /api/dose/studies/{study}               a study's events, union over all its reports
+
+Permission ``dose.admin`` (audited):
+POST /api/dose/patients/{id}/link           ``{"into": other id}``: one person after all
+POST /api/dose/patients/{id}/split          ``{"studies": [uid, ...]}``: those studies are
+                                            another person's; answers the new identity
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from datetime import UTC, date, datetime
 
 from aiohttp import web
 
+from hub.dose import identity
 from hub.dose.profile import Profiles
-from hub.requestdata import BadInput, parse_int
+from hub.requestdata import BadInput, json_int, json_object, parse_int
 
 PROFILES_KEY: web.AppKey[Profiles] = web.AppKey("dose_profiles")
 
@@ -25,6 +31,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/dose/patients/{id}", get_profile, name="dose.read.profile")
     r.add_get("/api/dose/patients/{id}/events.csv", get_events_csv, name="dose.read.events")
     r.add_get("/api/dose/studies/{study}", get_study, name="dose.read.study")
+    r.add_post("/api/dose/patients/{id}/link", link_identity, name="dose.admin.link")
+    r.add_post("/api/dose/patients/{id}/split", split_identity, name="dose.admin.split")
 
 
 def _not_found(what: str) -> web.HTTPNotFound:
@@ -85,3 +93,59 @@ async def get_study(request: web.Request) -> web.Response:
     if study is None:
         raise _not_found("dose study")
     return web.json_response(study)
+
+
+def _refused(exc: identity.IdentityError) -> web.Response:
+    return web.json_response({"error": str(exc)}, status=exc.status)
+
+
+async def link_identity(request: web.Request) -> web.Response:
+    source_id = _identity_id(request)
+    body = await json_object(request)
+    target_id = json_int(body.get("into"), "into", minimum=1)
+    profiles = request.app[PROFILES_KEY]
+    try:
+        source = await identity.link(profiles.engine, source_id, target_id)
+    except identity.IdentityError as exc:
+        return _refused(exc)
+    await _audit(
+        request, "dose.link", source.patient_id, {"identity": source_id, "into": target_id}
+    )
+    return web.json_response(await profiles.profile(target_id, datetime.now(UTC).date()))
+
+
+async def split_identity(request: web.Request) -> web.Response:
+    identity_id = _identity_id(request)
+    body = await json_object(request)
+    studies = body.get("studies")
+    if not isinstance(studies, list) or not all(isinstance(s, str) for s in studies):
+        raise _bad("studies must be a list of Study Instance UIDs")
+    profiles = request.app[PROFILES_KEY]
+    try:
+        new_id = await identity.split(profiles.engine, identity_id, studies)
+    except identity.IdentityError as exc:
+        return _refused(exc)
+    profile = await profiles.profile(new_id, datetime.now(UTC).date())
+    assert profile is not None
+    detail = {"identity": identity_id, "new_identity": new_id, "studies": studies}
+    await _audit(request, "dose.split", profile["identity"]["patient_id"], detail)
+    return web.json_response(profile, status=201)
+
+
+async def _audit(request: web.Request, action: str, patient: str, detail: dict) -> None:
+    """Record an administrator's change in the audit trail (when the security package runs)."""
+    principal = request.get("principal")
+    if principal is None:
+        return
+    from hub.security.audit_trail import audit  # only present with the security package
+
+    await audit(
+        request.app[PROFILES_KEY].engine,
+        who=principal.user,
+        role=principal.role,
+        action=action,
+        outcome="success",
+        patient=patient,
+        source=request.remote,
+        detail=detail,
+    )

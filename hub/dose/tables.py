@@ -39,6 +39,8 @@ dose_identities = Table(
     # a QA or phantom subject: kept, never in a patient's profile
     Column("excluded", Boolean, nullable=False, default=False),
     Column("excluded_reason", Text, nullable=False, default=""),
+    # linked by an administrator into another identity: this one is no longer shown
+    Column("merged_into", ForeignKey("dose_identities.id"), nullable=True),
     Column("created_at", Float, nullable=False),
 )
 Index("ix_dose_identities_key", dose_identities.c.patient_id, dose_identities.c.issuer)

@@ -30,6 +30,7 @@ ROUTE_RULES: dict[str, str | None] = {
     "telehealth.signal": "telehealth.signal",
     "telehealth.capture": "telehealth.capture",
     "dose.read": "dose.read",
+    "dose.admin": "dose.admin",
     "admin": "admin",
 }
 

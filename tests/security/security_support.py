@@ -32,6 +32,7 @@ AREA_ROUTES = [
     ("GET", "/api/telehealth/ws", "telehealth.signal.ws"),
     ("POST", "/api/telehealth/capture", "telehealth.capture.still"),
     ("GET", "/api/dose/patients", "dose.read.patients"),
+    ("POST", "/api/dose/patients/{id}/link", "dose.admin.link"),
     ("GET", "/api/admin/probe", "admin.probe"),
     ("GET", "/unnamed", None),
     ("GET", "/mystery", "mystery.thing"),

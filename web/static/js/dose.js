@@ -66,7 +66,7 @@ function drawChart(studies) {
   svg.replaceChildren();
   const width = Number(svg.getAttribute("width"));
   const height = Number(svg.getAttribute("height"));
-  const pad = { left: 56, right: 16, top: 12, bottom: 32 };
+  const pad = { left: 56, right: 48, top: 12, bottom: 32 };
   const points = [];
   let total = 0;
   for (const s of studies) {
