@@ -17,7 +17,7 @@ from typing import Any
 
 from pydicom import dcmread
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive.store import BlobStore
 from hub.dose import estimate, identity, rdsr
@@ -195,17 +195,74 @@ class DoseRegistry:
         for e in estimate.estimates(
             event, reading.age, reading.study_description, self.table, self.regions
         ):
+            await _insert_estimate(conn, event_fk, e, now)
+
+
+async def recompute(engine: AsyncEngine, table: estimate.KTable, regions: estimate.Regions) -> int:
+    """Estimate every recorded event with ``table`` (a new table or a new version of one), next
+    to the estimates of earlier tables, which stay; returns how many estimates were added."""
+    async with engine.begin() as conn:
+        done = set(
+            (
+                await conn.execute(
+                    select(dose_estimates.c.event_fk).where(dose_estimates.c.table_id == table.id)
+                )
+            ).scalars()
+        )
+        rows = (
             await conn.execute(
-                insert(dose_estimates).values(
-                    event_fk=event_fk,
-                    table_id=e.table_id,
-                    age_column=e.column,
-                    region_row=e.row,
-                    region_source=e.region_source,
-                    k=e.k,
-                    dlp=e.dlp_mgycm,
-                    e_msv=e.e_msv,
-                    flags=",".join(e.flags),
-                    computed_at=now,
+                select(
+                    dose_events,
+                    dose_reports.c.age_years,
+                    dose_reports.c.age_source,
+                    dose_reports.c.study_description,
+                ).select_from(
+                    dose_events.join(dose_reports, dose_reports.c.id == dose_events.c.report_fk)
                 )
             )
+        ).all()
+        added = 0
+        now = time.time()
+        for row in rows:
+            if row.id in done:
+                continue
+            age = estimate.Age(row.age_years, row.age_source)
+            for e in estimate.estimates(_event_of(row), age, row.study_description, table, regions):
+                await _insert_estimate(conn, row.id, e, now)
+                added += 1
+    return added
+
+
+def _event_of(row) -> rdsr.CtEvent:
+    """The recorded event, as the estimate reads it."""
+    return rdsr.CtEvent(
+        uid=row.event_uid,
+        target_region=rdsr.Code(row.region_scheme, row.region_code, row.region_meaning)
+        if row.region_code
+        else None,
+        protocol=row.protocol,
+        acquisition_type=None,
+        ctdivol_mgy=row.ctdivol,
+        dlp_mgycm=row.dlp,
+        phantom=rdsr.Code("DCM", row.phantom) if row.phantom else None,
+        scanner_effective_dose_msv=row.scanner_e,
+    )
+
+
+async def _insert_estimate(
+    conn: AsyncConnection, event_fk: int, e: estimate.Estimate, now: float
+) -> None:
+    await conn.execute(
+        insert(dose_estimates).values(
+            event_fk=event_fk,
+            table_id=e.table_id,
+            age_column=e.column,
+            region_row=e.row,
+            region_source=e.region_source,
+            k=e.k,
+            dlp=e.dlp_mgycm,
+            e_msv=e.e_msv,
+            flags=",".join(e.flags),
+            computed_at=now,
+        )
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ from hubtest import free_port
 from pydicom import Dataset
 
 from hub.config import Settings
-from hub.dose.estimate import age_at, load_k_table
+from hub.dose.estimate import DATA, age_at, load_k_table, load_regions
+from hub.dose.profile import Profiles
+from hub.dose.registry import recompute
+from hub.dose.settings import DoseSettings
 from hub.dose.tables import dose_estimates, dose_events
 
 TAP = "CT-RDSR-Siemens_Flash-TAP-SS.dcm"
@@ -190,3 +194,37 @@ def test_age_from_birth_date_else_patient_age() -> None:
         "adult",
         "adult",
     ]
+
+
+async def test_a_new_table_is_recomputed_beside_the_old_one(
+    openrem: Path, archive, tmp_path: Path
+) -> None:
+    await ingest(archive, openrem / TAP)
+    old = load_k_table()
+    data = json.loads((DATA / "k_factors.json").read_text())
+    data["id"] = "a-revised-table"
+    data["rows"]["abdomen_pelvis"]["adult"] = 2 * old.k("abdomen_pelvis", "adult")
+    (tmp_path / "revised.json").write_text(json.dumps(data))
+    new = load_k_table(tmp_path / "revised.json")
+    before = await rows(archive, dose_estimates)
+    added = await recompute(archive.engine, new, load_regions())
+    assert added == len(before)
+    assert await recompute(archive.engine, new, load_regions()) == 0  # once per table
+    (event,) = await rows(
+        archive, dose_events, dose_events.c.event_uid == uid_of(spiral(read(openrem / TAP)))
+    )
+    spiral_estimates = {
+        (e.table_id, e.age_column): e.e_msv
+        for e in await rows(archive, dose_estimates, dose_estimates.c.event_fk == event.id)
+    }
+    assert spiral_estimates[(old.id, "adult")] == pytest.approx(
+        old.k("abdomen_pelvis", "adult") * SPIRAL_DLP
+    )
+    assert spiral_estimates[(new.id, "adult")] == pytest.approx(
+        2 * spiral_estimates[(old.id, "adult")]
+    )
+    study_uid = read(openrem / TAP).StudyInstanceUID
+    by_old = await Profiles(archive.engine, old, DoseSettings()).study(study_uid)
+    by_new = await Profiles(archive.engine, new, DoseSettings()).study(study_uid)
+    assert by_new["e_msv"] > by_old["e_msv"]
+    assert {e["table_id"] for e in by_new["event_list"]} == {new.id}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from itertools import permutations
 from pathlib import Path
 
@@ -118,5 +119,24 @@ async def test_a_malformed_report_is_stored_as_sent_with_a_warning_and_no_events
             assert report.warning == expected
             assert report.num_events == 0
         assert await rows(archive, dose_events) == []
+    finally:
+        await archive.close()
+
+
+async def test_the_alert_level_of_the_age_band_is_a_setting(openrem: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", port=free_port(), extra={"dose": {"alert_msv": {"adult": 1}}}
+    )
+    archive = await open_registry(settings)
+    try:
+        await ingest(archive, openrem / MULTI[2])
+        (identity,) = {r.identity_fk for r in await rows(archive, dose_events)}
+        low = Profiles(archive.engine, load_k_table(), DoseSettings.from_settings(settings))
+        default = profiles(archive)
+        at = date(2018, 2, 1)
+        alert = (await low.profile(identity, at))["alert"]
+        assert alert == {"age_column": "adult", "threshold_msv": 1.0, "exceeded": True}
+        assert not (await default.profile(identity, at))["alert"]["exceeded"]  # 50 mSv
+        assert not (await low.profile(identity, date(2019, 6, 1)))["alert"]["exceeded"]
     finally:
         await archive.close()
