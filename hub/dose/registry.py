@@ -17,6 +17,7 @@ from typing import Any
 
 from pydicom import dcmread
 from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive.store import BlobStore
@@ -114,24 +115,27 @@ class DoseRegistry:
             log.warning("dose report %s: %s", obj.sop_uid, reading.warning)
         identity_fk = await self._identity(conn, obj.study_uid, reading)
         now = time.time()
-        report_fk = (
-            await conn.execute(
-                insert(dose_reports).values(
-                    sop_uid=obj.sop_uid,
-                    sha256=obj.sha256,
-                    study_uid=obj.study_uid,
-                    identity_fk=identity_fk,
-                    study_date=reading.study_date,
-                    study_description=reading.study_description,
-                    age_years=reading.age.years,
-                    age_source=reading.age.source,
-                    accumulated_dlp=reading.report.accumulated_dlp_mgycm,
-                    num_events=len(reading.report.events),
-                    warning=reading.warning,
-                    recorded_at=now,
-                )
-            )
-        ).inserted_primary_key[0]
+        report_fk = await _insert_once(
+            conn,
+            dose_reports,
+            ("sop_uid", "sha256"),
+            dict(
+                sop_uid=obj.sop_uid,
+                sha256=obj.sha256,
+                study_uid=obj.study_uid,
+                identity_fk=identity_fk,
+                study_date=reading.study_date,
+                study_description=reading.study_description,
+                age_years=reading.age.years,
+                age_source=reading.age.source,
+                accumulated_dlp=reading.report.accumulated_dlp_mgycm,
+                num_events=len(reading.report.events),
+                warning=reading.warning,
+                recorded_at=now,
+            ),
+        )
+        if report_fk is None:  # recorded meanwhile by another node
+            return
         uids = [e.uid for e in reading.report.events]
         seen = set()
         if uids:
@@ -172,26 +176,29 @@ class DoseRegistry:
         now: float,
     ) -> None:
         region = event.target_region
-        event_fk = (
-            await conn.execute(
-                insert(dose_events).values(
-                    event_uid=event.uid,
-                    study_uid=obj.study_uid,
-                    report_fk=report_fk,
-                    identity_fk=identity_fk,
-                    event_date=reading.study_date,
-                    region_scheme=region.scheme if region else "",
-                    region_code=region.value if region else "",
-                    region_meaning=region.meaning if region else "",
-                    protocol=event.protocol,
-                    acquisition_type=event.acquisition_type.value if event.acquisition_type else "",
-                    phantom=event.phantom.value if event.phantom else "",
-                    ctdivol=event.ctdivol_mgy,
-                    dlp=event.dlp_mgycm,
-                    scanner_e=event.scanner_effective_dose_msv,
-                )
-            )
-        ).inserted_primary_key[0]
+        event_fk = await _insert_once(
+            conn,
+            dose_events,
+            ("event_uid",),
+            dict(
+                event_uid=event.uid,
+                study_uid=obj.study_uid,
+                report_fk=report_fk,
+                identity_fk=identity_fk,
+                event_date=reading.study_date,
+                region_scheme=region.scheme if region else "",
+                region_code=region.value if region else "",
+                region_meaning=region.meaning if region else "",
+                protocol=event.protocol,
+                acquisition_type=event.acquisition_type.value if event.acquisition_type else "",
+                phantom=event.phantom.value if event.phantom else "",
+                ctdivol=event.ctdivol_mgy,
+                dlp=event.dlp_mgycm,
+                scanner_e=event.scanner_effective_dose_msv,
+            ),
+        )
+        if event_fk is None:  # recorded meanwhile from another report
+            return
         for e in estimate.estimates(
             event, reading.age, reading.study_description, self.table, self.regions
         ):
@@ -266,3 +273,20 @@ async def _insert_estimate(
             computed_at=now,
         )
     )
+
+
+async def _insert_once(
+    conn: AsyncConnection, table: Any, unique: tuple[str, ...], values: dict[str, Any]
+) -> int | None:
+    """Insert a row unless one with the same ``unique`` columns exists (another node may have
+    written it since we looked); the new row's id, or None."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    if dialect is None:  # another engine: rely on the check already made
+        return (await conn.execute(insert(table).values(**values))).inserted_primary_key[0]
+    statement = (
+        dialect.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(unique))
+        .returning(table.c.id)
+    )
+    return (await conn.execute(statement)).scalar()

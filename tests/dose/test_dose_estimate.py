@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from dose_support import as_new_study, ingest, items, open_registry, read, rows, write
-from hubtest import free_port
 from pydicom import Dataset
 
 from hub.config import Settings
@@ -22,8 +21,8 @@ SPIRAL_DLP = 708.2
 
 
 @pytest.fixture
-async def archive(tmp_path: Path):
-    a = await open_registry(Settings(data_dir=tmp_path / "data", port=free_port()))
+async def archive(settings: Settings, tmp_path: Path):
+    a = await open_registry(settings)
     yield a
     await a.close()
 

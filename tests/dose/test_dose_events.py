@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from dose_support import as_new_study, ingest, items, open_registry, read, rows, snapshot, write
-from hubtest import free_port
 
 from hub.archive import Source
 from hub.config import Settings
@@ -31,9 +30,9 @@ def profiles(archive) -> Profiles:
 
 @pytest.mark.parametrize("order", list(permutations(MULTI)), ids="-".join)
 async def test_cumulative_reports_in_any_order_count_each_event_once(
-    openrem: Path, tmp_path: Path, order: tuple[str, ...]
+    settings: Settings, openrem: Path, tmp_path: Path, order: tuple[str, ...]
 ) -> None:
-    archive = await open_registry(Settings(data_dir=tmp_path / "data", port=free_port()))
+    archive = await open_registry(settings)
     try:
         for name in order:
             await ingest(archive, openrem / name)
@@ -50,9 +49,9 @@ async def test_cumulative_reports_in_any_order_count_each_event_once(
 
 
 async def test_a_study_continued_in_a_second_report_is_one_study(
-    openrem: Path, tmp_path: Path
+    settings: Settings, openrem: Path, tmp_path: Path
 ) -> None:
-    archive = await open_registry(Settings(data_dir=tmp_path / "data", port=free_port()))
+    archive = await open_registry(settings)
     try:
         for name in CONTINUED:
             await ingest(archive, openrem / name)
@@ -67,8 +66,8 @@ async def test_a_study_continued_in_a_second_report_is_one_study(
         await archive.close()
 
 
-async def test_resending_changes_nothing(openrem: Path, tmp_path: Path) -> None:
-    archive = await open_registry(Settings(data_dir=tmp_path / "data", port=free_port()))
+async def test_resending_changes_nothing(settings: Settings, openrem: Path, tmp_path: Path) -> None:
+    archive = await open_registry(settings)
     try:
         for name in MULTI + CONTINUED:
             await ingest(archive, openrem / name)
@@ -93,7 +92,7 @@ async def test_resending_changes_nothing(openrem: Path, tmp_path: Path) -> None:
 
 
 async def test_a_malformed_report_is_stored_as_sent_with_a_warning_and_no_events(
-    openrem: Path, tmp_path: Path
+    settings: Settings, openrem: Path, tmp_path: Path
 ) -> None:
     ds = as_new_study(read(openrem / MULTI[2]))
     for event in items(ds, "DCM", "113819"):
@@ -105,7 +104,7 @@ async def test_a_malformed_report_is_stored_as_sent_with_a_warning_and_no_events
     empty = as_new_study(read(openrem / MULTI[0]))
     del empty.ContentSequence
     empty_path = write(empty, tmp_path, "no-content.dcm")
-    archive = await open_registry(Settings(data_dir=tmp_path / "data", port=free_port()))
+    archive = await open_registry(settings)
     try:
         for p, expected in (
             (path, "CT Acquisition 1 has no Irradiation Event UID (113769)"),
@@ -123,10 +122,10 @@ async def test_a_malformed_report_is_stored_as_sent_with_a_warning_and_no_events
         await archive.close()
 
 
-async def test_the_alert_level_of_the_age_band_is_a_setting(openrem: Path, tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data", port=free_port(), extra={"dose": {"alert_msv": {"adult": 1}}}
-    )
+async def test_the_alert_level_of_the_age_band_is_a_setting(
+    settings: Settings, openrem: Path
+) -> None:
+    settings.extra = {"dose": {"alert_msv": {"adult": 1}}}
     archive = await open_registry(settings)
     try:
         await ingest(archive, openrem / MULTI[2])

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from dose_support import as_new_study, ingest, open_registry, read, rows, write
-from hubtest import free_port
 
 from hub.config import Settings
 from hub.dose.estimate import load_k_table
@@ -26,9 +25,9 @@ SHARING = (
 
 
 async def test_a_shared_patient_id_resolves_to_four_identities(
-    openrem: Path, tmp_path: Path
+    settings: Settings, openrem: Path, tmp_path: Path
 ) -> None:
-    archive = await open_registry(Settings(data_dir=tmp_path / "data", port=free_port()))
+    archive = await open_registry(settings)
     try:
         for name in SHARING:
             assert read(openrem / name).PatientID == SHARED_ID
@@ -60,11 +59,13 @@ async def test_a_shared_patient_id_resolves_to_four_identities(
         await archive.close()
 
 
-async def test_qa_and_phantom_subjects_are_excluded(openrem: Path, tmp_path: Path) -> None:
+async def test_qa_and_phantom_subjects_are_excluded(
+    settings: Settings, openrem: Path, tmp_path: Path
+) -> None:
     marked = as_new_study(read(openrem / "CT-RDSR-Siemens_Flash-TAP-SS.dcm"))
     # a name and ID no pattern catches, and the attribute that says so
     marked.PatientID, marked.PatientName, marked.QualityControlSubject = "7777", "Doe^J", "YES"
-    archive = await open_registry(Settings(data_dir=tmp_path / "data", port=free_port()))
+    archive = await open_registry(settings)
     try:
         for name in (
             "CT-RDSR-Siemens_Flash-QA-DS.dcm",  # PatientID qaz9876543
@@ -91,12 +92,8 @@ async def test_qa_and_phantom_subjects_are_excluded(openrem: Path, tmp_path: Pat
         await archive.close()
 
 
-async def test_qa_patterns_are_configurable(openrem: Path, tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        port=free_port(),
-        extra={"dose": {"qa_id_patterns": ["^phy"], "qa_name_patterns": []}},
-    )
+async def test_qa_patterns_are_configurable(settings: Settings, openrem: Path) -> None:
+    settings.extra = {"dose": {"qa_id_patterns": ["^phy"], "qa_name_patterns": []}}
     archive = await open_registry(settings)
     try:
         await ingest(archive, openrem / "CT-RDSR-Siemens-Continued-1.dcm")  # phy12345
