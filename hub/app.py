@@ -8,11 +8,12 @@ from aiohttp import web
 
 import telehealth.routes as telehealth_routes
 import web.routes as web_routes
-from hub import annotations, bodyrate, connlimits, dicomweb, dose, errors, jobs, security
+from hub import annotations, bodyrate, connlimits, dicomweb, errors, jobs, security
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
 from hub.dimse import service as dimse_service
+from hub.dose import service as dose_service
 from hub.forward import service as forward_service
 from hub.forwarded import forwarded_middleware
 from hub.proxy import trust_local_proxy
@@ -60,7 +61,7 @@ def _doors():
         jobs.setup,
         telehealth_routes.setup,
         annotations.setup,
-        dose.setup,
+        dose_service.setup,
         web_routes.setup,
     ]
 

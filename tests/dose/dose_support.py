@@ -10,8 +10,8 @@ from pydicom import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from hub import dose
 from hub.archive import Archive, Source
+from hub.dose import service
 from hub.dose.tables import dose_estimates, dose_events, dose_identities, dose_reports
 
 TABLES = (dose_identities, dose_reports, dose_events, dose_estimates)
@@ -19,7 +19,7 @@ TABLES = (dose_identities, dose_reports, dose_events, dose_estimates)
 
 async def open_registry(settings) -> Archive:
     archive = await Archive.open(settings)
-    dose.install(archive, settings)
+    service.install(archive, settings)
     return archive
 
 
