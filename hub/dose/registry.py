@@ -146,9 +146,31 @@ class DoseRegistry:
                     )
                 ).scalars()
             )
-        for event in reading.report.events:
-            if event.uid not in seen:
-                await self._add_event(conn, obj, reading, event, report_fk, identity_fk, now)
+        new = [e for e in reading.report.events if e.uid not in seen]
+        if not new:
+            return
+        rows = [_event_row(obj, reading, e, report_fk, identity_fk) for e in new]
+        await _insert_all_once(conn, dose_events, ("event_uid",), rows)
+        # the ids of the events this report added (another node's are not ours to estimate)
+        ids = dict(
+            (
+                await conn.execute(
+                    select(dose_events.c.event_uid, dose_events.c.id).where(
+                        dose_events.c.report_fk == report_fk
+                    )
+                )
+            ).all()
+        )
+        estimates = [
+            _estimate_row(ids[event.uid], e, now)
+            for event in new
+            if event.uid in ids
+            for e in estimate.estimates(
+                event, reading.age, reading.study_description, self.table, self.regions
+            )
+        ]
+        if estimates:
+            await conn.execute(insert(dose_estimates), estimates)
 
     async def _identity(self, conn: AsyncConnection, study_uid: str, reading: Reading) -> int:
         """A study's reports share the identity of its first one (the archive keeps a study
@@ -165,44 +187,46 @@ class DoseRegistry:
             return earlier
         return await identity.resolve(conn, reading.patient, self.settings)
 
-    async def _add_event(
-        self,
-        conn: AsyncConnection,
-        obj: StoredObject,
-        reading: Reading,
-        event: rdsr.CtEvent,
-        report_fk: int,
-        identity_fk: int,
-        now: float,
-    ) -> None:
-        region = event.target_region
-        event_fk = await _insert_once(
-            conn,
-            dose_events,
-            ("event_uid",),
-            dict(
-                event_uid=event.uid,
-                study_uid=obj.study_uid,
-                report_fk=report_fk,
-                identity_fk=identity_fk,
-                event_date=reading.study_date,
-                region_scheme=region.scheme if region else "",
-                region_code=region.value if region else "",
-                region_meaning=region.meaning if region else "",
-                protocol=event.protocol,
-                acquisition_type=event.acquisition_type.value if event.acquisition_type else "",
-                phantom=event.phantom.value if event.phantom else "",
-                ctdivol=event.ctdivol_mgy,
-                dlp=event.dlp_mgycm,
-                scanner_e=event.scanner_effective_dose_msv,
-            ),
-        )
-        if event_fk is None:  # recorded meanwhile from another report
-            return
-        for e in estimate.estimates(
-            event, reading.age, reading.study_description, self.table, self.regions
-        ):
-            await _insert_estimate(conn, event_fk, e, now)
+
+def _event_row(
+    obj: StoredObject,
+    reading: Reading,
+    event: rdsr.CtEvent,
+    report_fk: int,
+    identity_fk: int,
+) -> dict[str, Any]:
+    region = event.target_region
+    return {
+        "event_uid": event.uid,
+        "study_uid": obj.study_uid,
+        "report_fk": report_fk,
+        "identity_fk": identity_fk,
+        "event_date": reading.study_date,
+        "region_scheme": region.scheme if region else "",
+        "region_code": region.value if region else "",
+        "region_meaning": region.meaning if region else "",
+        "protocol": event.protocol,
+        "acquisition_type": event.acquisition_type.value if event.acquisition_type else "",
+        "phantom": event.phantom.value if event.phantom else "",
+        "ctdivol": event.ctdivol_mgy,
+        "dlp": event.dlp_mgycm,
+        "scanner_e": event.scanner_effective_dose_msv,
+    }
+
+
+def _estimate_row(event_fk: int, e: estimate.Estimate, now: float) -> dict[str, Any]:
+    return {
+        "event_fk": event_fk,
+        "table_id": e.table_id,
+        "age_column": e.column,
+        "region_row": e.row,
+        "region_source": e.region_source,
+        "k": e.k,
+        "dlp": e.dlp_mgycm,
+        "e_msv": e.e_msv,
+        "flags": ",".join(e.flags),
+        "computed_at": now,
+    }
 
 
 async def recompute(engine: AsyncEngine, table: estimate.KTable, regions: estimate.Regions) -> int:
@@ -228,16 +252,22 @@ async def recompute(engine: AsyncEngine, table: estimate.KTable, regions: estima
                 )
             )
         ).all()
-        added = 0
         now = time.time()
-        for row in rows:
-            if row.id in done:
-                continue
-            age = estimate.Age(row.age_years, row.age_source)
-            for e in estimate.estimates(_event_of(row), age, row.study_description, table, regions):
-                await _insert_estimate(conn, row.id, e, now)
-                added += 1
-    return added
+        added = [
+            _estimate_row(row.id, e, now)
+            for row in rows
+            if row.id not in done
+            for e in estimate.estimates(
+                _event_of(row),
+                estimate.Age(row.age_years, row.age_source),
+                row.study_description,
+                table,
+                regions,
+            )
+        ]
+        if added:
+            await conn.execute(insert(dose_estimates), added)
+    return len(added)
 
 
 def _event_of(row) -> rdsr.CtEvent:
@@ -256,25 +286,6 @@ def _event_of(row) -> rdsr.CtEvent:
     )
 
 
-async def _insert_estimate(
-    conn: AsyncConnection, event_fk: int, e: estimate.Estimate, now: float
-) -> None:
-    await conn.execute(
-        insert(dose_estimates).values(
-            event_fk=event_fk,
-            table_id=e.table_id,
-            age_column=e.column,
-            region_row=e.row,
-            region_source=e.region_source,
-            k=e.k,
-            dlp=e.dlp_mgycm,
-            e_msv=e.e_msv,
-            flags=",".join(e.flags),
-            computed_at=now,
-        )
-    )
-
-
 async def _insert_once(
     conn: AsyncConnection, table: Any, unique: tuple[str, ...], values: dict[str, Any]
 ) -> int | None:
@@ -290,3 +301,16 @@ async def _insert_once(
         .returning(table.c.id)
     )
     return (await conn.execute(statement)).scalar()
+
+
+async def _insert_all_once(
+    conn: AsyncConnection, table: Any, unique: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    """Insert the rows, skipping any whose ``unique`` columns another node wrote meanwhile."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    if dialect is None:  # another engine: rely on the check already made
+        await conn.execute(insert(table), rows)
+        return
+    await conn.execute(
+        dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique)), rows
+    )
