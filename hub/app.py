@@ -54,6 +54,7 @@ def doors(role: Role) -> list[Door]:
     import telehealth.routes as telehealth_routes
     from hub import annotations, jobs
     from hub.dimse import service as dimse_service
+    from hub.dose import service as dose_service
     from hub.forward import service as forward_service
     from hub.worklist import api as worklist_api
 
@@ -66,6 +67,7 @@ def doors(role: Role) -> list[Door]:
         jobs.setup,
         telehealth_routes.setup,
         annotations.setup,
+        dose_service.setup,
         web_routes.setup,
     ]
 

@@ -170,7 +170,37 @@ class TelehealthSettings:
         return self.ice_transport_policy == "relay"
 
 
-SECTIONS = ("dimse", "forward", "jobs", "security", "storage", "telehealth")
+# Names and IDs that mark a QA or phantom subject, searched case-insensitively.
+QA_NAME_PATTERNS = (r"(?<![a-z])(qa|qc|phantom|physics)(?![a-z])",)
+QA_ID_PATTERNS = (r"^(qa|qc|phantom)",)
+
+
+def _default_alerts() -> dict[str, float]:
+    return {"newborn": 10.0, "1y": 10.0, "5y": 10.0, "10y": 10.0, "adult": 50.0}
+
+
+@dataclass(frozen=True)
+class DoseSettings:
+    """The radiation dose registry (``hub.dose``)."""
+
+    qa_name_patterns: tuple[str, ...] = QA_NAME_PATTERNS
+    qa_id_patterns: tuple[str, ...] = QA_ID_PATTERNS
+    # cumulative E (mSv) per age column above which a profile raises an alert
+    alert_msv: dict[str, float] = field(default_factory=_default_alerts)
+
+    def __post_init__(self) -> None:
+        for key in ("qa_name_patterns", "qa_id_patterns"):
+            for pattern in getattr(self, key):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{key}: {pattern!r}: {exc}") from None
+        for band, limit in self.alert_msv.items():
+            if not isinstance(limit, int | float) or isinstance(limit, bool):
+                raise ValueError(f"alert_msv: {band}: must be a number of mSv, not {limit!r}")
+
+
+SECTIONS = ("dimse", "dose", "forward", "jobs", "security", "storage", "telehealth")
 
 
 @dataclass
@@ -201,6 +231,7 @@ class Settings:
     uploads_declared_bytes_per_user: int = 64 * 1024**3  # their declared sizes, added up
     uploads_idle_seconds: float = 7 * 86400.0  # an upload untouched this long is removed
     dimse: DimseSettings = field(default_factory=DimseSettings)
+    dose: DoseSettings = field(default_factory=DoseSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)

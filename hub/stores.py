@@ -14,7 +14,9 @@ from hub.config import Settings, SettingsError
 def open_store(settings: Settings) -> BlobStore:
     storage = settings.storage
     if storage.backend != "local":
-        raise SettingsError("TESSERA_STORAGE_BACKEND", f"the {storage.backend} store is not built yet")
+        raise SettingsError(
+            "TESSERA_STORAGE_BACKEND", f"the {storage.backend} store is not built yet"
+        )
     store: BlobStore = local_store(settings)
     if storage.encryption_key_file or storage.encryption_key:
         from hub.security.at_rest import EncryptedBlobStore, load_store_key  # optional feature

@@ -209,7 +209,8 @@ async def test_nothing_readable_in_tmp_while_an_object_is_spooled(tmp_path: Path
 async def test_nothing_readable_in_tmp_during_an_encrypted_ingest(tmp_path: Path) -> None:
     """Through the archive: while the object is being spooled and parsed, and after."""
     settings = Settings(
-        data_dir=tmp_path / "data", storage=StorageSettings(encryption_key_file=tmp_path / "store.key")
+        data_dir=tmp_path / "data",
+        storage=StorageSettings(encryption_key_file=tmp_path / "store.key"),
     )
     archive = await Archive.open(settings, store=open_store(settings))
     try:

@@ -4,9 +4,8 @@ UDP, TCP and TLS. Credentials are the hub's short-lived ones (TURN REST API sche
 
 from __future__ import annotations
 
-import json
-
 import asyncio
+import json
 import re
 import time
 from pathlib import Path
