@@ -111,7 +111,8 @@ async def test_a_malformed_report_is_stored_as_sent_with_a_warning_and_no_events
         ):
             result = await archive.ingest_file(p, source=Source(door="import"))
             assert result.status == "stored"
-            assert archive.store.read(result.sha256) == p.read_bytes()
+            stored = b"".join([block async for block in archive.store.stream(result.sha256)])
+            assert stored == p.read_bytes()
             sop_uid = read(p).SOPInstanceUID
             (report,) = await rows(archive, dose_reports, dose_reports.c.sop_uid == sop_uid)
             assert report.warning == expected
