@@ -87,13 +87,18 @@ def run_conversion(args: argparse.Namespace, out: Path) -> list[Path] | None:
             include_label=not args.no_label,
             **extra,
         )
+        made: list = []
         if args.quiet:
-            return convert_slide(args.slide, out, ids, options)
+            return convert_slide(args.slide, out, ids, options, on_instance=made.append)
         with _ProgressBar(args.slide.name) as progress:
-            return convert_slide(args.slide, out, ids, options, progress)
+            paths = convert_slide(args.slide, out, ids, options, progress, made.append)
     except ConversionError as exc:
         print(f"convert: {exc}", file=sys.stderr)
         return None
+    # The conversion report: how each instance's frames were made (copied, re-tiled, encoded).
+    for instance in made:
+        print(instance.describe(), file=sys.stderr)
+    return paths
 
 
 class _ProgressBar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import mmap
 import os
@@ -35,6 +36,7 @@ from wsi.encode import (
 from wsi.errors import ConversionError
 from wsi.options import ConvertOptions, SlideIds
 from wsi.pyramid import PlannedLevel, fit, plan, thumbnail_box
+from wsi.report import COPIED, ENCODED, GENERATED, RETILED, Instance
 from wsi.sources import open_slide
 from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from wsi.headers import Headers
 
 Progress = Callable[[int, int], None]
+OnInstance = Callable[[Instance], None]
 _JOB_PIXELS = 4096 * 1024  # source pixels decoded per worker job: bounds its memory
 # Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
 # encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
@@ -61,8 +64,10 @@ def convert(
     options: ConvertOptions,
     progress: Progress | None,
     headers: Headers,
+    on_instance: OnInstance | None = None,
 ) -> list[Path]:
     staging: Path | None = None
+    job: _Conversion | None = None
     try:
         slide = open_slide(src)
         headers.bind(slide, ids, options.fallback_mpp)
@@ -87,6 +92,7 @@ def convert(
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
         job = _Conversion(slide, headers, options, staging, progress, thumbnail)
+        job.out_dir, job.on_instance = out_dir, on_instance
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
         pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
@@ -95,7 +101,12 @@ def convert(
         extras = list(zip(associated, numbered[len(levels) :], strict=True))
         with job:
             job.run(copies, encodes, extras)
-        return _publish(staging, out_dir, names)
+        if options.progressive:
+            return [out_dir / name for name in names]
+        published = _publish(staging, out_dir, names)
+        for name in names:
+            job.hand_over(name)
+        return published
     except ConversionError:
         raise
     except OSError as exc:
@@ -153,6 +164,10 @@ class _Conversion:
         self._accesses: list[SlideAccess] = []
         self._kept: tuple[PlannedLevel, np.ndarray] | None = None  # see _whole_level
         self._shared: deque[Callable[[], None]] = deque()  # see run()
+        self.out_dir = staging
+        self.on_instance: OnInstance | None = None
+        self._made: dict[str, Instance] = {}  # by file name, until handed over
+        self._mended: dict[str, int] = {}
 
     def __enter__(self) -> _Conversion:
         return self
@@ -189,16 +204,30 @@ class _Conversion:
             self._workers().submit(int).result()
         small = [item for item in encodes if _small_generated(item[0])]
         encodes = [item for item in encodes if not _small_generated(item[0])]
-        self._shared.extend(partial(self.write_level, lv, name, n) for lv, n, name in copies)
-        if small:
-            self._shared.append(partial(self._encode_all, small))
-        self._shared.extend(partial(self.write_associated, a, name, n) for a, (n, name) in extras)
+        take_last = self._shared.pop
+        if self.options.progressive:
+            # Smallest first, both threads from the same end: the associated images, the
+            # generated levels, then the source's levels up to level 0. Encoding jobs for worker
+            # processes stay on this thread (the shared result slots are per thread).
+            self._shared.extend(
+                partial(self.write_associated, a, name, n) for a, (n, name) in extras
+            )
+            for level, number, name in [*reversed(small), *reversed(copies)]:
+                self._shared.append(partial(self.write_level, level, name, number))
+            encodes, take_last = encodes[::-1], self._shared.popleft
+        else:
+            self._shared.extend(partial(self.write_level, lv, name, n) for lv, n, name in copies)
+            if small:
+                self._shared.append(partial(self._encode_all, small))
+            self._shared.extend(
+                partial(self.write_associated, a, name, n) for a, (n, name) in extras
+            )
         with ThreadPoolExecutor(1, thread_name_prefix="wsi-copy") as copier:
             copied = copier.submit(self._guarded, self._take_shared, self._shared.popleft)
             # If the copying thread failed first, its error (from result()) is the one to report.
             with contextlib.suppress(_Stopped):
                 self._guarded(self._encode_all, encodes)
-                self._guarded(self._take_shared, self._shared.pop)
+                self._guarded(self._take_shared, take_last)
             copied.result()
 
     def _guarded(self, work: Callable, *args) -> None:
@@ -221,6 +250,26 @@ class _Conversion:
                 return
             task()
 
+    def _finished(self, name: str, instance: Instance) -> None:
+        """An instance is written; progressive conversions hand it over at once."""
+        with self._lock:
+            self._made[name] = instance
+        if self.options.progressive:
+            if self._failed.is_set():
+                raise _Stopped("stopped: another part of the conversion failed")
+            target = self.out_dir / name
+            if target.exists():
+                raise ConversionError(f"{target}: appeared during conversion; not overwriting")
+            os.rename(self.staging / name, target)
+            self.hand_over(name)
+
+    def hand_over(self, name: str) -> None:
+        """Tell the caller about an instance now in the output folder."""
+        with self._lock:
+            instance = self._made.pop(name)
+        if self.on_instance is not None:
+            self.on_instance(dataclasses.replace(instance, path=self.out_dir / name))
+
     def _advance(self, frames: int) -> None:
         if self._failed.is_set():
             raise _Stopped("stopped: another part of the conversion failed")
@@ -242,7 +291,12 @@ class _Conversion:
             history = self._encoded_history()
             estimate = level.frames * (level.tile_width * level.tile_height * 3 * 11 // 10 + 1024)
         # Encoding jobs go out before the header is asked for: the workers need not wait for it.
-        batches = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
+        if raw is None:
+            batches = self._encoded_frames(level)
+        elif raw.retiled:
+            batches = self._retiled_frames(level)
+        else:
+            batches = self._raw_frames(level, raw, name)
         header = self.headers.header(
             transfer_syntax,
             kind="VOLUME",
@@ -267,6 +321,19 @@ class _Conversion:
         except BaseException:
             writer.abort()
             raise
+        made = (RETILED if raw.retiled else COPIED) if raw else ENCODED
+        self._finished(
+            name,
+            Instance(
+                path=path,
+                kind="VOLUME",
+                width=level.width,
+                height=level.height,
+                frames=level.frames,
+                made=GENERATED if level.generated else made,
+                mended=self._mended.get(name, 0),
+            ),
+        )
 
     def _encoded_history(self) -> list[tuple[str, str]]:
         history = []
@@ -277,7 +344,28 @@ class _Conversion:
             history.append((self.codec.method, RATIO_PLACEHOLDER))
         return history
 
-    def _raw_frames(self, level: PlannedLevel, raw: Passthrough) -> Iterator[list[tuple]]:
+    def _retiled_frames(self, level: PlannedLevel) -> Iterator[list[tuple]]:
+        """Frames cut from the source's JPEG stripes without decoding (wsi.sources.ndpi)."""
+        from wsi.sources.ndpi import NdpiRetiler
+
+        retiler = NdpiRetiler(self.slide.path)
+        try:
+            for row in retiler.rows(level.width, level.height):
+                yield [(tile, b"", 0) for tile in row]
+                self._advance(len(row))
+        except (ConversionError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise ConversionError(
+                f"{self.slide.path.name}: cannot re-tile the {level.width}x{level.height} "
+                f"level's JPEG stripes: {exc}"
+            ) from exc
+        finally:
+            retiler.close()
+
+    def _raw_frames(
+        self, level: PlannedLevel, raw: Passthrough, name: str
+    ) -> Iterator[list[tuple]]:
         """Source tiles as they are, in batches read with one pread where the tiles lie one after
         another in the file (they usually do); missing or broken tiles are decoded and
         re-encoded in the level's colour model."""
@@ -300,6 +388,7 @@ class _Conversion:
                         batch.append((tile, raw.prefix, raw.strip))
                     else:
                         batch.append((self._mend(level, raw, i), b"", 0))
+                        self._mended[name] = self._mended.get(name, 0) + 1
                 yield batch
                 self._advance(last - first)
         finally:
@@ -450,6 +539,7 @@ class _Conversion:
             raise ConversionError(
                 f"{self.slide.path.name}: its {image.kind.lower()} image is unreadable: {exc}"
             ) from exc
+        original = pixels
         if image.kind == "THUMBNAIL" and self.thumbnail is not None:
             pixels = _fitted(pixels, self.thumbnail)
         height, width = pixels.shape[:2]
@@ -473,6 +563,8 @@ class _Conversion:
         writer.write_batch([(frame, b"", 0)])
         writer.close(_ratio(width * height * 3, writer.compressed_bytes))
         self._advance(1)
+        made = GENERATED if image.kind == "THUMBNAIL" and pixels is not original else ENCODED
+        self._finished(name, Instance(self.staging / name, image.kind, width, height, 1, made))
 
 
 class _Stopped(ConversionError):
