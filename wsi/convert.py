@@ -93,6 +93,8 @@ def convert(
         staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
         job = _Conversion(slide, headers, options, staging, progress, thumbnail)
         job.out_dir, job.on_instance = out_dir, on_instance
+        # Smallest first: thumbnail, label, overview, then the pyramid up to level 0.
+        job.handover_order = names[len(levels) :] + names[: len(levels)][::-1]
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
         pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
@@ -167,6 +169,7 @@ class _Conversion:
         self.out_dir = staging
         self.on_instance: OnInstance | None = None
         self._made: dict[str, Instance] = {}  # by file name, until handed over
+        self.handover_order: list[str] = []  # names not handed over yet (progressive)
         self._mended: dict[str, int] = {}
 
     def __enter__(self) -> _Conversion:
@@ -251,22 +254,30 @@ class _Conversion:
             task()
 
     def _finished(self, name: str, instance: Instance) -> None:
-        """An instance is written; progressive conversions hand it over at once."""
+        """An instance is written. A progressive conversion hands over, in its order (smallest
+        first), every instance whose predecessors are all handed over: the two threads may
+        finish them out of order, the caller sees them in order."""
         with self._lock:
             self._made[name] = instance
-        if self.options.progressive:
+            if not self.options.progressive:
+                return
             if self._failed.is_set():
                 raise _Stopped("stopped: another part of the conversion failed")
-            target = self.out_dir / name
-            if target.exists():
-                raise ConversionError(f"{target}: appeared during conversion; not overwriting")
-            os.rename(self.staging / name, target)
-            self.hand_over(name)
+            while self.handover_order and self.handover_order[0] in self._made:
+                ready = self.handover_order.pop(0)
+                target = self.out_dir / ready
+                if target.exists():
+                    raise ConversionError(f"{target}: appeared during conversion; not overwriting")
+                os.rename(self.staging / ready, target)
+                self._hand_over(ready)
 
     def hand_over(self, name: str) -> None:
         """Tell the caller about an instance now in the output folder."""
         with self._lock:
-            instance = self._made.pop(name)
+            self._hand_over(name)
+
+    def _hand_over(self, name: str) -> None:
+        instance = self._made.pop(name)
         if self.on_instance is not None:
             self.on_instance(dataclasses.replace(instance, path=self.out_dir / name))
 

@@ -1,7 +1,8 @@
 """Code that runs inside the conversion worker process.
 
-Progress goes back to the server through a multiprocessing queue handed over when the worker
-process starts (queues cannot be passed as task arguments). Results come back as plain data:
+Progress, and each instance as soon as the conversion has written it, go back to the server
+through a multiprocessing queue handed over when the worker process starts (queues cannot be
+passed as task arguments). Results come back as plain data:
 exceptions from slide readers are not always picklable, so a failure is returned as a message.
 """
 
@@ -14,6 +15,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress messages of one job
+INSTANCE = "instance"  # first item of an instance message: (INSTANCE, job id, path)
 
 _progress_queue: Queue | None = None
 
@@ -37,7 +39,12 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
     report(0, 0)  # started: the job leaves the queue
     try:
         paths = convert_slide(
-            Path(src), Path(out_dir), _slide_ids(SlideIds, ids), ConvertOptions(), progress=report
+            Path(src),
+            Path(out_dir),
+            _slide_ids(SlideIds, ids),
+            ConvertOptions(progressive=True),
+            progress=report,
+            on_instance=report.instance,
         )
     except ConversionError as exc:
         return {"error": str(exc) or type(exc).__name__}
@@ -77,3 +84,8 @@ class _Reporter:
             return
         self._sent_at = now
         _progress_queue.put((self.job_id, self.done, self.total))
+
+    def instance(self, instance) -> None:
+        """An instance is in the output folder: the server ingests it now."""
+        if _progress_queue is not None:
+            _progress_queue.put((INSTANCE, self.job_id, str(instance.path)))
