@@ -95,6 +95,8 @@ def convert(
         job.out_dir, job.on_instance = out_dir, on_instance
         # Smallest first: thumbnail, label, overview, then the pyramid up to level 0.
         job.handover_order = names[len(levels) :] + names[: len(levels)][::-1]
+        if options.progressive:
+            out_dir.mkdir(parents=True, exist_ok=True)
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
         pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
