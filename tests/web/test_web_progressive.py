@@ -5,19 +5,17 @@ conversion that fails part-way leaves the study shown as incomplete, with the jo
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
+from slide_faults import NDPI, ndpi_with_broken_level0
 from web_support import Console, chromium, new_page
 
 from hub.jobs import JOBS_KEY
 
 pytestmark = pytest.mark.browser
 
-NDPI = "wsi/test3-DAPI-2.ndpi"
 # Smallest first: overview, then OpenSlide's levels 6, 5, 4, then the stored levels 3 .. 0.
 ORDER = ["overview.dcm", *(f"level{i}.dcm" for i in range(6, -1, -1))]
 LET_THROUGH = 3  # the overview and the two smallest levels; the rest wait at the gate
@@ -127,14 +125,7 @@ async def test_a_conversion_failing_part_way_leaves_the_study_shown_incomplete(
 ):
     """Level 0's stripes are zeroed in a copy of the NDPI: everything smaller converts (and is
     stored, smallest first), then re-tiling level 0 fails."""
-    broken = tmp_path / "broken.ndpi"
-    shutil.copy(corpus / NDPI, broken)
-    with tifffile.TiffFile(broken) as tif:
-        page = tif.pages.first
-        middle = page.dataoffsets[len(page.dataoffsets) // 2]
-    with broken.open("r+b") as f:
-        f.seek(middle)
-        f.write(bytes(50_000))
+    broken = ndpi_with_broken_level0(corpus, tmp_path / "broken.ndpi")
 
     job = await _upload(hub_server, broken)
     failed = await _until(hub_server, job["id"], lambda j: j["finished"])
