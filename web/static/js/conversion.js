@@ -8,6 +8,8 @@ const POLL_MS = 1000;
 // The newest conversion job that stores into this study, or null (none, or not ours to see).
 export async function conversionOf(studyUid) {
   try {
+    const me = await getJson("/api/me").catch(() => null);
+    if (me && !me.scopes.includes("jobs.read")) return null; // asked, it would be refused
     const { jobs } = await getJson("/api/jobs");
     return jobs.find((job) => job.study_uid === studyUid) || null;
   } catch {
