@@ -3,7 +3,7 @@
 
 import { getJson } from "./dicom.js";
 
-const POLL_MS = 1000;
+const POLL_MS = 500;
 
 // The newest conversion job that stores into this study, or null (none, or not ours to see).
 export async function conversionOf(studyUid) {
