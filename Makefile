@@ -4,9 +4,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx libturbojpeg0
+DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx coturn libturbojpeg0
 # The suites that run a second time with the index on PostgreSQL instead of SQLite.
-POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward
+POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward tests/backup tests/dose
 STAMP := $(VENV)/.installed
 # Every Python dependency, pinned: installs take exactly these versions (`make lock` rewrites it).
 CONSTRAINTS := constraints.txt
@@ -38,6 +38,7 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	/sbin/ldconfig -p | grep -q libturbojpeg.so.0 || missing="$$missing libturbojpeg0"; \
+	[ -x /usr/bin/turnserver ] || missing="$$missing coturn"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \

@@ -167,11 +167,12 @@ async def tessera_run(files: list[Path], finds: int, parallel: int = 1) -> dict[
     from hub.dimse.config import DimseConfig
     from hub.dimse.service import DimseServer
     from hub.security.dimse_acl import allow_ae
+    from hub.stores import open_store
 
     data = WORK / "tessera-data"
     await asyncio.to_thread(shutil.rmtree, data, True)
     settings = Settings(data_dir=data, dimse_port=0, ae_title="TESSERA")
-    archive = await Archive.open(settings)
+    archive = await Archive.open(settings, store=open_store(settings))
     await allow_ae(archive.engine, "BENCHSCU", ["store", "find"], role="admin")
     server = DimseServer(archive, DimseConfig.from_settings(settings), asyncio.get_running_loop())
     await asyncio.to_thread(server.start)

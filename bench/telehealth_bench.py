@@ -57,15 +57,15 @@ async def serve(data_dir: Path, port: int, marker_completion: bool) -> None:
 
     from hub.app import build_app
     from hub.app_keys import ARCHIVE_KEY
-    from hub.config import Settings
+    from hub.config import Settings, TelehealthSettings
     from hub.security.accounts import create_user, issue_token
 
     settings = Settings(
         data_dir=data_dir,
         port=port,
-        extra={
-            "telehealth": {"ice_candidates": "loopback", "marker_completion": marker_completion}
-        },
+        telehealth=TelehealthSettings(
+            ice_candidates="loopback", marker_completion=marker_completion
+        ),
     )
     app = await build_app(settings)
     runner = web.AppRunner(app, access_log=None)

@@ -1,56 +1,63 @@
-"""Composition root: settings -> archive -> doors -> one aiohttp Application."""
+"""THE composition root: settings -> ports -> doors -> one aiohttp Application.
+
+Both kinds of process are built here. The primary runs every door; a reader process
+(``hub.serve.readers``) runs the read-only subset and relays everything else to the primary.
+Commands outside the server (import, convert, demo) open the same ports with ``open_archive``.
+
+The doors are imported inside the functions that use them: ``tessera import`` opens the ports
+without loading the HTTP doors, and ``tessera --help`` loads none of this.
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
-import telehealth.routes as telehealth_routes
-import web.routes as web_routes
-from hub import annotations, bodyrate, connlimits, dicomweb, errors, jobs, security
-from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
-from hub.archive import Archive
-from hub.config import Settings
-from hub.dimse import service as dimse_service
-from hub.forward import service as forward_service
-from hub.forwarded import forwarded_middleware
-from hub.proxy import trust_local_proxy
-from hub.worklist import api as worklist_api
+    from hub.archive import Archive
+    from hub.archive.migrations.runner import SchemaMode
+    from hub.config import Settings
+    from hub.serve.proxy import Upstream
 
-log = logging.getLogger(__name__)
+Role = Literal["primary", "reader"]
+Door = Callable[["web.Application"], None]
 
 
-async def build_app(
-    settings: Settings, archive: Archive | None = None, *, relayed: bool = False
-) -> web.Application:
-    """The whole hub as one Application; the archive is opened here unless one is given.
+async def open_archive(settings: Settings, *, schema: SchemaMode = "create") -> Archive:
+    """The ports outside the server (import, convert, demo): the blob store and the index (the
+    archive), with the in-transaction hooks the server installs, so that an object ingested from
+    the command line is forwarded too. The audit sink and the work queues live in the index;
+    their doors attach to ``archive.engine``."""
+    from hub.archive import Archive
+    from hub.forward.service import install as install_forwarding
+    from hub.stores import open_store
 
-    ``relayed``: reader processes relay requests to this one (``hub.readers``), which then
-    takes the client's address and scheme from them.
-    """
-    owned = archive is None
-    archive = archive or await Archive.open(settings)
-    app = web.Application(client_max_size=1024**2)
-    app[SETTINGS_KEY] = settings
-    app[ARCHIVE_KEY] = archive
-    errors.install(app)
-    connlimits.install(app, settings)
-    bodyrate.install(app, settings)
-    if settings.trusted_proxies:
-        app.middlewares.append(forwarded_middleware(settings.trusted_proxies))
-    if relayed:
-        app.middlewares.append(trust_local_proxy)
-    for setup in _doors():
-        setup(app)
-    if owned:
-        app.on_cleanup.append(close_archive)
-    return app
+    archive = await Archive.open(settings, store=open_store(settings), schema=schema)
+    install_forwarding(archive, settings)
+    return archive
 
 
-def _doors():
+def doors(role: Role) -> list[Door]:
     """Each door adds its routes and background work, in this order. Security comes first so
-    that its gate is the outermost middleware."""
+    that its gate is the outermost middleware. A reader serves DICOMweb reads, pages and static
+    files itself; it keeps no first admin and no housekeeping (the primary does those once)."""
+    from functools import partial
+
+    import web.routes as web_routes
+    from hub import dicomweb, security
+
+    if role == "reader":
+        return [partial(security.setup, primary=False), dicomweb.setup, web_routes.setup]
+
+    import telehealth.routes as telehealth_routes
+    from hub import annotations, jobs
+    from hub.dimse import service as dimse_service
+    from hub.dose import service as dose_service
+    from hub.forward import service as forward_service
+    from hub.worklist import api as worklist_api
+
     return [
         security.setup,
         dicomweb.setup,
@@ -60,9 +67,63 @@ def _doors():
         jobs.setup,
         telehealth_routes.setup,
         annotations.setup,
+        dose_service.setup,
         web_routes.setup,
     ]
 
 
+async def build_app(
+    settings: Settings,
+    archive: Archive | None = None,
+    *,
+    relayed: bool = False,
+    upstream: Upstream | None = None,
+) -> web.Application:
+    """The hub as one Application; the archive is opened here (and closed with the app) unless
+    one is given.
+
+    ``relayed``: reader processes relay requests to this primary, which then takes the client's
+    address and scheme from them. ``upstream``: build a reader instead, which relays what it does
+    not serve itself to the primary behind ``upstream``; its index must be at the current
+    schema (the primary upgrades it).
+    """
+    from aiohttp import web
+
+    from hub import errors
+    from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+    from hub.archive import Archive
+    from hub.forwarded import forwarded_middleware
+    from hub.serve import bodyrate, connlimits
+    from hub.serve.proxy import proxy_middleware, trust_local_proxy
+    from hub.serve.readers import served_here
+    from hub.stores import open_store
+
+    role: Role = "reader" if upstream is not None else "primary"
+    owned = archive is None
+    if archive is None:  # forwarding installs its hooks as a door (forward_service.setup)
+        schema = "require" if role == "reader" else "create"
+        archive = await Archive.open(settings, store=open_store(settings), schema=schema)
+    app = web.Application(client_max_size=1024**2)
+    app[SETTINGS_KEY] = settings
+    app[ARCHIVE_KEY] = archive
+    errors.install(app)
+    connlimits.install(app, settings)
+    if role == "primary":
+        bodyrate.install(app, settings)
+    if settings.trusted_proxies:
+        app.middlewares.append(forwarded_middleware(settings.trusted_proxies))
+    if upstream is not None:
+        app.middlewares.append(proxy_middleware(upstream, served_here))
+    if relayed:
+        app.middlewares.append(trust_local_proxy)
+    for setup in doors(role):
+        setup(app)
+    if owned:
+        app.on_cleanup.append(close_archive)
+    return app
+
+
 async def close_archive(app: web.Application) -> None:
+    from hub.app_keys import ARCHIVE_KEY
+
     await app[ARCHIVE_KEY].close()

@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from hub.config import Settings
+from hub.config import Settings, SettingsError
 
 # Packages that add their own subcommands through `register(subparsers)`. Every command (and
 # --help) builds the whole parser, so these modules import nothing heavy at module level.
@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "hub.forward.cli",
     "hub.db_cli",
     "hub.convert_cli",
+    "hub.backup.cli",
 ]
 
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         # Imported here, not at the top: `tessera --help` and commands without an index stay light.
         from hub.archive.migrations.runner import SchemaError
@@ -114,8 +118,8 @@ def settings_from(args: argparse.Namespace, **overrides) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from hub.eventloop import run
-    from hub.server import serve
+    from hub.serve.eventloop import run
+    from hub.serve.server import serve
 
     settings = settings_from(
         args,
@@ -137,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
-    from hub.eventloop import run
+    from hub.serve.eventloop import run
 
     return run(run_demo(settings_from(args, host=args.host, port=args.port)))
 
@@ -155,9 +159,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from hub.archive import Archive
     from hub.archive.verify import verify
+    from hub.stores import open_store
 
     async def run() -> int:
-        archive = await Archive.open(settings_from(args))
+        settings = settings_from(args)
+        archive = await Archive.open(settings, store=open_store(settings))
         try:
             report = await verify(archive, deep=not args.quick, repair=args.repair)
         finally:

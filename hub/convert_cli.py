@@ -38,9 +38,9 @@ def _convert_into_archive(args: argparse.Namespace, out: Path) -> int:
     part-way leaves what was stored, and says the study is incomplete."""
     import asyncio
 
+    from hub.app import open_archive
     from hub.archive import Source
     from hub.config import Settings
-    from hub.runtime import open_archive
 
     async def run() -> int:
         archive = await open_archive(Settings.from_env(data_dir=getattr(args, "data", None)))

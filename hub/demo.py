@@ -12,9 +12,9 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from hub.app import open_archive
 from hub.archive import Archive, Source
 from hub.config import Settings
-from hub.runtime import open_archive
 
 SAMPLE_SLIDE = "CMU-1-Small-Region.svs"
 SAMPLE_CINE = "color3d_jpeg_baseline.dcm"
@@ -75,7 +75,7 @@ async def _load_cine(archive: Archive) -> str:
 async def run_demo(settings: Settings) -> int:
     from hub.security.accounts import create_user, list_users, set_password
     from hub.security.tls import make_self_signed
-    from hub.server import serve
+    from hub.serve.server import serve
 
     archive = await open_archive(settings, schema="upgrade")
     try:

@@ -90,7 +90,7 @@ def _last(request: web.Request, header: str) -> str:
 def _peer_in(request: web.Request, proxies: list[Network]) -> bool:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if not proxies or not isinstance(peer, tuple):
-        return False  # a Unix socket (a reader's relay) is trusted by hub.proxy instead
+        return False  # a Unix socket (a reader's relay) is trusted by hub.serve.proxy instead
     try:
         address = ipaddress.ip_address(peer[0])
     except ValueError:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from hub.app import open_archive
 from hub.archive import Source
 from hub.config import Settings
-from hub.runtime import open_archive
 
 CONCURRENCY = 4
 

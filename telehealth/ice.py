@@ -1,4 +1,7 @@
-"""ICE configuration for the hub's peer connections.
+"""ICE configuration: host-candidate policy, and the STUN/TURN servers for both sides.
+
+The pages and the hub get the same servers and transport policy. TURN credentials are minted
+per session and side (``turn_credentials``); the shared secret stays here.
 
 aioice gathers host candidates from ``aioice.ice.get_host_addresses`` and always leaves out
 127.0.0.1; it has no option to change that list. A hub reachable only on loopback (tests, a
@@ -9,8 +12,14 @@ does exactly that, once, from configuration code; "auto" restores aioice's own b
 
 from __future__ import annotations
 
+from typing import Any
+
 import aioice.ice
-from aiortc import RTCConfiguration
+from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from hub.config import TelehealthSettings
+from telehealth.turn_credentials import TurnCredential, mint
 
 _ORIGINAL = aioice.ice.get_host_addresses
 MODES = ("auto", "loopback", "auto+loopback")
@@ -30,6 +39,40 @@ def use_host_candidates(mode: str) -> None:
     aioice.ice.get_host_addresses = host_addresses
 
 
-def rtc_configuration() -> RTCConfiguration:
-    # No STUN/TURN: the hub is a public endpoint itself or runs on the clinic's network.
-    return RTCConfiguration(iceServers=[])
+def ice_servers(settings: TelehealthSettings, user: str) -> list[dict[str, Any]]:
+    """W3C RTCIceServer dictionaries for ``user`` (e.g. "<session>.clinic"), fresh credentials."""
+    servers: list[dict[str, Any]] = []
+    if settings.stun_urls:
+        servers.append({"urls": list(settings.stun_urls)})
+    if settings.turn_urls:
+        credential = turn_credential(settings, user)
+        servers.append(
+            {
+                "urls": list(settings.turn_urls),
+                "username": credential.username,
+                "credential": credential.credential,
+            }
+        )
+    return servers
+
+
+def turn_credential(settings: TelehealthSettings, user: str) -> TurnCredential:
+    return mint(settings.turn_secret, user, settings.turn_credential_seconds)
+
+
+def rtc_configuration(
+    settings: TelehealthSettings | None = None, user: str = "hub"
+) -> RTCConfiguration:
+    """The hub's own peer configuration. Without STUN/TURN settings there are no servers at all
+    (aiortc would otherwise ask a public STUN server): the hub is then a public endpoint itself
+    or runs on the clinic's network."""
+    if settings is None:
+        return RTCConfiguration(iceServers=[])
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(**server) for server in ice_servers(settings, user)],
+        iceTransportPolicy=RTCIceTransportPolicy(settings.ice_transport_policy),
+    )
+
+
+def has_relay_candidate(sdp: str) -> bool:
+    return any(" typ relay" in line for line in sdp.splitlines() if line.startswith("a=candidate"))

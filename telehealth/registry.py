@@ -16,7 +16,7 @@ from typing import Any
 from pydicom import Dataset
 
 from hub.archive import Archive, Source
-from telehealth.config import TelehealthSettings
+from hub.config import TelehealthSettings
 from telehealth.session import Session
 from telehealth.us_image import Calibration
 

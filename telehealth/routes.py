@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,11 @@ from aiohttp import web
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.requestdata import json_body
 from telehealth.capture import CaptureError
-from telehealth.config import TelehealthSettings
-from telehealth.ice import use_host_candidates
+from telehealth.ice import ice_servers, use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
 from telehealth.session import MessageError, Role, Session, capture_command
 from telehealth.signaling import close_sockets, serve_socket
+from telehealth.source_capture import SourceCaptureError
 from telehealth.us_image import Calibration
 from telehealth.worklist import WorklistError, attributes_for_item, inline_image_attributes
 
@@ -31,10 +32,12 @@ REGISTRY_KEY: web.AppKey[SessionRegistry] = web.AppKey("telehealth", SessionRegi
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static" / "telehealth"
 PAGES = {"clinic": "clinic.html", "specialist": "specialist.html"}
 MAX_BODY = 64 * 1024
+MAX_SOURCE_STILL = 64 * 1024 * 1024  # a PNG of the largest allowed frame, with room
+CAPTURE_ID = re.compile(r"[A-Za-z0-9-]{8,64}")  # the page's id for one device capture
 
 
 def setup(app: web.Application) -> None:
-    settings = TelehealthSettings.from_extra(app[SETTINGS_KEY].extra)
+    settings = app[SETTINGS_KEY].telehealth
     use_host_candidates(settings.ice_candidates)
     app[REGISTRY_KEY] = SessionRegistry(app[ARCHIVE_KEY], settings)
     app.cleanup_ctx.append(_registry_lifetime)
@@ -45,9 +48,15 @@ def setup(app: web.Application) -> None:
     r.add_delete("/api/telehealth/sessions/{id}", end_session, name="telehealth.start.delete")
     r.add_post("/api/telehealth/join", join_session, name="telehealth.join.create")
     r.add_get("/api/telehealth/sessions/{id}/signal", signal, name="telehealth.signal.ws")
+    r.add_get("/api/telehealth/sessions/{id}/ice", ice_config, name="telehealth.signal.ice")
     r.add_post("/api/telehealth/sessions/{id}/captures", capture, name="telehealth.capture.create")
     r.add_get(
         "/api/telehealth/sessions/{id}/captures", list_captures, name="telehealth.capture.read"
+    )
+    r.add_post(
+        "/api/telehealth/sessions/{id}/captures/source",
+        source_still,
+        name="telehealth.capture.source",
     )
     r.add_get("/telehealth/clinic", _page("clinic"), name="page.telehealth.clinic")
     r.add_get("/telehealth/specialist", _page("specialist"), name="page.telehealth.specialist")
@@ -133,6 +142,18 @@ async def end_session(request: web.Request) -> web.Response:
     return web.json_response({"id": session.id, "state": "ended", "captures": session.captures})
 
 
+async def ice_config(request: web.Request) -> web.Response:
+    """The STUN/TURN servers for this side's next connection, with TURN credentials minted now
+    for this session and side only (the page asks again at every reconnect)."""
+    session, role = _session_and_role(request)
+    settings = request.app[REGISTRY_KEY].settings
+    body = {
+        "iceServers": ice_servers(settings, f"{session.id}.{role}"),
+        "iceTransportPolicy": settings.ice_transport_policy,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
 async def signal(request: web.Request) -> web.StreamResponse:
     session, role = _session_and_role(request)
     registry = request.app[REGISTRY_KEY]
@@ -155,6 +176,26 @@ async def capture(request: web.Request) -> web.Response:
     if result.get("state") == "failed":
         status = 500
     return web.json_response(result, status=status)
+
+
+async def source_still(request: web.Request) -> web.Response:
+    """A still the clinic page recorded from the device's own video (PNG, native size)."""
+    session, role = _session_and_role(request)
+    if role != "clinic":
+        raise _error(web.HTTPForbidden, "source stills come from the clinic's device")
+    if request.content_type != "image/png":
+        raise _error(web.HTTPUnsupportedMediaType, "send the still as image/png")
+    capture_id = request.query.get("capture")
+    if capture_id is not None and not CAPTURE_ID.fullmatch(capture_id):
+        raise _error(web.HTTPBadRequest, "capture must be 8..64 letters, digits or dashes")
+    png = await _bounded_body(request, MAX_SOURCE_STILL)
+    try:
+        result, new = await session.store_source_still(png, _actor(request, role), capture_id)
+    except SourceCaptureError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    if result.get("state") != "stored":
+        return web.json_response(result, status=500)
+    return web.json_response(result, status=201 if new else 200)
 
 
 async def list_captures(request: web.Request) -> web.Response:
@@ -216,6 +257,19 @@ def _owner(request: web.Request) -> str | None:
 def _actor(request: web.Request, role: Role) -> str:
     """Who acts in a session: the caller's identity (its session role without accounts)."""
     return _owner(request) or role
+
+
+async def _bounded_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, up to ``limit`` bytes (above the app's 1 MiB default for JSON)."""
+    if request.content_length and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

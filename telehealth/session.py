@@ -28,10 +28,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
+from hub.config import TelehealthSettings
 from telehealth.capture import CaptureError, Capturer, ClipOutcome, SequencedTrack
-from telehealth.config import TelehealthSettings
-from telehealth.ice import rtc_configuration
+from telehealth.ice import has_relay_candidate, rtc_configuration
 from telehealth.jitter import use_marker_completion
+from telehealth.source_capture import source_frame
 from telehealth.tracks import LiveTrack
 from telehealth.us_image import (
     Calibration,
@@ -113,6 +114,8 @@ class Session:
         self._relay = MediaRelay()
         self._sources: dict[tuple[Role, str], MediaStreamTrack] = {}
         self._instance_number = 0
+        # Device stills by the page's capture id: a retried upload gets the first one's result.
+        self._source_stills: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stream_codec = ""
         self._recording_actor = ""
         self._closed = False
@@ -168,7 +171,7 @@ class Session:
             raise MessageError("the session has ended")
         if old := self.peers.pop(role, None):
             await old.close()
-        pc = RTCPeerConnection(rtc_configuration())
+        pc = RTCPeerConnection(rtc_configuration(self.settings, f"{self.id}.hub-{role}"))
         peer = Peer(role, pc, actor, may_capture)
         self.peers[role] = peer
         pc.on("track", lambda track: self._on_track(peer, track))
@@ -178,6 +181,11 @@ class Session:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             self._add_outbound(peer)
             await pc.setLocalDescription(await pc.createAnswer())
+            if self.settings.relay_only and not has_relay_candidate(pc.localDescription.sdp):
+                raise MessageError(
+                    "the hub could not reach the relay (TURN) server; its credentials may"
+                    " be wrong or the server down"
+                )
         except Exception:
             if self.peers.get(role) is peer:
                 del self.peers[role]
@@ -326,7 +334,9 @@ class Session:
         action, codec = message["action"], message["codec"]
         if action == "still":
             frame = await self.capturer.still(codec)
-            return await self._store_frames([frame], codec, actor, {"kind": "still", "by": role})
+            return await self._store_frames(
+                [frame], codec, actor, {"kind": "still", "by": role, "source": "stream"}
+            )
         if action == "start":
             self.capturer.start_clip(codec, message.get("seconds"))
             self._recording_actor = actor
@@ -338,8 +348,39 @@ class Session:
             raise CaptureError("the clip could not be stored")
         return result
 
+    async def store_source_still(
+        self, png: bytes, actor: str, capture_id: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """A still the clinic recorded from its own device video, stored losslessly; with the
+        page's ``capture_id``, once only however often the upload is retried. Returns the
+        capture event and whether this call stored it."""
+        if capture_id is None:
+            return await self._store_source_still(png, actor), True
+        if (known := self._source_stills.get(capture_id)) is not None:
+            return await asyncio.shield(known), False
+        # Stored to the end even if this upload's connection drops: its retry then waits here.
+        task = asyncio.ensure_future(self._store_source_still(png, actor))
+        self._source_stills[capture_id] = task
+        task.add_done_callback(lambda done: self._forget_failed(capture_id, done))
+        return await asyncio.shield(task), True
+
+    def _forget_failed(self, capture_id: str, done: asyncio.Future[dict[str, Any]]) -> None:
+        if done.cancelled() or done.exception() or done.result().get("state") != "stored":
+            self._source_stills.pop(capture_id, None)  # a retry may succeed
+
+    async def _store_source_still(self, png: bytes, actor: str) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        frame = await loop.run_in_executor(self._executor, source_frame, png)
+        details = {"kind": "still", "by": "clinic", "source": "device"}
+        return await self._store_frames([frame], "rle", actor, details, from_source=True)
+
     async def _clip_ended(self, outcome: ClipOutcome, codec: Codec) -> dict[str, Any]:
-        details = {"kind": "clip", "dropped": outcome.dropped, "ended": outcome.reason}
+        details = {
+            "kind": "clip",
+            "source": "stream",
+            "dropped": outcome.dropped,
+            "ended": outcome.reason,
+        }
         if not outcome.frames:
             event = {"type": "capture", "state": "failed", "message": "the clip has no frames"}
             self._broadcast(event)
@@ -347,7 +388,12 @@ class Session:
         return await self._store_frames(outcome.frames, codec, self._recording_actor, details)
 
     async def _store_frames(
-        self, frames: list[EncodedFrame], codec: Codec, actor: str, details: dict[str, Any]
+        self,
+        frames: list[EncodedFrame],
+        codec: Codec,
+        actor: str,
+        details: dict[str, Any],
+        from_source: bool = False,
     ) -> dict[str, Any]:
         self._instance_number += 1
         context = CaptureContext(
@@ -363,6 +409,7 @@ class Session:
             station_name=self.settings.station_name,
             stream_codec=self._stream_codec,
             calibration=self.calibration,
+            from_source=from_source,
         )
         loop = asyncio.get_running_loop()
         try:

@@ -91,6 +91,9 @@ class CaptureContext:
     manufacturer: str = "Tessera"
     station_name: str = ""
     stream_codec: str = ""  # the WebRTC codec the frames travelled in, e.g. "VP8"
+    # Recorded at the clinic from the device's own video before any network encoding (a
+    # source capture), rather than cut from the relayed stream at the hub.
+    from_source: bool = False
     calibration: Calibration | None = None
     operator: str = ""
     sop_instance_uid: str = field(default_factory=generate_uid)
@@ -211,6 +214,8 @@ def _image(ds: Dataset, context: CaptureContext) -> None:
     ds.AcquisitionDateTime = context.acquired.strftime("%Y%m%d%H%M%S.%f")
     ds.ImageType = ["ORIGINAL", "PRIMARY", "", "0001"]  # value 4: 2D imaging mode bitmap
     ds.BurnedInAnnotation = "NO"
+    if context.from_source:
+        return  # the device's own image, not derived from anything
     description = "Captured from the clinic's live WebRTC video"
     if context.stream_codec:
         description += f" ({context.stream_codec})"
@@ -227,8 +232,10 @@ def _pixels(ds: Dataset, frames: list[EncodedFrame], context: CaptureContext) ->
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
-    # The frames crossed a lossy video codec on the way here, whatever the stored syntax.
-    ds.LossyImageCompression = "01"
+    # Stream captures crossed a lossy video codec on the way here, whatever the stored syntax;
+    # a source capture stored losslessly never met a lossy step.
+    lossless = context.from_source and context.codec == "rle"
+    ds.LossyImageCompression = "00" if lossless else "01"
     if context.codec == "jpeg":
         raw = ds.Rows * ds.Columns * 3 * len(frames)
         ratio = raw / sum(len(f.data) for f in frames)

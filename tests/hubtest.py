@@ -16,12 +16,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from hub import connlimits
 from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive
 from hub.config import Settings
-from hub.workers import listening_socket
+from hub.serve import connlimits
+from hub.serve.workers import listening_socket
 
 
 def free_port() -> int:

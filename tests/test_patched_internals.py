@@ -34,7 +34,8 @@ from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import CTImageStorage
 
-from hub.archive.store import BlobStore
+from hub.archive.blobs.local import LocalBlobStore
+from hub.archive.blobs.spool import FileSpool
 from hub.dimse import receive, scu, wakeups
 from hub.dimse.config import UNCOMPRESSED
 from hub.dimse.guard import guard_decoding
@@ -55,6 +56,8 @@ JOBS = "hub/jobs/runner.py"
 ICE = "telehealth/ice.py"
 JITTER = "telehealth/jitter.py"
 SESSION = "telehealth/session.py"
+CONNLIMITS = "hub/serve/connlimits.py"
+BODYRATE = "hub/serve/bodyrate.py"
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 
@@ -339,6 +342,44 @@ INTERNALS = [
         at("aiortc.rtcrtpparameters:RTCRtpCodecParameters"),
         attributes=("mimeType",),
     ),
+    # connlimits.py serves aiohttp's own protocol through a site of its own, as SockSite does.
+    Internal(
+        CONNLIMITS,
+        "aiohttp.web_runner.BaseSite._runner, ._ssl_context, ._backlog, ._server",
+        at("aiohttp.web_runner:BaseSite.__init__"),
+        source=("self._runner", "self._ssl_context", "self._backlog", "self._server"),
+    ),
+    Internal(
+        CONNLIMITS,
+        "aiohttp.web_runner.BaseSite.stop closes ._server",
+        at("aiohttp.web_runner:BaseSite.stop"),
+        source=("self._server.close()",),
+    ),
+    Internal(
+        CONNLIMITS,
+        "aiohttp.web_runner.BaseRunner.server",
+        at("aiohttp.web_runner:BaseRunner"),
+        attributes=("server",),
+    ),
+    # bodyrate.py ends the stream of a body that arrives too slowly, then the connection.
+    Internal(
+        BODYRATE,
+        "aiohttp.streams.StreamReader.total_bytes, .set_exception, .is_eof",
+        at("aiohttp.streams:StreamReader"),
+        attributes=("set_exception", "is_eof"),
+    ),
+    Internal(
+        BODYRATE,
+        "aiohttp.streams.StreamReader.total_bytes",
+        at("aiohttp.streams:StreamReader.__init__"),
+        source=("self.total_bytes",),
+    ),
+    Internal(
+        BODYRATE,
+        "aiohttp.web_protocol.RequestHandler.force_close",
+        at("aiohttp.web_protocol:RequestHandler"),
+        attributes=("force_close",),
+    ),
     # The standard library: no public way to stop a busy worker process.
     Internal(
         JOBS,
@@ -376,7 +417,7 @@ def test_elements_read_from_a_file_stay_raw_until_used() -> None:
 
 
 def test_the_dimse_patches_are_in_effect_on_a_real_association(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs", tmp_path / "tmp")
+    store = LocalBlobStore(tmp_path / "blobs", tmp_path / "tmp")
     streamed = receive.StreamedReceive(store)
     assert streamed.enabled, f"{RECEIVE} found pynetdicom's decoder changed and fell back"
     seen: dict[str, Any] = {}
@@ -398,8 +439,11 @@ def test_the_dimse_patches_are_in_effect_on_a_real_association(tmp_path: Path) -
         seen["socket"] = assoc.dul.socket.socket
         seen["thread's ae"] = threading.current_thread().ae is scp
         seen["file"] = received = receive.take(event)
-        if received is not None:  # pynetdicom deletes the file once the handler returns
-            seen["bytes"] = received[0].read_bytes()
+        if received is not None:
+            seen["finished"] = received.finish()
+            with received.reader() as f:
+                seen["bytes"] = f.read()
+            received.discard()
         return 0x0000
 
     scp = AE(ae_title="PATCHES")
@@ -431,8 +475,9 @@ def test_the_dimse_patches_are_in_effect_on_a_real_association(tmp_path: Path) -
     assert isinstance(seen["socket"], socket.socket), ADMISSION
     assert seen["thread's ae"], f"{DIMSE_SENDER}: pynetdicom's association thread has no .ae"
     assert seen["file"] is not None, f"{RECEIVE}: the data set was received in memory"
-    path, sha256, size = seen["file"]
-    assert path.parent == store.tmp_dir, RECEIVE
+    assert isinstance(seen["file"], FileSpool), RECEIVE
+    assert seen["file"].path.parent == store.tmp_dir, RECEIVE
+    sha256, size = seen["finished"]
     stored = seen["bytes"]
     assert (hashlib.sha256(stored).hexdigest(), len(stored)) == (sha256, size), RECEIVE
     _, data_set_at = split_dataset(CT)

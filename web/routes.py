@@ -45,6 +45,7 @@ PAGES = {
     "page.upload": ("/upload", "upload.html", PAGE_HEADERS),
     "page.interop": ("/interop/{study}", "interop.html", WASM_PAGE_HEADERS),
     "page.forwarding": ("/forwarding", "forwarding.html", PAGE_HEADERS),
+    "page.dose": ("/dose", "dose.html", PAGE_HEADERS),
 }
 
 

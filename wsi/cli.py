@@ -49,6 +49,12 @@ def add_parser(
     convert.add_argument("--tile-size", type=int, default=None)
     convert.add_argument("--workers", type=int, default=None, help="default: CPU count")
     convert.add_argument("--no-label", action="store_true", help="leave the slide label out")
+    convert.add_argument(
+        "--z", type=int, default=0, help="Z plane of a multi-plane source (from 0; default 0)"
+    )
+    convert.add_argument(
+        "--t", type=int, default=0, help="time point of a time series (from 0; default 0)"
+    )
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     return convert
 
@@ -91,6 +97,8 @@ def run_conversion(
             jpeg_quality=args.quality,
             tile_size=args.tile_size,
             include_label=not args.no_label,
+            z=args.z,
+            t=args.t,
             progressive=progressive,
             **extra,
         )
@@ -102,9 +110,9 @@ def run_conversion(
                 on_instance(instance)
 
         if args.quiet:
-            return convert_slide(args.slide, out, ids, options, on_instance=record)
+            return convert_slide(args.slide, out, ids, options, warn=_warn, on_instance=record)
         with _ProgressBar(args.slide.name) as progress:
-            paths = convert_slide(args.slide, out, ids, options, progress, record)
+            paths = convert_slide(args.slide, out, ids, options, progress, _warn, record)
     except ConversionError as exc:
         print(f"convert: {exc}", file=sys.stderr)
         return None
@@ -112,6 +120,10 @@ def run_conversion(
     for instance in made:
         print(instance.describe(), file=sys.stderr)
     return paths
+
+
+def _warn(message: str) -> None:
+    print(f"convert: warning: {message}", file=sys.stderr)
 
 
 class _ProgressBar:

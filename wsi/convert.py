@@ -39,7 +39,8 @@ from wsi.pyramid import PlannedLevel, fit, plan, thumbnail_box
 from wsi.report import COPIED, ENCODED, GENERATED, RETILED, Instance
 from wsi.sources import open_slide
 from wsi.sources.model import Associated, Passthrough, SlideInfo
-from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter
+from wsi.spacing import level0_spacing, slide_notes
+from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter, compression_ratio
 
 if TYPE_CHECKING:
     from wsi.headers import Headers
@@ -64,14 +65,25 @@ def convert(
     options: ConvertOptions,
     progress: Progress | None,
     headers: Headers,
+    warn: Callable[[str], None] | None = None,
     on_instance: OnInstance | None = None,
 ) -> list[Path]:
     staging: Path | None = None
     job: _Conversion | None = None
     try:
-        slide = open_slide(src)
+        slide = open_slide(src, z=options.z, t=options.t)
         headers.bind(slide, ids, options.fallback_mpp)
+        if warn is not None:
+            for note in slide_notes(slide, level0_spacing(slide, options.fallback_mpp)):
+                warn(note)
         levels = plan(slide, options)
+        if slide.planes is not None:
+            from wsi.channels import ChannelConversion, instance_names
+
+            names = instance_names(levels, slide)
+            staging = _staging(out_dir, names)
+            ChannelConversion(slide, headers, options, staging, progress).run(levels, names)
+            return _publish(staging, out_dir, names)
         wanted = {
             "LABEL": options.include_label,
             "OVERVIEW": options.include_overview,
@@ -85,12 +97,7 @@ def convert(
         )
         names = [f"level{i}.dcm" for i in range(len(levels))]
         names += [f"{a.kind.lower()}.dcm" for a in associated]
-        clashes = [n for n in names if (out_dir / n).exists()]
-        if clashes:
-            raise ConversionError(f"{out_dir}: already holds {', '.join(clashes)}; not overwriting")
-
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
+        staging = _staging(out_dir, names)
         job = _Conversion(slide, headers, options, staging, progress, thumbnail)
         job.out_dir, job.on_instance = out_dir, on_instance
         # Smallest first: thumbnail, label, overview, then the pyramid up to level 0.
@@ -120,6 +127,15 @@ def convert(
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staging(out_dir: Path, names: list[str]) -> Path:
+    """A fresh folder beside ``out_dir`` for the instances being written; refuses to overwrite."""
+    clashes = [n for n in names if (out_dir / n).exists()]
+    if clashes:
+        raise ConversionError(f"{out_dir}: already holds {', '.join(clashes)}; not overwriting")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".wsi-convert-", dir=out_dir.parent))
 
 
 def _publish(staging: Path, out_dir: Path, names: list[str]) -> list[Path]:
@@ -330,7 +346,7 @@ class _Conversion:
             for batch in batches:
                 writer.write_batch(batch)
             raw_bytes = level.frames * level.tile_width * level.tile_height * 3
-            writer.close(_ratio(raw_bytes, writer.compressed_bytes))
+            writer.close(compression_ratio(raw_bytes, writer.compressed_bytes))
         except BaseException:
             writer.abort()
             raise
@@ -574,7 +590,7 @@ class _Conversion:
         )
         writer = FrameWriter(self.staging / name, header, 1, large=False)
         writer.write_batch([(frame, b"", 0)])
-        writer.close(_ratio(width * height * 3, writer.compressed_bytes))
+        writer.close(compression_ratio(width * height * 3, writer.compressed_bytes))
         self._advance(1)
         made = GENERATED if image.kind == "THUMBNAIL" and pixels is not original else ENCODED
         self._finished(name, Instance(self.staging / name, image.kind, width, height, 1, made))
@@ -661,7 +677,3 @@ def _runs(offsets: list[int], counts: list[int]) -> Iterator[tuple[int, int]]:
             last += 1
         yield first, last
         first = last
-
-
-def _ratio(raw_bytes: int, compressed: int) -> str:
-    return f"{raw_bytes / max(compressed, 1):.6g}"

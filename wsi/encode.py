@@ -33,6 +33,16 @@ CODECS = {
 }
 
 
+# One channel per frame (MONOCHROME2, 8 or 16 bits): lossless unless JPEG is asked for (8 bits).
+MONO_CODECS = {
+    "jpeg": Codec("jpeg-mono", JPEG_BASELINE, "MONOCHROME2", True, "ISO_10918_1"),
+    "jpeg2000-lossless": Codec(
+        "jpeg2000-lossless", "1.2.840.10008.1.2.4.90", "MONOCHROME2", False, ""
+    ),
+    "jpegls-lossless": Codec("jpegls-lossless", "1.2.840.10008.1.2.4.80", "MONOCHROME2", False, ""),
+}
+
+
 def codec_for(option: str, jpeg_mode: str) -> Codec:
     return CODECS[f"jpeg-{jpeg_mode}" if option in ("jpeg", "passthrough-or-jpeg") else option]
 
@@ -46,14 +56,18 @@ def encode(image: np.ndarray, codec: str, quality: int) -> bytes:
         return imagecodecs.jpeg8_encode(
             image, level=quality, colorspace="RGB", outcolorspace="RGB", subsampling="444"
         )
+    if codec == "jpeg-mono":
+        return imagecodecs.jpeg8_encode(image, level=quality)
     if codec == "jpeg-ycbcr420":
         return imagecodecs.jpeg8_encode(image, level=quality, subsampling="420")
     if codec == "jpeg2000-lossless":
         return imagecodecs.jpeg2k_encode(
-            image, level=0, codecformat="j2k", reversible=True, mct=True
+            image, level=0, codecformat="j2k", reversible=True, mct=image.ndim == 3
         )
     if codec == "jpegls-lossless":
-        return imagecodecs.jpegls_encode(image, level=0)
+        # CharLS's output can exceed imagecodecs' buffer estimate on noise-like tiles (16-bit
+        # sensor noise, for one): room for twice the raw size, trimmed to what is written.
+        return imagecodecs.jpegls_encode(image, level=0, out=2 * image.nbytes + 4096)
     raise ValueError(codec)
 
 

@@ -90,7 +90,8 @@ class _Builder:
         self._slide = (slide, ids, fallback_mpp)
 
     def header(self, transfer_syntax: str, instance: dict[str, Any]) -> bytes:
-        from wsi.metadata import SlideDatasets, header_bytes, level0_spacing
+        from wsi.metadata import SlideDatasets, header_bytes
+        from wsi.spacing import level0_spacing
 
         if self._datasets is None:
             assert self._slide is not None, "bind() first"

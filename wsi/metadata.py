@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
 
@@ -13,34 +12,12 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, generate_uid
 
 from wsi.options import SlideIds
-from wsi.sources.model import SlideInfo
+from wsi.sources.model import Channel, SlideInfo
+from wsi.spacing import Spacing, slide_notes
 
 VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 UNKNOWN = "Unknown"
 _SLICE_THICKNESS_MM = 0.001  # slide section thickness is not recorded by scanners; nominal 1 µm
-
-
-@dataclass(frozen=True)
-class Spacing:
-    """Level-0 micrometres per pixel and how they were obtained."""
-
-    x: float
-    y: float
-    note: str | None  # set when assumed, written to ImageComments
-
-
-def level0_spacing(slide: SlideInfo, fallback_mpp: float) -> Spacing:
-    if slide.mpp is not None:
-        return Spacing(slide.mpp[0], slide.mpp[1], None)
-    if slide.objective_power:
-        mpp = 10.0 / slide.objective_power
-        note = (
-            f"Pixel spacing not recorded by the scanner; assumed {mpp:g} um/pixel "
-            f"from objective power {slide.objective_power:g}x"
-        )
-        return Spacing(mpp, mpp, note)
-    note = f"Pixel spacing not recorded by the scanner; assumed {fallback_mpp:g} um/pixel"
-    return Spacing(fallback_mpp, fallback_mpp, note)
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
@@ -107,11 +84,18 @@ class SlideDatasets:
         ds.FrameOfReferenceUID = generate_uid()
         ds.PositionReferenceIndicator = "SLIDE_CORNER"
         ds.DimensionOrganizationType = "TILED_FULL"
-        ds.SamplesPerPixel = 3
-        ds.PlanarConfiguration = 0
-        ds.BitsAllocated = 8
-        ds.BitsStored = 8
-        ds.HighBit = 7
+        bits = slide.planes.bits if slide.planes else 8
+        if slide.planes:  # one channel per instance
+            ds.SamplesPerPixel = 1
+            ds.PresentationLUTShape = "IDENTITY"
+            ds.RescaleIntercept = 0
+            ds.RescaleSlope = 1
+        else:
+            ds.SamplesPerPixel = 3
+            ds.PlanarConfiguration = 0
+        ds.BitsAllocated = bits
+        ds.BitsStored = bits
+        ds.HighBit = bits - 1
         ds.PixelRepresentation = 0
         ds.FocusMethod = "AUTO"
         ds.ExtendedDepthOfField = "NO"
@@ -141,9 +125,10 @@ class SlideDatasets:
         specimen.IssuerOfTheSpecimenIdentifierSequence = self._issuer(ids)
         specimen.SpecimenPreparationSequence = Sequence()
         ds.SpecimenDescriptionSequence = [specimen]
-        ds.OpticalPathSequence = [self._optical_path()]
-        if self.spacing.note:
-            ds.ImageComments = self.spacing.note
+        ds.OpticalPathSequence = [self._optical_path(None)]
+        notes = slide_notes(slide, self.spacing)
+        if notes:
+            ds.ImageComments = "; ".join(notes)
         return ds
 
     @staticmethod
@@ -158,16 +143,39 @@ class SlideDatasets:
         issuer.LocalNamespaceEntityID = ids.issuer
         return Sequence([issuer])
 
-    def _optical_path(self) -> Dataset:
+    def _optical_path(self, channel: int | None) -> Dataset:
+        """The optical path of an RGB instance (``channel`` None) or of one channel's instance.
+
+        Fluorescence (a channel, or an RGB scan the source says is fluorescence) is labelled
+        epifluorescence, with the excitation wavelength as the illumination and the emission
+        wavelength as the image path's filter, where the source records them."""
+        slide = self.slide
         path = Dataset()
-        path.OpticalPathIdentifier = "0"
-        path.IlluminationTypeCodeSequence = [_code("111744", "DCM", "Brightfield illumination")]
-        path.IlluminationColorCodeSequence = [_code("414298005", "SCT", "Full Spectrum")]
-        path.ICCProfile = self.slide.icc_profile or _srgb_profile()
-        if not self.slide.icc_profile:
-            path.ColorSpace = "SRGB"
-        if self.slide.objective_power:
-            path.ObjectiveLensPower = self.slide.objective_power
+        path.OpticalPathIdentifier = str(channel or 0)
+        light: Channel | None = None
+        if channel is not None:
+            light = slide.channels[channel]
+        elif slide.channels:
+            light = slide.channels[0]
+        if light is None:
+            path.IlluminationTypeCodeSequence = [_code("111744", "DCM", "Brightfield illumination")]
+        else:
+            path.OpticalPathDescription = light.name
+            path.IlluminationTypeCodeSequence = [
+                _code("111743", "DCM", "Epifluorescence illumination")
+            ]
+            if light.emission_nm:
+                path.ImagePathFilterPassThroughWavelength = round(light.emission_nm)
+        if light is not None and light.excitation_nm:
+            path.IlluminationWaveLength = light.excitation_nm
+        else:
+            path.IlluminationColorCodeSequence = [_code("414298005", "SCT", "Full Spectrum")]
+        if channel is None:  # colour images carry their colour space; MONOCHROME2 ones none
+            path.ICCProfile = slide.icc_profile or _srgb_profile()
+            if not slide.icc_profile:
+                path.ColorSpace = "SRGB"
+        if slide.objective_power:
+            path.ObjectiveLensPower = slide.objective_power
         return path
 
     def instance(
@@ -184,6 +192,7 @@ class SlideDatasets:
         photometric: str,
         lossy_history: list[tuple[str, str]],
         downsample: float = 1.0,
+        channel: int | None = None,
     ) -> Dataset:
         """One instance; ``lossy_history`` is [(method, ratio DS)], the last ratio may be the
         writer's placeholder, filled in once the frames are written."""
@@ -209,7 +218,11 @@ class SlideDatasets:
         if kind == "LABEL":
             ds.BarcodeValue = ""
             ds.LabelText = ""
-        ds.SharedFunctionalGroupsSequence = [self._shared_groups(ds.ImageType, downsample)]
+        if channel is not None:
+            ds.OpticalPathSequence = [self._optical_path(channel)]
+        ds.SharedFunctionalGroupsSequence = [
+            self._shared_groups(ds.ImageType, downsample, str(channel or 0))
+        ]
         if kind in ("LABEL", "OVERVIEW"):
             # Scanners record no pixel spacing for these photographs of the glass, yet the IOD
             # requires one: nominal, from the long side of a 76 x 26 mm slide (overview) or of
@@ -220,7 +233,7 @@ class SlideDatasets:
             del ds.ImagedVolumeWidth, ds.ImagedVolumeHeight, ds.ImagedVolumeDepth
         return ds
 
-    def _shared_groups(self, image_type, downsample: float) -> Dataset:
+    def _shared_groups(self, image_type, downsample: float, optical_path: str) -> Dataset:
         measures = Dataset()
         measures.PixelSpacing = [
             round(self.spacing.y * downsample / 1000.0, 9),
@@ -230,7 +243,7 @@ class SlideDatasets:
         frame_type = Dataset()
         frame_type.FrameType = list(image_type)
         optical = Dataset()
-        optical.OpticalPathIdentifier = "0"
+        optical.OpticalPathIdentifier = optical_path
         groups = Dataset()
         groups.PixelMeasuresSequence = [measures]
         groups.WholeSlideMicroscopyImageFrameTypeSequence = [frame_type]

@@ -32,7 +32,8 @@ class ConvertOptions:
     """How to encode the pyramid.
 
     ``codec``: 'passthrough-or-jpeg' copies JPEG/JPEG 2000 source tiles and re-encodes everything
-    else as JPEG; the other values re-encode every tile with that codec.
+    else as JPEG (the channels of a fluorescence source: losslessly, as JPEG-LS); the other values
+    re-encode every tile with that codec.
     ``jpeg_mode`` for tiles this converter encodes as JPEG: 'rgb' (default; no colour transform,
     4:4:4, all channels at luminance precision: >= 40 dB PSNR on the test corpus at quality 90)
     or 'ycbcr420' (the common YCbCr 4:2:0: about half the size and twice as fast to encode, but
@@ -44,6 +45,7 @@ class ConvertOptions:
     ``fallback_mpp``: micrometres per pixel assumed at level 0 when the source records no pixel
     spacing and no objective power (otherwise 10 / objective power is assumed); either assumption
     is written into ImageComments.
+    ``z``, ``t``: which Z plane and time point of a multi-channel source become the slide.
     """
 
     codec: str = "passthrough-or-jpeg"
@@ -58,6 +60,8 @@ class ConvertOptions:
     include_thumbnail: bool = True
     fallback_mpp: float = 1.0
     progressive: bool = False
+    z: int = 0  # the Z plane and time point of a multi-plane source to convert (from 0)
+    t: int = 0
 
     def __post_init__(self) -> None:
         from wsi.errors import ConversionError
@@ -73,5 +77,7 @@ class ConvertOptions:
             raise ConversionError(f"tile size must be 16..4096, not {self.tile_size}")
         if self.level_factor < 2:
             raise ConversionError(f"level factor must be at least 2, not {self.level_factor}")
+        if self.z < 0 or self.t < 0:
+            raise ConversionError(f"Z plane and time point count from 0, not {self.z}, {self.t}")
         if self.workers < 1:
             raise ConversionError(f"workers must be at least 1, not {self.workers}")

@@ -112,6 +112,11 @@ class FrameWriter:
         os.close(self._fd)
 
 
+def compression_ratio(raw_bytes: int, compressed: int) -> str:
+    """LossyImageCompressionRatio as a DS string."""
+    return f"{raw_bytes / max(compressed, 1):.6g}"
+
+
 def _little_endian(values: array) -> bytes:
     if sys.byteorder == "big":
         values = array(values.typecode, values)

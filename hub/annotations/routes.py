@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -109,7 +110,7 @@ async def _image(request: web.Request) -> tuple[Archive, Dataset]:
     ref = refs[0]
     if ref.sop_class_uid != VL_WSI:
         raise _error(web.HTTPBadRequest, "?image= must be a VL Whole Slide Microscopy image")
-    header = await _run(_header, archive, ref)
+    header = await _on_file(archive, ref, _header)
     if "TotalPixelMatrixColumns" not in header:
         raise _error(web.HTTPBadRequest, "?image= has no total pixel matrix")
     return archive, header
@@ -129,7 +130,7 @@ async def _newest_sets(
             latest.get(ref.series_uid), "id", -1
         ):
             latest[ref.series_uid] = ref
-    stored = await _run(lambda: [(r, _full(archive, r)) for r in latest.values()])
+    stored = [(r, await _on_file(archive, r, dcmread)) for r in latest.values()]
     slide = image.FrameOfReferenceUID
     newest: dict[str, tuple[InstanceRef, Dataset]] = {}
     for ref, ds in sorted(stored, key=lambda rd: (model.saved_at(rd[1]), rd[1].InstanceNumber)):
@@ -138,14 +139,14 @@ async def _newest_sets(
     return sorted(newest.values(), key=lambda rd: model.saved_at(rd[1]), reverse=True)
 
 
-def _header(archive: Archive, ref: InstanceRef) -> Dataset:
-    with archive.store.plain_path(ref.sha256) as path:
-        return dcmread(path, stop_before_pixels=True)
+async def _on_file(archive: Archive, ref: InstanceRef, fn, *args: Any) -> Any:
+    """fn(path, *args) in an executor on a file of the object's plain bytes."""
+    async with archive.store.materialize(ref.sha256) as path:
+        return await _run(fn, path, *args)
 
 
-def _full(archive: Archive, ref: InstanceRef) -> Dataset:
-    with archive.store.plain_path(ref.sha256) as path:
-        return dcmread(path)
+def _header(path: Path) -> Dataset:
+    return dcmread(path, stop_before_pixels=True)
 
 
 def _encoded(image: Dataset, shapes, creator: str, series_uid: str | None, number: int) -> bytes:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
-import shutil
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -16,12 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive import frametable, orphans, query
+from hub.archive.blobs import CHUNK, BlobStore, Spool
+from hub.archive.blobs.local import LocalBlobStore
 from hub.archive.errors import NotFound
 from hub.archive.index import instances, make_engine, patients, series, studies
 from hub.archive.ingest import Expected, IndexedHook, Ingestor, ScopeResolver, Subscriber
-from hub.archive.model import FrameTable, IngestResult, InstanceRef, Source
+from hub.archive.model import FrameTable, Indexed, IngestResult, InstanceRef, Source
 from hub.archive.scope import ReadScope
-from hub.archive.store import CHUNK, BlobStore, hash_file
 from hub.config import Settings
 
 if TYPE_CHECKING:
@@ -64,17 +62,31 @@ class Archive:
 
     @classmethod
     async def open(
-        cls, settings: Settings, *, clear_temp: bool = False, schema: SchemaMode = "create"
+        cls,
+        settings: Settings,
+        *,
+        store: BlobStore | None = None,
+        clear_temp: bool = False,
+        schema: SchemaMode = "create",
     ) -> Archive:
         """Open (creating on first run). The server clears temp files of interrupted uploads;
         other commands leave them, since a running server may be writing them. The server
         also clears orphan blobs that interrupted ingests left (``hub.archive.orphans``).
+
+        ``store``: where the bytes live, built by the composition root (``hub.stores``);
+        without one, the plain local directory of ``settings``.
 
         ``schema`` says what may happen to an index at an older revision than this code's
         (``hub.archive.migrations.runner``): the server upgrades it, other commands refuse
         with a ``SchemaError``, reader processes refuse even to create one."""
         from hub.archive.migrations.runner import prepare
 
+        if store is None:
+            if settings.storage.encryption_key_file or settings.storage.encryption_key:
+                # Opened plain, encrypted objects would be served as ciphertext and new ones
+                # stored in the clear: the composition root wraps the store (hub.stores).
+                raise ValueError("encryption at rest is configured: open the archive with a store")
+            store = local_store(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.db_url)
         try:
@@ -82,14 +94,13 @@ class Archive:
         except BaseException:
             await engine.dispose()
             raise
-        store = make_store(settings)
         if clear_temp:
-            await orphans.clear_at_start(engine, store, settings.data_dir / "quarantine")
+            await orphans.clear_at_start(engine, store)
         return cls(settings, engine, store)
 
     async def close(self) -> None:
         await self.engine.dispose()
-        self.store.close()
+        await self.store.close()
 
     # -- events -------------------------------------------------------------
     def add_indexed_hook(self, hook: IndexedHook) -> None:
@@ -106,45 +117,45 @@ class Archive:
     async def ingest_file(
         self, path: Path, *, source: Source, keep_source: bool = True
     ) -> IngestResult:
+        """Ingest a file; without ``keep_source`` it is removed once spooled."""
         loop = asyncio.get_running_loop()
-        temp, sha, size = await loop.run_in_executor(None, self._to_temp, Path(path), keep_source)
-        return await self.ingestor.ingest_temp(temp, sha, size, source)
+        spool = await loop.run_in_executor(None, self._spool_file, Path(path), keep_source)
+        return await self.ingestor.ingest_spool(spool, source)
 
     async def ingest_bytes(self, data: bytes, *, source: Source) -> IngestResult:
         loop = asyncio.get_running_loop()
-        temp, sha = await loop.run_in_executor(None, self._bytes_to_temp, data)
-        return await self.ingestor.ingest_temp(temp, sha, len(data), source)
+        spool = await loop.run_in_executor(None, self._spool_bytes, data)
+        return await self.ingestor.ingest_spool(spool, source)
 
-    async def ingest_temp(
-        self, temp: Path, sha256: str, size: int, *, source: Source, expect: Expected | None = None
+    async def ingest_spool(
+        self, spool: Spool, *, source: Source, expect: Expected | None = None
     ) -> IngestResult:
-        """Ingest a finished file already in the store's temp dir (streamed uploads)."""
-        return await self.ingestor.ingest_temp(temp, sha256, size, source, expect)
+        """Ingest a finished spool of ``self.store`` (streamed uploads), taking ownership."""
+        return await self.ingestor.ingest_spool(spool, source, expect)
 
-    def _to_temp(self, path: Path, keep_source: bool) -> tuple[Path, str, int]:
-        """A temp file of the object; fresh (by mtime) even when moved, so that a repair
-        running meanwhile takes it for an upload in flight."""
-        fd, temp = self.store.new_temp()
-        os.close(fd)
-        if keep_source:
-            h = hashlib.sha256()
-            size = 0
-            with open(path, "rb") as src, open(temp, "wb") as dst:
+    def _spool_file(self, path: Path, keep_source: bool) -> Spool:
+        spool = self.store.spool()
+        try:
+            with open(path, "rb") as src:
                 while block := src.read(CHUNK):
-                    h.update(block)
-                    dst.write(block)
-                    size += len(block)
-            return temp, h.hexdigest(), size
-        shutil.move(path, temp)
-        os.utime(temp)
-        sha, size = hash_file(temp)
-        return temp, sha, size
+                    spool.write(block)
+            spool.finish()
+        except BaseException:
+            spool.discard()
+            raise
+        if not keep_source:
+            path.unlink()
+        return spool
 
-    def _bytes_to_temp(self, data: bytes) -> tuple[Path, str]:
-        fd, temp = self.store.new_temp()
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return temp, hashlib.sha256(data).hexdigest()
+    def _spool_bytes(self, data: bytes) -> Spool:
+        spool = self.store.spool()
+        try:
+            spool.write(data)
+            spool.finish()
+        except BaseException:
+            spool.discard()
+            raise
+        return spool
 
     # -- query --------------------------------------------------------------
     async def search(self, q: query.Query) -> list[dict[str, Any]]:
@@ -248,22 +259,20 @@ class Archive:
         self._frames.move_to_end(sop_uid)
         return entry
 
-    async def _forget_frames(self, record: dict) -> None:
-        if record.get("status") == "version":
-            self._forget(record["sop_uid"])
+    async def _forget_frames(self, event: Indexed) -> None:
+        if event.status == "version":
+            self._forget(event.sop_uid)
 
     def _forget(self, sop_uid: str) -> None:
         self._frames.pop(sop_uid, None)
         self._cached_at.pop(sop_uid, None)
 
 
-def make_store(settings: Settings) -> BlobStore:
-    key_file = settings.extra.get("encryption_key_file")
-    if key_file:
-        from hub.security.at_rest import EncryptedBlobStore  # optional feature
-
-        return EncryptedBlobStore(settings.blob_dir, settings.tmp_dir, key_file=Path(key_file))
-    return BlobStore(settings.blob_dir, settings.tmp_dir)
+def local_store(settings: Settings) -> LocalBlobStore:
+    """The plain local directory of ``settings``: objects, spools and quarantine."""
+    return LocalBlobStore(
+        settings.blob_dir, settings.tmp_dir, quarantine_dir=settings.data_dir / "quarantine"
+    )
 
 
 def _missing(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:

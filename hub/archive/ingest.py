@@ -1,8 +1,12 @@
 """THE ingest path: parse -> validate -> store bytes -> index -> publish.
 
-Every door (STOW-RS, C-STORE, telehealth capture, slide conversion, import) calls this.
-Parsing runs in an executor, in parallel; the duplicate check, the blob commit and the index
-transaction run one object at a time so that two copies of a UID cannot race.
+Every door (STOW-RS, C-STORE, telehealth capture, slide conversion, import) hands over a
+finished spool of the store (``hub.archive.blobs``). Parsing (through ``spool.reader()``)
+and storing the bytes (``store.put``, an upload for a remote store) run in parallel for many
+objects; then the duplicate check and the index transaction run one object at a time, so that
+two copies of a UID cannot race. An object refused at that point, or found to be a
+duplicate, leaves a stored blob that no row names: the orphan repair takes it later
+(``hub.archive.orphans``).
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, case, exists, insert, select, update
@@ -22,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import errors, frametable
 from hub.archive.attributes import rows as index_rows
+from hub.archive.blobs import BlobStore, Spool
 from hub.archive.index import conflicts, instances, patients, series, studies
 from hub.archive.known import Known, KnownRow, lookup
-from hub.archive.model import IngestResult, Source
+from hub.archive.model import Indexed, IngestResult, Source
 from hub.archive.parse import ParsedInstance, dumps, parse_part10
 from hub.archive.scope import ReadScope
-from hub.archive.store import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,8 @@ class Expected:
         raise errors.IngestError(errors.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch)
 
 
-IndexedHook = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
-Subscriber = Callable[[dict[str, Any]], Awaitable[None]]
+IndexedHook = Callable[[AsyncConnection, Indexed], Awaitable[None]]
+Subscriber = Callable[[Indexed], Awaitable[None]]
 ScopeResolver = Callable[[Source], Awaitable[ReadScope]]
 
 
@@ -89,28 +91,27 @@ class Ingestor:
 
     @property
     def lock(self) -> asyncio.Lock:
-        """Held while an object is checked, its blob committed and its rows written."""
+        """Held while an object is checked and its rows written."""
         return self._lock
 
-    async def ingest_temp(
-        self, temp: Path, sha256: str, size: int, source: Source, expect: Expected | None = None
+    async def ingest_spool(
+        self, spool: Spool, source: Source, expect: Expected | None = None
     ) -> IngestResult:
-        """Take ownership of a finished temp file in the store's temp dir and ingest it.
+        """Take ownership of a spool of ``self.store`` and ingest it.
 
         ``expect``: what the sender said the object is (a C-STORE request names it); an
         object that is something else is refused.
         """
         loop = asyncio.get_running_loop()
-        parsing = loop.run_in_executor(None, _parse, temp, expect)
-        # Flushing the file before the lock makes commit a rename; it overlaps with parsing
-        # (each takes ~0.1 s for a 233 MB slide level).
-        syncing = loop.run_in_executor(None, self._sync, temp)
         try:
-            parsed = await parsing
-            await syncing
+            sha256, size = await loop.run_in_executor(None, spool.finish)
+        except OSError as exc:
+            await loop.run_in_executor(None, spool.discard)
+            return _storage_failure(exc, "")
+        try:
+            parsed = await loop.run_in_executor(None, _parse, spool, expect)
         except Exception as exc:
-            await asyncio.gather(syncing, return_exceptions=True)
-            await _discard(temp)
+            await loop.run_in_executor(None, spool.discard)
             if isinstance(exc, errors.IngestError):
                 return _failed(exc, sha256)
             # a file pydicom chokes on in an unforeseen way
@@ -118,27 +119,18 @@ class Ingestor:
             return IngestResult(
                 "failed", sha256=sha256, reason=errors.CANNOT_UNDERSTAND, message=str(exc)
             )
-        committed = False
         try:
-            result, committed = await self._store_and_index(parsed, temp, sha256, size, source)
-            return result
-        finally:
-            if not committed:  # a committed temp file has been renamed into the store
-                await _discard(temp)
-
-    def _sync(self, temp: Path) -> None:
-        try:
-            self.store.sync(temp)
+            # Durable before the index names it; outside the lock, so uploads overlap.
+            await self.store.put(spool)
         except OSError as exc:
-            log.error("storage failure: %s", exc)
-            raise errors.IngestError(
-                errors.OUT_OF_RESOURCES, f"Storage failure: {exc.strerror}"
-            ) from exc
+            return _storage_failure(exc, sha256)
+        finally:
+            await loop.run_in_executor(None, spool.discard)  # no-op once put took it
+        return await self._index_parsed(parsed, sha256, size, source)
 
-    async def _store_and_index(
-        self, p: ParsedInstance, temp: Path, sha256: str, size: int, source: Source
-    ) -> tuple[IngestResult, bool]:
-        """The result, and whether the temp file was consumed by the store."""
+    async def _index_parsed(
+        self, p: ParsedInstance, sha256: str, size: int, source: Source
+    ) -> IngestResult:
         result = IngestResult(
             "stored",
             sop_class_uid=p.sop_class_uid,
@@ -148,11 +140,9 @@ class Ingestor:
             sha256=sha256,
             warnings=p.warnings,
         )
-        loop = asyncio.get_running_loop()
         built = index_rows(p)
         scope = source.scope if source.scope is not None else await self.scope_of(source)
-        record: dict[str, Any]
-        committed = False
+        record: Indexed
         async with self._lock:
             try:
                 async with self.engine.begin() as conn:
@@ -164,24 +154,17 @@ class Ingestor:
                             "duplicate",
                             "Identical object already stored",
                         )
-                        return result, committed
+                        return result
                     await self._check_owners(p, built, source, known)
-                    await loop.run_in_executor(None, self.store.commit, temp, sha256)
-                    committed = True  # renamed into the store, or dropped as already there
                     record = await self._index(
                         conn, p, built, sha256, size, version, source, known, scope
                     )
                     for hook in self.hooks:
                         await hook(conn, record)
             except errors.IngestError as exc:
-                return _failed(exc, sha256, result), committed
+                return _failed(exc, sha256, result)
             except OSError as exc:
-                log.error("storage failure: %s", exc)
-                return _failed(
-                    errors.IngestError(errors.OUT_OF_RESOURCES, f"Storage failure: {exc.strerror}"),
-                    sha256,
-                    result,
-                ), committed
+                return _storage_failure(exc, sha256, result)
         if version > 1:
             result.status, result.message = "version", f"Stored as version {version}"
         if p.warnings:
@@ -193,7 +176,7 @@ class Ingestor:
                 await subscriber(record)
             except Exception:
                 log.exception("event subscriber failed")
-        return result, committed
+        return result
 
     def _version(self, p: ParsedInstance, sha256: str, source: Source, known: Known) -> int:
         """0 for an identical duplicate, else the version number the new object gets.
@@ -252,7 +235,7 @@ class Ingestor:
         source: Source,
         known: Known,
         scope: ReadScope,
-    ) -> dict[str, Any]:
+    ) -> Indexed:
         patient = {**built["patient"], "namespace": _namespace(built["patient"], scope)}
         patient_fk, _ = await _upsert(
             conn,
@@ -305,21 +288,20 @@ class Ingestor:
         )
         if version == 1:
             await _recount(conn, study_fk, series_fk, built["series"], new_series)
-        return {
-            "sop_uid": p.sop_uid,
-            "sop_class_uid": p.sop_class_uid,
-            "study_uid": p.study_uid,
-            "series_uid": p.series_uid,
-            "modality": built["series"]["modality"],
-            "sha256": sha256,
-            "size": size,
-            "version": version,
-            "source": source,
-            "patient_id": built["patient"]["patient_id"],
-            "accession": built["study"]["accession"],
-            "status": "version" if version > 1 else "stored",
-            "warnings": p.warnings,
-        }
+        return Indexed(
+            sop_uid=p.sop_uid,
+            sop_class_uid=p.sop_class_uid,
+            study_uid=p.study_uid,
+            series_uid=p.series_uid,
+            modality=built["series"]["modality"],
+            sha256=sha256,
+            size=size,
+            version=version,
+            source=source,
+            patient_id=built["patient"]["patient_id"],
+            accession=built["study"]["accession"],
+            warnings=tuple(p.warnings),
+        )
 
 
 async def _check_reach(
@@ -364,15 +346,20 @@ def _namespace(patient: dict[str, Any], scope: ReadScope) -> str:
     return "" if patient["issuer"] else scope.owner or ""
 
 
-def _parse(temp: Path, expect: Expected | None) -> ParsedInstance:
-    parsed = parse_part10(temp)
+def _parse(spool: Spool, expect: Expected | None) -> ParsedInstance:
+    with spool.reader() as f:
+        parsed = parse_part10(f)
     if expect is not None:
         expect.check(parsed)
     return parsed
 
 
-async def _discard(temp: Path) -> None:
-    await asyncio.get_running_loop().run_in_executor(None, partial(temp.unlink, missing_ok=True))
+def _storage_failure(exc: OSError, sha256: str, base: IngestResult | None = None) -> IngestResult:
+    log.error("storage failure: %s", exc)
+    reason = exc.strerror or str(exc)
+    return _failed(
+        errors.IngestError(errors.OUT_OF_RESOURCES, f"Storage failure: {reason}"), sha256, base
+    )
 
 
 async def _upsert(

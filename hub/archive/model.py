@@ -25,6 +25,30 @@ class Source:
     scope: ReadScope | None = None
 
 
+@dataclass(frozen=True)
+class Indexed:
+    """The ingest event: one object stored and indexed, published to the archive's hooks (inside
+    the index transaction) and subscribers (after the commit)."""
+
+    sop_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    modality: str
+    sha256: str
+    size: int
+    version: int
+    source: Source
+    patient_id: str
+    accession: str
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> Literal["stored", "version"]:
+        """ "version" when the object replaced an earlier version of its SOP instance."""
+        return "version" if self.version > 1 else "stored"
+
+
 @dataclass
 class IngestResult:
     status: IngestStatus

@@ -1,17 +1,20 @@
-"""Blobs no index row names, and temp files no upload will finish: what a crash leaves.
+"""Blobs no index row names, and spools no upload will finish: what a crash leaves.
 
-A crash between the blob rename and the index commit leaves a whole blob that no row names;
-one during an upload leaves a temp file. Both are cleared at start-up and by
-``tessera verify --repair``, which may run beside a serving hub, so nothing in flight is
-touched:
+A crash between storing an object and the index commit, or an object refused after it was
+stored, leaves a whole blob that no row names; one during an upload leaves a spool. Both are
+cleared at start-up and by ``tessera verify --repair``, which may run beside a serving hub, so
+nothing in flight is touched:
 
-- a blob's mtime is when the store last took it (``BlobStore.commit`` sets it, and touches an
-  existing blob an identical ingest reuses); blobs and temp files younger than the grace period
-  are left alone;
-- an old candidate is moved to quarantine first, then checked again: if an ingest touched it
-  meanwhile, or an index row names it now, it goes back. An ingest that reuses the blob after
-  the move finds it gone and stores its own copy, so no committed row names a blob that the
-  move took away.
+- a blob's ``modified`` time is when the store last took it (``BlobStore.put`` sets it, and
+  refreshes it on an existing blob an identical ingest reuses); blobs and spools younger than
+  the grace period are left alone;
+- an old candidate is parked first (``Parking.park``: out of reach of readers and of ``put``,
+  and refused if it was touched during the move), then checked against the index again: if a
+  row names it now, it goes back. A put that reuses the blob after the move finds it gone and
+  stores its own copy, so no committed row names a blob that the repair took away.
+
+A store that cannot park (a remote store) has its orphans removed by its own janitor; here
+they are only reported.
 """
 
 from __future__ import annotations
@@ -19,65 +22,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from pathlib import Path
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.archive.blobs import BlobStore, Parking
 from hub.archive.index import instances
-from hub.archive.store import BlobStore
 
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 3600.0  # an ingest takes a blob and commits its row within seconds
 
 
-def young(path: Path, grace: float) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime < grace
-    except FileNotFoundError:
-        return True  # gone meanwhile: nothing to do with it
-
-
-async def unnamed_blobs(engine: AsyncEngine, store: BlobStore) -> list[str]:
-    """Blobs that no index row names, as of this call."""
+async def unnamed_blobs(
+    engine: AsyncEngine, store: BlobStore, *, older_than: float = 0.0
+) -> list[str]:
+    """Blobs that no index row names, as of this call; with ``older_than``, only those the
+    store took longer ago than that."""
     async with engine.connect() as conn:
         named = set((await conn.scalars(select(instances.c.sha256).distinct())).all())
-    loop = asyncio.get_running_loop()
-    stored = await loop.run_in_executor(None, lambda: set(store.all_hashes()))
-    return sorted(stored - named)
+    now = time.time()
+    stored = [
+        info.sha256
+        async for info in store.iterate()
+        if info.sha256 not in named and now - info.modified >= older_than
+    ]
+    return sorted(stored)
 
 
 async def quarantine(
     engine: AsyncEngine,
     store: BlobStore,
-    quarantine_dir: Path,
     candidates: list[str],
     *,
     grace: float = GRACE_SECONDS,
     lock: asyncio.Lock | None = None,
 ) -> list[str]:
-    """Move the old orphans among ``candidates`` to quarantine; returns those moved.
+    """Park the old orphans among ``candidates``; returns those parked.
 
-    ``lock``: the ingest lock of this process, held so that no ingest of this process runs
-    between a move and its recheck (other processes are covered by the mtime protocol).
+    ``lock``: the ingest lock of this process, held so that no index transaction of this
+    process runs between a park and its recheck (other processes are covered by the
+    ``modified`` protocol).
     """
-    loop = asyncio.get_running_loop()
+    if not isinstance(store, Parking):
+        return []
     moved = []
     async with lock or contextlib.nullcontext():
         for sha in candidates:
-            source, parked = store.path(sha), quarantine_dir / sha
-            if not await loop.run_in_executor(None, _park, source, parked, grace):
+            if not await store.park(sha, grace):
                 continue
-            if young(parked, grace) or await _named(engine, sha):
-                await loop.run_in_executor(None, _unpark, parked, source)
+            if await _named(engine, sha):
+                await store.unpark(sha)
                 continue
-            store.forget(sha)
             moved.append(sha)
     if moved:
-        log.warning("moved %d orphan blob(s) to %s", len(moved), quarantine_dir)
+        log.warning("quarantined %d orphan blob(s)", len(moved))
     return moved
 
 
@@ -86,29 +86,11 @@ async def _named(engine: AsyncEngine, sha: str) -> bool:
         return bool(await conn.scalar(select(exists().where(instances.c.sha256 == sha))))
 
 
-def _park(source: Path, parked: Path, grace: float) -> bool:
-    if young(source, grace):
-        return False
-    parked.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(source, parked)  # atomic: an ingest sees the blob, or sees it gone
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _unpark(parked: Path, source: Path) -> None:
-    # FileExistsError: an ingest stored the same bytes again meanwhile; that copy is as good.
-    with contextlib.suppress(FileExistsError):
-        os.link(parked, source)
-    parked.unlink()
-
-
 async def clear_at_start(
-    engine: AsyncEngine, store: BlobStore, quarantine_dir: Path, grace: float = GRACE_SECONDS
+    engine: AsyncEngine, store: BlobStore, grace: float = GRACE_SECONDS
 ) -> None:
-    """Start-up: temp files and orphan blobs older than the grace period (a command such as
+    """Start-up: spools and orphan blobs older than the grace period (a command such as
     ``tessera import`` may be writing beside the starting hub)."""
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, store.clear_temp, grace)
-    await quarantine(engine, store, quarantine_dir, await unnamed_blobs(engine, store), grace=grace)
+    await store.clear_spools(grace)
+    candidates = await unnamed_blobs(engine, store, older_than=grace)
+    await quarantine(engine, store, candidates, grace=grace)

@@ -61,28 +61,37 @@ def bulk_uri(tag_hex: str) -> str:
     return f"bulkdata/{tag_hex}"
 
 
-def parse_part10(path: Path) -> ParsedInstance:
-    with open(path, "rb") as f:
-        _check_magic(f)
-        try:
-            ds = read_partial(f, stop_when=_at_pixel_data, defer_size=BULK_THRESHOLD)
-        except (InvalidDicomError, EOFError, ValueError, struct.error, KeyError, TypeError) as exc:
-            raise errors.IngestError(
-                errors.CANNOT_UNDERSTAND, f"Not a readable DICOM Part-10 file: {exc}"
-            ) from exc
-        ts = _transfer_syntax(ds)
-        if ts == DeflatedExplicitVRLittleEndian:
-            return _parse_deflated(path)
-        pixel_at = f.tell()
-        file_size = path.stat().st_size
-        ident = _identity(ds, ts)
-        bulk = _take_bulk(ds, ts)
-        _check_within(bulk, file_size)
-        frames = None
-        if _has_pixel_data(f, pixel_at):
-            frames, pixel_bulk = _pixel_frames(f, pixel_at, ds, ts, file_size)
-            bulk["7FE00010"] = pixel_bulk
+def parse_part10(source: Path | BinaryIO) -> ParsedInstance:
+    """Parse a file, or a seekable binary reader of its bytes (a spool's ``reader()``)."""
+    if isinstance(source, Path | str):
+        with open(source, "rb") as f:
+            return _parse(f)
+    return _parse(source)
+
+
+def _parse(f: BinaryIO) -> ParsedInstance:
+    _check_magic(f)
+    try:
+        ds = read_partial(f, stop_when=_at_pixel_data, defer_size=BULK_THRESHOLD)
+    except (InvalidDicomError, EOFError, ValueError, struct.error, KeyError, TypeError) as exc:
+        raise errors.IngestError(
+            errors.CANNOT_UNDERSTAND, f"Not a readable DICOM Part-10 file: {exc}"
+        ) from exc
+    ts = _transfer_syntax(ds)
+    if ts == DeflatedExplicitVRLittleEndian:
+        return _parse_deflated(f)
+    pixel_at = f.tell()
+    file_size = f.seek(0, 2)
+    f.seek(pixel_at)
+    ident = _identity(ds, ts)
+    bulk = _take_bulk(ds, ts)
+    _check_within(bulk, file_size)
+    frames = None
+    if _has_pixel_data(f, pixel_at):
+        frames, pixel_bulk = _pixel_frames(f, pixel_at, ds, ts, file_size)
+        bulk["7FE00010"] = pixel_bulk
     warnings = check_required(ds, frames is not None or any(t.startswith("7FE0") for t in bulk))
+    # Built while the file is open: deferred values are read from it.
     return ParsedInstance(
         *ident, dataset=ds, json=_to_json(ds, bulk), frames=frames, bulk=bulk, warnings=warnings
     )
@@ -231,10 +240,11 @@ def _to_json(ds: Dataset, bulk: dict[str, Bulk]) -> dict[str, Any]:
     return dict(sorted(data.items()))
 
 
-def _parse_deflated(path: Path) -> ParsedInstance:
+def _parse_deflated(f: BinaryIO) -> ParsedInstance:
     """Deflated files cannot be served by byte range: keep all values, compute no frame table."""
     try:
-        ds = pydicom.dcmread(path)
+        f.seek(0)
+        ds = pydicom.dcmread(f)
     except Exception as exc:
         raise errors.IngestError(
             errors.CANNOT_UNDERSTAND, f"Unreadable deflated file: {exc}"

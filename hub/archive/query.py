@@ -75,6 +75,7 @@ NORMALISED = {
 TAG_TO_KEYWORD = {tag_of(k): k for k in KEYS}
 
 # Counts and lists computed per level rather than stored per instance.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what the integer columns hold, on either engine
 NUMBER_OF_PATIENT_RELATED_STUDIES = "00201200"
 MODALITIES_IN_STUDY = "00080061"
 NUMBER_OF_STUDY_RELATED_SERIES = "00201206"
@@ -163,6 +164,17 @@ def _in_visible_series(value: str, scope: ReadScope) -> ColumnElement[bool]:
     return exists(visible)
 
 
+def _integer(value: str) -> int:
+    """An integer matching key's value, within what the index's 64-bit columns hold."""
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise QueryError(f"{value!r} is not an integer") from exc
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise QueryError(f"{value!r} exceeds the 64-bit integer range")
+    return number
+
+
 def match(key: Key, value: str, fuzzy: bool) -> ColumnElement[bool]:
     col = key.column
     if key.kind == "uid":
@@ -172,10 +184,7 @@ def match(key: Key, value: str, fuzzy: bool) -> ColumnElement[bool]:
     if key.kind == "time":
         return col.like(pad_time(value)[:6] + "%")
     if key.kind == "int":
-        try:
-            return col == int(value)
-        except ValueError as exc:
-            raise QueryError(f"{value!r} is not an integer") from exc
+        return col == _integer(value)
     if key.kind == "cs":
         return or_(*(_text(col, v) for v in value_list(value)))
     if key.kind == "multi":

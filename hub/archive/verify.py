@@ -2,19 +2,22 @@
 
 Rows whose blob is missing or altered are data loss and are reported (never silently dropped);
 blobs no row refers to are orphans of an interrupted ingest and are moved to quarantine, and
-temp files of interrupted uploads are removed. The repair is safe beside a serving hub: what
+spools of interrupted uploads are removed. The repair is safe beside a serving hub: what
 may still be in flight (younger than the grace period) is kept, see ``hub.archive.orphans``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from hub.archive import orphans
 from hub.archive.archive import Archive
+from hub.archive.blobs import BlobIntegrityError, BlobStore
+from hub.archive.blobs.spool import count_spools
 from hub.archive.index import instances
 
 
@@ -33,42 +36,44 @@ class Report:
         return not (self.missing or self.corrupt or self.orphans or self.temp_files)
 
 
-def _scan(archive: Archive, rows: list, deep: bool) -> Report:
-    report = Report(temp_files=len(list(archive.store.tmp_dir.glob("*.part"))))
+async def scan(archive: Archive, *, deep: bool = True) -> Report:
+    async with archive.engine.connect() as conn:
+        rows = (await conn.execute(select(instances.c.sop_uid, instances.c.sha256))).all()
+    store = archive.store
+    report = Report(temp_files=count_spools(archive.settings.tmp_dir))
     referenced = set()
     for sop_uid, sha in rows:
         report.checked += 1
         referenced.add(sha)
-        if not archive.store.exists(sha):
+        if not await store.exists(sha):
             report.missing.append(sop_uid)
-        elif deep and archive.store.hash_of(sha) != sha:
+        elif deep and not await intact(store, sha):
             report.corrupt.append(sop_uid)
-    report.orphans = sorted(set(archive.store.all_hashes()) - referenced)
+    report.orphans = sorted({info.sha256 async for info in store.iterate()} - referenced)
     return report
 
 
-async def scan(archive: Archive, *, deep: bool = True) -> Report:
-    async with archive.engine.connect() as conn:
-        rows = (await conn.execute(select(instances.c.sop_uid, instances.c.sha256))).all()
-    return await asyncio.get_running_loop().run_in_executor(None, _scan, archive, rows, deep)
+async def intact(store: BlobStore, sha256: str) -> bool:
+    """Whether the stored bytes still hash to their name (hashing off the event loop)."""
+    loop = asyncio.get_running_loop()
+    digest = hashlib.sha256()
+    try:
+        async for block in store.stream(sha256):
+            await loop.run_in_executor(None, digest.update, block)
+    except BlobIntegrityError:
+        return False
+    return digest.hexdigest() == sha256
 
 
 async def repair_found(
     archive: Archive, report: Report, *, grace: float = orphans.GRACE_SECONDS
 ) -> None:
-    """Quarantine the report's orphans and remove old temp files, sparing what is in flight."""
+    """Quarantine the report's orphans and remove old spools, sparing what is in flight."""
     moved = await orphans.quarantine(
-        archive.engine,
-        archive.store,
-        archive.settings.data_dir / "quarantine",
-        report.orphans,
-        grace=grace,
-        lock=archive.ingestor.lock,
+        archive.engine, archive.store, report.orphans, grace=grace, lock=archive.ingestor.lock
     )
     report.kept = [sha for sha in report.orphans if sha not in moved]
-    loop = asyncio.get_running_loop()
-    removed = await loop.run_in_executor(None, archive.store.clear_temp, grace)
-    report.temp_files -= removed
+    report.temp_files -= await archive.store.clear_spools(grace)
     report.repaired = True
 
 

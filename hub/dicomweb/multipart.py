@@ -7,17 +7,14 @@ hot, and aiohttp's MultipartWriter adds per-part machinery we do not need there.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from hub.archive.store import CHUNK, BlobStore
+from hub.archive.blobs import CHUNK, BlobStore, Spool
 
 CRLF = b"\r\n"
 # What aiohttp's multipart reader raises on a body that breaks the format.
@@ -35,7 +32,7 @@ class BadBody(Exception):
 @dataclass
 class StagedPart:
     content_type: str
-    temp: Path | None  # None for a part we did not keep (wrong type)
+    spool: Spool | None  # None for a part we did not keep (wrong type)
     sha256: str = ""
     size: int = 0
 
@@ -74,17 +71,11 @@ async def stream_files(
     boundary: str,
 ) -> None:
     """Send stored files (part content type, sha256) as parts, a chunk at a time."""
-    loop = asyncio.get_running_loop()
     b = boundary.encode()
     for ctype, sha in items:
         await response.write(b"--" + b + CRLF + b"Content-Type: " + ctype.encode() + CRLF + CRLF)
-        offset = 0
-        while True:
-            block = await loop.run_in_executor(None, store.pread, sha, offset, CHUNK)
-            if not block:
-                break
+        async for block in store.stream(sha):
             await response.write(block)
-            offset += len(block)
         await response.write(CRLF)
     await response.write(b"--" + b + b"--" + CRLF)
 
@@ -92,10 +83,10 @@ async def stream_files(
 async def stage_parts(
     request: web.Request, store: BlobStore, max_bytes: int
 ) -> AsyncIterator[StagedPart]:
-    """Yield each part of a STOW-RS body, written to a temp file and hashed on the way.
+    """Yield each part of a STOW-RS body, written to a spool of the store (hashed on the way).
 
     Raises BadBody for a malformed or truncated body and TooLarge past max_bytes; the caller
-    removes the temp files it was given.
+    discards the spools it was given.
     """
     try:
         reader = MultipartReader(request.headers, request.content)
@@ -120,9 +111,7 @@ async def _stage_one(
     part: BodyPartReader, ctype: str, store: BlobStore, total: int, max_bytes: int
 ) -> tuple[StagedPart, int]:
     loop = asyncio.get_running_loop()
-    keep = ctype == "application/dicom"
-    fd, temp = store.new_temp() if keep else (None, None)
-    digest = hashlib.sha256()
+    spool = await loop.run_in_executor(None, store.spool) if ctype == "application/dicom" else None
     size = 0
     try:
         while True:
@@ -136,22 +125,13 @@ async def _stage_one(
             total += len(chunk)
             if total > max_bytes:
                 raise TooLarge(f"The body exceeds the limit of {max_bytes} bytes")
-            if fd is not None:
-                await loop.run_in_executor(None, _write_and_hash, fd, chunk, digest)
+            if spool is not None:
+                await loop.run_in_executor(None, spool.write, chunk)
         if not part.at_eof():
             raise BadBody("Truncated multipart body")
+        sha256 = (await loop.run_in_executor(None, spool.finish))[0] if spool else ""
     except BaseException:
-        if fd is not None:
-            os.close(fd)
-            temp.unlink(missing_ok=True)
+        if spool is not None:
+            await asyncio.shield(loop.run_in_executor(None, spool.discard))
         raise
-    if fd is not None:
-        os.close(fd)
-    return StagedPart(ctype, temp, digest.hexdigest(), size), total
-
-
-def _write_and_hash(fd: int, chunk: bytes, digest) -> None:
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(fd, view) :]
-    digest.update(chunk)
+    return StagedPart(ctype, spool, sha256, size), total

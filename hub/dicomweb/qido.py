@@ -19,7 +19,7 @@ from hub.dicomweb.responses import (
     problem,
     warning,
 )
-from hub.requestdata import INT64_MAX, BadInput, parse_int
+from hub.requestdata import BadInput, parse_int
 from hub.security.visibility import request_scope
 
 CONTROL = {"includefield", "fuzzymatching", "limit", "offset"}
@@ -56,7 +56,6 @@ def parse_query(request: web.Request, level: Level) -> Query:
                 include = _include(value, include)
         elif name not in CONTROL:
             keys[name] = _matching_value(name, params.getall(name))
-    _check_integer_keys(keys)
     fuzzy = params.get("fuzzymatching", "false").lower()
     if fuzzy not in ("true", "false"):
         raise QueryError("fuzzymatching must be true or false")
@@ -105,17 +104,6 @@ def _non_negative(value: str | None, name: str) -> int | None:
         return parse_int(value, name)
     except BadInput as exc:
         raise QueryError(exc.reason_text) from None
-
-
-def _check_integer_keys(keys: dict[str, str]) -> None:
-    """Integer matching keys (SeriesNumber...) must fit the index's 64-bit columns."""
-    for raw_key, value in keys.items():
-        key = KEYS.get(TAG_TO_KEYWORD.get(tag_of(raw_key) or "", raw_key))
-        if key is not None and key.kind == "int" and value not in ("", "*"):
-            try:
-                parse_int(value, raw_key, minimum=-INT64_MAX - 1)
-            except BadInput as exc:
-                raise QueryError(exc.reason_text) from None
 
 
 def _search(level: Level):

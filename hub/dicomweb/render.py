@@ -16,9 +16,14 @@ DEFAULT_THUMBNAIL = 256
 
 def decoded_frame(path: Path, index: int) -> bytes:
     """One frame as native little-endian pixel bytes (colour converted to RGB)."""
-    return (
-        np.ascontiguousarray(pixel_array(path, index=index)).astype(_native_dtype(path)).tobytes()
-    )
+    return np.ascontiguousarray(_frame(path, index)).astype(_native_dtype(path)).tobytes()
+
+
+def _frame(path: Path, index: int) -> np.ndarray:
+    # Opened here: pydicom resolves a path it is given, and a materialized blob's path may
+    # be a link to a file without a name (hub.archive.blobs: ``materialize``).
+    with open(path, "rb") as f:
+        return pixel_array(f, index=index)
 
 
 def _native_dtype(path: Path) -> np.dtype:
@@ -52,7 +57,7 @@ def rendered(
     quality: int,
 ) -> bytes:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    pixels = pixel_array(path, index=index)
+    pixels = _frame(path, index)
     image = _to_image(ds, pixels)
     if viewport:
         image.thumbnail(viewport, Image.Resampling.LANCZOS)

@@ -37,13 +37,13 @@ async def store_instances(request: web.Request) -> web.Response:
         async for part in stage_parts(request, archive.store, archive.settings.max_upload_bytes):
             staged.append(part)
     except TooLarge as exc:
-        _discard(staged)
+        await _discard(staged)
         return _refused(413, str(exc))
     except BadBody as exc:
-        _discard(staged)
+        await _discard(staged)
         return _refused(400, str(exc))
     except BaseException:  # the client went away, or sent its body too slowly
-        _discard(staged)
+        await asyncio.shield(_discard(staged))
         raise
     if not staged:
         return _refused(400, "The body holds no parts")
@@ -68,36 +68,36 @@ def _check_request(request: web.Request, limit: int) -> web.Response | None:
 
 
 async def _ingest_part(archive, part: StagedPart, target_study: str | None, source: Source):
-    if part.temp is None:
+    if part.spool is None:
         return IngestResult(
             "failed",
             reason=errors.CANNOT_UNDERSTAND,
             message=f"Part of type {part.content_type or 'none'} is not application/dicom",
         )
     if part.size == 0:
-        part.temp.unlink(missing_ok=True)
+        await _discard([part])
         return IngestResult("failed", reason=errors.CANNOT_UNDERSTAND, message="Empty part")
     if target_study is not None:
         study = await _peek_study(part)
         if study != target_study:
-            part.temp.unlink(missing_ok=True)
+            await _discard([part])
             return IngestResult(
                 "failed",
                 study_uid=study or "",
                 reason=STUDY_MISMATCH,
                 message=f"Instance belongs to study {study}, not {target_study}",
             )
-    return await archive.ingest_temp(part.temp, part.sha256, part.size, source=source)
+    return await archive.ingest_spool(part.spool, source=source)
 
 
 async def _peek_study(part: StagedPart) -> str | None:
     import pydicom
 
     def read() -> str | None:
+        assert part.spool is not None
         try:
-            ds = pydicom.dcmread(
-                part.temp, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]
-            )
+            with part.spool.reader() as f:
+                ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
             return str(ds.get("StudyInstanceUID") or "") or None
         except Exception:
             return None  # the ingest path reports why the part is unreadable
@@ -181,7 +181,8 @@ def _refused(status: int, message: str) -> web.Response:
     return dicom_json(body, status=status, headers=headers)
 
 
-def _discard(staged: list[StagedPart]) -> None:
+async def _discard(staged: list[StagedPart]) -> None:
+    loop = asyncio.get_running_loop()
     for part in staged:
-        if part.temp is not None:
-            part.temp.unlink(missing_ok=True)
+        if part.spool is not None:
+            await loop.run_in_executor(None, part.spool.discard)

@@ -36,7 +36,6 @@ from hub.dicomweb.responses import (
 )
 from hub.security.visibility import request_scope
 
-INLINE_READ_LIMIT = 1 << 20  # frames below this are read on the loop: one pread from page cache
 MAX_FRAMES_PER_REQUEST = 10_000
 BUFFERED_FRAME_BYTES = 8 << 20  # stored frames up to this are sent as one body, more streamed
 
@@ -94,7 +93,6 @@ async def _retrieve_decoded(
     request: web.Request, archive, refs, choices, boundary, headers
 ) -> web.StreamResponse:
     """Instances transcoded one at a time within the decode budget, each written when ready."""
-    loop = asyncio.get_running_loop()
     response = web.StreamResponse(headers=headers)
     response.headers["Content-Type"] = content_type("application/dicom", boundary)
     await response.prepare(request)
@@ -107,7 +105,7 @@ async def _retrieve_decoded(
             if choice.decode:
                 data = await _on_plain_file(archive, ref, render.decoded_instance)
             else:
-                data = await loop.run_in_executor(None, archive.store.read, ref.sha256)
+                data = b"".join([block async for block in archive.store.stream(ref.sha256)])
             part_type = _dicom_part_type(choice.transfer_syntax)
             await response.write(part_head(boundary, part_type) + data + CRLF)
     await response.write(closing(boundary))
@@ -261,17 +259,9 @@ def _frame_part_type(choice: media.Choice) -> str:
 
 async def _read_frame(archive: Archive, ref: InstanceRef, table: FrameTable, number: int) -> bytes:
     ranges = table.ranges[number - 1]
-    if len(ranges) == 1 and ranges[0][1] <= INLINE_READ_LIMIT:
-        return archive.store.pread(ref.sha256, *ranges[0])
-    total = sum(length for _, length in ranges)
-    if total <= INLINE_READ_LIMIT:
-        return b"".join(archive.store.pread(ref.sha256, off, length) for off, length in ranges)
-    loop = asyncio.get_running_loop()
-    chunks = [
-        await loop.run_in_executor(None, archive.store.pread, ref.sha256, off, length)
-        for off, length in ranges
-    ]
-    return b"".join(chunks)
+    if len(ranges) == 1:
+        return await archive.store.read_range(ref.sha256, *ranges[0])
+    return b"".join(await archive.store.read_ranges(ref.sha256, ranges))
 
 
 async def _decoded_frames(
@@ -304,12 +294,8 @@ def _extracted(path: Path, n: int, count: int) -> bytes:
 
 async def _on_plain_file(archive: Archive, ref: InstanceRef, fn, *args):
     """Run fn(path, *args) in an executor on a file holding the object's plain bytes."""
-
-    def job():
-        with archive.store.plain_path(ref.sha256) as path:
-            return fn(path, *args)
-
-    return await asyncio.get_running_loop().run_in_executor(None, job)
+    async with archive.store.materialize(ref.sha256) as path:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, path, *args)
 
 
 # -- bulk data -----------------------------------------------------------------
@@ -329,8 +315,7 @@ async def bulkdata(request: web.Request) -> web.Response:
     etag = f'"{ref.sha256[:32]}-{tag}-{"multipart" if multipart else "single"}"'
     if (hit := not_modified(request, etag)) is not None:
         return hit
-    loop = asyncio.get_running_loop()
-    data = await loop.run_in_executor(None, archive.store.pread, ref.sha256, offset, length)
+    data = await archive.store.read_range(ref.sha256, offset, length)
     headers = cache_headers(etag, _immutable(archive))
     if not multipart:
         headers["Content-Type"] = "application/octet-stream"

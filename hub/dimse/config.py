@@ -1,7 +1,9 @@
 """DIMSE settings: what the SCP accepts and where C-MOVE may send.
 
-Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and these ``Settings.extra`` keys
-(who may use which service is not a setting: see ``tessera ae allow`` and hub.dimse.access):
+Read from ``Settings`` (``dimse_port``, ``ae_title``, ``host``) and its ``dimse`` section,
+``hub.config.DimseSettings`` (who may use which service is not a setting: see ``tessera ae
+allow`` and hub.dimse.access). In ``TESSERA_EXTRA`` each field is also a flat ``dimse_<name>``
+key:
 
 ``dimse_allowed_aes``        list of calling AE titles allowed to associate; empty = everyone
 ``dimse_transfer_syntaxes``  list of transfer syntax UIDs accepted for storage (default: all of
@@ -146,17 +148,10 @@ class DimseConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DimseConfig:
-        extra = settings.extra or {}
+        given = settings.dimse
         if settings.dimse_port is None:
             raise DimseConfigError("Settings.dimse_port is not set")
-        if "dimse_acl" in extra:
-            raise DimseConfigError(
-                "dimse_acl is gone: the AE allow-list always applies (deny by default, "
-                "C-ECHO only for AEs not on it); allow AEs with `tessera ae allow`"
-            )
-        syntaxes = [
-            str(s) for s in extra.get("dimse_transfer_syntaxes") or DEFAULT_TRANSFER_SYNTAXES
-        ]
+        syntaxes = list(given.transfer_syntaxes or DEFAULT_TRANSFER_SYNTAXES)
         unknown = [s for s in syntaxes if not uid.UID(s).is_transfer_syntax]
         if unknown:
             raise DimseConfigError(f"not transfer syntaxes: {', '.join(unknown)}")
@@ -164,17 +159,17 @@ class DimseConfig:
         syntaxes += [s for s in UNCOMPRESSED if s not in syntaxes]
         destinations = {
             str(ae).strip(): MoveDestination.from_setting(ae, where)
-            for ae, where in (extra.get("dimse_move_destinations") or {}).items()
+            for ae, where in given.move_destinations.items()
         }
         return cls(
             ae_title=settings.ae_title,
             host=settings.host,
             port=int(settings.dimse_port),
-            allowed_aes=[str(a).strip() for a in extra.get("dimse_allowed_aes") or []],
+            allowed_aes=[a.strip() for a in given.allowed_aes],
             transfer_syntaxes=syntaxes,
             move_destinations=destinations,
-            max_associations=int(extra.get("dimse_max_associations", 16)),
-            timeout=float(extra.get("dimse_timeout", 60.0)),
-            setup_timeout=float(extra.get("dimse_setup_timeout", 10.0)),
-            tls=_tls(extra.get("dimse_tls")),
+            max_associations=given.max_associations,
+            timeout=given.timeout,
+            setup_timeout=given.setup_timeout,
+            tls=_tls(given.tls),
         )

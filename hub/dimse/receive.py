@@ -1,4 +1,4 @@
-"""C-STORE data sets written into the store's temp dir, and hashed, while they arrive.
+"""C-STORE data sets written into a spool of the store, and hashed, while they arrive.
 
 pynetdicom keeps a received data set in memory (a growing BytesIO) until the C-STORE is
 complete; the handler then has to write and hash it, which for a 233 MB slide level took
@@ -8,19 +8,17 @@ process-wide switch (other pynetdicom users in the process would get files inste
 bytes) and writes to the system temp dir. pynetdicom has no per-association form of it, so
 ``install`` gives its ``dimse_messages`` module a config whose flag is on only in the DUL
 threads of associations armed here, and a ``NamedTemporaryFile`` that, in those threads,
-creates the file in the store's temp dir (a blob commit is then a rename) and hashes every
-byte written. The file holds the Part-10 preamble, pynetdicom's file meta for the request
+writes into a spool of the store (for a local store, storing it is then a rename; an
+encrypting store seals what it is given). The spool holds the Part-10 preamble, pynetdicom's file meta for the request
 (the same bytes as ``encode_file_meta(event.file_meta)``) and the data set as received.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import tempfile
 import threading
-from pathlib import Path
+import uuid
 from types import ModuleType
 from typing import Any
 
@@ -28,50 +26,48 @@ import pynetdicom._config
 import pynetdicom.dimse_messages
 from pynetdicom.events import Event
 
+from hub.archive.blobs import BlobStore, Spool
+
 RECEIVER = "_tessera_receiver"
 
 
-class _HashingFile:
-    """What pynetdicom writes a data set into: a temp file that hashes what it is given."""
+class _SpoolFile:
+    """What pynetdicom writes a data set into: a spool, under a name pynetdicom can pass
+    around (it never names a file: pynetdicom's removal of it afterwards finds nothing)."""
 
-    def __init__(self, fd: int, path: Path) -> None:
-        self.file = os.fdopen(fd, "wb")
-        self.name = str(path)
-        self.size = 0
-        self._sha256 = hashlib.sha256()
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.file = self  # pynetdicom flushes ``.file`` after each fragment
+        self.name = f"/dev/null/tessera-spool-{uuid.uuid4().hex}"
 
     def write(self, data: bytes) -> int:
-        self._sha256.update(data)
-        self.size += len(data)
-        return self.file.write(data)
+        self.spool.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
-        self.file.close()
-
-    def finish(self) -> tuple[Path, str, int]:
-        self.file.flush()
-        return Path(self.name), self._sha256.hexdigest(), self.size
+        pass
 
 
 class Receiver:
-    """One association's data sets in progress, by file name."""
+    """One association's data sets in progress, by name."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: BlobStore) -> None:
         self.store = store
-        self.files: dict[str, _HashingFile] = {}
+        self.files: dict[str, _SpoolFile] = {}
 
-    def open(self) -> _HashingFile:
-        fd, path = self.store.new_temp()
-        received = _HashingFile(fd, path)
+    def open(self) -> _SpoolFile:
+        received = _SpoolFile(self.store.spool())
         self.files[received.name] = received
         return received
 
     def discard_unclaimed(self) -> None:
-        """Files of data sets no handler took: an aborted transfer, a refused object."""
+        """Spools of data sets no handler took: an aborted transfer, a refused object."""
         for received in list(self.files.values()):
-            received.close()
             with contextlib.suppress(OSError):
-                os.unlink(received.name)
+                received.spool.discard()
         self.files.clear()
 
 
@@ -112,9 +108,9 @@ def install() -> bool:
 
 
 class StreamedReceive:
-    """EVT_CONN_OPEN / EVT_CONN_CLOSE handlers receiving data sets into ``store``'s temp dir."""
+    """EVT_CONN_OPEN / EVT_CONN_CLOSE handlers receiving data sets into spools of ``store``."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.enabled = install()
 
@@ -128,9 +124,9 @@ class StreamedReceive:
             receiver.discard_unclaimed()
 
 
-def take(event: Event) -> tuple[Path, str, int] | None:
-    """The C-STORE's received file (path, sha256, size), now the caller's; None if the data
-    set was received in memory."""
+def take(event: Event) -> Spool | None:
+    """The C-STORE's received spool, now the caller's; None if the data set was received in
+    memory."""
     receiver = getattr(event.assoc.dul, RECEIVER, None)
     if receiver is None:
         return None
@@ -139,4 +135,4 @@ def take(event: Event) -> tuple[Path, str, int] | None:
     except AttributeError:
         return None
     received = receiver.files.pop(str(path), None)
-    return received.finish() if received is not None else None
+    return received.spool if received is not None else None

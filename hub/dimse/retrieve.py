@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset
@@ -76,7 +79,7 @@ class Selector:
                 continue  # deleted between the query and now
             found += [
                 StoredInstance(
-                    self.archive.store.path(ref.sha256),
+                    partial(self._materialized, ref.sha256),
                     ref.sop_class_uid,
                     ref.sop_instance_uid,
                     ref.transfer_syntax_uid,
@@ -85,6 +88,19 @@ class Selector:
                 if ref.sop_instance_uid in wanted
             ]
         return found
+
+    @contextmanager
+    def _materialized(self, sha256: str) -> Iterator[Path]:
+        """A file of the stored bytes while pynetdicom sends it (this runs in its thread)."""
+        opened = self.archive.store.materialize(sha256)
+        path = self.bridge.call(opened.__aenter__())
+        try:
+            yield path
+        except BaseException as exc:
+            if not self.bridge.call(opened.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self.bridge.call(opened.__aexit__(None, None, None))
 
 
 def _failure(exc: Exception) -> Dataset:

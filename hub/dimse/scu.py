@@ -14,7 +14,8 @@ These functions block: call them from a thread (``asyncio.to_thread``).
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,18 +35,24 @@ _config.STORE_SEND_CHUNKED_DATASET = True
 MAX_CONTEXTS = 128  # PS3.8 limit per association (odd context ids 1..255)
 
 
+FileOpener = Callable[[], AbstractContextManager[Path]]
+
+
 class StoredInstance(Dataset):
     """Stands for a stored Part-10 file where pynetdicom expects a Dataset.
 
     pynetdicom's C-GET/C-MOVE SCPs only pass Datasets on to ``send_c_store``; this one
-    carries the file path so ``install_exact_sender`` can send the stored bytes instead.
+    carries how to get a file of the stored bytes (a path, or a blob materialized for the
+    duration of the send) so ``install_exact_sender`` can send those bytes instead.
     """
 
-    def __init__(self, path: Path, sop_class_uid: str, sop_instance_uid: str, ts: str) -> None:
+    def __init__(
+        self, source: Path | FileOpener, sop_class_uid: str, sop_instance_uid: str, ts: str
+    ) -> None:
         super().__init__()
         self.SOPClassUID = sop_class_uid
         self.SOPInstanceUID = sop_instance_uid
-        self.stored_path = Path(path)
+        self.stored_file = (lambda: nullcontext(source)) if isinstance(source, Path) else source
         self.stored_syntax = UID(ts)
 
 
@@ -81,19 +88,20 @@ def plan_contexts(pairs: Iterable[tuple[str, str]]) -> list[PresentationContext]
     return contexts
 
 
-def choose(assoc: Association, item: StoredInstance) -> Path | Dataset:
-    """The stored file if the peer accepted its syntax; else a decoded Dataset to re-encode."""
+def choose(assoc: Association, item: StoredInstance, path: Path) -> Path | Dataset:
+    """The stored file (at ``path``) if the peer accepted its syntax; else a decoded Dataset
+    to re-encode."""
     accepted = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == item.SOPClassUID]
     if any(cx.transfer_syntax[0] == item.stored_syntax for cx in accepted):
-        if item.stored_syntax == DeflatedExplicitVRLittleEndian and _odd_length(item.stored_path):
+        if item.stored_syntax == DeflatedExplicitVRLittleEndian and _odd_length(path):
             # The deflated stream must be padded to an even length (PS3.5 A.5); peers such as
             # dcmtk refuse odd PDV fragments, so such a file is re-deflated by pynetdicom.
-            return dcmread(item.stored_path)
-        return item.stored_path
+            return dcmread(path)
+        return path
     if item.stored_syntax in UNCOMPRESSED and any(
         cx.transfer_syntax[0] in UNCOMPRESSED for cx in accepted
     ):
-        return dcmread(item.stored_path)
+        return dcmread(path)
     offered = sorted({UID(cx.transfer_syntax[0]).name for cx in accepted}) or ["nothing"]
     raise NoPresentationContext(
         f"no presentation context: peer does not accept {UID(item.SOPClassUID).name} in "
@@ -114,9 +122,10 @@ def install_exact_sender(assoc: Association) -> None:
     original = assoc.send_c_store
 
     def send_c_store(dataset, *args, **kwargs):
-        if isinstance(dataset, StoredInstance):
-            dataset = choose(assoc, dataset)
-        return original(dataset, *args, **kwargs)
+        if not isinstance(dataset, StoredInstance):
+            return original(dataset, *args, **kwargs)
+        with dataset.stored_file() as path:
+            return original(choose(assoc, dataset, path), *args, **kwargs)
 
     assoc.send_c_store = send_c_store  # type: ignore[method-assign]
     assoc._sends_stored_bytes = True  # type: ignore[attr-defined]
@@ -195,5 +204,5 @@ def _send_one(assoc: Association, item: StoredInstance) -> SendResult:
 def send_files(
     paths: Iterable[Path], host: str, port: int, called_ae: str, **kwargs
 ) -> list[SendResult]:
-    """C-STORE Part-10 files (for example blobs from ``archive.store.path``)."""
+    """C-STORE Part-10 files (for example blobs materialized by the store)."""
     return send_instances([read_instance(Path(p)) for p in paths], host, port, called_ae, **kwargs)

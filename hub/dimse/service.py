@@ -82,7 +82,7 @@ class DimseServer:
         bridge = LoopBridge(loop, config.timeout)
         policy = AccessPolicy(archive, bridge)
         selector = Selector(archive, bridge, policy)
-        self.store_handler = StoreHandler(archive, bridge, config.max_associations, policy)
+        self.store_handler = StoreHandler(archive, bridge, policy)
         receive = StreamedReceive(archive.store)
         self.admission = Admission(config.setup_timeout, config.max_associations)
         self.handlers = [
@@ -157,7 +157,6 @@ class DimseServer:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
-        self.store_handler.close()
 
 
 class DimseService:

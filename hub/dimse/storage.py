@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from pydicom import Dataset
 from pynetdicom.dsutils import encode_file_meta
@@ -14,6 +10,7 @@ from pynetdicom.events import Event
 
 from hub.archive import IngestError, Source
 from hub.archive import errors as codes
+from hub.archive.blobs import Spool
 from hub.archive.ingest import Expected
 from hub.archive.model import IngestResult
 from hub.dimse.access import AccessPolicy, NotAuthorized
@@ -51,34 +48,30 @@ def result_status(result: IngestResult) -> Dataset:
     return status(reason, result.message or "refused")
 
 
-def _sha256(*parts) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part)
-    return h.hexdigest()
-
-
 class StoreHandler:
     """EVT_C_STORE, run in the association's thread.
 
     The received bytes (pynetdicom's file meta for the request + the data set exactly as it
-    came over the wire) are in the store's temp dir already, hashed as they arrived (see
-    ``receive``); else (data set received in memory) they are written there here, hashed at
-    the same time in a helper thread. Then ``archive.ingest_temp``: the same ingest path as
-    ``ingest_bytes`` without copying a large data set twice or a second pass over it.
+    came over the wire) are in a spool of the store already, hashed as they arrived (see
+    ``receive``); else (data set received in memory) they are written into one here. Then
+    ``archive.ingest_spool``: the same ingest path as ``ingest_bytes`` without copying a
+    large data set twice or a second pass over it.
     """
 
-    def __init__(self, archive, bridge: LoopBridge, hashers: int, policy: AccessPolicy) -> None:
+    def __init__(self, archive, bridge: LoopBridge, policy: AccessPolicy) -> None:
         self.archive = archive
         self.bridge = bridge
         self.policy = policy
-        self._hasher = ThreadPoolExecutor(hashers, thread_name_prefix="dimse-sha256")
-
-    def close(self) -> None:
-        self._hasher.shutdown(wait=True)
 
     def __call__(self, event: Event) -> Dataset:
-        streamed = take(event)  # whatever is returned now, pynetdicom removes what is left
+        streamed = take(event)
+        try:
+            return self._store(event, streamed)
+        finally:
+            if streamed is not None:
+                streamed.discard()  # a refused object's; nothing once the store took it
+
+    def _store(self, event: Event, streamed: Spool | None) -> Dataset:
         try:
             who = self.policy.authorize(event, "store")
         except NotAuthorized as exc:
@@ -90,7 +83,8 @@ class StoreHandler:
                 "Affected SOP Class differs from the presentation context",
             )
         try:
-            temp, sha256, size = streamed or self._write_part10(event)
+            spool = streamed or self._write_part10(event)
+            size = spool.finish()[1]
         except OSError as exc:
             log.warning("C-STORE could not be written: %s", exc)
             return status(codes.OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")
@@ -99,34 +93,28 @@ class StoreHandler:
         expect = Expected(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID))
         try:
             result = self.bridge.call(
-                self.archive.ingest_temp(
-                    temp, sha256, size, source=source_of(event, who), expect=expect
-                ),
+                self.archive.ingest_spool(spool, source=source_of(event, who), expect=expect),
                 # Parsing and indexing a multi-gigabyte slide level takes a while.
                 timeout=self.bridge.timeout + size / MIN_INGEST_RATE,
             )
         except Exception as exc:
-            temp.unlink(missing_ok=True)  # ingest_temp owns it once started; harmless if gone
+            spool.discard()  # ingest_spool owns it once started; harmless if gone
             return _failure(exc)
         if not result.ok:
             log.info("C-STORE refused %s: %s", result.sop_instance_uid, result.message)
         return result_status(result)
 
-    def _write_part10(self, event: Event) -> tuple[Path, str, int]:
+    def _write_part10(self, event: Event) -> Spool:
         meta = b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta)
-        with event.request.DataSet.getbuffer() as body:
-            fd, temp = self.archive.store.new_temp()
-            hashed = self._hasher.submit(_sha256, meta, body)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(meta)
-                    f.write(body)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-            finally:
-                sha256 = hashed.result()  # the view must outlive the hashing
-            return temp, sha256, len(meta) + len(body)
+        spool = self.archive.store.spool()
+        try:
+            spool.write(meta)
+            with event.request.DataSet.getbuffer() as body:
+                spool.write(body)
+        except BaseException:
+            spool.discard()
+            raise
+        return spool
 
 
 def _failure(exc: Exception) -> Dataset:

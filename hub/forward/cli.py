@@ -155,6 +155,7 @@ async def _each(ids: list[int], change: Callable[[int], Awaitable[Task]], done: 
 
 async def cmd_send(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
     from hub.archive import Archive, NotFound
+    from hub.stores import open_store
 
     config = _config_or_none(settings)
     if config is None:
@@ -165,7 +166,7 @@ async def cmd_send(args: argparse.Namespace, settings: Settings, queue: ForwardQ
             file=sys.stderr,
         )
         return 1
-    archive = await Archive.open(settings)
+    archive = await Archive.open(settings, store=open_store(settings))
     try:
         refs = await archive.instances(args.study)
     except NotFound as exc:

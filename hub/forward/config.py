@@ -1,21 +1,22 @@
 """Forwarding configuration: targets, routing rules and the retry policy.
 
 Read from ``forward.toml`` or ``forward.json`` in the data directory and from
-``Settings.extra["forward"]`` (same shape; targets there override file targets of the same
-name, rules are appended). See hub/forward/README.md for the format.
+``Settings.forward`` (``hub.config.ForwardSettings``, the same shape; targets there override
+file targets of the same name, rules are appended). See hub/forward/README.md for the format.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydicom.uid import UID_dictionary
 
+from hub.archive.model import Indexed
 from hub.config import Settings
 from hub.security.tls import ClientTls
 
@@ -77,13 +78,13 @@ class Rule:
     door: frozenset[str] = frozenset()
     calling_ae: frozenset[str] = frozenset()
 
-    def matches(self, record: dict[str, Any]) -> bool:
-        source = record.get("source")
+    def matches(self, event: Indexed) -> bool:
+        source = event.source
         checks = (
-            (self.modality, (record.get("modality") or "").upper()),
-            (self.sop_class, record.get("sop_class_uid") or ""),
-            (self.door, (getattr(source, "door", None) or "").lower()),
-            (self.calling_ae, (getattr(source, "calling_ae", None) or "").strip().upper()),
+            (self.modality, event.modality.upper()),
+            (self.sop_class, event.sop_class_uid),
+            (self.door, source.door.lower()),
+            (self.calling_ae, (source.calling_ae or "").strip().upper()),
         )
         return all(not wanted or value in wanted for wanted, value in checks)
 
@@ -139,11 +140,11 @@ class ForwardConfig:
     enabled: bool = True  # False: enqueue, but do not run the worker
     keep_finished_days: float = 30.0  # done/cancelled tasks are deleted after this long
 
-    def targets_for(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+    def targets_for(self, event: Indexed) -> list[tuple[str, str]]:
         """(rule name, target name) pairs for a stored instance, one per distinct target."""
         chosen: dict[str, str] = {}
         for rule in self.rules:
-            if rule.matches(record):
+            if rule.matches(event):
                 for target in rule.targets:
                     chosen.setdefault(target, rule.name)
         return [(rule, target) for target, rule in chosen.items()]
@@ -171,8 +172,8 @@ class ForwardConfig:
 
 
 def load_config(settings: Settings) -> ForwardConfig:
-    """Merge the data-dir file (if any) with Settings.extra["forward"]."""
-    extra = dict(settings.extra.get("forward") or {})
+    """Merge the data-dir file (if any) with Settings.forward."""
+    extra = settings.forward.given()
     file_part: dict[str, Any] = {}
     path = _config_path(settings, extra.pop("config_file", None))
     if path is not None:
@@ -180,7 +181,7 @@ def load_config(settings: Settings) -> ForwardConfig:
     merged = {**file_part, **{k: v for k, v in extra.items() if k not in ("targets", "rules")}}
     merged["targets"] = {**(file_part.get("targets") or {}), **(extra.get("targets") or {})}
     merged["rules"] = [*(file_part.get("rules") or []), *(extra.get("rules") or [])]
-    return parse_config(merged, default_calling_ae=settings.ae_title)
+    return parse_config(merged, default_calling_ae=settings.ae_title, environ=settings.environ)
 
 
 def _config_path(settings: Settings, explicit: str | None) -> Path | None:
@@ -206,9 +207,14 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read forward config {path}: {exc}") from exc
 
 
-def parse_config(raw: dict[str, Any], default_calling_ae: str = "TESSERA") -> ForwardConfig:
+def parse_config(
+    raw: dict[str, Any],
+    default_calling_ae: str = "TESSERA",
+    environ: Mapping[str, str] | None = None,
+) -> ForwardConfig:
+    """``environ``: the variables a STOW target's ``token_env`` may name."""
     targets = {
-        name: _parse_target(name, spec, default_calling_ae)
+        name: _parse_target(name, spec, default_calling_ae, environ or {})
         for name, spec in (raw.get("targets") or {}).items()
     }
     rules = tuple(_parse_rule(i, spec, targets) for i, spec in enumerate(raw.get("rules") or []))
@@ -246,7 +252,9 @@ def _check_ranges(config: ForwardConfig) -> None:
             raise ConfigError(f"forward config: {message}")
 
 
-def _parse_target(name: str, spec: dict[str, Any], default_calling_ae: str) -> Target:
+def _parse_target(
+    name: str, spec: dict[str, Any], default_calling_ae: str, environ: Mapping[str, str]
+) -> Target:
     kind = spec.get("type", "dimse")
     try:
         if kind == "dimse":
@@ -262,7 +270,7 @@ def _parse_target(name: str, spec: dict[str, Any], default_calling_ae: str) -> T
         if kind == "stow":
             token = spec.get("token")
             if not token and spec.get("token_env"):
-                token = os.environ.get(spec["token_env"])
+                token = environ.get(spec["token_env"])
             return StowTarget(name=name, url=spec["url"], token=token)
     except KeyError as exc:
         raise ConfigError(f"forward target {name!r} lacks {exc.args[0]!r}") from exc

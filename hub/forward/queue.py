@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hub.archive import InstanceRef
+from hub.archive import Indexed, InstanceRef
 from hub.forward.config import RetryPolicy
 from hub.forward.outcome import Outcome
 from hub.forward.tables import STATES, forward_tasks
@@ -64,20 +64,28 @@ def _task(row: Any) -> Task:
     return Task(**row._mapping)
 
 
+def identity(event: Indexed) -> dict[str, str]:
+    """The columns of a task that name the instance it sends."""
+    return {
+        "sop_uid": event.sop_uid,
+        "sop_class_uid": event.sop_class_uid,
+        "study_uid": event.study_uid,
+        "series_uid": event.series_uid,
+        "modality": event.modality,
+        "sha256": event.sha256,
+    }
+
+
 async def enqueue(
-    conn: AsyncConnection, record: dict[str, Any], routes: Iterable[tuple[str, str]], now: float
+    conn: AsyncConnection, instance: dict[str, str], routes: Iterable[tuple[str, str]], now: float
 ) -> int:
-    """Queue one stored instance for each (rule, target); runs inside the ingest transaction."""
+    """Queue one stored instance (its ``identity``) for each (rule, target); runs inside the
+    ingest transaction."""
     rows = [
         {
             "target": target,
             "rule": rule,
-            "sop_uid": record["sop_uid"],
-            "sop_class_uid": record.get("sop_class_uid") or "",
-            "study_uid": record.get("study_uid") or "",
-            "series_uid": record.get("series_uid") or "",
-            "modality": record.get("modality") or "",
-            "sha256": record["sha256"],
+            **instance,
             "state": "pending",
             "attempts": 0,
             "next_attempt_at": now,
@@ -263,6 +271,7 @@ class ForwardQueue:
                 "sop_class_uid": ref.sop_class_uid,
                 "study_uid": ref.study_uid,
                 "series_uid": ref.series_uid,
+                "modality": "",
                 "sha256": ref.sha256,
             }
             for ref in refs

@@ -13,17 +13,16 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.archive import Archive
+from hub.archive import Archive, Indexed
 from hub.forward import dimse_sender, stow_sender
-from hub.forward.blobs import PlainFile, plain_file
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
 from hub.forward.outcome import Outcome
-from hub.forward.queue import ForwardQueue, Task, enqueue
+from hub.forward.queue import ForwardQueue, Task, enqueue, identity
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +82,12 @@ class Forwarder:
         self._wake.set()
 
     # -- archive hooks -----------------------------------------------------------------
-    async def _on_indexed(self, conn: AsyncConnection, record: dict[str, Any]) -> None:
-        routes = self.config.targets_for(record)
+    async def _on_indexed(self, conn: AsyncConnection, event: Indexed) -> None:
+        routes = self.config.targets_for(event)
         if routes:
-            await enqueue(conn, record, routes, time.time())
+            await enqueue(conn, identity(event), routes, time.time())
 
-    async def _on_stored(self, record: dict[str, Any]) -> None:
+    async def _on_stored(self, event: Indexed) -> None:
         self._wake.set()
 
     # -- delivery loop -----------------------------------------------------------------
@@ -186,44 +185,38 @@ class Forwarder:
 
     async def _deliver(self, target: Target, tasks: list[Task]) -> list[Outcome]:
         loop = asyncio.get_running_loop()
-        if isinstance(target, DimseTarget):
-            return await loop.run_in_executor(self._executor, self._send_dimse, target, tasks)
-        assert isinstance(target, StowTarget)
-        outcomes = []
-        async with stow_sender.session_for(target, self.config.timeouts) as session:
-            for task in tasks:
-                try:
-                    blob = await loop.run_in_executor(
-                        self._executor, plain_file, self.archive.store, task.sha256
-                    )
-                except OSError as exc:
-                    outcomes.append(Outcome.dead(f"stored object cannot be read: {exc}"))
-                    continue
-                try:
-                    outcomes.append(
-                        await stow_sender.send_one(
-                            session, target, blob.path, task.sop_uid, self.config.timeouts
-                        )
-                    )
-                finally:
-                    await loop.run_in_executor(self._executor, blob.release)
-        return outcomes
-
-    def _send_dimse(self, target: DimseTarget, tasks: list[Task]) -> list[Outcome]:
-        """Blocking: runs in the forward thread pool."""
         outcomes: list[Outcome | None] = [None] * len(tasks)
-        blobs: list[tuple[int, PlainFile]] = []
-        try:
+        async with contextlib.AsyncExitStack() as files:
+            paths: dict[int, Path] = {}
             for i, task in enumerate(tasks):
                 try:
-                    blobs.append((i, plain_file(self.archive.store, task.sha256)))
+                    paths[i] = await files.enter_async_context(
+                        self.archive.store.materialize(task.sha256)
+                    )
                 except OSError as exc:
                     outcomes[i] = Outcome.dead(f"stored object cannot be read: {exc}")
-            paths = [blob.path for _, blob in blobs]
-            sent = dimse_sender.send_batch(target, paths, self.config.timeouts)
-            for (i, _), outcome in zip(blobs, sent, strict=True):
+            if isinstance(target, DimseTarget):
+                sent = await loop.run_in_executor(
+                    self._executor, self._send_dimse, target, list(paths.values())
+                )
+            else:
+                assert isinstance(target, StowTarget)
+                sent = await self._send_stow(target, tasks, paths)
+            for i, outcome in zip(paths, sent, strict=True):
                 outcomes[i] = outcome
-        finally:
-            for _, blob in blobs:
-                blob.release()
         return [o for o in outcomes if o is not None]
+
+    async def _send_stow(
+        self, target: StowTarget, tasks: list[Task], paths: dict[int, Path]
+    ) -> list[Outcome]:
+        async with stow_sender.session_for(target, self.config.timeouts) as session:
+            return [
+                await stow_sender.send_one(
+                    session, target, path, tasks[i].sop_uid, self.config.timeouts
+                )
+                for i, path in paths.items()
+            ]
+
+    def _send_dimse(self, target: DimseTarget, paths: list[Path]) -> list[Outcome]:
+        """Blocking: runs in the forward thread pool."""
+        return dimse_sender.send_batch(target, paths, self.config.timeouts)

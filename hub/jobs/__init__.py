@@ -42,7 +42,7 @@ async def _run_jobs(app: web.Application) -> AsyncIterator[None]:
         archive,
         uploads,
         settings.data_dir / "jobs",
-        workers=int(settings.extra.get("convert_workers", 1)),
+        workers=settings.jobs.convert_workers,
     )
     app[UPLOADS_KEY] = uploads
     app[JOBS_KEY] = runner

@@ -26,8 +26,9 @@ def init_worker(queue: Queue) -> None:
 
 
 def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
-    """Convert one vendor slide; returns {"paths": [...], "frames_done": n, "frames_total": n}
-    or {"error": "reason"}.
+    """Convert one vendor slide; returns {"paths": [...], "frames_done": n, "frames_total": n,
+    "warnings": [...]} or {"error": "reason"}. The warnings are the assumptions the output
+    states (ImageComments): assumed pixel spacing, shifted signed samples, the plane chosen.
 
     The result carries the final figures because progress messages travel another channel and
     may reach the server after the result does."""
@@ -37,6 +38,7 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
         return {"error": f"slide conversion is not available: {exc}"}
     report = _Reporter(job_id)
     report(0, 0)  # started: the job leaves the queue
+    warnings: list[str] = []
     try:
         paths = convert_slide(
             Path(src),
@@ -44,6 +46,7 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
             _slide_ids(SlideIds, ids),
             ConvertOptions(progressive=True),
             progress=report,
+            warn=warnings.append,
             on_instance=report.instance,
         )
     except ConversionError as exc:
@@ -57,6 +60,7 @@ def convert(job_id: str, src: str, out_dir: str, ids: dict) -> dict:
         "paths": [str(p) for p in paths],
         "frames_done": report.done,
         "frames_total": report.total,
+        "warnings": warnings,
     }
 
 

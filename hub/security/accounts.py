@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -163,10 +162,10 @@ async def check_password(engine: AsyncEngine, username: str, password: str) -> P
     return Principal(user=row.username, role=row.role, user_id=row.id, via="session")
 
 
-async def ensure_admin(engine: AsyncEngine) -> str | None:
+async def ensure_admin(engine: AsyncEngine, given: str | None = None) -> str | None:
     """Create the first administrator when there is none.
 
-    The password comes from TESSERA_ADMIN_PASSWORD, or is generated and returned so the
+    The password is ``given`` (TESSERA_ADMIN_PASSWORD), or is generated and returned so the
     caller can print it once. Returns None when nothing was generated.
     """
     async with engine.connect() as conn:
@@ -175,7 +174,6 @@ async def ensure_admin(engine: AsyncEngine) -> str | None:
         )
     if count:
         return None
-    given = os.environ.get("TESSERA_ADMIN_PASSWORD")
     password = given or passwords.generate()
     try:
         await create_user(engine, "admin", "admin", password)

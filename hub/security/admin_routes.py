@@ -112,12 +112,13 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 async def verify_audit(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    data_dir = request.app[SECURITY_KEY].data_dir
+    state = request.app[SECURITY_KEY]
+    data_dir = state.data_dir
     assert data_dir is not None
-    log = audit_trail.attach(engine, data_dir)
+    log = audit_trail.attach(engine, data_dir, state.settings.audit_key)
     await log.flush()
     verdict = await audit_trail.verify(
-        engine, audit_key(data_dir), audit_trail.head_path_for(data_dir)
+        engine, audit_key(data_dir, state.settings.audit_key), audit_trail.head_path_for(data_dir)
     )
     return web.json_response(
         {"ok": verdict.ok, "records": verdict.records, "problems": verdict.problems}

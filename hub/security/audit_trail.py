@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.archive.model import Indexed
 from hub.security.keys import KEY_DIR, audit_key
 from hub.security.tables import audit_log
 
@@ -225,12 +226,13 @@ def _parse_head(text: str) -> tuple[int, str] | None:
 _logs: weakref.WeakKeyDictionary[AsyncEngine, AuditLog] = weakref.WeakKeyDictionary()
 
 
-def attach(engine: AsyncEngine, data_dir: Path) -> AuditLog:
-    """The audit log for ``engine``, keyed from the data directory (or TESSERA_AUDIT_KEY)."""
+def attach(engine: AsyncEngine, data_dir: Path, key: str | None = None) -> AuditLog:
+    """The audit log for ``engine``, keyed by ``key`` (TESSERA_AUDIT_KEY) or from the data
+    directory."""
     existing = _logs.get(engine)
     if existing is not None:
         return existing
-    audit_log_ = AuditLog(engine, audit_key(data_dir), head_path_for(data_dir))
+    audit_log_ = AuditLog(engine, audit_key(data_dir, key), head_path_for(data_dir))
     _logs[engine] = audit_log_
     return audit_log_
 
@@ -285,29 +287,27 @@ async def audit(
         await target.write([entry])
 
 
-def archive_subscriber(engine: AsyncEngine) -> Callable[[dict], Awaitable[None]]:
+def archive_subscriber(engine: AsyncEngine) -> Callable[[Indexed], Awaitable[None]]:
     """An ``archive.subscribe`` callback that records every stored object."""
 
-    async def on_event(record: dict) -> None:
-        src = record.get("source")
-        door = getattr(src, "door", None) or "unknown"
-        who = getattr(src, "actor", None) or getattr(src, "calling_ae", None) or door
-        status = record.get("status", "stored")
+    async def on_event(event: Indexed) -> None:
+        src = event.source
+        door = src.door or "unknown"
         await audit(
             engine,
-            who=who,
+            who=src.actor or src.calling_ae or door,
             role=f"door:{door}",
-            action=f"instance.{status}",
-            outcome="failure" if status == "failed" else "success",
-            patient=record.get("patient_id"),
-            study=record.get("study_uid"),
-            source=getattr(src, "address", None) or getattr(src, "calling_ae", None),
+            action=f"instance.{event.status}",
+            outcome="success",
+            patient=event.patient_id,
+            study=event.study_uid,
+            source=src.address or src.calling_ae,
             detail={
-                "sop_uid": record.get("sop_uid"),
-                "sop_class_uid": record.get("sop_class_uid"),
-                "series_uid": record.get("series_uid"),
-                "sha256": record.get("sha256"),
-                **({"warnings": record["warnings"]} if record.get("warnings") else {}),
+                "sop_uid": event.sop_uid,
+                "sop_class_uid": event.sop_class_uid,
+                "series_uid": event.series_uid,
+                "sha256": event.sha256,
+                **({"warnings": list(event.warnings)} if event.warnings else {}),
             },
         )
 

@@ -7,7 +7,6 @@ Building the parser imports nothing heavy (the hub builds it for every command, 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -161,7 +160,7 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
             engine = make_engine(settings.db_url)
             try:
                 await create_schema(engine)
-                audit_trail.attach(engine, settings.data_dir)
+                audit_trail.attach(engine, settings.data_dir, settings.security.audit_key)
                 return await handler(args, engine, settings)
             except (AccountError, ValueError) as e:
                 print(f"error: {e}", file=sys.stderr)
@@ -193,7 +192,7 @@ async def _record(engine: AsyncEngine, action: str, detail: dict | None = None) 
 
     await audit_trail.audit(
         engine,
-        who=os.environ.get("USER", "cli"),
+        who=_operator(),
         role="operator",
         action=action,
         outcome="success",
@@ -280,7 +279,9 @@ async def _audit_verify(args, engine: AsyncEngine, settings: Settings) -> int:
     from hub.security.keys import audit_key
 
     verdict = await audit_trail.verify(
-        engine, audit_key(settings.data_dir), audit_trail.head_path_for(settings.data_dir)
+        engine,
+        audit_key(settings.data_dir, settings.security.audit_key),
+        audit_trail.head_path_for(settings.data_dir),
     )
     for problem in verdict.problems:
         print(f"TAMPERED: {problem}")
@@ -356,3 +357,13 @@ async def _ae_list(args, engine: AsyncEngine, settings: Settings) -> int:
 
 def _day(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts else "-"
+
+
+def _operator() -> str:
+    """Who runs the command, for the audit trail."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no password-file entry
+        return "cli"

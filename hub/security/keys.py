@@ -38,14 +38,9 @@ def load_or_create(path: Path, *, what: str) -> bytes:
     return key
 
 
-def key_from(env_var: str, path: Path, *, what: str, create: bool = True) -> bytes:
-    """The key from ``env_var`` if set, else from ``path`` (created when missing and allowed)."""
-    if value := os.environ.get(env_var):
-        return parse_key(value, what=env_var)
-    if not create and not path.exists():
-        raise FileNotFoundError(f"{what}: no key file at {path} and {env_var} is not set")
-    return load_or_create(path, what=what)
-
-
-def audit_key(data_dir: Path) -> bytes:
-    return key_from("TESSERA_AUDIT_KEY", data_dir / KEY_DIR / "audit.key", what="audit key")
+def audit_key(data_dir: Path, given: str | None = None) -> bytes:
+    """``given`` (TESSERA_AUDIT_KEY), else the key file in the data folder (created on first
+    use)."""
+    if given:
+        return parse_key(given, what="TESSERA_AUDIT_KEY")
+    return load_or_create(data_dir / KEY_DIR / "audit.key", what="audit key")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -13,6 +13,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.config import SecuritySettings
 from hub.security import accounts
 from hub.security.access_audit import record_read
 from hub.security.accounts import Principal
@@ -48,6 +49,7 @@ class SecurityState:
     data_dir: Path | None = None
     generated_admin_password: str | None = None
     primary: bool = True
+    settings: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 SECURITY_KEY: web.AppKey[SecurityState] = web.AppKey("security", SecurityState)

@@ -29,6 +29,8 @@ ROUTE_RULES: dict[str, str | None] = {
     "telehealth.join": "telehealth.join",
     "telehealth.signal": "telehealth.signal",
     "telehealth.capture": "telehealth.capture",
+    "dose.read": "dose.read",
+    "dose.admin": "dose.admin",
     "admin": "admin",
 }
 

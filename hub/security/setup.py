@@ -13,6 +13,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.config import SecuritySettings
 from hub.security import audit_trail as audit_mod
 from hub.security import cors, ratelimit, revocations, visibility
 from hub.security.accounts import ensure_admin, purge_expired
@@ -45,10 +46,15 @@ def setup(
     ``primary=False`` (reader processes): no first admin account and no housekeeping, which
     the primary process does once for all.
     """
-    app[SECURITY_KEY] = SecurityState(engine=engine, data_dir=data_dir, primary=primary)
+    settings = app.get(SETTINGS_KEY)
+    app[SECURITY_KEY] = SecurityState(
+        engine=engine,
+        data_dir=data_dir,
+        primary=primary,
+        settings=settings.security if settings is not None else SecuritySettings(),
+    )
     app.middlewares.append(security_middleware)
     app.on_response_prepare.append(add_security_headers)
-    settings = app.get(SETTINGS_KEY)
     cors.setup(app, settings.cors_origins if settings is not None else [])
     add_routes(app)
     add_admin_routes(app)
@@ -68,7 +74,7 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
         archive.resolve_writer_scopes(visibility.writer_scopes(state.engine))
     await asyncio.to_thread(revocations.signal_for, state.engine)  # opens a file: not on the loop
     install_log_redaction()
-    log = audit_mod.attach(state.engine, state.data_dir)
+    log = audit_mod.attach(state.engine, state.data_dir, state.settings.audit_key)
     await log.start()
     housekeeping = None
     if state.primary:
@@ -91,7 +97,7 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _first_admin(state: SecurityState) -> None:
     assert state.engine is not None
-    state.generated_admin_password = await ensure_admin(state.engine)
+    state.generated_admin_password = await ensure_admin(state.engine, state.settings.admin_password)
     if state.generated_admin_password:
         print(
             "Created user 'admin' with one-time password: "

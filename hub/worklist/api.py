@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from hub.app_keys import ARCHIVE_KEY
+from hub.archive.model import Indexed
 from hub.archive.query import QueryError
 from hub.requestdata import BadInput, check_field_types, json_object, parse_int
 from hub.security.visibility import worklist_restriction
@@ -117,9 +118,9 @@ def _transition(action: str):
 async def _start_steps_on_first_image(app: web.Application) -> AsyncIterator[None]:
     archive = app[ARCHIVE_KEY]
 
-    async def start_on_first_image(record: dict) -> None:
-        if record.get("status") == "stored":
-            await model.start_for_study(archive.engine, record["study_uid"])
+    async def start_on_first_image(event: Indexed) -> None:
+        if event.status == "stored":
+            await model.start_for_study(archive.engine, event.study_uid)
 
     archive.subscribe(start_on_first_image)
     yield

@@ -15,7 +15,7 @@ def test_environment_then_flags(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TESSERA_EXTRA", '{"forward": {"enabled": false}}')
     s = Settings.from_env()
     assert (s.data_dir, s.dimse_port, s.ae_title) == (tmp_path / "env", 11112, "HUB1")
-    assert s.extra == {"forward": {"enabled": False}}
+    assert s.forward.enabled is False
     args = build_parser().parse_args(
         ["--data", str(tmp_path / "flag"), "serve", "--dimse-port", "104", "--ae-title", "HUB2"]
     )

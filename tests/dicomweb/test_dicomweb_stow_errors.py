@@ -33,8 +33,8 @@ async def assert_nothing_stored(hub) -> None:
     async with hub.session() as session, session.get(hub.url + "/dicomweb/instances") as r:
         assert r.status == 200
         assert await r.json() == []
-    assert list(hub.archive.store.all_hashes()) == []
-    assert list(hub.archive.store.tmp_dir.iterdir()) == []
+    assert [info async for info in hub.archive.store.iterate()] == []
+    assert list(hub.settings.tmp_dir.iterdir()) == []
 
 
 async def test_every_bad_corpus_file_is_refused(corpus: Path, hub_server) -> None:

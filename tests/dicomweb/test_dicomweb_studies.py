@@ -79,7 +79,7 @@ async def test_split_study_in_three_requests_with_a_duplicate(hub_server) -> Non
             session, f"{hub_server.url}/dicomweb/studies/{STUDY}/series/{first}/instances"
         )
         assert [value(r, "00200013") for r in instances] == [1, 2, 3, 4]
-    assert len(list(hub_server.archive.store.all_hashes())) == 12
+    assert len([info async for info in hub_server.archive.store.iterate()]) == 12
 
 
 async def test_instance_order_ties_fall_back_to_time_then_uid(hub_server) -> None:
@@ -139,7 +139,7 @@ async def test_version_policy_keeps_both(settings) -> None:
         )
         async with session.get(url) as r:
             assert changed in await r.read()
-        assert len(list(hub.archive.store.all_hashes())) == 2  # the first version is kept
+        assert len([info async for info in hub.archive.store.iterate()]) == 2  # first version kept
 
 
 async def test_conflicting_patient_is_refused_and_recorded(hub_server) -> None:

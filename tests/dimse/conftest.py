@@ -11,7 +11,7 @@ from dimse_peers import AE, HOST, DimseHub, StoreSCP, need_dcmtk, running_dimse_
 from hubtest import free_port
 
 import hub.worklist.model  # noqa: F401  (creates the worklist table with the archive)
-from hub.config import Settings
+from hub.config import DimseSettings, Settings
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ async def dimse_hub(tmp_path: Path, receiver: StoreSCP) -> AsyncIterator[DimseHu
         data_dir=tmp_path / "data",
         dimse_port=0,
         ae_title=AE,
-        extra={"dimse_move_destinations": {receiver.ae: [HOST, receiver.port]}},
+        dimse=DimseSettings(move_destinations={receiver.ae: [HOST, receiver.port]}),
     )
     async with running_dimse_hub(settings) as hub:
         yield hub

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dimse_peers import AE, HOST, DimseHub, need_dcmtk, run, running_dimse_hub
 
-from hub.config import Settings
+from hub.config import DimseSettings, Settings
 from hub.security.tls import make_self_signed
 
 pytestmark = pytest.mark.peers
@@ -21,12 +21,12 @@ IDLE_PEER = "127.0.0.2"
 PARTIAL_PDU = b"\x01\x00\x00\x00\x10\x00"
 
 
-def _settings(tmp_path: Path, **extra) -> Settings:
+def _settings(tmp_path: Path, **dimse) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         dimse_port=0,
         ae_title=AE,
-        extra={"dimse_setup_timeout": SETUP_TIMEOUT, "dimse_max_associations": 16, **extra},
+        dimse=DimseSettings(setup_timeout=SETUP_TIMEOUT, max_associations=16, **dimse),
     )
 
 
@@ -41,8 +41,8 @@ async def hub(tmp_path: Path) -> AsyncIterator[DimseHub]:
 async def tls_hub(tmp_path: Path) -> AsyncIterator[DimseHub]:
     need_dcmtk()
     cert, key = make_self_signed(tmp_path / "tls")
-    tls = {"dimse_tls": {"cert": str(cert), "key": str(key)}}
-    async with running_dimse_hub(_settings(tmp_path, **tls)) as running:
+    tls = {"cert": str(cert), "key": str(key)}
+    async with running_dimse_hub(_settings(tmp_path, tls=tls)) as running:
         yield running
 
 

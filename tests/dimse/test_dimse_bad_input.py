@@ -30,6 +30,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import P_DATA_TF
 
 from hub.archive.query import Query
+from hub.config import DimseSettings
 from hub.dimse.config import DimseConfig
 from hub.dimse.service import DimseServer
 
@@ -205,10 +206,9 @@ async def test_dataset_that_is_not_the_requested_one_is_refused(
 async def strict_hub(tmp_path: Path, dimse_hub: DimseHub):
     """A second SCP on the same archive: one calling AE allowed, uncompressed only."""
     settings = dimse_hub.settings
-    settings.extra = {
-        "dimse_allowed_aes": ["GOODSCU"],
-        "dimse_transfer_syntaxes": [ExplicitVRLittleEndian],
-    }
+    settings.dimse = DimseSettings(
+        allowed_aes=("GOODSCU",), transfer_syntaxes=(ExplicitVRLittleEndian,)
+    )
     server = DimseServer(
         dimse_hub.archive, DimseConfig.from_settings(settings), asyncio.get_running_loop()
     )

@@ -132,6 +132,18 @@ async def test_study_root_refuses_patient_level(stored: DimseHub, tmp_path: Path
     assert (await run("echoscu", *stored.address)).rc == 0
 
 
+async def test_an_integer_beyond_64_bits_is_refused_with_a_reason(
+    stored: DimseHub, tmp_path: Path
+) -> None:
+    result = await run(
+        "findscu", "-d", "-S", "-k", "QueryRetrieveLevel=SERIES", "-k", "StudyInstanceUID",
+        "-k", f"SeriesNumber={2**64}", *stored.address,
+    )  # fmt: skip
+    assert "DIMSE Status                  : 0xc000: Failed: Unable to process" in result.out, result
+    assert f"'{2**64}' exceeds the 64-bit integer range" in result.out, result
+    assert (await run("echoscu", *stored.address)).rc == 0
+
+
 async def _schedule(hub: DimseHub, **fields) -> model.WorklistItem:
     base = dict(patient_name="DOE^JANE", patient_id="P1", modality="US", station_ae="POCUS1")
     return await model.create(hub.archive.engine, model.NewItem(**(base | fields)))

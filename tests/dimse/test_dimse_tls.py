@@ -1,4 +1,4 @@
-"""DICOM over TLS on the DIMSE port (Settings.extra dimse_tls) with dcmtk peers."""
+"""DICOM over TLS on the DIMSE port (Settings.dimse.tls) with dcmtk peers."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from hubtest import free_port
 from pydicom import dcmread
 
 from hub.archive.query import Query
-from hub.config import Settings
+from hub.config import DimseSettings, Settings
 from hub.security.tls import make_self_signed
 
 pytestmark = pytest.mark.peers
@@ -36,7 +36,7 @@ async def tls_hub(tmp_path: Path) -> AsyncIterator[DimseHub]:
         data_dir=tmp_path / "data",
         dimse_port=0,
         ae_title=AE,
-        extra={"dimse_tls": {"cert": str(cert), "key": str(key)}},
+        dimse=DimseSettings(tls={"cert": str(cert), "key": str(key)}),
     )
     async with running_dimse_hub(settings) as hub:
         yield hub
@@ -73,7 +73,7 @@ async def test_move_to_a_tls_destination(tmp_path: Path, trusted: bool) -> None:
             data_dir=tmp_path / "data",
             dimse_port=0,
             ae_title=AE,
-            extra={"dimse_move_destinations": {"TLSRECV": where}},
+            dimse=DimseSettings(move_destinations={"TLSRECV": where}),
         )
         async with running_dimse_hub(settings) as hub:
             sample = next(s for s in retrieve_samples() if s.path.name == "CT_small.dcm")

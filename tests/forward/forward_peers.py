@@ -22,10 +22,11 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
-from hub.config import Settings
+from hub.config import Settings, sections
 from hub.forward import service
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
+from hub.stores import open_store
 
 FAST_RETRY = {"base": 0.2, "multiplier": 2.0, "max_delay": 1.0, "max_attempts": 100}
 FAST_TIMEOUTS = {"connect": 3, "acse": 5, "dimse": 15, "network": 15, "http": 15}
@@ -155,7 +156,7 @@ class Hub:
         self, data_dir: Path, forward: dict, database_url: str | None = None, **extra
     ) -> None:
         self.settings = Settings(
-            data_dir=data_dir, database_url=database_url, extra={"forward": forward, **extra}
+            data_dir=data_dir, database_url=database_url, **sections(forward=forward, **extra)
         )
         self.archive: Archive | None = None
         self.runner: web.AppRunner | None = None
@@ -167,7 +168,7 @@ class Hub:
         return self.runner.app[FORWARDER_KEY]
 
     async def open(self) -> Hub:
-        self.archive = await Archive.open(self.settings)
+        self.archive = await Archive.open(self.settings, store=open_store(self.settings))
         app = web.Application()
         app[SETTINGS_KEY] = self.settings
         app[ARCHIVE_KEY] = self.archive

@@ -141,7 +141,7 @@ async def test_encrypted_store_forwards_the_plaintext(storescp_factory, hub_fact
     expected = {}
     for path in files:
         res = await hub.archive.ingest_file(path, source=TELEHEALTH)
-        blob = hub.archive.store.path(res.sha256).read_bytes()
+        blob = hub.archive.store.inner.path(res.sha256).read_bytes()
         assert blob != path.read_bytes()  # encrypted at rest
         expected[res.sop_instance_uid] = dataset_sha256(path)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,12 +58,12 @@ async def test_rules_route_by_modality_sop_class_door_and_calling_ae(hub_factory
     assert len(await hub.forwarder.queue.list(sop_uid=ct)) == 2  # a duplicate is not resent
 
 
-def test_settings_extra_adds_to_and_overrides_the_data_dir_file(tmp_path, monkeypatch):
+def test_settings_extra_adds_to_and_overrides_the_data_dir_file(tmp_path):
     (tmp_path / "forward.json").write_text(
         '{"targets": {"pacs": {"host": "10.0.0.1", "port": 104, "called_ae": "OLD"}},'
         ' "rules": [{"target": "pacs"}], "retry": {"base": 30}}'
     )
-    monkeypatch.setenv("VNA_TOKEN", "from-env")
+    environ = {"VNA_TOKEN": "from-env"}
     extra = {
         "targets": {
             "pacs": {"host": "10.0.0.2", "port": 11112, "called_ae": "NEW", "tls": True},
@@ -70,7 +71,11 @@ def test_settings_extra_adds_to_and_overrides_the_data_dir_file(tmp_path, monkey
         },
         "rules": [{"name": "slides", "target": "vna", "match": {"modality": "SM"}}],
     }
-    config = load_config(Settings(data_dir=tmp_path, extra={"forward": extra}))
+    config = load_config(
+        Settings.from_env(
+            {**environ, "TESSERA_EXTRA": json.dumps({"forward": extra})}, data_dir=tmp_path
+        )
+    )
 
     assert config.targets["pacs"].called_ae == "NEW" and config.targets["pacs"].tls is not None
     assert config.targets["vna"].token == "from-env"
@@ -104,12 +109,11 @@ def test_config_errors_name_the_offending_entry(raw, message):
     assert message in str(err.value)
 
 
-def test_the_documented_example_configuration_loads(tmp_path, monkeypatch):
+def test_the_documented_example_configuration_loads(tmp_path):
     readme = (Path(__file__).parents[2] / "hub" / "forward" / "README.md").read_text()
     example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "forward.toml").write_text(example)
-    monkeypatch.setenv("TESSERA_VNA_TOKEN", "t")
-    config = load_config(Settings(data_dir=tmp_path))
+    config = load_config(Settings.from_env({"TESSERA_VNA_TOKEN": "t"}, data_dir=tmp_path))
     assert set(config.targets) == {"pacs", "vna"}
     assert [r.name for r in config.rules] == ["telehealth-us", "slides", "ct-scanner"]
     assert config.targets["vna"].token == "t"

@@ -31,6 +31,8 @@ AREA_ROUTES = [
     ("POST", "/api/telehealth/sessions/{sid}/join", "telehealth.join.session"),
     ("GET", "/api/telehealth/ws", "telehealth.signal.ws"),
     ("POST", "/api/telehealth/capture", "telehealth.capture.still"),
+    ("GET", "/api/dose/patients", "dose.read.patients"),
+    ("POST", "/api/dose/patients/{id}/link", "dose.admin.link"),
     ("GET", "/api/admin/probe", "admin.probe"),
     ("GET", "/unnamed", None),
     ("GET", "/mystery", "mystery.thing"),

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from hub.config import Settings
+from hub.config import Settings, StorageSettings
 from hub.security.at_rest import EncryptedBlobStore
 
 SAMPLE = "emri_small.dcm"  # 10 native frames; one straddles two 64 KiB encrypted chunks
@@ -25,7 +25,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         port=port,
-        extra={"encryption_key_file": str(tmp_path / "store.key")},
+        storage=StorageSettings(encryption_key_file=tmp_path / "store.key"),
     )
 
 
@@ -63,7 +63,7 @@ async def test_stow_then_wado_through_an_encrypted_store(hub_server) -> None:
             frames = await _parts(r)
     size = len(ds.PixelData) // 10
     assert frames == [ds.PixelData[(n - 1) * size : n * size] for n in (1, 8, 10)]
-    on_disk = hub_server.archive.store.path(hashlib.sha256(original).hexdigest())
+    on_disk = hub_server.archive.store.inner.path(hashlib.sha256(original).hexdigest())
     assert b"DICM" not in on_disk.read_bytes()[:4096]  # noqa: ASYNC240
 
 

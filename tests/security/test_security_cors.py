@@ -15,10 +15,10 @@ from aiohttp import web
 from hubtest import HubServer, free_port, running_hub
 from playwright.async_api import async_playwright
 
+from hub.app import build_app
 from hub.archive import Archive
 from hub.config import Settings
-from hub.proxy import Upstream
-from hub.readers import build_reader_app
+from hub.serve.proxy import Upstream
 
 ALLOWED = "http://127.0.0.1:{port}"
 PREFLIGHT = {
@@ -109,7 +109,7 @@ async def test_a_reader_answers_preflights_itself(settings: Settings, page_port:
     await (await Archive.open(settings)).close()  # a reader never creates the index itself
     upstream = Upstream(str(settings.data_dir / "nobody.sock"))
     await upstream.start()
-    app = await build_reader_app(dataclasses.replace(settings), upstream)
+    app = await build_app(dataclasses.replace(settings), upstream=upstream)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

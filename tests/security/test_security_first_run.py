@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from hub.config import Settings
 from hub.security.accounts import AccountError, check_password, ensure_admin, list_users
 
 
-async def test_first_run_creates_admin_with_a_printed_password(engine, monkeypatch) -> None:
-    monkeypatch.delenv("TESSERA_ADMIN_PASSWORD", raising=False)
-    password = await ensure_admin(engine)
+def _given(environ: dict[str, str]) -> str | None:
+    return Settings.from_env(environ).security.admin_password
+
+
+async def test_first_run_creates_admin_with_a_printed_password(engine) -> None:
+    password = await ensure_admin(engine, _given({}))
     assert password is not None and len(password) >= 12
     who = await check_password(engine, "admin", password)
     assert who is not None and who.role == "admin"
@@ -17,13 +21,12 @@ async def test_first_run_creates_admin_with_a_printed_password(engine, monkeypat
     assert [u["username"] for u in await list_users(engine)] == ["admin"]
 
 
-async def test_admin_password_from_the_environment(engine, monkeypatch) -> None:
-    monkeypatch.setenv("TESSERA_ADMIN_PASSWORD", "set by the installer")
-    assert await ensure_admin(engine) is None  # nothing to print
+async def test_admin_password_from_the_environment(engine) -> None:
+    given = _given({"TESSERA_ADMIN_PASSWORD": "set by the installer"})
+    assert await ensure_admin(engine, given) is None  # nothing to print
     assert await check_password(engine, "admin", "set by the installer") is not None
 
 
-async def test_weak_admin_password_from_the_environment_is_refused(engine, monkeypatch) -> None:
-    monkeypatch.setenv("TESSERA_ADMIN_PASSWORD", "admin")
+async def test_weak_admin_password_from_the_environment_is_refused(engine) -> None:
     with pytest.raises(AccountError, match="at least 12"):
-        await ensure_admin(engine)
+        await ensure_admin(engine, _given({"TESSERA_ADMIN_PASSWORD": "admin"}))

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pynetdicom import AE
 
 from hub.archive.query import Query
-from hub.config import Settings
+from hub.config import DimseSettings, Settings
 
 pytestmark = pytest.mark.peers
 
@@ -138,7 +138,7 @@ def fuzz_hub(tmp_path_factory):
         data_dir=tmp_path_factory.mktemp("fuzz-dimse"),
         port=free_port(),
         dimse_port=port,
-        extra={"dimse_timeout": 3},
+        dimse=DimseSettings(timeout=3),
     )
     loop = asyncio.new_event_loop()
     ready = threading.Event()

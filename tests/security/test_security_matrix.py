@@ -34,7 +34,7 @@ from sqlalchemy import update
 
 import hub.worklist.model  # noqa: F401  (the worklist table exists when the archive opens)
 from hub.archive import Archive
-from hub.config import Settings
+from hub.config import DimseSettings, Settings
 from hub.dimse.config import DimseConfig
 from hub.dimse.service import DimseServer
 from hub.security.accounts import create_user
@@ -272,7 +272,7 @@ async def dimse_matrix(tmp_path: Path) -> AsyncIterator[DimseMatrix]:
     settings = Settings(
         data_dir=tmp_path / "data",
         dimse_port=0,
-        extra={"dimse_move_destinations": {MOVE_DESTINATION: destination}},
+        dimse=DimseSettings(move_destinations={MOVE_DESTINATION: destination}),
     )
     archive = await Archive.open(settings)
     for role in ROLES:

@@ -171,7 +171,7 @@ async def test_a_trickled_slide_chunk_is_a_408_and_the_upload_resumes(settings: 
 
 def _reader_started(pid: int) -> bool:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return any(b"hub.readers" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children)
+    return any(b"hub.serve.readers" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children)
 
 
 async def test_every_process_of_a_multi_process_hub_cuts_slow_heads_off(tmp_path) -> None:

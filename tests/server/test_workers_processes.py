@@ -59,7 +59,7 @@ class Hub:
             raise
 
     def readers(self) -> set[int]:
-        return {p for p in _children(self.proc.pid) if "hub.readers" in _cmdline(p)}
+        return {p for p in _children(self.proc.pid) if "hub.serve.readers" in _cmdline(p)}
 
     def stop(self) -> int:
         if self.proc.poll() is None:

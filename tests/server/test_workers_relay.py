@@ -30,11 +30,10 @@ from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive.archive import VERSIONED_CACHE_SECONDS
 from hub.config import Settings
-from hub.proxy import Upstream
-from hub.readers import build_reader_app
 from hub.security.accounts import create_user, issue_token
 from hub.security.audit_trail import attach
 from hub.security.tables import audit_log
+from hub.serve.proxy import Upstream
 
 PASSWORD = "correct horse battery staple"
 
@@ -59,7 +58,7 @@ async def primary_and_reader(settings: Settings) -> AsyncIterator[Pair]:
     await web.UnixSite(primary, path).start()
     upstream = Upstream(path)
     await upstream.start()
-    reader_app = await build_reader_app(dataclasses.replace(settings), upstream)
+    reader_app = await build_app(dataclasses.replace(settings), upstream=upstream)
     reader = web.AppRunner(reader_app, access_log=None)
     await reader.setup()
     reader_port = free_port()

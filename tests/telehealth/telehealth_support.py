@@ -26,7 +26,7 @@ from pydicom.data import get_testdata_file
 from hub.app import build_app
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive
-from hub.config import Settings
+from hub.config import Settings, sections
 from hub.security.accounts import create_user, issue_token
 from telehealth.ice import rtc_configuration
 
@@ -198,7 +198,7 @@ async def running_hub(
     settings = Settings(
         data_dir=data_dir,
         port=free_port(),
-        extra={**(extra or {}), "telehealth": {"ice_candidates": "loopback", **telehealth}},
+        **sections(**(extra or {}), telehealth={"ice_candidates": "loopback", **telehealth}),
     )
     app = await build_app(settings)
     runner = web.AppRunner(app, access_log=None)

@@ -7,52 +7,24 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-import av
 import pydicom
 import pytest
-from telehealth_support import cine, cine_frames, running_hub
+from browser_support import (
+    CHROMIUM,
+    CONNECTED,
+    SCHEDULED_STEP,
+    chromium_args,
+    logged_in,
+    until,
+    watch,
+    write_y4m,
+)
+from telehealth_support import cine, running_hub
 
 from hub.archive.query import Query
-from hub.security.accounts import issue_token
-from hub.security.middleware import SESSION_COOKIE
 from hub.worklist.model import NewItem, create
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-SCHEDULED_STEP = {
-    "patient_name": "Kowalska^Zofia",
-    "patient_id": "PAED-0042",
-    "modality": "US",
-    "age": "008M",
-    "weight_kg": 7.9,
-    "accession": "ACC-BROWSER-1",
-    "requested_procedure_id": "RP-B1",
-    "sps_id": "SPS-B1",
-    "sps_description": "Infant hip ultrasound",
-}
-
-
-def write_y4m(path: Path) -> Path:
-    """The cine as a YUV4MPEG2 file, Chromium's fake-camera input."""
-    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
-        stream = container.add_stream("rawvideo", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
-        for rgb in cine_frames():
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-async def _logged_in(browser, hub, role: str):
-    user = f"{role}-user"  # created by running_hub
-    _, secret = await issue_token(hub.archive.engine, user, kind="session", ttl_seconds=3600)
-    context = await browser.new_context(permissions=["camera", "microphone"])
-    await context.add_cookies([{"name": SESSION_COOKIE, "value": secret, "url": hub.url}])
-    return context
 
 
 async def _stored_instance(archive, sop_uid: str) -> pydicom.Dataset:
@@ -62,24 +34,6 @@ async def _stored_instance(archive, sop_uid: str) -> pydicom.Dataset:
     return pydicom.dcmread(archive.store.path(refs[0].sha256))
 
 
-def _watch(page, problems: list[str]) -> None:
-    page.on("pageerror", lambda error: problems.append(f"{page.url}: {error}"))
-    page.on(
-        "console",
-        lambda m: problems.append(f"{page.url}: {m.text}") if m.type == "error" else None,
-    )
-
-
-async def _until(page, function: str, limit: float = 60.0) -> None:
-    """Poll a page function until it is true (wait_for_function would eval under the CSP)."""
-    for _ in range(int(limit / 0.2)):
-        if await page.evaluate(function):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not true after {limit} s: {function}")
-
-
-CONNECTED = "() => document.querySelector('#status').textContent === 'connected'"
 FRAMES_SHOWN = "() => document.querySelector('#remote').getVideoPlaybackQuality().totalVideoFrames"
 
 # The specialist's video, drawn to a canvas: mean and spread of its luminance.
@@ -104,20 +58,7 @@ FRAME_STATS = """() => {
 async def test_guidance_in_the_browser(tmp_path: Path) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     camera = await asyncio.to_thread(write_y4m, tmp_path / "cine.y4m")
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={camera}",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--allow-loopback-in-peer-connection",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
+    args = chromium_args(camera)
     async with (
         running_hub(tmp_path / "data") as hub,
         playwright_api.async_playwright() as p,
@@ -128,9 +69,9 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
                 {**SCHEDULED_STEP, "clinic": "clinic-user"}
             )  # its clinic sees it
             item = await create(hub.archive.engine, step)
-            clinic = await (await _logged_in(browser, hub, "clinic")).new_page()
+            clinic = await (await logged_in(browser, hub, "clinic")).new_page()
             problems: list[str] = []
-            _watch(clinic, problems)
+            watch(clinic, problems)
             await clinic.goto(f"{hub.url}/telehealth/clinic")
             # The clinic picks the scheduled ultrasound step from the worklist.
             await clinic.locator(f"#worklist option[value='{item.id}']").wait_for(state="attached")
@@ -138,12 +79,12 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             await clinic.click("#start button[type=submit]")
             invite = clinic.locator("#invite")
             await invite.wait_for()
-            await _until(clinic, CONNECTED)
+            await until(clinic, CONNECTED)
 
-            specialist = await (await _logged_in(browser, hub, "specialist")).new_page()
-            _watch(specialist, problems)
+            specialist = await (await logged_in(browser, hub, "specialist")).new_page()
+            watch(specialist, problems)
             await specialist.goto(await invite.get_attribute("href"))
-            await _until(
+            await until(
                 specialist,
                 "() => { const v = document.querySelector('#remote');"
                 " return v.videoWidth > 0 && v.currentTime > 1; }",
@@ -178,7 +119,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             await specialist.locator("[data-capture=clip][data-state=recording]").wait_for()
             # 30 frames of the clinic's video shown to the specialist since the clip began.
             shown = await specialist.evaluate(FRAMES_SHOWN)
-            await _until(specialist, f"() => ({FRAMES_SHOWN})() >= {shown + 30}")
+            await until(specialist, f"() => ({FRAMES_SHOWN})() >= {shown + 30}")
             await clip_button.click()
             stored = specialist.locator("[data-captures] li[data-kind=clip]")
             await stored.wait_for(timeout=120000)
@@ -204,9 +145,9 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             # The clinic reloads its page: it rejoins the same session, and the specialist's
             # video, on its untouched connection, carries on.
             await clinic.reload()
-            await _until(clinic, CONNECTED)
+            await until(clinic, CONNECTED)
             shown = await specialist.evaluate(FRAMES_SHOWN)
-            await _until(specialist, f"() => ({FRAMES_SHOWN})() > {shown + 30}")
+            await until(specialist, f"() => ({FRAMES_SHOWN})() > {shown + 30}")
             assert problems == []  # no script errors, no CSP violations, no failed loads
         finally:
             await browser.close()

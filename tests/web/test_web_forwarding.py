@@ -11,7 +11,7 @@ from hubtest import HubServer, free_port, running_hub
 from pydicom.data import get_testdata_file
 from web_support import Console, chromium, ingest_all, new_page
 
-from hub.config import Settings
+from hub.config import Settings, sections
 from hub.forward.keys import FORWARDER_KEY
 
 pytestmark = pytest.mark.browser
@@ -27,7 +27,7 @@ async def forwarding_hub(tmp_path: Path) -> AsyncIterator[HubServer]:
         "timeouts": {"connect": 2, "acse": 2},
         "poll_interval": 0.3,
     }
-    settings = Settings(data_dir=tmp_path / "data", port=free_port(), extra={"forward": forward})
+    settings = Settings(data_dir=tmp_path / "data", port=free_port(), **sections(forward=forward))
     async with running_hub(settings) as hub:
         yield hub
 

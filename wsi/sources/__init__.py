@@ -48,16 +48,20 @@ def nominal_downsample(w0: int, h0: int, w: int, h: int) -> float:
     return ratio
 
 
-def open_slide(path: Path) -> SlideInfo:
-    """Describe the slide; raise ConversionError if neither OpenSlide nor tifffile can read it."""
+def open_slide(path: Path, z: int = 0, t: int = 0) -> SlideInfo:
+    """Describe the slide; raise ConversionError if neither OpenSlide nor tifffile can read it.
+    ``z`` and ``t`` choose the plane of a multi-channel source."""
     if not path.is_file():
         raise ConversionError(f"{path}: no such file")
     import openslide
 
+    from wsi.sources.channels import is_channel_tiff, open_channel_slide
     from wsi.sources.tiff import open_tiff
 
     tif = open_tiff(path)  # parsed once, for every use below
     try:
+        if tif is not None and is_channel_tiff(tif):
+            return open_channel_slide(path, tif, z, t)
         if tif is not None and tif.is_ome:
             # OpenSlide would read an OME-TIFF as a one-level generic TIFF without its pixel size.
             return _tiff_only(path, tif, "OME-TIFF: read with tifffile")
@@ -129,6 +133,7 @@ def _from_openslide(path: Path, slide, tif) -> SlideInfo:
         serial=serial,
         software=software,
         source_compression=_source_compression(tif, vendor),
+        channels=[light] if (light := p.fluorescence(props)) else [],
     )
 
 

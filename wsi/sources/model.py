@@ -48,6 +48,27 @@ class Associated:
     name: str  # the reader's key, e.g. OpenSlide 'macro'
 
 
+@dataclass(frozen=True)
+class Channel:
+    """One fluorescence channel (an optical path of the output) and what the source says of it."""
+
+    name: str
+    excitation_nm: float | None = None
+    emission_nm: float | None = None
+    color: tuple[int, int, int] | None = None  # the source's display colour, 0..255
+
+
+@dataclass(frozen=True)
+class ChannelPlanes:
+    """How the channels of a multi-channel TIFF are stored: the plane chosen and the samples."""
+
+    z: int  # the Z plane and T point converted
+    t: int
+    dtype: str  # the source's sample type, e.g. 'uint16'
+    bits: int  # 8 or 16: the output's BitsAllocated and BitsStored
+    shift: int  # added to each sample: signed sources are moved into the unsigned range
+
+
 @dataclass
 class SlideInfo:
     path: Path
@@ -64,6 +85,11 @@ class SlideInfo:
     serial: str = ""
     software: str = ""
     source_compression: tuple[str, float | None] | None = None  # (method, ratio) if lossy
+    # A fluorescence source: one output optical path per channel (MONOCHROME2), or for an RGB
+    # fluorescence scan (one channel given) one RGB optical path with that illumination.
+    channels: list[Channel] = field(default_factory=list)
+    planes: ChannelPlanes | None = None  # set when each channel is a plane of its own
+    notes: list[str] = field(default_factory=list)  # warnings about the source, for the output
 
     @property
     def width(self) -> int:

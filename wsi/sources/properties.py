@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from wsi.sources.model import Channel
+
 # Writers that know no resolution put the TIFF default 72 dpi in: that is no pixel spacing.
 _PLACEHOLDER_DPI = 72.0
 
@@ -104,6 +106,32 @@ def ome_mpp(ome_xml: str | None) -> tuple[float, float] | None:
             return None
         sizes.append(value * scale)
     return sizes[0], sizes[1]
+
+
+def fluorescence(props: Mapping[str, str]) -> Channel | None:
+    """The filter of a fluorescence scan the vendor records (Hamamatsu NDPI: its shading data
+    names the cube, with excitation and emission wavelengths), else None (brightfield)."""
+    for key, value in props.items():
+        if not key.startswith("hamamatsu.") or "ExcitationWaveLength=" not in value:
+            continue
+        fields = {}
+        for part in f"{key};{value}".replace("\r", "").split(";"):
+            name, _, text = part.partition("=")
+            fields[name.strip()] = text.strip()
+        return Channel(
+            name=fields.get("Name") or "Fluorescence",
+            excitation_nm=_positive(fields.get("ExcitationWaveLength")),
+            emission_nm=_positive(fields.get("EmissionWaveLength")),
+        )
+    return None
+
+
+def _positive(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else 0.0
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def objective_power(props: Mapping[str, str]) -> float | None:

@@ -3,10 +3,21 @@
 from hub.archive.blobs.protocol import (
     CHUNK,
     BlobInfo,
+    BlobIntegrityError,
     BlobMissing,
     BlobStore,
+    Parking,
     Spool,
     StoreUnavailable,
 )
 
-__all__ = ["CHUNK", "BlobInfo", "BlobMissing", "BlobStore", "Spool", "StoreUnavailable"]
+__all__ = [
+    "CHUNK",
+    "BlobInfo",
+    "BlobIntegrityError",
+    "BlobMissing",
+    "BlobStore",
+    "Parking",
+    "Spool",
+    "StoreUnavailable",
+]

@@ -24,6 +24,10 @@ class BlobMissing(FileNotFoundError):
     """No object of that name in the store."""
 
 
+class BlobIntegrityError(OSError):
+    """A stored object failed its check: altered, cut short, or sealed with another key."""
+
+
 class StoreUnavailable(OSError):
     """The store could not be reached or refused the request; worth retrying later."""
 
@@ -36,7 +40,8 @@ class StoreUnavailable(OSError):
 class BlobInfo:
     sha256: str
     size: int
-    modified: float  # seconds since the epoch when the store last took it
+    size: int  # as stored (an encrypting wrapper reports the sealed size)
+    modified: float  # seconds since the epoch when the store last took it (see ``put``)
 
 
 @runtime_checkable
@@ -64,8 +69,12 @@ class BlobStore(Protocol):
         """A new, empty spool (blocking: creates a local file)."""
         ...
 
-    async def put(self, spool: Spool) -> bool:
-        """Store a finished spool under its sha256, consuming it. False if already stored."""
+    async def put(self, spool: Spool, *, name: str | None = None) -> bool:
+        """Store a finished spool under its sha256 (or ``name``: a wrapper storing a sealed
+        form under the plaintext's name), consuming it. False if already stored.
+
+        A put that finds the object already stored refreshes its ``modified`` time, so that
+        an orphan repair running beside it spares the object (``hub.archive.orphans``)."""
         ...
 
     async def put_bytes(self, data: bytes) -> str: ...
@@ -88,7 +97,8 @@ class BlobStore(Protocol):
 
     def materialize(self, sha256: str) -> AbstractAsyncContextManager[Path]:
         """A local file of the plaintext for the duration of the block, for libraries that
-        want a path."""
+        want a path. Open the path; do not resolve it (it may be a ``/proc/self/fd`` link to
+        a file without a name, which nothing outlives)."""
         ...
 
     async def delete(self, sha256: str) -> None: ...
@@ -103,3 +113,19 @@ class BlobStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Parking(Protocol):
+    """What a store offers the orphan repair so that it never takes an object an ingest is
+    reusing (``hub.archive.orphans``). A store without it leaves orphans to its janitor."""
+
+    async def park(self, sha256: str, grace: float) -> bool:
+        """Move an object not modified within ``grace`` seconds out of reach: readers and
+        ``put`` no longer find it, so a put from now on stores its own copy. False (and the
+        object left in place) when it is younger, gone, or was touched during the move."""
+        ...
+
+    async def unpark(self, sha256: str) -> None:
+        """Bring a parked object back (a copy stored meanwhile is as good)."""
+        ...

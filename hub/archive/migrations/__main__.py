@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from hub.archive.index import make_engine
-from hub.archive.migrations.runner import alembic_config, prepare, scripts
+from hub.archive.migrations.runner import alembic_config, scripts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,11 +36,20 @@ def main(argv: list[str] | None = None) -> int:
 async def write_revision(url: str, message: str, *, autogenerate: bool) -> str:
     engine = make_engine(url)
     try:
-        await prepare(engine, "upgrade")
+        async with engine.begin() as conn:
+            # Revision by revision: a new index would get today's tables at once (runner._create),
+            # and there would be nothing left to compare.
+            await conn.run_sync(lambda sync: _upgrade_stepwise(sync))
         async with engine.connect() as conn:
             return await conn.run_sync(_revision, message, autogenerate)
     finally:
         await engine.dispose()
+
+
+def _upgrade_stepwise(conn: Connection) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(conn), "head")
 
 
 def _revision(conn: Connection, message: str, autogenerate: bool) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData, Table
 
 from hub.archive import index
+from hub.dose import tables as dose_tables
 from hub.forward import tables as forward_tables
 from hub.jobs import tables as jobs_tables
 from hub.security import tables as security_tables
@@ -31,6 +32,10 @@ TABLES: tuple[Table, ...] = (
     jobs_tables.uploads,
     jobs_tables.jobs,
     worklist_model.worklist_items,
+    dose_tables.dose_identities,
+    dose_tables.dose_reports,
+    dose_tables.dose_events,
+    dose_tables.dose_estimates,
 )
 
 metadata: MetaData = index.metadata

@@ -34,6 +34,7 @@ export class Prefetcher {
   around(bounds, imageZoom) {
     this.cancel();
     const source = this.source;
+    if (source.compositor) return; // blended fluorescence tiles are fetched as they are drawn
     const level = drawingLevel(source, imageZoom);
     const l = source.ascending[level];
     const scale = source.getLevelScale(level);

@@ -1,6 +1,7 @@
 // Slides of a case from DICOM WSI metadata: pyramid levels, label, overview, pixel spacing.
 
 import { first, item, personName, values } from "./dicom.js";
+import { channelsOf } from "./channels.js";
 
 // Magnification by convention: a 10x objective images about 1 µm per pixel.
 const MICRONS_AT_10X = 1.0;
@@ -42,6 +43,9 @@ function level(ds, transferSyntaxes) {
     frames: first(ds, "NumberOfFrames") || 1,
     transferSyntax: transferSyntaxes.get(sop) || "",
     spacing: pixelSpacingMm(ds),
+    opticalPath: String(first(item(ds, "OpticalPathSequence") || {}, "OpticalPathIdentifier") ?? ""),
+    monochrome: first(ds, "PhotometricInterpretation") === "MONOCHROME2",
+    bits: first(ds, "BitsAllocated") || 8,
     // TILED_SPARSE: where each frame sits, from its plane position; missing tiles stay empty.
     sparseFrames: tiledFull ? null : sparseFrameMap(ds, tileWidth, tileHeight),
   };
@@ -81,11 +85,20 @@ export function slidesOfStudy(instances, transferSyntaxes = new Map()) {
     const volumes = series.filter((ds) => imageFlavor(ds) === "VOLUME" && first(ds, "TotalPixelMatrixColumns"));
     if (!volumes.length) continue;
     const levels = [];
-    for (const ds of volumes.map((v) => level(v, transferSyntaxes)).sort((a, b) => b.width - a.width)) {
-      // One entry per size: further focal planes or optical paths of a level are left out.
+    const all = volumes.map((v) => level(v, transferSyntaxes)).sort((a, b) => b.width - a.width);
+    for (const ds of all) {
+      // One entry per size: further focal planes or optical paths of a level are left out,
+      // except the channels of a fluorescence slide (one MONOCHROME2 instance per path).
       if (!levels.some((l) => l.width === ds.width && l.height === ds.height)) levels.push(ds);
     }
     const base = volumes.find((ds) => first(ds, "SOPInstanceUID") === levels[0].sop);
+    const channels = levels[0].monochrome ? channelsOf(volumes.filter((ds) => sameSize(ds, levels[0]))) : [];
+    if (channels.length) {
+      for (const lvl of levels) {
+        const paths = new Map(all.filter((l) => l.width === lvl.width && l.height === lvl.height).map((l) => [l.opticalPath, l]));
+        lvl.channels = channels.map((c) => paths.get(c.id) || null); // per channel: its instance here
+      }
+    }
     const container = first(base, "ContainerIdentifier") || "";
     const specimen = item(base, "SpecimenDescriptionSequence");
     const label = associated("LABEL", series, container);
@@ -100,6 +113,7 @@ export function slidesOfStudy(instances, transferSyntaxes = new Map()) {
       container,
       specimen: specimen ? first(specimen, "SpecimenShortDescription") || first(specimen, "SpecimenIdentifier") || "" : "",
       levels, // largest first
+      channels, // fluorescence: one entry per optical path, else []
       width: levels[0].width,
       height: levels[0].height,
       micronsPerPixel: spacing ? spacing[1] * 1000 : null,
@@ -122,6 +136,10 @@ export function slidesOfStudy(instances, transferSyntaxes = new Map()) {
   }
   slides.sort((a, b) => a.seriesNumber - b.seriesNumber || a.container.localeCompare(b.container));
   return slides;
+}
+
+function sameSize(ds, lvl) {
+  return first(ds, "TotalPixelMatrixColumns") === lvl.width && first(ds, "TotalPixelMatrixRows") === lvl.height;
 }
 
 function ref(ds) {

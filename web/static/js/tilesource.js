@@ -1,6 +1,7 @@
 // OpenSeadragon tile source over DICOMweb WADO-RS frames of a DICOM WSI pyramid.
 // OSD levels run from the smallest DICOM level (0) up to the full-resolution one (max).
 
+import { ChannelCompositor } from "./channels.js";
 import { fetchFrameBlob, instanceUrl } from "./dicom.js";
 import { Prefetcher } from "./prefetch.js";
 import { frameNumber } from "./pyramid.js";
@@ -23,6 +24,14 @@ export class DicomTileSource extends OSD.TileSource {
     this.ascending = ascending;
     this.frameFetches = 0;
     this.prefetcher = new Prefetcher(this);
+    // Fluorescence: tiles are blended in the page from each channel's frame.
+    this.compositor = slide.channels?.length
+      ? new ChannelCompositor(slide, (inst, col, row) => this.frameUrlOf(inst, col, row))
+      : null;
+  }
+
+  frameUrlOf(l, col, row) {
+    return `${instanceUrl(this.slide.study, l.series, l.sop)}/frames/${frameNumber(l, col, row)}`;
   }
 
   supports() {
@@ -54,13 +63,23 @@ export class DicomTileSource extends OSD.TileSource {
   }
 
   getTileUrl(level, x, y) {
-    const l = this.ascending[level];
-    return `${instanceUrl(this.slide.study, l.series, l.sop)}/frames/${frameNumber(l, x, y)}`;
+    const url = this.frameUrlOf(this.ascending[level], x, y);
+    // A blended tile is cached under the visible channels it shows.
+    return this.compositor ? `${url}#channels=${this.compositor.state}` : url;
   }
 
   // Frames are fetched with fetch() so the Accept header can be set; the browser's HTTP cache
   // (ETag + immutable Cache-Control from the server) is used as is.
   downloadTileStart(job) {
+    if (this.compositor) {
+      const { level, x, y } = job.tile;
+      this.frameFetches += 1;
+      this.compositor
+        .tile(this.ascending[level], x, y)
+        .then((context) => job.finish(context, null, "context2d"))
+        .catch((error) => job.fail(`tile ${job.src}: ${error.message}`, null));
+      return;
+    }
     const prefetched = this.prefetcher.take(job.src);
     if (prefetched) {
       job.finish(prefetched, null, "rasterBlob");

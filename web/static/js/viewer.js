@@ -23,6 +23,8 @@ const api = (window.tesseraViewer = {
   ready: null,
   measureAdjacent,
   prefetch: true,
+  setChannel,
+  setContrast,
   firstPaint: null,
   refinements: 0,
   converted: null,
@@ -200,6 +202,7 @@ function step(delta) {
 function showSlide(index, position = {}) {
   const slide = state.slides[index];
   state.current = index;
+  applyChannelLink(slide, position);
   state.source?.prefetcher.cancel();
   state.source = new DicomTileSource(slide);
   document.querySelectorAll("#tabs button").forEach((b, i) => b.setAttribute("aria-selected", String(i === index)));
@@ -207,6 +210,7 @@ function showSlide(index, position = {}) {
   document.getElementById("slide-count").textContent = `${index + 1} / ${state.slides.length}`;
   renderLabel(slide);
   renderMetadata(slide);
+  renderChannels(slide);
   state.annotations.show(slide).catch((error) => showError("#error", error));
   document.querySelectorAll("#mags button").forEach((b) => {
     b.disabled = !slide.baseMagnification || Number(b.dataset.mag) > slide.baseMagnification * 4;
@@ -379,6 +383,97 @@ function drawScaleBar(slide, imageZoom) {
   bar.querySelector(".text").textContent = nice >= 1000 ? `${nice / 1000} mm` : `${nice} µm`;
 }
 
+// Visible channels and black/white points from a deep link (before the tiles are made).
+function applyChannelLink(slide, position) {
+  const n = slide.channels.length;
+  if (position.channels?.length === n) slide.channels.forEach((c, i) => (c.visible = position.channels[i] === "1"));
+  if (position.contrast?.length === n) {
+    slide.channels.forEach((c, i) => ([c.black, c.white] = position.contrast[i]));
+  }
+}
+
+// Fluorescence: per channel a toggle in its display colour, and its black and white points.
+function renderChannels(slide) {
+  const section = document.getElementById("channels");
+  section.hidden = !slide.channels.length;
+  state.source.compositor?.ready.then(() => showContrast(slide));
+  document.getElementById("channel-list").replaceChildren(
+    ...slide.channels.map((channel, index) => {
+      const li = document.createElement("li");
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = channel.visible;
+      box.dataset.channel = index;
+      box.addEventListener("change", () => setChannel(index, box.checked));
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = `rgb(${channel.color.join(",")})`;
+      const name = document.createElement("span");
+      name.textContent = channel.name;
+      const nm = document.createElement("span");
+      nm.className = "nm";
+      nm.textContent = channel.emission || channel.excitation ? `${channel.emission || channel.excitation} nm` : "";
+      label.append(box, swatch, name, nm);
+      const top = 2 ** (slide.levels[0].channels[index]?.bits || 8) - 1;
+      const points = ["black", "white"].map((point) => {
+        const range = document.createElement("input");
+        range.type = "range";
+        range.min = 0;
+        range.max = top;
+        range.title = `${channel.name}: ${point} point`;
+        range.dataset.channel = index;
+        range.dataset.point = point;
+        range.addEventListener("change", () => {
+          const [black, white] = points.map((r) => Number(r.value));
+          setContrast(index, black, white);
+        });
+        return range;
+      });
+      const contrast = document.createElement("div");
+      contrast.className = "contrast";
+      contrast.append(...points);
+      li.append(label, contrast);
+      return li;
+    }),
+  );
+}
+
+function showContrast(slide) {
+  slide.channels.forEach((c, i) => {
+    for (const point of ["black", "white"]) {
+      const range = document.querySelector(`#channel-list input[data-channel="${i}"][data-point="${point}"]`);
+      if (range) range.value = c[point];
+    }
+  });
+}
+
+// Show or hide a channel; resolves once the view is painted again.
+function setChannel(index, visible) {
+  const slide = state.slides[state.current];
+  slide.channels[index].visible = visible;
+  const box = document.querySelector(`#channel-list input[type="checkbox"][data-channel="${index}"]`);
+  if (box) box.checked = visible;
+  return redrawChannels();
+}
+
+// Set a channel's black and white points (sample values); resolves once repainted.
+function setContrast(index, black, white) {
+  const slide = state.slides[state.current];
+  const channel = slide.channels[index];
+  [channel.black, channel.white] = [Math.min(black, white - 1), Math.max(white, black + 1)];
+  showContrast(slide);
+  return redrawChannels();
+}
+
+function redrawChannels() {
+  const image = state.viewer.world.getItemAt(0);
+  image.reset(); // the blended tiles show the old set; their cache keys carry it
+  state.viewer.forceRedraw();
+  writeHash();
+  return whenFullyLoaded(image);
+}
+
 function renderLabel(slide) {
   const label = document.getElementById("label");
   const overview = document.getElementById("overview");
@@ -457,11 +552,15 @@ function bindKeys() {
 }
 
 // Deep link: #slide=<index>&x=<col>&y=<row>&zoom=<screen px per image px>, image coordinates
-// of the centre of the view at full resolution.
+// of the centre of the view at full resolution. Fluorescence: channels=<0 or 1 per channel> and
+// contrast=<black>:<white>,... (sample values per channel).
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const number = (key) => (params.has(key) ? Number(params.get(key)) : undefined);
   const link = { slide: number("slide"), x: number("x"), y: number("y"), zoom: number("zoom") };
+  if (/^[01]+$/.test(params.get("channels") || "")) link.channels = params.get("channels");
+  const contrast = (params.get("contrast") || "").split(",").map((pair) => pair.split(":").map(Number));
+  if (contrast.every((pair) => pair.length === 2 && pair.every(Number.isFinite))) link.contrast = contrast;
   if (![link.x, link.y, link.zoom].every(Number.isFinite)) delete link.zoom;
   return link;
 }
@@ -470,7 +569,12 @@ function writeHash() {
   if (state.current < 0 || !state.viewer.world.getItemCount()) return;
   const vp = state.viewer.viewport;
   const centre = vp.viewportToImageCoordinates(vp.getCenter(true));
-  const hash = `#slide=${state.current}&x=${Math.round(centre.x)}&y=${Math.round(centre.y)}&zoom=${currentImageZoom().toPrecision(4)}`;
+  const slide = state.slides[state.current];
+  const channels = slide.channels.length
+    ? `&channels=${slide.channels.map((c) => (c.visible ? 1 : 0)).join("")}` +
+      `&contrast=${slide.channels.map((c) => `${c.black}:${c.white}`).join(",")}`
+    : "";
+  const hash = `#slide=${state.current}&x=${Math.round(centre.x)}&y=${Math.round(centre.y)}&zoom=${currentImageZoom().toPrecision(4)}${channels}`;
   history.replaceState(null, "", hash);
 }
 

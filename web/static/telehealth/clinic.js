@@ -1,7 +1,9 @@
 // Clinic side: start a session from a worklist item, send the probe video and microphone,
 // hear the specialist, see their pointer, freeze and capture; upload device recordings.
 import { api, captureControls, HubLink, log, showError } from "./rtc.js";
+import { watchLink } from "./linkstats.js";
 import { Overlay } from "./overlay.js";
+import { SourceStills } from "./source.js";
 import { stowUpload } from "./stow.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -75,6 +77,19 @@ async function goLive(sessionId, token, inviteUrl) {
       }
     },
   });
+  // Shown from the hub's answer too: the data channel may be down when it matters most.
+  const stills = new SourceStills({
+    sessionId,
+    token,
+    onStored: onCapture,
+    onPending: (count) => {
+      $("#outbox").dataset.pending = String(count);
+      $("#outbox").textContent = count ? `${count} device still(s) waiting to upload` : "";
+    },
+    onError: (error) => log(error.message),
+  });
+  $("#source-still").onclick = () => stills.record($("#local")).catch(showError);
+  stills.flush(); // what a reload or a lost link left waiting
   $("#freeze").onclick = () => link.send({ type: $("#freeze").classList.contains("active") ? "unfreeze" : "freeze" });
   $("#end").onclick = async () => {
     await api(`/api/telehealth/sessions/${sessionId}`, { method: "DELETE", token }).catch(showError);
@@ -82,6 +97,7 @@ async function goLive(sessionId, token, inviteUrl) {
     for (const track of media.getTracks()) track.stop();
     $("#status").textContent = "session ended";
   };
+  watchLink(() => link.pc, $("#link"));
   await link.connect();
 }
 

@@ -1,6 +1,7 @@
 // Signalling and the peer connection to the hub, shared by the clinic and specialist pages.
 // One complete offer per connection (ICE gathered first, no trickle); on a drop the page
-// reconnects with a fresh peer connection and the hub keeps the session.
+// reconnects with a fresh peer connection and the hub keeps the session. Each connection asks
+// the hub for its STUN/TURN servers first: TURN credentials are minted per session and expire.
 
 export async function api(path, { method = "GET", body, token } = {}) {
   const headers = { "Content-Type": "application/json" };
@@ -53,8 +54,11 @@ export class HubLink {
   async _open() {
     if (this.pc) this.pc.close();
     if (this.ws) this.ws.close();
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const ice = await api(`/api/telehealth/sessions/${this.sessionId}/ice`, { token: this.token });
+    const pc = new RTCPeerConnection(ice);
     this.pc = pc;
+    const relayErrors = [];
+    pc.onicecandidateerror = (e) => relayErrors.push(`${e.errorCode} ${e.errorText}`.trim());
     this.setup(pc);
     const channel = pc.createDataChannel("guidance");
     this.channel = channel;
@@ -72,6 +76,10 @@ export class HubLink {
     const ws = await this._socket();
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
+    if (ice.iceTransportPolicy === "relay" && !hasRelayCandidate(pc.localDescription.sdp)) {
+      const reason = relayErrors.length ? ` (${[...new Set(relayErrors)].join(", ")})` : "";
+      throw new Error(`could not reach the relay server${reason}`);
+    }
     const answer = new Promise((resolve, reject) => {
       this._answer = { resolve, reject };
     });
@@ -107,6 +115,10 @@ export class HubLink {
       this.connect();
     }, 2000);
   }
+}
+
+function hasRelayCandidate(sdp) {
+  return sdp.split("\r\n").some((line) => line.startsWith("a=candidate") && line.includes(" typ relay"));
 }
 
 function gathered(pc) {
@@ -146,10 +158,13 @@ export function captureControls(link, root, log) {
       clip.classList.remove("active");
     }
     if (event.state === "stored") {
+      if (root.querySelector(`[data-captures] li[data-sop="${event.sop_instance_uid}"]`)) return;
       const item = document.createElement("li");
       item.dataset.sop = event.sop_instance_uid;
       item.dataset.kind = event.kind;
-      item.textContent = `${event.kind === "clip" ? `Clip, ${event.frames} frames` : "Still"} stored` +
+      item.dataset.source = event.source || "stream";
+      const what = event.kind === "clip" ? `Clip, ${event.frames} frames` : "Still";
+      item.textContent = `${what}${event.source === "device" ? " from the device, lossless," : ""} stored` +
         (event.dropped ? ` (${event.dropped} frames dropped)` : "");
       root.querySelector("[data-captures]").append(item);
     } else if (event.state === "failed") {

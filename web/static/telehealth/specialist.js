@@ -1,6 +1,7 @@
 // Specialist side: join with the invite code, watch the clinic's live ultrasound, talk, point
 // and draw arrows on it, freeze and capture.
 import { api, captureControls, HubLink, log, showError } from "./rtc.js";
+import { watchLink } from "./linkstats.js";
 import { Overlay } from "./overlay.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -59,6 +60,7 @@ async function join(code) {
   $("#freeze").onclick = () => link.send({ type: $("#freeze").classList.contains("active") ? "unfreeze" : "freeze" });
   $("#clear").onclick = () => send({ type: "clear" });
   installPointer($("#overlay"));
+  watchLink(() => link.pc, $("#link"));
   await link.connect();
 }
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hub import connlimits
 from hub.app import build_app
 from hub.archive import Archive
 from hub.config import Settings
 from hub.security.tls import http_ssl_context
-from hub.workers import ReaderPool, listening_socket
+from hub.serve import connlimits
+from hub.serve.workers import ReaderPool, listening_socket
+from hub.stores import open_store
 
 
 class Running:
@@ -34,8 +35,11 @@ async def start(
 ) -> Running:
     """Without ``upgrade``, an index at an older schema revision is refused (``SchemaError``)."""
     archive = await Archive.open(
-        settings, clear_temp=True, schema="upgrade" if upgrade else "create"
-    )
+        settings,
+        store=open_store(settings),
+        clear_temp=True,
+        schema="upgrade" if upgrade else "create",
+    )  # forwarding installs its hooks as a door
     several = settings.workers > 1
     app = await build_app(settings, archive, relayed=several)
     app.on_cleanup.append(lambda _app: archive.close())

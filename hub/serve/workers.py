@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from hub.config import Settings
-from hub.readers import SETTINGS_ENV, settings_to_env
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +100,13 @@ class ReaderPool:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         fd = self.listener.fileno()
-        command = [sys.executable, "-m", "hub.readers", "--fd", str(fd)]
+        command = [sys.executable, "-m", "hub.serve.readers", "--fd", str(fd)]
         command += ["--upstream", self.upstream_path]
         if self.tls:
             command += ["--tls", *map(str, self.tls)]
-        env = {**os.environ, SETTINGS_ENV: settings_to_env(self.settings)}
-        return await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.PIPE, pass_fds=(fd,), env=env
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.PIPE, pass_fds=(fd,)
         )
+        assert proc.stdin is not None
+        proc.stdin.write(self.settings.to_json().encode() + b"\n")  # see readers.read_settings
+        return proc

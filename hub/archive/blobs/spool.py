@@ -1,0 +1,79 @@
+"""A spool on this node's disk: a private file in the temp dir, hashed while it is written.
+
+Any store that keeps incoming objects locally before taking them (the local directory, S3)
+spools with this. Blocking: use from an executor or a receiving thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+PREFIX, SUFFIX = "in-", ".part"
+
+
+class FileSpool:
+    def __init__(self, tmp_dir: Path) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)
+        self.path = Path(name)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._finished: tuple[str, int] | None = None
+        self._gone = False  # taken by a store, or discarded
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise ValueError("write to a finished spool")
+        self._file.write(data)
+        self._digest.update(data)
+        self._size += len(data)
+
+    def finish(self) -> tuple[str, int]:
+        if self._finished is None:
+            assert self._file is not None
+            self._file.close()  # the store fsyncs what it takes
+            self._file = None
+            self._finished = (self._digest.hexdigest(), self._size)
+        return self._finished
+
+    def reader(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def discard(self) -> None:
+        if self._gone:
+            return
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.path.unlink(missing_ok=True)
+        self._gone = True
+
+    def taken(self) -> None:
+        """The file has been moved into a store: nothing is left to discard."""
+        self._file = None
+        self._gone = True
+
+
+def clear_spools(tmp_dir: Path, older_than: float = 0.0) -> int:
+    """Remove spool files left by interrupted writes, sparing those written to within
+    ``older_than`` seconds (an upload may still be filling them); how many were removed."""
+    count = 0
+    now = time.time()
+    for p in tmp_dir.glob(f"*{SUFFIX}"):
+        try:
+            if older_than and now - p.stat().st_mtime < older_than:
+                continue
+        except FileNotFoundError:
+            continue
+        p.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+def count_spools(tmp_dir: Path) -> int:
+    return sum(1 for _ in tmp_dir.glob(f"*{SUFFIX}"))

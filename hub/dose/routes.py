@@ -1,0 +1,151 @@
+"""Dose registry JSON API (permission ``dose.read``).
+
+GET /api/dose/patients                      resolved patients (``?excluded=1``: QA subjects too)
+GET /api/dose/patients/{id}                 a profile; ``?at=YYYYMMDD``: windows end that day
+GET /api/dose/patients/{id}/events.csv      the patient's events and estimates as CSV
+GET /api/dose/studies/{study}               a study's events, union over all its reports
+
+Permission ``dose.admin`` (audited):
+POST /api/dose/patients/{id}/link           ``{"into": other id}``: one person after all
+POST /api/dose/patients/{id}/split          ``{"studies": [uid, ...]}``: those studies are
+                                            another person's; answers the new identity
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+from aiohttp import web
+
+from hub.dose import identity
+from hub.dose.profile import Profiles
+from hub.requestdata import BadInput, json_int, json_object, parse_int
+
+PROFILES_KEY: web.AppKey[Profiles] = web.AppKey("dose_profiles")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/dose/patients", list_patients, name="dose.read.patients")
+    r.add_get("/api/dose/patients/{id}", get_profile, name="dose.read.profile")
+    r.add_get("/api/dose/patients/{id}/events.csv", get_events_csv, name="dose.read.events")
+    r.add_get("/api/dose/studies/{study}", get_study, name="dose.read.study")
+    r.add_post("/api/dose/patients/{id}/link", link_identity, name="dose.admin.link")
+    r.add_post("/api/dose/patients/{id}/split", split_identity, name="dose.admin.split")
+
+
+def _not_found(what: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(
+        text=json.dumps({"error": f"no such {what}"}), content_type="application/json"
+    )
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _identity_id(request: web.Request) -> int:
+    try:
+        return parse_int(request.match_info["id"], "id", minimum=1)
+    except BadInput:
+        raise _not_found("patient") from None
+
+
+def _at(request: web.Request) -> date:
+    text = request.query.get("at", "")
+    if not text:
+        return datetime.now(UTC).date()
+    try:
+        return datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        raise _bad("at must be a date as YYYYMMDD") from None
+
+
+async def list_patients(request: web.Request) -> web.Response:
+    excluded = request.query.get("excluded", "") in ("1", "true", "yes")
+    patients = await request.app[PROFILES_KEY].patients(include_excluded=excluded)
+    return web.json_response({"patients": patients})
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    at = _at(request)
+    profile = await request.app[PROFILES_KEY].profile(_identity_id(request), at)
+    if profile is None:
+        raise _not_found("patient")
+    return web.json_response(profile)
+
+
+async def get_events_csv(request: web.Request) -> web.Response:
+    identity_id = _identity_id(request)
+    profiles = request.app[PROFILES_KEY]
+    if await profiles.profile(identity_id, date.today()) is None:
+        raise _not_found("patient")
+    return web.Response(
+        text=await profiles.events_csv(identity_id),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="dose-events-{identity_id}.csv"'},
+    )
+
+
+async def get_study(request: web.Request) -> web.Response:
+    study = await request.app[PROFILES_KEY].study(request.match_info["study"])
+    if study is None:
+        raise _not_found("dose study")
+    return web.json_response(study)
+
+
+def _refused(exc: identity.IdentityError) -> web.Response:
+    return web.json_response({"error": str(exc)}, status=exc.status)
+
+
+async def link_identity(request: web.Request) -> web.Response:
+    source_id = _identity_id(request)
+    body = await json_object(request)
+    target_id = json_int(body.get("into"), "into", minimum=1)
+    profiles = request.app[PROFILES_KEY]
+    try:
+        source = await identity.link(profiles.engine, source_id, target_id)
+    except identity.IdentityError as exc:
+        return _refused(exc)
+    await _audit(
+        request, "dose.link", source.patient_id, {"identity": source_id, "into": target_id}
+    )
+    return web.json_response(await profiles.profile(target_id, datetime.now(UTC).date()))
+
+
+async def split_identity(request: web.Request) -> web.Response:
+    identity_id = _identity_id(request)
+    body = await json_object(request)
+    studies = body.get("studies")
+    if not isinstance(studies, list) or not all(isinstance(s, str) for s in studies):
+        raise _bad("studies must be a list of Study Instance UIDs")
+    profiles = request.app[PROFILES_KEY]
+    try:
+        new_id = await identity.split(profiles.engine, identity_id, studies)
+    except identity.IdentityError as exc:
+        return _refused(exc)
+    profile = await profiles.profile(new_id, datetime.now(UTC).date())
+    assert profile is not None
+    detail = {"identity": identity_id, "new_identity": new_id, "studies": studies}
+    await _audit(request, "dose.split", profile["identity"]["patient_id"], detail)
+    return web.json_response(profile, status=201)
+
+
+async def _audit(request: web.Request, action: str, patient: str, detail: dict) -> None:
+    """Record an administrator's change in the audit trail (when the security package runs)."""
+    principal = request.get("principal")
+    if principal is None:
+        return
+    from hub.security.audit_trail import audit  # only present with the security package
+
+    await audit(
+        request.app[PROFILES_KEY].engine,
+        who=principal.user,
+        role=principal.role,
+        action=action,
+        outcome="success",
+        patient=patient,
+        source=request.remote,
+        detail=detail,
+    )
