@@ -206,6 +206,11 @@ class JobRunner:
             arrivals.put_nowait(None)
         await ingesting  # its JobFailed (the archive refused an instance) is the job's error
         if "error" in result:
+            # What was handed over before the failure is kept, also what the queue had not
+            # delivered yet when the result came.
+            for path in map(Path, result.get("handed_over", [])):
+                if path not in stored.paths:
+                    await self._ingest_one(job, path, upload, stored)
             raise JobFailed(f"conversion failed: {result['error']}" + stored.incomplete())
         if not result["paths"]:
             raise JobFailed("conversion produced no DICOM instances")
