@@ -4,7 +4,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx coturn
+DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx coturn libturbojpeg0
 # The suites that run a second time with the index on PostgreSQL instead of SQLite.
 POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward tests/backup tests/dose
 STAMP := $(VENV)/.installed
@@ -37,6 +37,7 @@ system-deps:
 	command -v dciodvfy >/dev/null || missing="$$missing dicom3tools"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	/sbin/ldconfig -p | grep -q libturbojpeg.so.0 || missing="$$missing libturbojpeg0"; \
 	[ -x /usr/bin/turnserver ] || missing="$$missing coturn"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

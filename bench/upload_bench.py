@@ -62,23 +62,28 @@ def make_file(path: Path, size: int) -> None:
             f.write(block)
 
 
-async def upload(base: str, token: str, path: Path) -> dict:
+async def send_file(http: aiohttp.ClientSession, path: Path, filename: str) -> tuple[dict, float]:
+    """Upload ``path`` in the server's chunk size and complete it: (the job, upload seconds)."""
     size = path.stat().st_size
+    async with http.post("/api/uploads", json={"filename": filename, "size": size}) as r:
+        created = await r.json()
+    chunk = created["chunk_size"]
+    started = time.perf_counter()
+    with open(path, "rb") as f:
+        for offset in range(0, size, chunk):
+            data = f.read(chunk)
+            url = f"/api/uploads/{created['id']}?offset={offset}"
+            async with http.put(url, data=data) as r:
+                assert r.status == 200, await r.text()
+    seconds = time.perf_counter() - started
+    async with http.post(f"/api/uploads/{created['id']}/complete") as r:
+        return (await r.json())["job"], seconds
+
+
+async def upload(base: str, token: str, path: Path) -> dict:
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(base, headers=headers) as http:
-        async with http.post("/api/uploads", json={"filename": "big.svs", "size": size}) as r:
-            created = await r.json()
-        chunk = created["chunk_size"]
-        started = time.perf_counter()
-        with open(path, "rb") as f:
-            for offset in range(0, size, chunk):
-                data = f.read(chunk)
-                url = f"/api/uploads/{created['id']}?offset={offset}"
-                async with http.put(url, data=data) as r:
-                    assert r.status == 200, await r.text()
-        seconds = time.perf_counter() - started
-        async with http.post(f"/api/uploads/{created['id']}/complete") as r:
-            job = (await r.json())["job"]
+        job, seconds = await send_file(http, path, "big.svs")
         while not job["finished"]:
             await asyncio.sleep(0.5)
             async with http.get(f"/api/jobs/{job['id']}") as r:

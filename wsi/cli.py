@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_conversion(args: argparse.Namespace, out: Path) -> list[Path] | None:
+def run_conversion(
+    args: argparse.Namespace,
+    out: Path,
+    on_instance: Callable[[Any], None] | None = None,
+    progressive: bool = False,
+) -> list[Path] | None:
     """Convert ``args.slide`` into ``out`` as the options say; None (the reason printed) if the
-    slide cannot be converted."""
+    slide cannot be converted. ``on_instance`` and ``progressive``: as for convert_slide."""
     # Before numpy loads: the converter does no linear algebra, and OpenBLAS's start-up threads
     # would spin on the cores the conversion needs.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -93,15 +99,27 @@ def run_conversion(args: argparse.Namespace, out: Path) -> list[Path] | None:
             include_label=not args.no_label,
             z=args.z,
             t=args.t,
+            progressive=progressive,
             **extra,
         )
+        made: list = []
+
+        def record(instance: Any) -> None:
+            made.append(instance)
+            if on_instance is not None:
+                on_instance(instance)
+
         if args.quiet:
-            return convert_slide(args.slide, out, ids, options, warn=_warn)
+            return convert_slide(args.slide, out, ids, options, warn=_warn, on_instance=record)
         with _ProgressBar(args.slide.name) as progress:
-            return convert_slide(args.slide, out, ids, options, progress, warn=_warn)
+            paths = convert_slide(args.slide, out, ids, options, progress, _warn, record)
     except ConversionError as exc:
         print(f"convert: {exc}", file=sys.stderr)
         return None
+    # The conversion report: how each instance's frames were made (copied, re-tiled, encoded).
+    for instance in made:
+        print(instance.describe(), file=sys.stderr)
+    return paths
 
 
 def _warn(message: str) -> None:

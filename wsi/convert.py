@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import mmap
 import os
@@ -35,6 +36,7 @@ from wsi.encode import (
 from wsi.errors import ConversionError
 from wsi.options import ConvertOptions, SlideIds
 from wsi.pyramid import PlannedLevel, fit, plan, thumbnail_box
+from wsi.report import COPIED, ENCODED, GENERATED, RETILED, Instance
 from wsi.sources import open_slide
 from wsi.sources.model import Associated, Passthrough, SlideInfo
 from wsi.spacing import level0_spacing, slide_notes
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from wsi.headers import Headers
 
 Progress = Callable[[int, int], None]
+OnInstance = Callable[[Instance], None]
 _JOB_PIXELS = 4096 * 1024  # source pixels decoded per worker job: bounds its memory
 # Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
 # encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
@@ -63,8 +66,10 @@ def convert(
     progress: Progress | None,
     headers: Headers,
     warn: Callable[[str], None] | None = None,
+    on_instance: OnInstance | None = None,
 ) -> list[Path]:
     staging: Path | None = None
+    job: _Conversion | None = None
     try:
         slide = open_slide(src, z=options.z, t=options.t)
         headers.bind(slide, ids, options.fallback_mpp)
@@ -94,6 +99,11 @@ def convert(
         names += [f"{a.kind.lower()}.dcm" for a in associated]
         staging = _staging(out_dir, names)
         job = _Conversion(slide, headers, options, staging, progress, thumbnail)
+        job.out_dir, job.on_instance = out_dir, on_instance
+        # Smallest first: thumbnail, label, overview, then the pyramid up to level 0.
+        job.handover_order = names[len(levels) :] + names[: len(levels)][::-1]
+        if options.progressive:
+            out_dir.mkdir(parents=True, exist_ok=True)
         job.total = sum(level.frames for level in levels) + len(associated)
         numbered = list(enumerate(names, start=1))
         pyramid = list(zip(levels, numbered[: len(levels)], strict=True))
@@ -102,7 +112,12 @@ def convert(
         extras = list(zip(associated, numbered[len(levels) :], strict=True))
         with job:
             job.run(copies, encodes, extras)
-        return _publish(staging, out_dir, names)
+        if options.progressive:
+            return [out_dir / name for name in names]
+        published = _publish(staging, out_dir, names)
+        for name in names:
+            job.hand_over(name)
+        return published
     except ConversionError:
         raise
     except OSError as exc:
@@ -169,6 +184,11 @@ class _Conversion:
         self._accesses: list[SlideAccess] = []
         self._kept: tuple[PlannedLevel, np.ndarray] | None = None  # see _whole_level
         self._shared: deque[Callable[[], None]] = deque()  # see run()
+        self.out_dir = staging
+        self.on_instance: OnInstance | None = None
+        self._made: dict[str, Instance] = {}  # by file name, until handed over
+        self.handover_order: list[str] = []  # names not handed over yet (progressive)
+        self._mended: dict[str, int] = {}
 
     def __enter__(self) -> _Conversion:
         return self
@@ -205,16 +225,30 @@ class _Conversion:
             self._workers().submit(int).result()
         small = [item for item in encodes if _small_generated(item[0])]
         encodes = [item for item in encodes if not _small_generated(item[0])]
-        self._shared.extend(partial(self.write_level, lv, name, n) for lv, n, name in copies)
-        if small:
-            self._shared.append(partial(self._encode_all, small))
-        self._shared.extend(partial(self.write_associated, a, name, n) for a, (n, name) in extras)
+        take_last = self._shared.pop
+        if self.options.progressive:
+            # Smallest first, both threads from the same end: the associated images, the
+            # generated levels, then the source's levels up to level 0. Encoding jobs for worker
+            # processes stay on this thread (the shared result slots are per thread).
+            self._shared.extend(
+                partial(self.write_associated, a, name, n) for a, (n, name) in extras
+            )
+            for level, number, name in [*reversed(small), *reversed(copies)]:
+                self._shared.append(partial(self.write_level, level, name, number))
+            encodes, take_last = encodes[::-1], self._shared.popleft
+        else:
+            self._shared.extend(partial(self.write_level, lv, name, n) for lv, n, name in copies)
+            if small:
+                self._shared.append(partial(self._encode_all, small))
+            self._shared.extend(
+                partial(self.write_associated, a, name, n) for a, (n, name) in extras
+            )
         with ThreadPoolExecutor(1, thread_name_prefix="wsi-copy") as copier:
             copied = copier.submit(self._guarded, self._take_shared, self._shared.popleft)
             # If the copying thread failed first, its error (from result()) is the one to report.
             with contextlib.suppress(_Stopped):
                 self._guarded(self._encode_all, encodes)
-                self._guarded(self._take_shared, self._shared.pop)
+                self._guarded(self._take_shared, take_last)
             copied.result()
 
     def _guarded(self, work: Callable, *args) -> None:
@@ -237,6 +271,34 @@ class _Conversion:
                 return
             task()
 
+    def _finished(self, name: str, instance: Instance) -> None:
+        """An instance is written. A progressive conversion hands over, in its order (smallest
+        first), every instance whose predecessors are all handed over: the two threads may
+        finish them out of order, the caller sees them in order."""
+        with self._lock:
+            self._made[name] = instance
+            if not self.options.progressive:
+                return
+            if self._failed.is_set():
+                raise _Stopped("stopped: another part of the conversion failed")
+            while self.handover_order and self.handover_order[0] in self._made:
+                ready = self.handover_order.pop(0)
+                target = self.out_dir / ready
+                if target.exists():
+                    raise ConversionError(f"{target}: appeared during conversion; not overwriting")
+                os.rename(self.staging / ready, target)
+                self._hand_over(ready)
+
+    def hand_over(self, name: str) -> None:
+        """Tell the caller about an instance now in the output folder."""
+        with self._lock:
+            self._hand_over(name)
+
+    def _hand_over(self, name: str) -> None:
+        instance = self._made.pop(name)
+        if self.on_instance is not None:
+            self.on_instance(dataclasses.replace(instance, path=self.out_dir / name))
+
     def _advance(self, frames: int) -> None:
         if self._failed.is_set():
             raise _Stopped("stopped: another part of the conversion failed")
@@ -258,7 +320,12 @@ class _Conversion:
             history = self._encoded_history()
             estimate = level.frames * (level.tile_width * level.tile_height * 3 * 11 // 10 + 1024)
         # Encoding jobs go out before the header is asked for: the workers need not wait for it.
-        batches = self._raw_frames(level, raw) if raw else self._encoded_frames(level)
+        if raw is None:
+            batches = self._encoded_frames(level)
+        elif raw.retiled:
+            batches = self._retiled_frames(level)
+        else:
+            batches = self._raw_frames(level, raw, name)
         header = self.headers.header(
             transfer_syntax,
             kind="VOLUME",
@@ -283,6 +350,19 @@ class _Conversion:
         except BaseException:
             writer.abort()
             raise
+        made = (RETILED if raw.retiled else COPIED) if raw else ENCODED
+        self._finished(
+            name,
+            Instance(
+                path=path,
+                kind="VOLUME",
+                width=level.width,
+                height=level.height,
+                frames=level.frames,
+                made=GENERATED if level.generated else made,
+                mended=self._mended.get(name, 0),
+            ),
+        )
 
     def _encoded_history(self) -> list[tuple[str, str]]:
         history = []
@@ -293,7 +373,28 @@ class _Conversion:
             history.append((self.codec.method, RATIO_PLACEHOLDER))
         return history
 
-    def _raw_frames(self, level: PlannedLevel, raw: Passthrough) -> Iterator[list[tuple]]:
+    def _retiled_frames(self, level: PlannedLevel) -> Iterator[list[tuple]]:
+        """Frames cut from the source's JPEG stripes without decoding (wsi.sources.ndpi)."""
+        from wsi.sources.ndpi import NdpiRetiler
+
+        retiler = NdpiRetiler(self.slide.path)
+        try:
+            for row in retiler.rows(level.width, level.height):
+                yield [(tile, b"", 0) for tile in row]
+                self._advance(len(row))
+        except (ConversionError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise ConversionError(
+                f"{self.slide.path.name}: cannot re-tile the {level.width}x{level.height} "
+                f"level's JPEG stripes: {exc}"
+            ) from exc
+        finally:
+            retiler.close()
+
+    def _raw_frames(
+        self, level: PlannedLevel, raw: Passthrough, name: str
+    ) -> Iterator[list[tuple]]:
         """Source tiles as they are, in batches read with one pread where the tiles lie one after
         another in the file (they usually do); missing or broken tiles are decoded and
         re-encoded in the level's colour model."""
@@ -316,6 +417,7 @@ class _Conversion:
                         batch.append((tile, raw.prefix, raw.strip))
                     else:
                         batch.append((self._mend(level, raw, i), b"", 0))
+                        self._mended[name] = self._mended.get(name, 0) + 1
                 yield batch
                 self._advance(last - first)
         finally:
@@ -466,6 +568,7 @@ class _Conversion:
             raise ConversionError(
                 f"{self.slide.path.name}: its {image.kind.lower()} image is unreadable: {exc}"
             ) from exc
+        original = pixels
         if image.kind == "THUMBNAIL" and self.thumbnail is not None:
             pixels = _fitted(pixels, self.thumbnail)
         height, width = pixels.shape[:2]
@@ -489,6 +592,8 @@ class _Conversion:
         writer.write_batch([(frame, b"", 0)])
         writer.close(compression_ratio(width * height * 3, writer.compressed_bytes))
         self._advance(1)
+        made = GENERATED if image.kind == "THUMBNAIL" and pixels is not original else ENCODED
+        self._finished(name, Instance(self.staging / name, image.kind, width, height, 1, made))
 
 
 class _Stopped(ConversionError):

@@ -117,7 +117,7 @@ class SlideAccess:
         """RGB pixels of a region of a source level, white beyond its edge."""
         source = self.slide.levels[level]
         raw = source.passthrough
-        if raw is None:
+        if raw is None or raw.retiled:
             return self.reader.read(level, x, y, w, h)
         tw, th = source.tile_width, source.tile_height
         across = math.ceil(source.width / tw)

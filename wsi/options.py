@@ -38,6 +38,10 @@ class ConvertOptions:
     4:4:4, all channels at luminance precision: >= 40 dB PSNR on the test corpus at quality 90)
     or 'ycbcr420' (the common YCbCr 4:2:0: about half the size and twice as fast to encode, but
     saturated colour edges lose detail; 26-38 dB on the corpus' fluorescence and synthetic slides).
+    ``progressive``: hand each instance over (rename it into the output folder, then call the
+    ``on_instance`` callback) as soon as it is written, smallest first: thumbnail, label,
+    overview, the pyramid from its smallest level up, level 0 last. Without it the instances are
+    all moved into place at the end, in one step.
     ``fallback_mpp``: micrometres per pixel assumed at level 0 when the source records no pixel
     spacing and no objective power (otherwise 10 / objective power is assumed); either assumption
     is written into ImageComments.
@@ -55,6 +59,7 @@ class ConvertOptions:
     include_overview: bool = True
     include_thumbnail: bool = True
     fallback_mpp: float = 1.0
+    progressive: bool = False
     z: int = 0  # the Z plane and time point of a multi-plane source to convert (from 0)
     t: int = 0
 

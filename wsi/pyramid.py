@@ -42,7 +42,10 @@ class PlannedLevel:
 
 def plan(slide: SlideInfo, options: ConvertOptions) -> list[PlannedLevel]:
     levels = _distinct(slide.levels)
-    out = [_reuse(level, options) for level in levels]
+    # Re-tiled levels (NDPI) have the tile size the stripes allow; levels encoded beside them
+    # take the same one, as viewers (wsidicom) want one tile size across a pyramid.
+    retiled = [lv.tile_width for lv in levels if lv.passthrough and lv.passthrough.retiled]
+    out = [_reuse(level, options, retiled[0] if retiled else DEFAULT_TILE) for level in levels]
     tile = out[-1].tile_width if options.tile_size is None else options.tile_size
     while max(out[-1].width, out[-1].height) > options.min_level_size:
         last = out[-1]
@@ -91,7 +94,7 @@ def _distinct(levels: list[SourceLevel]) -> list[SourceLevel]:
     return out
 
 
-def _reuse(level: SourceLevel, options: ConvertOptions) -> PlannedLevel:
+def _reuse(level: SourceLevel, options: ConvertOptions, default_tile: int) -> PlannedLevel:
     same_grid = (
         level.passthrough is not None
         and level.tile_width > 0
@@ -102,7 +105,7 @@ def _reuse(level: SourceLevel, options: ConvertOptions) -> PlannedLevel:
     if same_grid:
         tw, th = level.tile_width, level.tile_height
     else:
-        tw = th = options.tile_size or _native_square(level) or DEFAULT_TILE
+        tw = th = options.tile_size or _native_square(level) or default_tile
     return PlannedLevel(
         width=level.width,
         height=level.height,

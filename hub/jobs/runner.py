@@ -1,8 +1,14 @@
-"""Background jobs: slide conversion in a worker process, then ingest through the archive.
+"""Background jobs: slide conversion in a worker process, ingested through the archive as it goes.
 
 Job state lives in the ``jobs`` table, so finished and failed jobs survive a restart; jobs that
 were running when the server stopped are marked failed on the next start. Live progress is kept
 in memory and pushed to listeners (server-sent events) as it changes.
+
+A conversion hands over each instance as soon as it is written, smallest first (thumbnail, label,
+overview, the pyramid from its smallest level up to level 0), and each is ingested at once: the
+study can be opened while level 0 is still being made. A conversion that fails part-way leaves
+the instances ingested so far in the archive: the job fails with the reason and says the study
+is incomplete (the job keeps its study UID and instance count, and the viewer shows the error).
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import desc, select, update
@@ -51,6 +59,10 @@ class JobRunner:
         self._queue = None
         self._reader: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._arrivals: dict[str, asyncio.Queue[Path | None]] = {}  # by job id, while converting
+        # Awaited before each instance of a job is ingested: lets the host pace ingest (tests
+        # hold a conversion between two levels with it).
+        self.before_ingest: Callable[[dict, Path], Awaitable[None]] | None = None
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -138,12 +150,13 @@ class JobRunner:
 
     async def _run(self, job: dict, upload: Upload) -> None:
         out_dir = self.work_dir / job["id"]
+        stored = _Stored()
         try:
             if job["kind"] == "convert":
-                paths, progress = await self._convert(job, upload, out_dir)
+                paths, progress = await self._convert(job, upload, out_dir, stored)
             else:
                 paths, progress = [upload.path], {}
-            await self._ingest(job, paths, upload, progress)
+            await self._ingest(job, paths, upload, progress, stored)
             await self.uploads.consumed(upload.id)
             await asyncio.to_thread(shutil.rmtree, upload.path.parent, True)
             await self._set(job, status="done", percent=100.0, eta_seconds=0.0)
@@ -162,12 +175,16 @@ class JobRunner:
             self._persisted_at.pop(job["id"], None)
 
     async def _convert(
-        self, job: dict, upload: Upload, out_dir: Path
+        self, job: dict, upload: Upload, out_dir: Path, stored: _Stored
     ) -> tuple[list[Path], dict[str, object]]:
-        """Returns the outputs and the job's final progress figures, taken from the result."""
+        """Convert, ingesting each instance the worker hands over meanwhile; returns all the
+        outputs and the job's final progress figures, taken from the result."""
         # Stays "queued" until a worker process picks it up (its first progress message).
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
+        arrivals: asyncio.Queue[Path | None] = asyncio.Queue()
+        self._arrivals[job["id"]] = arrivals
+        ingesting = asyncio.create_task(self._ingest_arrivals(job, upload, arrivals, stored))
         try:
             result = await loop.run_in_executor(
                 self._executor(),
@@ -179,46 +196,84 @@ class JobRunner:
             )
         except BrokenProcessPool:
             self._pool = None  # a fresh pool is made for the next job
-            raise JobFailed("the conversion worker process died (out of memory?)") from None
+            result = {"error": "the conversion worker process died (out of memory?)"}
+        except BaseException:
+            ingesting.cancel()
+            raise
+        finally:
+            # Instances announced after this are in the result's list and ingested from there.
+            self._arrivals.pop(job["id"], None)
+            arrivals.put_nowait(None)
+        await ingesting  # its JobFailed (the archive refused an instance) is the job's error
         if "error" in result:
-            raise JobFailed(f"conversion failed: {result['error']}")
+            # What was handed over before the failure is kept, also what the queue had not
+            # delivered yet when the result came.
+            for path in map(Path, result.get("handed_over", [])):
+                if path not in stored.paths:
+                    await self._ingest_one(job, path, upload, stored)
+            raise JobFailed(f"conversion failed: {result['error']}" + stored.incomplete())
         if not result["paths"]:
             raise JobFailed("conversion produced no DICOM instances")
         progress = _progress(job, result["frames_done"], result["frames_total"])
         return [Path(p) for p in result["paths"]], progress
 
-    async def _ingest(
-        self, job: dict, paths: list[Path], upload: Upload, progress: dict[str, object]
+    def _on_instance(self, job_id: str, path: str) -> None:
+        if (arrivals := self._arrivals.get(job_id)) is not None:
+            arrivals.put_nowait(Path(path))
+
+    async def _ingest_arrivals(
+        self, job: dict, upload: Upload, arrivals: asyncio.Queue[Path | None], stored: _Stored
     ) -> None:
-        """Ingest every output; only reached once the whole conversion has succeeded.
+        while (path := await arrivals.get()) is not None:
+            await self._ingest_one(job, path, upload, stored)
+
+    async def _ingest(
+        self,
+        job: dict,
+        paths: list[Path],
+        upload: Upload,
+        progress: dict[str, object],
+        stored: _Stored,
+    ) -> None:
+        """Ingest the outputs not ingested yet; reached once the whole conversion has succeeded.
 
         The final progress figures are set together with the status: from then on _on_progress
         drops the worker's messages, which may still be arriving behind its result."""
         started = job["started_at"] or time.time()
         await self._set(job, status="ingesting", started_at=started, **progress)
+        stored.expected = len(paths)
+        for path in paths:
+            if path not in stored.paths:
+                await self._ingest_one(job, path, upload, stored)
+
+    async def _ingest_one(self, job: dict, path: Path, upload: Upload, stored: _Stored) -> None:
+        if self.before_ingest is not None:
+            await self.before_ingest(public(job), path)
         source = Source(door="wsi" if job["kind"] == "convert" else "upload", actor=upload.actor)
-        series: list[str] = []
-        study_uid = None
-        for count, path in enumerate(paths, start=1):
-            # Moved, not copied: outputs and uploads are this job's own files (multi-GB).
-            result = await self.archive.ingest_file(path, source=source, keep_source=False)
-            if not result.ok:
-                raise JobFailed(
-                    f"{path.name} was refused by the archive: {result.message}"
-                    + (f" ({count - 1} of {len(paths)} instances stored)" if count > 1 else "")
-                )
-            study_uid = study_uid or result.study_uid
-            if result.series_uid not in series:
-                series.append(result.series_uid)
-            await self._set(
-                job, instances=count, study_uid=study_uid, series_uids=json.dumps(series)
+        # Moved, not copied: outputs and uploads are this job's own files (multi-GB).
+        result = await self.archive.ingest_file(path, source=source, keep_source=False)
+        if not result.ok:
+            raise JobFailed(
+                f"{path.name} was refused by the archive: {result.message}" + stored.incomplete()
             )
+        stored.paths.append(path)
+        if result.series_uid not in stored.series:
+            stored.series.append(result.series_uid)
+        await self._set(
+            job,
+            instances=len(stored.paths),
+            study_uid=job["study_uid"] or result.study_uid,
+            series_uids=json.dumps(stored.series),
+        )
 
     # -- progress --------------------------------------------------------
     def _read_progress(self) -> None:
         """Thread: carry worker progress messages onto the event loop."""
         while (message := self._queue.get()) is not None:
-            self._loop.call_soon_threadsafe(self._on_progress, *message)
+            if message[0] == worker.INSTANCE:
+                self._loop.call_soon_threadsafe(self._on_instance, *message[1:])
+            else:
+                self._loop.call_soon_threadsafe(self._on_progress, *message)
 
     def _on_progress(self, job_id: str, done: int, total: int) -> None:
         job = self._live.get(job_id)
@@ -279,6 +334,22 @@ class JobRunner:
 
 class JobFailed(Exception):
     """A job ends with this reason shown to the user."""
+
+
+@dataclass
+class _Stored:
+    """What a job has ingested so far."""
+
+    paths: list[Path] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    expected: int | None = None  # instances the conversion made, once its result is in
+
+    def incomplete(self) -> str:
+        """The end of a failed job's error when part of the study is in the archive."""
+        if not self.paths:
+            return ""
+        of = f" of {self.expected}" if self.expected else ""
+        return f"; the study is incomplete: {len(self.paths)}{of} instances were stored"
 
 
 def _progress(job: dict, done: int, total: int) -> dict[str, object]:

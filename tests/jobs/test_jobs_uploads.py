@@ -353,3 +353,43 @@ async def test_an_upload_becomes_one_job_only(client):
     assert final["status"] == "done", final
     listed = (await (await client.get("/api/jobs")).json())["jobs"]
     assert [j["upload_id"] for j in listed] == [created["id"]]
+
+
+async def test_a_conversion_is_ingested_smallest_first_as_it_goes(client):
+    """Each instance is ingested as the conversion hands it over: the first ones are in the
+    archive while the job still runs (held here between two instances by the runner's hook)."""
+    runner = client.app[hub.jobs.JOBS_KEY]
+    order: list[str] = []
+    seen_while_held: list[dict] = []
+
+    async def gate(job: dict, path: Path) -> None:
+        order.append(path.name)
+        if len(order) == 3:  # two stored, the third waits: look at the job from outside
+            polled = await (await client.get(f"/api/jobs/{job['id']}")).json()
+            seen_while_held.append(polled)
+
+    runner.before_ingest = gate
+    created = await upload(client, corpus_file("wsi/test3-DAPI-2.ndpi"))
+    job = await complete(client, created["id"])
+    final = (await follow_events(client, job["id"]))[-1]
+    assert final["status"] == "done", final
+    assert order == ["overview.dcm", *(f"level{i}.dcm" for i in range(6, -1, -1))]
+    [held] = seen_while_held
+    assert held["instances"] == 2 and not held["finished"] and held["study_uid"]
+    assert len(await client.app[ARCHIVE_KEY].instances(final["study_uid"])) == 8
+
+
+async def test_a_conversion_failing_part_way_keeps_what_it_stored_and_says_so(client, tmp_path):
+    from slide_faults import ndpi_with_broken_level0
+
+    broken = ndpi_with_broken_level0(CORPUS, tmp_path / "broken.ndpi")
+    created = await upload(client, broken)
+    job = await complete(client, created["id"])
+    final = (await follow_events(client, job["id"]))[-1]
+    assert final["status"] == "failed"
+    assert final["error"].startswith("conversion failed: broken.ndpi: cannot re-tile")
+    assert final["error"].endswith("; the study is incomplete: 7 instances were stored")
+    assert final["instances"] == 7
+    assert len(await client.app[ARCHIVE_KEY].instances(final["study_uid"])) == 7
+    polled = await (await client.get(f"/api/jobs/{job['id']}")).json()
+    assert polled["error"] == final["error"] and polled["study_uid"] == final["study_uid"]

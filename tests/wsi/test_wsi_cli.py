@@ -101,3 +101,55 @@ def test_convert_into_the_archive(corpus, tmp_path):
     assert len(rows) == 1  # level 0; a 16 px slide has no room for a thumbnail below it
     sop_classes = {row["00080016"]["Value"][0] for row in rows}
     assert sop_classes == {"1.2.840.10008.5.1.4.1.1.77.1.6"}
+
+
+def _stored(data: Path) -> list:
+    from hub.archive import Archive
+    from hub.archive.query import Query
+    from hub.config import Settings
+
+    async def search() -> list:
+        archive = await Archive.open(Settings.from_env(data_dir=data))
+        try:
+            return await archive.search(Query(level="INSTANCE", keys={}))
+        finally:
+            await archive.close()
+
+    return asyncio.run(search())
+
+
+def test_into_the_archive_ingests_smallest_first(corpus, tmp_path, capsys):
+    data = tmp_path / "data"
+    ndpi = str(corpus / "wsi" / "test3-DAPI-2.ndpi")
+    code = _run(
+        "convert", ndpi, "--into-archive", "--data", str(data), register=register_tessera_convert
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    ingested = [line.split(":")[0] for line in captured.out.splitlines()]
+    assert ingested == ["overview.dcm", *(f"level{i}.dcm" for i in range(6, -1, -1))]
+    assert len(_stored(data)) == 8
+    report = captured.err  # the conversion report: how each instance was made
+    assert "level0.dcm: VOLUME 3968x4864, 80 frames, re-tiled losslessly" in report
+    assert "level6.dcm: VOLUME 62x76, 1 frame, decoded from the source and re-encoded" in report
+
+
+def test_into_the_archive_failing_part_way_says_the_study_is_incomplete(corpus, tmp_path, capsys):
+    from slide_faults import ndpi_with_broken_level0
+
+    data = tmp_path / "data"
+    broken = ndpi_with_broken_level0(corpus, tmp_path / "broken.ndpi")
+    code = _run(
+        "convert",
+        str(broken),
+        "--into-archive",
+        "--data",
+        str(data),
+        "--quiet",
+        register=register_tessera_convert,
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cannot re-tile the 3968x4864 level" in err
+    assert "the study is incomplete: 7 instances were stored" in err
+    assert len(_stored(data)) == 7

@@ -57,7 +57,8 @@ def test_reencoded_tiles_decode_as_labelled(corpus, tmp_path, mode):
     from wsi import ConvertOptions, convert_slide
 
     src = corpus / "wsi" / "test3-DAPI-2.ndpi"
-    options = ConvertOptions(jpeg_mode=mode, include_overview=False)
+    # Forced re-encoding: by default the NDPI levels are re-tiled without decoding.
+    options = ConvertOptions(codec="jpeg", jpeg_mode=mode, include_overview=False)
     paths = convert_slide(src, tmp_path / mode, options=options)
     ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
     assert ds.PhotometricInterpretation == ("RGB" if mode == "rgb" else "YBR_FULL_422")

@@ -16,7 +16,8 @@ def _pixel_data(paths) -> list[bytes]:
 
 def test_threaded_host_gets_identical_frames(corpus, tmp_path):
     src = corpus / "wsi" / "test3-DAPI-2.ndpi"  # ~400 frames to encode: enough for a worker pool
-    options = ConvertOptions(workers=2, include_overview=False)
+    # Re-encoded on request: by default its stored levels are re-tiled, with nothing to encode.
+    options = ConvertOptions(codec="jpeg", workers=2, include_overview=False)
     direct = convert_slide(src, tmp_path / "direct", options=options)
     release = threading.Event()
     other = threading.Thread(target=release.wait)  # the host's own thread

@@ -93,6 +93,11 @@ def _from_openslide(path: Path, slide, tif) -> SlideInfo:
         for series in range(len(tif.series)):
             for level in rgb_levels(tif, series):
                 tiff_levels.setdefault((level.width, level.height), level)
+    ndpi = {}
+    if tif is not None and tif.is_ndpi:
+        from wsi.sources.ndpi import ndpi_levels
+
+        ndpi = ndpi_levels(path)
     levels = []
     w0, h0 = slide.dimensions
     for i, (w, h) in enumerate(slide.level_dimensions):
@@ -102,6 +107,9 @@ def _from_openslide(path: Path, slide, tif) -> SlideInfo:
         raw = passthrough(tif, match) if match is not None else None
         if raw is not None:  # the copied tiles' own size, whatever OpenSlide reports
             tw, th = match.page.tilewidth, match.page.tilelength
+        elif (w, h) in ndpi:
+            raw, tw = ndpi[(w, h)].passthrough, ndpi[(w, h)].tile_size
+            th = tw
         levels.append(SourceLevel(i, w, h, nominal_downsample(w0, h0, w, h), tw, th, raw))
     present = list(slide.associated_images)  # names only; `in` would decode the image
     associated = [Associated(kind, name) for name, kind in _ASSOCIATED.items() if name in present]

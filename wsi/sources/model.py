@@ -22,6 +22,9 @@ class Passthrough:
     strip: int  # bytes dropped from the start of each tile (2 = the JPEG SOI)
     offsets: np.ndarray
     bytecounts: np.ndarray
+    # The frames are cut from the source's JPEG in the DCT domain (NDPI stripes, wsi.sources.ndpi),
+    # not copied from these offsets, which then only tell the size of the compressed data.
+    retiled: bool = False
 
     @property
     def rgb(self) -> bool:

@@ -2,6 +2,7 @@
 // buttons, scale bar, navigator, label and metadata panels, keyboard control and deep links.
 
 import { Annotations } from "./annotations.js";
+import { conversionOf, describe, follow as followJob, nextState } from "./conversion.js";
 import { DICOMWEB, first, formatDate, getJson, instanceUrl, qido } from "./dicom.js";
 import { installHeader, showError } from "./nav.js";
 import { slidesOfStudy } from "./pyramid.js";
@@ -13,8 +14,9 @@ const PAN_FRACTION = 0.25;
 const SCALE_BAR_PX = 120;
 
 const studyUid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
-const state = { slides: [], current: -1, viewer: null, source: null, compare: null, annotations: null };
-// Figures and hooks for end-to-end tests and benchmarks.
+const state = { slides: [], current: -1, viewer: null, source: null, compare: null, annotations: null, job: null };
+// Figures and hooks for end-to-end tests and benchmarks. firstPaint: when the first view was
+// painted, and how much of the slide there was; refinements: re-opened on finer levels since.
 const api = (window.tesseraViewer = {
   state,
   openMs: null,
@@ -23,6 +25,9 @@ const api = (window.tesseraViewer = {
   prefetch: true,
   setChannel,
   setContrast,
+  firstPaint: null,
+  refinements: 0,
+  converted: null,
 });
 
 installHeader();
@@ -33,11 +38,15 @@ api.ready = main().catch((error) => {
 });
 
 async function main() {
-  const [instances, transferSyntaxes] = await Promise.all([
-    getJson(`${DICOMWEB}/studies/${studyUid}/metadata`),
-    storedTransferSyntaxes(),
-  ]);
-  state.slides = slidesOfStudy(instances, transferSyntaxes);
+  state.job = await conversionOf(studyUid);
+  showConversion(state.job);
+  state.slides = await loadSlides();
+  // Opened while converting, before any pyramid level is in: wait for the first one.
+  while (!state.slides.length && state.job && !state.job.finished) {
+    state.job = await nextState(state.job);
+    showConversion(state.job);
+    state.slides = await loadSlides();
+  }
   if (!state.slides.length) throw new Error("This study has no whole-slide images.");
   document.title = `${state.slides[0].patient.name || state.slides[0].patient.id} · slides`;
   state.viewer = createViewer();
@@ -47,6 +56,70 @@ async function main() {
   bindKeys();
   const link = readHash();
   await showSlide(Math.min(link.slide ?? 0, state.slides.length - 1), link);
+  if (state.job && !state.job.finished) api.converted = followConversion(state.job);
+}
+
+async function loadSlides() {
+  const [instances, transferSyntaxes] = await Promise.all([
+    getJson(`${DICOMWEB}/studies/${studyUid}/metadata`, { cache: "no-cache" }),
+    storedTransferSyntaxes(),
+  ]);
+  return slidesOfStudy(instances, transferSyntaxes);
+}
+
+// While the job stores more of the slide, re-read the study and re-open the current slide on
+// its finer levels, keeping the view where it is.
+async function followConversion(job) {
+  const last = await followJob(job, async (now) => {
+    state.job = now;
+    showConversion(now);
+    await refine();
+  });
+  state.job = last;
+  showConversion(last);
+  await refine(); // what the last change stored, and the final state
+  return last;
+}
+
+async function refine() {
+  const slides = await loadSlides();
+  const shown = state.slides[state.current];
+  const index = slides.findIndex((s) => s.series === shown.series);
+  if (index < 0) return;
+  const slide = slides[index];
+  state.slides = slides;
+  state.current = index;
+  renderLabel(slide);
+  renderMetadata(slide);
+  if (slide.levels.length === shown.levels.length && slide.width === shown.width) return;
+  const vp = state.viewer.viewport;
+  const [centre, zoom] = [vp.getCenter(true), vp.getZoom(true)];
+  state.source?.prefetcher.cancel();
+  state.source = new DicomTileSource(slide);
+  await new Promise((resolve, reject) => {
+    state.viewer.addOnceHandler("open", () => {
+      vp.zoomTo(zoom, null, true);
+      vp.panTo(centre, true);
+      whenFullyLoaded(state.viewer.world.getItemAt(0)).then(() => {
+        api.refinements += 1;
+        document.body.dataset.levels = String(slide.levels.length);
+        resolve();
+      });
+    });
+    state.viewer.addOnceHandler("open-failed", (e) => reject(new Error(e.message)));
+    state.viewer.open(state.source);
+  });
+}
+
+function showConversion(job) {
+  const line = document.getElementById("conversion");
+  const text = job ? describe(job) : "";
+  line.hidden = !text || job.status === "failed";
+  line.textContent = job?.status === "failed" ? "" : text;
+  if (job?.status === "failed") {
+    showError("#error", text);
+    document.body.dataset.incomplete = "true";
+  }
 }
 
 // Frames are fetched as stored when the browser can decode them: QIDO tells how each is stored.
@@ -154,6 +227,8 @@ function showSlide(index, position = {}) {
       whenFullyLoaded(image).then(() => {
         const now = performance.now();
         if (api.openMs === null) api.openMs = now; // since navigation start: the case is open
+        api.firstPaint ??= { ms: now, levels: slide.levels.length, width: slide.width };
+        document.body.dataset.levels = String(slide.levels.length);
         api.lastSlideMs = now - started;
         document.body.dataset.loaded = String(index);
         updateReadouts();

@@ -1,0 +1,153 @@
+"""A slide can be read while it converts: the upload's instances are ingested as the conversion
+writes them, smallest first, and the viewer paints the levels already in, then refines. A
+conversion that fails part-way leaves the study shown as incomplete, with the job's error."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from slide_faults import NDPI, ndpi_with_broken_level0
+from web_support import Console, chromium, new_page
+
+from hub.jobs import JOBS_KEY
+
+pytestmark = pytest.mark.browser
+
+# Smallest first: overview, then OpenSlide's levels 6, 5, 4, then the stored levels 3 .. 0.
+ORDER = ["overview.dcm", *(f"level{i}.dcm" for i in range(6, -1, -1))]
+LET_THROUGH = 3  # the overview and the two smallest levels; the rest wait at the gate
+WAIT_SECONDS = 240
+
+
+class IngestGate:
+    """The runner's before_ingest hook: lets the first instances through, holds the others until
+    released. The conversion itself runs on in its worker process meanwhile."""
+
+    def __init__(self, let_through: int) -> None:
+        self.let_through = let_through
+        self.seen: list[str] = []
+        self.released = asyncio.Event()
+
+    async def __call__(self, job: dict, path: Path) -> None:
+        self.seen.append(path.name)
+        if len(self.seen) > self.let_through:
+            await self.released.wait()
+
+
+async def _upload(hub, path: Path) -> dict:
+    data = await asyncio.to_thread(path.read_bytes)
+    async with hub.session() as session:
+        async with session.post(
+            hub.url + "/api/uploads", json={"filename": path.name, "size": len(data)}
+        ) as r:
+            assert r.status == 201, await r.text()
+            created = await r.json()
+        async with session.put(f"{hub.url}/api/uploads/{created['id']}?offset=0", data=data) as r:
+            assert r.status == 200, await r.text()
+        async with session.post(f"{hub.url}/api/uploads/{created['id']}/complete") as r:
+            assert r.status == 202, await r.text()
+            return (await r.json())["job"]
+
+
+async def _job(hub, job_id: str) -> dict:
+    async with hub.session() as session, session.get(f"{hub.url}/api/jobs/{job_id}") as r:
+        assert r.status == 200
+        return await r.json()
+
+
+async def _until(hub, job_id: str, condition) -> dict:
+    async def poll() -> dict:
+        while not condition(job := await _job(hub, job_id)):
+            await asyncio.sleep(0.1)
+        return job
+
+    return await asyncio.wait_for(poll(), WAIT_SECONDS)
+
+
+async def _painted_fraction(page) -> float:
+    """Share of the slide canvas that is not the empty viewer (the DAPI slide is dark, its
+    nuclei blue; the empty canvas is transparent over the page's light background)."""
+    import io
+
+    from PIL import Image
+
+    shot = await page.locator("#osd").screenshot()
+    pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"), dtype=np.int16)
+    return float((pixels.sum(axis=2) < 300).mean())
+
+
+async def test_viewer_paints_before_the_job_finishes_and_refines(hub_server, corpus):
+    gate = IngestGate(LET_THROUGH)
+    hub_server.app[JOBS_KEY].before_ingest = gate
+    job = await _upload(hub_server, corpus / NDPI)
+    held = await _until(hub_server, job["id"], lambda j: j["instances"] == LET_THROUGH)
+    assert held["study_uid"] and not held["finished"]
+
+    async with chromium() as browser:
+        page = await new_page(browser, hub_server)
+        console = Console(page)
+        await page.goto(f"{hub_server.url}/viewer/{held['study_uid']}")
+        await page.evaluate("() => window.tesseraViewer.ready")
+        # The state of the job at the moment of the first painted view: still held at the gate.
+        at_paint = await _job(hub_server, job["id"])
+        first = await page.evaluate("() => window.tesseraViewer.firstPaint")
+        assert not at_paint["finished"] and at_paint["status"] in ("running", "ingesting")
+        assert at_paint["instances"] == LET_THROUGH
+        assert first is not None and first["levels"] == LET_THROUGH - 1  # levels 6 and 5
+        assert first["width"] == 124
+        assert await _painted_fraction(page) > 0.5
+        assert await page.locator("#conversion").is_visible()
+
+        gate.released.set()
+        done = await _until(hub_server, job["id"], lambda j: j["finished"])
+        assert done["status"] == "done", done
+        assert done["instances"] == len(ORDER)
+        assert gate.seen == ORDER  # smallest first, level 0 last
+
+        await page.wait_for_function("() => document.body.dataset.levels === '7'", timeout=60_000)
+        await page.evaluate("() => window.tesseraViewer.converted")
+        refined = await page.evaluate(
+            """() => { const v = window.tesseraViewer;
+                       const s = v.state.slides[v.state.current];
+                       return { width: s.width, levels: s.levels.length, times: v.refinements }; }"""
+        )
+        assert refined["width"] == 3968 and refined["levels"] == 7 and refined["times"] >= 1
+        assert await page.locator("#conversion").is_hidden()
+        assert await _painted_fraction(page) > 0.5
+        assert console.errors == []
+
+
+async def test_a_conversion_failing_part_way_leaves_the_study_shown_incomplete(
+    hub_server, corpus, tmp_path
+):
+    """Level 0's stripes are zeroed in a copy of the NDPI: everything smaller converts (and is
+    stored, smallest first), then re-tiling level 0 fails."""
+    broken = ndpi_with_broken_level0(corpus, tmp_path / "broken.ndpi")
+
+    job = await _upload(hub_server, broken)
+    failed = await _until(hub_server, job["id"], lambda j: j["finished"])
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("conversion failed: ")
+    assert "3968x4864" in failed["error"]
+    stored = len(ORDER) - 1  # all but level 0
+    assert failed["error"].endswith(f"the study is incomplete: {stored} instances were stored")
+    assert failed["instances"] == stored
+    refs = await hub_server.archive.instances(failed["study_uid"])
+    assert len(refs) == stored
+
+    async with chromium() as browser:
+        page = await new_page(browser, hub_server)
+        await page.goto(f"{hub_server.url}/viewer/{failed['study_uid']}")
+        await page.evaluate("() => window.tesseraViewer.ready")
+        error = page.locator("#error")
+        assert await error.is_visible()
+        assert (await error.text_content()).startswith(
+            "This slide is incomplete: conversion failed"
+        )
+        assert await page.evaluate("() => document.body.dataset.incomplete") == "true"
+        first = await page.evaluate("() => window.tesseraViewer.firstPaint")
+        assert first["levels"] == 6 and first["width"] == 1984
+        assert await _painted_fraction(page) > 0.5
