@@ -352,9 +352,9 @@ def _monochrome_channel(paths: list[Path], out: Path) -> list[Path]:
         path_item.IlluminationTypeCodeSequence[0].CodeValue = "111743"
         path_item.IlluminationTypeCodeSequence[0].CodeMeaning = "Epifluorescence illumination"
         path_item.IlluminationWaveLength = 405.0
-        del path_item.IlluminationColorCodeSequence, path_item.ICCProfile
-        if "ColorSpace" in path_item:
-            del path_item.ColorSpace
+        for colour_only in ("IlluminationColorCodeSequence", "ICCProfile", "ColorSpace"):
+            if colour_only in path_item:  # a fluorescence scan is written without a colour
+                delattr(path_item, colour_only)
         groups = ds.SharedFunctionalGroupsSequence[0]
         groups.OpticalPathIdentificationSequence[0].OpticalPathIdentifier = "DAPI"
         written.append(out / path.name)
