@@ -130,6 +130,7 @@ class JobRunner:
             "error": None,
             "study_uid": None,
             "series_uids": "[]",
+            "warnings": "[]",
             "instances": 0,
             "actor": upload.actor,
             "created_at": time.time(),
@@ -215,6 +216,7 @@ class JobRunner:
         if not result["paths"]:
             raise JobFailed("conversion produced no DICOM instances")
         progress = _progress(job, result["frames_done"], result["frames_total"])
+        progress["warnings"] = json.dumps(result.get("warnings", []))
         return [Path(p) for p in result["paths"]], progress
 
     def _on_instance(self, job_id: str, path: str) -> None:
@@ -366,6 +368,7 @@ def _progress(job: dict, done: int, total: int) -> dict[str, object]:
 def public(job: dict) -> dict:
     out = dict(job)
     out["series_uids"] = json.loads(job["series_uids"] or "[]")
+    out["warnings"] = json.loads(job.get("warnings") or "[]")
     out["finished"] = job["status"] in FINISHED
     return out
 

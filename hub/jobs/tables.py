@@ -39,6 +39,8 @@ jobs = Table(
     Column("error", Text, nullable=True),
     Column("study_uid", String(64), nullable=True),
     Column("series_uids", Text, nullable=False, default="[]"),  # JSON list
+    # what the conversion assumed and says so in its output (e.g. a fallback pixel spacing)
+    Column("warnings", Text, nullable=False, default="[]"),  # JSON list
     Column("instances", Integer, nullable=False, default=0),
     Column("actor", String(128), nullable=True),
     Column("created_at", Float, nullable=False),

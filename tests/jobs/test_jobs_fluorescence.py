@@ -36,6 +36,21 @@ async def test_multiplex_qptiff_is_stored_channel_by_channel(client, tmp_path):
     assert len(refs) == final["instances"] == 3 * len(source.planes)
 
 
+async def test_an_assumed_pixel_spacing_is_a_warning_of_the_job(client, tmp_path):
+    source = write_ome(tmp_path / "no-spacing.ome.tif", channels=3, levels=1, physical_size=None)
+    final = await _run_job(client, source.path)
+    assert final["status"] == "done", final
+    assert any("Pixel spacing not recorded" in w for w in final["warnings"]), final["warnings"]
+    stored = await client.get(f"/api/jobs/{final['id']}")
+    assert (await stored.json())["warnings"] == final["warnings"]
+
+
+async def test_a_slide_with_its_spacing_has_no_warnings(client, tmp_path):
+    source = write_ome(tmp_path / "spaced.ome.tif", channels=3, levels=1)
+    final = await _run_job(client, source.path)
+    assert final["status"] == "done" and final["warnings"] == [], final
+
+
 def _corrupt(tmp_path):
     source = write_ome(tmp_path / "corrupt.ome.tif", channels=3, dtype=np.uint16, levels=1)
     with tifffile.TiffFile(source.path) as tif:
