@@ -21,6 +21,9 @@ from hub.config import Settings
 
 log = logging.getLogger(__name__)
 
+LINGER_SECONDS = 5.0  # after a 408, how long the client may take to close its side
+LINGER_POLL_SECONDS = 0.05
+
 
 class BodyTooSlow(Exception):
     """Raised by the body's stream to whatever handler is reading it."""
@@ -89,10 +92,30 @@ def install(app: web.Application, settings: Settings) -> None:
 
 async def _answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
     """Send the answer now and close: the rest of the body is never read (aiohttp would
-    otherwise keep reading it, at the client's pace, before closing)."""
+    otherwise keep reading it, at the client's pace, before closing).
+
+    Closing a socket with unread bytes in its receive buffer, or receiving more bytes after
+    closing, makes the kernel answer with a reset, and a reset discards the answer the client
+    has not read yet. So the answer ends with a half-close (the client reads it to its end),
+    then whatever else the client sends is read and dropped until it closes its side, for up
+    to ``LINGER_SECONDS``."""
     response.force_close()
     with contextlib.suppress(ConnectionError):
         if not response.prepared:
             await response.prepare(request)
         await response.write_eof()
-    request.protocol.force_close()
+    protocol, transport = request.protocol, request.transport
+    if transport is not None and not transport.is_closing() and transport.can_write_eof():
+        protocol.close()  # from now on the protocol drops what arrives
+        transport.write_eof()
+        transport.resume_reading()
+        await _until_closed_by_client(transport)
+    protocol.force_close()
+
+
+async def _until_closed_by_client(transport: asyncio.Transport) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER_SECONDS
+    # aiohttp tells a handler of no disconnection but through the body it has stopped reading.
+    while not transport.is_closing() and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(LINGER_POLL_SECONDS)
