@@ -4,6 +4,7 @@ signed-in contexts, and polling page state (the pages' CSP forbids wait_for_func
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import av
@@ -80,6 +81,15 @@ def watch(page, problems: list[str]) -> None:
         "console",
         lambda m: problems.append(f"{page.url}: {m.text}") if m.type == "error" else None,
     )
+
+
+async def print_page_logs(browser) -> None:
+    """Each open page's session log (commands refused, connection states), printed for pytest
+    to show beside a failure."""
+    for context in browser.contexts:
+        for page in context.pages:
+            with contextlib.suppress(Exception):  # a page that cannot answer has no log to give
+                print(f"{page.url} log:\n{await page.inner_text('#log', timeout=5000)}")
 
 
 async def until(page, function: str, limit: float = PAGE_TIMEOUT_MS / 1000) -> None:

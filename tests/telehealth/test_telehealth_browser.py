@@ -15,6 +15,7 @@ from browser_support import (
     SCHEDULED_STEP,
     chromium_args,
     logged_in,
+    print_page_logs,
     until,
     watch,
     write_y4m,
@@ -149,6 +150,9 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             shown = await specialist.evaluate(FRAMES_SHOWN)
             await until(specialist, f"() => ({FRAMES_SHOWN})() > {shown + 30}")
             assert problems == []  # no script errors, no CSP violations, no failed loads
+        except BaseException:
+            await print_page_logs(browser)
+            raise
         finally:
             await browser.close()
 
