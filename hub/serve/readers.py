@@ -12,7 +12,7 @@ The reader's Application is built by the composition root (``hub.app.build_app``
 upstream). It reads its settings from its standard input, then runs until that closes: the
 primary holds the other end, so a reader never outlives it, even when the primary is killed. The
 watch on that pipe starts before anything else, so a primary that dies while the reader is still
-importing or building its application (seconds on a busy machine) stops it too.
+importing or building its application (seconds on a busy machine) ends it at once too.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -66,15 +67,18 @@ class PrimaryLink:
         with self._lock:
             self._gone = True
             on_gone = self._on_gone
-        if on_gone is not None:
-            on_gone()
+        if on_gone is None:
+            # Not serving yet, so nothing to finish: exit now, even from the middle of an import.
+            os._exit(0)
+        on_gone()
 
     async def settings(self) -> Settings:
         await asyncio.to_thread(self._settings_read.wait)
         return Settings.from_json(self._settings_line.decode())
 
     def when_gone(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-        """Call ``callback`` in ``loop`` once the primary has exited (at once if it has)."""
+        """Call ``callback`` in ``loop`` once the primary has exited (at once if it has), to stop
+        a reader that serves; until this is called, the primary's exit ends the process."""
         with self._lock:
             if self._gone:
                 loop.call_soon(callback)
@@ -85,19 +89,13 @@ class PrimaryLink:
 async def serve_reader(
     primary: PrimaryLink, listener: socket.socket, upstream_path: str, tls: list[Path] | None
 ) -> int:
+    runner = await _start(primary, listener, upstream_path, tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     primary.when_gone(loop, stop.set)
-    starting = asyncio.create_task(_start(primary, listener, upstream_path, tls))
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if not starting.done():  # stopped while starting: nothing was served yet
-        starting.cancel()
-        return 0
-    runner = starting.result()
-    await stopping
+    await stop.wait()
     await runner.cleanup()
     return 0
 
