@@ -10,7 +10,9 @@ data.
 
 The reader's Application is built by the composition root (``hub.app.build_app`` with an
 upstream). It reads its settings from its standard input, then runs until that closes: the
-primary holds the other end, so a reader never outlives it, even when the primary is killed.
+primary holds the other end, so a reader never outlives it, even when the primary is killed. The
+watch on that pipe starts before anything else, so a primary that dies while the reader is still
+importing or building its application (seconds on a busy machine) ends it at once too.
 """
 
 from __future__ import annotations
@@ -19,20 +21,18 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import hdrs, web
 
-from hub import security
-from hub.app import build_app
 from hub.config import Settings
-from hub.serve import connlimits
 from hub.serve.eventloop import run
-from hub.serve.proxy import Upstream
 
 SERVED_HERE = ("dicomweb.read.", "page.", "public.static.")
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -48,15 +48,68 @@ def served_here(request: web.Request) -> bool:
     return (match.route.name or "").startswith(SERVED_HERE)
 
 
-async def read_settings() -> Settings:
-    """The primary writes its settings as one JSON line on our standard input (not in the
-    environment: they hold secrets)."""
-    line = await asyncio.to_thread(sys.stdin.buffer.readline)
-    return Settings.from_json(line.decode())
+class PrimaryLink:
+    """Our standard input: the primary writes its settings there as one JSON line (not in the
+    environment: they hold secrets), then holds it open for as long as it runs."""
+
+    def __init__(self) -> None:
+        self._settings_line = b""
+        self._settings_read = threading.Event()
+        self._lock = threading.Lock()
+        self._gone = False
+        self._on_gone: Callable[[], None] | None = None
+        threading.Thread(target=self._watch, name="primary-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        self._settings_line = sys.stdin.buffer.readline()
+        self._settings_read.set()
+        sys.stdin.buffer.read()  # returns at end of file: the primary has exited
+        with self._lock:
+            self._gone = True
+            on_gone = self._on_gone
+        if on_gone is None:
+            # Not serving yet, so nothing to finish: exit now, even from the middle of an import.
+            os._exit(0)
+        on_gone()
+
+    async def settings(self) -> Settings:
+        await asyncio.to_thread(self._settings_read.wait)
+        return Settings.from_json(self._settings_line.decode())
+
+    def when_gone(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``loop`` once the primary has exited (at once if it has), to stop
+        a reader that serves; until this is called, the primary's exit ends the process."""
+        with self._lock:
+            if self._gone:
+                loop.call_soon(callback)
+            else:
+                self._on_gone = lambda: loop.call_soon_threadsafe(callback)
 
 
-async def serve_reader(listener: socket.socket, upstream_path: str, tls: list[Path] | None) -> int:
-    settings = await read_settings()
+async def serve_reader(
+    primary: PrimaryLink, listener: socket.socket, upstream_path: str, tls: list[Path] | None
+) -> int:
+    runner = await _start(primary, listener, upstream_path, tls)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    primary.when_gone(loop, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0
+
+
+async def _start(
+    primary: PrimaryLink, listener: socket.socket, upstream_path: str, tls: list[Path] | None
+) -> web.AppRunner:
+    # Imported here, once the primary is watched: these imports take seconds on a busy machine.
+    from hub import security
+    from hub.app import build_app
+    from hub.serve import connlimits
+    from hub.serve.proxy import Upstream
+
+    settings = await primary.settings()
     upstream = Upstream(upstream_path)
     await upstream.start()
     app = await build_app(settings, upstream=upstream)
@@ -70,22 +123,7 @@ async def serve_reader(listener: socket.socket, upstream_path: str, tls: list[Pa
     await connlimits.GuardedSite(runner, listener, guard, ssl_context=ssl_context).start()
     gc.collect()
     gc.freeze()  # see hub.serve.server.serve
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    _on_stdin_closed(loop, stop)
-    await stop.wait()
-    await runner.cleanup()
-    return 0
-
-
-def _on_stdin_closed(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    def watch() -> None:
-        sys.stdin.buffer.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=watch, name="primary-watch", daemon=True).start()
+    return runner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="the primary's Unix socket")
     parser.add_argument("--tls", type=Path, nargs=2, metavar=("CERT", "KEY"))
     args = parser.parse_args(argv)
+    primary = PrimaryLink()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s reader %(name)s: %(message)s"
     )
     listener = socket.socket(fileno=args.fd)
-    return run(serve_reader(listener, args.upstream, args.tls))
+    return run(serve_reader(primary, listener, args.upstream, args.tls))
 
 
 if __name__ == "__main__":

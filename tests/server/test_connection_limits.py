@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -107,6 +109,41 @@ async def test_trickled_stow_bodies_are_408_and_leave_no_temp_files(settings: Se
         assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
         temp = hub.settings.tmp_dir
         assert not temp.exists() or not any(temp.iterdir())
+
+
+def _drip_and_read(port: int, head: bytes) -> bytes:
+    """A client that goes on sending (a byte every 2 ms: 500 bytes a second) while it reads
+    the answer to its end; a reset instead of the end raises ConnectionResetError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+        sock.sendall(head + b"--XyZ\r\n")
+        answered = threading.Event()
+
+        def drip() -> None:
+            with contextlib.suppress(OSError):
+                while not answered.wait(0.002):
+                    sock.send(b"x")
+
+        dripping = threading.Thread(target=drip)
+        dripping.start()
+        try:
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer
+        finally:
+            answered.set()
+            dripping.join()
+
+
+async def test_a_client_sending_on_reads_its_408_to_the_end(settings: Settings) -> None:
+    """Bytes that arrive after the answer must not make the server reset the connection: a
+    reset discards the 408 the client has not read yet."""
+    async with hub_with(settings, **SHORT) as hub:
+        head = _stow_head(hub, 100_000)
+        answers = await asyncio.gather(
+            *(asyncio.to_thread(_drip_and_read, hub.settings.port, head) for _ in range(10))
+        )
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
 
 
 async def _partial_head(hub: HubServer, source: str):

@@ -90,7 +90,7 @@ def _answers(url: str, count: int, headers: dict[str, str] | None = None) -> lis
     statuses = []
     for _ in range(count):
         with requests.Session() as s:
-            answer = s.get(url, headers=headers, timeout=10, allow_redirects=False)
+            answer = s.get(url, headers=headers, timeout=60, allow_redirects=False)
             statuses.append(answer.status_code)
     return statuses
 
@@ -102,27 +102,27 @@ def _cli(data: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_both_processes_answer_and_a_killed_reader_is_replaced(hub: Hub) -> None:
     # The socket is shared: until a reader's application runs, the primary takes its share.
-    (reader,) = _wait_for(hub.readers, 30, "the reader process")
+    (reader,) = _wait_for(hub.readers, 60, "the reader process")
     assert set(_answers(f"{hub.url}/dicomweb/studies", 20)) == {401}  # a gated read
     assert set(_answers(f"{hub.url}/api/me", 20)) == {401}  # relayed when a reader takes it
     assert set(_answers(f"{hub.url}/login", 10)) == {200}
 
     os.kill(reader, signal.SIGKILL)
-    replaced = _wait_for(lambda: hub.readers() - {reader}, 30, "a new reader")
+    replaced = _wait_for(lambda: hub.readers() - {reader}, 60, "a new reader")
     assert len(replaced) == 1
     assert hub.proc.poll() is None
     assert set(_answers(f"{hub.url}/dicomweb/studies", 10)) == {401}
 
     assert hub.stop() == 0
     for pid in replaced:
-        _wait_for(lambda pid=pid: not _alive(pid), 15, "the reader to stop with the hub")
+        _wait_for(lambda pid=pid: not _alive(pid), 60, "the reader to stop with the hub")
 
 
 def test_a_reader_does_not_outlive_a_killed_primary(hub: Hub) -> None:
-    (reader,) = _wait_for(hub.readers, 30, "the reader process")
+    (reader,) = _wait_for(hub.readers, 60, "the reader process")
     hub.proc.kill()
     hub.proc.wait()
-    _wait_for(lambda: not _alive(reader), 15, "the orphaned reader to exit")
+    _wait_for(lambda: not _alive(reader), 60, "the orphaned reader to exit")
 
 
 def test_a_token_revoked_on_the_command_line_is_refused_by_every_process_at_once(
@@ -130,7 +130,7 @@ def test_a_token_revoked_on_the_command_line_is_refused_by_every_process_at_once
 ) -> None:
     """Each process caches resolved tokens for a few seconds; a revocation must not wait for
     that in the reader processes, nor in the primary when another process revoked."""
-    _wait_for(hub.readers, 30, "the reader process")
+    _wait_for(hub.readers, 60, "the reader process")
     data = tmp_path / "data"
     _cli(data, "user", "add", "scope1", "--role", "pathologist", "--no-password")
     issued = _cli(data, "user", "token", "scope1")

@@ -208,11 +208,11 @@ async def test_websocket_is_relayed_both_ways(pair: Pair) -> None:
             session = await r.json()
         url = f"{pair.reader_url}/api/telehealth/sessions/{session['id']}/signal"
         async with http.ws_connect(url, params={"token": session["clinic_token"]}) as ws:
-            first = await ws.receive_json(timeout=10)
+            first = await ws.receive_json(timeout=60)
             assert first["type"] == "state"
             assert first["role"] == "clinic"
             await ws.send_json({"type": "no-such-message"})
-            reply = await ws.receive_json(timeout=10)
+            reply = await ws.receive_json(timeout=60)
             assert reply["type"] == "error"
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url, params={"token": "wrong"})

@@ -4,6 +4,7 @@ signed-in contexts, and polling page state (the pages' CSP forbids wait_for_func
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import av
@@ -25,6 +26,11 @@ SCHEDULED_STEP = {
     "sps_description": "Infant hip ultrasound",
 }
 CONNECTED = "() => document.querySelector('#status').textContent === 'connected'"
+# Every wait and action of the pages' contexts. Pointer, freeze and capture commands and their
+# events cross the data channel: SCTP, whose lost packets (a loaded machine drops UDP datagrams
+# its busy processes do not read in time) are sent again after a timeout that starts at 3 s in
+# aiortc and doubles up to 60 s. One round trip can so outlast Playwright's default of 30 s.
+PAGE_TIMEOUT_MS = 120_000
 
 
 def chromium_args(camera: Path) -> list[str]:
@@ -64,6 +70,7 @@ async def logged_in(browser, hub, role: str):
     user = f"{role}-user"  # created by running_hub
     _, secret = await issue_token(hub.archive.engine, user, kind="session", ttl_seconds=3600)
     context = await browser.new_context(permissions=["camera", "microphone"])
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     await context.add_cookies([{"name": SESSION_COOKIE, "value": secret, "url": hub.url}])
     return context
 
@@ -76,7 +83,16 @@ def watch(page, problems: list[str]) -> None:
     )
 
 
-async def until(page, function: str, limit: float = 60.0) -> None:
+async def print_page_logs(browser) -> None:
+    """Each open page's session log (commands refused, connection states), printed for pytest
+    to show beside a failure."""
+    for context in browser.contexts:
+        for page in context.pages:
+            with contextlib.suppress(Exception):  # a page that cannot answer has no log to give
+                print(f"{page.url} log:\n{await page.inner_text('#log', timeout=5000)}")
+
+
+async def until(page, function: str, limit: float = PAGE_TIMEOUT_MS / 1000) -> None:
     """Poll a page function until it is true (wait_for_function would eval under the CSP)."""
     for _ in range(int(limit / 0.2)):
         if await page.evaluate(function):

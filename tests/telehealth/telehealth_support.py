@@ -140,7 +140,7 @@ class Peer:
                 self.video_arrived.clear()
                 await self.video_arrived.wait()
 
-    async def wait_audio(self, frames: int, limit: float = 30) -> None:
+    async def wait_audio(self, frames: int, limit: float = 60) -> None:
         async with asyncio.timeout(limit):
             while self.audio_frames < frames:
                 self.audio_arrived.clear()

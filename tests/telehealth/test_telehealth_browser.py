@@ -15,6 +15,7 @@ from browser_support import (
     SCHEDULED_STEP,
     chromium_args,
     logged_in,
+    print_page_logs,
     until,
     watch,
     write_y4m,
@@ -98,7 +99,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             box = await specialist.locator("#overlay").bounding_box()
             await specialist.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             await specialist.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
-            await clinic.locator("#overlay:not([data-pointer=''])").wait_for(timeout=60000)
+            await clinic.locator("#overlay:not([data-pointer=''])").wait_for()
             pointer = await clinic.get_attribute("#overlay", "data-pointer")
             x, y = (float(v) for v in pointer.split(","))
             assert 0 < x < 1 and 0 < y < 1
@@ -108,11 +109,11 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
                 box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
             )
             await specialist.mouse.up()
-            await clinic.locator("#overlay[data-arrows='1']").wait_for(timeout=60000)
+            await clinic.locator("#overlay[data-arrows='1']").wait_for()
             await specialist.click("#freeze")
-            await clinic.locator("#frozen:not([hidden])").wait_for(timeout=60000)
+            await clinic.locator("#frozen:not([hidden])").wait_for()
             await specialist.click("#freeze")
-            await clinic.locator("#frozen[hidden]").wait_for(state="attached", timeout=60000)
+            await clinic.locator("#frozen[hidden]").wait_for(state="attached")
 
             clip_button = specialist.locator("[data-capture=clip]")
             await clip_button.click()
@@ -122,7 +123,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             await until(specialist, f"() => ({FRAMES_SHOWN})() >= {shown + 30}")
             await clip_button.click()
             stored = specialist.locator("[data-captures] li[data-kind=clip]")
-            await stored.wait_for(timeout=120000)
+            await stored.wait_for()
             ds = await _stored_instance(hub.archive, await stored.get_attribute("data-sop"))
             assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.3.1"
             assert ds.NumberOfFrames > 1
@@ -137,7 +138,7 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             device_clip = cine().filename
             await clinic.set_input_files("#files", device_clip)
             await clinic.click("#upload")
-            await clinic.locator("#upload-status[data-stored='1']").wait_for(timeout=60000)
+            await clinic.locator("#upload-status[data-stored='1']").wait_for()
             assert await clinic.evaluate("() => document.querySelector('#progress').value") == 1
             uploaded = await _stored_instance(hub.archive, cine().SOPInstanceUID)
             assert uploaded.NumberOfFrames == 120
@@ -149,6 +150,9 @@ async def test_guidance_in_the_browser(tmp_path: Path) -> None:
             shown = await specialist.evaluate(FRAMES_SHOWN)
             await until(specialist, f"() => ({FRAMES_SHOWN})() > {shown + 30}")
             assert problems == []  # no script errors, no CSP violations, no failed loads
+        except BaseException:
+            await print_page_logs(browser)
+            raise
         finally:
             await browser.close()
 

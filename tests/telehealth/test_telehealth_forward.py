@@ -24,8 +24,10 @@ from telehealth_support import (
 pytestmark = pytest.mark.peers
 
 
-async def _wait_for_port(port: int, proc: asyncio.subprocess.Process) -> None:
-    for _ in range(100):
+async def _wait_for_port(port: int, proc: asyncio.subprocess.Process, limit: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
         if proc.returncode is not None:
             raise RuntimeError("storescp exited at start")
         try:

@@ -164,7 +164,7 @@ async def test_a_hub_that_cannot_reach_the_relay_says_so(tmp_path: Path) -> None
             url = f"{hub.url}/api/telehealth/sessions/{session['id']}/signal"
             params = {"token": session["clinic_token"]}
             async with http.ws_connect(url, params=params, headers=hub.headers["clinic"]) as ws:
-                assert (await ws.receive_json(timeout=30))["type"] == "state"
+                assert (await ws.receive_json(timeout=60))["type"] == "state"
                 await ws.send_json({"type": "offer", "sdp": pc.localDescription.sdp})
                 reply = await ws.receive_json(timeout=60)
             assert reply["type"] == "error"
