@@ -1,0 +1,313 @@
+"""Blobs on any S3-compatible service, through obstore.
+
+An object is named ``{prefix}ab/cd/<sha256>``. Bytes come in through a local ``FileSpool``,
+hashed while written; ``put`` skips the upload when the object is already there (HEAD), and
+otherwise uploads it with an ``x-amz-checksum-sha256`` header on the single PUT or on every part
+of a multipart upload, so the service itself refuses a body that does not match what the spool
+held (``BadDigest``); the completed object's size is then checked with a HEAD.
+
+obstore does its work on its own Rust runtime, so none of these calls block the event loop; the
+local file work (spool finish, materialize's writes) runs in the default executor.
+
+Errors: a missing object is ``BlobMissing``; anything else the service or the network does
+(refused connection, timeout, 5xx, refused credentials, a refused checksum) is
+``StoreUnavailable`` with a message naming the bucket and a retry delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from collections import OrderedDict
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import obstore
+from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError, UnauthenticatedError
+from obstore.store import S3Store
+
+from hub.archive.blobs.protocol import CHUNK, BlobInfo, BlobMissing, StoreUnavailable
+from hub.archive.blobs.spool import FileSpool, clear_spools
+
+T = TypeVar("T")
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+RETRY_AFTER = 5.0  # the service is down or overloaded: worth asking again soon
+CREDENTIALS_RETRY_AFTER = 60.0  # a configuration fault: someone has to fix it first
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    endpoint: str  # e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:8333
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    prefix: str = "blobs/"
+    allow_http: bool = False  # plain HTTP to the endpoint: loopback and test setups only
+    part_size: int = 8 << 20  # multipart part size; objects up to this size go in one PUT
+    upload_concurrency: int = 4
+    connect_timeout: float = 5.0
+    timeout: float = 60.0
+    retries: int = 3  # per request, for 5xx, dropped connections and timeouts
+
+
+def build_client(settings: S3Settings) -> S3Store:
+    """The obstore client for ``settings`` (also used by the janitor)."""
+    if not (settings.access_key and settings.secret_key):
+        raise ValueError("S3 settings need an access key and a secret key")
+    return S3Store(
+        settings.bucket,
+        prefix=settings.prefix.strip("/") or None,
+        config={
+            "endpoint": settings.endpoint,
+            "region": settings.region,
+            "access_key_id": settings.access_key,
+            "secret_access_key": settings.secret_key,
+            "virtual_hosted_style_request": False,
+            "checksum_algorithm": "sha256",
+            # The x-amz-checksum-sha256 header already covers the body; signing it as well
+            # would hash every byte a second time.
+            "unsigned_payload": True,
+        },
+        client_options={
+            "allow_http": settings.allow_http,
+            "connect_timeout": timedelta(seconds=settings.connect_timeout),
+            "timeout": timedelta(seconds=settings.timeout),
+        },
+        retry_config={
+            "max_retries": settings.retries,
+            "retry_timeout": timedelta(seconds=settings.timeout),
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=2),
+            },
+        },
+    )
+
+
+def object_key(sha256: str) -> str:
+    """The key below the prefix."""
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+class SizeMemo:
+    """The sizes of the objects read most recently."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._sizes: OrderedDict[str, int] = OrderedDict()
+        self._limit = limit
+
+    def get(self, sha256: str) -> int | None:
+        size = self._sizes.get(sha256)
+        if size is not None:
+            self._sizes.move_to_end(sha256)
+        return size
+
+    def put(self, sha256: str, size: int) -> None:
+        self._sizes[sha256] = size
+        self._sizes.move_to_end(sha256)
+        if len(self._sizes) > self._limit:
+            self._sizes.popitem(last=False)
+
+
+class S3BlobStore:
+    def __init__(self, settings: S3Settings, spool_dir: Path) -> None:
+        self.settings = settings
+        self.spool_dir = spool_dir
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(spool_dir, 0o700)
+        self.client = build_client(settings)
+        self._sizes = SizeMemo()
+        self._where = f"S3 bucket {settings.bucket!r} at {settings.endpoint}"
+
+    # -- writes --------------------------------------------------------------
+    def spool(self) -> FileSpool:
+        return FileSpool(self.spool_dir)
+
+    async def put(self, spool: FileSpool) -> bool:  # type: ignore[override]
+        if not isinstance(spool, FileSpool):
+            raise TypeError(f"S3BlobStore.put takes its own spool, not {type(spool).__name__}")
+        loop = asyncio.get_running_loop()
+        try:
+            sha, size = await loop.run_in_executor(None, spool.finish)
+            if await self.exists(sha):
+                return False
+            key = object_key(sha)
+            await self._guard(
+                f"upload of {sha}",
+                obstore.put_async(
+                    self.client,
+                    key,
+                    spool.path,
+                    use_multipart=size > self.settings.part_size,
+                    chunk_size=self.settings.part_size,
+                    max_concurrency=self.settings.upload_concurrency,
+                ),
+            )
+            await self._check_stored(sha, size)
+            return True
+        finally:
+            await loop.run_in_executor(None, spool.discard)
+
+    async def _check_stored(self, sha: str, size: int) -> None:
+        stored = await self.size(sha)
+        if stored != size:
+            await self.delete(sha)
+            raise StoreUnavailable(
+                f"{self._where} stored {stored} bytes of {sha}, {size} were sent; removed it",
+                RETRY_AFTER,
+            )
+
+    async def put_bytes(self, data: bytes) -> str:
+        loop = asyncio.get_running_loop()
+        spool = await loop.run_in_executor(None, self.spool)
+        await loop.run_in_executor(None, spool.write, data)
+        sha, _ = await loop.run_in_executor(None, spool.finish)
+        await self.put(spool)
+        return sha
+
+    async def delete(self, sha256: str) -> None:
+        with contextlib.suppress(BlobMissing):
+            await self._guard(
+                f"delete of {sha256}", obstore.delete_async(self.client, object_key(sha256))
+            )
+
+    async def clear_spools(self, older_than: float = 0.0) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, clear_spools, self.spool_dir, older_than)
+
+    # -- reads ---------------------------------------------------------------
+    async def exists(self, sha256: str) -> bool:
+        try:
+            await self.size(sha256)
+        except BlobMissing:
+            return False
+        return True
+
+    async def size(self, sha256: str) -> int:
+        meta = await self._guard(
+            f"HEAD of {sha256}", obstore.head_async(self.client, object_key(sha256))
+        )
+        size = int(meta["size"])
+        self._sizes.put(sha256, size)
+        return size
+
+    async def _known_size(self, sha256: str) -> int:
+        """Objects are immutable, so a size once seen holds for good."""
+        size = self._sizes.get(sha256)
+        return await self.size(sha256) if size is None else size
+
+    async def read_range(self, sha256: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        if self._sizes.get(sha256) is None:
+            try:
+                return bytes(
+                    await self._guard(
+                        f"read of {sha256}",
+                        obstore.get_range_async(
+                            self.client, object_key(sha256), start=offset, length=length
+                        ),
+                    )
+                )
+            except StoreUnavailable:
+                if offset < await self._known_size(sha256):
+                    raise  # not the 416 of a range past the end
+                return b""
+        return (await self.read_ranges(sha256, [(offset, length)]))[0]
+
+    async def read_ranges(self, sha256: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """obstore merges ranges less than 1 MiB apart into one ranged GET and runs the GETs
+        concurrently. It needs every range inside the object, so they are clamped to its size
+        first (one HEAD per object and process)."""
+        if all(n <= 0 for _, n in ranges):
+            return [b"" for _ in ranges]
+        size = await self._known_size(sha256)
+        clamped = [(o, min(n, size - o)) for o, n in ranges]
+        wanted = [(o, n) for o, n in clamped if n > 0]
+        fetched = iter(await self._get_ranges(sha256, wanted) if wanted else [])
+        return [next(fetched) if n > 0 else b"" for _, n in clamped]
+
+    async def _get_ranges(self, sha256: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        buffers = await self._guard(
+            f"read of {sha256}",
+            obstore.get_ranges_async(
+                self.client,
+                object_key(sha256),
+                starts=[o for o, _ in ranges],
+                lengths=[n for _, n in ranges],
+            ),
+        )
+        return [bytes(b) for b in buffers]
+
+    async def stream(self, sha256: str, chunk: int = CHUNK) -> AsyncIterator[bytes]:
+        what = f"read of {sha256}"
+        result = await self._guard(what, obstore.get_async(self.client, object_key(sha256)))
+        blocks = aiter(result.stream(min_chunk_size=chunk))
+        while True:
+            try:
+                block = await self._guard(what, anext(blocks))
+            except StopAsyncIteration:
+                return
+            yield bytes(block)
+
+    @contextlib.asynccontextmanager
+    async def materialize(self, sha256: str) -> AsyncIterator[Path]:
+        loop = asyncio.get_running_loop()
+        fd, name = await loop.run_in_executor(
+            None, lambda: tempfile.mkstemp(dir=self.spool_dir, prefix="mat-")
+        )
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for block in self.stream(sha256):
+                    await loop.run_in_executor(None, out.write, block)
+            yield path
+        finally:
+            await loop.run_in_executor(None, lambda: path.unlink(missing_ok=True))
+
+    async def iterate(self) -> AsyncIterator[BlobInfo]:
+        pages = aiter(obstore.list(self.client, chunk_size=1000))
+        while True:
+            try:
+                page = await self._guard("listing", anext(pages))
+            except StopAsyncIteration:
+                return
+            for meta in page:
+                sha = meta["path"].rsplit("/", 1)[-1]
+                if SHA256.fullmatch(sha) and meta["path"] == object_key(sha):
+                    yield BlobInfo(sha, int(meta["size"]), meta["last_modified"].timestamp())
+
+    async def close(self) -> None:
+        """Nothing to release: obstore's connection pool goes with the client."""
+
+    # -- errors ----------------------------------------------------------------
+    async def _guard(self, what: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except (StopAsyncIteration, BlobMissing):
+            raise
+        except (FileNotFoundError, NotFoundError) as e:  # obstore raises the builtin one
+            raise BlobMissing(f"{what}: no such object in {self._where}") from e
+        except (PermissionDeniedError, UnauthenticatedError) as e:
+            raise StoreUnavailable(
+                f"{what}: {self._where} refused the credentials: {first_line(e)}",
+                CREDENTIALS_RETRY_AFTER,
+            ) from e
+        except (OSError, BaseError, RuntimeError) as e:
+            raise StoreUnavailable(
+                f"{what} failed at {self._where}: {first_line(e)}", RETRY_AFTER
+            ) from e
+
+
+def first_line(error: BaseException) -> str:
+    """obstore's messages carry a multi-line debug dump after the first line."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
