@@ -41,10 +41,20 @@ def young(path: Path, grace: float) -> bool:
         return True  # gone meanwhile: nothing to do with it
 
 
+async def named_hashes(engine: AsyncEngine) -> set[str]:
+    """Every sha256 an index row names, as of this call."""
+    async with engine.connect() as conn:
+        return set((await conn.scalars(select(instances.c.sha256).distinct())).all())
+
+
+async def is_named(engine: AsyncEngine, sha: str) -> bool:
+    async with engine.connect() as conn:
+        return bool(await conn.scalar(select(exists().where(instances.c.sha256 == sha))))
+
+
 async def unnamed_blobs(engine: AsyncEngine, store: BlobStore) -> list[str]:
     """Blobs that no index row names, as of this call."""
-    async with engine.connect() as conn:
-        named = set((await conn.scalars(select(instances.c.sha256).distinct())).all())
+    named = await named_hashes(engine)
     loop = asyncio.get_running_loop()
     stored = await loop.run_in_executor(None, lambda: set(store.all_hashes()))
     return sorted(stored - named)
@@ -71,7 +81,7 @@ async def quarantine(
             source, parked = store.path(sha), quarantine_dir / sha
             if not await loop.run_in_executor(None, _park, source, parked, grace):
                 continue
-            if young(parked, grace) or await _named(engine, sha):
+            if young(parked, grace) or await is_named(engine, sha):
                 await loop.run_in_executor(None, _unpark, parked, source)
                 continue
             store.forget(sha)
@@ -79,11 +89,6 @@ async def quarantine(
     if moved:
         log.warning("moved %d orphan blob(s) to %s", len(moved), quarantine_dir)
     return moved
-
-
-async def _named(engine: AsyncEngine, sha: str) -> bool:
-    async with engine.connect() as conn:
-        return bool(await conn.scalar(select(exists().where(instances.c.sha256 == sha))))
 
 
 def _park(source: Path, parked: Path, grace: float) -> bool:

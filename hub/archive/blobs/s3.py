@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 import os
 import re
-from collections import OrderedDict
 import tempfile
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import obstore
 from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError, UnauthenticatedError
@@ -35,9 +36,14 @@ from obstore.store import S3Store
 from hub.archive.blobs.protocol import CHUNK, BlobInfo, BlobMissing, StoreUnavailable
 from hub.archive.blobs.spool import FileSpool, clear_spools
 
+if TYPE_CHECKING:
+    from obstore import ObjectMeta
+
 T = TypeVar("T")
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
+ERROR_CODE = re.compile(r"<Code>([^<]+)</Code>")
+ERROR_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 RETRY_AFTER = 5.0  # the service is down or overloaded: worth asking again soon
 CREDENTIALS_RETRY_AFTER = 60.0  # a configuration fault: someone has to fix it first
 
@@ -56,6 +62,9 @@ class S3Settings:
     connect_timeout: float = 5.0
     timeout: float = 60.0
     retries: int = 3  # per request, for 5xx, dropped connections and timeouts
+    # A put finding its object stored longer ago than this uploads it again rather than
+    # reusing it; must stay well under the janitor's grace period.
+    reuse_within: float = 1800.0
 
 
 def build_client(settings: S3Settings) -> S3Store:
@@ -90,6 +99,10 @@ def build_client(settings: S3Settings) -> S3Store:
             },
         },
     )
+
+
+def blob_info(sha256: str, meta: ObjectMeta) -> BlobInfo:
+    return BlobInfo(sha256, int(meta["size"]), meta["last_modified"].timestamp())
 
 
 def object_key(sha256: str) -> str:
@@ -137,7 +150,7 @@ class S3BlobStore:
         loop = asyncio.get_running_loop()
         try:
             sha, size = await loop.run_in_executor(None, spool.finish)
-            if await self.exists(sha):
+            if await self._reusable(sha):
                 return False
             key = object_key(sha)
             await self._guard(
@@ -155,6 +168,15 @@ class S3BlobStore:
             return True
         finally:
             await loop.run_in_executor(None, spool.discard)
+
+    async def _reusable(self, sha: str) -> bool:
+        """Whether the stored copy can stand for this put. An old one may be an orphan that
+        the janitor is about to remove, so it is uploaded again, which makes it young."""
+        try:
+            info = await self.info(sha)
+        except BlobMissing:
+            return False
+        return time.time() - info.modified < self.settings.reuse_within
 
     async def _check_stored(self, sha: str, size: int) -> None:
         stored = await self.size(sha)
@@ -192,12 +214,15 @@ class S3BlobStore:
         return True
 
     async def size(self, sha256: str) -> int:
+        return (await self.info(sha256)).size
+
+    async def info(self, sha256: str) -> BlobInfo:
+        """Size and last-modified time (one HEAD)."""
         meta = await self._guard(
             f"HEAD of {sha256}", obstore.head_async(self.client, object_key(sha256))
         )
-        size = int(meta["size"])
-        self._sizes.put(sha256, size)
-        return size
+        self._sizes.put(sha256, int(meta["size"]))
+        return blob_info(sha256, meta)
 
     async def _known_size(self, sha256: str) -> int:
         """Objects are immutable, so a size once seen holds for good."""
@@ -283,7 +308,7 @@ class S3BlobStore:
             for meta in page:
                 sha = meta["path"].rsplit("/", 1)[-1]
                 if SHA256.fullmatch(sha) and meta["path"] == object_key(sha):
-                    yield BlobInfo(sha, int(meta["size"]), meta["last_modified"].timestamp())
+                    yield blob_info(sha, meta)
 
     async def close(self) -> None:
         """Nothing to release: obstore's connection pool goes with the client."""
@@ -308,6 +333,12 @@ class S3BlobStore:
 
 
 def first_line(error: BaseException) -> str:
-    """obstore's messages carry a multi-line debug dump after the first line."""
+    """obstore's message, less the multi-line debug dump after its first line, with the code
+    and message of the service's XML error body, which follow on later lines."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    code, message = ERROR_CODE.search(text), ERROR_MESSAGE.search(text)
+    if code:
+        line = line.removesuffix(': <?xml version="1.0" encoding="UTF-8"?>')
+        line += f" [{code.group(1)}{': ' + message.group(1) if message else ''}]"
+    return line

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import AsyncContextManager
 
 import pytest
 from s3_server import SeaweedS3, unique_prefix
@@ -21,7 +21,7 @@ from s3_server import SeaweedS3, unique_prefix
 from hub.archive.blobs import BlobStore
 from hub.archive.blobs.s3 import S3BlobStore, S3Settings
 
-StoreFactory = Callable[[pytest.FixtureRequest, Path], AsyncContextManager[BlobStore]]
+StoreFactory = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[BlobStore]]
 FACTORIES: dict[str, StoreFactory] = {}
 
 # Small parts, so that test objects of a few MiB cross several part boundaries.

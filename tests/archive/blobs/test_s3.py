@@ -1,0 +1,101 @@
+"""What only the S3 store does: checksums the service enforces, and its failures as errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from factories import TEST_PART_SIZE, s3_settings
+from hubtest import free_port
+from relay import Relay
+from s3_server import SeaweedS3
+
+from hub.archive.blobs import BlobMissing, StoreUnavailable
+from hub.archive.blobs.janitor import S3Janitor
+from hub.archive.blobs.s3 import S3BlobStore
+
+
+@pytest.fixture
+async def direct(seaweedfs: SeaweedS3, tmp_path: Path) -> AsyncIterator[S3BlobStore]:
+    store = S3BlobStore(s3_settings(seaweedfs), tmp_path / "direct")
+    yield store
+    await store.close()
+
+
+def through(store: S3BlobStore, endpoint: str, spool_dir: Path, **changes) -> S3BlobStore:
+    """Another client on the same bucket and prefix."""
+    return S3BlobStore(replace(store.settings, endpoint=endpoint, **changes), spool_dir)
+
+
+@pytest.mark.parametrize(
+    ("size", "marker"),
+    [(3 * TEST_PART_SIZE + 5, b"partNumber=2"), (100_000, b"/blobs/")],
+    ids=["multipart", "single-put"],
+)
+async def test_a_corrupted_part_is_refused(
+    seaweedfs: SeaweedS3, direct: S3BlobStore, tmp_path: Path, size: int, marker: bytes
+) -> None:
+    data = os.urandom(size)
+    upstream = int(seaweedfs.endpoint.rsplit(":", 1)[1])
+    async with Relay(upstream, marker) as proxy:
+        store = through(direct, proxy.endpoint, tmp_path / "proxied", retries=0)
+        spool = store.spool()
+        spool.write(data)
+        sha, _ = spool.finish()
+        with pytest.raises(StoreUnavailable) as refused:
+            await store.put(spool)
+    assert proxy.tampered == 1
+    assert "upload of" in str(refused.value)
+    assert "BadDigest" in str(refused.value)
+    assert not spool.path.exists()
+    assert not await direct.exists(sha)
+    assert await S3Janitor(direct).uploads() == []  # the refused upload was aborted
+    # The same bytes over a clean path are taken.
+    assert await direct.put_bytes(data) == sha
+    assert await direct.read_range(sha, size - 10, 10) == data[-10:]
+
+
+async def test_bad_credentials_are_a_clear_error(direct: S3BlobStore, tmp_path: Path) -> None:
+    sha = await direct.put_bytes(b"stored with good credentials")
+    wrong = through(
+        direct, direct.settings.endpoint, tmp_path / "wrong", secret_key="not-the-secret"
+    )
+    for call in (wrong.exists(sha), wrong.read_range(sha, 0, 5), wrong.put_bytes(b"more")):
+        with pytest.raises(StoreUnavailable) as refused:
+            await call
+        assert "refused the credentials" in str(refused.value)
+        assert refused.value.retry_after >= 30
+    assert await wrong.clear_spools() == 0
+
+
+async def test_an_endpoint_down_is_unavailable(direct: S3BlobStore, tmp_path: Path) -> None:
+    down = through(direct, f"http://127.0.0.1:{free_port()}", tmp_path / "down", retries=1)
+    for call in (
+        down.exists("a" * 64),
+        down.read_range("a" * 64, 0, 5),
+        down.read_ranges("a" * 64, [(0, 5), (10, 5)]),
+        down.put_bytes(b"nowhere to go"),
+    ):
+        with pytest.raises(StoreUnavailable) as unavailable:
+            await call
+        assert down.settings.endpoint in str(unavailable.value)
+        assert 0 < unavailable.value.retry_after <= 10
+    with pytest.raises(StoreUnavailable):
+        _ = [b async for b in down.stream("a" * 64)]
+    with pytest.raises(StoreUnavailable):
+        _ = [i async for i in down.iterate()]
+    assert await down.clear_spools() == 0
+
+
+async def test_objects_outside_the_layout_are_not_listed(direct: S3BlobStore) -> None:
+    import obstore
+
+    sha = await direct.put_bytes(b"named by its hash")
+    await obstore.put_async(direct.client, "notes/readme.txt", b"not a blob")
+    await obstore.put_async(direct.client, f"00/00/{sha}", b"misplaced")
+    assert [i.sha256 async for i in direct.iterate()] == [sha]
+    with pytest.raises(BlobMissing):
+        await direct.size("f" * 64)
