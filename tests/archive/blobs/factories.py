@@ -19,6 +19,7 @@ import pytest
 from s3_server import SeaweedS3, unique_prefix
 
 from hub.archive.blobs import BlobStore
+from hub.archive.blobs.cache import CacheSettings, ChunkCache
 from hub.archive.blobs.s3 import S3BlobStore, S3Settings
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[BlobStore]]
@@ -56,6 +57,22 @@ def s3_settings(server: SeaweedS3, **changes) -> S3Settings:
 async def s3_store(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[BlobStore]:
     server: SeaweedS3 = request.getfixturevalue("seaweedfs")
     store = S3BlobStore(s3_settings(server), tmp / "spool")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# Small chunks, so that the contract's ranges cross chunk boundaries as well as part ones.
+TEST_CHUNK = 256 << 10
+
+
+@register("s3-cached")
+@contextlib.asynccontextmanager
+async def cached_s3_store(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[BlobStore]:
+    server: SeaweedS3 = request.getfixturevalue("seaweedfs")
+    inner = S3BlobStore(s3_settings(server), tmp / "spool")
+    store = ChunkCache(inner, CacheSettings(tmp / "cache", max_bytes=4 << 20, chunk=TEST_CHUNK))
     try:
         yield store
     finally:
