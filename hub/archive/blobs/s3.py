@@ -242,8 +242,12 @@ class S3BlobStore:
                         ),
                     )
                 )
-            except StoreUnavailable:
-                if offset < await self._known_size(sha256):
+            except StoreUnavailable as refused:
+                try:
+                    size = await self._known_size(sha256)
+                except StoreUnavailable:
+                    raise refused from None
+                if offset < size:
                     raise  # not the 416 of a range past the end
                 return b""
         return (await self.read_ranges(sha256, [(offset, length)]))[0]

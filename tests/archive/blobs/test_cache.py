@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from hub.archive.blobs.cache import CacheSettings, ChunkCache
 from hub.archive.blobs.s3 import S3BlobStore
 
 CHUNK = 64 << 10
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class CountingStore:
@@ -80,6 +84,70 @@ async def test_reader_processes_sharing_a_folder_fetch_a_chunk_once(
     assert got == [data[10:30]] * 4
     assert len(first.fetched) + len(second.fetched) == 1
     assert not list((tmp_path / "cache").rglob("*.claim"))
+
+
+# A reader process: its own cache on the shared folder, reading one range once told to go;
+# prints how many chunks it fetched from S3.
+READER = """
+import asyncio, json, sys, time
+from pathlib import Path
+from hub.archive.blobs.cache import CacheSettings, ChunkCache
+from hub.archive.blobs.s3 import S3BlobStore, S3Settings
+
+settings, spool, folder, chunk, sha, ready, go = sys.argv[1:]
+store = S3BlobStore(S3Settings(**json.loads(settings)), Path(spool))
+fetched = []
+read_ranges = store.read_ranges
+
+async def counted(sha, ranges):
+    fetched.extend(ranges)
+    return await read_ranges(sha, ranges)
+
+store.read_ranges = counted
+
+async def main():
+    cache = ChunkCache(store, CacheSettings(Path(folder), chunk=int(chunk)))
+    Path(ready).touch()
+    while not Path(go).exists():
+        await asyncio.sleep(0.001)
+    data = await cache.read_range(sha, 100, 1000)
+    print(len(fetched), len(data))
+
+asyncio.run(main())
+"""
+
+
+async def test_reader_processes_fetch_a_chunk_once(s3: S3BlobStore, tmp_path: Path) -> None:
+    data = os.urandom(2 * CHUNK)
+    sha = await s3.put_bytes(data)
+    go = tmp_path / "go"
+    readers = []
+    for n in range(3):
+        args = [
+            json.dumps(asdict(s3.settings)),
+            str(tmp_path / f"spool{n}"),
+            str(tmp_path / "cache"),
+        ]
+        args += [str(CHUNK), sha, str(tmp_path / f"ready{n}"), str(go)]
+        readers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                READER,
+                *args,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=asyncio.subprocess.PIPE,
+            )
+        )
+    async with asyncio.timeout(120):
+        while not all((tmp_path / f"ready{n}").exists() for n in range(3)):
+            await asyncio.sleep(0.01)
+    go.touch()
+    outputs = [(await r.communicate())[0].split() for r in readers]
+    assert [r.returncode for r in readers] == [0, 0, 0]
+    assert sorted(int(fetched) for fetched, _ in outputs) == [0, 0, 1]
+    assert all(int(size) == 1000 for _, size in outputs)
 
 
 async def test_a_dead_processes_claim_is_taken_over(s3: S3BlobStore, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from factories import TEST_PART_SIZE, s3_settings
 from hubtest import free_port
 from relay import Relay
@@ -99,3 +100,57 @@ async def test_objects_outside_the_layout_are_not_listed(direct: S3BlobStore) ->
     assert [i.sha256 async for i in direct.iterate()] == [sha]
     with pytest.raises(BlobMissing):
         await direct.size("f" * 64)
+
+
+async def test_a_5xx_answer_is_unavailable(direct: S3BlobStore, tmp_path: Path) -> None:
+    """SeaweedFS cannot be made to answer 503 on demand, so a stand-in endpoint does: it
+    answers every request the way an overloaded S3 service does (SlowDown)."""
+    slow_down = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+        "<Message>Please reduce your request rate.</Message></Error>"
+    )
+    asked = 0
+
+    async def overloaded(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        await request.read()
+        return web.Response(status=503, text=slow_down, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", overloaded)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        busy = through(direct, f"http://127.0.0.1:{port}", tmp_path / "busy", retries=1)
+        for call in (lambda: busy.read_range("b" * 64, 0, 10), lambda: busy.put_bytes(b"later")):
+            with pytest.raises(StoreUnavailable) as unavailable:
+                await call()
+            assert "503" in str(unavailable.value)
+            assert unavailable.value.retry_after > 0
+        assert asked >= 4  # each request was retried once
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_old_copy_is_uploaded_again_not_reused(
+    direct: S3BlobStore, tmp_path: Path
+) -> None:
+    """An object older than reuse_within may be an orphan the janitor is about to remove: a put
+    of the same bytes uploads it again, which makes it young, instead of reusing it."""
+    sha = await direct.put_bytes(b"stored long ago")
+    first = (await direct.info(sha)).modified
+    assert not await direct.put(_spooled(direct, b"stored long ago"))  # young: reused
+    eager = through(direct, direct.settings.endpoint, tmp_path / "eager", reuse_within=0)
+    assert await eager.put(_spooled(eager, b"stored long ago"))
+    assert (await direct.info(sha)).modified >= first
+    assert await direct.read_range(sha, 0, 100) == b"stored long ago"
+
+
+def _spooled(store: S3BlobStore, data: bytes):
+    spool = store.spool()
+    spool.write(data)
+    spool.finish()
+    return spool
