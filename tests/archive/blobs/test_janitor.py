@@ -82,7 +82,7 @@ async def test_an_upload_killed_midway_is_aborted_after_the_grace_period(
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         try:
-            await wait_for(lambda: _has_uploads(janitor), "the multipart upload to begin")
+            await wait_for(lambda: _mid_upload(janitor, relay), "a part of the upload on its way")
         finally:
             uploader.send_signal(signal.SIGKILL)
             uploader.wait()
@@ -105,8 +105,9 @@ async def test_an_upload_killed_midway_is_aborted_after_the_grace_period(
     )
 
 
-async def _has_uploads(janitor: S3Janitor) -> bool:
-    return bool(await janitor.uploads())
+async def _mid_upload(janitor: S3Janitor, relay: Relay) -> bool:
+    """The upload has begun and a part of it is held up in the relay."""
+    return relay.tampered > 0 and bool(await janitor.uploads())
 
 
 async def test_unnamed_objects_go_after_the_grace_period(store: S3BlobStore) -> None:
