@@ -90,15 +90,19 @@ def weed_binary() -> str:
 
 
 def free_port_pairs(count: int) -> list[int]:
-    """Free loopback ports p whose p + GRPC_OFFSET is free too."""
+    """Free loopback ports p whose p + GRPC_OFFSET is free too, no two of them overlapping
+    (weed refuses a port that is another component's gRPC port)."""
     ports: list[int] = []
+    taken: set[int] = set()
     while len(ports) < count:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port + GRPC_OFFSET > 65535 or port in ports or not _free(port + GRPC_OFFSET):
+        grpc = port + GRPC_OFFSET
+        if grpc > 65535 or {port, grpc} & taken or not _free(grpc):
             continue
         ports.append(port)
+        taken |= {port, grpc}
     return ports
 
 
