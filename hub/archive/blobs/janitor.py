@@ -84,7 +84,7 @@ class S3Janitor:
         client = self._botocore()
         found: list[Upload] = []
         for page in client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.store.settings.bucket, Prefix=self.store.settings.prefix
+            Bucket=self.store.settings.bucket, Prefix=key_prefix(self.store.settings)
         ):
             for item in page.get("Uploads", []):
                 initiated: datetime = item["Initiated"]
@@ -135,6 +135,12 @@ class S3Janitor:
         except BlobMissing:
             return False
         return time.time() - info.modified >= self.grace and not await is_named(sha)
+
+
+def key_prefix(settings: S3Settings) -> str:
+    """The prefix of the store's keys as S3 lists them (obstore adds the slash)."""
+    prefix = settings.prefix.strip("/")
+    return prefix + "/" if prefix else ""
 
 
 def botocore_client(settings: S3Settings) -> Any:

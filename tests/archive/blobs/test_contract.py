@@ -37,6 +37,15 @@ async def test_put_is_idempotent(blob_store: BlobStore) -> None:
     assert await blob_store.read_range(sha, 0, len(data)) == data
 
 
+async def test_an_empty_object(blob_store: BlobStore) -> None:
+    sha = await blob_store.put_bytes(b"")
+    assert sha == hashlib.sha256(b"").hexdigest()
+    assert await blob_store.size(sha) == 0
+    assert await blob_store.read_range(sha, 0, 10) == b""
+    assert await blob_store.read_ranges(sha, [(0, 1), (5, 5)]) == [b"", b""]
+    assert [b async for b in blob_store.stream(sha)] in ([], [b""])
+
+
 async def test_put_consumes_the_spool(blob_store: BlobStore) -> None:
     spool = blob_store.spool()
     spool.write(b"plain text of the object")
