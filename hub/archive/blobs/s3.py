@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import obstore
-from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError, UnauthenticatedError
+from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from obstore.store import S3Store
 
 from hub.archive.blobs.protocol import CHUNK, BlobInfo, BlobMissing, StoreUnavailable
@@ -122,6 +122,9 @@ class SizeMemo:
         if size is not None:
             self._sizes.move_to_end(sha256)
         return size
+
+    def forget(self, sha256: str) -> None:
+        self._sizes.pop(sha256, None)
 
     def put(self, sha256: str, size: int) -> None:
         self._sizes[sha256] = size
@@ -261,7 +264,11 @@ class S3BlobStore:
         size = await self._known_size(sha256)
         clamped = [(o, min(n, size - o)) for o, n in ranges]
         wanted = [(o, n) for o, n in clamped if n > 0]
-        fetched = iter(await self._get_ranges(sha256, wanted) if wanted else [])
+        try:
+            fetched = iter(await self._get_ranges(sha256, wanted) if wanted else [])
+        except StoreUnavailable:
+            self._sizes.forget(sha256)  # in case the size was the trouble: HEAD it next time
+            raise
         return [next(fetched) if n > 0 else b"" for _, n in clamped]
 
     async def _get_ranges(self, sha256: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
@@ -330,7 +337,7 @@ class S3BlobStore:
                 f"{what}: {self._where} refused the credentials: {first_line(e)}",
                 CREDENTIALS_RETRY_AFTER,
             ) from e
-        except (OSError, BaseError, RuntimeError) as e:
+        except Exception as e:  # obstore errors, OSError, and the RustPanic of a Rust panic
             raise StoreUnavailable(
                 f"{what} failed at {self._where}: {first_line(e)}", RETRY_AFTER
             ) from e
