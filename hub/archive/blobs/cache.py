@@ -7,8 +7,8 @@ immutable, so a chunk never goes stale.
 
 - **One fetch per chunk.** Within a process, requests for a chunk being fetched wait for that
   fetch. Across the reader processes of a node, the fetching process holds a claim file
-  (``.claim``, created with O_EXCL); the others poll for the chunk to appear. A claim older
-  than ``claim_timeout`` belongs to a dead process and is taken over.
+  (``.claim``, created with O_EXCL, holding its pid); the others poll for the chunk to appear.
+  The claim of a dead process, or one older than ``claim_timeout``, is taken over.
 - **A size bound.** Room is reserved before a chunk is written, by evicting the least recently
   used chunks (a hit refreshes its file's mtime, at most once a minute), so the files of this
   process never take more than ``max_bytes``. Several processes each keep the bound from a
@@ -48,7 +48,7 @@ class CacheSettings:
     directory: Path
     max_bytes: int = 8 << 30
     chunk: int = CHUNK
-    claim_timeout: float = 30.0
+    claim_timeout: float = 10.0
 
 
 class ChunkCache:
@@ -173,21 +173,37 @@ class ChunkCache:
         return local, claimed
 
     def _claim(self, path: Path) -> bool:
+        """Claim the fetch of a chunk for this process (O_EXCL), taking over the claim of a
+        process that has died or has held it longer than ``claim_timeout``."""
         claim = path.with_name(path.name + ".claim")
         claim.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        for _ in range(3):
             try:
-                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-                return True
+                fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             except FileExistsError:
-                try:
-                    age = time.time() - claim.stat().st_mtime
-                except FileNotFoundError:
-                    continue  # released meanwhile: try again
-                if age < self.settings.claim_timeout:
+                holder = self._holder(claim)
+                if holder == "live":
                     return False
-                claim.unlink(missing_ok=True)  # its process died
+                if holder == "stale":
+                    claim.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
         return False
+
+    def _holder(self, claim: Path) -> str:
+        """The state of a claim held by another: live, stale, or gone (released meanwhile)."""
+        try:
+            age = time.time() - claim.stat().st_mtime
+            pid = claim.read_text()
+        except FileNotFoundError:
+            return "gone"
+        if age >= self.settings.claim_timeout:
+            return "stale"
+        if not pid:
+            return "live"  # being written by its process
+        return "live" if _alive(int(pid)) else "stale"
 
     async def _fetch(self, sha: str, indexes: list[int]) -> dict[int, bytes]:
         loop = asyncio.get_running_loop()
@@ -373,6 +389,16 @@ class ChunkCache:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _keys(pieces: list[list[tuple[int, int, int]]], index: int) -> list[tuple[int, int, int]]:

@@ -165,13 +165,30 @@ async def test_a_dead_processes_claim_is_taken_over(s3: S3BlobStore, tmp_path: P
     assert cache._path(sha, 0).exists() and not claim.exists()
 
 
+async def test_the_claim_of_a_process_that_died_is_taken_over(
+    s3: S3BlobStore, tmp_path: Path
+) -> None:
+    data = os.urandom(CHUNK)
+    sha = await s3.put_bytes(data)
+    counting = CountingStore(s3)
+    cache = cache_on(counting, tmp_path / "cache", claim_timeout=3600)
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    claim = cache._path(sha, 0).with_name(f"{sha}.0.claim")
+    claim.parent.mkdir(parents=True)
+    claim.write_text(str(gone.pid))  # fresh, but its process has exited
+    assert await cache.read_range(sha, 0, 10) == data[:10]
+    assert len(counting.fetched) == 1
+    assert cache._path(sha, 0).exists() and not claim.exists()
+
+
 async def test_a_stuck_claim_is_waited_for_only_so_long(s3: S3BlobStore, tmp_path: Path) -> None:
     data = os.urandom(CHUNK)
     sha = await s3.put_bytes(data)
     cache = cache_on(s3, tmp_path / "cache", claim_timeout=0.3)
     claim = cache._path(sha, 0).with_name(f"{sha}.0.claim")
     claim.parent.mkdir(parents=True)
-    claim.touch()  # a live process that never delivers
+    claim.write_text(str(os.getpid()))  # a live process that never delivers
     assert await cache.read_range(sha, 5, 10) == data[5:15]
 
 
