@@ -17,7 +17,6 @@ index queries (``hub.archive.orphans``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Set
@@ -28,8 +27,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.archive.blobs.protocol import BlobMissing, StoreUnavailable
-from hub.archive.blobs.s3 import S3BlobStore, S3Settings
+from hub.archive.blobs.protocol import BlobMissing
+from hub.archive.blobs.s3 import S3BlobStore, key_prefix
 from hub.archive.orphans import GRACE_SECONDS, is_named, named_hashes
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,6 @@ class S3Janitor:
     def __init__(self, store: S3BlobStore, grace: float = GRACE_SECONDS) -> None:
         self.store = store
         self.grace = grace
-        self._client: Any = None
 
     async def sweep(self, all_names: AllNames, is_named: IsNamed) -> Sweep:
         return Sweep(
@@ -81,7 +79,7 @@ class S3Janitor:
         return old
 
     def _list_uploads(self) -> list[Upload]:
-        client = self._botocore()
+        client = self.store.botocore()
         found: list[Upload] = []
         for page in client.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.store.settings.bucket, Prefix=key_prefix(self.store.settings)
@@ -92,24 +90,14 @@ class S3Janitor:
         return found
 
     def _abort(self, upload: Upload) -> None:
-        self._botocore().abort_multipart_upload(
+        self.store.botocore().abort_multipart_upload(
             Bucket=self.store.settings.bucket, Key=upload.key, UploadId=upload.upload_id
         )
 
-    def _botocore(self) -> Any:
-        if self._client is None:
-            self._client = botocore_client(self.store.settings)
-        return self._client
-
     async def _s3(self, call: Callable[..., Any], *args: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, call, *args)
-        except (BotoCoreError, ClientError) as e:
-            raise StoreUnavailable(
-                f"S3 bucket {self.store.settings.bucket!r} at {self.store.settings.endpoint}: {e}"
-            ) from e
+        return await self.store.boto(
+            f"multipart uploads of {self.store.settings.bucket}", call, *args
+        )
 
     # -- objects no row names ----------------------------------------------------
     async def remove_unnamed(self, all_names: AllNames, is_named: IsNamed) -> list[str]:
@@ -135,28 +123,3 @@ class S3Janitor:
         except BlobMissing:
             return False
         return time.time() - info.modified >= self.grace and not await is_named(sha)
-
-
-def key_prefix(settings: S3Settings) -> str:
-    """The prefix of the store's keys as S3 lists them (obstore adds the slash)."""
-    prefix = settings.prefix.strip("/")
-    return prefix + "/" if prefix else ""
-
-
-def botocore_client(settings: S3Settings) -> Any:
-    import botocore.session
-    from botocore.config import Config
-
-    return botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=settings.endpoint,
-        region_name=settings.region,
-        aws_access_key_id=settings.access_key,
-        aws_secret_access_key=settings.secret_key,
-        config=Config(
-            s3={"addressing_style": "path"},
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.timeout,
-            retries={"max_attempts": settings.retries + 1, "mode": "standard"},
-        ),
-    )

@@ -3,8 +3,11 @@
 An object is named ``{prefix}ab/cd/<sha256>``. Bytes come in through a local ``FileSpool``,
 hashed while written; ``put`` skips the upload when the object is already there (HEAD), and
 otherwise uploads it with an ``x-amz-checksum-sha256`` header on the single PUT or on every part
-of a multipart upload, so the service itself refuses a body that does not match what the spool
-held (``BadDigest``); the completed object's size is then checked with a HEAD.
+of a multipart upload, so the service itself refuses a part whose bytes do not match the header
+(``BadDigest``). The headers are computed by obstore from the bytes it sends, so a final HEAD
+then compares the object's size and the checksum the service reports for it with what the
+spool hashed while it was written: the whole sha256 (the object's name) for a single PUT, the
+sha256 of the parts' sha256s for a multipart upload.
 
 obstore does its work on its own Rust runtime, so none of these calls block the event loop; the
 local file work (spool finish, materialize's writes) runs in the default executor.
@@ -17,17 +20,20 @@ Errors: a missing object is ``BlobMissing``; anything else the service or the ne
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import obstore
 from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
@@ -101,8 +107,44 @@ def build_client(settings: S3Settings) -> S3Store:
     )
 
 
+def key_prefix(settings: S3Settings) -> str:
+    """The prefix of the store's keys as S3 lists them (obstore adds the slash)."""
+    prefix = settings.prefix.strip("/")
+    return prefix + "/" if prefix else ""
+
+
+def botocore_client(settings: S3Settings) -> Any:
+    import botocore.session
+    from botocore.config import Config
+
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=settings.endpoint,
+        region_name=settings.region,
+        aws_access_key_id=settings.access_key,
+        aws_secret_access_key=settings.secret_key,
+        config=Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.timeout,
+            retries={"max_attempts": settings.retries + 1, "mode": "standard"},
+        ),
+    )
+
+
 def blob_info(sha256: str, meta: ObjectMeta) -> BlobInfo:
     return BlobInfo(sha256, int(meta["size"]), meta["last_modified"].timestamp())
+
+
+def stored_checksum(spool: FileSpool, sha: str, size: int, part_size: int) -> str | None:
+    """The x-amz-checksum-sha256 S3 reports for the spool's bytes uploaded in ``part_size``
+    parts (one PUT up to ``part_size``); None if the spool hashed other parts."""
+    if size <= part_size:
+        return base64.b64encode(bytes.fromhex(sha)).decode()
+    if spool.part_size != part_size:
+        return None
+    parts = spool.part_digests()
+    return base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode() + f"-{len(parts)}"
 
 
 def object_key(sha256: str) -> str:
@@ -141,11 +183,12 @@ class S3BlobStore:
         os.chmod(spool_dir, 0o700)
         self.client = build_client(settings)
         self._sizes = SizeMemo()
+        self._botocore: Any = None
         self._where = f"S3 bucket {settings.bucket!r} at {settings.endpoint}"
 
     # -- writes --------------------------------------------------------------
     def spool(self) -> FileSpool:
-        return FileSpool(self.spool_dir)
+        return FileSpool(self.spool_dir, self.settings.part_size)
 
     async def put(self, spool: FileSpool) -> bool:  # type: ignore[override]
         if not isinstance(spool, FileSpool):
@@ -167,7 +210,7 @@ class S3BlobStore:
                     max_concurrency=self.settings.upload_concurrency,
                 ),
             )
-            await self._check_stored(sha, size)
+            await self._check_stored(spool, sha, size)
             return True
         finally:
             await loop.run_in_executor(None, spool.discard)
@@ -181,14 +224,46 @@ class S3BlobStore:
             return False
         return time.time() - info.modified < self.settings.reuse_within
 
-    async def _check_stored(self, sha: str, size: int) -> None:
-        stored = await self.size(sha)
-        if stored != size:
-            await self.delete(sha)
-            raise StoreUnavailable(
-                f"{self._where} stored {stored} bytes of {sha}, {size} were sent; removed it",
-                RETRY_AFTER,
-            )
+    async def _check_stored(self, spool: FileSpool, sha: str, size: int) -> None:
+        """The stored object has the spool's size and, where the service reports it, the
+        SHA-256 checksum of the spool's bytes: whole for a single PUT, composite (the sha256
+        of the parts' digests, "-N") for a multipart upload."""
+        head = await self.boto(
+            f"check of {sha}",
+            self.botocore().head_object,
+            Bucket=self.settings.bucket,
+            Key=key_prefix(self.settings) + object_key(sha),
+            ChecksumMode="ENABLED",
+        )
+        expected = stored_checksum(spool, sha, size, self.settings.part_size)
+        reported = head.get("ChecksumSHA256")
+        # Services that keep no checksum report none: the size is all there is to check.
+        checksum_ok = expected is None or reported is None or reported == expected
+        if head["ContentLength"] == size and checksum_ok:
+            return
+        await self.delete(sha)
+        raise StoreUnavailable(
+            f"{self._where} holds {head['ContentLength']} bytes of {sha} with checksum "
+            f"{reported}, but {size} bytes with checksum {expected} were sent; removed it",
+            RETRY_AFTER,
+        )
+
+    def botocore(self) -> Any:
+        """A botocore client on the same bucket, for the calls obstore lacks (made lazily:
+        botocore takes a while to import)."""
+        if self._botocore is None:
+            self._botocore = botocore_client(self.settings)
+        return self._botocore
+
+    async def boto(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A blocking botocore call, in an executor, its errors as StoreUnavailable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, partial(call, *args, **kwargs))
+        except (BotoCoreError, ClientError) as e:
+            raise StoreUnavailable(f"{what} failed at {self._where}: {e}", RETRY_AFTER) from e
 
     async def put_bytes(self, data: bytes) -> str:
         loop = asyncio.get_running_loop()

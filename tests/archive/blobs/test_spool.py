@@ -49,3 +49,15 @@ def test_clear_spools_spares_young_ones_and_other_files(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
     old.discard()
     young.discard()
+
+
+def test_part_digests_do_not_depend_on_how_the_bytes_were_written(tmp_path: Path) -> None:
+    data = os.urandom(2500)
+    expected = [hashlib.sha256(data[i : i + 1000]).digest() for i in (0, 1000, 2000)]
+    for step in (1, 7, 1000, 1001, 2500):
+        spool = FileSpool(tmp_path, part_size=1000)
+        for start in range(0, len(data), step):
+            spool.write(data[start : start + step])
+        assert spool.part_digests() == expected
+        spool.discard()
+    assert FileSpool(tmp_path).part_digests() == []
