@@ -4,7 +4,8 @@
 one process. Every component listens on a free loopback port; each gRPC port is its HTTP port
 plus 10000, the convention the mini command's own components assume when they dial each other.
 
-For pytest, the session fixture ``seaweedfs`` gives one server to a whole run: the one named by
+For pytest, the session fixture ``seaweedfs`` (offered to every suite by tests/conftest.py)
+gives one server to a whole run: the one named by
 the ``TESSERA_S3_*`` variables when they are set (``tests/with_seaweedfs.sh``), else its own. Give
 each test its own key prefix (``unique_prefix()``) rather than its own server.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from s3_server import SeaweedS3, seaweedfs  # noqa: F401  (the session's S3 server, a fixture)
+from s3_server import SeaweedS3
 
 from bench.s3_bench import bench, summary
 
@@ -23,7 +23,7 @@ def test_summary_percentiles() -> None:
     }
 
 
-async def test_the_benchmark_runs_on_a_small_object(seaweedfs: SeaweedS3, tmp_path: Path) -> None:  # noqa: F811
+async def test_the_benchmark_runs_on_a_small_object(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
     args = argparse.Namespace(size_mb=3, reads=4, concurrency=[1, 2])
     rows = await bench(args, seaweedfs, tmp_path)
     assert [(r["case"], r["c"]) for r in rows] == [

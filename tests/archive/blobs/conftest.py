@@ -1,4 +1,5 @@
-"""Fixtures of the blob store suites: every registered store, and the SeaweedFS server."""
+"""Fixtures of the blob store suites: every registered store (``seaweedfs``, the S3 server,
+comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from factories import FACTORIES
-from s3_server import seaweedfs  # noqa: F401  (the session's S3 server, a fixture)
 
 from hub.archive.blobs import BlobStore
 
