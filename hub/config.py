@@ -62,6 +62,16 @@ class Settings:
     uploads_idle_seconds: float = 7 * 86400.0  # an upload untouched this long is removed
     # The TURN server's shared secret for telehealth relay credentials; never sent to a browser.
     turn_secret: str | None = field(default=None, repr=False)
+    # Objects in an S3 bucket instead of data_dir/blobs when s3_endpoint is set, read through
+    # a node-local chunk cache of cache_bytes in cache_dir (default data_dir/cache).
+    s3_endpoint: str | None = None
+    s3_bucket: str = "tessera"
+    s3_key: str | None = field(default=None, repr=False)
+    s3_secret: str | None = field(default=None, repr=False)
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "blobs/"
+    cache_dir: Path | None = None
+    cache_bytes: int = 8 * 1024**3
     extra: dict = field(default_factory=dict)
 
     @property
@@ -104,6 +114,7 @@ class Settings:
                 setattr(s, name, _number(name, v, type(getattr(s, name))))
         if v := os.environ.get("TESSERA_TURN_SECRET"):
             s.turn_secret = v
+        _s3_from_env(s)
         if v := os.environ.get("TESSERA_EXTRA"):
             s.extra.update(json.loads(v))  # JSON object of package settings, e.g. forwarding
         for key, value in overrides.items():
@@ -112,6 +123,26 @@ class Settings:
         s.data_dir = Path(s.data_dir)
         _check_public_url(s.public_url)
         return s
+
+
+S3_ENV = {
+    "s3_endpoint": "TESSERA_S3_ENDPOINT",
+    "s3_bucket": "TESSERA_S3_BUCKET",
+    "s3_key": "TESSERA_S3_KEY",
+    "s3_secret": "TESSERA_S3_SECRET",
+    "s3_region": "TESSERA_S3_REGION",
+    "s3_prefix": "TESSERA_S3_PREFIX",
+}
+
+
+def _s3_from_env(s: Settings) -> None:
+    for name, variable in S3_ENV.items():
+        if v := os.environ.get(variable):
+            setattr(s, name, v)
+    if v := os.environ.get("TESSERA_CACHE_DIR"):
+        s.cache_dir = Path(v)
+    if v := os.environ.get("TESSERA_CACHE_BYTES"):
+        s.cache_bytes = _number("cache_bytes", v, int)
 
 
 def _check_public_url(url: str | None) -> None:

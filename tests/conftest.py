@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hubtest import HubServer, free_port, running_hub
+from s3_server import seaweedfs  # noqa: F401  (one SeaweedFS S3 server per run, a fixture)
 
 from hub.archive import Archive
 from hub.config import Settings

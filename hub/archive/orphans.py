@@ -35,13 +35,23 @@ log = logging.getLogger(__name__)
 GRACE_SECONDS = 3600.0  # an ingest takes a blob and commits its row within seconds
 
 
+async def named_hashes(engine: AsyncEngine) -> set[str]:
+    """Every sha256 an index row names, as of this call."""
+    async with engine.connect() as conn:
+        return set((await conn.scalars(select(instances.c.sha256).distinct())).all())
+
+
+async def is_named(engine: AsyncEngine, sha: str) -> bool:
+    async with engine.connect() as conn:
+        return bool(await conn.scalar(select(exists().where(instances.c.sha256 == sha))))
+
+
 async def unnamed_blobs(
     engine: AsyncEngine, store: BlobStore, *, older_than: float = 0.0
 ) -> list[str]:
     """Blobs that no index row names, as of this call; with ``older_than``, only those the
     store took longer ago than that."""
-    async with engine.connect() as conn:
-        named = set((await conn.scalars(select(instances.c.sha256).distinct())).all())
+    named = await named_hashes(engine)
     now = time.time()
     stored = [
         info.sha256
@@ -72,18 +82,13 @@ async def quarantine(
         for sha in candidates:
             if not await store.park(sha, grace):
                 continue
-            if await _named(engine, sha):
+            if await is_named(engine, sha):
                 await store.unpark(sha)
                 continue
             moved.append(sha)
     if moved:
         log.warning("quarantined %d orphan blob(s)", len(moved))
     return moved
-
-
-async def _named(engine: AsyncEngine, sha: str) -> bool:
-    async with engine.connect() as conn:
-        return bool(await conn.scalar(select(exists().where(instances.c.sha256 == sha))))
 
 
 async def clear_at_start(
