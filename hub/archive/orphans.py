@@ -28,6 +28,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.blobs import BlobStore, Parking
+from hub.archive.blobs.configured import s3_of
 from hub.archive.index import instances
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,10 @@ async def clear_at_start(
     engine: AsyncEngine, store: BlobStore, grace: float = GRACE_SECONDS
 ) -> None:
     """Start-up: spools and orphan blobs older than the grace period (a command such as
-    ``tessera import`` may be writing beside the starting hub)."""
+    ``tessera import`` may be writing beside the starting hub). A bucket's orphans are left to
+    the janitor's sweep, which runs beside serving (listing a bucket takes a while)."""
     await store.clear_spools(grace)
+    if s3_of(store) is not None:
+        return
     candidates = await unnamed_blobs(engine, store, older_than=grace)
     await quarantine(engine, store, candidates, grace=grace)
