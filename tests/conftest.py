@@ -11,7 +11,9 @@ import pytest
 from hubtest import HubServer, free_port, running_hub
 from s3_server import (
     from_environment,
-    seaweedfs,  # noqa: F401  (one SeaweedFS S3 server per run, a fixture)
+    own_seaweedfs,  # noqa: F401  (a fixture: an S3 server of a test's own)
+    seaweedfs,  # noqa: F401  (a fixture: one SeaweedFS S3 server per run)
+    store_fields,
     unique_prefix,
 )
 
@@ -86,14 +88,7 @@ def store_on_s3(monkeypatch) -> dict[str, str]:
         return {}
     prefix = unique_prefix()
     monkeypatch.setenv("TESSERA_S3_PREFIX", prefix)
-    return {
-        "s3_endpoint": S3.endpoint,
-        "s3_bucket": S3.bucket,
-        "s3_key": S3.access_key,
-        "s3_secret": S3.secret_key,
-        "s3_region": S3.region,
-        "s3_prefix": prefix,
-    }
+    return store_fields(S3, prefix)
 
 
 @pytest.fixture

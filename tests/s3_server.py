@@ -228,6 +228,26 @@ def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}/blobs/"
 
 
+def store_fields(server: SeaweedS3, prefix: str | None = None) -> dict[str, str]:
+    """The ``Settings`` fields that keep a hub's objects on ``server``, under ``prefix`` (by
+    default a fresh one)."""
+    return {
+        "s3_endpoint": server.endpoint,
+        "s3_bucket": server.bucket,
+        "s3_key": server.access_key,
+        "s3_secret": server.secret_key,
+        "s3_region": server.region,
+        "s3_prefix": prefix or unique_prefix(),
+    }
+
+
+@pytest.fixture
+def own_seaweedfs() -> Iterator[SeaweedS3]:
+    """A server of the test's own, for a test that stops it."""
+    with running() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedS3]:
     """One S3 server for the whole test run."""

@@ -5,15 +5,13 @@ secret."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
-import pytest
 from dicomweb_support import STOW_TYPE, multipart_body
 from hubtest import free_port, running_hub
 from pydicom.data import get_testdata_file
-from s3_server import SeaweedS3, running, unique_prefix
+from s3_server import SeaweedS3, store_fields
 
 from hub.config import Settings
 from hub.errors import ERRORS_KEY, PROBLEM_JSON
@@ -24,24 +22,10 @@ OUT_OF_RESOURCES = 0xA700
 CT = Path(get_testdata_file("CT_small.dcm"))
 
 
-@pytest.fixture
-def own_s3() -> Iterator[SeaweedS3]:
-    """A server of this test's own, which the test stops."""
-    with running() as server:
-        yield server
-
-
 def on_s3(tmp_path: Path, server: SeaweedS3, **changes: object) -> Settings:
     # No cache: every read goes to S3 (a filled cache would serve it without S3).
-    fields: dict = {
-        "s3_endpoint": server.endpoint,
-        "s3_bucket": server.bucket,
-        "s3_key": server.access_key,
-        "s3_secret": server.secret_key,
-        "s3_prefix": unique_prefix(),
-        "cache_bytes": 0,
-    }
-    return Settings(data_dir=tmp_path / "data", port=free_port(), **{**fields, **changes})
+    fields: dict = {**store_fields(server), "cache_bytes": 0, **changes}
+    return Settings(data_dir=tmp_path / "data", port=free_port(), **fields)
 
 
 def other_ct() -> bytes:
@@ -81,12 +65,12 @@ async def assert_not_indexed(hub, sop_uid: str) -> None:
     assert list(hub.settings.tmp_dir.glob("in-*.part")) == []
 
 
-async def test_reads_and_stow_while_s3_is_down(tmp_path: Path, own_s3: SeaweedS3) -> None:
+async def test_reads_and_stow_while_s3_is_down(tmp_path: Path, own_seaweedfs: SeaweedS3) -> None:
     ds = pydicom.dcmread(CT, stop_before_pixels=True)
     base = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
     instance = f"{base}/instances/{ds.SOPInstanceUID}"
     reads = [instance, f"{instance}/frames/1", f"{instance}/rendered"]
-    async with running_hub(on_s3(tmp_path, own_s3)) as hub:
+    async with running_hub(on_s3(tmp_path, own_seaweedfs)) as hub:
         status, _, _ = await stow(hub, CT.read_bytes())
         assert status == 200
         async with hub.session() as session:
@@ -94,7 +78,7 @@ async def test_reads_and_stow_while_s3_is_down(tmp_path: Path, own_s3: SeaweedS3
                 async with session.get(hub.url + url) as r:
                     assert r.status == 200, url
                     await r.read()
-        own_s3.stop()
+        own_seaweedfs.stop()
         async with hub.session() as session:
             for url in reads:
                 async with session.get(hub.url + url) as r:
