@@ -224,6 +224,14 @@ def from_environment() -> SeaweedS3 | None:
     )
 
 
+# For tests about the local store's files on disk (its layout, quarantine, mtimes): they have
+# nothing to look at when the suites run a second time with the store on S3.
+local_layout = pytest.mark.skipif(
+    all(os.environ.get(name) for name in ENV_NAMES),
+    reason="about the local store's files on disk; this run keeps the store on S3",
+)
+
+
 def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}/blobs/"
 
