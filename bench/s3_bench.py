@@ -10,6 +10,15 @@ one random object through ``S3BlobStore.put`` (multipart, SHA-256 checked), then
 - ``cache warm``: the same reads through ``ChunkCache`` after every chunk has been read once.
 
 With ``-c N`` the reads go N at a time; latency is per read, throughput over the whole batch.
+
+    python bench/s3_bench.py --serve SLIDE_DIR [--requests 1500] [-c 8] [--json out.json]
+
+Through ``tessera serve``, with a converted slide (``tessera convert --out SLIDE_DIR``): STOW-RS
+MB/s of its files into the local store and into S3, then random WADO-RS frames of its level 0
+at concurrency c (frames/s, p50/p99) from the local store, from S3 warm (the cache filled at
+ingest) and from S3 cold (the cache off, TESSERA_CACHE_BYTES=0: every frame a ranged GET of
+its 1 MiB chunk), and warm again in a hub restarted after the cold run. The load generator is Python (aiohttp) on the same machine, the same for the
+three cases.
 """
 
 from __future__ import annotations
@@ -30,8 +39,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import aiohttp  # noqa: E402
 from s3_server import SeaweedS3, from_environment, running, unique_prefix  # noqa: E402
 
+from bench.dicomweb_bench import (  # noqa: E402
+    DICOM_JSON,
+    FRAME_ACCEPT,
+    TesseraServer,
+    _instance_url,
+    _level0,
+    stow,
+)
 from hub.archive.blobs.cache import CacheSettings, ChunkCache  # noqa: E402
 from hub.archive.blobs.protocol import CHUNK  # noqa: E402
 from hub.archive.blobs.s3 import S3BlobStore, S3Settings  # noqa: E402
@@ -122,13 +140,100 @@ async def bench(args: argparse.Namespace, s3: SeaweedS3, work: Path) -> list[dic
     return results
 
 
+async def frame_load(base: str, token: str | None, requests: int, c: int, case: str) -> dict:
+    """``requests`` random frames of the slide's level 0, ``c`` at a time."""
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    connector = aiohttp.TCPConnector(limit=c)
+    async with aiohttp.ClientSession(headers=auth, connector=connector) as session:
+        level0 = await _level0(session, base, DICOM_JSON)
+        prefix = _instance_url(base, level0) + "/frames/"
+        rng = random.Random(11)
+
+        async def frame(n: int) -> bytes:
+            async with session.get(prefix + str(n), headers={"Accept": FRAME_ACCEPT}) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"frame {n}: HTTP {r.status}")
+                return body
+
+        numbers = [rng.randrange(1, level0["frames"] + 1) for _ in range(requests)]
+        reads = [lambda n=n: frame(n) for n in numbers]
+        return summary(case, c, *await timed(reads, c))
+
+
+def serve_bench(args: argparse.Namespace, s3: SeaweedS3, work: Path) -> dict:
+    files = sorted(args.serve.glob("*.dcm"))
+    port = args.port
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "files": len(files),
+        "bytes": sum(f.stat().st_size for f in files),
+        "load_average_start": os.getloadavg(),
+    }
+    c = args.concurrency[-1]
+    with TesseraServer(work / "local", port) as hub:
+        result["stow_local"] = asyncio.run(stow(hub.base, files, hub.token))
+        result["frames_local"] = asyncio.run(
+            frame_load(hub.base, hub.token, args.requests, c, "local")
+        )
+    env = {
+        "TESSERA_S3_ENDPOINT": s3.endpoint,
+        "TESSERA_S3_BUCKET": s3.bucket,
+        "TESSERA_S3_KEY": s3.access_key,
+        "TESSERA_S3_SECRET": s3.secret_key,
+        "TESSERA_S3_REGION": s3.region,
+        "TESSERA_S3_PREFIX": unique_prefix(),
+    }
+    with TesseraServer(work / "s3", port, env=env) as hub:
+        result["stow_s3"] = asyncio.run(stow(hub.base, files, hub.token))
+        result["frames_s3_warm"] = asyncio.run(
+            frame_load(hub.base, hub.token, args.requests, c, "s3 warm")
+        )
+    cold = {**env, "TESSERA_CACHE_BYTES": "0"}
+    with TesseraServer(work / "s3", port, env=cold, fresh=False) as hub:
+        result["frames_s3_cold"] = asyncio.run(
+            frame_load(hub.base, hub.token, args.requests, c, "s3 cold")
+        )
+    # Warm again after the cold run, in a restarted hub: the same conditions as the cold run
+    # (the first warm run follows the upload, while its writes are still being flushed).
+    with TesseraServer(work / "s3", port, env=env, fresh=False) as hub:
+        result["frames_s3_warm_restarted"] = asyncio.run(
+            frame_load(hub.base, hub.token, args.requests, c, "s3 warm, restarted")
+        )
+    result["load_average_end"] = os.getloadavg()
+    return result
+
+
+def print_serve(r: dict) -> None:
+    print(f"{r['files']} files, {r['bytes'] / 1e6:.0f} MB; load {r['load_average_start']}")
+    for name in ("stow_local", "stow_s3"):
+        print(f"{name:16} {r[name]['MB_per_s']:>8.1f} MB/s  ok={r[name]['ok']}")
+    print(f"{'frames':20} {'c':>3} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'frames/s':>9}")
+    for name in ("frames_local", "frames_s3_warm", "frames_s3_cold", "frames_s3_warm_restarted"):
+        f = r[name]
+        print(
+            f"{f['case']:20} {f['c']:>3} {f['reads']:>6} {f['p50_ms']:>8.2f} "
+            f"{f['p99_ms']:>8.2f} {f['reads_per_s']:>9.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=64)
     parser.add_argument("--reads", type=int, default=300)
     parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--serve", type=Path, help="a converted slide's folder: bench the hub")
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--port", type=int, default=18490)
     args = parser.parse_args()
+    if args.serve:
+        with server() as s3, tempfile.TemporaryDirectory(prefix="s3-bench-") as work:
+            served = serve_bench(args, s3, Path(work))
+        print_serve(served)
+        if args.json:
+            args.json.write_text(json.dumps(served, indent=2))
+        return
     with server() as s3, tempfile.TemporaryDirectory(prefix="s3-bench-") as work:
         results = asyncio.run(bench(args, s3, Path(work)))
     print(f"{'case':28} {'c':>3} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'reads/s':>9}")
