@@ -144,7 +144,7 @@ async def test_sigkill_during_a_big_upload(seaweedfs: SeaweedS3, tmp_path: Path)
     finally:
         hub.stop()
 
-X
+    engine = make_engine(Settings.from_env(data_dir=data).db_url)  # the hub's own index
     try:
         assert (await janitor.sweep(*index_names(engine))).aborted == []  # within the grace
         swept = await S3Janitor(direct, grace=0).sweep(*index_names(engine))
