@@ -17,11 +17,14 @@ import pytest
 from blob_kinds import TEST_PART_SIZE, s3_settings
 from pydicom.data import get_testdata_file
 from relay import Relay
-from s3_server import SeaweedS3
+from s3_server import SeaweedS3, store_fields
 
-from hub.archive import Source
+from hub.archive import Archive, Source
 from hub.archive.blobs.janitor import S3Janitor, index_names
 from hub.archive.blobs.s3 import S3BlobStore, S3Settings
+from hub.archive.verify import repair_found, scan
+from hub.config import Settings
+from hub.stores import open_store
 
 CT = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,6 +34,9 @@ UPLOADER = """
 import asyncio, json, sys
 from pathlib import Path
 from hub.archive.blobs.s3 import S3BlobStore, S3Settings
+from hub.archive.verify import repair_found, scan
+from hub.config import Settings
+from hub.stores import open_store
 
 async def main():
     store = S3BlobStore(S3Settings(**json.loads(sys.argv[1])), Path(sys.argv[2]))
@@ -135,3 +141,26 @@ async def test_the_index_names_what_the_janitor_keeps(archive, store: S3BlobStor
     sweep = await S3Janitor(store, grace=0).sweep(*index_names(archive.engine))
     assert sweep.removed == [orphan] and sweep.aborted == []
     assert await store.exists(result.sha256)
+
+
+async def test_verify_repair_sweeps_the_bucket(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
+    """``tessera verify --repair`` on an archive whose store is on S3 (behind the cache, as
+    ``tessera serve`` builds it): the orphan goes after the grace period, the named object
+    stays, and neither the index nor the cache names the orphan any more."""
+    settings = Settings(data_dir=tmp_path / "data", **store_fields(seaweedfs))
+    archive = await Archive.open(settings, store=open_store(settings))
+    try:
+        result = await archive.ingest_bytes(CT, source=Source("import"))
+        orphan = await archive.store.put_bytes(b"left by a crash before the index commit")
+        report = await scan(archive)
+        assert report.orphans == [orphan]
+        await repair_found(archive, report)  # within the grace period: kept
+        assert report.kept == [orphan] and await archive.store.exists(orphan)
+        report = await scan(archive)
+        await repair_found(archive, report, grace=0)
+        assert report.kept == []
+        assert not await archive.store.exists(orphan)
+        assert await archive.store.exists(result.sha256)
+        assert (await scan(archive)).clean
+    finally:
+        await archive.close()
