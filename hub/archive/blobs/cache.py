@@ -18,6 +18,8 @@ immutable, so a chunk never goes stale.
   is served locally. A fill takes at most half the cache, so one large upload cannot flush
   everything else.
 - ``stream`` and ``materialize`` pass through without caching.
+- **Hits read inline.** Chunk files are kept open (the ``OPEN_CHUNKS`` most recent), and a
+  small hit is a ``pread`` on the event loop, as in the local store.
 
 The blocking file work runs in the default executor.
 """
@@ -30,6 +32,7 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,8 @@ from hub.archive.blobs.protocol import CHUNK, BlobInfo, BlobStore, Spool
 from hub.archive.blobs.spool import FileSpool
 
 TOUCH_EVERY = 60.0  # seconds: how stale a hit's mtime may get before it is refreshed
+INLINE_READ_LIMIT = 1 << 20  # hits up to this many bytes are read on the loop (see read_ranges)
+OPEN_CHUNKS = 256  # chunk files kept open for hits
 LOW_WATER = 0.9  # eviction frees room down to this share of the bound
 CLAIM_POLL = 0.005  # seconds between looks for a chunk another process is fetching
 
@@ -63,6 +68,9 @@ class ChunkCache:
         self._used: int | None = None  # bytes in the folder or reserved, as this process counts
         self._reserved = 0  # bytes reserved for chunks being written
         self._tasks: set[asyncio.Task[dict[int, bytes]]] = set()
+        # Open chunk files, least recently used first: (descriptor, when last touched).
+        self._fds: OrderedDict[tuple[str, int], tuple[int, float]] = OrderedDict()
+        self._fd_lock = threading.Lock()
 
     # -- reads -------------------------------------------------------------------
     async def read_range(self, sha256: str, offset: int, length: int) -> bytes:
@@ -74,7 +82,12 @@ class ChunkCache:
         if not wanted:
             return [b"" for _ in ranges]
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, self._read_local, sha256, pieces)
+        # As in the local store: a small read of an open chunk file comes from the page cache
+        # in microseconds, less than a hop to an executor costs.
+        if sum(e - s for parts in pieces for _, s, e in parts) <= INLINE_READ_LIMIT:
+            found = self._read_local(sha256, pieces)
+        else:
+            found = await loop.run_in_executor(None, self._read_local, sha256, pieces)
         missing = [i for i in wanted if not all(k in found for k in _keys(pieces, i))]
         chunks = await self._chunks(sha256, missing) if missing else {}
         out = []
@@ -99,18 +112,59 @@ class ChunkCache:
     ) -> dict[tuple[int, int, int], bytes]:
         found: dict[tuple[int, int, int], bytes] = {}
         for index in {i for parts in pieces for i, _, _ in parts}:
+            fd = self._open_chunk(sha, index)
+            if fd is None:
+                continue
+            for i, s, e in _keys(pieces, index):
+                found[(i, s, e)] = os.pread(fd, e - s, s)
+        return found
+
+    def _open_chunk(self, sha: str, index: int) -> int | None:
+        """A descriptor of a cached chunk (kept open), its mtime refreshed now and then so that
+        eviction takes the least recently used; None if the chunk is not cached."""
+        key = (sha, index)
+        now = time.time()
+        with self._fd_lock:
+            held = self._fds.get(key)
+            if held is not None:
+                self._fds.move_to_end(key)
+                fd, touched = held
+                if now - touched > TOUCH_EVERY:
+                    with contextlib.suppress(OSError):
+                        os.utime(fd)
+                    self._fds[key] = (fd, now)
+                return fd
             try:
                 fd = os.open(self._path(sha, index), os.O_RDONLY)
             except FileNotFoundError:
-                continue
-            try:
-                for i, s, e in _keys(pieces, index):
-                    found[(i, s, e)] = os.pread(fd, e - s, s)
-                if time.time() - os.fstat(fd).st_mtime > TOUCH_EVERY:
+                return None
+            if now - os.fstat(fd).st_mtime > TOUCH_EVERY:
+                with contextlib.suppress(OSError):
                     os.utime(fd)
-            finally:
-                os.close(fd)
-        return found
+            self._fds[key] = (fd, now)
+            if len(self._fds) > OPEN_CHUNKS:
+                _, (old, _) = self._fds.popitem(last=False)
+                os.close(old)
+            return fd
+
+    def _close_chunk(self, name: str) -> None:
+        """Close the open file of an evicted chunk (``<sha256>.<index>``), so that its space
+        is freed. (A chunk evicted by another process stays open here until it ages out of
+        the ``OPEN_CHUNKS`` most recent.)"""
+        sha, _, index = name.partition(".")
+        if not index.isdigit():
+            return
+        with self._fd_lock:
+            held = self._fds.pop((sha, int(index)), None)
+        if held is not None:
+            os.close(held[0])
+
+    def _close_chunks(self, sha: str | None = None) -> None:
+        """Close the open chunk files of one object (of every object without ``sha``)."""
+        with self._fd_lock:
+            keys = [k for k in self._fds if sha is None or k[0] == sha]
+            for key in keys:
+                os.close(self._fds.pop(key)[0])
 
     async def _chunks(self, sha: str, indexes: list[int]) -> dict[int, bytes]:
         """Whole chunks, each fetched once however many requests want it. The fetch is a task
@@ -292,6 +346,7 @@ class ChunkCache:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 used -= size
+            self._close_chunk(path.name)
         # Reserved chunks of this process are not (or only partly) in the folder yet.
         self._used = used + self._reserved
 
@@ -334,6 +389,7 @@ class ChunkCache:
 
     def forget(self, sha256: str) -> None:
         """Drop the cached chunks of one object (blocking)."""
+        self._close_chunks(sha256)
         folder = self.settings.directory / sha256[:2]
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(folder):
@@ -394,6 +450,7 @@ class ChunkCache:
         return await self.inner.clear_spools(older_than)
 
     async def close(self) -> None:
+        self._close_chunks()
         await self.inner.close()
 
 

@@ -213,6 +213,9 @@ async def test_the_bound_holds_under_random_ranges(s3: S3BlobStore, tmp_path: Pa
         assert got == [objects[sha][o : o + n] for sha, o, n in batch]
         used = cache.used_bytes()
         assert used <= bound
+        # Evicted chunks are closed too, so that their space is freed.
+        held = [os.fstat(fd).st_nlink for fd, _ in cache._fds.values()]
+        assert all(held)
         peak = max(peak, used)
     assert peak > bound - 2 * CHUNK  # the load did fill the cache up to its bound
     assert len(counting.fetched) > len(objects) * 9  # and evictions made it fetch again
@@ -265,6 +268,7 @@ async def test_delete_drops_the_cached_chunks(s3: S3BlobStore, tmp_path: Path) -
     cache = cache_on(s3, tmp_path / "cache")
     await cache.read_range(sha, 0, 2 * CHUNK)
     assert cache.used_bytes() == 2 * CHUNK
+    assert await cache.read_range(sha, CHUNK - 5, 10) == data[CHUNK - 5 : CHUNK + 5]  # hits
     await cache.delete(sha)
     assert cache.used_bytes() == 0
     with pytest.raises(BlobMissing):
