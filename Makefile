@@ -7,12 +7,14 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx coturn libturbojpeg0
 # The suites that run a second time with the index on PostgreSQL instead of SQLite.
 POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward tests/backup tests/dose
+# The suites that run a second time with the store on S3 (SeaweedFS) instead of the data dir.
+S3_TESTS := tests/archive tests/dicomweb tests/wsi
 STAMP := $(VENV)/.installed
 # Every Python dependency, pinned: installs take exactly these versions (`make lock` rewrites it).
 CONSTRAINTS := constraints.txt
 LOCK_TOOLS := .venv-lock
 
-.PHONY: demo test test-postgres lint bench lock system-deps npm-deps clean
+.PHONY: demo test test-postgres test-s3 lint bench lock system-deps npm-deps clean
 
 demo: $(STAMP) npm-deps
 	$(PY) -m hub.cli demo
@@ -20,9 +22,13 @@ demo: $(STAMP) npm-deps
 test: $(STAMP) npm-deps system-deps
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	$(MAKE) test-postgres
+	$(MAKE) test-s3
 
 test-postgres: $(STAMP) system-deps
 	tests/with_postgres.sh $(PY) -m pytest -q -p no:cacheprovider $(POSTGRES_TESTS)
+
+test-s3: $(STAMP) system-deps
+	tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(S3_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -49,14 +55,14 @@ system-deps:
 $(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c $(CONSTRAINTS) -e '.[test,bench,postgres]'
+	$(VENV)/bin/pip install -q -c $(CONSTRAINTS) -e '.[test,bench,postgres,s3]'
 	touch $(STAMP)
 
 # Re-resolve $(CONSTRAINTS) from pyproject.toml, keeping its pins where they still fit;
 # `make lock LOCK_ARGS=--upgrade` moves everything to the newest versions pyproject allows.
 lock:
 	test -x $(LOCK_TOOLS)/bin/uv || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q uv==0.13.8; }
-	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra test --extra bench --extra postgres \
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra test --extra bench --extra postgres --extra s3 \
 	  --python-version 3.11 --custom-compile-command 'make lock' $(LOCK_ARGS) -o $(CONSTRAINTS)
 
 npm-deps: web/node_modules/.package-lock.json

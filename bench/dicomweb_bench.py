@@ -485,13 +485,22 @@ def slide_dicom(work: Path) -> Path:
 
 
 class TesseraServer:
-    """`tessera serve` on a fresh data folder, with an API token when access control is on."""
+    """`tessera serve` on a fresh data folder (or, without ``fresh``, the folder as it is),
+    with an API token when access control is on; ``env``: settings for it (e.g. TESSERA_S3_*)."""
 
     def __init__(
-        self, data: Path, port: int, repo: Path = REPO, extra: list[str] | None = None
+        self,
+        data: Path,
+        port: int,
+        repo: Path = REPO,
+        extra: list[str] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        fresh: bool = True,
     ) -> None:
         self.data, self.port, self.repo, self.extra = data, port, repo, extra or []
-        self.env = {**os.environ, "PYTHONPATH": str(repo)}
+        self.env = {**os.environ, "PYTHONPATH": str(repo), **(env or {})}
+        self.fresh = fresh
         self.proc: subprocess.Popen | None = None
         self.token: str | None = None
 
@@ -500,7 +509,9 @@ class TesseraServer:
         return f"http://127.0.0.1:{self.port}/dicomweb"
 
     def __enter__(self) -> TesseraServer:
-        shutil.rmtree(self.data, ignore_errors=True)
+        if self.fresh:
+            shutil.rmtree(self.data, ignore_errors=True)
+        self.data.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "hub.cli", "serve", "--data", str(self.data)]
         cmd += ["--port", str(self.port), *self.extra]
         log = open(self.data.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
@@ -517,7 +528,7 @@ class TesseraServer:
         made = subprocess.run(
             [*add, "--no-password"], cwd=self.repo, env=self.env, capture_output=True, text=True
         )
-        if made.returncode != 0:
+        if made.returncode != 0 and "exists" not in made.stderr:
             return None  # no access control in this build
         issued = subprocess.run(
             [*cli, "token", "--data", str(self.data), "bench", "--days", "1"],

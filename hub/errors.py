@@ -3,6 +3,9 @@
 RFC 9457 ``application/problem+json``, with an id that names the log record holding the
 traceback; the client never sees the traceback. Each one is counted per route, so a test or an
 operator can tell that the hub met a bug rather than bad input.
+
+A store that cannot be reached (``StoreUnavailable``: S3 down, refusing the credentials) is no
+bug: any door reading from it answers 503 with Retry-After, and the cause is logged.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from hub.archive.blobs import StoreUnavailable
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -49,6 +54,11 @@ async def unexpected_errors(request: web.Request, handler) -> web.StreamResponse
         return await handler(request)
     except (web.HTTPException, ConnectionError):
         raise  # a deliberate answer, or the client went away
+    except StoreUnavailable as exc:
+        if request.writer.output_size > 0:
+            raise
+        log.warning("%s %s: the store is unavailable: %s", request.method, request.path, exc)
+        return store_unavailable(exc.retry_after)
     except Exception:
         route = request.match_info.route.name or request.path
         error_id = secrets.token_hex(6)
@@ -64,3 +74,13 @@ async def unexpected_errors(request: web.Request, handler) -> web.StreamResponse
             f"The hub met an unexpected error; it is logged as {error_id}.",
             error_id=error_id,
         )
+
+
+def store_unavailable(retry_after: float) -> web.Response:
+    response = problem(
+        503,
+        "Service Unavailable",
+        "The object store cannot be reached just now; retry later.",
+    )
+    response.headers["Retry-After"] = str(max(1, round(retry_after)))
+    return response

@@ -1,23 +1,22 @@
 """The blob store a node's settings ask for, built by the composition root.
 
 The archive core knows only the ``BlobStore`` protocol; which store, and whether it is
-wrapped in encryption at rest, is decided here and handed to ``Archive.open``.
+wrapped in encryption at rest, is decided here and handed to ``Archive.open``: the local
+directory or ``ChunkCache(S3BlobStore)`` as configured (``blobs.configured``), inside
+``EncryptedBlobStore`` when a store key is configured, so that S3 and the cache hold
+ciphertext only.
 """
 
 from __future__ import annotations
 
-from hub.archive.archive import local_store
 from hub.archive.blobs import BlobStore
-from hub.config import Settings, SettingsError
+from hub.archive.blobs.configured import plain_store
+from hub.config import Settings
 
 
 def open_store(settings: Settings) -> BlobStore:
     storage = settings.storage
-    if storage.backend != "local":
-        raise SettingsError(
-            "TESSERA_STORAGE_BACKEND", f"the {storage.backend} store is not built yet"
-        )
-    store: BlobStore = local_store(settings)
+    store: BlobStore = plain_store(settings)
     if storage.encryption_key_file or storage.encryption_key:
         from hub.security.at_rest import EncryptedBlobStore, load_store_key  # optional feature
 

@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 from hubtest import HubServer, free_port, running_hub
+from s3_server import (
+    from_environment,
+    own_seaweedfs,  # noqa: F401  (a fixture: an S3 server of a test's own)
+    seaweedfs,  # noqa: F401  (a fixture: one SeaweedFS S3 server per run)
+    store_fields,
+    unique_prefix,
+)
 
 from hub.archive import Archive
 from hub.config import Settings
@@ -68,9 +75,27 @@ async def database_url(new_database, monkeypatch) -> str | None:
     return url
 
 
+# The S3 server tests/with_seaweedfs.sh exported: the fixtures below then keep each test's
+# objects in it, under a key prefix of the test's own, instead of in the data dir.
+S3 = from_environment()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(data_dir=tmp_path / "data", port=free_port(), database_url=database_url)
+def store_on_s3(monkeypatch) -> dict[str, str]:
+    """The ``Settings`` fields that put the test's store on S3 (empty without a server); the
+    prefix is also in TESSERA_S3_PREFIX for the hubs a test runs as commands."""
+    if S3 is None:
+        return {}
+    prefix = unique_prefix()
+    monkeypatch.setenv("TESSERA_S3_PREFIX", prefix)
+    return store_fields(S3, prefix)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None, store_on_s3: dict[str, str]) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", port=free_port(), database_url=database_url, **store_on_s3
+    )
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive import frametable, orphans, query
 from hub.archive.blobs import CHUNK, BlobStore, Spool
-from hub.archive.blobs.local import LocalBlobStore
+from hub.archive.blobs.configured import plain_store
 from hub.archive.errors import NotFound
 from hub.archive.index import instances, make_engine, patients, series, studies
 from hub.archive.ingest import Expected, IndexedHook, Ingestor, ScopeResolver, Subscriber
@@ -74,7 +74,7 @@ class Archive:
         also clears orphan blobs that interrupted ingests left (``hub.archive.orphans``).
 
         ``store``: where the bytes live, built by the composition root (``hub.stores``);
-        without one, the plain local directory of ``settings``.
+        without one, the plain store of ``settings`` (``blobs.configured``).
 
         ``schema`` says what may happen to an index at an older revision than this code's
         (``hub.archive.migrations.runner``): the server upgrades it, other commands refuse
@@ -86,7 +86,7 @@ class Archive:
                 # Opened plain, encrypted objects would be served as ciphertext and new ones
                 # stored in the clear: the composition root wraps the store (hub.stores).
                 raise ValueError("encryption at rest is configured: open the archive with a store")
-            store = local_store(settings)
+            store = plain_store(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.db_url)
         try:
@@ -266,13 +266,6 @@ class Archive:
     def _forget(self, sop_uid: str) -> None:
         self._frames.pop(sop_uid, None)
         self._cached_at.pop(sop_uid, None)
-
-
-def local_store(settings: Settings) -> LocalBlobStore:
-    """The plain local directory of ``settings``: objects, spools and quarantine."""
-    return LocalBlobStore(
-        settings.blob_dir, settings.tmp_dir, quarantine_dir=settings.data_dir / "quarantine"
-    )
 
 
 def _missing(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:

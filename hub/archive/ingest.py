@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import errors, frametable
 from hub.archive.attributes import rows as index_rows
-from hub.archive.blobs import BlobStore, Spool
+from hub.archive.blobs import BlobStore, Spool, StoreUnavailable
 from hub.archive.index import conflicts, instances, patients, series, studies
 from hub.archive.known import Known, KnownRow, lookup
 from hub.archive.model import Indexed, IngestResult, Source
@@ -356,10 +356,15 @@ def _parse(spool: Spool, expect: Expected | None) -> ParsedInstance:
 
 def _storage_failure(exc: OSError, sha256: str, base: IngestResult | None = None) -> IngestResult:
     log.error("storage failure: %s", exc)
-    reason = exc.strerror or str(exc)
-    return _failed(
-        errors.IngestError(errors.OUT_OF_RESOURCES, f"Storage failure: {reason}"), sha256, base
-    )
+    if isinstance(exc, StoreUnavailable):  # the detail (endpoint, bucket) is for the log
+        wait = max(1, round(exc.retry_after))
+        message = f"Storage failure: the object store is unavailable; retry in {wait} s"
+    else:
+        message = f"Storage failure: {exc.strerror or exc}"
+    result = _failed(errors.IngestError(errors.OUT_OF_RESOURCES, message), sha256, base)
+    if isinstance(exc, StoreUnavailable):
+        result.retry_after = exc.retry_after
+    return result
 
 
 async def _upsert(

@@ -61,6 +61,7 @@ class IngestResult:
     message: str = ""
     conflict: bool = False
     warnings: list[str] = field(default_factory=list)  # stored, but the object is incomplete
+    retry_after: float | None = None  # failed because the store is unavailable: retry then
 
     @property
     def ok(self) -> bool:

@@ -28,6 +28,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.blobs import BlobStore, Parking
+from hub.archive.blobs.configured import s3_of
 from hub.archive.index import instances
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,23 @@ log = logging.getLogger(__name__)
 GRACE_SECONDS = 3600.0  # an ingest takes a blob and commits its row within seconds
 
 
+async def named_hashes(engine: AsyncEngine) -> set[str]:
+    """Every sha256 an index row names, as of this call."""
+    async with engine.connect() as conn:
+        return set((await conn.scalars(select(instances.c.sha256).distinct())).all())
+
+
+async def is_named(engine: AsyncEngine, sha: str) -> bool:
+    async with engine.connect() as conn:
+        return bool(await conn.scalar(select(exists().where(instances.c.sha256 == sha))))
+
+
 async def unnamed_blobs(
     engine: AsyncEngine, store: BlobStore, *, older_than: float = 0.0
 ) -> list[str]:
     """Blobs that no index row names, as of this call; with ``older_than``, only those the
     store took longer ago than that."""
-    async with engine.connect() as conn:
-        named = set((await conn.scalars(select(instances.c.sha256).distinct())).all())
+    named = await named_hashes(engine)
     now = time.time()
     stored = [
         info.sha256
@@ -72,7 +83,7 @@ async def quarantine(
         for sha in candidates:
             if not await store.park(sha, grace):
                 continue
-            if await _named(engine, sha):
+            if await is_named(engine, sha):
                 await store.unpark(sha)
                 continue
             moved.append(sha)
@@ -81,16 +92,14 @@ async def quarantine(
     return moved
 
 
-async def _named(engine: AsyncEngine, sha: str) -> bool:
-    async with engine.connect() as conn:
-        return bool(await conn.scalar(select(exists().where(instances.c.sha256 == sha))))
-
-
 async def clear_at_start(
     engine: AsyncEngine, store: BlobStore, grace: float = GRACE_SECONDS
 ) -> None:
     """Start-up: spools and orphan blobs older than the grace period (a command such as
-    ``tessera import`` may be writing beside the starting hub)."""
+    ``tessera import`` may be writing beside the starting hub). A bucket's orphans are left to
+    the janitor's sweep, which runs beside serving (listing a bucket takes a while)."""
     await store.clear_spools(grace)
+    if s3_of(store) is not None:
+        return
     candidates = await unnamed_blobs(engine, store, older_than=grace)
     await quarantine(engine, store, candidates, grace=grace)

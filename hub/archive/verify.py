@@ -17,6 +17,7 @@ from sqlalchemy import select
 from hub.archive import orphans
 from hub.archive.archive import Archive
 from hub.archive.blobs import BlobIntegrityError, BlobStore
+from hub.archive.blobs.configured import sweep_bucket
 from hub.archive.blobs.spool import count_spools
 from hub.archive.index import instances
 
@@ -68,10 +69,14 @@ async def intact(store: BlobStore, sha256: str) -> bool:
 async def repair_found(
     archive: Archive, report: Report, *, grace: float = orphans.GRACE_SECONDS
 ) -> None:
-    """Quarantine the report's orphans and remove old spools, sparing what is in flight."""
+    """Quarantine the report's orphans (on S3: the janitor removes them, and aborts abandoned
+    multipart uploads) and remove old spools, sparing what is in flight."""
     moved = await orphans.quarantine(
         archive.engine, archive.store, report.orphans, grace=grace, lock=archive.ingestor.lock
     )
+    swept = await sweep_bucket(archive.store, archive.engine, grace)
+    if swept is not None:
+        moved += swept.removed
     report.kept = [sha for sha in report.orphans if sha not in moved]
     report.temp_files -= await archive.store.clear_spools(grace)
     report.repaired = True
@@ -79,6 +84,6 @@ async def repair_found(
 
 async def verify(archive: Archive, *, deep: bool = True, repair: bool = False) -> Report:
     report = await scan(archive, deep=deep)
-    if repair and (report.orphans or report.temp_files):
+    if repair:
         await repair_found(archive, report)
     return report

@@ -70,13 +70,23 @@ async def stream_files(
     items: list[tuple[str, str]],
     boundary: str,
 ) -> None:
-    """Send stored files (part content type, sha256) as parts, a chunk at a time."""
+    """Send stored files (part content type, sha256) as parts, a chunk at a time. The response
+    is prepared once the first block has been read, so that a store that cannot be reached
+    still gets a status of its own (503) rather than a body cut short."""
     b = boundary.encode()
-    for ctype, sha in items:
+    for n, (ctype, sha) in enumerate(items):
+        blocks = aiter(store.stream(sha))
+        first = await anext(blocks, b"")
+        if n == 0:
+            await response.prepare(request)
         await response.write(b"--" + b + CRLF + b"Content-Type: " + ctype.encode() + CRLF + CRLF)
-        async for block in store.stream(sha):
+        if first:
+            await response.write(first)
+        async for block in blocks:
             await response.write(block)
         await response.write(CRLF)
+    if not items:
+        await response.prepare(request)
     await response.write(b"--" + b + b"--" + CRLF)
 
 

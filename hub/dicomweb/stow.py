@@ -122,14 +122,20 @@ def _response(request: web.Request, results: list[IngestResult], study: str | No
     if failed:
         body[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": [_failed(r) for r in failed]}
     warned = [w for r in stored for w in r.warnings]
-    if not stored:
+    waits = [r.retry_after for r in failed if r.retry_after is not None]
+    headers: dict[str, str] = {}
+    if not stored and failed and len(waits) == len(failed):
+        status = 503  # the store is unavailable: each failure says so, and it is worth a retry
+        headers["Retry-After"] = str(max(1, round(max(waits))))
+    elif not stored:
         status = 409
     elif failed or warned:
         status = 202
     else:
         status = 200
-    headers = {"Warning": warning(f"Stored with warnings: {'; '.join(warned)}")} if warned else None
-    return dicom_json(dict(sorted(body.items())), status=status, headers=headers)
+    if warned:
+        headers["Warning"] = warning(f"Stored with warnings: {'; '.join(warned)}")
+    return dicom_json(dict(sorted(body.items())), status=status, headers=headers or None)
 
 
 def _referenced(base: str, r: IngestResult) -> dict[str, Any]:

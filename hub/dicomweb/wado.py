@@ -14,6 +14,7 @@ from aiohttp import web
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import InstanceRef, NotFound
 from hub.archive.archive import Archive
+from hub.archive.blobs import StoreUnavailable
 from hub.archive.errors import NotAcceptable
 from hub.archive.model import FrameTable
 from hub.dicomweb import media, render
@@ -78,9 +79,8 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=headers)
     response.content_type = "multipart/related"
     response.headers["Content-Type"] = content_type("application/dicom", boundary)
-    await response.prepare(request)
     items = [(_dicom_part_type(ref.transfer_syntax_uid), ref.sha256) for ref in refs]
-    await stream_files(request, response, archive.store, items, boundary)
+    await stream_files(request, response, archive.store, items, boundary)  # prepares it
     await response.write_eof()
     return response
 
@@ -368,6 +368,8 @@ async def _render(
         data = await _on_plain_file(
             archive, ref, render.rendered, index, media_type, viewport, quality
         )
+    except StoreUnavailable:
+        raise
     except Exception as exc:
         raise NotAcceptable(f"This instance cannot be rendered: {exc}") from exc
     headers = cache_headers(etag, _immutable(archive))

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from hubtest import free_port
 from pydicom.data import get_testdata_file
+from s3_server import local_layout
 
 BOUNDARY = "crash-test"
 STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
@@ -130,6 +131,7 @@ async def test_sigkill_mid_stow_leaves_nothing_partial(tmp_path: Path) -> None:
             proc.wait(timeout=10)
 
 
+@local_layout
 def test_verify_finds_and_quarantines_orphans_and_reports_damage(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert tessera("import", "--data", str(data), get_testdata_file("CT_small.dcm")).returncode == 0
@@ -156,6 +158,7 @@ def stored_blobs(data: Path) -> set[Path]:
     return {p for p in (data / "blobs").rglob("*") if p.is_file()}
 
 
+@local_layout
 @pytest.mark.timeout(180)
 async def test_sigkill_between_blob_and_index_leaves_an_orphan_the_next_start_clears(
     tmp_path: Path,

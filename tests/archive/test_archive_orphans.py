@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 
 from pydicom.data import get_testdata_file
+from s3_server import local_layout
 
 from hub.archive import Source
 from hub.archive.verify import repair_found, scan
+
+pytestmark = local_layout  # parking is the local store's; S3 has its janitor (tests/archive/blobs)
 
 CT = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 A_DAY_AGO = time.time() - 24 * 3600

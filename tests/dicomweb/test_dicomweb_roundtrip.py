@@ -83,13 +83,15 @@ def exchange(url: str, headers: dict[str, str], files: list[Path]) -> dict[str, 
 
 
 @pytest.mark.timeout(900)
-async def test_round_trip_every_readable_file(corpus: Path, tmp_path: Path) -> None:
+async def test_round_trip_every_readable_file(
+    corpus: Path, tmp_path: Path, store_on_s3: dict[str, str]
+) -> None:
     files = readable_files(corpus)
     assert len(files) > 200
     checked_frames = 0
     stored_total = 0
     for number, group in enumerate(rounds(files)):
-        settings = Settings(data_dir=tmp_path / f"round{number}", port=free_port())
+        settings = Settings(data_dir=tmp_path / f"round{number}", port=free_port(), **store_on_s3)
         async with running_hub(settings) as hub:
             result = await asyncio.to_thread(
                 exchange, hub.url + "/dicomweb", hub.admin_headers, group

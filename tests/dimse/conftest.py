@@ -23,13 +23,16 @@ def receiver(tmp_path: Path) -> Iterator[StoreSCP]:
 
 
 @pytest.fixture
-async def dimse_hub(tmp_path: Path, receiver: StoreSCP) -> AsyncIterator[DimseHub]:
+async def dimse_hub(
+    tmp_path: Path, receiver: StoreSCP, store_on_s3: dict[str, str]
+) -> AsyncIterator[DimseHub]:
     need_dcmtk()
     settings = Settings(
         data_dir=tmp_path / "data",
         dimse_port=0,
         ae_title=AE,
         dimse=DimseSettings(move_destinations={receiver.ae: [HOST, receiver.port]}),
+        **store_on_s3,
     )
     async with running_dimse_hub(settings) as hub:
         yield hub

@@ -39,7 +39,6 @@ class StoreUnavailable(OSError):
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
     sha256: str
-    size: int
     size: int  # as stored (an encrypting wrapper reports the sealed size)
     modified: float  # seconds since the epoch when the store last took it (see ``put``)
 

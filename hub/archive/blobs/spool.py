@@ -17,14 +17,21 @@ PREFIX, SUFFIX = "in-", ".part"
 
 
 class FileSpool:
-    def __init__(self, tmp_dir: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)
+    """With ``part_size``, also the sha256 of every ``part_size`` bytes, for stores that upload
+    in parts and have each part's checksum checked by the server."""
+
+    def __init__(self, tmp_dir: Path, part_size: int | None = None) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=PREFIX, suffix=SUFFIX)  # mode 0600
         self.path = Path(name)
+        self.part_size = part_size
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
         self._size = 0
         self._finished: tuple[str, int] | None = None
         self._gone = False  # taken by a store, or discarded
+        self._part = hashlib.sha256()
+        self._part_filled = 0
+        self._parts: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         if self._file is None:
@@ -32,14 +39,34 @@ class FileSpool:
         self._file.write(data)
         self._digest.update(data)
         self._size += len(data)
+        if self.part_size:
+            self._hash_parts(memoryview(data))
+
+    def _hash_parts(self, data: memoryview) -> None:
+        assert self.part_size
+        while data:
+            take = min(len(data), self.part_size - self._part_filled)
+            self._part.update(data[:take])
+            self._part_filled += take
+            data = data[take:]
+            if self._part_filled == self.part_size:
+                self._parts.append(self._part.digest())
+                self._part, self._part_filled = hashlib.sha256(), 0
 
     def finish(self) -> tuple[str, int]:
         if self._finished is None:
             assert self._file is not None
-            self._file.close()  # the store fsyncs what it takes
+            self._file.close()  # a store that keeps the file fsyncs what it takes
             self._file = None
             self._finished = (self._digest.hexdigest(), self._size)
+            if self._part_filled:
+                self._parts.append(self._part.digest())
         return self._finished
+
+    def part_digests(self) -> list[bytes]:
+        """The sha256 of each ``part_size`` part of the finished spool (empty without)."""
+        self.finish()
+        return self._parts
 
     def reader(self) -> BinaryIO:
         return open(self.path, "rb")
@@ -64,7 +91,7 @@ def clear_spools(tmp_dir: Path, older_than: float = 0.0) -> int:
     ``older_than`` seconds (an upload may still be filling them); how many were removed."""
     count = 0
     now = time.time()
-    for p in tmp_dir.glob(f"*{SUFFIX}"):
+    for p in tmp_dir.glob(f"{PREFIX}*{SUFFIX}"):
         try:
             if older_than and now - p.stat().st_mtime < older_than:
                 continue
@@ -76,4 +103,4 @@ def clear_spools(tmp_dir: Path, older_than: float = 0.0) -> int:
 
 
 def count_spools(tmp_dir: Path) -> int:
-    return sum(1 for _ in tmp_dir.glob(f"*{SUFFIX}"))
+    return sum(1 for _ in tmp_dir.glob(f"{PREFIX}*{SUFFIX}"))

@@ -18,13 +18,13 @@ def store_kind(request: pytest.FixtureRequest) -> StoreKind:
 
 @pytest.fixture
 async def store_factory(
-    store_kind: StoreKind, tmp_path: Path
+    store_kind: StoreKind, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[[], Awaitable[BlobStore]]]:
     """Opens stores of the kind under test on one directory (closed after the test)."""
     opened: list[BlobStore] = []
 
     async def make() -> BlobStore:
-        store = await store_kind.open(tmp_path)
+        store = await store_kind.open(tmp_path, request)
         opened.append(store)
         return store
 

@@ -7,7 +7,7 @@ import os
 import random
 
 import pytest
-from blob_kinds import SEAL_CHUNK, StoreKind
+from blob_kinds import SEAL_CHUNK, TEST_PART_SIZE, StoreKind
 
 from hub.archive.blobs import CHUNK, BlobIntegrityError, BlobMissing, BlobStore, Parking
 from hub.archive.verify import intact
@@ -75,6 +75,18 @@ async def test_read_ranges_of_one_object(store: BlobStore) -> None:
     ranges += [(0, 0), (len(DATA) + 5, 3), (SEAL_CHUNK - 3, 6)]
     got = await store.read_ranges(SHA, ranges)
     assert got == [DATA[o : o + n] for o, n in ranges]
+
+
+async def test_ranges_across_part_boundaries(store: BlobStore) -> None:
+    part = TEST_PART_SIZE  # an S3 store uploads this object in three parts
+    data = random.Random(5).randbytes(2 * part + 12345)
+    sha = hashlib.sha256(data).hexdigest()
+    assert await _put(store, data) is True
+    for offset, length in [(part - 10, 20), (2 * part - 1, 2), (0, len(data)), (part, part)]:
+        assert await store.read_range(sha, offset, length) == data[offset : offset + length]
+    ranges = [(0, 100), (part - 5, 10), (part + 100, 32 << 10), (2 * part - 7, 7), (10, 20)]
+    assert await store.read_ranges(sha, ranges) == [data[o : o + n] for o, n in ranges]
+    assert await _read_all(store, sha) == data
 
 
 @pytest.mark.parametrize("chunk", [1000, SEAL_CHUNK, CHUNK])
