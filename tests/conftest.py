@@ -80,10 +80,11 @@ async def database_url(new_database, monkeypatch) -> str | None:
 S3 = from_environment()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def store_on_s3(monkeypatch) -> dict[str, str]:
     """The ``Settings`` fields that put the test's store on S3 (empty without a server); the
-    prefix is also in TESSERA_S3_PREFIX for the hubs a test runs as commands."""
+    prefix is also in TESSERA_S3_PREFIX for the hubs a test runs as commands. Every test gets a
+    prefix of its own, so that one test's objects are never another's orphans."""
     if S3 is None:
         return {}
     prefix = unique_prefix()

@@ -92,6 +92,16 @@ async def wait_painted(page) -> None:
     )
 
 
+async def _eventually(condition, seconds: float = 60.0) -> bool:
+    """Whether ``condition`` comes true within ``seconds`` (responses arrive as events)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def test_viewer_paints_level0_tiles_that_match_openslide(hub_server, slide_study, corpus):
     frame_urls: list[str] = []
     async with chromium() as browser:
@@ -154,7 +164,10 @@ async def test_viewer_paints_level0_tiles_that_match_openslide(hub_server, slide
         assert placed["zoom"] == pytest.approx(1.0, abs=1e-6)
         assert (placed["x"], placed["y"]) == pytest.approx(VIEW_ORIGIN, abs=0.01)
         assert f"x={VIEW_ORIGIN[0] + view['width'] // 2}" in placed["hash"]
-        assert any(level0["sop"] in url for url in frame_urls), "no full-resolution frame fetched"
+        assert await _eventually(lambda: any(level0["sop"] in url for url in frame_urls)), (
+            "no full-resolution frame fetched"
+        )
+        await wait_painted(page)  # the level-0 tiles that answer drew
         # JPEG-stored frames are fetched as stored, never re-rendered by the server.
         assert not any(url.endswith("/rendered") for url in frame_urls)
 

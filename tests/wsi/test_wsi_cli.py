@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 from pathlib import Path
 
 import pydicom
@@ -151,5 +152,8 @@ def test_into_the_archive_failing_part_way_says_the_study_is_incomplete(corpus, 
     assert code == 1
     err = capsys.readouterr().err
     assert "cannot re-tile the 3968x4864 level" in err
-    assert "the study is incomplete: 7 instances were stored" in err
-    assert len(_stored(data)) == 7
+    # How many smaller instances were done when level 0 failed depends on the encoders'
+    # scheduling; the message must give the number actually stored.
+    found = re.search(r"the study is incomplete: (\d+) instances were stored", err)
+    assert found and int(found.group(1)) >= 1, err
+    assert len(_stored(data)) == int(found.group(1))
