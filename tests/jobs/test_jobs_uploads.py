@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -388,8 +389,12 @@ async def test_a_conversion_failing_part_way_keeps_what_it_stored_and_says_so(cl
     final = (await follow_events(client, job["id"]))[-1]
     assert final["status"] == "failed"
     assert final["error"].startswith("conversion failed: broken.ndpi: cannot re-tile")
-    assert final["error"].endswith("; the study is incomplete: 7 instances were stored")
-    assert final["instances"] == 7
-    assert len(await client.app[ARCHIVE_KEY].instances(final["study_uid"])) == 7
+    # How many smaller levels were done when level 0 failed depends on scheduling; the error
+    # gives the number actually stored (at most all 7 but level 0).
+    said = re.search(r"; the study is incomplete: (\d+) instances were stored$", final["error"])
+    assert said, final["error"]
+    stored = int(said.group(1))
+    assert 1 <= stored <= 7 and final["instances"] == stored
+    assert len(await client.app[ARCHIVE_KEY].instances(final["study_uid"])) == stored
     polled = await (await client.get(f"/api/jobs/{job['id']}")).json()
     assert polled["error"] == final["error"] and polled["study_uid"] == final["study_uid"]

@@ -5,6 +5,7 @@ conversion that fails part-way leaves the study shown as incomplete, with the jo
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import numpy as np
@@ -132,8 +133,12 @@ async def test_a_conversion_failing_part_way_leaves_the_study_shown_incomplete(
     assert failed["status"] == "failed"
     assert failed["error"].startswith("conversion failed: ")
     assert "3968x4864" in failed["error"]
-    stored = len(ORDER) - 1  # all but level 0
-    assert failed["error"].endswith(f"the study is incomplete: {stored} instances were stored")
+    # The smaller levels are converted beside level 0: how many were done when it failed
+    # depends on scheduling. The error must give the number actually stored, never level 0.
+    said = re.search(r"the study is incomplete: (\d+) instances were stored$", failed["error"])
+    assert said, failed["error"]
+    stored = int(said.group(1))
+    assert 1 <= stored <= len(ORDER) - 1
     assert failed["instances"] == stored
     refs = await hub_server.archive.instances(failed["study_uid"])
     assert len(refs) == stored
