@@ -33,6 +33,9 @@ forward_tasks = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
+    # while in flight: the node sending it, and until when its claim holds without renewal
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
 )
 Index(
     "ix_forward_due",

@@ -46,6 +46,9 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    # while active: the node running it, and until when its claim holds without renewal
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
 )
 Index("ix_jobs_status", jobs.c.status)
 Index("ix_jobs_upload", jobs.c.upload_id)

@@ -86,7 +86,15 @@ def tessera(*argv: str, data: Path) -> subprocess.CompletedProcess:
 
 # Tables the revisions since the fixture's release removed (login attempts: 0004) and added.
 RETIRED = {"login_attempts"}
-ADDED = {"login_throttle", "dose_identities", "dose_reports", "dose_events", "dose_estimates"}
+ADDED = {
+    "login_throttle",
+    "dose_identities",
+    "dose_reports",
+    "dose_events",
+    "dose_estimates",
+    "nodes",
+    "leases",
+}
 
 
 async def row_counts(url: str) -> dict[str, int]:

@@ -15,6 +15,7 @@ from hub.dose import tables as dose_tables
 from hub.forward import tables as forward_tables
 from hub.jobs import tables as jobs_tables
 from hub.security import tables as security_tables
+from hub.serve import tables as serve_tables
 from hub.worklist import model as worklist_model
 
 TABLES: tuple[Table, ...] = (
@@ -36,6 +37,8 @@ TABLES: tuple[Table, ...] = (
     dose_tables.dose_reports,
     dose_tables.dose_events,
     dose_tables.dose_estimates,
+    serve_tables.nodes,
+    serve_tables.leases,
 )
 
 metadata: MetaData = index.metadata
