@@ -1,8 +1,8 @@
 """Runtime settings, resolved once at start-up from defaults, the environment and CLI flags.
 
 This is the only module that reads the environment. Each package gets its own frozen section
-(``Settings.dimse``, ``.forward``, ``.jobs``, ``.security``, ``.storage``, ``.telehealth``); the
-server and archive settings every door shares sit on ``Settings`` itself. A value comes from, in
+(``Settings.cluster``, ``.dimse``, ``.forward``, ``.jobs``, ``.security``, ``.storage``,
+``.telehealth``); the server and archive settings every door shares sit on ``Settings`` itself. A value comes from, in
 order: the default, ``TESSERA_EXTRA`` (a JSON object of sections), the ``TESSERA_<NAME>``
 variables in ``ENVIRONMENT``, then CLI flags. An unknown key or an ill-typed value is a
 ``SettingsError`` that names it.
@@ -48,6 +48,13 @@ class SettingsError(ValueError):
 
 
 # -- the sections -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    node_id: str = ""  # default: made once and kept in the data folder (hub.serve.nodes)
+    heartbeat_seconds: float = 2.0  # how often a node renews its registry row and its leases
+    lease_seconds: float = 10.0  # a claim not renewed for this long is free for another node
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,7 @@ class DoseSettings:
                 raise ValueError(f"alert_msv: {band}: must be a number of mSv, not {limit!r}")
 
 
-SECTIONS = ("dimse", "dose", "forward", "jobs", "security", "storage", "telehealth")
+SECTIONS = ("cluster", "dimse", "dose", "forward", "jobs", "security", "storage", "telehealth")
 
 
 @dataclass
@@ -234,6 +241,7 @@ class Settings:
     dose: DoseSettings = field(default_factory=DoseSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     telehealth: TelehealthSettings = field(default_factory=TelehealthSettings)
@@ -304,6 +312,8 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "TESSERA_ADMIN_PASSWORD": ("security", "admin_password"),
     "TESSERA_AUDIT_KEY": ("security", "audit_key"),
     "TESSERA_CONVERT_WORKERS": ("jobs", "convert_workers"),
+    "TESSERA_NODE_ID": ("cluster", "node_id"),
+    "TESSERA_LEASE_SECONDS": ("cluster", "lease_seconds"),
     "TESSERA_TELEHEALTH_ICE": ("telehealth", "ice_candidates"),
     "TESSERA_TURN_SECRET": ("telehealth", "turn_secret"),
     "TESSERA_STORAGE_BACKEND": ("storage", "backend"),
@@ -329,6 +339,8 @@ OWN_PREFIXES = (
     "TESSERA_STORE_",
     "TESSERA_CACHE_",
     "TESSERA_S3_",
+    "TESSERA_NODE_",
+    "TESSERA_LEASE_",
 )
 
 
