@@ -8,9 +8,7 @@ DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx
 # The suites that run a second time with the index on PostgreSQL instead of SQLite.
 POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward tests/backup tests/dose
 # The suites that run a second time with the store on S3 (SeaweedFS) instead of the data dir.
-# The WSI suite runs in a pytest of its own: its modules import names from their own conftest.
-S3_TESTS := tests/archive tests/dicomweb
-S3_WSI_TESTS := tests/wsi
+S3_TESTS := tests/archive tests/dicomweb tests/wsi
 STAMP := $(VENV)/.installed
 # Every Python dependency, pinned: installs take exactly these versions (`make lock` rewrites it).
 CONSTRAINTS := constraints.txt
@@ -31,7 +29,6 @@ test-postgres: $(STAMP) system-deps
 
 test-s3: $(STAMP) system-deps
 	tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(S3_TESTS)
-	tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(S3_WSI_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

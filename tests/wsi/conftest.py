@@ -1,44 +1,17 @@
 """Corpus slides, and vendor slides made at test time (vendor_fixtures.py), converted once per
-session and shared by the wsi tests."""
+session and shared by the wsi tests (the names tests import are in wsi_slides.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 import pytest
 import vendor_fixtures
+from wsi_slides import SLIDES, Converted
 
 from wsi import ConvertOptions, convert_slide
-from wsi.pyramid import PlannedLevel, plan
+from wsi.pyramid import plan
 from wsi.sources import open_slide
-
-SLIDES = [
-    "CMU-1-Small-Region.svs",
-    "small.svs",
-    "small_HE_levels.tiff",
-    "test3-DAPI-2.ndpi",
-]
-BAD = ["unreadable.svs", "unopenable.tiff", "small_dicom_nonconformant.dcm"]
-
-
-@dataclass
-class Converted:
-    source: Path
-    paths: list[Path]
-    plan: list[PlannedLevel]  # the level plan the converter followed, largest first
-
-    def headers(self) -> list[pydicom.Dataset]:
-        return [pydicom.dcmread(p, stop_before_pixels=True) for p in self.paths]
-
-    def volume_paths(self) -> list[Path]:
-        return [p for p in self.paths if p.name.startswith("level")]
-
-    def header(self, name: str) -> pydicom.Dataset:
-        return pydicom.dcmread(
-            next(p for p in self.paths if p.name == name), stop_before_pixels=True
-        )
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import openslide
 import pydicom
 import pytest
 import wsidicom
-from conftest import SLIDES
 from test_wsi_pixels import MIN_PSNR_DB
 from vendor_fixtures import openslide_reference, psnr
+from wsi_slides import SLIDES
 
 from wsi import ConvertOptions, convert_slide
 from wsi.encode import CODECS, codec_for

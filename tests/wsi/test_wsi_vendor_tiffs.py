@@ -12,7 +12,6 @@ import pydicom
 import pytest
 import tifffile
 import wsidicom
-from conftest import Converted
 from vendor_fixtures import (
     LEICA,
     PHILIPS,
@@ -26,6 +25,7 @@ from vendor_fixtures import (
     source_tiles,
     unpad,
 )
+from wsi_slides import Converted
 
 from wsi import convert_slide
 from wsi.codestream import SOI, tables_segments
