@@ -51,6 +51,8 @@ class Task:
     created_at: float
     updated_at: float
     finished_at: float | None
+    lease_owner: str | None = None  # the node sending it, while in flight
+    lease_expires_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
