@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.audited import audit_change
 from hub.requestdata import json_body
 from telehealth.capture import CaptureError
 from telehealth.ice import ice_servers, use_host_candidates
@@ -228,21 +229,13 @@ def _session_and_role(request: web.Request) -> tuple[Session, Role]:
 async def _audit(
     request: web.Request, action: str, session: Session, detail: dict | None = None
 ) -> None:
-    """Record who started, joined or ended a session (when the security package runs)."""
-    principal = request.get("principal")
-    if principal is None:
-        return
-    from hub.security.audit_trail import audit  # only present with the security package
-
-    await audit(
+    """Record who started, joined or ended a session."""
+    await audit_change(
+        request,
         request.app[ARCHIVE_KEY].engine,
-        who=principal.user,
-        role=principal.role,
-        action=action,
-        outcome="success",
+        action,
         patient=session.attributes.get("PatientID") or None,
         study=session.attributes.get("StudyInstanceUID") or None,
-        source=request.remote,
         detail={"session": session.id, **(detail or {})},
     )
 

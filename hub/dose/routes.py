@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 
 from aiohttp import web
 
+from hub.audited import audit_change
 from hub.dose import identity
 from hub.dose.profile import Profiles
 from hub.requestdata import BadInput, json_int, json_object, parse_int
@@ -133,19 +134,5 @@ async def split_identity(request: web.Request) -> web.Response:
 
 
 async def _audit(request: web.Request, action: str, patient: str, detail: dict) -> None:
-    """Record an administrator's change in the audit trail (when the security package runs)."""
-    principal = request.get("principal")
-    if principal is None:
-        return
-    from hub.security.audit_trail import audit  # only present with the security package
-
-    await audit(
-        request.app[PROFILES_KEY].engine,
-        who=principal.user,
-        role=principal.role,
-        action=action,
-        outcome="success",
-        patient=patient,
-        source=request.remote,
-        detail=detail,
-    )
+    engine = request.app[PROFILES_KEY].engine
+    await audit_change(request, engine, action, patient=patient, detail=detail)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from hub.archive import NotFound
+from hub.audited import audit_change
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.queue import Task, TaskNotFound, TaskStateError
 from hub.forward.worker import Forwarder
@@ -148,22 +149,8 @@ async def send_study(request: web.Request) -> web.Response:
 async def _audit(
     request: web.Request, action: str, study: str | None = None, detail: dict | None = None
 ) -> None:
-    """Record an operator's change in the audit trail (when the security package runs)."""
-    principal = request.get("principal")
-    if principal is None:
-        return
-    from hub.security.audit_trail import audit  # only present with the security package
-
-    await audit(
-        _forwarder(request).archive.engine,
-        who=principal.user,
-        role=principal.role,
-        action=action,
-        outcome="success",
-        study=study,
-        source=request.remote,
-        detail=detail,
-    )
+    engine = _forwarder(request).archive.engine
+    await audit_change(request, engine, action, study=study, detail=detail)
 
 
 async def list_targets(request: web.Request) -> web.Response:
