@@ -9,11 +9,12 @@ import contextlib
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from hub.app import build_app
@@ -71,8 +72,17 @@ def dciodvfy_errors(path: Path) -> list[str] | None:
     """The Error lines dciodvfy reports for a file; None when dicom3tools is not installed."""
     if shutil.which("dciodvfy") is None:
         return None
-    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
     return [line for line in result.stderr.splitlines() if line.startswith("Error")]
+
+
+def assert_dciodvfy_clean(paths: Iterable[Path]) -> None:
+    """dciodvfy reports no error in any of the files (the test is skipped without dicom3tools)."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    for path in paths:
+        errors = dciodvfy_errors(path)
+        assert errors == [], f"{path.name}: {errors}"
 
 
 class HubProcess:
