@@ -1,25 +1,12 @@
 // Radiation dose: the patients with CT dose records, and one patient's profile (cumulative
 // effective dose by window, a time-series chart and the studies), all from /api/dose.
 
-import { installHeader, showError } from "./nav.js";
+import { cell, installHeader, jsonApi, showError } from "./nav.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const WINDOW_NAMES = { "12w": "12 weeks", "1y": "1 year", "5y": "5 years", lifetime: "Lifetime" };
 
-async function api(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
-  if (response.status === 403) throw new Error("Your account may not see dose records.");
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
-  return body;
-}
-
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text ?? "";
-  if (className) td.className = className;
-  return td;
-}
+const api = jsonApi("Your account may not see dose records.");
 
 function mSv(value) {
   return value.toFixed(2);

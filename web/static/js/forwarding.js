@@ -2,26 +2,13 @@
 // answer, and retry / cancel. Everything comes from /api/forward (forward.read to look,
 // forward.admin to change); the page refreshes itself every few seconds.
 
-import { installHeader, showError } from "./nav.js";
+import { cell, installHeader, jsonApi, showError } from "./nav.js";
 
 const REFRESH_MS = 5000;
 const STATE_NAMES = { pending: "pending", in_flight: "sending", done: "done", dead: "dead letter", cancelled: "cancelled" };
 const RETRYABLE = new Set(["dead", "cancelled", "pending"]);
 
-async function api(path, options = {}) {
-  const response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
-  if (response.status === 403) throw new Error("Your account may not see or change the forwarding queue.");
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
-  return body;
-}
-
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text ?? "";
-  if (className) td.className = className;
-  return td;
-}
+const api = jsonApi("Your account may not see or change the forwarding queue.");
 
 function action(td, label, run) {
   const button = document.createElement("button");

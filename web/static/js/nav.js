@@ -1,4 +1,4 @@
-// The page header: navigation and sign-out.
+// What every page shares: the header (navigation and sign-out), errors, JSON calls, table cells.
 
 export function installHeader() {
   const header = document.querySelector("header.top");
@@ -16,4 +16,22 @@ export function showError(target, error) {
   const box = typeof target === "string" ? document.querySelector(target) : target;
   box.hidden = false;
   box.textContent = error instanceof Error ? error.message : String(error);
+}
+
+// A JSON call to the hub's API; `forbidden` is the message shown when the account may not.
+export function jsonApi(forbidden) {
+  return async function api(path, options = {}) {
+    const response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
+    if (response.status === 403) throw new Error(forbidden);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
+    return body;
+  };
+}
+
+export function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text ?? "";
+  if (className) td.className = className;
+  return td;
 }
