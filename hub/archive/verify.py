@@ -8,8 +8,6 @@ may still be in flight (younger than the grace period) is kept, see ``hub.archiv
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -18,6 +16,7 @@ from hub.archive import orphans
 from hub.archive.archive import Archive
 from hub.archive.blobs import BlobIntegrityError, BlobStore
 from hub.archive.blobs.configured import sweep_bucket
+from hub.archive.blobs.digest import stored_digest
 from hub.archive.blobs.spool import count_spools
 from hub.archive.index import instances
 
@@ -56,14 +55,11 @@ async def scan(archive: Archive, *, deep: bool = True) -> Report:
 
 async def intact(store: BlobStore, sha256: str) -> bool:
     """Whether the stored bytes still hash to their name (hashing off the event loop)."""
-    loop = asyncio.get_running_loop()
-    digest = hashlib.sha256()
     try:
-        async for block in store.stream(sha256):
-            await loop.run_in_executor(None, digest.update, block)
+        digest, _ = await stored_digest(store, sha256)
     except BlobIntegrityError:
         return False
-    return digest.hexdigest() == sha256
+    return digest == sha256
 
 
 async def repair_found(

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hub.archive.blobs import BlobMissing
+from hub.archive.blobs.digest import stored_digest
 from hub.backup import contents
 from hub.backup.chain import verified_chain
 from hub.backup.manifest import BlobRef, ManifestError, canonical
@@ -89,10 +90,7 @@ async def _check_one(target: DirectoryTarget, ref: BlobRef, *, read: bool) -> st
         return f"blob {ref.sha256} has {size} bytes, the backup recorded {ref.size}"
     if not read:
         return None
-    digest = hashlib.sha256()
-    async for block in target.blobs.stream(ref.sha256):
-        await asyncio.to_thread(digest.update, block)
-    if digest.hexdigest() != ref.stored_sha256:
+    if (await stored_digest(target.blobs, ref.sha256))[0] != ref.stored_sha256:
         return f"blob {ref.sha256} does not hash to what was backed up"
     return None
 

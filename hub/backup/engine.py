@@ -8,7 +8,6 @@ and the blob list, and only then write the manifest that names them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from hub.archive.archive import Archive
 from hub.archive.blobs import BlobStore
+from hub.archive.blobs.digest import stored_digest
 from hub.archive.migrations.runner import read_state
 from hub.backup import contents, snapshot
 from hub.backup.chain import verified_chain
@@ -146,11 +146,8 @@ async def _copy_missing(
 
 
 async def _hash_stored(store: BlobStore, name: str) -> BlobRef:
-    digest, size = hashlib.sha256(), 0
-    async for block in store.stream(name):
-        await _in_thread(digest.update, block)
-        size += len(block)
-    return BlobRef(name, size, digest.hexdigest())
+    sha, size = await stored_digest(store, name)
+    return BlobRef(name, size, sha)
 
 
 async def _store_file(target: DirectoryTarget, path: Path) -> BlobRef:
