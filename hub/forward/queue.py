@@ -1,7 +1,8 @@
 """The durable forward queue: every state change is one short transaction on the index.
 
 States: pending -> in_flight -> done | pending (retry later) | dead; pending -> cancelled;
-dead/cancelled/pending -> pending again through :meth:`ForwardQueue.retry`.
+dead/cancelled/pending -> pending again through :meth:`ForwardQueue.retry`. In flight, a task is
+leased to one node (hub/forward/README.md, "Several nodes").
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ class Forwarder:
         self._loop_task = None
         if self._turns:
             # A turn records its outcomes before it ends; one that does not finish in time
-            # stays in flight in the index and is sent again after the next start.
+            # stays in flight in the index, sent again after this node's next start or by
+            # another node once its lease runs out.
             _, late = await asyncio.wait(list(self._turns.values()), timeout=STOP_GRACE)
             for turn in late:
                 turn.cancel()
