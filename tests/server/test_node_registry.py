@@ -8,11 +8,12 @@ import socket
 import time
 from dataclasses import replace
 
+import pytest
 from hubtest import running_hub
 from sqlalchemy import select
 
 from hub.app_keys import NODE_KEY
-from hub.config import ClusterSettings
+from hub.config import ClusterSettings, Settings, SettingsError
 from hub.serve.registry import NodeRegistry
 from hub.serve.tables import nodes
 
@@ -66,3 +67,8 @@ async def test_the_running_hub_registers_and_beats(settings):
     stopped = await registry.heartbeat_at()
     await asyncio.sleep(0.2)
     assert await registry.heartbeat_at() == stopped  # no beats after the hub stops
+
+
+def test_a_lease_shorter_than_the_heartbeat_is_refused():
+    with pytest.raises(SettingsError, match="lease_seconds"):
+        Settings.from_env({"TESSERA_LEASE_SECONDS": "1"})
