@@ -247,8 +247,8 @@ class ForwardQueue:
             ).all()
             if not ids:
                 return []
-            # still pending: on SQLite the select above locks nothing, another node may
-            # have taken some of these meanwhile
+            # still pending: on SQLite the select above locks nothing, and another claim or
+            # an operator's cancel may have changed some of these meanwhile
             await conn.execute(
                 update(forward_tasks)
                 .where(forward_tasks.c.id.in_(ids), forward_tasks.c.state == "pending")

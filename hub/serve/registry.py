@@ -69,6 +69,7 @@ class NodeRegistry:
             return await conn.scalar(select(nodes.c.heartbeat_at).where(nodes.c.id == self.node))
 
     async def start(self) -> None:
+        await self._warn_if_alive_elsewhere()
         await self.register()
         self._beating = asyncio.create_task(self._beat_forever(), name="node-heartbeat")
 
@@ -78,6 +79,24 @@ class NodeRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beating
             self._beating = None
+
+    async def _warn_if_alive_elsewhere(self) -> None:
+        """A node id is one process's: a second one would return the first one's forward
+        tasks to the queue at its start (``ForwardQueue.requeue_own``)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(nodes).where(nodes.c.id == self.node))).first()
+        if row is None or (row.host, row.pid) == (socket.gethostname(), os.getpid()):
+            return
+        silent = self.clock() - row.heartbeat_at
+        if silent < 2 * self.heartbeat_seconds:
+            log.warning(
+                "node %s: process %d on %s beat %.1f s ago under this id; give each node "
+                "its own id (cluster.node_id)",
+                self.node,
+                row.pid,
+                row.host,
+                silent,
+            )
 
     async def _upsert(self, values: dict) -> None:
         # Update, then insert when there was no row: portable across SQLite and PostgreSQL.

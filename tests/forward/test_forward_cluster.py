@@ -60,7 +60,9 @@ async def test_a_killed_nodes_tasks_are_sent_by_the_other(
         data_b.mkdir()  # node-b reads the objects node-a stored, as from a shared volume
         (data_b / "blobs").symlink_to(data_a / "blobs", target_is_directory=True)
         serve(data_b, "node-b")
-        await asyncio.sleep(1.0)  # node-b's start-up requeue and two reaper rounds have run
+        await asyncio.sleep(
+            1.0
+        )  # after its start-up requeue (done when ready), a few reaper rounds
         while_both = {t.id: t for t in await queue.list()}
         assert all(_leased_to(while_both[t.id], "node-a") for t in held), (
             "node-b took tasks node-a still held (or node-a finished before it could be killed)",

@@ -52,6 +52,16 @@ async def test_a_removed_row_is_written_again_at_the_next_beat(archive):
     assert await registry.heartbeat_at() is not None
 
 
+async def test_a_second_live_process_with_the_same_id_is_warned_of(archive, caplog):
+    await NodeRegistry(archive.engine, "node-a", 2.0).register()
+    async with archive.engine.begin() as conn:  # as another process wrote it a moment ago
+        await conn.execute(nodes.update().values(pid=os.getpid() + 1))
+    second = NodeRegistry(archive.engine, "node-a", 2.0)
+    await second.start()
+    await second.stop()
+    assert "give each node its own id" in caplog.text
+
+
 async def test_the_running_hub_registers_and_beats(settings):
     settings = replace(settings, cluster=ClusterSettings(node_id="node-a", heartbeat_seconds=0.05))
     async with running_hub(settings) as hub:
