@@ -93,7 +93,7 @@ async def build_app(
     from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
     from hub.archive import Archive
     from hub.forwarded import forwarded_middleware
-    from hub.serve import bodyrate, connlimits
+    from hub.serve import bodyrate, connlimits, registry
     from hub.serve.proxy import proxy_middleware, trust_local_proxy
     from hub.serve.readers import served_here
     from hub.stores import open_store
@@ -116,6 +116,8 @@ async def build_app(
         app.middlewares.append(proxy_middleware(upstream, served_here))
     if relayed:
         app.middlewares.append(trust_local_proxy)
+    if role == "primary":  # a node's readers are part of it: one row, one id
+        registry.setup(app)
     for setup in doors(role):
         setup(app)
     if owned:

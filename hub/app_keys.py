@@ -9,6 +9,8 @@ from aiohttp import web
 if TYPE_CHECKING:
     from hub.archive import Archive
     from hub.config import Settings
+    from hub.serve.registry import NodeRegistry
 
 ARCHIVE_KEY: web.AppKey[Archive] = web.AppKey("archive")
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
+NODE_KEY: web.AppKey[NodeRegistry] = web.AppKey("node")  # this node in the registry

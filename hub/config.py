@@ -56,6 +56,11 @@ class ClusterSettings:
     heartbeat_seconds: float = 2.0  # how often a node renews its registry row and its leases
     lease_seconds: float = 10.0  # a claim not renewed for this long is free for another node
 
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_seconds < self.lease_seconds:
+            # a lease must outlive a renewal period, or a node loses what it is still sending
+            raise ValueError("heartbeat_seconds must be above 0 and below lease_seconds")
+
 
 @dataclass(frozen=True)
 class DimseSettings:

@@ -1,7 +1,8 @@
 """The durable forward queue: every state change is one short transaction on the index.
 
 States: pending -> in_flight -> done | pending (retry later) | dead; pending -> cancelled;
-dead/cancelled/pending -> pending again through :meth:`ForwardQueue.retry`.
+dead/cancelled/pending -> pending again through :meth:`ForwardQueue.retry`. In flight, a task is
+leased to one node (hub/forward/README.md, "Several nodes").
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import Indexed, InstanceRef
@@ -51,11 +52,35 @@ class Task:
     created_at: float
     updated_at: float
     finished_at: float | None
-    lease_owner: str | None = None  # the node sending it, while in flight
+    lease_owner: str | None = None  # while in flight: the node sending it
     lease_expires_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+async def _serialize_claims(conn: AsyncConnection, target: str) -> None:
+    """Claims of one target wait for each other until their transaction ends, so two nodes
+    cannot both find the target idle. PostgreSQL: a transaction-scoped advisory lock on the
+    target's name. SQLite has one writer at a time, and one node per index."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtext(f"tessera.forward.{target}")
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+_sending = forward_tasks.alias("sending")
+
+
+def _not_sending(now: float) -> ColumnElement[bool]:
+    """No node holds a live lease on a task of the row's target."""
+    return ~exists().where(
+        _sending.c.target == forward_tasks.c.target,
+        _sending.c.state == "in_flight",
+        _sending.c.lease_expires_at >= now,
+    )
 
 
 def _fresh_start(now: float) -> dict[str, Any]:
@@ -102,50 +127,110 @@ async def enqueue(
 
 
 class ForwardQueue:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+    """The queue as one node sees it. The worker side (claim, renew, finish, reap) needs the
+    node's id: a task in flight is leased to one node until ``lease_expires_at``, and a node
+    renews the leases of what it is sending. The operator side needs no node."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Callable[[], float] = time.time,
+        *,
+        node: str | None = None,
+        lease_seconds: float = 10.0,
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.node = node
+        self.lease_seconds = lease_seconds
 
     # -- worker side -------------------------------------------------------------------
-    async def requeue_in_flight(self) -> int:
-        """After a restart nothing is in flight: send those again (at-least-once)."""
+    def _owner(self) -> str:
+        if not self.node:
+            raise RuntimeError("this forward queue has no node id: it cannot claim tasks")
+        return self.node
+
+    async def requeue_own(self) -> int:
+        """At start: what this node had in flight when it stopped is certainly not being sent
+        any more, so it is pending again at once (at-least-once)."""
+        return await self._release(forward_tasks.c.lease_owner == self._owner())
+
+    async def reap_expired(self) -> int:
+        """Tasks whose lease ran out (their node stopped renewing: it died, hung or lost the
+        index) are pending again, whoever held them. In flight without a lease: claimed by a
+        version before leases, so nobody holds it."""
+        expired = or_(
+            forward_tasks.c.lease_expires_at < self.clock(),
+            forward_tasks.c.lease_expires_at.is_(None),
+        )
+        return await self._release(expired)
+
+    async def _release(self, which: ColumnElement[bool]) -> int:
         async with self.engine.begin() as conn:
             res = await conn.execute(
                 update(forward_tasks)
-                .where(forward_tasks.c.state == "in_flight")
-                .values(state="pending", updated_at=self.clock())
+                .where(forward_tasks.c.state == "in_flight", which)
+                .values(state="pending", updated_at=self.clock(), **NO_LEASE)
             )
             return res.rowcount or 0
 
+    async def renew(self, task_ids: Iterable[int]) -> int:
+        """Extend the leases this node still holds on ``task_ids``; returns how many it held."""
+        ids = list(task_ids)
+        if not ids:
+            return 0
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                update(forward_tasks)
+                .where(forward_tasks.c.id.in_(ids), self._held())
+                .values(lease_expires_at=self.clock() + self.lease_seconds)
+            )
+            return res.rowcount or 0
+
+    def _held(self) -> ColumnElement[bool]:
+        return and_(
+            forward_tasks.c.state == "in_flight", forward_tasks.c.lease_owner == self._owner()
+        )
+
     async def due_targets(self, targets: Iterable[str]) -> list[str]:
+        """Those of ``targets`` with due tasks that no node is sending to."""
         wanted = list(targets)
         if not wanted:
             return []
+        now = self.clock()
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(forward_tasks.c.target)
                 .where(
                     forward_tasks.c.state == "pending",
                     forward_tasks.c.target.in_(wanted),
-                    forward_tasks.c.next_attempt_at <= self.clock(),
+                    forward_tasks.c.next_attempt_at <= now,
+                    _not_sending(now),
                 )
                 .distinct()
             )
             return [r.target for r in rows]
 
     async def next_due_at(self, targets: Iterable[str]) -> float | None:
+        """When the next task of ``targets`` is due; a target another node is sending to is
+        left to it (looked at again at the next scan)."""
+        now = self.clock()
         async with self.engine.connect() as conn:
             return await conn.scalar(
                 select(func.min(forward_tasks.c.next_attempt_at)).where(
                     forward_tasks.c.state == "pending",
                     forward_tasks.c.target.in_(list(targets)),
+                    _not_sending(now),
                 )
             )
 
     async def claim(self, target: str, limit: int) -> list[Task]:
-        """Mark up to ``limit`` due tasks of one target in flight and return them, oldest first."""
-        now = self.clock()
+        """Lease up to ``limit`` due tasks of one target to this node and return them, oldest
+        first. Nothing while a live lease on a task of that target is held, by any node: one
+        batch per target in flight across the cluster, as with one node."""
+        owner, now = self._owner(), self.clock()
         async with self.engine.begin() as conn:
+            await _serialize_claims(conn, target)
             ids = (
                 await conn.scalars(
                     select(forward_tasks.c.id)
@@ -153,31 +238,38 @@ class ForwardQueue:
                         forward_tasks.c.state == "pending",
                         forward_tasks.c.target == target,
                         forward_tasks.c.next_attempt_at <= now,
+                        _not_sending(now),
                     )
                     .order_by(forward_tasks.c.next_attempt_at, forward_tasks.c.id)
                     .limit(limit)
+                    .with_for_update(skip_locked=True)  # dropped on SQLite (one writer anyway)
                 )
             ).all()
-            claimed = []
-            for task_id in ids:  # row by row: a row another process took meanwhile is skipped
-                res = await conn.execute(
-                    update(forward_tasks)
-                    .where(forward_tasks.c.id == task_id, forward_tasks.c.state == "pending")
-                    .values(state="in_flight", updated_at=now)
-                )
-                if res.rowcount:
-                    claimed.append(task_id)
-            if not claimed:
+            if not ids:
                 return []
+            # still pending: on SQLite the select above locks nothing, and another claim or
+            # an operator's cancel may have changed some of these meanwhile
+            await conn.execute(
+                update(forward_tasks)
+                .where(forward_tasks.c.id.in_(ids), forward_tasks.c.state == "pending")
+                .values(
+                    state="in_flight",
+                    updated_at=now,
+                    lease_owner=owner,
+                    lease_expires_at=now + self.lease_seconds,
+                )
+            )
             rows = await conn.execute(
                 select(forward_tasks)
-                .where(forward_tasks.c.id.in_(claimed))
+                .where(forward_tasks.c.id.in_(ids), self._held())
                 .order_by(forward_tasks.c.next_attempt_at, forward_tasks.c.id)
             )
             return [_task(r) for r in rows]
 
-    async def finish(self, task: Task, outcome: Outcome, policy: RetryPolicy) -> str:
-        """Record one attempt; returns the new state."""
+    async def finish(self, task: Task, outcome: Outcome, policy: RetryPolicy) -> str | None:
+        """Record one attempt; returns the new state, or None when this node no longer holds
+        the task (its lease ran out and it was requeued, perhaps sent by another node): the
+        outcome is then dropped, the task's current state is the other node's to write."""
         now = self.clock()
         attempts = task.attempts + 1
         values: dict[str, Any] = {
@@ -185,6 +277,7 @@ class ForwardQueue:
             "last_status": outcome.status,
             "last_error": outcome.message or None,
             "updated_at": now,
+            **NO_LEASE,
         }
         if outcome.verdict == "done":
             values.update(state="done", finished_at=now)
@@ -197,12 +290,12 @@ class ForwardQueue:
                 values["last_error"] = f"gave up after {attempts} attempts: {outcome.message}"
             values.update(state="dead", finished_at=now)
         async with self.engine.begin() as conn:
-            await conn.execute(
+            res = await conn.execute(
                 update(forward_tasks)
-                .where(forward_tasks.c.id == task.id, forward_tasks.c.state == "in_flight")
+                .where(forward_tasks.c.id == task.id, self._held())
                 .values(**values)
             )
-        return values["state"]
+        return values["state"] if res.rowcount else None
 
     # -- operator side -----------------------------------------------------------------
     async def list(

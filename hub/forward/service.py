@@ -1,9 +1,9 @@
 """Wiring of forwarding into the hub application and into other archive users.
 
 ``setup(app)``: queue forwards for everything the app's archive ingests, run the delivery
-worker while the app runs, and add the REST API. ``install(archive)``: only queue forwards
-(for processes such as ``tessera import`` that ingest without serving; the server's worker
-delivers them).
+worker while the app runs, as this node (``hub.serve.registry``), and add the REST API.
+``install(archive)``: only queue forwards (for processes such as ``tessera import`` that ingest
+without serving; the server's worker delivers them).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
 from hub.forward import api
@@ -31,13 +31,14 @@ def setup(app: web.Application) -> None:
 def install(archive: Archive, settings: Settings | None = None) -> Forwarder:
     """Register the enqueue hook on ``archive``; the config comes from ``settings`` (default:
     the archive's own) and the data dir's forward.toml / forward.json."""
-    forwarder = Forwarder(archive, load_config(settings or archive.settings))
+    settings = settings or archive.settings
+    forwarder = Forwarder(archive, load_config(settings), settings.cluster)
     forwarder.install()
     return forwarder
 
 
 async def _run_worker(app: web.Application) -> AsyncIterator[None]:
     forwarder = app[FORWARDER_KEY]
-    await forwarder.start()
+    await forwarder.start(app[NODE_KEY].node)  # the registry starts first (hub.app)
     yield
     await forwarder.stop()

@@ -2,8 +2,10 @@
 
 :meth:`Forwarder.install` registers the enqueue hook on the archive (inside the ingest
 transaction) before anything is ingested; :meth:`Forwarder.start` runs the delivery loop.
-At most one batch per target is in flight; targets are served in parallel. pynetdicom runs
-in a dedicated thread pool, so a slow PACS never blocks the event loop.
+At most one batch per target is in flight, across all nodes of the index; targets are served
+in parallel. pynetdicom runs in a dedicated thread pool, so a slow PACS never blocks the event
+loop. A claimed task is leased to this node; the lease keeper renews the leases of what is being
+sent and returns expired ones (of any node) to the queue.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.archive import Archive, Indexed
+from hub.config import ClusterSettings
 from hub.forward import dimse_sender, stow_sender
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
 from hub.forward.outcome import Outcome
@@ -32,12 +35,15 @@ PURGE_EVERY = 3600.0  # seconds between deletions of long-finished tasks
 
 
 class Forwarder:
-    def __init__(self, archive: Archive, config: ForwardConfig) -> None:
+    def __init__(self, archive: Archive, config: ForwardConfig, cluster: ClusterSettings) -> None:
         self.archive = archive
         self.config = config
-        self.queue = ForwardQueue(archive.engine)
+        self.cluster = cluster
+        self.queue = ForwardQueue(archive.engine)  # leased to a node by start()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._held: set[int] = set()  # ids of the tasks this node is sending
         self._turns: dict[str, asyncio.Task[None]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._installed = False
@@ -50,30 +56,35 @@ class Forwarder:
             self.archive.subscribe(self._on_stored)
             self._installed = True
 
-    async def start(self) -> None:
+    async def start(self, node: str) -> None:
+        """Send as ``node``: the id its claims carry, kept across restarts."""
         self.install()
-        returned = await self.queue.requeue_in_flight()
+        self.queue = ForwardQueue(
+            self.archive.engine, node=node, lease_seconds=self.cluster.lease_seconds
+        )
+        returned = await self.queue.requeue_own()
         if returned:
             log.info("forward: %d task(s) interrupted by a restart are pending again", returned)
         if not self.config.enabled or not self.config.targets:
             return  # tasks of targets removed from the config wait, visible, until they return
         workers = max(1, len(self.config.targets))
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="forward")
+        self._lease_task = asyncio.create_task(self._keep_leases(), name="forward-leases")
         self._loop_task = asyncio.create_task(self._run(), name="forward-loop")
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await _cancel(self._loop_task)
+        self._loop_task = None
         if self._turns:
             # A turn records its outcomes before it ends; one that does not finish in time
-            # stays in flight in the index and is sent again after the next start.
+            # stays in flight in the index, sent again after this node's next start or by
+            # another node once its lease runs out.
             _, late = await asyncio.wait(list(self._turns.values()), timeout=STOP_GRACE)
             for turn in late:
                 turn.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await _cancel(self._lease_task)  # renewed until here; the rest expire, or wait for us
+        self._lease_task = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -89,6 +100,20 @@ class Forwarder:
 
     async def _on_stored(self, event: Indexed) -> None:
         self._wake.set()
+
+    # -- leases ------------------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        """Every heartbeat: one renewal for everything held, then the expired leases of any
+        node back to the queue."""
+        while True:
+            try:
+                await self.queue.renew(set(self._held))  # a lost one shows at its finish
+                if await self.queue.reap_expired():
+                    log.info("forward: tasks whose lease ran out are pending again")
+                    self._wake.set()
+            except SQLAlchemyError:
+                log.warning("forward: cannot renew or reap leases", exc_info=True)
+            await asyncio.sleep(self.cluster.heartbeat_seconds)
 
     # -- delivery loop -----------------------------------------------------------------
     async def _run(self) -> None:
@@ -137,6 +162,13 @@ class Forwarder:
             return
         if not tasks:
             return
+        self._held.update(t.id for t in tasks)
+        try:
+            await self._finish_turn(target, tasks)
+        finally:
+            self._held.difference_update(t.id for t in tasks)
+
+    async def _finish_turn(self, target: Target, tasks: list[Task]) -> None:
         try:
             outcomes = await self._deliver(target, tasks)
         except Exception as exc:
@@ -145,6 +177,10 @@ class Forwarder:
         failed: dict[str, list[str]] = {}
         for task, outcome in zip(tasks, outcomes, strict=True):
             state = await self._record(task, outcome)
+            self._held.discard(task.id)
+            if state is None:
+                log.info("forward: task %d was requeued meanwhile; its outcome is dropped", task.id)
+                continue
             if state in ("done", "dead"):
                 await self._audit_export(target, task, state, outcome)
             if state != "done" and outcome.verdict != "untried":
@@ -172,9 +208,10 @@ class Forwarder:
         except RuntimeError:
             log.debug("forward: no audit trail attached")
 
-    async def _record(self, task: Task, outcome: Outcome) -> str:
+    async def _record(self, task: Task, outcome: Outcome) -> str | None:
         """Store the outcome, riding out a briefly unavailable index; a task whose outcome
-        cannot be stored stays in flight and is sent again after the next start."""
+        cannot be stored stays in flight until its lease runs out, and is then sent again.
+        None: the lease was lost (``ForwardQueue.finish``)."""
         for pause in RECORD_RETRY_PAUSES:
             try:
                 return await self.queue.finish(task, outcome, self.config.retry)
@@ -220,3 +257,10 @@ class Forwarder:
     def _send_dimse(self, target: DimseTarget, paths: list[Path]) -> list[Outcome]:
         """Blocking: runs in the forward thread pool."""
         return dimse_sender.send_batch(target, paths, self.config.timeouts)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -26,6 +26,7 @@ from hub.config import Settings, sections
 from hub.forward import service
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
+from hub.serve import registry
 from hub.stores import open_store
 
 FAST_RETRY = {"base": 0.2, "multiplier": 2.0, "max_delay": 1.0, "max_attempts": 100}
@@ -150,7 +151,8 @@ def sample_files() -> list[Path]:
 
 class Hub:
     """An archive with forwarding, served by an aiohttp app built the way the hub builds it
-    (``hub.forward.service.setup``), on a data dir that survives close and reopen."""
+    (``hub.serve.registry.setup``, ``hub.forward.service.setup``), on a data dir that survives
+    close and reopen (and so keeps its node id)."""
 
     def __init__(
         self, data_dir: Path, forward: dict, database_url: str | None = None, **extra
@@ -172,6 +174,7 @@ class Hub:
         app = web.Application()
         app[SETTINGS_KEY] = self.settings
         app[ARCHIVE_KEY] = self.archive
+        registry.setup(app)
         service.setup(app)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()

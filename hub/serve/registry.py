@@ -1,0 +1,140 @@
+"""The node registry: this node's row in ``nodes``, written at start and renewed while it runs.
+
+The row says who is alive (host, pid, version, started_at) and when it last said so
+(``heartbeat_at``). Nothing is taken from a node whose heartbeat stops: the work it held carries
+leases of its own, which simply run out (hub/forward/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
+from hub.serve.nodes import node_id
+from hub.serve.tables import nodes
+
+log = logging.getLogger(__name__)
+
+
+class NodeRegistry:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        node: str,
+        heartbeat_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.node = node
+        self.heartbeat_seconds = heartbeat_seconds
+        self.clock = clock
+        self._beating: asyncio.Task[None] | None = None
+
+    async def register(self) -> None:
+        """Write this node's row as a fresh start (a restarted node keeps its id)."""
+        now = self.clock()
+        values = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": _version(),
+            "started_at": now,
+            "heartbeat_at": now,
+        }
+        await self._upsert(values)
+
+    async def beat(self) -> None:
+        """Renew ``heartbeat_at``; a row someone removed is written again."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                update(nodes).where(nodes.c.id == self.node).values(heartbeat_at=now)
+            )
+        if not res.rowcount:
+            await self.register()
+
+    async def heartbeat_at(self) -> float | None:
+        async with self.engine.connect() as conn:
+            return await conn.scalar(select(nodes.c.heartbeat_at).where(nodes.c.id == self.node))
+
+    async def start(self) -> None:
+        await self._warn_if_alive_elsewhere()
+        await self.register()
+        self._beating = asyncio.create_task(self._beat_forever(), name="node-heartbeat")
+
+    async def stop(self) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beating
+            self._beating = None
+
+    async def _warn_if_alive_elsewhere(self) -> None:
+        """A node id is one process's: a second one would return the first one's forward
+        tasks to the queue at its start (``ForwardQueue.requeue_own``)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(nodes).where(nodes.c.id == self.node))).first()
+        if row is None or (row.host, row.pid) == (socket.gethostname(), os.getpid()):
+            return
+        silent = self.clock() - row.heartbeat_at
+        if silent < 2 * self.heartbeat_seconds:
+            log.warning(
+                "node %s: process %d on %s beat %.1f s ago under this id; give each node "
+                "its own id (cluster.node_id)",
+                self.node,
+                row.pid,
+                row.host,
+                silent,
+            )
+
+    async def _upsert(self, values: dict) -> None:
+        # Update, then insert when there was no row: portable across SQLite and PostgreSQL.
+        async with self.engine.begin() as conn:
+            res = await conn.execute(update(nodes).where(nodes.c.id == self.node).values(values))
+            if not res.rowcount:
+                await conn.execute(insert(nodes).values(id=self.node, **values))
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.beat()
+            except SQLAlchemyError:
+                log.warning("node %s: the heartbeat could not be written", self.node, exc_info=True)
+
+
+def _version() -> str:
+    try:
+        return version("tessera-hub")
+    except PackageNotFoundError:
+        return ""
+
+
+def setup(app: web.Application) -> None:
+    """Register this node while the app runs; the forward worker and other leased work read
+    its id from ``app[NODE_KEY]``. Added before the doors, so it starts before their work."""
+    app.cleanup_ctx.append(_registered)
+
+
+async def _registered(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    node = await asyncio.to_thread(node_id, settings)  # may make and keep the id file
+    registry = NodeRegistry(app[ARCHIVE_KEY].engine, node, settings.cluster.heartbeat_seconds)
+    await registry.start()
+    app[NODE_KEY] = registry
+    log.info("node %s registered", node)
+    try:
+        yield
+    finally:
+        await registry.stop()
