@@ -41,6 +41,7 @@ class JobChanges:
         self.engine = engine
         self._waiting: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task | None = None
+        self.listening = asyncio.Event()  # set while other nodes' hints arrive
 
     def start(self) -> None:
         if self.engine.dialect.name == "postgresql":
@@ -57,13 +58,15 @@ class JobChanges:
         for event in self._waiting.get(job_id, ()):
             event.set()
 
-    async def wait(self, job_id: str, seconds: float) -> None:
-        """Return at the job's next change (or hint of one), or after ``seconds``."""
+    async def wait(self, job_id: str, seconds: float) -> bool:
+        """Return at the job's next change (or hint of one): True; or after ``seconds``: False."""
         event = asyncio.Event()
         self._waiting[job_id].add(event)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), seconds)
+            await asyncio.wait_for(event.wait(), seconds)
+            return True
+        except TimeoutError:
+            return False
         finally:
             waiting = self._waiting[job_id]
             waiting.discard(event)
@@ -89,8 +92,10 @@ class JobChanges:
             closed = asyncio.Event()
             raw.add_termination_listener(lambda _conn: closed.set())
             await raw.add_listener(CHANNEL, self._on_hint)
+            self.listening.set()
             await closed.wait()
         finally:
+            self.listening.clear()
             # LISTEN outlives transactions: the connection is dropped, never given back to the pool.
             await asyncio.shield(conn.invalidate())
             await asyncio.shield(conn.close())

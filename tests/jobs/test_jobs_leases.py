@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from hub.archive import Archive
 from hub.config import ClusterSettings
+from hub.jobs.changes import JobChanges, announce
 from hub.jobs.leases import restarted_error, stopped_error
 from hub.jobs.runner import JobRunner
 from hub.jobs.tables import jobs
@@ -164,3 +165,22 @@ async def test_a_running_job_is_kept_while_its_node_renews_and_reaped_once_it_st
 
 async def _idle(runner: JobRunner) -> bool:
     return not runner._live
+
+
+async def test_a_change_written_on_one_node_wakes_the_followers_on_another(settings, tmp_path):
+    if not settings.database_url:
+        pytest.skip("change hints are PostgreSQL's LISTEN/NOTIFY; on SQLite followers poll")
+    writer, reader = await Archive.open(settings), await Archive.open(settings)
+    changes = JobChanges(reader.engine)
+    try:
+        changes.start()
+        await asyncio.wait_for(changes.listening.wait(), 30)
+        waiting = asyncio.create_task(changes.wait("job-1", 60))
+        await asyncio.sleep(0)  # the follower is waiting before the change is written
+        async with writer.engine.begin() as conn:
+            await announce(conn, ["job-1"])
+        assert await waiting, "the hint did not wake the follower (it waited out its time)"
+    finally:
+        await changes.stop()
+        await writer.close()
+        await reader.close()
