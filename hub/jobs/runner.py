@@ -216,12 +216,13 @@ class JobRunner:
         except JobLost:  # the row says why; this node leaves it alone
             log.warning("job %s was failed by another node while this one ran it", job["id"])
         finally:
-            await asyncio.to_thread(shutil.rmtree, out_dir, True)
+            # Let go of the job before the first await: a cancel arriving now skips nothing.
             for table in (self._live, self._persisted_at, self._runs):
                 table.pop(job["id"], None)
             self._held.discard(job["id"])
             self._lost.discard(job["id"])
             self._changes.changed(job["id"])  # its followers here now read the row
+            await asyncio.to_thread(shutil.rmtree, out_dir, True)
 
     async def _work(self, job: dict, upload: Upload, out_dir: Path) -> None:
         stored = _Stored()
