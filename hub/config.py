@@ -56,6 +56,16 @@ class ClusterSettings:
     heartbeat_seconds: float = 2.0  # how often a node renews its registry row and its leases
     lease_seconds: float = 10.0  # a claim not renewed for this long is free for another node
 
+    def __post_init__(self) -> None:
+        if not self.heartbeat_seconds > 0:
+            raise ValueError("heartbeat_seconds must be more than 0")
+        # A late heartbeat must not cost a node its claims: at least two renewals per lease.
+        if self.lease_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be at least twice "
+                f"heartbeat_seconds ({self.heartbeat_seconds:g})"
+            )
+
 
 @dataclass(frozen=True)
 class DimseSettings:
