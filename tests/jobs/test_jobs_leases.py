@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from hub.archive import Archive
 from hub.config import ClusterSettings
@@ -184,3 +184,39 @@ async def test_a_change_written_on_one_node_wakes_the_followers_on_another(setti
         await changes.stop()
         await writer.close()
         await reader.close()
+
+
+async def test_the_hints_come_again_after_the_listening_connection_is_cut(settings):
+    if not settings.database_url:
+        pytest.skip("change hints are PostgreSQL's LISTEN/NOTIFY; on SQLite followers poll")
+    writer, reader = await Archive.open(settings), await Archive.open(settings)
+    changes = JobChanges(reader.engine)
+    try:
+        changes.start()
+        await asyncio.wait_for(changes.listening.wait(), 30)
+        async with writer.engine.begin() as conn:  # as an administrator or a failover would
+            cut = await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                )
+            )
+            assert cut.scalars().all() == [True]
+        await eventually(_is(lambda: not changes.listening.is_set()), "the cut went unnoticed")
+        await asyncio.wait_for(changes.listening.wait(), 30)
+        waiting = asyncio.create_task(changes.wait("job-2", 60))
+        await asyncio.sleep(0)
+        async with writer.engine.begin() as conn:
+            await announce(conn, ["job-2"])
+        assert await waiting, "no hint after the connection was made again"
+    finally:
+        await changes.stop()
+        await writer.close()
+        await reader.close()
+
+
+def _is(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
