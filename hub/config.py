@@ -57,9 +57,14 @@ class ClusterSettings:
     lease_seconds: float = 10.0  # a claim not renewed for this long is free for another node
 
     def __post_init__(self) -> None:
-        if not 0 < self.heartbeat_seconds < self.lease_seconds:
-            # a lease must outlive a renewal period, or a node loses what it is still sending
-            raise ValueError("heartbeat_seconds must be above 0 and below lease_seconds")
+        if not self.heartbeat_seconds > 0:
+            raise ValueError("heartbeat_seconds must be more than 0")
+        # A late heartbeat must not cost a node its claims: at least two renewals per lease.
+        if self.lease_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be at least twice "
+                f"heartbeat_seconds ({self.heartbeat_seconds:g})"
+            )
 
 
 @dataclass(frozen=True)

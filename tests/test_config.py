@@ -132,6 +132,16 @@ def test_an_ill_typed_value_is_named(environ: dict[str, str], key: str) -> None:
     assert caught.value.key == key
 
 
+def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
+    with pytest.raises(SettingsError, match="must be at least twice heartbeat_seconds"):
+        Settings.from_env(
+            {"TESSERA_LEASE_SECONDS": "3", **_extra(cluster={"heartbeat_seconds": 2})}
+        )
+    with pytest.raises(SettingsError, match="heartbeat_seconds must be more than 0"):
+        Settings.from_env(_extra(cluster={"heartbeat_seconds": 0}))
+    assert Settings.from_env({"TESSERA_LEASE_SECONDS": "4"}).cluster.lease_seconds == 4.0
+
+
 def test_the_retired_acl_key_says_what_replaced_it() -> None:
     with pytest.raises(SettingsError, match="tessera ae allow"):
         Settings.from_env(_extra(dimse_acl={}))

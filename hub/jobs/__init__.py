@@ -17,6 +17,7 @@ from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.routes import add_routes, upload_errors
 from hub.jobs.runner import JobRunner
 from hub.jobs.uploads import Quota, UploadStore
+from hub.serve import nodes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ async def _run_jobs(app: web.Application) -> AsyncIterator[None]:
         uploads,
         settings.data_dir / "jobs",
         workers=settings.jobs.convert_workers,
+        node=await asyncio.to_thread(nodes.node_id, settings),
+        cluster=settings.cluster,
     )
     app[UPLOADS_KEY] = uploads
     app[JOBS_KEY] = runner

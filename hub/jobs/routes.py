@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from hub.requestdata import BadInput, json_int, json_object, parse_int
 from hub.security.visibility import worklist_restriction
 from hub.worklist import model as worklist
 
-HEARTBEAT_SECONDS = 15.0
+KEEP_ALIVE_SECONDS = 15.0  # a comment line on a quiet stream keeps proxies from closing it
 SEE_ALL_ROLES = ("admin", "pathologist")
 
 
@@ -156,7 +157,8 @@ async def job_status(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: the job's state on every change, until it is finished."""
+    """Server-sent events: the job's state on every change, until it is finished. A job another
+    node runs is followed through its row in the index."""
     runner = request.app[JOBS_KEY]
     job = await visible_job(request)
     job_id = job["id"]
@@ -168,17 +170,19 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    last = None
+    clock = asyncio.get_running_loop().time
+    last, quiet_since = None, clock()
     try:
         while True:
             if job != last:
                 await response.write(f"event: progress\ndata: {json.dumps(job)}\n\n".encode())
-                last = job
-            else:
+                last, quiet_since = job, clock()
+            elif clock() - quiet_since >= KEEP_ALIVE_SECONDS:
                 await response.write(b": keep-alive\n\n")
+                quiet_since = clock()
             if job["finished"]:
                 break
-            await runner.wait_change(HEARTBEAT_SECONDS)
+            await runner.wait_change(job_id, KEEP_ALIVE_SECONDS - (clock() - quiet_since))
             job = await runner.get(job_id)
         await response.write_eof()
     except ConnectionResetError:  # the browser went away; the job goes on

@@ -1,8 +1,11 @@
 """Background jobs: slide conversion in a worker process, ingested through the archive as it goes.
 
-Job state lives in the ``jobs`` table, so finished and failed jobs survive a restart; jobs that
-were running when the server stopped are marked failed on the next start. Live progress is kept
-in memory and pushed to listeners (server-sent events) as it changes.
+Job state lives in the ``jobs`` table, so finished and failed jobs survive a restart. A job runs
+on the node that received its upload and holds a lease on its row (``hub.jobs.leases``): a
+restarted node fails the jobs it was running, and any node fails the jobs of a node that stopped
+renewing its leases. Live progress is kept in memory and pushed to listeners (server-sent events)
+as it changes; it is written to the row about every second, where the other nodes read it, woken
+by a hint (``hub.jobs.changes``).
 
 A conversion hands over each instance as soon as it is written, smallest first (thumbnail, label,
 overview, the pyramid from its smallest level up to level 0), and each is ingested at once: the
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import multiprocessing
 import secrets
 import shutil
@@ -30,11 +34,15 @@ from pathlib import Path
 from sqlalchemy import desc, select, update
 
 from hub.archive import Archive, Source
-from hub.jobs import worker
+from hub.config import ClusterSettings
+from hub.jobs import leases, worker
+from hub.jobs.changes import POLL_SECONDS, JobChanges, announce
+from hub.jobs.leases import ACTIVE
 from hub.jobs.tables import jobs
 from hub.jobs.uploads import Upload, UploadError, UploadStore
 
-ACTIVE = ("queued", "running", "ingesting")
+log = logging.getLogger(__name__)
+
 FINISHED = ("done", "failed")
 PERSIST_INTERVAL = 1.0  # seconds between progress writes of one job to the index
 
@@ -43,18 +51,35 @@ class JobNotFound(Exception):
     pass
 
 
+class JobLost(Exception):
+    """This node's lease on a job it runs is gone: another node failed the job meanwhile."""
+
+
 class JobRunner:
     def __init__(
-        self, archive: Archive, uploads: UploadStore, work_dir: Path, workers: int = 1
+        self,
+        archive: Archive,
+        uploads: UploadStore,
+        work_dir: Path,
+        workers: int = 1,
+        *,
+        node: str = "local",
+        cluster: ClusterSettings = ClusterSettings(),
     ) -> None:
         self.archive = archive
         self.uploads = uploads
         self.work_dir = work_dir
         self.workers = workers
+        self.node = node
+        self.cluster = cluster
         self._live: dict[str, dict] = {}
         self._persisted_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._changed = asyncio.Condition()
+        self._runs: dict[str, asyncio.Task] = {}  # by job id
+        self._held: set[str] = set()  # jobs whose row names this node as the lease owner
+        self._lost: set[str] = set()  # jobs another node failed while this one ran them
+        self._changes = JobChanges(archive.engine)
+        self._keeper: asyncio.Task | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._queue = None
         self._reader: threading.Thread | None = None
@@ -74,9 +99,18 @@ class JobRunner:
         )
         self._reader.start()
         self._ctx = ctx
-        await self._fail_interrupted()
+        if failed := await leases.fail_own(self.archive.engine, self.node):
+            log.warning("failed %d job(s) this node was running when it stopped", len(failed))
+        await self._reap()
+        self._changes.start()
+        self._keeper = asyncio.create_task(self._keep_leases(), name="job-leases")
 
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await self._changes.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -99,17 +133,38 @@ class JobRunner:
             )
         return self._pool
 
-    async def _fail_interrupted(self) -> None:
-        async with self.archive.engine.begin() as conn:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.status.in_(ACTIVE))
-                .values(
-                    status="failed",
-                    error="interrupted: the server stopped while the job was running",
-                    finished_at=time.time(),
-                )
-            )
+    # -- leases ----------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        """Every heartbeat: renew this node's leases, then fail the jobs of nodes that stopped."""
+        while True:
+            await asyncio.sleep(self.cluster.heartbeat_seconds)
+            try:
+                await self._renew()
+                await self._reap()
+            except Exception:  # noqa: BLE001 - the index may be away for a moment; try again
+                log.exception("renewing job leases failed")
+
+    async def _renew(self) -> None:
+        held = set(self._held)
+        until = time.time() + self.cluster.lease_seconds
+        kept = await leases.renew(self.archive.engine, self.node, held, until)
+        for job_id in held - kept:
+            job = self._live.get(job_id)
+            # A job that just finished is no longer active either: only a running one is lost.
+            if job_id in self._held and job is not None and job["status"] not in FINISHED:
+                self._lose(job_id)
+
+    async def _reap(self) -> None:
+        failed = await leases.reap(self.archive.engine, self.cluster.lease_seconds)
+        for job_id in failed:
+            log.warning("job %s failed: the node running it stopped renewing its lease", job_id)
+            self._changes.changed(job_id)
+
+    def _lose(self, job_id: str) -> None:
+        log.warning("job %s was failed by another node while this one ran it", job_id)
+        self._lost.add(job_id)
+        if (task := self._runs.get(job_id)) is not None:
+            task.cancel()
 
     # -- submitting ------------------------------------------------------
     async def submit(self, upload: Upload) -> dict:
@@ -136,21 +191,40 @@ class JobRunner:
             "created_at": time.time(),
             "started_at": None,
             "finished_at": None,
+            "lease_owner": self.node,
         }
         self._live[job["id"]] = job  # before any await: a second submit now sees it
+        until = job["created_at"] + self.cluster.lease_seconds
         try:
             async with self.archive.engine.begin() as conn:
-                await conn.execute(jobs.insert().values(**job))
+                await conn.execute(jobs.insert().values(**job, lease_expires_at=until))
+                await announce(conn, [job["id"]])
         except BaseException:
             self._live.pop(job["id"], None)
             raise
+        self._held.add(job["id"])
         task = asyncio.create_task(self._run(job, upload), name=f"job-{job['id']}")
+        self._runs[job["id"]] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return public(job)
 
     async def _run(self, job: dict, upload: Upload) -> None:
         out_dir = self.work_dir / job["id"]
+        try:
+            await self._work(job, upload, out_dir)
+        except JobLost:  # the row says why; this node leaves it alone
+            log.warning("job %s was failed by another node while this one ran it", job["id"])
+        finally:
+            # Let go of the job before the first await: a cancel arriving now skips nothing.
+            for table in (self._live, self._persisted_at, self._runs):
+                table.pop(job["id"], None)
+            self._held.discard(job["id"])
+            self._lost.discard(job["id"])
+            self._changes.changed(job["id"])  # its followers here now read the row
+            await asyncio.to_thread(shutil.rmtree, out_dir, True)
+
+    async def _work(self, job: dict, upload: Upload, out_dir: Path) -> None:
         stored = _Stored()
         try:
             if job["kind"] == "convert":
@@ -164,16 +238,15 @@ class JobRunner:
         except JobFailed as exc:
             await self._set(job, status="failed", error=str(exc))
         except asyncio.CancelledError:
-            if job["status"] not in FINISHED:
-                failed = self._set(job, status="failed", error="cancelled: the server stopped")
-                await asyncio.shield(failed)
+            if job["status"] not in FINISHED and job["id"] not in self._lost:
+                error = f"cancelled: node {self.node} stopped"
+                with contextlib.suppress(JobLost):
+                    await asyncio.shield(self._set(job, status="failed", error=error))
+            raise
+        except JobLost:
             raise
         except Exception as exc:  # a bug must still end the job with a reason
             await self._set(job, status="failed", error=f"internal error: {exc!r}")
-        finally:
-            await asyncio.to_thread(shutil.rmtree, out_dir, True)
-            self._live.pop(job["id"], None)
-            self._persisted_at.pop(job["id"], None)
 
     async def _convert(
         self, job: dict, upload: Upload, out_dir: Path, stored: _Stored
@@ -286,9 +359,15 @@ class JobRunner:
             self._persisted_at[job_id] = 0.0  # write the state change at once
         job.update(_progress(job, done, total))
         persist = time.monotonic() - self._persisted_at.get(job_id, 0.0) >= PERSIST_INTERVAL
-        task = asyncio.ensure_future(self._publish(job, persist=persist))
+        task = asyncio.ensure_future(self._publish_progress(job, persist))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _publish_progress(self, job: dict, persist: bool) -> None:
+        try:
+            await self._publish(job, persist)
+        except JobLost:
+            self._lose(job["id"])
 
     async def _set(self, job: dict, **values: object) -> None:
         if values.get("status") in FINISHED:
@@ -297,16 +376,24 @@ class JobRunner:
         await self._publish(job, persist=True)
 
     async def _publish(self, job: dict, persist: bool) -> None:
+        """Tell followers of the change; ``persist``: write the row first (raises JobLost when it
+        is no longer this node's to write)."""
         if persist:
             self._persisted_at[job["id"]] = time.monotonic()
             async with self.archive.engine.begin() as conn:
-                await conn.execute(
+                written = await conn.execute(
                     update(jobs)
-                    .where(jobs.c.id == job["id"])
+                    .where(
+                        jobs.c.id == job["id"],
+                        jobs.c.lease_owner == self.node,
+                        jobs.c.status.in_(ACTIVE),
+                    )
                     .values({k: v for k, v in job.items() if k != "id"})
                 )
-        async with self._changed:
-            self._changed.notify_all()
+                if not written.rowcount:
+                    raise JobLost(job["id"])
+                await announce(conn, [job["id"]])
+        self._changes.changed(job["id"])
 
     # -- reading ---------------------------------------------------------
     async def get(self, job_id: str) -> dict:
@@ -327,11 +414,12 @@ class JobRunner:
             )
         return [public(self._live.get(r["id"], dict(r))) for r in rows]
 
-    async def wait_change(self, seconds: float) -> None:
-        """Return when any job changed, or after ``seconds``."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), seconds)
+    async def wait_change(self, job_id: str, seconds: float) -> None:
+        """Return when the job changed, or after ``seconds``; sooner for a job another node runs
+        (its changes may come without a hint, so its row is read again)."""
+        if job_id not in self._live:
+            seconds = min(seconds, POLL_SECONDS)
+        await self._changes.wait(job_id, seconds)
 
 
 class JobFailed(Exception):
@@ -347,11 +435,7 @@ class _Stored:
     expected: int | None = None  # instances the conversion made, once its result is in
 
     def incomplete(self) -> str:
-        """The end of a failed job's error when part of the study is in the archive."""
-        if not self.paths:
-            return ""
-        of = f" of {self.expected}" if self.expected else ""
-        return f"; the study is incomplete: {len(self.paths)}{of} instances were stored"
+        return leases.incomplete(len(self.paths), self.expected)
 
 
 def _progress(job: dict, done: int, total: int) -> dict[str, object]:
@@ -367,6 +451,8 @@ def _progress(job: dict, done: int, total: int) -> dict[str, object]:
 
 def public(job: dict) -> dict:
     out = dict(job)
+    out["node"] = out.pop("lease_owner", None)
+    out.pop("lease_expires_at", None)  # renewed every heartbeat: not a change of the job
     out["series_uids"] = json.loads(job["series_uids"] or "[]")
     out["warnings"] = json.loads(job.get("warnings") or "[]")
     out["finished"] = job["status"] in FINISHED

@@ -238,8 +238,10 @@ async def test_restart_marks_interrupted_jobs_failed(tmp_path):
         created = await upload(client, Path(get_testdata_file("CT_small.dcm")))
         job = await complete(client, created["id"])
         await follow_events(client, job["id"])
-        # A crash mid-job leaves a row in 'running'; a kill -9 of the server cannot be provoked
-        # from inside the test process, so the row it would leave is written directly.
+        node = client.app[hub.jobs.JOBS_KEY].node
+        # A crash mid-job leaves a row in 'running' under this node's lease; a kill -9 of the
+        # server cannot be provoked from inside the test process, so the row it would leave is
+        # written directly (its lease still runs: the restart, not the reaper, fails it).
         async with client.app[ARCHIVE_KEY].engine.begin() as conn:
             await conn.execute(
                 jobs.insert().values(
@@ -249,6 +251,9 @@ async def test_restart_marks_interrupted_jobs_failed(tmp_path):
                     status="running",
                     created_at=time.time(),
                     started_at=time.time(),
+                    instances=2,
+                    lease_owner=node,
+                    lease_expires_at=time.time() + 3600,
                 )
             )
     finally:
@@ -256,9 +261,14 @@ async def test_restart_marks_interrupted_jobs_failed(tmp_path):
 
     client = await start_client(tmp_path)
     try:
+        assert client.app[hub.jobs.JOBS_KEY].node == node  # the data folder keeps the node's id
         crashed = await (await client.get("/api/jobs/crashed")).json()
         assert crashed["status"] == "failed"
-        assert "interrupted" in crashed["error"]
+        assert crashed["error"] == (
+            f"interrupted: node {node} restarted while the job was running"
+            "; the study is incomplete: 2 instances were stored"
+        )
+        assert crashed["node"] == node
         listed = {
             j["id"]: j["status"] for j in (await (await client.get("/api/jobs")).json())["jobs"]
         }
