@@ -1,0 +1,250 @@
+"""Credential changes reach every node on one PostgreSQL index within a second.
+
+Two ``tessera serve`` nodes with data folders of their own share the index: a change made through
+one (its API, or ``tessera`` on its data folder) is refused by the other within 1 s of the change
+returning. The nodes clear their caches on a LISTEN notification; the cache age bound is the
+backstop when a notification is lost, and is tested here on its own with no listener at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from hubtest import HubProcess, free_port
+from security_support import PASSWORD
+from sqlalchemy import update
+
+from hub.archive.index import create_schema, make_engine
+from hub.security import accounts, revocations
+from hub.security.accounts import create_user, issue_token, resolve_token
+from hub.security.tables import tokens
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("TESSERA_TEST_POSTGRES"), reason="needs tests/with_postgres.sh"
+)
+
+BOUND = 1.0  # the promise: refused by this long after the change returned
+WATCH = 4.0  # how long the tests keep asking, so that a loaded machine shows what it did
+AUDIT_KEY = "ab" * 32  # every node of one index signs the one audit chain with the same key
+
+
+def _cli(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "hub.cli", *args, "--data", str(data)]
+    return subprocess.run(
+        command, input=stdin, capture_output=True, text=True, timeout=120, check=True
+    )
+
+
+async def _refusal_after(
+    change: Callable[[], Awaitable[object]], allowed: Callable[[], Awaitable[bool]]
+) -> float:
+    """Make the change, then ask ``allowed`` until WATCH has passed; returns when the first
+    refusal was asked for, in seconds after the change returned. Every answer asked for from
+    BOUND on must be a refusal; answers asked for earlier are free to be either."""
+    await change()
+    returned = time.monotonic()
+    first_refused = None
+    while (asked := time.monotonic()) - returned < WATCH:
+        ok = await allowed()
+        if not ok and first_refused is None:
+            first_refused = asked - returned
+        if asked - returned >= BOUND:
+            assert not ok, f"still honoured {asked - returned:.2f} s after the change"
+        if first_refused is not None and asked - returned >= BOUND:
+            break
+        await asyncio.sleep(0.02)
+    assert first_refused is not None and first_refused < BOUND
+    print(f"refused {first_refused * 1000:.0f} ms after the change returned")
+    return first_refused
+
+
+# -- two nodes ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nodes(
+    tmp_path: Path, database_url: str, monkeypatch
+) -> Iterator[tuple[HubProcess, HubProcess]]:
+    """Nodes A and B: data folders of their own, one index (TESSERA_DATABASE_URL)."""
+    monkeypatch.setenv("TESSERA_AUDIT_KEY", AUDIT_KEY)  # the nodes' and the commands'
+    started: list[HubProcess] = []
+    try:
+        for name in ("a", "b"):
+            started.append(HubProcess(tmp_path / name, free_port()))
+        yield started[0], started[1]
+    finally:
+        for node in started:
+            node.stop()
+
+
+def _bearer(node: HubProcess, user: str, role: str) -> tuple[int, dict[str, str]]:
+    _cli(node.data, "user", "add", user, "--role", role, "--no-password")
+    issued = _cli(node.data, "user", "token", user)
+    token_id = int(issued.stderr.split()[1])  # "token N for USER ..."
+    return token_id, {"Authorization": f"Bearer {issued.stdout.strip()}"}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def _reads(http: aiohttp.ClientSession, node: HubProcess, **request) -> Callable:
+    async def allowed() -> bool:
+        async with http.get(f"{node.url}/dicomweb/studies", **request) as resp:
+            assert resp.status in (200, 401), resp.status
+            return resp.status == 200
+
+    return allowed
+
+
+async def test_a_token_revoked_through_one_node_is_refused_by_the_other(nodes, http) -> None:
+    a, b = nodes
+    _, admin = _bearer(a, "boss", "admin")
+    token_id, bearer = _bearer(a, "reader", "pathologist")
+    on_b = _reads(http, b, headers=bearer)
+    assert await on_b()  # B resolved the token and keeps it in its cache
+
+    async def revoke_through_a() -> None:
+        async with http.delete(f"{a.url}/api/admin/tokens/{token_id}", headers=admin) as resp:
+            assert resp.status == 200, await resp.text()
+
+    await _refusal_after(revoke_through_a, on_b)
+    assert await _reads(http, a, headers=bearer)() is False
+
+
+async def test_a_user_disabled_on_the_command_line_is_refused_by_both_nodes(nodes, http) -> None:
+    a, b = nodes
+    _, bearer = _bearer(a, "clinician", "clinic")
+    on_a, on_b = _reads(http, a, headers=bearer), _reads(http, b, headers=bearer)
+    assert await on_a() and await on_b()
+
+    async def disable() -> None:
+        await asyncio.to_thread(_cli, a.data, "user", "disable", "clinician")
+
+    await _refusal_after(disable, on_b)
+    assert await on_a() is False
+
+
+async def test_a_password_change_ends_the_sessions_on_the_other_node(nodes, http) -> None:
+    a, b = nodes
+    _cli(a.data, "user", "add", "pat", "--role", "pathologist", "--password-stdin", stdin=PASSWORD)
+    login = {"username": "pat", "password": PASSWORD}
+    async with http.post(f"{b.url}/api/login", json=login) as resp:
+        assert resp.status == 200, await resp.text()
+        cookies = {name: morsel.value for name, morsel in resp.cookies.items()}
+    http.cookie_jar.clear()  # the session is sent explicitly below, and only to B
+
+    async def signed_in() -> bool:
+        async with http.get(f"{b.url}/api/me", cookies=cookies) as resp:
+            assert resp.status in (200, 401), resp.status
+            return resp.status == 200
+
+    assert await signed_in()
+
+    async def change_password() -> None:
+        new = "a different long passphrase"
+        await asyncio.to_thread(_cli, a.data, "user", "password", "pat", "--password-stdin",
+                                stdin=new)  # fmt: skip
+
+    await _refusal_after(change_password, signed_in)
+
+
+# -- one process: the listener, and the bound without it -----------------------------------
+
+
+@pytest.fixture
+async def engine_b(database_url: str) -> AsyncIterator:
+    """The index as a node's process sees it; changes come from ``tessera`` commands, other
+    processes, so nothing clears this process's cache but the listener and the bound."""
+    engine = make_engine(database_url)
+    await create_schema(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def _cached_token(engine, tmp_path: Path, user: str) -> tuple[int, str]:
+    await create_user(engine, user, "integration", None)
+    token_id, secret = await issue_token(engine, user)
+    assert await resolve_token(engine, secret) is not None
+    assert accounts._cache, "the principal is cached"
+    return token_id, secret
+
+
+async def _revoke_elsewhere(tmp_path: Path, token_id: int) -> None:
+    await asyncio.to_thread(_cli, tmp_path / "cli", "user", "token", "--revoke", str(token_id))
+
+
+async def test_the_listener_empties_the_cache_when_another_process_revokes(
+    engine_b, tmp_path: Path
+) -> None:
+    listener = revocations.listener_for(engine_b, accounts.forget_cached)
+    assert listener is not None
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 30)
+        token_id, secret = await _cached_token(engine_b, tmp_path, "svc")
+        before = listener.notifications
+        await _revoke_elsewhere(tmp_path, token_id)
+        returned = time.monotonic()
+        while listener.notifications == before and time.monotonic() - returned < WATCH:
+            await asyncio.sleep(0.005)
+        assert listener.notifications > before, "no notification arrived"
+        print(f"notified {(time.monotonic() - returned) * 1000:.0f} ms after the revoke returned")
+        assert not accounts._cache, "the notification emptied the cache"
+        assert await resolve_token(engine_b, secret) is None
+
+        # A lost connection is noticed and replaced; the new one empties the cache too, since
+        # notifications sent meanwhile were lost.
+        reconnects = listener.connections
+        killed = listener.server_pid
+        async with engine_b.connect() as conn:
+            await conn.exec_driver_sql(f"SELECT pg_terminate_backend({killed})")
+        deadline = time.monotonic() + 30
+        while listener.connections == reconnects and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert listener.connections == reconnects + 1 and listener.server_pid != killed
+        token_id, _ = await _cached_token(engine_b, tmp_path, "svc2")
+        before = listener.notifications
+        await _revoke_elsewhere(tmp_path, token_id)
+        deadline = time.monotonic() + WATCH
+        while listener.notifications == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert listener.notifications > before
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_without_a_listener_the_cache_bound_refuses_within_a_second(
+    engine_b, database_url: str, tmp_path: Path
+) -> None:
+    """A change whose notification never arrives: the row is updated by another engine with
+    plain SQL, at once after this process cached the token, and no listener runs here."""
+    token_id, secret = await _cached_token(engine_b, tmp_path, "svc")
+    other = make_engine(database_url)
+
+    async def revoke_unannounced() -> None:
+        async with other.begin() as conn:
+            await conn.execute(
+                update(tokens).where(tokens.c.id == token_id).values(revoked_at=time.time())
+            )
+
+    async def allowed() -> bool:
+        return await resolve_token(engine_b, secret) is not None
+
+    try:
+        assert await allowed()  # cached a moment before the change
+        waited = await _refusal_after(revoke_unannounced, allowed)
+    finally:
+        await other.dispose()
+    assert waited > 0, "the cached principal was honoured until the bound ran out"
