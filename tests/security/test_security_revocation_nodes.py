@@ -9,17 +9,14 @@ backstop when a notification is lost, and is tested here on its own with no list
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
-from hubtest import HubProcess, free_port
-from security_support import PASSWORD
+from hubtest import HubProcess
+from security_support import NEEDS_POSTGRES, PASSWORD, cli
 from sqlalchemy import update
 
 from hub.archive.index import create_schema, make_engine
@@ -27,20 +24,10 @@ from hub.security import accounts, revocations
 from hub.security.accounts import create_user, issue_token, resolve_token
 from hub.security.tables import tokens
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("TESSERA_TEST_POSTGRES"), reason="needs tests/with_postgres.sh"
-)
+pytestmark = NEEDS_POSTGRES
 
 BOUND = 1.0  # the promise: refused by this long after the change returned
 WATCH = 4.0  # how long the tests keep asking, so that a loaded machine shows what it did
-AUDIT_KEY = "ab" * 32  # every node of one index signs the one audit chain with the same key
-
-
-def _cli(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "hub.cli", *args, "--data", str(data)]
-    return subprocess.run(
-        command, input=stdin, capture_output=True, text=True, timeout=120, check=True
-    )
 
 
 async def _refusal_after(
@@ -69,25 +56,9 @@ async def _refusal_after(
 # -- two nodes ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def nodes(
-    tmp_path: Path, database_url: str, monkeypatch
-) -> Iterator[tuple[HubProcess, HubProcess]]:
-    """Nodes A and B: data folders of their own, one index (TESSERA_DATABASE_URL)."""
-    monkeypatch.setenv("TESSERA_AUDIT_KEY", AUDIT_KEY)  # the nodes' and the commands'
-    started: list[HubProcess] = []
-    try:
-        for name in ("a", "b"):
-            started.append(HubProcess(tmp_path / name, free_port()))
-        yield started[0], started[1]
-    finally:
-        for node in started:
-            node.stop()
-
-
 def _bearer(node: HubProcess, user: str, role: str) -> tuple[int, dict[str, str]]:
-    _cli(node.data, "user", "add", user, "--role", role, "--no-password")
-    issued = _cli(node.data, "user", "token", user)
+    cli(node.data, "user", "add", user, "--role", role, "--no-password")
+    issued = cli(node.data, "user", "token", user)
     token_id = int(issued.stderr.split()[1])  # "token N for USER ..."
     return token_id, {"Authorization": f"Bearer {issued.stdout.strip()}"}
 
@@ -129,7 +100,7 @@ async def test_a_user_disabled_on_the_command_line_is_refused_by_both_nodes(node
     assert await on_a() and await on_b()
 
     async def disable() -> None:
-        await asyncio.to_thread(_cli, a.data, "user", "disable", "clinician")
+        await asyncio.to_thread(cli, a.data, "user", "disable", "clinician")
 
     await _refusal_after(disable, on_b)
     assert await on_a() is False
@@ -137,7 +108,7 @@ async def test_a_user_disabled_on_the_command_line_is_refused_by_both_nodes(node
 
 async def test_a_password_change_ends_the_sessions_on_the_other_node(nodes, http) -> None:
     a, b = nodes
-    _cli(a.data, "user", "add", "pat", "--role", "pathologist", "--password-stdin", stdin=PASSWORD)
+    cli(a.data, "user", "add", "pat", "--role", "pathologist", "--password-stdin", stdin=PASSWORD)
     login = {"username": "pat", "password": PASSWORD}
     async with http.post(f"{b.url}/api/login", json=login) as resp:
         assert resp.status == 200, await resp.text()
@@ -153,7 +124,7 @@ async def test_a_password_change_ends_the_sessions_on_the_other_node(nodes, http
 
     async def change_password() -> None:
         new = "a different long passphrase"
-        await asyncio.to_thread(_cli, a.data, "user", "password", "pat", "--password-stdin",
+        await asyncio.to_thread(cli, a.data, "user", "password", "pat", "--password-stdin",
                                 stdin=new)  # fmt: skip
 
     await _refusal_after(change_password, signed_in)
@@ -181,7 +152,7 @@ async def _cached_token(engine, tmp_path: Path, user: str) -> tuple[int, str]:
 
 
 async def _revoke_elsewhere(tmp_path: Path, token_id: int) -> None:
-    await asyncio.to_thread(_cli, tmp_path / "cli", "user", "token", "--revoke", str(token_id))
+    await asyncio.to_thread(cli, tmp_path / "cli", "user", "token", "--revoke", str(token_id))
 
 
 async def test_the_listener_empties_the_cache_when_another_process_revokes(
