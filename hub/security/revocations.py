@@ -23,6 +23,7 @@ import contextlib
 import logging
 import mmap
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,21 +116,21 @@ class CredentialListener:
     async def run(self) -> None:
         wait = RECONNECT_SECONDS[0]
         while True:
+            began = time.monotonic()
             try:
                 conn = await self._connect()
+                try:
+                    await self._listen(conn)
+                finally:
+                    self.connected.clear()
+                    conn.terminate()
+                log.warning("credential listener: connection lost; reconnecting")
             except Exception as e:  # noqa: BLE001 - the listener outlives any fault
-                log.warning("credential listener: cannot connect (%s); retrying", e)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, RECONNECT_SECONDS[1])
-                continue
-            wait = RECONNECT_SECONDS[0]
-            try:
-                await self._listen(conn)
-            except Exception as e:  # noqa: BLE001 - the listener outlives any fault
-                log.warning("credential listener: connection lost (%s); reconnecting", e)
-            finally:
-                self.connected.clear()
-                conn.terminate()
+                log.warning("credential listener: %s; reconnecting", e or type(e).__name__)
+            # A link that held a while is retried at once; one failing over and over, less often.
+            held = time.monotonic() - began > PING_SECONDS
+            wait = RECONNECT_SECONDS[0] if held else min(wait * 2, RECONNECT_SECONDS[1])
+            await asyncio.sleep(wait)
 
     async def _connect(self):
         import asyncpg
@@ -138,7 +139,8 @@ class CredentialListener:
         _, opts = self.engine.dialect.create_connect_args(self.engine.url)
         for dialect_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
             opts.pop(dialect_only, None)
-        return await asyncpg.connect(timeout=PING_SECONDS, **opts)
+        opts.setdefault("timeout", PING_SECONDS)
+        return await asyncpg.connect(**opts)
 
     async def _listen(self, conn) -> None:
         lost = asyncio.Event()
