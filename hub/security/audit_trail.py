@@ -46,7 +46,8 @@ FIELDS = ("who", "role", "action", "outcome", "patient", "study", "source", "det
 OUTCOMES = {"success": 0, "failure": 8, "denied": 4}  # ATNA EventOutcomeIndicator codes
 BATCH = 500
 # The PostgreSQL advisory lock that queues the appenders of every node: one chain, one writer
-# at a time (bench/audit_bench.py: more appends a second than retrying on a clash).
+# at a time. bench/audit_bench.py: with two nodes, up to twice the appends a second of retrying
+# on a sequence clash, and about what two chains apart would give from batches of 20.
 CHAIN_LOCK_KEY = 0x7465_7373_6175_6474  # "tessaudt"
 
 
