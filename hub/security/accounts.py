@@ -21,7 +21,7 @@ TOKEN_PREFIX = "tsr_"
 SESSION_SECONDS = 12 * 3600
 # Resolved tokens are cached per process for a few seconds so that a frame request does not
 # cost a database round trip. A revocation reaches every process's cache at once through
-# hub.security.revocations (SQLite); with PostgreSQL, other processes honour it within this time.
+# hub.security.revocations, which on PostgreSQL also bounds the cache to under a second.
 CACHE_SECONDS = 5.0
 
 
@@ -123,6 +123,7 @@ async def set_disabled(engine: AsyncEngine, username: str, disabled: bool = True
         )
         if result.rowcount == 0:
             raise AccountError(f"no user {username!r}")
+        await revocations.announce_in(conn)
     _forget_all(engine)
 
 
@@ -149,6 +150,7 @@ async def set_password(engine: AsyncEngine, username: str, password: str) -> Non
             )
             .values(revoked_at=time.time())
         )
+        await revocations.announce_in(conn)
     _forget_all(engine)
 
 
@@ -232,7 +234,8 @@ async def resolve_token(engine: AsyncEngine, secret: str) -> Principal | None:
     now = time.time()
     signal = revocations.signal_for(engine)
     if signal is not None and signal.changed():
-        _cache.clear()
+        forget_cached()
+    generation = _generation
     cached = _cache.get(digest)
     if cached is not None and cached[0] > now:
         return cached[1]
@@ -258,7 +261,9 @@ async def resolve_token(engine: AsyncEngine, secret: str) -> Principal | None:
             via="session" if row.kind == "session" else "token",
             token_id=row.id,
         )
-    expires = now + CACHE_SECONDS
+    if generation != _generation:
+        return principal  # credentials changed while this row was read: do not keep it
+    expires = now + revocations.cache_seconds(engine, CACHE_SECONDS)
     if row is not None and row.expires_at is not None:
         expires = min(expires, row.expires_at)
     if len(_cache) > 10_000:
@@ -277,6 +282,7 @@ async def revoke_token(engine: AsyncEngine, token_id: int, username: str | None 
         )
     async with engine.begin() as conn:
         result = await conn.execute(stmt.values(revoked_at=time.time()))
+        await revocations.announce_in(conn)
     _forget_all(engine)
     return result.rowcount > 0
 
@@ -288,6 +294,7 @@ async def revoke_secret(engine: AsyncEngine, secret: str) -> None:
             .where(tokens.c.token_hash == _digest(secret), tokens.c.revoked_at.is_(None))
             .values(revoked_at=time.time())
         )
+        await revocations.announce_in(conn)
     _forget_all(engine)
 
 
@@ -324,11 +331,20 @@ async def purge_expired(engine: AsyncEngine, keep_seconds: float = 7 * 86400) ->
 
 
 _cache: dict[str, tuple[float, Principal | None]] = {}
+_generation = 0  # counts the times the cache was emptied
+
+
+def forget_cached() -> None:
+    """Empty this process's token cache (credentials changed somewhere)."""
+    global _generation
+    _generation += 1
+    _cache.clear()
 
 
 def _forget_all(engine: AsyncEngine) -> None:
-    """Credentials changed: empty this process's cache and tell the others."""
-    _cache.clear()
+    """Credentials changed: empty this process's cache and tell the others (on PostgreSQL the
+    transaction of the change has also announced it: ``revocations.announce_in``)."""
+    forget_cached()
     signal = revocations.signal_for(engine)
     if signal is not None:
         signal.announce()

@@ -3,8 +3,12 @@
 Each record's MAC is HMAC-SHA256(key, previous MAC + canonical record, its sequence number
 included). Editing a record breaks its MAC; deleting or reordering records breaks the
 sequence or the chain; cutting records off the end is caught by the head anchor, a small file
-beside the key that holds the last sequence number and MAC. Without the key nobody can forge
-a consistent chain, so the key never goes into the database.
+beside the key that holds the last sequence number and MAC this node wrote. Without the key
+nobody can forge a consistent chain, so the key never goes into the database.
+
+Every node of one index appends to the one chain, signed with the same key (TESSERA_AUDIT_KEY
+on each), under a PostgreSQL advisory lock. Each node keeps its own head anchor and checks
+that the record it names is still on the chain, however far the other nodes have gone on.
 
 Writes are cheap for the caller: ``audit()`` puts the record on a queue and a single writer
 task appends whole batches in one transaction; ``AuditLog.close()`` drains the queue.
@@ -27,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive.model import Indexed
 from hub.security.keys import KEY_DIR, audit_key
@@ -41,6 +45,10 @@ GENESIS = "0" * 64
 FIELDS = ("who", "role", "action", "outcome", "patient", "study", "source", "detail")
 OUTCOMES = {"success": 0, "failure": 8, "denied": 4}  # ATNA EventOutcomeIndicator codes
 BATCH = 500
+# The PostgreSQL advisory lock that queues the appenders of every node: one chain, one writer
+# at a time. bench/audit_bench.py: with two nodes, up to twice the appends a second of retrying
+# on a sequence clash, and about what two chains apart would give from batches of 20.
+CHAIN_LOCK_KEY = 0x7465_7373_6175_6474  # "tessaudt"
 
 
 def _canonical(seq: int, at: float, entry: dict) -> bytes:
@@ -52,6 +60,12 @@ def chain_mac(key: bytes, prev_mac: str, seq: int, at: float, entry: dict) -> st
     return hmac.new(
         key, prev_mac.encode() + b"\n" + _canonical(seq, at, entry), "sha256"
     ).hexdigest()
+
+
+def _signed(key: bytes, prev_mac: str, row) -> bool:
+    """Whether a stored record's MAC is the one ``key`` gives it after ``prev_mac``."""
+    entry = {k: getattr(row, k) for k in FIELDS}
+    return hmac.compare_digest(chain_mac(key, prev_mac, row.seq, row.at, entry), row.mac)
 
 
 def head_path_for(data_dir: Path) -> Path:
@@ -84,6 +98,7 @@ class AuditLog:
 
     async def start(self) -> None:
         """Start the background writer, first appending what an earlier stop had to spill."""
+        await self._check_key()
         spilled = await asyncio.to_thread(_read_spill, self.spill_path)
         if spilled:
             await self.write(spilled)
@@ -91,6 +106,29 @@ class AuditLog:
             log.warning("appended %d audit records kept from the last shutdown", len(spilled))
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def _check_key(self) -> None:
+        """Say so loudly when the chain's last record was signed with another key: a node
+        appending with a key of its own breaks the chain for every node of the index."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(2))
+            ).all()
+        if not rows:
+            return
+        last = rows[0]
+        if len(rows) == 2 and rows[1].seq == last.seq - 1:
+            prev_mac = rows[1].mac
+        elif len(rows) == 1 and last.seq == 1:
+            prev_mac = GENESIS
+        else:
+            return  # a gap: verify reports it
+        if not _signed(self.key, prev_mac, last):
+            log.error(
+                "audit record %d was not signed with this node's audit key: every node of one "
+                "index needs the same TESSERA_AUDIT_KEY, or the chain cannot be verified",
+                last.seq,
+            )
 
     async def flush(self) -> None:
         if self._queue is not None and self.running:
@@ -157,6 +195,7 @@ class AuditLog:
 
     async def _append(self, entries: list[dict]) -> tuple[int, str]:
         async with self.engine.begin() as conn:
+            await hold_chain(conn)
             row = (
                 await conn.execute(
                     select(audit_log.c.seq, audit_log.c.mac)
@@ -173,6 +212,13 @@ class AuditLog:
                 rows.append({"seq": seq, "at": at, **{k: entry.get(k) for k in FIELDS}, "mac": mac})
             await conn.execute(audit_log.insert(), rows)
         return seq, mac
+
+
+async def hold_chain(conn: AsyncConnection) -> None:
+    """Queue behind any other appender until this transaction ends (PostgreSQL). SQLite needs
+    no lock: its second writer fails at once and ``write`` rebuilds on the new head."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
 
 
 def _write_head(path: Path, seq: int, mac: str) -> None:
@@ -336,8 +382,20 @@ async def _rows(engine: AsyncEngine) -> AsyncIterator:
 
 
 async def verify(engine: AsyncEngine, key: bytes, head_path: Path | None = None) -> Verdict:
-    """Walk the chain; report every record that was edited, removed or moved."""
+    """Walk the chain; report every record that was edited, removed or moved.
+
+    The head anchor names the last record this node wrote. Other nodes (or this node's other
+    processes) may have appended since, so the anchored record must be on the chain with the
+    anchored MAC, wherever it is; only a chain ending before it was cut off. The anchor is read
+    before the walk, so that records appended meanwhile never make it look cut off.
+    """
     verdict = Verdict()
+    head_text = await asyncio.to_thread(_read_head, head_path) if head_path else None
+    head = _parse_head(head_text) if head_text is not None else None
+    if head_text is not None:
+        verdict.head_checked = True
+        if head is None:
+            verdict.problems.append(f"head anchor {head_path} is unreadable")
     prev_mac, expected = GENESIS, 1
     async for row in _rows(engine):
         verdict.records += 1
@@ -348,23 +406,16 @@ async def verify(engine: AsyncEngine, key: bytes, head_path: Path | None = None)
                 verdict.problems.append(f"records {expected}..{row.seq - 1} are missing")
             else:
                 verdict.problems.append(f"record {row.seq} is out of order")
-        entry = {k: getattr(row, k) for k in FIELDS}
-        if not hmac.compare_digest(chain_mac(key, prev_mac, row.seq, row.at, entry), row.mac):
+        if not _signed(key, prev_mac, row):
             verdict.problems.append(
                 f"record {row.seq} does not match its MAC: edited, moved, or its predecessor "
                 "was removed"
             )
+        if head is not None and row.seq == head[0] and not hmac.compare_digest(row.mac, head[1]):
+            verdict.problems.append(f"record {head[0]} differs from the head anchor")
         prev_mac, expected = row.mac, row.seq + 1
-    head_text = await asyncio.to_thread(_read_head, head_path) if head_path else None
-    if head_text is not None:
-        verdict.head_checked = True
-        head = _parse_head(head_text)
-        if head is None:
-            verdict.problems.append(f"head anchor {head_path} is unreadable")
-        elif head[0] > expected - 1:
-            verdict.problems.append(f"records {expected}..{head[0]} were cut off the end")
-        elif head[0] == expected - 1 and head[1] != prev_mac:
-            verdict.problems.append(f"last record {head[0]} differs from the head anchor")
+    if head is not None and head[0] > expected - 1:
+        verdict.problems.append(f"records {expected}..{head[0]} were cut off the end")
     return verdict
 
 

@@ -16,7 +16,7 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.config import SecuritySettings
 from hub.security import audit_trail as audit_mod
 from hub.security import cors, ratelimit, revocations, visibility
-from hub.security.accounts import ensure_admin, purge_expired
+from hub.security.accounts import ensure_admin, forget_cached, purge_expired
 from hub.security.admin_routes import add_admin_routes
 from hub.security.middleware import (
     SECURITY_KEY,
@@ -73,6 +73,10 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
     if archive is not None:
         archive.resolve_writer_scopes(visibility.writer_scopes(state.engine))
     await asyncio.to_thread(revocations.signal_for, state.engine)  # opens a file: not on the loop
+    listener = revocations.listener_for(state.engine, forget_cached)
+    listening = (
+        None if listener is None else asyncio.create_task(listener.run(), name="credentials")
+    )
     install_log_redaction()
     log = audit_mod.attach(state.engine, state.data_dir, state.settings.audit_key)
     await log.start()
@@ -87,10 +91,11 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if housekeeping is not None:
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+        for task in (housekeeping, listening):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await log.close()
         audit_mod.detach(state.engine)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 from argon2 import profiles
-from security_support import PASSWORD, ROLES, Gate, gated_app
+from hubtest import HubProcess, free_port
+from security_support import NODES_AUDIT_KEY, PASSWORD, ROLES, Gate, gated_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import create_schema, make_engine
@@ -55,3 +56,20 @@ async def gate(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Gate]:
         yield Gate(str(server.make_url("")).rstrip("/"), engine, tmp_path, app, tokens)
     finally:
         await server.close()
+
+
+@pytest.fixture
+def nodes(
+    tmp_path: Path, database_url: str, monkeypatch
+) -> Iterator[tuple[HubProcess, HubProcess]]:
+    """Two ``tessera serve`` nodes, A and B: data folders of their own, one index (the
+    test's PostgreSQL database, in TESSERA_DATABASE_URL for them and for the commands)."""
+    monkeypatch.setenv("TESSERA_AUDIT_KEY", NODES_AUDIT_KEY)
+    started: list[HubProcess] = []
+    try:
+        for name in ("a", "b"):
+            started.append(HubProcess(tmp_path / name, free_port()))
+        yield started[0], started[1]
+    finally:
+        for node in started:
+            node.stop()

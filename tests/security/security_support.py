@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.security import setup
+
+# Tests of several nodes on one index run under tests/with_postgres.sh.
+NEEDS_POSTGRES = pytest.mark.skipif(
+    not os.environ.get("TESSERA_TEST_POSTGRES"), reason="needs tests/with_postgres.sh"
+)
+# Every node of one index signs the one audit chain with the same key.
+NODES_AUDIT_KEY = "ab" * 32
 
 ROLES = ("admin", "pathologist", "specialist", "clinic", "integration")
 PASSWORD = "correct horse battery staple"
@@ -70,3 +81,11 @@ class Gate:
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def cli(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``tessera ARGS --data DATA`` as an operator runs it; fails the test if it fails."""
+    command = [sys.executable, "-m", "hub.cli", *args, "--data", str(data)]
+    return subprocess.run(
+        command, input=stdin, capture_output=True, text=True, timeout=120, check=True
+    )

@@ -91,6 +91,50 @@ async def test_cut_off_tail_is_found(audited, tmp_path: Path) -> None:
     assert problems == ["records 7..8 were cut off the end"]
 
 
+def _entries(count: int, who: str) -> list[dict]:
+    return [
+        {"at": 1.0 + n, "who": f"{who}{n}", "role": "clinic", "action": "x", "outcome": "success"}
+        for n in range(count)
+    ]
+
+
+async def test_another_node_ahead_of_the_anchor_is_no_cut_off(audited, tmp_path: Path) -> None:
+    await _fill(audited)  # this node's anchor: record 8
+    other_node = AuditLog(audited, audit_key(tmp_path), tmp_path / "other" / "audit.head")
+    await other_node.write(_entries(4, "elsewhere"))
+    verdict = await _verdict(audited, tmp_path)
+    assert verdict.ok, verdict.problems
+    assert verdict.records == 12 and verdict.head_checked
+
+
+async def test_a_rewritten_record_under_an_anchor_behind_the_end_is_found(
+    audited, tmp_path: Path
+) -> None:
+    """Whoever holds the key can write a consistent chain, but not the record this node
+    anchored, even when other nodes wrote on after it."""
+    await _fill(audited)
+    forger = AuditLog(audited, audit_key(tmp_path))
+    await forger.write(_entries(4, "elsewhere"))
+    async with audited.begin() as conn:
+        await conn.execute(delete(audit_log).where(audit_log.c.seq >= 6))
+    await forger.write(_entries(7, "forged"))
+    problems = (await _verdict(audited, tmp_path)).problems
+    assert problems == ["record 8 differs from the head anchor"]
+
+
+async def test_a_node_with_another_key_is_told_at_start(audited, tmp_path: Path, caplog) -> None:
+    await _fill(audited)
+    stranger = AuditLog(audited, b"\x02" * 32)
+    await stranger.start()
+    await stranger.close()
+    assert "record 8 was not signed with this node's audit key" in caplog.text
+    caplog.clear()
+    same = AuditLog(audited, audit_key(tmp_path))
+    await same.start()
+    await same.close()
+    assert "not signed" not in caplog.text
+
+
 async def test_swapped_pair_is_found(audited, tmp_path: Path) -> None:
     await _fill(audited)
     async with audited.begin() as conn:
