@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import or_, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.serve.tables import leases
@@ -40,6 +40,8 @@ from hub.serve.tables import leases
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
 Duty = Callable[[], Awaitable[None]]
 
 
@@ -76,18 +78,15 @@ class LeaderLease:
         row = leases.c
         for _ in range(2):
             now = self.clock()
-            async with self.engine.begin() as conn:
-                fence = await conn.scalar(
-                    update(leases)
-                    .where(
-                        row.name == self.name,
-                        or_(row.holder.is_(None), row.holder == self.node_id, row.expires_at < now),
-                    )
-                    .values(holder=self.node_id, fence=row.fence + 1, expires_at=now + self.seconds)
-                    .returning(row.fence)
-                )
-                if fence is not None:
-                    return self._hold(fence, now)
+            try:
+                fence = await self._take(now)
+            except DBAPIError as e:
+                if getattr(e.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                return False  # the holder's batch has the row: it holds the lease
+            if fence is not None:
+                return self._hold(fence, now)
+            async with self.engine.connect() as conn:
                 if await conn.scalar(select(row.name).where(row.name == self.name)) is not None:
                     return False  # another node holds it
             try:
@@ -104,6 +103,24 @@ class LeaderLease:
             except IntegrityError:
                 continue  # another node made the row meanwhile: try to take it as above
         return False
+
+    async def _take(self, now: float) -> int | None:
+        """The conditional UPDATE that takes a free, expired or own row: its new fence, or None.
+        On PostgreSQL it waits only briefly for a row a batch of the holder has locked."""
+        row = leases.c
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                wait_ms = max(1, int(self.seconds * 100))
+                await conn.execute(text(f"SET LOCAL lock_timeout = {wait_ms}"))
+            return await conn.scalar(
+                update(leases)
+                .where(
+                    row.name == self.name,
+                    or_(row.holder.is_(None), row.holder == self.node_id, row.expires_at < now),
+                )
+                .values(holder=self.node_id, fence=row.fence + 1, expires_at=now + self.seconds)
+                .returning(row.fence)
+            )
 
     async def renew(self) -> bool:
         """Extend this node's hold; False (and nothing held) if the row moved on. A hold that
@@ -263,9 +280,12 @@ async def holding(lease: LeaderLease, heartbeat: float) -> AsyncIterator[bool]:
     async def renew() -> None:
         while True:
             await asyncio.sleep(heartbeat)
-            if not await lease.renew():
-                log.warning("the %s lease was lost", lease.name)
-                return
+            try:
+                if not await lease.renew():
+                    log.warning("the %s lease was lost", lease.name)
+                    return
+            except (SQLAlchemyError, OSError) as e:  # the hold runs out unless a retry renews it
+                log.warning("the %s lease could not be renewed: %s", lease.name, e)
 
     renewing = asyncio.create_task(renew(), name=f"lease-{lease.name}")
     try:

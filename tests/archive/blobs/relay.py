@@ -13,14 +13,17 @@ FLIP_AT = 1000  # the body byte that a corrupting relay flips
 
 
 class Relay:
-    """Relays to ``127.0.0.1:upstream_port``; the first PUT whose request line contains
-    ``marker`` gets one body byte flipped (``mode="corrupt"``) or is held back for good
-    (``mode="stall"``). ``tampered`` counts the requests so treated."""
+    """Relays to ``127.0.0.1:upstream_port``; the first ``method`` request (PUT by default) whose
+    request line contains ``marker`` gets one body byte flipped (``mode="corrupt"``) or is held
+    back for good (``mode="stall"``). ``tampered`` counts the requests so treated."""
 
-    def __init__(self, upstream_port: int, marker: bytes, mode: str = "corrupt") -> None:
+    def __init__(
+        self, upstream_port: int, marker: bytes, mode: str = "corrupt", method: bytes = b"PUT"
+    ) -> None:
         assert mode in ("corrupt", "stall")
         self.upstream_port = upstream_port
         self.marker = marker
+        self.method = method
         self.mode = mode
         self.tampered = 0
         self.server: asyncio.Server | None = None
@@ -83,7 +86,7 @@ class Relay:
         if head_end < 0:
             return b"", buffered
         request_line = buffered.split(b"\r\n", 1)[0]
-        if not (request_line.startswith(b"PUT ") and self.marker in request_line):
+        if not (request_line.startswith(self.method + b" ") and self.marker in request_line):
             return buffered, b""
         if self.mode == "stall":
             self.tampered += 1
