@@ -11,10 +11,12 @@ inserts the unique key lets one through.
 A node that stops renewing (killed, paused, cut off from the index) loses the duty to the next
 node whose heartbeat finds the row expired. Its late work is refused by the fence: a batch of
 deletes runs in a transaction that first checks that this lease still holds the row at the
-fence it took, unexpired (``fenced``); on PostgreSQL the row stays locked (``FOR UPDATE``) until
-the batch ends, so a takeover waits for a batch in progress and a batch after one is refused.
-The session of such a transaction is ended by the server if its holder stalls inside it for a
-lease time (a paused node must not keep the duty locked). On SQLite, whose index one machine
+fence it took, unexpired (``fenced``); on PostgreSQL the row stays locked against a takeover
+until the batch ends (a takeover locks the row ``FOR UPDATE`` first, and waits only briefly), so
+no node takes over during a batch and a batch after a takeover is refused. The holder's own
+renewals are not held up by its batches. The session of such a transaction is ended by the
+server if its holder stalls inside it for a lease time (a paused node must not keep the duty
+locked). On SQLite, whose index one machine
 holds, the check refuses a batch begun after a takeover; ``check`` before each delete stops a
 holder whose hold ran out during its batch.
 
@@ -112,6 +114,9 @@ class LeaderLease:
             if conn.dialect.name == "postgresql":
                 wait_ms = max(1, int(self.seconds * 100))
                 await conn.execute(text(f"SET LOCAL lock_timeout = {wait_ms}"))
+                await conn.execute(
+                    select(row.name).where(row.name == self.name).with_for_update()
+                )  # conflicts with the KEY SHARE lock of a batch (``fenced``), unlike an UPDATE
             return await conn.scalar(
                 update(leases)
                 .where(
@@ -151,14 +156,15 @@ class LeaderLease:
 
     async def fenced(self, conn: AsyncConnection) -> None:
         """In ``conn``'s transaction: raise ``LeaseLost`` unless this node holds the row at its
-        fence and unexpired; on PostgreSQL the row stays locked until the transaction ends."""
+        fence and unexpired. On PostgreSQL the row stays locked against a takeover until the
+        transaction ends (``FOR KEY SHARE``: this node's own renewals still go through)."""
         query = select(leases.c.holder, leases.c.fence, leases.c.expires_at).where(
             leases.c.name == self.name
         )
         if conn.dialect.name == "postgresql":
             stall_ms = max(1, int(self.seconds * 1000))
             await conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {stall_ms}"))
-            query = query.with_for_update()
+            query = query.with_for_update(read=True, key_share=True)
         row = (await conn.execute(query)).one_or_none()
         now = self.clock()
         if (

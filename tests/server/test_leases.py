@@ -127,6 +127,7 @@ async def test_no_takeover_while_a_batch_is_in_progress(url) -> None:
         a, b = lease(one, "node-a", clock), lease(two, "node-b", clock)
         assert await a.acquire()
         async with a.batch():
+            assert await a.renew()  # the holder's renewals go on during its batch
             clock.now += LEASE_SECONDS + 1
             assert not await b.acquire()
             assert (await row(two)).holder == "node-a"
