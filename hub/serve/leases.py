@@ -111,7 +111,7 @@ class LeaderLease:
         On PostgreSQL it waits only briefly for a row a batch of the holder has locked."""
         row = leases.c
         async with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
+            if await self._bounded(conn):
                 wait_ms = max(1, int(self.seconds * 100))
                 await conn.execute(text(f"SET LOCAL lock_timeout = {wait_ms}"))
                 await conn.execute(
@@ -135,6 +135,7 @@ class LeaderLease:
             return False
         now = self.clock()
         async with self.engine.begin() as conn:
+            await self._bounded(conn)
             renewed = await conn.execute(
                 update(leases).where(*self._mine()).values(expires_at=now + self.seconds)
             )
@@ -161,9 +162,7 @@ class LeaderLease:
         query = select(leases.c.holder, leases.c.fence, leases.c.expires_at).where(
             leases.c.name == self.name
         )
-        if conn.dialect.name == "postgresql":
-            stall_ms = max(1, int(self.seconds * 1000))
-            await conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {stall_ms}"))
+        if await self._bounded(conn):
             query = query.with_for_update(read=True, key_share=True)
         row = (await conn.execute(query)).one_or_none()
         now = self.clock()
@@ -187,6 +186,15 @@ class LeaderLease:
         """Inside a batch: raise ``LeaseLost`` if the hold ran out by this node's clock."""
         if not self.held:
             raise LeaseLost(f"the {self.name} lease ran out here")
+
+    async def _bounded(self, conn: AsyncConnection) -> bool:
+        """On PostgreSQL (True): the server ends this transaction's session if this node stalls
+        in it for a lease time, so that a paused node keeps no lock on the row."""
+        if conn.dialect.name != "postgresql":
+            return False
+        stall_ms = max(1, int(self.seconds * 1000))
+        await conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {stall_ms}"))
+        return True
 
     def _hold(self, fence: int, now: float) -> bool:
         self.fence, self._until = fence, now + self.seconds

@@ -1,7 +1,8 @@
-"""Two real nodes, ``tessera serve`` each, on one index and one bucket: the node holding the
-janitor lease is killed (SIGKILL) in the middle of its sweep, and the other node takes the lease
-over once the hold runs out and finishes the sweep. On SQLite (one index file both nodes open)
-and on PostgreSQL when the run has one."""
+"""Two real nodes, ``tessera serve`` each, on one index and one bucket. The node holding the
+janitor lease is killed (SIGKILL) in the middle of its sweep: the other takes the lease over once
+the hold runs out and finishes the sweep. The holder is paused (SIGSTOP) after it listed the
+bucket: once the other holds the lease, the resumed node removes nothing. On SQLite (one index
+file both nodes open) and on PostgreSQL when the run has one."""
 
 from __future__ import annotations
 
@@ -29,14 +30,16 @@ ORPHANS = 5
 CLUSTER = {"heartbeat_seconds": 0.5, "lease_seconds": 3.0, "orphan_grace_seconds": 0.0}
 
 
-def node_env(server: SeaweedS3, prefix: str, index: str, node: str, endpoint: str) -> dict:
+def node_env(
+    server: SeaweedS3, prefix: str, index: str, node: str, endpoint: str, **cluster: float
+) -> dict:
     return {
         **server.env(),
         "TESSERA_S3_ENDPOINT": endpoint,
         "TESSERA_S3_PREFIX": prefix,
         "TESSERA_DATABASE_URL": index,
         "TESSERA_NODE_ID": node,
-        "TESSERA_EXTRA": json.dumps({"cluster": CLUSTER}),
+        "TESSERA_EXTRA": json.dumps({"cluster": {**CLUSTER, **cluster}}),
     }
 
 
@@ -51,6 +54,19 @@ async def lease_row(index: str):
 
 async def stored(store: S3BlobStore, shas: list[str]) -> list[str]:
     return [sha for sha in shas if await store.exists(sha)]
+
+
+async def until_logged(node: HubProcess, text: str, timeout: float = 120.0) -> None:
+    """Read the node's output until a line with ``text`` (a killed node ends the read)."""
+
+    def read() -> bool:
+        assert node.proc.stdout is not None
+        return any(text in line for line in node.proc.stdout)
+
+    try:
+        assert await asyncio.wait_for(asyncio.to_thread(read), timeout), f"never logged: {text}"
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for the log line {text!r}") from None
 
 
 async def wait_for(condition, what: str, timeout: float = 120.0) -> None:
@@ -105,5 +121,58 @@ async def test_a_leader_killed_mid_sweep_is_replaced_and_the_sweep_finished(
             finally:
                 b.stop()
         finally:
+            a.stop()
+            await store.close()
+
+
+@pytest.mark.timeout(300)
+async def test_a_leader_paused_after_listing_removes_nothing_once_another_node_holds_the_lease(
+    seaweedfs: SeaweedS3, new_database, tmp_path: Path
+) -> None:
+    index = await index_url(new_database, tmp_path)
+    settings = s3_settings(seaweedfs)
+    store = S3BlobStore(settings, tmp_path / "spool")
+    orphans = sorted([await store.put_bytes(f"left by a crash {n}".encode()) for n in range(5)])
+    upstream = int(seaweedfs.endpoint.rsplit(":", 1)[1])
+    # node-a's listing of the bucket is held back until node-a is paused.
+    async with Relay(upstream, b"list-type=2", mode="hold", method=b"GET") as relay:
+        env_a = node_env(seaweedfs, settings.prefix, index, "node-a", relay.endpoint)
+        a = await asyncio.to_thread(HubProcess, tmp_path / "node-a", free_port(), env=env_a)
+        try:
+
+            async def a_is_listing() -> bool:
+                return relay.tampered > 0
+
+            await wait_for(a_is_listing, "node-a's sweep to list the bucket")
+            leader = await lease_row(index)
+            assert leader.holder == "node-a"
+            a.proc.send_signal(signal.SIGSTOP)
+            relay.released.set()  # the listing's answer waits for node-a in its socket
+
+            # node-b keeps objects as young as these: only a stale node-a would remove them.
+            env_b = node_env(
+                seaweedfs,
+                settings.prefix,
+                index,
+                "node-b",
+                seaweedfs.endpoint,
+                orphan_grace_seconds=3600.0,
+            )
+            b = await asyncio.to_thread(HubProcess, tmp_path / "node-b", free_port(), env=env_b)
+            try:
+
+                async def b_holds() -> bool:
+                    return (await lease_row(index)).holder == "node-b"
+
+                await wait_for(b_holds, "node-b to take the lease over")
+                a.proc.send_signal(signal.SIGCONT)
+                await until_logged(a, "the janitor lease was lost")
+                assert await stored(store, orphans) == orphans
+                now = await lease_row(index)
+                assert now.holder == "node-b" and now.fence > leader.fence
+            finally:
+                b.stop()
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
             a.stop()
             await store.close()
