@@ -4,7 +4,7 @@ A duty only one node may do at a time (the blob janitor, later scheduled backup 
 has one row: its holder's node id, until when the hold lasts, and ``fence``, raised at every new
 hold. A node takes the row when it is free, expired or its own (a restarted node need not wait
 out its old hold; the fence still rises, so the old process's late work is refused), and renews
-it every heartbeat while it holds it (``LeaseKeeper``). Taking is one conditional UPDATE, so of
+it every heartbeat while it holds it (``LeaseKeeper``). Taking is a conditional UPDATE, so of
 nodes racing for an expired row exactly one wins; a missing row is inserted, and of racing
 inserts the unique key lets one through.
 
@@ -16,9 +16,9 @@ until the batch ends (a takeover locks the row ``FOR UPDATE`` first, and waits o
 no node takes over during a batch and a batch after a takeover is refused. The holder's own
 renewals are not held up by its batches. The session of such a transaction is ended by the
 server if its holder stalls inside it for a lease time (a paused node must not keep the duty
-locked). On SQLite, whose index one machine
-holds, the check refuses a batch begun after a takeover; ``check`` before each delete stops a
-holder whose hold ran out during its batch.
+locked). On SQLite, whose index one machine holds, the check refuses a batch begun after a
+takeover. On both, ``check`` before each delete stops a holder whose hold ran out during its
+batch (a node paused in the middle of one).
 
 Times are ``clock`` seconds (the wall clock): the nodes sharing an index must keep their clocks
 within a small part of ``seconds`` of each other.
@@ -42,9 +42,9 @@ from hub.serve.tables import leases
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+Duty = Callable[[], Awaitable[None]]
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
-Duty = Callable[[], Awaitable[None]]
 
 
 class LeaseLost(RuntimeError):
