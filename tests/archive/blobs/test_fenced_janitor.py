@@ -39,7 +39,7 @@ class Node:
 
 
 @pytest.fixture(params=["local", "s3"])
-def store_fields_of(request, tmp_path: Path) -> dict:
+def store_fields_of(request: pytest.FixtureRequest) -> dict:
     """The store both nodes share: one local folder, or one bucket prefix."""
     if request.param == "local":
         return {}
