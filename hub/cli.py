@@ -213,7 +213,7 @@ async def verify_holding_the_janitor(settings: Settings, archive: Archive, *, de
             grace = settings.cluster.orphan_grace_seconds
             await repair_found(archive, report, grace=grace, guard=lease)
         else:
-            busy = await holder(archive.engine, lease.name)
+            busy = await holder(archive.engine, lease.name) or "another process"
             print(f"not repaired: {busy} holds the janitor duty and repairs itself")
     return report
 
