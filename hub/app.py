@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hub.archive import Archive
     from hub.archive.migrations.runner import SchemaMode
     from hub.config import Settings
+    from hub.serve.leases import LeaderLease, LeaseKeeper
     from hub.serve.proxy import Upstream
 
 Role = Literal["primary", "reader"]
@@ -129,3 +130,31 @@ async def close_archive(app: web.Application) -> None:
     from hub.app_keys import ARCHIVE_KEY
 
     await app[ARCHIVE_KEY].close()
+
+
+def janitor_lease(settings: Settings, archive: Archive, holder: str | None = None) -> LeaderLease:
+    """The lease of the janitor duty (orphan blobs, the bucket sweep) in the shared index, for
+    this node (or ``holder``: a one-off command beside a serving node of the same id)."""
+    from hub.serve.janitor_duty import LEASE
+    from hub.serve.leases import LeaderLease
+    from hub.serve.nodes import node_id
+
+    return LeaderLease(
+        archive.engine, LEASE, holder or node_id(settings), settings.cluster.lease_seconds
+    )
+
+
+async def start_duties(settings: Settings, archive: Archive) -> LeaseKeeper:
+    """The single-holder duties of a serving node: the janitor, run while this node holds its
+    lease. A node that holds it at start (a lone node always does) scans a local store before
+    it serves; a bucket is swept beside serving."""
+    from hub.serve.janitor_duty import JanitorDuty
+    from hub.serve.leases import LeaseKeeper
+
+    cluster = settings.cluster
+    lease = janitor_lease(settings, archive)
+    duty = JanitorDuty(archive, lease, cluster.orphan_grace_seconds, cluster.sweep_seconds)
+    keeper = LeaseKeeper(lease, cluster.heartbeat_seconds, duty.run)
+    if await keeper.start():
+        await keeper.until(duty.scanned)
+    return keeper

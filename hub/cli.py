@@ -6,8 +6,13 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.config import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from hub.archive import Archive
+    from hub.archive.verify import Report
 
 # Packages that add their own subcommands through `register(subparsers)`. Every command (and
 # --help) builds the whole parser, so these modules import nothing heavy at module level.
@@ -165,7 +170,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         settings = settings_from(args)
         archive = await Archive.open(settings, store=open_store(settings))
         try:
-            report = await verify(archive, deep=not args.quick, repair=args.repair)
+            if not args.repair:
+                report = await verify(archive, deep=not args.quick)
+            else:
+                report = await verify_holding_the_janitor(settings, archive, deep=not args.quick)
         finally:
             await archive.close()
         print(f"checked {report.checked} instances")
@@ -186,6 +194,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0 if report.clean else 1
 
     return asyncio.run(run())
+
+
+async def verify_holding_the_janitor(settings: Settings, archive: Archive, *, deep: bool) -> Report:
+    """``verify --repair``: repairing orphans is the janitor's duty, done by one process at a
+    time through its lease; while a serving node holds it, that node repairs, not this one."""
+    import os
+
+    from hub.app import janitor_lease
+    from hub.archive.verify import repair_found, scan
+    from hub.serve.leases import holder, holding
+    from hub.serve.nodes import node_id
+
+    report = await scan(archive, deep=deep)
+    lease = janitor_lease(settings, archive, f"repair-{os.getpid()}@{node_id(settings)}"[:64])
+    async with holding(lease, settings.cluster.heartbeat_seconds) as held:
+        if held:
+            grace = settings.cluster.orphan_grace_seconds
+            await repair_found(archive, report, grace=grace, guard=lease)
+        else:
+            busy = await holder(archive.engine, lease.name) or "another process"
+            print(f"not repaired: {busy} holds the janitor duty and repairs itself")
+    return report
 
 
 if __name__ == "__main__":

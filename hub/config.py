@@ -55,6 +55,16 @@ class ClusterSettings:
     node_id: str = ""  # default: made once and kept in the data folder (hub.serve.nodes)
     heartbeat_seconds: float = 2.0  # how often a node renews its registry row and its leases
     lease_seconds: float = 10.0  # a claim not renewed for this long is free for another node
+    # The janitor (held by one node at a time): how often it sweeps, and how old an object no
+    # row names must be before it goes (an ingest names its object within seconds).
+    sweep_seconds: float = 3600.0
+    orphan_grace_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_seconds < self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be above 0 and below lease_seconds")
+        if self.sweep_seconds <= 0 or self.orphan_grace_seconds < 0:
+            raise ValueError("sweep_seconds must be above 0, orphan_grace_seconds not below")
 
     def __post_init__(self) -> None:
         if not self.heartbeat_seconds > 0:

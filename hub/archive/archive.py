@@ -70,8 +70,9 @@ class Archive:
         schema: SchemaMode = "create",
     ) -> Archive:
         """Open (creating on first run). The server clears temp files of interrupted uploads;
-        other commands leave them, since a running server may be writing them. The server
-        also clears orphan blobs that interrupted ingests left (``hub.archive.orphans``).
+        other commands leave them, since a running server may be writing them. Orphan blobs
+        that interrupted ingests left are the janitor's (``hub.archive.orphans``), a duty the
+        server takes on through a lease.
 
         ``store``: where the bytes live, built by the composition root (``hub.stores``);
         without one, the plain store of ``settings`` (``blobs.configured``).
@@ -95,7 +96,7 @@ class Archive:
             await engine.dispose()
             raise
         if clear_temp:
-            await orphans.clear_at_start(engine, store)
+            await store.clear_spools(orphans.GRACE_SECONDS)
         return cls(settings, engine, store)
 
     async def close(self) -> None:

@@ -15,6 +15,9 @@ nothing in flight is touched:
 
 A store that cannot park (a remote store) has its orphans removed by its own janitor; here
 they are only reported.
+
+Only one node at a time removes orphans: the caller holds that duty and hands its ``Guard``
+(``hub.archive.guard``), which every batch of parks passes first.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.blobs import BlobStore, Parking
 from hub.archive.blobs.configured import s3_of
+from hub.archive.guard import UNGUARDED, Guard, batches
 from hub.archive.index import instances
 
 log = logging.getLogger(__name__)
@@ -69,8 +73,10 @@ async def quarantine(
     *,
     grace: float = GRACE_SECONDS,
     lock: asyncio.Lock | None = None,
+    guard: Guard = UNGUARDED,
 ) -> list[str]:
-    """Park the old orphans among ``candidates``; returns those parked.
+    """Park the old orphans among ``candidates``, a guarded batch at a time; returns those
+    parked (a ``LeaseLost`` of the guard ends the work, leaving the rest in place).
 
     ``lock``: the ingest lock of this process, held so that no index transaction of this
     process runs between a park and its recheck (other processes are covered by the
@@ -80,26 +86,33 @@ async def quarantine(
         return []
     moved = []
     async with lock or contextlib.nullcontext():
-        for sha in candidates:
-            if not await store.park(sha, grace):
-                continue
-            if await is_named(engine, sha):
-                await store.unpark(sha)
-                continue
-            moved.append(sha)
+        for batch in batches(candidates):
+            async with guard.batch():
+                for sha in batch:
+                    guard.check()
+                    if not await store.park(sha, grace):
+                        continue
+                    if await is_named(engine, sha):
+                        await store.unpark(sha)
+                        continue
+                    moved.append(sha)
     if moved:
         log.warning("quarantined %d orphan blob(s)", len(moved))
     return moved
 
 
-async def clear_at_start(
-    engine: AsyncEngine, store: BlobStore, grace: float = GRACE_SECONDS
-) -> None:
-    """Start-up: spools and orphan blobs older than the grace period (a command such as
-    ``tessera import`` may be writing beside the starting hub). A bucket's orphans are left to
-    the janitor's sweep, which runs beside serving (listing a bucket takes a while)."""
-    await store.clear_spools(grace)
-    if s3_of(store) is not None:
-        return
+async def quarantine_old(
+    engine: AsyncEngine,
+    store: BlobStore,
+    *,
+    grace: float = GRACE_SECONDS,
+    lock: asyncio.Lock | None = None,
+    guard: Guard = UNGUARDED,
+) -> list[str]:
+    """The start-up scan: park orphan blobs older than the grace period (a command such as
+    ``tessera import`` may be writing beside the hub). A bucket's orphans are left to the
+    janitor's sweep (``blobs.configured.sweep_bucket``): listing a bucket takes a while."""
+    if s3_of(store) is not None or not isinstance(store, Parking):
+        return []
     candidates = await unnamed_blobs(engine, store, older_than=grace)
-    await quarantine(engine, store, candidates, grace=grace)
+    return await quarantine(engine, store, candidates, grace=grace, lock=lock, guard=guard)

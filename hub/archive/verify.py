@@ -18,6 +18,7 @@ from hub.archive.blobs import BlobIntegrityError, BlobStore
 from hub.archive.blobs.configured import sweep_bucket
 from hub.archive.blobs.digest import stored_digest
 from hub.archive.blobs.spool import count_spools
+from hub.archive.guard import UNGUARDED, Guard
 from hub.archive.index import instances
 
 
@@ -63,14 +64,24 @@ async def intact(store: BlobStore, sha256: str) -> bool:
 
 
 async def repair_found(
-    archive: Archive, report: Report, *, grace: float = orphans.GRACE_SECONDS
+    archive: Archive,
+    report: Report,
+    *,
+    grace: float = orphans.GRACE_SECONDS,
+    guard: Guard = UNGUARDED,
 ) -> None:
     """Quarantine the report's orphans (on S3: the janitor removes them, and aborts abandoned
-    multipart uploads) and remove old spools, sparing what is in flight."""
+    multipart uploads) and remove old spools, sparing what is in flight. ``guard``: the
+    janitor duty this process holds (``hub.archive.guard``)."""
     moved = await orphans.quarantine(
-        archive.engine, archive.store, report.orphans, grace=grace, lock=archive.ingestor.lock
+        archive.engine,
+        archive.store,
+        report.orphans,
+        grace=grace,
+        lock=archive.ingestor.lock,
+        guard=guard,
     )
-    swept = await sweep_bucket(archive.store, archive.engine, grace)
+    swept = await sweep_bucket(archive.store, archive.engine, grace, guard)
     if swept is not None:
         moved += swept.removed
     report.kept = [sha for sha in report.orphans if sha not in moved]
@@ -78,8 +89,10 @@ async def repair_found(
     report.repaired = True
 
 
-async def verify(archive: Archive, *, deep: bool = True, repair: bool = False) -> Report:
+async def verify(
+    archive: Archive, *, deep: bool = True, repair: bool = False, guard: Guard = UNGUARDED
+) -> Report:
     report = await scan(archive, deep=deep)
     if repair:
-        await repair_found(archive, report)
+        await repair_found(archive, report, guard=guard)
     return report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -11,10 +10,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hub.app import build_app
-from hub.archive import Archive, orphans
-from hub.archive.blobs import StoreUnavailable
-from hub.archive.blobs.configured import sweep_bucket
+from hub.app import build_app, start_duties
+from hub.archive import Archive
 from hub.config import Settings
 from hub.security.tls import http_ssl_context
 from hub.serve import connlimits
@@ -48,8 +45,8 @@ async def start(
     )  # forwarding installs its hooks as a door
     several = settings.workers > 1
     app = await build_app(settings, archive, relayed=several)
-    janitor = asyncio.create_task(sweep_at_start(archive))
-    app.on_cleanup.append(lambda _app: _cancel(janitor))
+    duties = await start_duties(settings, archive)
+    app.on_cleanup.append(lambda _app: duties.stop())
     app.on_cleanup.append(lambda _app: archive.close())
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, **connlimits.runner_options(settings)
@@ -69,27 +66,6 @@ async def start(
     await public.start()
     await readers.start()
     return Running(runner, readers)
-
-
-async def sweep_at_start(archive: Archive) -> None:
-    """The S3 janitor's start-up sweep, beside serving (a bucket may hold many objects)."""
-    try:
-        swept = await sweep_bucket(archive.store, archive.engine, orphans.GRACE_SECONDS)
-    except StoreUnavailable as e:
-        log.warning("the start-up sweep of the object store did not run: %s", e)
-        return
-    if swept is not None:
-        log.info(
-            "start-up sweep: %d abandoned upload(s) aborted, %d unnamed object(s) removed",
-            len(swept.aborted),
-            len(swept.removed),
-        )
-
-
-async def _cancel(task: asyncio.Task) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def serve(

@@ -1,4 +1,5 @@
-"""A node keeps one id across restarts; a configured id wins; a bad one is refused by name."""
+"""A node keeps one id across restarts; a configured id wins; a bad one is refused by name; the
+cluster timings are checked together."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from hub.config import ClusterSettings, Settings
+from hub.config import ClusterSettings, Settings, SettingsError
 from hub.serve.nodes import ID_FILE, NodeIdError, node_id
 
 
@@ -31,3 +32,12 @@ def test_a_bad_id_is_refused_by_where_it_came_from(tmp_path, bad):
     (tmp_path / ID_FILE).write_text("\n")
     with pytest.raises(NodeIdError, match=ID_FILE):
         node_id(Settings(data_dir=tmp_path))
+
+
+def test_a_heartbeat_no_shorter_than_the_lease_is_refused_by_name():
+    with pytest.raises(SettingsError, match="cluster.*heartbeat_seconds"):
+        Settings.from_env({"TESSERA_LEASE_SECONDS": "2"})  # the heartbeat stays 2 s
+    settings = Settings.from_env(
+        {"TESSERA_LEASE_SECONDS": "30", "TESSERA_EXTRA": '{"cluster": {"sweep_seconds": 60}}'}
+    )
+    assert settings.cluster.lease_seconds == 30 and settings.cluster.sweep_seconds == 60

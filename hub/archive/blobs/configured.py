@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from hub.archive.blobs.janitor import Sweep
     from hub.archive.blobs.s3 import S3BlobStore
+    from hub.archive.guard import Guard
 
 
 def local_store(settings: Settings) -> LocalBlobStore:
@@ -61,12 +62,16 @@ def s3_of(store: BlobStore) -> S3BlobStore | None:
     return store
 
 
-async def sweep_bucket(store: BlobStore, engine: AsyncEngine, grace: float) -> Sweep | None:
+async def sweep_bucket(
+    store: BlobStore, engine: AsyncEngine, grace: float, guard: Guard | None = None
+) -> Sweep | None:
     """The S3 janitor's sweep of the bucket under ``store`` (None for a local store, whose
-    orphans ``hub.archive.orphans`` parks)."""
+    orphans ``hub.archive.orphans`` parks), each batch passing ``guard`` first."""
     s3 = s3_of(store)
     if s3 is None:
         return None
     from hub.archive.blobs.janitor import S3Janitor, index_names
+    from hub.archive.guard import UNGUARDED
 
-    return await S3Janitor(s3, grace, delete=store.delete).sweep(*index_names(engine))
+    janitor = S3Janitor(s3, grace, delete=store.delete)
+    return await janitor.sweep(*index_names(engine), guard or UNGUARDED)

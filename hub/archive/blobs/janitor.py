@@ -12,7 +12,9 @@
   verify`` reports the missing object, and resending the instance restores it.
 
 The names come from callables, so any index can answer; ``index_names`` binds the archive's
-index queries (``hub.archive.orphans``).
+index queries (``hub.archive.orphans``). Only one node sweeps at a time: aborts and removals go
+in batches, each passing the ``Guard`` of that duty first (``hub.archive.guard``), so a node
+that lost the duty while it listed removes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.blobs.protocol import BlobMissing
 from hub.archive.blobs.s3 import S3BlobStore, key_prefix
+from hub.archive.guard import UNGUARDED, Guard, batches
 from hub.archive.orphans import GRACE_SECONDS, is_named, named_hashes
 
 log = logging.getLogger(__name__)
@@ -68,10 +71,12 @@ class S3Janitor:
         self.grace = grace
         self._delete = delete or store.delete
 
-    async def sweep(self, all_names: AllNames, is_named: IsNamed) -> Sweep:
+    async def sweep(
+        self, all_names: AllNames, is_named: IsNamed, guard: Guard = UNGUARDED
+    ) -> Sweep:
         return Sweep(
-            aborted=await self.abort_abandoned_uploads(),
-            removed=await self.remove_unnamed(all_names, is_named),
+            aborted=await self.abort_abandoned_uploads(guard),
+            removed=await self.remove_unnamed(all_names, is_named, guard),
         )
 
     # -- multipart uploads -----------------------------------------------------
@@ -79,13 +84,18 @@ class S3Janitor:
         """The multipart uploads in progress under the store's prefix."""
         return await self._s3(self._list_uploads)
 
-    async def abort_abandoned_uploads(self) -> list[Upload]:
+    async def abort_abandoned_uploads(self, guard: Guard = UNGUARDED) -> list[Upload]:
         old = [u for u in await self.uploads() if time.time() - u.initiated >= self.grace]
-        for upload in old:
-            await self._s3(self._abort, upload)
-        if old:
-            log.warning("aborted %d abandoned multipart upload(s)", len(old))
-        return old
+        aborted = []
+        for batch in batches(old):
+            async with guard.batch():
+                for upload in batch:
+                    guard.check()
+                    await self._s3(self._abort, upload)
+                    aborted.append(upload)
+        if aborted:
+            log.warning("aborted %d abandoned multipart upload(s)", len(aborted))
+        return aborted
 
     def _list_uploads(self) -> list[Upload]:
         client = self.store.botocore()
@@ -109,14 +119,19 @@ class S3Janitor:
         )
 
     # -- objects no row names ----------------------------------------------------
-    async def remove_unnamed(self, all_names: AllNames, is_named: IsNamed) -> list[str]:
+    async def remove_unnamed(
+        self, all_names: AllNames, is_named: IsNamed, guard: Guard = UNGUARDED
+    ) -> list[str]:
         named = await all_names()
         candidates = [sha async for sha in self._old(named)]
         removed = []
-        for sha in candidates:
-            if await self._still_orphan(sha, is_named):
-                await self._delete(sha)
-                removed.append(sha)
+        for batch in batches(candidates):
+            async with guard.batch():
+                for sha in batch:
+                    guard.check()
+                    if await self._still_orphan(sha, is_named):
+                        await self._delete(sha)
+                        removed.append(sha)
         if removed:
             log.warning("removed %d object(s) that no index row names", len(removed))
         return removed

@@ -13,16 +13,21 @@ FLIP_AT = 1000  # the body byte that a corrupting relay flips
 
 
 class Relay:
-    """Relays to ``127.0.0.1:upstream_port``; the first PUT whose request line contains
-    ``marker`` gets one body byte flipped (``mode="corrupt"``) or is held back for good
-    (``mode="stall"``). ``tampered`` counts the requests so treated."""
+    """Relays to ``127.0.0.1:upstream_port``; the first ``method`` request (PUT by default) whose
+    request line contains ``marker`` gets one body byte flipped (``mode="corrupt"``), is held
+    back for good (``mode="stall"``), or held back until ``released`` is set (``mode="hold"``).
+    ``tampered`` counts the requests so treated."""
 
-    def __init__(self, upstream_port: int, marker: bytes, mode: str = "corrupt") -> None:
-        assert mode in ("corrupt", "stall")
+    def __init__(
+        self, upstream_port: int, marker: bytes, mode: str = "corrupt", method: bytes = b"PUT"
+    ) -> None:
+        assert mode in ("corrupt", "stall", "hold")
         self.upstream_port = upstream_port
         self.marker = marker
+        self.method = method
         self.mode = mode
         self.tampered = 0
+        self.released = asyncio.Event()
         self.server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -70,6 +75,9 @@ class Relay:
                     data, pending = self._inspect(pending)
                 if self.tampered and self.mode == "stall" and upstream:
                     continue  # swallow the stalled request and all that follows on it
+                if upstream and pending and self.tampered and self.mode == "hold":
+                    await self.released.wait()
+                    data, pending = data + pending, b""
                 writer.write(data)
                 await writer.drain()
             writer.write(pending)
@@ -83,11 +91,14 @@ class Relay:
         if head_end < 0:
             return b"", buffered
         request_line = buffered.split(b"\r\n", 1)[0]
-        if not (request_line.startswith(b"PUT ") and self.marker in request_line):
+        if not (request_line.startswith(self.method + b" ") and self.marker in request_line):
             return buffered, b""
         if self.mode == "stall":
             self.tampered += 1
             return b"", b""
+        if self.mode == "hold":
+            self.tampered += 1
+            return b"", buffered
         target = head_end + 4 + FLIP_AT
         if len(buffered) <= target:
             return b"", buffered
