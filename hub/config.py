@@ -61,12 +61,8 @@ class ClusterSettings:
     orphan_grace_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.heartbeat_seconds < self.lease_seconds:
-            raise ValueError("heartbeat_seconds must be above 0 and below lease_seconds")
         if self.sweep_seconds <= 0 or self.orphan_grace_seconds < 0:
             raise ValueError("sweep_seconds must be above 0, orphan_grace_seconds not below")
-
-    def __post_init__(self) -> None:
         if not self.heartbeat_seconds > 0:
             raise ValueError("heartbeat_seconds must be more than 0")
         # A late heartbeat must not cost a node its claims: at least two renewals per lease.
