@@ -78,8 +78,21 @@ def expected_frames(path: Path) -> list[bytes]:
     return [ds.PixelData[i * size : (i + 1) * size] for i in range(count)]
 
 
+def dataset_part(data: bytes, scratch: Path) -> bytes:
+    """The data set of Part-10 bytes, without preamble and file meta: what C-STORE carries."""
+    from pynetdicom.dsutils import split_dataset
+
+    scratch.write_bytes(data)
+    _, offset = split_dataset(scratch)
+    return data[offset:]
+
+
 def client(node: Node, headers: dict[str, str]) -> DICOMwebClient:
-    return DICOMwebClient(url=node.dicomweb, headers=headers)
+    """A client of one node that does not retry: a request to a killed node fails at once
+    (the client's default backs off for two minutes)."""
+    web = DICOMwebClient(url=node.dicomweb, headers=headers)
+    web.set_http_retry_params(retry=False)
+    return web
 
 
 def stored_bytes(web: DICOMwebClient, item: Sent) -> bytes:

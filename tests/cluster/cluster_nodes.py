@@ -85,18 +85,21 @@ class Node:
         command = [sys.executable, "-m", "hub.cli", "serve", "--data", str(self.data)]
         command += ["--port", str(self.port), "--dimse-port", str(self.dimse_port)]
         with open(self.log, "ab") as log:
+            begun = log.tell()  # a restarted node appends to its log
             self.proc = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        self._wait_ready()
+        self._wait_ready(begun)
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, begun: int) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if BANNER in self.log.read_text(errors="replace"):
-                return
+            with open(self.log, "rb") as log:
+                log.seek(begun)
+                if BANNER.encode() in log.read():
+                    return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
