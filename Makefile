@@ -11,12 +11,14 @@ POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migratio
 # The WSI suite runs in a pytest of its own: its modules import names from their own conftest.
 S3_TESTS := tests/archive tests/dicomweb
 S3_WSI_TESTS := tests/wsi
+# The suites of several `tessera serve` nodes sharing one PostgreSQL index and one S3 bucket.
+CLUSTER_TESTS := tests/cluster
 STAMP := $(VENV)/.installed
 # Every Python dependency, pinned: installs take exactly these versions (`make lock` rewrites it).
 CONSTRAINTS := constraints.txt
 LOCK_TOOLS := .venv-lock
 
-.PHONY: demo test test-postgres test-s3 lint bench lock system-deps npm-deps clean
+.PHONY: demo test test-postgres test-s3 test-cluster lint bench lock system-deps npm-deps clean
 
 demo: $(STAMP) npm-deps
 	$(PY) -m hub.cli demo
@@ -25,6 +27,7 @@ test: $(STAMP) npm-deps system-deps
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	$(MAKE) test-postgres
 	$(MAKE) test-s3
+	$(MAKE) test-cluster
 
 test-postgres: $(STAMP) system-deps
 	tests/with_postgres.sh $(PY) -m pytest -q -p no:cacheprovider $(POSTGRES_TESTS)
@@ -32,6 +35,9 @@ test-postgres: $(STAMP) system-deps
 test-s3: $(STAMP) system-deps
 	tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(S3_TESTS)
 	tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(S3_WSI_TESTS)
+
+test-cluster: $(STAMP) system-deps
+	tests/with_postgres.sh tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(CLUSTER_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
