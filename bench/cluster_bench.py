@@ -6,8 +6,8 @@
 Starts two ``tessera serve`` nodes (tests/cluster/cluster_nodes.py) on the PostgreSQL server and
 the SeaweedFS bucket the wrappers export, stores the files by STOW-RS to the first node (by
 default pydicom-data's 120-frame JPEG ultrasound cine), reads every frame once from each node
-(so both chunk caches are warm), then times the same random frames at concurrency c: all to one
-node, then round-robin to both. The load generator (Python, aiohttp) runs on the same machine
+(so both chunk caches are warm), then times the same random frames at concurrency c: all to the
+node that stored them, all to the other one, then round-robin to both. The load generator (Python, aiohttp) runs on the same machine
 as the nodes, the same for both cases.
 """
 
@@ -123,6 +123,7 @@ async def bench(cluster: Cluster, args: argparse.Namespace) -> dict:
         "cpus": os.cpu_count(),
         "load_average_start": os.getloadavg(),
         "one_node": await frame_load([a], auth, load, args.concurrency, "one node"),
+        "other_node": await frame_load([b], auth, load, args.concurrency, "other node"),
         "two_nodes": await frame_load([a, b], auth, load, args.concurrency, "two nodes"),
         "load_average_end": os.getloadavg(),
     }
@@ -143,7 +144,7 @@ def main() -> int:
         result = asyncio.run(bench(cluster, args))
     print(f"{result['frames']} frames of {', '.join(result['files'])}; {result['cpus']} CPUs")
     print(f"{'case':12} {'c':>3} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'frames/s':>9}")
-    for name in ("one_node", "two_nodes"):
+    for name in ("one_node", "other_node", "two_nodes"):
         r = result[name]
         print(
             f"{r['case']:12} {r['c']:>3} {r['reads']:>6} {r['p50_ms']:>8.2f} "
