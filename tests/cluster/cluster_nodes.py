@@ -142,6 +142,8 @@ class Cluster:
     work: Path
     database: str = field(default_factory=lambda: f"tessera_cluster_{uuid.uuid4().hex[:12]}")
     prefix: str = field(default_factory=unique_prefix)
+    # One audit key for every node and command: they append to one chain in the shared index.
+    audit_key: str = field(default_factory=lambda: os.urandom(32).hex(), repr=False)
     nodes: dict[str, Node] = field(default_factory=dict)
 
     @property
@@ -157,6 +159,7 @@ class Cluster:
             "PYTHONPATH": str(ROOT),
             "TESSERA_DATABASE_URL": self.database_url,
             "TESSERA_S3_PREFIX": self.prefix,
+            "TESSERA_AUDIT_KEY": self.audit_key,
         }
         if node_id:
             env["TESSERA_NODE_ID"] = node_id

@@ -53,6 +53,8 @@ async def test_stored_on_one_node_served_by_the_other(cluster: Cluster, corpus: 
         for web in (b, a, b):
             assert await asyncio.to_thread(frames, web, item, count) == expected
     assert await rows_without_whole_objects(cluster) == []
+    # Both nodes appended to one audit chain, under the one key they share.
+    assert "audit trail intact" in await asyncio.to_thread(cluster.tessera, "audit", "verify")
 
 
 async def test_studies_sent_to_both_nodes_at_once(cluster: Cluster, tmp_path: Path) -> None:
