@@ -9,12 +9,14 @@ DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx
 POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward tests/backup tests/dose tests/jobs tests/server/test_leases.py tests/server/test_node_registry.py tests/archive/blobs/test_fenced_janitor.py tests/archive/blobs/test_janitor_failover.py
 # The suites that run a second time with the store on S3 (SeaweedFS) instead of the data dir.
 S3_TESTS := tests/archive tests/dicomweb tests/wsi
+# The suites of several `tessera serve` nodes sharing one PostgreSQL index and one S3 bucket.
+CLUSTER_TESTS := tests/cluster
 STAMP := $(VENV)/.installed
 # Every Python dependency, pinned: installs take exactly these versions (`make lock` rewrites it).
 CONSTRAINTS := constraints.txt
 LOCK_TOOLS := .venv-lock
 
-.PHONY: demo test test-postgres test-s3 lint bench lock system-deps npm-deps clean
+.PHONY: demo test test-postgres test-s3 test-cluster lint bench lock system-deps npm-deps clean
 
 demo: $(STAMP) npm-deps
 	$(PY) -m hub.cli demo
@@ -23,12 +25,16 @@ test: $(STAMP) npm-deps system-deps
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	$(MAKE) test-postgres
 	$(MAKE) test-s3
+	$(MAKE) test-cluster
 
 test-postgres: $(STAMP) system-deps
 	tests/with_postgres.sh $(PY) -m pytest -q -p no:cacheprovider $(POSTGRES_TESTS)
 
 test-s3: $(STAMP) system-deps
 	tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(S3_TESTS)
+
+test-cluster: $(STAMP) system-deps
+	tests/with_postgres.sh tests/with_seaweedfs.sh $(PY) -m pytest -q -p no:cacheprovider $(CLUSTER_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,8 @@ Every door (STOW-RS, C-STORE, telehealth capture, slide conversion, import) hand
 finished spool of the store (``hub.archive.blobs``). Parsing (through ``spool.reader()``)
 and storing the bytes (``store.put``, an upload for a remote store) run in parallel for many
 objects; then the duplicate check and the index transaction run one object at a time, so that
-two copies of a UID cannot race. An object refused at that point, or found to be a
+two copies of a UID cannot race: in a process by the ingest lock, across nodes sharing a
+PostgreSQL index by locks on the study and instance UIDs (``hub.archive.uidlocks``). An object refused at that point, or found to be a
 duplicate, leaves a stored blob that no row names: the orphan repair takes it later
 (``hub.archive.orphans``).
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, case, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import errors, frametable
@@ -30,8 +32,13 @@ from hub.archive.known import Known, KnownRow, lookup
 from hub.archive.model import Indexed, IngestResult, Source
 from hub.archive.parse import ParsedInstance, dumps, parse_part10
 from hub.archive.scope import ReadScope
+from hub.archive.uidlocks import lock_uids
 
 log = logging.getLogger(__name__)
+
+# Index transactions tried per object: a retry follows a unique-key clash with a row another
+# node committed meanwhile, which the next lookup finds.
+INDEX_ATTEMPTS = 3
 
 # The per-object count updates, built once (with the SQLite driver, building and caching a
 # statement costs about as much as running it).
@@ -144,27 +151,36 @@ class Ingestor:
         scope = source.scope if source.scope is not None else await self.scope_of(source)
         record: Indexed
         async with self._lock:
-            try:
-                async with self.engine.begin() as conn:
-                    known = await lookup(conn, p)
-                    await _check_reach(conn, p, scope, known)
-                    version = self._version(p, sha256, source, known)
-                    if version == 0:
-                        result.status, result.message = (
-                            "duplicate",
-                            "Identical object already stored",
+            for attempt in range(1, INDEX_ATTEMPTS + 1):
+                try:
+                    async with self.engine.begin() as conn:
+                        await lock_uids(conn, p.study_uid, p.sop_uid)
+                        known = await lookup(conn, p)
+                        await _check_reach(conn, p, scope, known)
+                        version = self._version(p, sha256, source, known)
+                        if version == 0:
+                            result.status, result.message = (
+                                "duplicate",
+                                "Identical object already stored",
+                            )
+                            return result
+                        await self._check_owners(p, built, source, known)
+                        record = await self._index(
+                            conn, p, built, sha256, size, version, source, known, scope
                         )
-                        return result
-                    await self._check_owners(p, built, source, known)
-                    record = await self._index(
-                        conn, p, built, sha256, size, version, source, known, scope
-                    )
-                    for hook in self.hooks:
-                        await hook(conn, record)
-            except errors.IngestError as exc:
-                return _failed(exc, sha256, result)
-            except OSError as exc:
-                return _storage_failure(exc, sha256, result)
+                        for hook in self.hooks:
+                            await hook(conn, record)
+                    break
+                except IntegrityError as exc:
+                    # Another node committed a row this transaction meant to make (a new
+                    # patient both name): look again, and this time find it.
+                    if attempt == INDEX_ATTEMPTS:
+                        log.error("index refused %s: %s", p.sop_uid, exc.orig)
+                        return _failed(errors.uid_in_use(), sha256, result)
+                except errors.IngestError as exc:
+                    return _failed(exc, sha256, result)
+                except OSError as exc:
+                    return _storage_failure(exc, sha256, result)
         if version > 1:
             result.status, result.message = "version", f"Stored as version {version}"
         if p.warnings:

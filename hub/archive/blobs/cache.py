@@ -417,7 +417,8 @@ class ChunkCache:
         try:
             stored = await self.inner.put(spool, name=name)
             if stored:
-                # Chunks of an earlier copy (uploaded again, sealed with other nonces) go.
+                # Chunks of an earlier copy go (one too large to refresh in place is
+                # uploaded again, and sealed with other nonces under encryption at rest).
                 await loop.run_in_executor(None, self.forget, name or written)
                 await self.fill(name or written, source)
         finally:

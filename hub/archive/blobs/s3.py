@@ -51,6 +51,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 ERROR_CODE = re.compile(r"<Code>([^<]+)</Code>")
 ERROR_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 RETRY_AFTER = 5.0  # the service is down or overloaded: worth asking again soon
+COPY_LIMIT = 5 << 30  # the largest object one CopyObject request copies
 CREDENTIALS_RETRY_AFTER = 60.0  # a configuration fault: someone has to fix it first
 
 
@@ -68,8 +69,8 @@ class S3Settings:
     connect_timeout: float = 5.0
     timeout: float = 60.0
     retries: int = 3  # per request, for 5xx, dropped connections and timeouts
-    # A put finding its object stored longer ago than this uploads it again rather than
-    # reusing it; must stay well under the janitor's grace period.
+    # A put finding its object stored longer ago than this refreshes it rather than reusing
+    # it as it is; must stay well under the janitor's grace period.
     reuse_within: float = 1800.0
 
 
@@ -191,21 +192,20 @@ class S3BlobStore:
         return FileSpool(self.spool_dir, self.settings.part_size)
 
     async def put(self, spool: Spool, *, name: str | None = None) -> bool:
-        """Upload a finished spool unless a young copy is stored (``reuse_within``).
+        """Upload a finished spool unless the object is stored already.
 
-        A put reusing an object does not refresh its ``modified`` time (S3 cannot touch an
-        object without rewriting it); instead it reuses only an object stored within
-        ``reuse_within``, well inside the janitor's grace period, and uploads an older one
-        again, which makes it young. Either way, an object a put has just taken or reused is
-        younger than the grace period, so neither the janitor nor the orphan repair removes
-        it before its index row is committed."""
+        A put reuses an object stored within ``reuse_within``, well inside the janitor's
+        grace period, as it is. An older one is refreshed: copied onto itself, which makes it
+        young and keeps its bytes (``_reused``). Either way, an object a put has just taken or
+        reused is younger than the grace period, so neither the janitor nor the orphan repair
+        removes it before its index row is committed."""
         if not isinstance(spool, FileSpool):
             raise TypeError(f"an S3 store takes its own spools, not {type(spool).__name__}")
         loop = asyncio.get_running_loop()
         try:
             written, size = await loop.run_in_executor(None, spool.finish)
             sha = name or written
-            if await self._reusable(sha):
+            if await self._reused(sha):
                 return False
             await self._guard(
                 f"upload of {sha}",
@@ -223,14 +223,34 @@ class S3BlobStore:
         finally:
             await loop.run_in_executor(None, spool.discard)
 
-    async def _reusable(self, sha: str) -> bool:
-        """Whether the stored copy can stand for this put. An old one may be an orphan that
-        the janitor is about to remove, so it is uploaded again, which makes it young."""
+    async def _reused(self, sha: str) -> bool:
+        """Whether the stored copy stands for this put. An old one may be an orphan that the
+        janitor is about to remove, so it is made young first by a copy onto itself (S3 cannot
+        touch an object otherwise), not by uploading the spool again: under encryption at rest
+        a new upload would be sealed with other nonces, and the chunk caches of other nodes,
+        which hold chunks of the stored bytes, would then mix two sealed forms. An object too
+        large to copy in one request, or gone meanwhile, is uploaded again."""
         try:
             info = await self.info(sha)
         except BlobMissing:
             return False
-        return time.time() - info.modified < self.settings.reuse_within
+        if time.time() - info.modified < self.settings.reuse_within:
+            return True
+        if info.size > COPY_LIMIT:
+            return False
+        key = key_prefix(self.settings) + object_key(sha)
+        try:
+            await self.boto(
+                f"refresh of {sha}",
+                self.botocore().copy_object,
+                Bucket=self.settings.bucket,
+                Key=key,
+                CopySource={"Bucket": self.settings.bucket, "Key": key},
+                MetadataDirective="REPLACE",
+            )
+        except StoreUnavailable:
+            return False
+        return True
 
     async def _check_stored(self, spool: FileSpool, sha: str, written: str, size: int) -> None:
         """The object stored as ``sha`` has the spool's size and, where the service reports

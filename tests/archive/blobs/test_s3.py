@@ -136,18 +136,45 @@ async def test_a_5xx_answer_is_unavailable(direct: S3BlobStore, tmp_path: Path) 
         await runner.cleanup()
 
 
-async def test_an_old_copy_is_uploaded_again_not_reused(
+async def test_an_old_copy_is_refreshed_not_reused_as_it_is(
     direct: S3BlobStore, tmp_path: Path
 ) -> None:
     """An object older than reuse_within may be an orphan the janitor is about to remove: a put
-    of the same bytes uploads it again, which makes it young, instead of reusing it."""
+    of the same bytes refreshes it in place (a copy onto itself), which makes it young."""
     sha = await direct.put_bytes(b"stored long ago")
     first = (await direct.info(sha)).modified
     assert not await direct.put(_spooled(direct, b"stored long ago"))  # young: reused
     eager = through(direct, direct.settings.endpoint, tmp_path / "eager", reuse_within=0)
-    assert await eager.put(_spooled(eager, b"stored long ago"))
+    assert not await eager.put(_spooled(eager, b"stored long ago"))  # refreshed, not uploaded
     assert (await direct.info(sha)).modified >= first
     assert await direct.read_range(sha, 0, 100) == b"stored long ago"
+    await direct.delete(sha)
+    assert await eager.put(_spooled(eager, b"stored long ago"))  # gone: uploaded
+    assert await direct.read_range(sha, 0, 100) == b"stored long ago"
+
+
+async def test_another_nodes_cache_stays_good_when_an_old_object_is_stored_again(
+    direct: S3BlobStore, tmp_path: Path
+) -> None:
+    """With encryption at rest, a node storing an object again that was stored long ago must
+    not replace its sealed bytes: another node's chunk cache holds chunks of them, and would
+    join them with chunks of a copy sealed under other nonces."""
+    from hub.archive.blobs.cache import CacheSettings, ChunkCache
+    from hub.security.at_rest import EncryptedBlobStore
+
+    key = os.urandom(32)
+
+    def node(name: str, reuse_within: float) -> EncryptedBlobStore:
+        s3 = through(direct, direct.settings.endpoint, tmp_path / name, reuse_within=reuse_within)
+        cache = ChunkCache(s3, CacheSettings(tmp_path / name / "cache"))
+        return EncryptedBlobStore(cache, key, tmp_dir=tmp_path / name)
+
+    a, b = node("a", 0.0), node("b", 1800.0)  # on a, every stored object counts as old
+    data = os.urandom(3 << 20)
+    sha = await a.put_bytes(data)
+    assert await b.read_range(sha, 0, 1000) == data[:1000]  # b caches the first chunk
+    await a.put_bytes(data)
+    assert await b.read_range(sha, 0, len(data)) == data
 
 
 def _spooled(store: S3BlobStore, data: bytes):
