@@ -6,9 +6,9 @@
 - **Objects no index row names:** a crash between the upload and the index commit leaves a
   whole object. One modified longer ago than the grace period and named by no row is removed,
   after checking both again right before the delete. An ingest that finds such an old object
-  uploads it again instead of reusing it (``S3Settings.reuse_within``), which makes it young, so
-  the janitor leaves alone whatever an ingest is about to name. Left open: an ingest whose
-  re-upload lands in the moment between the janitor's last check and its delete; ``tessera
+  copies it onto itself instead of reusing it as it is (``S3Settings.reuse_within``): that makes
+  it young without changing its bytes (other nodes' caches stay right), so the janitor leaves
+  alone whatever an ingest is about to name. Left open: an ingest whose copy lands in the moment between the janitor's last check and its delete; ``tessera
   verify`` reports the missing object, and resending the instance restores it.
 
 The names come from callables, so any index can answer; ``index_names`` binds the archive's
