@@ -61,6 +61,7 @@ WEBSOCKET_HANDSHAKE = frozenset(
 )
 
 
+HOP_HEARTBEAT = 20.0  # seconds, as the hub's own WebSockets
 PRIMARY_SILENT = "the hub's main process is not answering; try again shortly"
 
 
@@ -157,7 +158,11 @@ class Upstream:
             return web.Response(status=exc.status, text=exc.message or "refused")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             return _unavailable(exc, hop)
-        client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else ())
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (),
+            # Another node's pings end at this relay: ping the client, as that node would.
+            heartbeat=HOP_HEARTBEAT if hop is not None else None,
+        )
         await client.prepare(request)
         self.websockets.add(client)
         pumps = [
