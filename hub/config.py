@@ -59,8 +59,18 @@ class ClusterSettings:
     # row names must be before it goes (an ingest names its object within seconds).
     sweep_seconds: float = 3600.0
     orphan_grace_seconds: float = 3600.0
+    # The URL the other nodes reach this one on (a node relays to the node holding a live
+    # telehealth session); default: http://<host>:<port> of this node's listener.
+    advertise_url: str = ""
 
     def __post_init__(self) -> None:
+        if self.advertise_url:
+            parts = urlsplit(self.advertise_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+                raise ValueError(
+                    f"advertise_url {self.advertise_url!r} is not an http(s) URL such as "
+                    "http://node-a.internal:8080"
+                )
         if self.sweep_seconds <= 0 or self.orphan_grace_seconds < 0:
             raise ValueError("sweep_seconds must be above 0, orphan_grace_seconds not below")
         if not self.heartbeat_seconds > 0:
@@ -330,6 +340,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "TESSERA_CONVERT_WORKERS": ("jobs", "convert_workers"),
     "TESSERA_NODE_ID": ("cluster", "node_id"),
     "TESSERA_LEASE_SECONDS": ("cluster", "lease_seconds"),
+    "TESSERA_ADVERTISE_URL": ("cluster", "advertise_url"),
     "TESSERA_TELEHEALTH_ICE": ("telehealth", "ice_candidates"),
     "TESSERA_TURN_SECRET": ("telehealth", "turn_secret"),
     "TESSERA_STORAGE_BACKEND": ("storage", "backend"),

@@ -1,7 +1,8 @@
 """Live sessions of one hub process, found by id or invite code; idle ones are closed.
 
 Sessions hold peer connections, so they live in this process; what they capture is stored in
-the archive as soon as it is taken.
+the archive as soon as it is taken. With ``rooms`` (nodes sharing one index), each session is
+also recorded as this node's in the index, so that the other nodes relay its calls here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydicom import Dataset
 
 from hub.archive import Archive, Source
 from hub.config import TelehealthSettings
+from telehealth.rooms import Rooms
 from telehealth.session import Session
 from telehealth.us_image import Calibration
 
@@ -34,14 +36,17 @@ class SessionRegistry:
         self._by_id: dict[str, Session] = {}
         self._by_code: dict[str, Session] = {}
         self.sockets: set = set()  # open signalling WebSockets
+        self.rooms: Rooms | None = None  # set while serving beside other nodes (routes.py)
         # Frame encoding and instance building: off the event loop, at most two at a time.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="telehealth-capture")
 
-    def create(
+    async def create(
         self, attributes: Dataset, calibration: Calibration | None, owner: str | None = None
     ) -> Session:
         """``owner``: the clinic that starts the session. What is captured in it is the
-        clinic's, whoever asks for the capture, and is stored under the owner's identity."""
+        clinic's, whoever asks for the capture, and is stored under the owner's identity.
+        Raises ``RoomsUnavailable`` (and keeps nothing) when the shared index did not record
+        it."""
         if len(self._by_id) >= self.settings.max_sessions:
             raise TooManySessions(f"{len(self._by_id)} sessions are open; end one first")
         session = Session(
@@ -53,6 +58,12 @@ class SessionRegistry:
         )
         self._by_id[session.id] = session
         self._by_code[session.invite_code] = session
+        if self.rooms is not None:
+            try:
+                await self.rooms.claim(session.id, session.invite_code)
+            except BaseException:
+                await self.end(session)
+                raise
         return session
 
     def get(self, session_id: str) -> Session | None:
@@ -62,6 +73,8 @@ class SessionRegistry:
         return self._by_code.get(code)
 
     async def end(self, session: Session) -> None:
+        if self.rooms is not None:  # first: found here until the other nodes stop relaying
+            await self.rooms.release(session.id)
         self._by_id.pop(session.id, None)
         self._by_code.pop(session.invite_code, None)
         await session.close()

@@ -4,25 +4,32 @@ Route names follow ``telehealth.<start|join|signal|capture>.*``; the security po
 who may call them. Inside a session, the side is identified by the session token returned when
 the session was started (clinic) or joined (specialist), sent as ``X-Telehealth-Token`` or as
 ``?token=`` on the WebSocket.
+
+Nodes sharing one index: a call for a session another node holds is relayed to that node, the
+signalling WebSocket included (``rooms.py``); one whose node stopped gets 410 saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
-from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
+from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
 from hub.audited import audit_change
 from hub.requestdata import json_body
 from telehealth.capture import CaptureError
 from telehealth.ice import ice_servers, use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
+from telehealth.rooms import JOIN, RELAYED_BY, ROOM, Rooms, RoomsUnavailable, kept
 from telehealth.session import MessageError, Role, Session, capture_command
 from telehealth.signaling import close_sockets, serve_socket
 from telehealth.source_capture import SourceCaptureError
@@ -35,6 +42,9 @@ PAGES = {"clinic": "clinic.html", "specialist": "specialist.html"}
 MAX_BODY = 64 * 1024
 MAX_SOURCE_STILL = 64 * 1024 * 1024  # a PNG of the largest allowed frame, with room
 CAPTURE_ID = re.compile(r"[A-Za-z0-9-]{8,64}")  # the page's id for one device capture
+UNKNOWN_SESSION = "no such telehealth session"
+UNKNOWN_CODE = "unknown or expired invite code"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def setup(app: web.Application) -> None:
@@ -65,14 +75,69 @@ def setup(app: web.Application) -> None:
 
 async def _registry_lifetime(app: web.Application) -> AsyncIterator[None]:
     registry = app[REGISTRY_KEY]
-    reaper = asyncio.create_task(registry.reap_idle())
-    yield
-    reaper.cancel()
-    await registry.close()  # stores running clips before the archive closes
+    async with contextlib.AsyncExitStack() as stack:
+        if (rooms := _shared_rooms(app)) is not None:
+            registry.rooms = await stack.enter_async_context(kept(rooms))
+        reaper = asyncio.create_task(registry.reap_idle())
+        yield
+        reaper.cancel()
+        await registry.close()  # stores running clips before the archive closes
+        registry.rooms = None
+
+
+def _shared_rooms(app: web.Application) -> Rooms | None:
+    """Sessions recorded in the index when other nodes may share it (PostgreSQL); on SQLite
+    the index, and so every session, is this node's."""
+    engine = app[ARCHIVE_KEY].engine
+    node = app.get(NODE_KEY)
+    if node is None or engine.dialect.name != "postgresql":
+        return None
+    return Rooms(engine, node.node, app[SETTINGS_KEY].cluster)
 
 
 async def _close_sockets(app: web.Application) -> None:
-    await close_sockets(app[REGISTRY_KEY].sockets)
+    registry = app[REGISTRY_KEY]
+    relayed = registry.rooms.relay_to.websockets if registry.rooms is not None else set()
+    await close_sockets(registry.sockets | relayed)
+
+
+# --- relaying to the node that holds a session ------------------------------------------
+
+
+def _here_or_holder(handler: Handler) -> Handler:
+    """A session call is answered here for a session of this node, else by its holder."""
+
+    @functools.wraps(handler)
+    async def answered(request: web.Request) -> web.StreamResponse:
+        session_id = request.match_info["id"]
+        if request.app[REGISTRY_KEY].get(session_id) is not None:
+            return await handler(request)
+        return await _elsewhere(request, ROOM + session_id, UNKNOWN_SESSION)
+
+    return answered
+
+
+async def _elsewhere(
+    request: web.Request, lease: str, unknown: str, body: bytes | None = None
+) -> web.StreamResponse:
+    """The call relayed to the node that holds the session (``body``: what was read of the
+    request already), or the reason it cannot be."""
+    rooms = request.app[REGISTRY_KEY].rooms
+    if rooms is None or RELAYED_BY in request.headers:
+        raise _error(web.HTTPNotFound, unknown)
+    try:
+        holder = await rooms.find(lease)
+    except (SQLAlchemyError, OSError):
+        raise _error(web.HTTPServiceUnavailable, "the shared index is not answering") from None
+    if holder is None:
+        raise _error(web.HTTPNotFound, unknown)
+    if holder.url is None:
+        raise _error(
+            web.HTTPGone,
+            f"the hub node that held this session ({holder.node}) stopped, and the session "
+            "ended with it; start a new session",
+        )
+    return await rooms.relay(request, holder, body)
 
 
 # --- handlers --------------------------------------------------------------------------------
@@ -91,8 +156,8 @@ async def start_session(request: web.Request) -> web.Response:
         raise _error(web.HTTPBadRequest, str(exc)) from None
     try:
         owner = _owner(request)
-        session = request.app[REGISTRY_KEY].create(attributes, calibration, owner)
-    except TooManySessions as exc:
+        session = await request.app[REGISTRY_KEY].create(attributes, calibration, owner)
+    except (TooManySessions, RoomsUnavailable) as exc:
         raise _error(web.HTTPServiceUnavailable, str(exc)) from None
     await _audit(request, "telehealth.start", session)
     invite = f"/telehealth/specialist?code={session.invite_code}"
@@ -121,19 +186,23 @@ def _worklist_limit(request: web.Request):
 async def join_session(request: web.Request) -> web.Response:
     body = await _json_body(request)
     code = body.get("code")
-    session = request.app[REGISTRY_KEY].by_code(code) if isinstance(code, str) else None
+    if not isinstance(code, str):
+        raise _error(web.HTTPNotFound, UNKNOWN_CODE)
+    session = request.app[REGISTRY_KEY].by_code(code)
     if session is None:
-        raise _error(web.HTTPNotFound, "unknown or expired invite code")
+        return await _elsewhere(request, JOIN + code, UNKNOWN_CODE, await request.read())
     await _audit(request, "telehealth.join", session)
     token = session.tokens["specialist"]
     return web.json_response({**session.summary(), "specialist_token": token})
 
 
+@_here_or_holder
 async def session_status(request: web.Request) -> web.Response:
     session, _ = _session_and_role(request)
     return web.json_response(session.summary())
 
 
+@_here_or_holder
 async def end_session(request: web.Request) -> web.Response:
     session, role = _session_and_role(request)
     if role != "clinic":
@@ -143,6 +212,7 @@ async def end_session(request: web.Request) -> web.Response:
     return web.json_response({"id": session.id, "state": "ended", "captures": session.captures})
 
 
+@_here_or_holder
 async def ice_config(request: web.Request) -> web.Response:
     """The STUN/TURN servers for this side's next connection, with TURN credentials minted now
     for this session and side only (the page asks again at every reconnect)."""
@@ -155,6 +225,7 @@ async def ice_config(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+@_here_or_holder
 async def signal(request: web.Request) -> web.StreamResponse:
     session, role = _session_and_role(request)
     registry = request.app[REGISTRY_KEY]
@@ -165,6 +236,7 @@ async def signal(request: web.Request) -> web.StreamResponse:
     return await serve_socket(request, session, role, actor, registry.sockets, may_capture)
 
 
+@_here_or_holder
 async def capture(request: web.Request) -> web.Response:
     session, role = _session_and_role(request)
     body = await _json_body(request)
@@ -179,6 +251,7 @@ async def capture(request: web.Request) -> web.Response:
     return web.json_response(result, status=status)
 
 
+@_here_or_holder
 async def source_still(request: web.Request) -> web.Response:
     """A still the clinic page recorded from the device's own video (PNG, native size)."""
     session, role = _session_and_role(request)
@@ -199,6 +272,7 @@ async def source_still(request: web.Request) -> web.Response:
     return web.json_response(result, status=201 if new else 200)
 
 
+@_here_or_holder
 async def list_captures(request: web.Request) -> web.Response:
     session, _ = _session_and_role(request)
     return web.json_response(session.captures)
@@ -217,8 +291,8 @@ def _page(name: str):
 
 def _session_and_role(request: web.Request) -> tuple[Session, Role]:
     session = request.app[REGISTRY_KEY].get(request.match_info["id"])
-    if session is None:
-        raise _error(web.HTTPNotFound, "no such telehealth session")
+    if session is None:  # ended since _here_or_holder found it
+        raise _error(web.HTTPNotFound, UNKNOWN_SESSION)
     token = request.headers.get("X-Telehealth-Token") or request.query.get("token")
     role = session.role_for(token)
     if role is None:

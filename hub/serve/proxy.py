@@ -8,6 +8,9 @@ never held in memory.
 
 The primary trusts the client address and scheme a reader passes on only for requests that
 arrive on that Unix socket (``trust_local_proxy``); on the public port the headers mean nothing.
+
+The same relay, over TCP (``Upstream()`` without a socket, each call given a ``Hop``), takes a
+call for a live telehealth session to the node that holds it (telehealth/rooms.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -57,16 +61,36 @@ WEBSOCKET_HANDSHAKE = frozenset(
 )
 
 
-class Upstream:
-    """The primary process, reached through its Unix socket."""
+HOP_HEARTBEAT = 20.0  # seconds, as the hub's own WebSockets
+PRIMARY_SILENT = "the hub's main process is not answering; try again shortly"
 
-    def __init__(self, socket_path: str) -> None:
+
+@dataclass(frozen=True)
+class Hop:
+    """Another node a request goes to instead: its base URL, headers added to the request, and
+    the error its caller gets when it does not answer."""
+
+    base_url: str
+    silent: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Upstream:
+    """The primary process, reached through its Unix socket; without a socket, other nodes over
+    TCP, each relayed call naming its ``Hop``."""
+
+    def __init__(self, socket_path: str | None = None) -> None:
         self.socket_path = socket_path
         self._session: aiohttp.ClientSession | None = None
+        self.websockets: set[web.WebSocketResponse] = set()  # relayed now, client side
 
     async def start(self) -> None:
+        if self.socket_path is None:
+            connector: aiohttp.BaseConnector = aiohttp.TCPConnector(limit=0)
+        else:
+            connector = aiohttp.UnixConnector(path=self.socket_path, limit=0)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(path=self.socket_path, limit=0),
+            connector=connector,
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -82,24 +106,30 @@ class Upstream:
             raise RuntimeError("the upstream session is not started")
         return self._session
 
-    async def relay(self, request: web.Request) -> web.StreamResponse:
+    async def relay(
+        self, request: web.Request, hop: Hop | None = None, body: bytes | None = None
+    ) -> web.StreamResponse:
+        """Relay ``request`` to the primary, or to ``hop``; ``body``: what a handler already read
+        of the request's body (else it is streamed)."""
         if _is_websocket(request):
-            return await self._relay_websocket(request)
-        return await self._relay_http(request)
+            return await self._relay_websocket(request, hop)
+        return await self._relay_http(request, hop, body)
 
-    async def _relay_http(self, request: web.Request) -> web.StreamResponse:
-        headers = _upstream_headers(request, WEBSOCKET_HANDSHAKE)
+    async def _relay_http(
+        self, request: web.Request, hop: Hop | None, body: bytes | None
+    ) -> web.StreamResponse:
+        headers = _upstream_headers(request, WEBSOCKET_HANDSHAKE, hop)
         try:
             upstream = await self.session.request(
                 request.method,
-                _upstream_url(request),
+                _upstream_url(request, hop),
                 headers=headers,
-                data=_body(request),
+                data=_body(request) if body is None else body,
                 allow_redirects=False,
                 skip_auto_headers=(hdrs.USER_AGENT, hdrs.ACCEPT_ENCODING, hdrs.ACCEPT),
             )
         except (aiohttp.ClientConnectionError, OSError) as exc:
-            return _unavailable(exc)
+            return _unavailable(exc, hop)
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():
@@ -113,8 +143,8 @@ class Upstream:
             await response.write_eof()
             return response
 
-    async def _relay_websocket(self, request: web.Request) -> web.StreamResponse:
-        headers = _upstream_headers(request, WEBSOCKET_HANDSHAKE)
+    async def _relay_websocket(self, request: web.Request, hop: Hop | None) -> web.StreamResponse:
+        headers = _upstream_headers(request, WEBSOCKET_HANDSHAKE, hop)
         protocols = [
             p.strip()
             for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",")
@@ -122,14 +152,19 @@ class Upstream:
         ]
         try:
             upstream = await self.session.ws_connect(
-                _upstream_url(request), headers=headers, protocols=protocols, heartbeat=None
+                _upstream_url(request, hop), headers=headers, protocols=protocols, heartbeat=None
             )
-        except aiohttp.WSServerHandshakeError as exc:  # refused by the primary: pass it on
+        except aiohttp.WSServerHandshakeError as exc:  # refused upstream: pass it on
             return web.Response(status=exc.status, text=exc.message or "refused")
         except (aiohttp.ClientConnectionError, OSError) as exc:
-            return _unavailable(exc)
-        client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else ())
+            return _unavailable(exc, hop)
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (),
+            # Another node's pings end at this relay: ping the client, as that node would.
+            heartbeat=HOP_HEARTBEAT if hop is not None else None,
+        )
         await client.prepare(request)
+        self.websockets.add(client)
         pumps = [
             asyncio.create_task(_pump(client, upstream.send_str, upstream.send_bytes)),
             asyncio.create_task(_pump(upstream, client.send_str, client.send_bytes)),
@@ -144,6 +179,7 @@ class Upstream:
                     await task
             await upstream.close()
             await client.close()
+            self.websockets.discard(client)
         return client
 
 
@@ -177,12 +213,16 @@ def _is_websocket(request: web.Request) -> bool:
     return request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
 
 
-def _upstream_url(request: web.Request) -> str:
+def _upstream_url(request: web.Request, hop: Hop | None) -> str:
+    if hop is not None:
+        return f"{hop.base_url}{request.raw_path}"
     # The socket decides where the request goes; the URL's host only fills the Host header.
     return f"http://{request.host}{request.raw_path}"
 
 
-def _upstream_headers(request: web.Request, also_drop: frozenset[str]) -> CIMultiDict[str]:
+def _upstream_headers(
+    request: web.Request, also_drop: frozenset[str], hop: Hop | None = None
+) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in request.headers.items():
         if name.lower() not in HOP_BY_HOP and name.lower() not in also_drop:
@@ -191,7 +231,11 @@ def _upstream_headers(request: web.Request, also_drop: frozenset[str]) -> CIMult
     headers[FORWARDED_FOR] = request.remote or ""
     headers[FORWARDED_PROTO] = request.scheme
     headers[X_FORWARDED_PREFIX] = prefix_of(request)
-    headers[hdrs.HOST] = request.host  # as a trusted proxy gave it (hub.forwarded)
+    if hop is None:
+        headers[hdrs.HOST] = request.host  # as a trusted proxy gave it (hub.forwarded)
+    else:  # the other node's own Host; it trusts none of the forwarding headers on its port
+        headers.popall(hdrs.HOST, None)
+        headers.update(hop.headers)
     return headers
 
 
@@ -211,10 +255,11 @@ async def _pump(source, send_str, send_bytes) -> None:
             break
 
 
-def _unavailable(exc: BaseException) -> web.Response:
-    log.warning("the primary process did not answer: %s", exc)
+def _unavailable(exc: BaseException, hop: Hop | None = None) -> web.Response:
+    silent = PRIMARY_SILENT if hop is None else hop.silent
+    log.warning("%s: %s", silent, exc)
     return web.json_response(
-        {"error": "the hub's main process is not answering; try again shortly"},
+        {"error": silent},
         status=503,
         headers={"Retry-After": "2"},
     )

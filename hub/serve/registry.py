@@ -1,7 +1,9 @@
 """The node registry: this node's row in ``nodes``, written at start and renewed while it runs.
 
 The row says who is alive (host, pid, version, started_at) and when it last said so
-(``heartbeat_at``). Nothing is taken from a node whose heartbeat stops: the work it held carries
+(``heartbeat_at``). ``host`` is where the node is: for a serving node the URL the other nodes
+reach it on (``cluster.advertise_url``, default ``http://<host>:<port>``), which they use to relay
+calls for a live telehealth session it holds (telehealth/README.md). Nothing is taken from a node whose heartbeat stops: the work it held carries
 leases of its own, which simply run out (hub/forward/README.md).
 """
 
@@ -22,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
+from hub.config import Settings
 from hub.serve.nodes import node_id
 from hub.serve.tables import nodes
 
@@ -35,9 +38,11 @@ class NodeRegistry:
         node: str,
         heartbeat_seconds: float,
         clock: Callable[[], float] = time.time,
+        address: str = "",
     ) -> None:
         self.engine = engine
         self.node = node
+        self.address = address or socket.gethostname()
         self.heartbeat_seconds = heartbeat_seconds
         self.clock = clock
         self._beating: asyncio.Task[None] | None = None
@@ -46,7 +51,7 @@ class NodeRegistry:
         """Write this node's row as a fresh start (a restarted node keeps its id)."""
         now = self.clock()
         values = {
-            "host": socket.gethostname(),
+            "host": self.address,
             "pid": os.getpid(),
             "version": _version(),
             "started_at": now,
@@ -85,7 +90,7 @@ class NodeRegistry:
         tasks to the queue at its start (``ForwardQueue.requeue_own``)."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(nodes).where(nodes.c.id == self.node))).first()
-        if row is None or (row.host, row.pid) == (socket.gethostname(), os.getpid()):
+        if row is None or (row.host, row.pid) == (self.address, os.getpid()):
             return
         silent = self.clock() - row.heartbeat_at
         if silent < 2 * self.heartbeat_seconds:
@@ -114,6 +119,19 @@ class NodeRegistry:
                 log.warning("node %s: the heartbeat could not be written", self.node, exc_info=True)
 
 
+def advertised_url(settings: Settings) -> str:
+    """The URL the other nodes reach this node on: the setting, else this node's listener
+    (its host name when it listens on every interface)."""
+    if settings.cluster.advertise_url:
+        return settings.cluster.advertise_url.rstrip("/")
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
 def _version() -> str:
     try:
         return version("tessera-hub")
@@ -130,7 +148,12 @@ def setup(app: web.Application) -> None:
 async def _registered(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     node = await asyncio.to_thread(node_id, settings)  # may make and keep the id file
-    registry = NodeRegistry(app[ARCHIVE_KEY].engine, node, settings.cluster.heartbeat_seconds)
+    registry = NodeRegistry(
+        app[ARCHIVE_KEY].engine,
+        node,
+        settings.cluster.heartbeat_seconds,
+        address=advertised_url(settings),
+    )
     await registry.start()
     app[NODE_KEY] = registry
     log.info("node %s registered", node)

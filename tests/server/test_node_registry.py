@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from hub.app_keys import NODE_KEY
 from hub.config import ClusterSettings, Settings, SettingsError
-from hub.serve.registry import NodeRegistry
+from hub.serve.registry import NodeRegistry, advertised_url
 from hub.serve.tables import nodes
 
 
@@ -74,6 +74,7 @@ async def test_the_running_hub_registers_and_beats(settings):
             await asyncio.sleep(0.05)
         row = (await node_rows(hub.archive.engine))["node-a"]
         assert row["pid"] == os.getpid() and row["heartbeat_at"] > row["started_at"]
+        assert row["host"] == f"http://127.0.0.1:{settings.port}"  # where the others reach it
     stopped = await registry.heartbeat_at()
     await asyncio.sleep(0.2)
     assert await registry.heartbeat_at() == stopped  # no beats after the hub stops
@@ -82,3 +83,13 @@ async def test_the_running_hub_registers_and_beats(settings):
 def test_a_lease_shorter_than_the_heartbeat_is_refused():
     with pytest.raises(SettingsError, match="lease_seconds"):
         Settings.from_env({"TESSERA_LEASE_SECONDS": "1"})
+
+
+def test_a_node_advertises_the_url_the_other_nodes_reach_it_on(settings):
+    assert advertised_url(replace(settings, port=8081)) == "http://127.0.0.1:8081"
+    everywhere = replace(settings, host="0.0.0.0", port=8081)
+    assert advertised_url(everywhere) == f"http://{socket.gethostname()}:8081"
+    given = Settings.from_env({"TESSERA_ADVERTISE_URL": "https://node-a.internal:8443/"})
+    assert advertised_url(given) == "https://node-a.internal:8443"
+    with pytest.raises(SettingsError, match="advertise_url"):
+        Settings.from_env({"TESSERA_ADVERTISE_URL": "node-a.internal:8080"})
