@@ -30,6 +30,7 @@ from hub.config import ClusterSettings
 from hub.serve.leases import LeaderLease
 from hub.serve.proxy import Hop, Upstream
 from hub.serve.tables import leases, nodes
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,5 @@ async def kept(rooms: Rooms):
     try:
         yield rooms
     finally:
-        keeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeping
+        await cancel_and_wait(keeping)
         await rooms.close()

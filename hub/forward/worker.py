@@ -26,6 +26,7 @@ from hub.forward import dimse_sender, stow_sender
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
 from hub.forward.outcome import Outcome
 from hub.forward.queue import ForwardQueue, Task, enqueue, identity
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Forwarder:
         self._loop_task = asyncio.create_task(self._run(), name="forward-loop")
 
     async def stop(self) -> None:
-        await _cancel(self._loop_task)
+        await cancel_and_wait(self._loop_task)
         self._loop_task = None
         if self._turns:
             # A turn records its outcomes before it ends; one that does not finish in time
@@ -83,7 +84,8 @@ class Forwarder:
             for turn in late:
                 turn.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        await _cancel(self._lease_task)  # renewed until here; the rest expire, or wait for us
+        # renewed until here; the rest expire, or wait for us
+        await cancel_and_wait(self._lease_task)
         self._lease_task = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -257,10 +259,3 @@ class Forwarder:
     def _send_dimse(self, target: DimseTarget, paths: list[Path]) -> list[Outcome]:
         """Blocking: runs in the forward thread pool."""
         return dimse_sender.send_batch(target, paths, self.config.timeouts)
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

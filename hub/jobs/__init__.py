@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -18,6 +17,7 @@ from hub.jobs.routes import add_routes, upload_errors
 from hub.jobs.runner import JobRunner
 from hub.jobs.uploads import Quota, UploadStore
 from hub.serve import nodes
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ async def _run_jobs(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        expiry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await expiry
+        await cancel_and_wait(expiry)
         await runner.stop()
 
 

@@ -9,13 +9,14 @@ node does not run also re-read its row every ``POLL_SECONDS``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,8 @@ class JobChanges:
             self._listener = asyncio.create_task(self._listen(), name="job-change-listener")
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await cancel_and_wait(self._listener)
+        self._listener = None
 
     def changed(self, job_id: str) -> None:
         for event in self._waiting.get(job_id, ()):

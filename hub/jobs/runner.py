@@ -40,6 +40,7 @@ from hub.jobs.changes import POLL_SECONDS, JobChanges, announce
 from hub.jobs.leases import ACTIVE
 from hub.jobs.tables import jobs
 from hub.jobs.uploads import Upload, UploadError, UploadStore
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,7 @@ class JobRunner:
         self._keeper = asyncio.create_task(self._keep_leases(), name="job-leases")
 
     async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        await cancel_and_wait(self._keeper)
         await self._changes.stop()
         for task in list(self._tasks):
             task.cancel()

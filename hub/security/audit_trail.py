@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub.archive.model import Indexed
 from hub.security.keys import KEY_DIR, audit_key
 from hub.security.tables import audit_log
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.security.audit")
 
@@ -142,11 +143,8 @@ class AuditLog:
         """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flush(), grace)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         pending, self._inflight = self._inflight, []
         while self._queue is not None and not self._queue.empty():
             pending.append(self._queue.get_nowait())

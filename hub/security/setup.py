@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from hub.security.middleware import (
 )
 from hub.security.redact import install_log_redaction
 from hub.security.routes import add_routes
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 3600.0
@@ -92,10 +92,7 @@ async def _security_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         for task in (housekeeping, listening):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         await log.close()
         audit_mod.detach(state.engine)
 

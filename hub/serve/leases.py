@@ -27,7 +27,6 @@ within a small part of ``seconds`` of each other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.serve.tables import leases
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +237,7 @@ class LeaseKeeper:
 
     async def stop(self) -> None:
         for task in (self._task, self._work):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         try:
             await self.lease.release()
         except (SQLAlchemyError, OSError) as e:
@@ -305,9 +302,7 @@ async def holding(lease: LeaderLease, heartbeat: float) -> AsyncIterator[bool]:
     try:
         yield True
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        await cancel_and_wait(renewing)
         await lease.release()
 
 

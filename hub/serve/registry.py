@@ -10,7 +10,6 @@ leases of its own, which simply run out (hub/forward/README.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -27,6 +26,7 @@ from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
 from hub.config import Settings
 from hub.serve.nodes import node_id
 from hub.serve.tables import nodes
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,8 @@ class NodeRegistry:
         self._beating = asyncio.create_task(self._beat_forever(), name="node-heartbeat")
 
     async def stop(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beating
-            self._beating = None
+        await cancel_and_wait(self._beating)
+        self._beating = None
 
     async def _warn_if_alive_elsewhere(self) -> None:
         """A node id is one process's: a second one would return the first one's forward

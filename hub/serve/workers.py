@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 from hub.config import Settings
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ class ReaderPool:
                 proc.kill()
                 await proc.wait()
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     async def _keep_running(self, n: int) -> None:
