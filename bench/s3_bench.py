@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import aiohttp  # noqa: E402
-from s3_server import SeaweedS3, from_environment, running, unique_prefix  # noqa: E402
+from s3_server import SeaweedS3, bucket_settings, from_environment, running, unique_prefix  # noqa: E402
 
 from bench.dicomweb_bench import (  # noqa: E402
     DICOM_JSON,
@@ -52,7 +52,7 @@ from bench.dicomweb_bench import (  # noqa: E402
 )
 from hub.archive.blobs.cache import CacheSettings, ChunkCache  # noqa: E402
 from hub.archive.blobs.protocol import CHUNK  # noqa: E402
-from hub.archive.blobs.s3 import S3BlobStore, S3Settings  # noqa: E402
+from hub.archive.blobs.s3 import S3BlobStore  # noqa: E402
 
 SMALL = 32 << 10
 
@@ -98,16 +98,7 @@ def summary(name: str, concurrency: int, latencies: list[float], wall: float) ->
 
 
 async def bench(args: argparse.Namespace, s3: SeaweedS3, work: Path) -> list[dict]:
-    settings = S3Settings(
-        endpoint=s3.endpoint,
-        bucket=s3.bucket,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-        region=s3.region,
-        prefix=unique_prefix(),
-        allow_http=True,
-    )
-    store = S3BlobStore(settings, work / "spool")
+    store = S3BlobStore(bucket_settings(s3), work / "spool")
     size = args.size_mb << 20
     spool = store.spool()
     for _ in range(args.size_mb):

@@ -9,7 +9,8 @@ import contextlib
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,30 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@contextlib.contextmanager
+def two_nodes(
+    root: Path, database_url: str | None, extra: str
+) -> Iterator[tuple[HubProcess, HubProcess]]:
+    """Nodes ``node-a`` and ``node-b``: two ``tessera serve`` on one PostgreSQL index, each with
+    a data folder of its own under ``root`` and ``extra`` as TESSERA_EXTRA (the test is skipped
+    on SQLite)."""
+    if not database_url:
+        pytest.skip(
+            "nodes share an index on PostgreSQL (tests/with_postgres.sh); SQLite is one node's"
+        )
+    started: list[HubProcess] = []
+    try:
+        for name in ("a", "b"):  # one after the other: the first creates the schema
+            env = {"TESSERA_NODE_ID": f"node-{name}", "TESSERA_EXTRA": extra}
+            node = HubProcess(root / name, free_port(), env=env)
+            started.append(node)
+            threading.Thread(target=node.proc.stdout.read, daemon=True).start()  # keep it flowing
+        yield started[0], started[1]
+    finally:
+        for node in started:
+            node.stop()
 
 
 def tessera(data: Path, *args: str) -> str:

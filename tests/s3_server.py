@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.archive.blobs import s3 as s3_store
 from hub.config import S3Settings, StorageSettings
 
 GRPC_OFFSET = 10000
@@ -243,6 +244,20 @@ local_layout = pytest.mark.skipif(
 
 def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}/blobs/"
+
+
+def bucket_settings(server: SeaweedS3, prefix: str | None = None, **changes) -> s3_store.S3Settings:
+    """The blob store's settings for ``server``, under ``prefix`` (by default a fresh one)."""
+    settings = s3_store.S3Settings(
+        endpoint=server.endpoint,
+        bucket=server.bucket,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        region=server.region,
+        prefix=prefix or unique_prefix(),
+        allow_http=True,
+    )
+    return dataclasses.replace(settings, **changes)
 
 
 def store_fields(

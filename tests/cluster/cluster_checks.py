@@ -15,9 +15,10 @@ from cluster_nodes import Cluster, Node
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 from pydicom.uid import generate_uid
+from s3_server import bucket_settings
 
 from hub.archive.blobs.protocol import BlobMissing
-from hub.archive.blobs.s3 import S3BlobStore, S3Settings
+from hub.archive.blobs.s3 import S3BlobStore
 
 ACCEPT_ANY_TS = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 RAW_FRAMES = (("application/octet-stream", "*"),)
@@ -143,17 +144,7 @@ async def index_rows(cluster: Cluster) -> list[tuple[str, str, int]]:
 
 def bucket(cluster: Cluster) -> S3BlobStore:
     """The shared bucket under the cluster's prefix, read directly (no node, no cache)."""
-    s3 = cluster.s3
-    settings = S3Settings(
-        endpoint=s3.endpoint,
-        bucket=s3.bucket,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-        region=s3.region,
-        prefix=cluster.prefix,
-        allow_http=True,
-    )
-    return S3BlobStore(settings, cluster.work / "direct-spool")
+    return S3BlobStore(bucket_settings(cluster.s3, cluster.prefix), cluster.work / "direct-spool")
 
 
 async def rows_without_whole_objects(cluster: Cluster) -> list[str]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hubtest import free_port
 from s3_server import SeaweedS3, from_environment, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,14 +47,6 @@ def missing_servers() -> str | None:
     if not missing:
         return None
     return "a cluster needs a shared index and store; missing: " + ", ".join(missing)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

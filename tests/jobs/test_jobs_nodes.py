@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from hubtest import HubProcess, bearer_for, free_port
+from hubtest import HubProcess, bearer_for, two_nodes
 from test_jobs_uploads import corpus_file
 
 CLUSTER = json.dumps({"cluster": {"heartbeat_seconds": 0.5, "lease_seconds": 3.0}})
@@ -19,19 +19,8 @@ CLUSTER = json.dumps({"cluster": {"heartbeat_seconds": 0.5, "lease_seconds": 3.0
 
 @pytest.fixture
 def nodes(tmp_path: Path, database_url: str | None) -> Iterator[tuple[HubProcess, HubProcess]]:
-    if not database_url:
-        pytest.skip(
-            "nodes share an index on PostgreSQL (tests/with_postgres.sh); SQLite is one node's"
-        )
-    started: list[HubProcess] = []
-    try:
-        for name in ("a", "b"):  # one after the other: the first creates the schema
-            env = {"TESSERA_NODE_ID": f"node-{name}", "TESSERA_EXTRA": CLUSTER}
-            started.append(HubProcess(tmp_path / name, free_port(), env=env))
-        yield started[0], started[1]
-    finally:
-        for node in started:
-            node.stop()
+    with two_nodes(tmp_path, database_url, CLUSTER) as both:
+        yield both
 
 
 async def upload_slide(session: aiohttp.ClientSession, url: str, path: Path) -> dict:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from hubtest import HubProcess, bearer_for, free_port
+from hubtest import HubProcess, bearer_for, two_nodes
 from telehealth_support import CineTrack, Peer, cine_frames, join_session, start_session
 
 EXTRA = json.dumps(
@@ -26,21 +25,8 @@ EXTRA = json.dumps(
 
 @pytest.fixture
 def nodes(tmp_path: Path, database_url: str | None) -> Iterator[tuple[HubProcess, HubProcess]]:
-    if not database_url:
-        pytest.skip(
-            "nodes share an index on PostgreSQL (tests/with_postgres.sh); SQLite is one node's"
-        )
-    started: list[HubProcess] = []
-    try:
-        for name in ("a", "b"):  # one after the other: the first creates the schema
-            env = {"TESSERA_NODE_ID": f"node-{name}", "TESSERA_EXTRA": EXTRA}
-            node = HubProcess(tmp_path / name, free_port(), env=env)
-            started.append(node)
-            threading.Thread(target=node.proc.stdout.read, daemon=True).start()  # keep it flowing
-        yield started[0], started[1]
-    finally:
-        for node in started:
-            node.stop()
+    with two_nodes(tmp_path, database_url, EXTRA) as both:
+        yield both
 
 
 def users(data: Path) -> dict[str, dict[str, str]]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from s3_server import SeaweedS3, unique_prefix
+from s3_server import SeaweedS3, bucket_settings, unique_prefix
 
 from hub.archive.blobs import BlobStore
 from hub.archive.blobs.cache import CacheSettings, ChunkCache
@@ -86,17 +86,7 @@ def encrypted(kind: StoreKind) -> StoreKind:
 
 def s3_settings(server: SeaweedS3, **changes) -> S3Settings:
     """Settings for ``server`` under a fresh key prefix."""
-    settings = S3Settings(
-        endpoint=server.endpoint,
-        bucket=server.bucket,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        region=server.region,
-        prefix=unique_prefix(),
-        allow_http=True,
-        part_size=TEST_PART_SIZE,
-    )
-    return replace(settings, **changes)
+    return bucket_settings(server, **{"part_size": TEST_PART_SIZE, **changes})
 
 
 async def _open_s3(root: Path, request: pytest.FixtureRequest) -> S3BlobStore:

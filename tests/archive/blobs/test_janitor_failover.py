@@ -43,6 +43,16 @@ def node_env(
     }
 
 
+async def crashed_bucket(seaweedfs: SeaweedS3, new_database, tmp_path: Path):
+    """A fresh index, and a bucket holding five objects no row names (a crash left them): the
+    index URL, the S3 settings, a store on the bucket and the orphans' names, sorted."""
+    index = await index_url(new_database, tmp_path)
+    settings = s3_settings(seaweedfs)
+    store = S3BlobStore(settings, tmp_path / "spool")
+    orphans = sorted([await store.put_bytes(f"left by a crash {n}".encode()) for n in range(5)])
+    return index, settings, store, orphans
+
+
 async def lease_row(index: str):
     engine = make_engine(index)
     try:
@@ -82,10 +92,7 @@ async def wait_for(condition, what: str, timeout: float = 120.0) -> None:
 async def test_a_leader_killed_mid_sweep_is_replaced_and_the_sweep_finished(
     seaweedfs: SeaweedS3, new_database, tmp_path: Path
 ) -> None:
-    index = await index_url(new_database, tmp_path)
-    settings = s3_settings(seaweedfs)
-    store = S3BlobStore(settings, tmp_path / "spool")
-    orphans = sorted([await store.put_bytes(f"left by a crash {n}".encode()) for n in range(5)])
+    index, settings, store, orphans = await crashed_bucket(seaweedfs, new_database, tmp_path)
     upstream = int(seaweedfs.endpoint.rsplit(":", 1)[1])
     # node-a reaches the bucket through a relay that holds its first delete (obstore sends a
     # one-key DeleteObjects) back for good.
@@ -129,10 +136,7 @@ async def test_a_leader_killed_mid_sweep_is_replaced_and_the_sweep_finished(
 async def test_a_leader_paused_after_listing_removes_nothing_once_another_node_holds_the_lease(
     seaweedfs: SeaweedS3, new_database, tmp_path: Path
 ) -> None:
-    index = await index_url(new_database, tmp_path)
-    settings = s3_settings(seaweedfs)
-    store = S3BlobStore(settings, tmp_path / "spool")
-    orphans = sorted([await store.put_bytes(f"left by a crash {n}".encode()) for n in range(5)])
+    index, settings, store, orphans = await crashed_bucket(seaweedfs, new_database, tmp_path)
     upstream = int(seaweedfs.endpoint.rsplit(":", 1)[1])
     # node-a's listing of the bucket is held back until node-a is paused.
     async with Relay(upstream, b"list-type=2", mode="hold", method=b"GET") as relay:
