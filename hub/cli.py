@@ -205,9 +205,15 @@ async def verify_holding_the_janitor(settings: Settings, archive: Archive, *, de
     from hub.archive.verify import repair_found, scan
     from hub.serve.leases import holder, holding
     from hub.serve.nodes import node_id
+    from hub.serve.registry import process_ended
 
     report = await scan(archive, deep=deep)
-    lease = janitor_lease(settings, archive, f"repair-{os.getpid()}@{node_id(settings)}"[:64])
+    here = node_id(settings)
+    lease = janitor_lease(settings, archive, f"repair-{os.getpid()}@{here}"[:64])
+    if await holder(archive.engine, lease.name) == here and await process_ended(
+        archive.engine, here
+    ):
+        await lease.free_from(here)  # this data folder's server was killed while holding it
     async with holding(lease, settings.cluster.heartbeat_seconds) as held:
         if held:
             grace = settings.cluster.orphan_grace_seconds

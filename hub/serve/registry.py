@@ -116,6 +116,22 @@ class NodeRegistry:
                 log.warning("node %s: the heartbeat could not be written", self.node, exc_info=True)
 
 
+async def process_ended(engine: AsyncEngine, node: str) -> bool:
+    """Whether the process registered as ``node`` has ended. Only meaningful for this machine's
+    own node (the data folder's id), whose process is a local one."""
+    async with engine.connect() as conn:
+        pid = await conn.scalar(select(nodes.c.pid).where(nodes.c.id == node))
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, as another user
+        return False
+    return False
+
+
 def advertised_url(settings: Settings) -> str:
     """The URL the other nodes reach this node on: the setting, else this node's listener
     (its host name when it listens on every interface)."""

@@ -132,6 +132,19 @@ async def test_sigkill_mid_stow_leaves_nothing_partial(tmp_path: Path) -> None:
 
 
 @local_layout
+def test_a_repair_right_after_the_server_was_killed_does_not_wait_for_its_lease(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    proc = start_server(data, free_port())
+    proc.kill()
+    proc.wait(timeout=10)
+    # The killed server held the janitor lease for another lease time; its process is gone.
+    repaired = tessera("verify", "--data", str(data), "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "not repaired" not in repaired.stdout
+
+
 def test_verify_finds_and_quarantines_orphans_and_reports_damage(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert tessera("import", "--data", str(data), get_testdata_file("CT_small.dcm")).returncode == 0
