@@ -5,9 +5,9 @@ finished spool of the store (``hub.archive.blobs``). Parsing (through ``spool.re
 and storing the bytes (``store.put``, an upload for a remote store) run in parallel for many
 objects; then the duplicate check and the index transaction run one object at a time, so that
 two copies of a UID cannot race: in a process by the ingest lock, across nodes sharing a
-PostgreSQL index by locks on the study and instance UIDs (``hub.archive.uidlocks``). An object refused at that point, or found to be a
-duplicate, leaves a stored blob that no row names: the orphan repair takes it later
-(``hub.archive.orphans``).
+PostgreSQL index by locks on the study and instance UIDs (``hub.archive.uidlocks``). An
+object refused at that point, or found to be a duplicate, leaves a stored blob that no row
+names: the orphan repair takes it later (``hub.archive.orphans``).
 """
 
 from __future__ import annotations
@@ -149,27 +149,10 @@ class Ingestor:
         )
         built = index_rows(p)
         scope = source.scope if source.scope is not None else await self.scope_of(source)
-        record: Indexed
         async with self._lock:
             for attempt in range(1, INDEX_ATTEMPTS + 1):
                 try:
-                    async with self.engine.begin() as conn:
-                        await lock_uids(conn, p.study_uid, p.sop_uid)
-                        known = await lookup(conn, p)
-                        await _check_reach(conn, p, scope, known)
-                        version = self._version(p, sha256, source, known)
-                        if version == 0:
-                            result.status, result.message = (
-                                "duplicate",
-                                "Identical object already stored",
-                            )
-                            return result
-                        await self._check_owners(p, built, source, known)
-                        record = await self._index(
-                            conn, p, built, sha256, size, version, source, known, scope
-                        )
-                        for hook in self.hooks:
-                            await hook(conn, record)
+                    indexed = await self._transaction(p, built, sha256, size, source, scope)
                     break
                 except IntegrityError as exc:
                     # Another node committed a row this transaction meant to make (a new
@@ -181,6 +164,10 @@ class Ingestor:
                     return _failed(exc, sha256, result)
                 except OSError as exc:
                     return _storage_failure(exc, sha256, result)
+        if indexed is None:
+            result.status, result.message = "duplicate", "Identical object already stored"
+            return result
+        record, version = indexed
         if version > 1:
             result.status, result.message = "version", f"Stored as version {version}"
         if p.warnings:
@@ -193,6 +180,30 @@ class Ingestor:
             except Exception:
                 log.exception("event subscriber failed")
         return result
+
+    async def _transaction(
+        self,
+        p: ParsedInstance,
+        built: dict[str, dict[str, Any]],
+        sha256: str,
+        size: int,
+        source: Source,
+        scope: ReadScope,
+    ) -> tuple[Indexed, int] | None:
+        """One index transaction for the object: its event and version, or None for an
+        identical duplicate."""
+        async with self.engine.begin() as conn:
+            await lock_uids(conn, p.study_uid, p.sop_uid)
+            known = await lookup(conn, p)
+            await _check_reach(conn, p, scope, known)
+            version = self._version(p, sha256, source, known)
+            if version == 0:
+                return None
+            await self._check_owners(p, built, source, known)
+            record = await self._index(conn, p, built, sha256, size, version, source, known, scope)
+            for hook in self.hooks:
+                await hook(conn, record)
+        return record, version
 
     def _version(self, p: ParsedInstance, sha256: str, source: Source, known: Known) -> int:
         """0 for an identical duplicate, else the version number the new object gets.
