@@ -131,7 +131,6 @@ async def test_sigkill_mid_stow_leaves_nothing_partial(tmp_path: Path) -> None:
             proc.wait(timeout=10)
 
 
-@local_layout
 def test_a_repair_right_after_the_server_was_killed_does_not_wait_for_its_lease(
     tmp_path: Path,
 ) -> None:
@@ -145,6 +144,7 @@ def test_a_repair_right_after_the_server_was_killed_does_not_wait_for_its_lease(
     assert "not repaired" not in repaired.stdout
 
 
+@local_layout
 def test_verify_finds_and_quarantines_orphans_and_reports_damage(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert tessera("import", "--data", str(data), get_testdata_file("CT_small.dcm")).returncode == 0
