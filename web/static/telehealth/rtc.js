@@ -3,6 +3,8 @@
 // reconnects with a fresh peer connection and the hub keeps the session. Each connection asks
 // the hub for its STUN/TURN servers first: TURN credentials are minted per session and expire.
 
+const RECOVERY_WAIT_MS = 15000;
+
 export async function api(path, { method = "GET", body, token } = {}) {
   const headers = { "Content-Type": "application/json" };
   if (token) headers["X-Telehealth-Token"] = token;
@@ -67,9 +69,11 @@ export class HubLink {
     pc.ontrack = (e) => this.onTrack(e);
     pc.onconnectionstatechange = () => {
       if (pc !== this.pc) return;
-      if (pc.connectionState === "failed" || pc.connectionState === "disconnected") {
-        this.onStatus(`connection ${pc.connectionState}; reconnecting`);
+      if (pc.connectionState === "failed") {
+        this.onStatus("connection failed; reconnecting");
         this._retry();
+      } else if (pc.connectionState === "disconnected") {
+        this._awaitRecovery(pc);
       }
     };
 
@@ -105,6 +109,17 @@ export class HubLink {
       ws.onopen = () => resolve(ws);
       ws.onerror = () => reject(new Error("cannot reach the hub"));
     });
+  }
+
+  // A missed consent check on a busy or lossy link reads as "disconnected" and usually heals by
+  // itself; renegotiating at once would drop a session that was about to recover.
+  _awaitRecovery(pc) {
+    this.onStatus("connection interrupted; waiting for it to recover");
+    setTimeout(() => {
+      if (pc !== this.pc || this.closed || pc.connectionState === "connected") return;
+      this.onStatus(`connection ${pc.connectionState}; reconnecting`);
+      this._retry();
+    }, RECOVERY_WAIT_MS);
   }
 
   _retry() {
