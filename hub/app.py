@@ -54,6 +54,7 @@ def doors(role: Role) -> list[Door]:
 
     import telehealth.routes as telehealth_routes
     from hub import annotations, jobs
+    from hub.apispec import routes as apispec_routes
     from hub.dimse import service as dimse_service
     from hub.dose import service as dose_service
     from hub.forward import service as forward_service
@@ -69,6 +70,7 @@ def doors(role: Role) -> list[Door]:
         telehealth_routes.setup,
         annotations.setup,
         dose_service.setup,
+        apispec_routes.setup,
         web_routes.setup,
     ]
 

@@ -12,8 +12,10 @@ import math
 import types
 import typing
 
+import msgspec
 from aiohttp import web
 
+Model = typing.TypeVar("Model")
 INT64_MAX = 2**63 - 1  # what the index's integer columns hold, on SQLite and PostgreSQL
 JSON_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})  # RFC 8259 section 8.1
 
@@ -47,6 +49,15 @@ async def json_object(request: web.Request) -> dict:
     if not isinstance(body, dict):
         raise BadInput("the body must be a JSON object")
     return body
+
+
+async def json_model(request: web.Request, model: type[Model]) -> Model:
+    """The body decoded into ``model`` (a msgspec struct or a dataclass), or BadInput naming the
+    field and what is wrong with it. The same model describes the body in the API document."""
+    try:
+        return msgspec.convert(await json_body(request), model)
+    except msgspec.ValidationError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def parse_int(text: str | None, name: str, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
 from hub.audited import audit_change
 from hub.requestdata import json_body
@@ -43,6 +44,7 @@ MAX_BODY = 64 * 1024
 MAX_SOURCE_STILL = 64 * 1024 * 1024  # a PNG of the largest allowed frame, with room
 CAPTURE_ID = re.compile(r"[A-Za-z0-9-]{8,64}")  # the page's id for one device capture
 UNKNOWN_SESSION = "no such telehealth session"
+SESSION_ANSWERS = {403: "a valid session token is required", 404: UNKNOWN_SESSION}
 UNKNOWN_CODE = "unknown or expired invite code"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -143,6 +145,11 @@ async def _elsewhere(
 # --- handlers --------------------------------------------------------------------------------
 
 
+@described(
+    "Start a guidance session, from a worklist item or typed-in patient details",
+    status=201,
+    answers={503: "too many sessions, or the session registry is not answering"},
+)
 async def start_session(request: web.Request) -> web.Response:
     body = await _json_body(request)
     try:
@@ -183,6 +190,9 @@ def _worklist_limit(request: web.Request):
     return worklist_restriction(who)
 
 
+@described(
+    "Join a session as the specialist, with its invite code", answers={404: "no such invite code"}
+)
 async def join_session(request: web.Request) -> web.Response:
     body = await _json_body(request)
     code = body.get("code")
@@ -196,12 +206,14 @@ async def join_session(request: web.Request) -> web.Response:
     return web.json_response({**session.summary(), "specialist_token": token})
 
 
+@described("A session's state", answers=SESSION_ANSWERS)
 @_here_or_holder
 async def session_status(request: web.Request) -> web.Response:
     session, _ = _session_and_role(request)
     return web.json_response(session.summary())
 
 
+@described("End a session (the clinic only)", answers=SESSION_ANSWERS)
 @_here_or_holder
 async def end_session(request: web.Request) -> web.Response:
     session, role = _session_and_role(request)
@@ -212,6 +224,7 @@ async def end_session(request: web.Request) -> web.Response:
     return web.json_response({"id": session.id, "state": "ended", "captures": session.captures})
 
 
+@described("STUN/TURN servers for this side's next connection", answers=SESSION_ANSWERS)
 @_here_or_holder
 async def ice_config(request: web.Request) -> web.Response:
     """The STUN/TURN servers for this side's next connection, with TURN credentials minted now
@@ -225,6 +238,13 @@ async def ice_config(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+@described(
+    "The session's signalling WebSocket (offer, answer, events)",
+    status=101,
+    produces="application/octet-stream",
+    query={"token": "the side's session token"},
+    answers=SESSION_ANSWERS,
+)
 @_here_or_holder
 async def signal(request: web.Request) -> web.StreamResponse:
     session, role = _session_and_role(request)
@@ -236,6 +256,11 @@ async def signal(request: web.Request) -> web.StreamResponse:
     return await serve_socket(request, session, role, actor, registry.sockets, may_capture)
 
 
+@described(
+    "Capture a still or a clip from the live stream and store it as DICOM",
+    status=201,
+    answers={**SESSION_ANSWERS, 409: "the capture cannot be taken now"},
+)
 @_here_or_holder
 async def capture(request: web.Request) -> web.Response:
     session, role = _session_and_role(request)
@@ -251,6 +276,12 @@ async def capture(request: web.Request) -> web.Response:
     return web.json_response(result, status=status)
 
 
+@described(
+    "Store a still the clinic recorded from the device's own video (PNG, native size)",
+    status=201,
+    query={"capture": "the capture this still completes"},
+    answers={**SESSION_ANSWERS, 415: "not image/png"},
+)
 @_here_or_holder
 async def source_still(request: web.Request) -> web.Response:
     """A still the clinic page recorded from the device's own video (PNG, native size)."""
@@ -272,6 +303,7 @@ async def source_still(request: web.Request) -> web.Response:
     return web.json_response(result, status=201 if new else 200)
 
 
+@described("The captures stored in this session", answers=SESSION_ANSWERS)
 @_here_or_holder
 async def list_captures(request: web.Request) -> web.Response:
     session, _ = _session_and_role(request)

@@ -18,6 +18,7 @@ from aiohttp import web
 from pydicom import Dataset, dcmread
 
 from hub.annotations import model
+from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import Archive, Source
 from hub.archive.errors import NotFound
@@ -35,8 +36,13 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/annotations/{study}", save_set, name="annotations.write.save")
 
 
+@described(
+    "The annotation sets of a slide the caller may read",
+    query={"image": "the SOP Instance UID of the slide's full-resolution image (required)"},
+    answers={404: "no such slide image"},
+)
 async def list_sets(request: web.Request) -> web.Response:
-    """The sets of the slide the caller may read (annotations belong to whoever saved them)."""
+    """Annotations belong to whoever saved them; each set says whether it is the caller's."""
     archive, image = await _image(request)
     me = actor_of(request.get("principal"))
     sets = []
@@ -57,6 +63,12 @@ async def list_sets(request: web.Request) -> web.Response:
     return web.json_response({"sets": sets})
 
 
+@described(
+    "Save the caller's annotations of a slide as a new version (a DICOM annotation object)",
+    status=201,
+    query={"image": "the SOP Instance UID of the slide's full-resolution image (required)"},
+    answers={404: "no such slide image", 409: "the annotations were not stored"},
+)
 async def save_set(request: web.Request) -> web.Response:
     principal = request["principal"]
     study = request.match_info["study"]

@@ -15,15 +15,26 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from typing import Annotated
 
+import msgspec
 from aiohttp import web
 
+from hub.apispec import described
 from hub.audited import audit_change
 from hub.dose import identity
 from hub.dose.profile import Profiles
-from hub.requestdata import BadInput, json_int, json_object, parse_int
+from hub.requestdata import INT64_MAX, BadInput, json_model, parse_int
 
 PROFILES_KEY: web.AppKey[Profiles] = web.AppKey("dose_profiles")
+
+
+class LinkInto(msgspec.Struct, forbid_unknown_fields=True):
+    into: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]  # the identity this one joins
+
+
+class SplitOff(msgspec.Struct, forbid_unknown_fields=True):
+    studies: list[str]  # Study Instance UIDs that belong to another person
 
 
 def add_routes(app: web.Application) -> None:
@@ -63,12 +74,21 @@ def _at(request: web.Request) -> date:
         raise _bad("at must be a date as YYYYMMDD") from None
 
 
+@described(
+    "Patients with dose records",
+    query={"excluded": "true to include QA and phantom subjects"},
+)
 async def list_patients(request: web.Request) -> web.Response:
     excluded = request.query.get("excluded", "") in ("1", "true", "yes")
     patients = await request.app[PROFILES_KEY].patients(include_excluded=excluded)
     return web.json_response({"patients": patients})
 
 
+@described(
+    "A patient's dose profile: events, studies and cumulative effective dose",
+    query={"at": "the profile as of this date (YYYYMMDD; today by default)"},
+    answers={404: "no such patient"},
+)
 async def get_profile(request: web.Request) -> web.Response:
     at = _at(request)
     profile = await request.app[PROFILES_KEY].profile(_identity_id(request), at)
@@ -77,6 +97,9 @@ async def get_profile(request: web.Request) -> web.Response:
     return web.json_response(profile)
 
 
+@described(
+    "A patient's irradiation events as CSV", produces="text/csv", answers={404: "no such patient"}
+)
 async def get_events_csv(request: web.Request) -> web.Response:
     identity_id = _identity_id(request)
     profiles = request.app[PROFILES_KEY]
@@ -89,6 +112,7 @@ async def get_events_csv(request: web.Request) -> web.Response:
     )
 
 
+@described("The dose of one study: its events, counted once", answers={404: "no such dose study"})
 async def get_study(request: web.Request) -> web.Response:
     study = await request.app[PROFILES_KEY].study(request.match_info["study"])
     if study is None:
@@ -100,10 +124,14 @@ def _refused(exc: identity.IdentityError) -> web.Response:
     return web.json_response({"error": str(exc)}, status=exc.status)
 
 
+@described(
+    "Link this patient identity into another (the same person)",
+    body=LinkInto,
+    answers={404: "no such patient", 409: "the identities cannot be linked"},
+)
 async def link_identity(request: web.Request) -> web.Response:
     source_id = _identity_id(request)
-    body = await json_object(request)
-    target_id = json_int(body.get("into"), "into", minimum=1)
+    target_id = (await json_model(request, LinkInto)).into
     profiles = request.app[PROFILES_KEY]
     try:
         source = await identity.link(profiles.engine, source_id, target_id)
@@ -115,12 +143,15 @@ async def link_identity(request: web.Request) -> web.Response:
     return web.json_response(await profiles.profile(target_id, datetime.now(UTC).date()))
 
 
+@described(
+    "Split studies off this identity into a new one (another person)",
+    body=SplitOff,
+    status=201,
+    answers={404: "no such patient", 409: "the studies cannot be split off"},
+)
 async def split_identity(request: web.Request) -> web.Response:
     identity_id = _identity_id(request)
-    body = await json_object(request)
-    studies = body.get("studies")
-    if not isinstance(studies, list) or not all(isinstance(s, str) for s in studies):
-        raise _bad("studies must be a list of Study Instance UIDs")
+    studies = (await json_model(request, SplitOff)).studies
     profiles = request.app[PROFILES_KEY]
     try:
         new_id = await identity.split(profiles.engine, identity_id, studies)

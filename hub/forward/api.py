@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from hub.apispec import described
 from hub.archive import NotFound
 from hub.audited import audit_change
 from hub.forward.keys import FORWARDER_KEY
-from hub.forward.queue import Task, TaskNotFound, TaskStateError
+from hub.forward.queue import RETRYABLE_STATES, Task, TaskNotFound, TaskStateError
+from hub.forward.tables import STATES
 from hub.forward.worker import Forwarder
 
 MAX_LIMIT = 1000
@@ -66,6 +68,16 @@ def _task_id(request: web.Request) -> int:
     return int(raw)
 
 
+@described(
+    "The forwarding queue, newest first, with the count of tasks in each state",
+    query={
+        "state": f"only tasks in this state ({', '.join(STATES)})",
+        "target": "only tasks for this target",
+        "sop": "only tasks of this SOP Instance UID",
+        "limit": f"at most this many (1 to {MAX_LIMIT}; 100 by default)",
+        "offset": "skip this many first",
+    },
+)
 async def list_tasks(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
     try:
@@ -82,6 +94,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     return web.json_response({"tasks": [t.to_json() for t in tasks], "counts": counts})
 
 
+@described("One forward task and its attempts", answers={404: "no such forward task"})
 async def show_task(request: web.Request) -> web.Response:
     try:
         task = await _forwarder(request).queue.get(_task_id(request))
@@ -90,11 +103,19 @@ async def show_task(request: web.Request) -> web.Response:
     return web.json_response(task.to_json())
 
 
+@described(
+    "Try a task again now",
+    answers={404: "no such forward task", 409: f"the task is not {' or '.join(RETRYABLE_STATES)}"},
+)
 async def retry_task(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
     return await _change(request, forwarder.queue.retry, "forward.retry")
 
 
+@described(
+    "Cancel a task that has not been sent",
+    answers={404: "no such forward task", 409: "the task is no longer pending"},
+)
 async def cancel_task(request: web.Request) -> web.Response:
     return await _change(request, _forwarder(request).queue.cancel, "forward.cancel")
 
@@ -118,8 +139,11 @@ async def _change(
     return web.json_response(task.to_json())
 
 
+@described(
+    "Give every dead letter (of one target, or all) a fresh start",
+    query={"target": "only this target's dead letters"},
+)
 async def retry_dead(request: web.Request) -> web.Response:
-    """Give every dead letter (of one target, or all) a fresh start."""
     forwarder = _forwarder(request)
     target = request.query.get("target") or None
     count = await forwarder.queue.retry_dead(target)
@@ -128,8 +152,13 @@ async def retry_dead(request: web.Request) -> web.Response:
     return web.json_response({"retried": count})
 
 
+@described(
+    "Queue every instance of a study for a target now, whatever the rules say",
+    status=202,
+    query={"target": "the target to send to (required)"},
+    answers={404: "no such study"},
+)
 async def send_study(request: web.Request) -> web.Response:
-    """Queue every instance of a study for ``?target=`` now, whatever the rules say."""
     forwarder = _forwarder(request)
     target = request.query.get("target", "")
     if target not in forwarder.config.targets:
@@ -153,6 +182,7 @@ async def _audit(
     await audit_change(request, engine, action, study=study, detail=detail)
 
 
+@described("The forwarding targets, their rules and queue counts")
 async def list_targets(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
     return web.json_response(forwarder.config.describe(await forwarder.queue.counts()))

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Annotated
 
+import msgspec
 from aiohttp import web
 
+from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY
 from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.runner import JobNotFound
 from hub.jobs.uploads import ID_FIELDS, Upload, UploadError
-from hub.requestdata import BadInput, json_int, json_object, parse_int
+from hub.requestdata import INT64_MAX, BadInput, json_int, json_model, parse_int
 from hub.security.visibility import worklist_restriction
 from hub.worklist import model as worklist
 
 KEEP_ALIVE_SECONDS = 15.0  # a comment line on a quiet stream keeps proxies from closing it
 SEE_ALL_ROLES = ("admin", "pathologist")
+
+# A slide upload: the file's name and size, the worklist item it is for (whose patient and order
+# identifiers win), or those identifiers typed in.
+NewUpload = msgspec.defstruct(
+    "NewUpload",
+    [
+        ("filename", Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]),
+        ("size", Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]),
+        ("worklist_item", int | str | None, None),
+        *((name, str | None, None) for name in ID_FIELDS),
+    ],
+)
+UPLOAD_NOT_FOUND = {404: "no such upload"}
+JOB_NOT_FOUND = {404: "no such job"}
 
 
 def add_routes(app: web.Application) -> None:
@@ -70,16 +87,19 @@ async def visible_job(request: web.Request) -> dict:
     return job
 
 
+@described(
+    "Start a resumable slide upload; send its bytes with PUT, then complete it",
+    body=NewUpload,
+    status=201,
+    answers={413: "the file is larger than allowed", 429: "too many uploads open"},
+)
 async def create_upload(request: web.Request) -> web.Response:
-    body = await json_object(request)
-    if not isinstance(body.get("filename"), str) or "size" not in body:
-        raise UploadError(400, "send JSON with filename and size (bytes)")
-    filename = body["filename"]
-    size = json_int(body["size"], "size", minimum=1)
-    fields = {k: body.get(k) for k in ID_FIELDS}
-    if body.get("worklist_item") not in (None, ""):
-        fields.update(await worklist_fields(request, body["worklist_item"]))
-    upload = await request.app[UPLOADS_KEY].create(filename, size, fields, actor_of(request))
+    body = await json_model(request, NewUpload)
+    fields = {k: getattr(body, k) for k in ID_FIELDS}
+    if body.worklist_item not in (None, ""):
+        fields.update(await worklist_fields(request, body.worklist_item))
+    uploads = request.app[UPLOADS_KEY]
+    upload = await uploads.create(body.filename, body.size, fields, actor_of(request))
     return web.json_response(upload.as_json(), status=201)
 
 
@@ -115,11 +135,17 @@ def _item_number(item_id: object) -> int | None:
         return None
 
 
+@described("How much of an upload has arrived", answers=UPLOAD_NOT_FOUND)
 async def upload_status(request: web.Request) -> web.Response:
     upload = await own_upload(request)
     return web.json_response(upload.as_json(), headers={"Cache-Control": "no-store"})
 
 
+@described(
+    "Write the request body into the upload at the given offset",
+    query={"offset": "where the bytes go, in bytes from the start (required)"},
+    answers={**UPLOAD_NOT_FOUND, 409: "the offset is not where the upload stands"},
+)
 async def upload_chunk(request: web.Request) -> web.Response:
     if "offset" not in request.query:
         raise UploadError(400, "query parameter offset (bytes) is required")
@@ -129,6 +155,11 @@ async def upload_chunk(request: web.Request) -> web.Response:
     return web.json_response(upload.as_json())
 
 
+@described(
+    "Finish an upload and start its conversion job",
+    status=202,
+    answers={**UPLOAD_NOT_FOUND, 409: "bytes are still missing"},
+)
 async def complete_upload(request: web.Request) -> web.Response:
     upload = await own_upload(request)
     upload = await request.app[UPLOADS_KEY].mark_complete(upload.id)
@@ -140,22 +171,30 @@ async def complete_upload(request: web.Request) -> web.Response:
     )
 
 
+@described("Abandon an upload and delete what arrived", status=204, answers=UPLOAD_NOT_FOUND)
 async def discard_upload(request: web.Request) -> web.Response:
     upload = await own_upload(request)
     await request.app[UPLOADS_KEY].discard(upload.id)
     return web.Response(status=204)
 
 
+@described("The caller's recent jobs (everyone's for admins and pathologists)")
 async def list_jobs(request: web.Request) -> web.Response:
     recent = [j for j in await request.app[JOBS_KEY].recent() if may_see(request, j["actor"])]
     return web.json_response({"jobs": recent}, headers={"Cache-Control": "no-store"})
 
 
+@described("One job: its state and progress", answers=JOB_NOT_FOUND)
 async def job_status(request: web.Request) -> web.Response:
     job = await visible_job(request)
     return web.json_response(job, headers={"Cache-Control": "no-store"})
 
 
+@described(
+    "The job's state on every change until it finishes, as server-sent events",
+    produces="text/event-stream",
+    answers=JOB_NOT_FOUND,
+)
 async def job_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the job's state on every change, until it is finished. A job another
     node runs is followed through its row in the index."""

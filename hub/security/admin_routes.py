@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from aiohttp import web
 
-from hub.requestdata import json_object, parse_int
+from hub.apispec import described
+from hub.requestdata import json_model, parse_int
 from hub.security import accounts, audit_trail, dimse_acl, passwords
 from hub.security.accounts import AccountError
 from hub.security.keys import audit_key
 from hub.security.middleware import SECURITY_KEY, engine_of, principal
 
 MAX_DAYS = 3650
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
 
 
-async def _body(request: web.Request) -> dict:
-    return await json_object(request)
+class NewUser(msgspec.Struct, forbid_unknown_fields=True):
+    username: Text
+    role: Text
+    password: Text | None = None  # generated (and shown once) when absent
+    service_account: bool = False  # no password at all: the account signs in by token only
+
+
+class Disabled(msgspec.Struct, forbid_unknown_fields=True):
+    disabled: bool = True
+
+
+class NewToken(msgspec.Struct, forbid_unknown_fields=True):
+    username: Text
+    days: Annotated[float, msgspec.Meta(ge=0, le=MAX_DAYS)] = 30  # 0: never expires
+    scopes: list[Text] | None = None  # a subset of the role's permissions
+    label: Annotated[str, msgspec.Meta(max_length=128)] = ""
+
+
+class AllowedAe(msgspec.Struct, forbid_unknown_fields=True):
+    services: list[Text]
+    user: Text | None = None
+    role: Text | None = None
+    address: Text | None = None
+    certificate: Text | None = None
+    note: Text = ""
 
 
 async def _record(request: web.Request, action: str, detail: dict) -> None:
@@ -35,34 +63,36 @@ def _refused(error: Exception) -> web.Response:
     return web.json_response({"error": str(error)}, status=400)
 
 
+@described("The user accounts")
 async def list_users(request: web.Request) -> web.Response:
     return web.json_response(await accounts.list_users(engine_of(request)))
 
 
+@described("Add a user; a generated password is in the answer, once", body=NewUser, status=201)
 async def create_user(request: web.Request) -> web.Response:
-    body = await _body(request)
-    password = body.get("password")
-    if password is not None and not isinstance(password, str):
-        return _refused(ValueError("password must be a string"))
-    generated = None
-    if password is None and not body.get("service_account"):
+    body = await json_model(request, NewUser)
+    password, generated = body.password, None
+    if password is None and not body.service_account:
         password = generated = passwords.generate()
     try:
-        await accounts.create_user(
-            engine_of(request), str(body.get("username", "")), str(body.get("role", "")), password
-        )
+        await accounts.create_user(engine_of(request), body.username, body.role, password)
     except AccountError as e:
         return _refused(e)
-    await _record(request, "user.add", {"user": body["username"], "role": body["role"]})
-    answer = {"username": body["username"], "role": body["role"]}
+    await _record(request, "user.add", {"user": body.username, "role": body.role})
+    answer = {"username": body.username, "role": body.role}
     if generated:
         answer["password"] = generated  # shown once
     return web.json_response(answer, status=201, headers={"Cache-Control": "no-store"})
 
 
+@described(
+    "Disable a user (or enable one again), ending its sessions",
+    body=Disabled,
+    answers={404: "no such user"},
+)
 async def disable_user(request: web.Request) -> web.Response:
     username = request.match_info["username"]
-    disabled = bool((await _body(request)).get("disabled", True))
+    disabled = (await json_model(request, Disabled)).disabled
     try:
         await accounts.set_disabled(engine_of(request), username, disabled)
     except AccountError as e:
@@ -71,37 +101,32 @@ async def disable_user(request: web.Request) -> web.Response:
     return web.json_response({"username": username, "disabled": disabled})
 
 
+@described("The API tokens, without their secrets", query={"user": "only this user's tokens"})
 async def list_tokens(request: web.Request) -> web.Response:
     rows = await accounts.list_tokens(engine_of(request), request.query.get("user"))
     return web.json_response(rows)
 
 
+@described("Issue an API token; its secret is in the answer, once", body=NewToken, status=201)
 async def issue_token(request: web.Request) -> web.Response:
-    body = await _body(request)
-    days = body.get("days", 30)
-    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= MAX_DAYS:
-        return _refused(ValueError(f"days must be a number from 0 to {MAX_DAYS}"))
-    scopes = body.get("scopes")
-    if scopes is not None and not (
-        isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)
-    ):
-        return _refused(ValueError("scopes must be a list of permissions"))
+    body = await json_model(request, NewToken)
     try:
         token_id, secret = await accounts.issue_token(
             engine_of(request),
-            str(body.get("username", "")),
-            scopes=scopes,
-            ttl_seconds=days * 86400 if days else None,
-            label=str(body.get("label", ""))[:128],
+            body.username,
+            scopes=body.scopes,
+            ttl_seconds=body.days * 86400 if body.days else None,
+            label=body.label,
         )
     except AccountError as e:
         return _refused(e)
-    await _record(request, "token.issue", {"user": body["username"], "token": token_id})
+    await _record(request, "token.issue", {"user": body.username, "token": token_id})
     return web.json_response(
         {"id": token_id, "token": secret}, status=201, headers={"Cache-Control": "no-store"}
     )
 
 
+@described("Revoke a token at once, on every node", answers={404: "no such active token"})
 async def revoke_token(request: web.Request) -> web.Response:
     token_id = parse_int(request.match_info["id"], "token id")
     if not await accounts.revoke_token(engine_of(request), token_id):
@@ -110,6 +135,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response({"id": token_id, "revoked": True})
 
 
+@described("Check the audit trail's hash chain and signed head")
 async def verify_audit(request: web.Request) -> web.Response:
     engine = engine_of(request)
     state = request.app[SECURITY_KEY]
@@ -125,6 +151,11 @@ async def verify_audit(request: web.Request) -> web.Response:
     )
 
 
+@described(
+    "The audit trail as syslog lines (RFC 5424), oldest first",
+    produces="text/plain",
+    query={"since": "only records after this sequence number"},
+)
 async def export_audit(request: web.Request) -> web.StreamResponse:
     since = parse_int(request.query.get("since", "0"), "since")
     await _record(request, "audit.export", {"since": since})
@@ -136,29 +167,26 @@ async def export_audit(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@described("The DIMSE allow-list: calling AE titles and what each may do")
 async def list_ae(request: web.Request) -> web.Response:
     return web.json_response(await dimse_acl.list_ae(engine_of(request)))
 
 
+@described("Allow a calling AE title the given DIMSE services", body=AllowedAe)
 async def allow_ae(request: web.Request) -> web.Response:
     ae_title = request.match_info["ae"]
-    body = await _body(request)
-    services = body.get("services")
-    if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
-        return _refused(ValueError("services must be a list"))
-    binding = {k: body.get(k) for k in ("user", "role", "address", "certificate")}
-    if not all(v is None or isinstance(v, str) for v in binding.values()):
-        return _refused(ValueError("user, role, address and certificate must be strings"))
+    body = await json_model(request, AllowedAe)
+    services = body.services
+    binding = {k: getattr(body, k) for k in ("user", "role", "address", "certificate")}
     try:
-        await dimse_acl.allow_ae(
-            engine_of(request), ae_title, services, **binding, note=str(body.get("note", ""))
-        )
+        await dimse_acl.allow_ae(engine_of(request), ae_title, services, **binding, note=body.note)
     except ValueError as e:
         return _refused(e)
     await _record(request, "ae.allow", {"ae": ae_title, "services": services, **binding})
     return web.json_response({"ae_title": ae_title, "services": services, **binding})
 
 
+@described("Take an AE title off the allow-list", answers={404: "the AE title is not listed"})
 async def remove_ae(request: web.Request) -> web.Response:
     ae_title = request.match_info["ae"]
     try:

@@ -15,6 +15,7 @@ AUTHENTICATED = "authenticated"
 ROUTE_RULES: dict[str, str | None] = {
     "public": None,
     "account": AUTHENTICATED,  # the caller's own session: /api/me
+    "describe": AUTHENTICATED,  # the API's own description: /api/openapi.json
     "page": AUTHENTICATED,  # HTML pages; their data calls carry their own checks
     "dicomweb.read": "dicomweb.read",
     "dicomweb.write": "dicomweb.write",

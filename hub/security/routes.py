@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from hub.apispec import described
 from hub.requestdata import json_object
 from hub.security import accounts, ratelimit
 from hub.security.audit_trail import audit
@@ -14,6 +16,12 @@ from hub.security.middleware import SESSION_COOKIE, engine_of, principal
 
 STATIC = Path(__file__).parent / "static"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class Credentials(msgspec.Struct):
+    username: str
+    password: str
+    next: str | None = None  # a same-site path to go to after signing in
 
 
 def _safe_next(target: str | None) -> str:
@@ -36,11 +44,14 @@ async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool
         is_form = True
     else:
         raise web.HTTPUnsupportedMediaType(text="send JSON or an HTML form")
-    username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or not isinstance(password, str) or not username:
+    fields = {k: body[k] for k in Credentials.__struct_fields__ if k in body}
+    try:
+        given = msgspec.convert(fields, Credentials)
+    except msgspec.ValidationError:
+        given = None
+    if given is None or not given.username:
         raise web.HTTPBadRequest(text="username and password are required")
-    nxt = body.get("next")
-    return username[:128], password[:1024], nxt if isinstance(nxt, str) else None, is_form
+    return given.username[:128], given.password[:1024], given.next, is_form
 
 
 def _answer(is_form: bool, status: int, payload: dict, location: str) -> web.Response:
@@ -49,6 +60,11 @@ def _answer(is_form: bool, status: int, payload: dict, location: str) -> web.Res
     return web.json_response(payload, status=status, headers={"Cache-Control": "no-store"})
 
 
+@described(
+    "Sign in with a user name and password (JSON or an HTML form); sets the session cookie",
+    body=Credentials,
+    answers={401: "wrong user name or password", 429: "too many failed sign-ins; see Retry-After"},
+)
 async def login(request: web.Request) -> web.Response:
     engine = engine_of(request)
     username, password, nxt, is_form = await _credentials(request)
@@ -97,6 +113,7 @@ async def login(request: web.Request) -> web.Response:
     return response
 
 
+@described("Sign out: ends the session of the cookie sent")
 async def logout(request: web.Request) -> web.Response:
     engine = engine_of(request)
     who = principal(request)
@@ -120,6 +137,7 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+@described("Who the caller is: user, role and how it signed in")
 async def me(request: web.Request) -> web.Response:
     who = principal(request)
     assert who is not None  # the middleware lets account.* through only with a principal

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.model import Indexed
 from hub.archive.query import QueryError
@@ -68,6 +69,19 @@ def _visible(request: web.Request):
     return worklist_restriction(who) if who is not None else None
 
 
+@described(
+    "Scheduled procedure steps, soonest first",
+    query={
+        "status": "comma-separated statuses (SCHEDULED, STARTED, COMPLETED, CANCELLED)",
+        "modality": "the modality of the step",
+        "station_ae": "the AE title of the station it is scheduled on",
+        "date": "a DICOM date or date range (YYYYMMDD-YYYYMMDD)",
+        "patient_name": "the patient's name; * and ? are wildcards",
+        "patient_id": "the patient's ID",
+        "accession": "the accession number",
+        "limit": "at most this many items",
+    },
+)
 async def list_items(request: web.Request) -> web.Response:
     try:
         flt = filter_from_params(request.query)
@@ -79,6 +93,7 @@ async def list_items(request: web.Request) -> web.Response:
     return web.json_response({"items": [i.to_json() for i in items]})
 
 
+@described("Schedule a procedure step", body=NewItem, status=201)
 async def create_item(request: web.Request) -> web.Response:
     body = await json_object(request)
     check_field_types(body, NewItem)
@@ -94,6 +109,7 @@ async def create_item(request: web.Request) -> web.Response:
     )
 
 
+@described("One scheduled procedure step", answers={404: "no such worklist item"})
 async def get_item(request: web.Request) -> web.Response:
     item = await model.get_item(_engine(request), _item_id(request), _visible(request))
     if item is None:
@@ -102,6 +118,10 @@ async def get_item(request: web.Request) -> web.Response:
 
 
 def _transition(action: str):
+    @described(
+        f"Move the step to {model.TRANSITIONS[action][1]}",
+        answers={404: "no such worklist item", 409: "the step's status does not allow it"},
+    )
     async def handler(request: web.Request) -> web.Response:
         try:
             item = await model.transition(_engine(request), _item_id(request), action)

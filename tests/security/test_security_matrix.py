@@ -48,10 +48,11 @@ CT = dcmread(get_testdata_file("CT_small.dcm"))
 # role -> route-name areas it may use (longest prefix wins). "*": everything with a rule.
 EXPECTED: dict[str, set[str]] = {
     "admin": {"*"},
-    "pathologist": {"page", "account", "dicomweb.read", "jobs.read", "annotations.write"},
+    "pathologist": {"page", "account", "describe", "dicomweb.read", "jobs.read", "annotations.write"},
     "specialist": {
         "page",
         "account",
+        "describe",
         "dicomweb.read",
         "telehealth.join",
         "telehealth.signal",
@@ -60,6 +61,7 @@ EXPECTED: dict[str, set[str]] = {
     "clinic": {
         "page",
         "account",
+        "describe",
         "dicomweb.read",
         "dicomweb.write",
         "slides.upload",
@@ -69,7 +71,7 @@ EXPECTED: dict[str, set[str]] = {
         "telehealth.signal",
         "telehealth.capture",
     },
-    "integration": {"page", "account", "dicomweb.read", "dicomweb.write"},
+    "integration": {"page", "account", "describe", "dicomweb.read", "dicomweb.write"},
 }
 
 
