@@ -48,7 +48,14 @@ CT = dcmread(get_testdata_file("CT_small.dcm"))
 # role -> route-name areas it may use (longest prefix wins). "*": everything with a rule.
 EXPECTED: dict[str, set[str]] = {
     "admin": {"*"},
-    "pathologist": {"page", "account", "describe", "dicomweb.read", "jobs.read", "annotations.write"},
+    "pathologist": {
+        "page",
+        "account",
+        "describe",
+        "dicomweb.read",
+        "jobs.read",
+        "annotations.write",
+    },
     "specialist": {
         "page",
         "account",
