@@ -2,7 +2,8 @@
 
 Both kinds of process are built here. The primary runs every door; a reader process
 (``hub.serve.readers``) runs the read-only subset and relays everything else to the primary.
-Commands outside the server (import, convert, demo) open the same ports with ``open_archive``.
+Every process that ingests (the server, import, convert, demo) opens its ports with
+``open_archive``, which installs the ingest hooks (``install_ingest_hooks``).
 
 The doors are imported inside the functions that use them: ``tessera import`` opens the ports
 without loading the HTTP doors, and ``tessera --help`` loads none of this.
@@ -26,18 +27,31 @@ Role = Literal["primary", "reader"]
 Door = Callable[["web.Application"], None]
 
 
-async def open_archive(settings: Settings, *, schema: SchemaMode = "create") -> Archive:
-    """The ports outside the server (import, convert, demo): the blob store and the index (the
-    archive), with the in-transaction hooks the server installs, so that an object ingested from
-    the command line is forwarded too. The audit sink and the work queues live in the index;
-    their doors attach to ``archive.engine``."""
+async def open_archive(
+    settings: Settings, *, schema: SchemaMode = "create", clear_temp: bool = False
+) -> Archive:
+    """The ports of every process that ingests (the server, import, convert, demo): the blob
+    store and the index (the archive), with the ingest hooks. The audit sink and the work
+    queues live in the index; their doors attach to ``archive.engine``."""
     from hub.archive import Archive
-    from hub.forward.service import install as install_forwarding
     from hub.stores import open_store
 
-    archive = await Archive.open(settings, store=open_store(settings), schema=schema)
-    install_forwarding(archive, settings)
+    archive = await Archive.open(
+        settings, store=open_store(settings), clear_temp=clear_temp, schema=schema
+    )
+    install_ingest_hooks(archive, settings)
     return archive
+
+
+def install_ingest_hooks(archive: Archive, settings: Settings) -> None:
+    """The in-transaction hooks of the one ingest path, installed here for every entry point
+    so that none goes without one: forwarding queues its sends, the dose registry records the
+    dose reports. Each installs once per archive; the doors of the server reuse them."""
+    from hub.dose.service import install as install_dose
+    from hub.forward.service import install as install_forwarding
+
+    install_forwarding(archive, settings)
+    install_dose(archive, settings)
 
 
 def doors(role: Role) -> list[Door]:
@@ -103,9 +117,11 @@ async def build_app(
 
     role: Role = "reader" if upstream is not None else "primary"
     owned = archive is None
-    if archive is None:  # forwarding installs its hooks as a door (forward_service.setup)
+    if archive is None:
         schema = "require" if role == "reader" else "create"
         archive = await Archive.open(settings, store=open_store(settings), schema=schema)
+    if role == "primary":  # a reader ingests nothing: it relays writes to the primary
+        install_ingest_hooks(archive, settings)
     app = web.Application(client_max_size=1024**2)
     app[SETTINGS_KEY] = settings
     app[ARCHIVE_KEY] = archive

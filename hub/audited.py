@@ -1,4 +1,5 @@
-"""The audit record of a change a signed-in user made through a route of a package."""
+"""The audit record of a change a signed-in user made through a route of a package, or an
+operator through a ``tessera`` command."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.config import Settings
 
 
 async def audit_change(
@@ -27,3 +30,31 @@ async def audit_change(
         source=request.remote,
         **fields,
     )
+
+
+async def audit_command(
+    settings: Settings, engine: AsyncEngine, action: str, **fields: Any
+) -> None:
+    """Record the change under the login name of the operator who ran the command."""
+    from hub.security import audit_trail
+
+    audit_trail.attach(engine, settings.data_dir, settings.security.audit_key)
+    await audit_trail.audit(
+        engine,
+        who=operator(),
+        role="operator",
+        action=action,
+        outcome="success",
+        source="cli",
+        **fields,
+    )
+
+
+def operator() -> str:
+    """Who runs the command, for the audit trail."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no password-file entry
+        return "cli"

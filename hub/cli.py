@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "hub.db_cli",
     "hub.convert_cli",
     "hub.backup.cli",
+    "hub.dose.cli",
 ]
 
 

@@ -220,6 +220,8 @@ class DoseSettings:
     qa_id_patterns: tuple[str, ...] = QA_ID_PATTERNS
     # cumulative E (mSv) per age column above which a profile raises an alert
     alert_msv: dict[str, float] = field(default_factory=_default_alerts)
+    # the k-factor table estimates are made with; None: the one shipped (dose/data/k_factors.json)
+    k_table: Path | None = None
 
     def __post_init__(self) -> None:
         for key in ("qa_name_patterns", "qa_id_patterns"):

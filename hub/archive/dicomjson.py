@@ -9,6 +9,9 @@ compares both on every file of pydicom's test data). Everything else goes throug
 element by element: sequences, binary and AT values, deferred (long) values, private tags
 and ambiguous VRs of implicit VR files, other character sets and values pydicom would
 warn about or refuse.
+
+An IS or DS value that is not a number, which pydicom refuses to encode, is kept as the JSON
+String it was sent as (PS3.18 F.2.3 allows strings for IS and DS) and reported to the caller.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from pydicom import config, hooks
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 NO_BULK = 1 << 30  # bulk elements are taken out of the header before it gets here
@@ -45,10 +48,12 @@ class _Fallback(Exception):
     """This element is left to pydicom."""
 
 
-def dataset_json(ds: Dataset) -> dict[str, Any]:
-    """``ds.to_json_dict(bulk_data_threshold=NO_BULK)``, the same result, faster."""
+def dataset_json(ds: Dataset, invalid: list[str] | None = None) -> dict[str, Any]:
+    """``ds.to_json_dict(bulk_data_threshold=NO_BULK)``, the same result, faster. Each IS or
+    DS element kept as strings (its values are not numbers) is named in ``invalid``."""
+    invalid = [] if invalid is None else invalid
     if not _plain_config():
-        return ds.to_json_dict(bulk_data_threshold=NO_BULK)
+        return _pydicom_dataset(ds, invalid)
     encoding = _text_encoding(ds)
     out: dict[str, Any] = {}
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts its elements)
@@ -56,8 +61,29 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
         try:
             out[f"{tag:08X}"] = _element(raw, encoding)
         except (_Fallback, UnicodeDecodeError, struct.error):
-            out[f"{tag:08X}"] = ds[tag].to_json_dict(None, NO_BULK)
+            out[f"{tag:08X}"] = _pydicom_element(ds[tag], invalid)
     return out
+
+
+def _pydicom_dataset(ds: Dataset, invalid: list[str]) -> dict[str, Any]:
+    return {f"{tag:08X}": _pydicom_element(ds[tag], invalid) for tag in ds.keys()}  # noqa: SIM118
+
+
+def _pydicom_element(elem: DataElement, invalid: list[str]) -> dict[str, Any]:
+    """pydicom's JSON of the element (of a sequence: of each item's elements); an IS or DS
+    value it refuses, not being a number, as the strings sent."""
+    if elem.VR == "SQ":
+        return {"vr": "SQ", "Value": [_pydicom_dataset(item, invalid) for item in elem.value]}
+    try:
+        return elem.to_json_dict(None, NO_BULK)
+    except ValueError:
+        if elem.VR not in ("IS", "DS"):
+            raise
+    values = elem.value if elem.VM > 1 else [elem.value]
+    text = [str(v) for v in values]
+    sent = "\\".join(text)
+    invalid.append(f"{elem.name} {elem.tag} {sent!r} is not a valid {elem.VR}")
+    return _json(elem.VR, text)
 
 
 def _plain_config() -> bool:

@@ -92,8 +92,9 @@ def _parse(f: BinaryIO) -> ParsedInstance:
         bulk["7FE00010"] = pixel_bulk
     warnings = check_required(ds, frames is not None or any(t.startswith("7FE0") for t in bulk))
     # Built while the file is open: deferred values are read from it.
+    data = _to_json(ds, bulk, warnings)
     return ParsedInstance(
-        *ident, dataset=ds, json=_to_json(ds, bulk), frames=frames, bulk=bulk, warnings=warnings
+        *ident, dataset=ds, json=data, frames=frames, bulk=bulk, warnings=warnings
     )
 
 
@@ -227,9 +228,11 @@ def _int(value: Any, default: int | None = None) -> int | None:
         return default
 
 
-def _to_json(ds: Dataset, bulk: dict[str, Bulk]) -> dict[str, Any]:
+def _to_json(ds: Dataset, bulk: dict[str, Bulk], warnings: list[str]) -> dict[str, Any]:
+    """The DICOM JSON; a number that is not one is kept as the string sent, with a warning."""
+    invalid: list[str] = []
     try:
-        data = dataset_json(ds)
+        data = dataset_json(ds, invalid)
     except Exception as exc:
         raise errors.IngestError(
             errors.CANNOT_UNDERSTAND, f"Cannot encode the data set as DICOM JSON: {exc}"
@@ -237,6 +240,7 @@ def _to_json(ds: Dataset, bulk: dict[str, Bulk]) -> dict[str, Any]:
     for tag_hex, item in bulk.items():
         data[tag_hex] = {"vr": item.vr if item.vr in BULK_VRS else "OB"}
         data[tag_hex]["BulkDataURI"] = bulk_uri(tag_hex)
+    warnings.extend(f"{value}: kept as a string in the metadata" for value in invalid)
     return dict(sorted(data.items()))
 
 
@@ -255,9 +259,8 @@ def _parse_deflated(f: BinaryIO) -> ParsedInstance:
         del ds.PixelData
         bulk["7FE00010"] = Bulk(-1, -1, "OB")  # offset -1: served by decoding the file
     warnings = check_required(ds, bool(bulk))
-    return ParsedInstance(
-        *ident, dataset=ds, json=_to_json(ds, bulk), frames=None, bulk=bulk, warnings=warnings
-    )
+    data = _to_json(ds, bulk, warnings)
+    return ParsedInstance(*ident, dataset=ds, json=data, frames=None, bulk=bulk, warnings=warnings)
 
 
 def dumps(data: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
+from hub.config import DoseSettings, SettingsError
 from hub.dose.rdsr import CtEvent
 
 DATA = Path(__file__).with_name("data")
@@ -59,6 +60,16 @@ def load_k_table(path: Path = DATA / "k_factors.json") -> KTable:
         bands=tuple((c, u) for c, u in data["age_bands"]["bands"]),
         checked={r: frozenset(c) for r, c in data["verification"]["checked"].items()},
     )
+
+
+def current_table(settings: DoseSettings) -> KTable:
+    """The table new estimates are made with: the configured one, else the one shipped."""
+    if settings.k_table is None:
+        return load_k_table()
+    try:
+        return load_k_table(settings.k_table)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError("dose k_table", f"{settings.k_table}: cannot be read: {exc}") from None
 
 
 @lru_cache(maxsize=4)

@@ -85,7 +85,7 @@ class DoseRegistry:
     def __init__(self, store: BlobStore, settings: DoseSettings) -> None:
         self.store = store
         self.settings = settings
-        self.table = estimate.load_k_table()
+        self.table = estimate.current_table(settings)
         self.regions = estimate.load_regions()
 
     async def on_indexed(self, conn: AsyncConnection, record: Indexed) -> None:
@@ -225,9 +225,20 @@ def _estimate_row(event_fk: int, e: estimate.Estimate, now: float) -> dict[str, 
     }
 
 
-async def recompute(engine: AsyncEngine, table: estimate.KTable, regions: estimate.Regions) -> int:
+@dataclass(frozen=True)
+class Recomputed:
+    table_id: str
+    events: int  # estimated anew with the table
+    estimates: int  # the estimates they got
+    unchanged: int  # already estimated with the table, left as they were
+
+
+async def recompute(
+    engine: AsyncEngine, table: estimate.KTable, regions: estimate.Regions
+) -> Recomputed:
     """Estimate every recorded event with ``table`` (a new table or a new version of one), next
-    to the estimates of earlier tables, which stay; returns how many estimates were added."""
+    to the estimates of earlier tables, which stay; an event already estimated with it is left
+    as it is."""
     async with engine.begin() as conn:
         done = set(
             (
@@ -263,7 +274,8 @@ async def recompute(engine: AsyncEngine, table: estimate.KTable, regions: estima
         ]
         if added:
             await conn.execute(insert(dose_estimates), added)
-    return len(added)
+    events = len({row["event_fk"] for row in added})
+    return Recomputed(table.id, events, len(added), len(done))
 
 
 def _event_of(row) -> rdsr.CtEvent:

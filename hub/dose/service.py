@@ -10,7 +10,6 @@ from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
 from hub.dose import routes
-from hub.dose.estimate import load_k_table
 from hub.dose.profile import Profiles
 from hub.dose.registry import DoseRegistry
 
@@ -28,5 +27,5 @@ def install(archive: Archive, settings: Settings | None = None) -> DoseRegistry:
 
 def setup(app: web.Application) -> None:
     registry = install(app[ARCHIVE_KEY], app[SETTINGS_KEY])
-    app[routes.PROFILES_KEY] = Profiles(app[ARCHIVE_KEY].engine, load_k_table(), registry.settings)
+    app[routes.PROFILES_KEY] = Profiles(app[ARCHIVE_KEY].engine, registry.table, registry.settings)
     routes.add_routes(app)

@@ -9,6 +9,7 @@ without serving; the server's worker delivers them).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from weakref import WeakKeyDictionary, ref
 
 from aiohttp import web
 
@@ -20,6 +21,10 @@ from hub.forward.config import load_config
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
 
+# The forwarder of each archive, held weakly both ways: it refers to its archive, whose hooks
+# keep it alive.
+_installed: WeakKeyDictionary[Archive, ref[Forwarder]] = WeakKeyDictionary()
+
 
 def setup(app: web.Application) -> None:
     forwarder = install(app[ARCHIVE_KEY], app[SETTINGS_KEY])
@@ -29,11 +34,15 @@ def setup(app: web.Application) -> None:
 
 
 def install(archive: Archive, settings: Settings | None = None) -> Forwarder:
-    """Register the enqueue hook on ``archive``; the config comes from ``settings`` (default:
-    the archive's own) and the data dir's forward.toml / forward.json."""
+    """Register the enqueue hook on ``archive`` (once per archive); the config comes from
+    ``settings`` (default: the archive's own) and the data dir's forward.toml / forward.json."""
+    known = _installed.get(archive)
+    if known is not None and (forwarder := known()) is not None:
+        return forwarder
     settings = settings or archive.settings
     forwarder = Forwarder(archive, load_config(settings), settings.cluster)
     forwarder.install()
+    _installed[archive] = ref(forwarder)
     return forwarder
 
 

@@ -188,11 +188,12 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def _record(engine: AsyncEngine, action: str, detail: dict | None = None) -> None:
+    from hub.audited import operator
     from hub.security import audit_trail
 
     await audit_trail.audit(
         engine,
-        who=_operator(),
+        who=operator(),
         role="operator",
         action=action,
         outcome="success",
@@ -357,13 +358,3 @@ async def _ae_list(args, engine: AsyncEngine, settings: Settings) -> int:
 
 def _day(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts)) if ts else "-"
-
-
-def _operator() -> str:
-    """Who runs the command, for the audit trail."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name and no password-file entry
-        return "cli"

@@ -10,13 +10,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from hub.app import build_app, start_duties
-from hub.archive import Archive
+from hub.app import build_app, open_archive, start_duties
 from hub.config import Settings
 from hub.security.tls import http_ssl_context
 from hub.serve import connlimits
 from hub.serve.workers import ReaderPool, listening_socket
-from hub.stores import open_store
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +35,8 @@ async def start(
     settings: Settings, tls: tuple[Path, Path] | None = None, *, upgrade: bool = True
 ) -> Running:
     """Without ``upgrade``, an index at an older schema revision is refused (``SchemaError``)."""
-    archive = await Archive.open(
-        settings,
-        store=open_store(settings),
-        clear_temp=True,
-        schema="upgrade" if upgrade else "create",
-    )  # forwarding installs its hooks as a door
+    schema = "upgrade" if upgrade else "create"
+    archive = await open_archive(settings, schema=schema, clear_temp=True)
     several = settings.workers > 1
     app = await build_app(settings, archive, relayed=several)
     duties = await start_duties(settings, archive)

@@ -139,3 +139,54 @@ async def test_the_alert_level_of_the_age_band_is_a_setting(
         assert not (await low.profile(identity, date(2019, 6, 1)))["alert"]["exceeded"]
     finally:
         await archive.close()
+
+
+TOSHIBA_SD = "CT-RDSR-Toshiba_MultiValSD.dcm"  # a Decimal String "10.50/ 15.00" in a private item
+NOT_A_DS = "'10.50/ 15.00' is not a valid DS: kept as a string in the metadata"
+
+
+async def test_a_report_with_a_value_that_is_not_a_decimal_string_is_stored_as_sent(
+    settings: Settings, openrem: Path
+) -> None:
+    path = openrem / TOSHIBA_SD
+    archive = await open_registry(settings)
+    try:
+        result = await archive.ingest_file(path, source=Source(door="import"))
+        assert result.status == "stored", result.message
+        assert [w for w in result.warnings if NOT_A_DS in w] == [
+            f"Numeric Value (0040,A30A) {NOT_A_DS}"
+        ]
+        stored = b"".join([block async for block in archive.store.stream(result.sha256)])
+        assert stored == path.read_bytes()
+        (ref,) = await archive.instances(result.study_uid, sop_uid=result.sop_instance_uid)
+        assert '"0040A30A":{"vr":"DS","Value":["10.50/ 15.00"]}' in await archive.metadata_json(ref)
+        # the value is in the scanner's own container, not one the registry reads
+        (report,) = await rows(archive, dose_reports)
+        assert report.warning == ""
+        events = await rows(archive, dose_events)
+        assert len(events) == report.num_events == 3
+        assert [e.dlp for e in events if e.dlp is not None] == [pytest.approx(136.9)]
+    finally:
+        await archive.close()
+
+
+async def test_a_dose_value_that_is_not_a_decimal_string_is_a_dose_warning(
+    settings: Settings, openrem: Path, tmp_path: Path
+) -> None:
+    ds = as_new_study(read(openrem / TOSHIBA_SD))
+    (sd,) = items(ds, "DCM", "121414")
+    dlp = next(i for i in items(ds, "DCM", "113838") if "MeasuredValueSequence" in i)
+    dlp.MeasuredValueSequence[0]["NumericValue"] = sd.MeasuredValueSequence[0]["NumericValue"]
+    path = write(ds, tmp_path, "bad-dlp.dcm")
+    archive = await open_registry(settings)
+    try:
+        result = await archive.ingest_file(path, source=Source(door="import"))
+        assert result.status == "stored", result.message
+        stored = b"".join([block async for block in archive.store.stream(result.sha256)])
+        assert stored == path.read_bytes()
+        (report,) = await rows(archive, dose_reports)
+        assert report.warning == "CT Acquisition 3 DLP: '10.50/ 15.00' is not a number"
+        assert report.num_events == 0
+        assert await rows(archive, dose_events) == []
+    finally:
+        await archive.close()

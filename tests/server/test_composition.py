@@ -40,3 +40,19 @@ async def test_a_reader_serves_a_read_only_part_of_the_primary(tmp_path: Path) -
     finally:
         await reader[ARCHIVE_KEY].close()
         await primary[ARCHIVE_KEY].close()
+
+
+async def test_every_entry_point_gets_each_ingest_hook_once(tmp_path: Path) -> None:
+    from hub.app import open_archive
+
+    settings = Settings(data_dir=tmp_path / "data")
+    archive = await open_archive(settings)  # as `tessera import` and `tessera serve` do
+    try:
+        hooks = list(archive.ingestor.hooks)
+        owners = {type(hook.__self__).__name__ for hook in hooks}
+        assert owners == {"Forwarder", "DoseRegistry"} and len(hooks) == 2
+        app = await build_app(settings, archive)  # the doors install theirs on the same archive
+        assert archive.ingestor.hooks == hooks
+        assert app[ARCHIVE_KEY] is archive
+    finally:
+        await archive.close()
