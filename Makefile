@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := dcmtk dicom3tools chromium fonts-dejavu-core postgresql nginx coturn libturbojpeg0
 # The suites that run a second time with the index on PostgreSQL instead of SQLite.
-POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/security tests/forward tests/backup tests/dose tests/jobs tests/server/test_leases.py tests/server/test_node_registry.py tests/archive/blobs/test_fenced_janitor.py tests/archive/blobs/test_janitor_failover.py
+POSTGRES_TESTS := tests/archive/test_ingest_index.py tests/archive/test_migrations.py tests/dicomweb tests/worklist tests/hl7 tests/security tests/forward tests/backup tests/dose tests/jobs tests/server/test_leases.py tests/server/test_node_registry.py tests/archive/blobs/test_fenced_janitor.py tests/archive/blobs/test_janitor_failover.py
 # The suites that run a second time with the store on S3 (SeaweedFS) instead of the data dir.
 S3_TESTS := tests/archive tests/dicomweb tests/wsi
 # The suites of several `tessera serve` nodes sharing one PostgreSQL index and one S3 bucket.

@@ -72,6 +72,7 @@ def doors(role: Role) -> list[Door]:
     from hub.dimse import service as dimse_service
     from hub.dose import service as dose_service
     from hub.forward import service as forward_service
+    from hub.hl7 import service as hl7_service
     from hub.worklist import api as worklist_api
 
     return [
@@ -80,6 +81,7 @@ def doors(role: Role) -> list[Door]:
         worklist_api.setup,
         forward_service.setup,
         dimse_service.setup,
+        hl7_service.setup,
         jobs.setup,
         telehealth_routes.setup,
         annotations.setup,

@@ -1,5 +1,6 @@
-"""The audit record of a change a signed-in user made through a route of a package, or an
-operator through a ``tessera`` command."""
+"""The audit record of a change a signed-in user made through a route of a package, a peer
+system through a door of its own (an HL7 order from a RIS), or an operator through a
+``tessera`` command."""
 
 from __future__ import annotations
 
@@ -19,16 +20,27 @@ async def audit_change(
     principal = request.get("principal")
     if principal is None:
         return
+    await _record(engine, principal.user, principal.role, action, request.remote, fields)
+
+
+async def audit_peer_change(
+    engine: AsyncEngine, who: str, role: str, source: str, action: str, **fields: Any
+) -> None:
+    """Record a change a peer system made; an app without the audit trail (no security
+    package) has no trail to write to."""
+    from hub.security.audit_trail import attached
+
+    if attached(engine):
+        await _record(engine, who, role, action, source, fields)
+
+
+async def _record(
+    engine: AsyncEngine, who: str, role: str, action: str, source: str | None, fields: dict
+) -> None:
     from hub.security.audit_trail import audit  # only present with the security package
 
     await audit(
-        engine,
-        who=principal.user,
-        role=principal.role,
-        action=action,
-        outcome="success",
-        source=request.remote,
-        **fields,
+        engine, who=who, role=role, action=action, outcome="success", source=source, **fields
     )
 
 
@@ -39,15 +51,7 @@ async def audit_command(
     from hub.security import audit_trail
 
     audit_trail.attach(engine, settings.data_dir, settings.security.audit_key)
-    await audit_trail.audit(
-        engine,
-        who=operator(),
-        role="operator",
-        action=action,
-        outcome="success",
-        source="cli",
-        **fields,
-    )
+    await _record(engine, operator(), "operator", action, "cli", fields)
 
 
 def operator() -> str:

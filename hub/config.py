@@ -1,8 +1,8 @@
 """Runtime settings, resolved once at start-up from defaults, the environment and CLI flags.
 
 This is the only module that reads the environment. Each package gets its own frozen section
-(``Settings.cluster``, ``.dimse``, ``.forward``, ``.jobs``, ``.security``, ``.storage``,
-``.telehealth``); the server and archive settings every door shares sit on ``Settings`` itself. A value comes from, in
+(``Settings.cluster``, ``.dimse``, ``.forward``, ``.hl7``, ``.jobs``, ``.security``,
+``.storage``, ``.telehealth``); the server and archive settings every door shares sit on ``Settings`` itself. A value comes from, in
 order: the default, ``TESSERA_EXTRA`` (a JSON object of sections), the ``TESSERA_<NAME>``
 variables in ``ENVIRONMENT``, then CLI flags. An unknown key or an ill-typed value is a
 ``SettingsError`` that names it.
@@ -123,6 +123,28 @@ class ForwardSettings:
 
 
 @dataclass(frozen=True)
+class Hl7Settings:
+    """The HL7 v2 door (hub/hl7): orders from a RIS over MLLP feed the worklist."""
+
+    port: int | None = None  # the MLLP listener's port; None: off
+    host: str = "127.0.0.1"
+    max_message_bytes: int = 1024**2  # a bigger message is refused and its connection closed
+    idle_seconds: float = 300.0  # a connection that sends nothing for this long is closed
+    tls_cert: Path | None = None  # both given: MLLP over TLS
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.port is not None and self.port > 65535:
+            raise ValueError(f"port {self.port} is not a TCP port")
+        if self.max_message_bytes < 1024:
+            raise ValueError("max_message_bytes must be at least 1024")
+        if not self.idle_seconds > 0:
+            raise ValueError("idle_seconds must be more than 0")
+
+
+@dataclass(frozen=True)
 class JobsSettings:
     convert_workers: int = 1  # slide conversions running at once
 
@@ -235,7 +257,17 @@ class DoseSettings:
                 raise ValueError(f"alert_msv: {band}: must be a number of mSv, not {limit!r}")
 
 
-SECTIONS = ("cluster", "dimse", "dose", "forward", "jobs", "security", "storage", "telehealth")
+SECTIONS = (
+    "cluster",
+    "dimse",
+    "dose",
+    "forward",
+    "hl7",
+    "jobs",
+    "security",
+    "storage",
+    "telehealth",
+)
 
 
 @dataclass
@@ -268,6 +300,7 @@ class Settings:
     dimse: DimseSettings = field(default_factory=DimseSettings)
     dose: DoseSettings = field(default_factory=DoseSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
+    hl7: Hl7Settings = field(default_factory=Hl7Settings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
@@ -340,6 +373,12 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "TESSERA_ADMIN_PASSWORD": ("security", "admin_password"),
     "TESSERA_AUDIT_KEY": ("security", "audit_key"),
     "TESSERA_CONVERT_WORKERS": ("jobs", "convert_workers"),
+    "TESSERA_HL7_PORT": ("hl7", "port"),
+    "TESSERA_HL7_HOST": ("hl7", "host"),
+    "TESSERA_HL7_MAX_MESSAGE_BYTES": ("hl7", "max_message_bytes"),
+    "TESSERA_HL7_IDLE_SECONDS": ("hl7", "idle_seconds"),
+    "TESSERA_HL7_TLS_CERT": ("hl7", "tls_cert"),
+    "TESSERA_HL7_TLS_KEY": ("hl7", "tls_key"),
     "TESSERA_NODE_ID": ("cluster", "node_id"),
     "TESSERA_LEASE_SECONDS": ("cluster", "lease_seconds"),
     "TESSERA_ADVERTISE_URL": ("cluster", "advertise_url"),
@@ -363,6 +402,7 @@ OWN_PREFIXES = (
     "TESSERA_HTTP_",
     "TESSERA_UPLOADS_",
     "TESSERA_DIMSE_",
+    "TESSERA_HL7_",
     "TESSERA_TELEHEALTH_",
     "TESSERA_STORAGE_",
     "TESSERA_STORE_",

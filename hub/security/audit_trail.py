@@ -281,6 +281,11 @@ def attach(engine: AsyncEngine, data_dir: Path, key: str | None = None) -> Audit
     return audit_log_
 
 
+def attached(engine: AsyncEngine) -> bool:
+    """Whether ``audit()`` has a log to write to for this engine."""
+    return engine in _logs
+
+
 def detach(engine: AsyncEngine) -> None:
     _logs.pop(engine, None)
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive.index import metadata
 from hub.archive.query import Key, match
@@ -343,11 +343,38 @@ def _positive(value: float | str | None, name: str, limit: float) -> float | Non
 async def create(engine: AsyncEngine, new: NewItem, created_by: str | None = None) -> WorklistItem:
     values = normalise(new) | {"created_by": created_by}
     async with engine.begin() as conn:
-        result = await conn.execute(worklist_items.insert().values(**values))
-        item_id = result.inserted_primary_key[0]
+        item_id = await insert_row(conn, values)
     item = await get_item(engine, item_id)
     assert item is not None
     return item
+
+
+async def insert_row(conn: AsyncConnection, values: dict) -> int:
+    """Insert normalised column values in the caller's transaction; the new row's id."""
+    result = await conn.execute(worklist_items.insert().values(**values))
+    return result.inserted_primary_key[0]
+
+
+async def change_row(
+    conn: AsyncConnection, item_id: int, allowed: tuple[str, ...], values: dict
+) -> bool:
+    """Set ``values`` on the row if its status is one of ``allowed`` (the check and the update
+    are one statement), in the caller's transaction; whether it changed."""
+    result = await conn.execute(
+        update(worklist_items)
+        .where(worklist_items.c.id == int(item_id), worklist_items.c.status.in_(allowed))
+        .values(**values, updated_at=time.time())
+    )
+    return result.rowcount == 1
+
+
+async def item_for_study(conn: AsyncConnection, study_uids: list[str]) -> WorklistItem | None:
+    """The step whose StudyInstanceUID is one of ``study_uids`` (the first given wins)."""
+    rows = (
+        await conn.execute(select(worklist_items).where(worklist_items.c.study_uid.in_(study_uids)))
+    ).all()
+    rows.sort(key=lambda row: study_uids.index(row.study_uid))
+    return WorklistItem.from_row(rows[0]) if rows else None
 
 
 async def get_item(
@@ -366,12 +393,7 @@ async def transition(engine: AsyncEngine, item_id: int, action: str) -> Worklist
     """Apply start/complete/cancel; the status check and the update are one statement."""
     allowed, new_status = TRANSITIONS[action]
     async with engine.begin() as conn:
-        result = await conn.execute(
-            update(worklist_items)
-            .where(worklist_items.c.id == int(item_id), worklist_items.c.status.in_(allowed))
-            .values(status=new_status, updated_at=time.time())
-        )
-        changed = result.rowcount == 1
+        changed = await change_row(conn, item_id, allowed, {"status": new_status})
     item = await get_item(engine, item_id)
     if item is None:
         raise KeyError(item_id)
