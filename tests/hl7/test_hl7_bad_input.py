@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 import pytest
-from conftest import Peer, hl7_port, msa, orm, worklist
+from hl7_support import Peer, hl7_port, msa, orm, worklist
 
 GOOD = orm()
 

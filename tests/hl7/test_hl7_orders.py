@@ -9,8 +9,8 @@ from pathlib import Path
 
 import hl7
 import pytest
-from conftest import audited, hl7_port, msa, orm, worklist
 from hl7.mllp import open_hl7_connection
+from hl7_support import audited, hl7_port, msa, orm, worklist
 from hubtest import HubProcess, free_port
 
 from hub.dimse.service import DIMSE_KEY
