@@ -87,10 +87,10 @@ class BackupDuty:
     async def _audit(self, outcome: dict[str, Any]) -> None:
         from hub.security.audit_trail import audit
 
-        detail = outcome | {
-            "unreadable": len(outcome.get("unreadable", [])),
-            "damaged": outcome.get("unreadable", [])[:SHOWN_ITEMS],
-        }
+        damaged = outcome.get("unreadable", [])
+        detail = outcome | {"unreadable": len(damaged)}
+        if damaged:
+            detail["damaged"] = damaged[:SHOWN_ITEMS]
         if "verify" in outcome:
             verify = outcome["verify"]
             detail["verify"] = verify | {"problems": verify["problems"][:SHOWN_ITEMS]}
