@@ -17,8 +17,6 @@ from typing import Any
 
 from hub.config import Settings
 
-VERIFY = "verify"
-
 
 async def run_once(settings: Settings) -> dict[str, Any]:
     """What happened, in the shape ``hub.backup.status`` reports: ``error`` names what stopped
@@ -62,6 +60,7 @@ async def _backup(settings: Settings) -> dict[str, Any]:
 async def _verify(settings: Settings) -> dict[str, Any]:
     from hub.backup.check import check_target
     from hub.backup.manifest import signing_key
+    from hub.backup.status import VERIFY
     from hub.backup.target import DirectoryTarget
 
     signer = signing_key(settings.data_dir)
