@@ -69,6 +69,7 @@ def doors(role: Role) -> list[Door]:
     import telehealth.routes as telehealth_routes
     from hub import annotations, jobs
     from hub.apispec import routes as apispec_routes
+    from hub.backup import api as backup_api
     from hub.dimse import service as dimse_service
     from hub.dose import service as dose_service
     from hub.forward import service as forward_service
@@ -87,6 +88,7 @@ def doors(role: Role) -> list[Door]:
         annotations.setup,
         dose_service.setup,
         apispec_routes.setup,
+        backup_api.setup,
         web_routes.setup,
     ]
 
@@ -164,10 +166,11 @@ def janitor_lease(settings: Settings, archive: Archive, holder: str | None = Non
     )
 
 
-async def start_duties(settings: Settings, archive: Archive) -> LeaseKeeper:
-    """The single-holder duties of a serving node: the janitor, run while this node holds its
-    lease. A node that holds it at start (a lone node always does) scans a local store before
-    it serves; a bucket is swept beside serving."""
+async def start_duties(settings: Settings, archive: Archive) -> list[LeaseKeeper]:
+    """The single-holder duties of a serving node, each run while this node holds its lease:
+    the janitor and, with a schedule, backups. A node that holds the janitor's lease at start (a
+    lone node always does) scans a local store before it serves; a bucket is swept beside
+    serving."""
     from hub.serve.janitor_duty import JanitorDuty
     from hub.serve.leases import LeaseKeeper
 
@@ -177,4 +180,21 @@ async def start_duties(settings: Settings, archive: Archive) -> LeaseKeeper:
     keeper = LeaseKeeper(lease, cluster.heartbeat_seconds, duty.run)
     if await keeper.start():
         await keeper.until(duty.scanned)
+    keepers = [keeper]
+    if settings.backup.scheduled:
+        keepers.append(await _start_backups(settings, archive))
+    return keepers
+
+
+async def _start_backups(settings: Settings, archive: Archive) -> LeaseKeeper:
+    from hub.backup.duty import BackupDuty
+    from hub.backup.status import LEASE
+    from hub.serve.leases import LeaderLease, LeaseKeeper
+    from hub.serve.nodes import node_id
+
+    node, cluster = node_id(settings), settings.cluster
+    lease = LeaderLease(archive.engine, LEASE, node, cluster.lease_seconds)
+    duty = BackupDuty(settings, archive.engine, node)
+    keeper = LeaseKeeper(lease, cluster.heartbeat_seconds, duty.run)
+    await keeper.start()
     return keeper

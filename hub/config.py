@@ -1,7 +1,7 @@
 """Runtime settings, resolved once at start-up from defaults, the environment and CLI flags.
 
 This is the only module that reads the environment. Each package gets its own frozen section
-(``Settings.cluster``, ``.dimse``, ``.forward``, ``.hl7``, ``.jobs``, ``.security``,
+(``Settings.backup``, ``.cluster``, ``.dimse``, ``.forward``, ``.hl7``, ``.jobs``, ``.security``,
 ``.storage``, ``.telehealth``); the server and archive settings every door shares sit on ``Settings`` itself. A value comes from, in
 order: the default, ``TESSERA_EXTRA`` (a JSON object of sections), the ``TESSERA_<NAME>``
 variables in ``ENVIRONMENT``, then CLI flags. An unknown key or an ill-typed value is a
@@ -48,6 +48,31 @@ class SettingsError(ValueError):
 
 
 # -- the sections -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Scheduled backups (``hub.backup.duty``), run by the node that holds the ``backup`` lease."""
+
+    target: Path | None = None  # the backup folder; None: no scheduled backups
+    interval_hours: float = 0.0  # 0: off; a fraction of an hour is allowed (0.25: every 15 min)
+    # The share of the backed-up objects whose bytes are read back after each run, a different
+    # share each time: all of them within 100 / verify_read_percent runs.
+    verify_read_percent: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.interval_hours and self.target is None:
+            raise ValueError("interval_hours needs a target (TESSERA_BACKUP_TARGET)")
+        if self.verify_read_percent > 100:
+            raise ValueError("verify_read_percent must be between 0 and 100")
+
+    @property
+    def scheduled(self) -> bool:
+        return self.target is not None and self.interval_hours > 0
+
+    @property
+    def interval_seconds(self) -> float:
+        return self.interval_hours * 3600.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +283,7 @@ class DoseSettings:
 
 
 SECTIONS = (
+    "backup",
     "cluster",
     "dimse",
     "dose",
@@ -297,6 +323,7 @@ class Settings:
     uploads_open_per_user: int = 20  # resumable uploads a user may have receiving at once
     uploads_declared_bytes_per_user: int = 64 * 1024**3  # their declared sizes, added up
     uploads_idle_seconds: float = 7 * 86400.0  # an upload untouched this long is removed
+    backup: BackupSettings = field(default_factory=BackupSettings)
     dimse: DimseSettings = field(default_factory=DimseSettings)
     dose: DoseSettings = field(default_factory=DoseSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
@@ -379,6 +406,9 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "TESSERA_HL7_IDLE_SECONDS": ("hl7", "idle_seconds"),
     "TESSERA_HL7_TLS_CERT": ("hl7", "tls_cert"),
     "TESSERA_HL7_TLS_KEY": ("hl7", "tls_key"),
+    "TESSERA_BACKUP_TARGET": ("backup", "target"),
+    "TESSERA_BACKUP_INTERVAL_HOURS": ("backup", "interval_hours"),
+    "TESSERA_BACKUP_VERIFY_READ_PERCENT": ("backup", "verify_read_percent"),
     "TESSERA_NODE_ID": ("cluster", "node_id"),
     "TESSERA_LEASE_SECONDS": ("cluster", "lease_seconds"),
     "TESSERA_ADVERTISE_URL": ("cluster", "advertise_url"),
@@ -399,6 +429,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
 }
 # A variable that starts like these is a setting, and one we do not know is a mistake.
 OWN_PREFIXES = (
+    "TESSERA_BACKUP_",
     "TESSERA_HTTP_",
     "TESSERA_UPLOADS_",
     "TESSERA_DIMSE_",

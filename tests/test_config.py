@@ -93,6 +93,8 @@ def test_storage_settings_from_the_environment() -> None:
         ({"TESSERA_DIMSE_PROT": "104"}, "TESSERA_DIMSE_PROT"),
         ({"TESSERA_S3_SECRET": "x"}, "TESSERA_S3_SECRET"),
         ({"TESSERA_WORKRES": "2"}, "TESSERA_WORKRES"),
+        ({"TESSERA_BACKUP_EVERY": "24"}, "TESSERA_BACKUP_EVERY"),
+        (_extra(backup={"interval": 24}), "TESSERA_EXTRA backup.interval"),
     ],
 )
 def test_an_unknown_key_is_named(environ: dict[str, str], key: str) -> None:
@@ -124,6 +126,9 @@ def test_a_near_miss_is_pointed_at_the_setting() -> None:
         (_extra(telehealth={"max_sessions": True}), "TESSERA_EXTRA telehealth.max_sessions"),
         (_extra(forward=[]), "TESSERA_EXTRA forward"),
         ({"TESSERA_EXTRA": "{not json"}, "TESSERA_EXTRA"),
+        ({"TESSERA_BACKUP_INTERVAL_HOURS": "daily"}, "TESSERA_BACKUP_INTERVAL_HOURS"),
+        ({"TESSERA_BACKUP_VERIFY_READ_PERCENT": "-5"}, "TESSERA_BACKUP_VERIFY_READ_PERCENT"),
+        (_extra(backup={"target": 7}), "TESSERA_EXTRA backup.target"),
     ],
 )
 def test_an_ill_typed_value_is_named(environ: dict[str, str], key: str) -> None:
@@ -140,6 +145,28 @@ def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
     with pytest.raises(SettingsError, match="heartbeat_seconds must be more than 0"):
         Settings.from_env(_extra(cluster={"heartbeat_seconds": 0}))
     assert Settings.from_env({"TESSERA_LEASE_SECONDS": "4"}).cluster.lease_seconds == 4.0
+
+
+def test_backup_settings_from_the_environment(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {
+            "TESSERA_BACKUP_TARGET": str(tmp_path / "backups"),
+            "TESSERA_BACKUP_INTERVAL_HOURS": "0.25",
+            "TESSERA_BACKUP_VERIFY_READ_PERCENT": "5",
+        }
+    )
+    assert s.backup.target == tmp_path / "backups" and s.backup.scheduled
+    assert s.backup.interval_seconds == 900 and s.backup.verify_read_percent == 5
+    assert not Settings.from_env({}).backup.scheduled  # off by default
+    assert Settings.from_json(s.to_json()).backup == s.backup
+
+
+def test_a_backup_schedule_needs_a_target_and_a_percentage() -> None:
+    with pytest.raises(SettingsError, match="interval_hours needs a target") as caught:
+        Settings.from_env({"TESSERA_BACKUP_INTERVAL_HOURS": "24"})
+    assert caught.value.key == "TESSERA_EXTRA backup"
+    with pytest.raises(SettingsError, match="verify_read_percent must be between 0 and 100"):
+        Settings.from_env({"TESSERA_BACKUP_VERIFY_READ_PERCENT": "150"})
 
 
 def test_the_retired_acl_key_says_what_replaced_it() -> None:

@@ -2,13 +2,16 @@
 
 The chain and the signatures always; the existence and size of every object of the latest
 backup; with ``read_fraction`` > 0, the bytes of that share of its blobs (all of them at 1.0)
-read back and hashed. The result is written to the target as a signed verification record.
+read back and hashed: a random sample, or with ``turn`` the turn-th slice of the blobs in name
+order, so that successive turns read every blob of an unchanged backup in 1 / fraction turns.
+The result is written to the target as a signed verification record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +44,7 @@ async def check_target(
     public_key: Ed25519PublicKey,
     *,
     read_fraction: float = 0.0,
+    turn: int | None = None,
     record_with: Ed25519PrivateKey | None = None,
 ) -> CheckReport:
     report = CheckReport()
@@ -61,7 +65,7 @@ async def check_target(
     except (BlobMissing, FileNotFoundError, ValueError) as exc:
         report.problems.append(f"the blob list of {manifest.name} is unusable: {exc}")
         listed = []
-    sample = _sample(listed, read_fraction) | set(always)
+    sample = _sample(listed, read_fraction, turn) | set(always)
     for ref in always + listed:
         report.objects += 1
         problem = await _check_one(target, ref, read=ref in sample)
@@ -95,13 +99,18 @@ async def _check_one(target: DirectoryTarget, ref: BlobRef, *, read: bool) -> st
     return None
 
 
-def _sample(refs: list[BlobRef], fraction: float) -> set[BlobRef]:
+def _sample(refs: list[BlobRef], fraction: float, turn: int | None) -> set[BlobRef]:
     if fraction >= 1.0:
         return set(refs)
     if fraction <= 0.0 or not refs:
         return set()
-    count = max(1, round(len(refs) * fraction))
-    return set(random.SystemRandom().sample(refs, count))
+    if turn is None:
+        count = max(1, round(len(refs) * fraction))
+        return set(random.SystemRandom().sample(refs, count))
+    ordered = sorted(refs, key=lambda ref: ref.sha256)
+    count = math.ceil(len(ordered) * fraction)
+    start = turn * count % len(ordered)
+    return set((ordered + ordered)[start : start + count])
 
 
 async def _record(target: DirectoryTarget, report: CheckReport, key: Ed25519PrivateKey) -> None:

@@ -53,6 +53,18 @@ class DirectoryTarget:
         """A verification record, kept beside the backups it speaks of."""
         await asyncio.to_thread(_write_atomically, self.root / RECORDS / f"{name}.json", data)
 
+    async def record_names(self, kind: str) -> list[str]:
+        """The records of one kind (``verify``), oldest first (names sort by time)."""
+
+        def scan() -> list[str]:
+            folder = self.root / RECORDS
+            return sorted(p.stem for p in folder.glob(f"{kind}-*.json")) if folder.is_dir() else []
+
+        return await asyncio.to_thread(scan)
+
+    async def read_record(self, name: str) -> bytes:
+        return await asyncio.to_thread((self.root / RECORDS / f"{name}.json").read_bytes)
+
     async def read_public_key(self) -> str | None:
         path = self.root / PUBLIC_KEY
         return await asyncio.to_thread(path.read_text) if path.exists() else None

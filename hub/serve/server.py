@@ -40,7 +40,8 @@ async def start(
     several = settings.workers > 1
     app = await build_app(settings, archive, relayed=several)
     duties = await start_duties(settings, archive)
-    app.on_cleanup.append(lambda _app: duties.stop())
+    for keeper in duties:
+        app.on_cleanup.append(lambda _app, keeper=keeper: keeper.stop())
     app.on_cleanup.append(lambda _app: archive.close())
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, **connlimits.runner_options(settings)

@@ -30,6 +30,8 @@ def test_every_route_of_the_hub_has_an_access_rule(hub_server) -> None:
 
 async def test_role_route_matrix_of_the_hub(hub_server) -> None:
     _require_gate(hub_server.app)
+    # Administrators only, on every hub (with or without a backup schedule).
+    assert ("GET", "/api/backup/status", "admin.backup.status") in route_table(hub_server.app)
     engine = hub_server.archive.engine
     tokens = {}
     for role in ROLES:
