@@ -110,15 +110,25 @@ class EncryptedBlobStore:
             return self._seal(plain, sha256, size)
 
     def _seal(self, plain: BinaryIO, sha256: str, size: int) -> Spool:
-        """A finished spool of the inner store holding the sealed form of ``plain``."""
+        """A finished spool of the inner store holding the sealed form of ``plain``, which
+        must be ``size`` bytes hashing to ``sha256``: the inner store can check only the
+        sealed bytes, against the hash they get here."""
         sealed = self.inner.spool()
+        digest = hashlib.sha256()
         try:
             sealed.write(HEADER.pack(MAGIC, self.chunk_size, size, self._key_id))
             count = _chunk_count(size, self.chunk_size)
             for index in range(count):
                 nonce = os.urandom(NONCE)
                 aad = _aad(sha256, index, index == count - 1)
-                sealed.write(nonce + self._aead.encrypt(nonce, plain.read(self.chunk_size), aad))
+                data = plain.read(self.chunk_size)
+                digest.update(data)
+                sealed.write(nonce + self._aead.encrypt(nonce, data, aad))
+            if plain.read(1) or digest.hexdigest() != sha256:
+                raise BlobIntegrityError(
+                    f"the plaintext of {sha256} does not hash to its name (its spool changed "
+                    "on disk after it was written); not stored"
+                )
             sealed.finish()
         except BaseException:
             sealed.discard()
