@@ -133,3 +133,14 @@ class Parking(Protocol):
     async def unpark(self, sha256: str) -> None:
         """Bring a parked object back (a copy stored meanwhile is as good)."""
         ...
+
+
+@runtime_checkable
+class Cached(Protocol):
+    """A store that keeps copies of stored bytes on this node (the chunk cache). An object
+    removed and stored again is the same plaintext, but under encryption at rest not the same
+    stored bytes, so what is kept of an earlier copy can be stale."""
+
+    async def drop_cached(self, sha256: str) -> None:
+        """Forget what is kept of the object: the next read fetches it from the store."""
+        ...
