@@ -34,8 +34,9 @@ import os
 import struct
 import tempfile
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -43,7 +44,15 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hub.archive.blobs import CHUNK, BlobInfo, BlobIntegrityError, BlobStore, Parking, Spool
+from hub.archive.blobs import (
+    CHUNK,
+    BlobInfo,
+    BlobIntegrityError,
+    BlobStore,
+    Cached,
+    Parking,
+    Spool,
+)
 from hub.security.keys import load_or_create, parse_key
 
 MAGIC = b"TSRAES1\x00"
@@ -110,15 +119,25 @@ class EncryptedBlobStore:
             return self._seal(plain, sha256, size)
 
     def _seal(self, plain: BinaryIO, sha256: str, size: int) -> Spool:
-        """A finished spool of the inner store holding the sealed form of ``plain``."""
+        """A finished spool of the inner store holding the sealed form of ``plain``, which
+        must be ``size`` bytes hashing to ``sha256``: the inner store can check only the
+        sealed bytes, against the hash they get here."""
         sealed = self.inner.spool()
+        digest = hashlib.sha256()
         try:
             sealed.write(HEADER.pack(MAGIC, self.chunk_size, size, self._key_id))
             count = _chunk_count(size, self.chunk_size)
             for index in range(count):
                 nonce = os.urandom(NONCE)
                 aad = _aad(sha256, index, index == count - 1)
-                sealed.write(nonce + self._aead.encrypt(nonce, plain.read(self.chunk_size), aad))
+                data = plain.read(self.chunk_size)
+                digest.update(data)
+                sealed.write(nonce + self._aead.encrypt(nonce, data, aad))
+            if plain.read(1) or digest.hexdigest() != sha256:
+                raise BlobIntegrityError(
+                    f"the plaintext of {sha256} does not hash to its name (its spool changed "
+                    "on disk after it was written); not stored"
+                )
             sealed.finish()
         except BaseException:
             sealed.discard()
@@ -144,6 +163,11 @@ class EncryptedBlobStore:
         header = await self._header(sha256)
         if header is None:
             return await self.inner.read_ranges(sha256, ranges)
+        return await self._fresh(sha256, partial(self._open_ranges, sha256, header, ranges))
+
+    async def _open_ranges(
+        self, sha256: str, header: tuple[int, int], ranges: Sequence[tuple[int, int]]
+    ) -> list[bytes]:
         chunk, size = header
         spans = [_span(offset, length, chunk, size) for offset, length in ranges]
         wanted = [s for s in spans if s is not None]
@@ -174,10 +198,27 @@ class EncryptedBlobStore:
         count = _chunk_count(header[1], header[0])
         for first in range(0, count, per_read):
             last = min(first + per_read, count) - 1
-            raw = await self.inner.read_range(sha256, *_sealed_range((first, last), header[0]))
-            block = await _off_loop(self._open, sha256, header, first, last, raw)
+            block = await self._fresh(sha256, partial(self._open_span, sha256, header, first, last))
             if block:
                 yield block
+
+    async def _open_span(
+        self, sha256: str, header: tuple[int, int], first: int, last: int
+    ) -> bytes:
+        raw = await self.inner.read_range(sha256, *_sealed_range((first, last), header[0]))
+        return await _off_loop(self._open, sha256, header, first, last, raw)
+
+    async def _fresh(self, sha256: str, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()``, once more if its bytes fail authentication and the inner store caches:
+        a node's cache may hold chunks of an earlier copy of the object, removed and stored
+        again since under other nonces. Those are dropped first; a second failure stands."""
+        try:
+            return await read()
+        except BlobIntegrityError:
+            if not isinstance(self.inner, Cached):
+                raise
+            await self.inner.drop_cached(sha256)
+        return await read()
 
     @asynccontextmanager
     async def materialize(self, sha256: str) -> AsyncIterator[Path]:

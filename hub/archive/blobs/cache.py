@@ -3,7 +3,9 @@
 Ranged reads are served from chunk files (``<dir>/ab/<sha256>.<index>``, ``chunk`` bytes each,
 the last one shorter); a missing chunk is fetched whole from the inner store, with the missing
 chunks of one request fetched together so that the inner store can coalesce them. Objects are
-immutable, so a chunk never goes stale.
+immutable, but one removed and stored again by another node may be stored as other bytes
+(sealed anew under encryption at rest): a reader that finds its chunks stale (they fail
+authentication) has them dropped with ``drop_cached`` and fetched again.
 
 - **One fetch per chunk.** Within a process, requests for a chunk being fetched wait for that
   fetch. Across the reader processes of a node, the fetching process holds a claim file
@@ -401,6 +403,9 @@ class ChunkCache:
                             if self._used is not None:
                                 self._used -= size
 
+    async def drop_cached(self, sha256: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.forget, sha256)
+
     # -- the rest of the protocol ---------------------------------------------------
     def spool(self) -> Spool:
         return self.inner.spool()
@@ -442,7 +447,7 @@ class ChunkCache:
 
     async def delete(self, sha256: str) -> None:
         await self.inner.delete(sha256)
-        await asyncio.get_running_loop().run_in_executor(None, self.forget, sha256)
+        await self.drop_cached(sha256)
 
     def iterate(self) -> AsyncIterator[BlobInfo]:
         return self.inner.iterate()

@@ -1,8 +1,8 @@
 """The blob store on a local directory.
 
 A blob is named by the sha256 of its bytes and lives at ``sha[:2]/sha[2:4]/sha``. A spool
-is a temp file in the same file system, fsynced, then renamed into place, so a crash leaves
-either no blob or a whole one. A blob's mtime is when the store last took it: ``put`` sets
+is a temp file in the same file system, read back against the hash taken while it was
+written, fsynced, then renamed into place, so a crash leaves either no blob or a whole one. A blob's mtime is when the store last took it: ``put`` sets
 it, and touches an existing blob it reuses (``hub.archive.orphans`` relies on this).
 
 Reads go through a bounded cache of open descriptors. A small range is one ``pread`` done
@@ -71,6 +71,7 @@ class LocalBlobStore:
             spool.discard()
             return False
         try:
+            spool.check(sha256)
             self._commit(spool.path, sha256)
         except BaseException:
             spool.discard()

@@ -25,7 +25,8 @@ class BlobMissing(FileNotFoundError):
 
 
 class BlobIntegrityError(OSError):
-    """A stored object failed its check: altered, cut short, or sealed with another key."""
+    """An object failed its check: stored bytes altered, cut short, or sealed with another
+    key; or a put whose spool no longer holds the bytes it hashed."""
 
 
 class StoreUnavailable(OSError):
@@ -73,7 +74,11 @@ class BlobStore(Protocol):
         form under the plaintext's name), consuming it. False if already stored.
 
         A put that finds the object already stored refreshes its ``modified`` time, so that
-        an orphan repair running beside it spares the object (``hub.archive.orphans``)."""
+        an orphan repair running beside it spares the object (``hub.archive.orphans``).
+
+        A spool whose bytes are no longer those hashed while it was written (or, under a
+        wrapper, whose plaintext does not hash to ``name``) is refused with
+        ``BlobIntegrityError``, and nothing is left stored under the name."""
         ...
 
     async def put_bytes(self, data: bytes) -> str: ...
@@ -127,4 +132,15 @@ class Parking(Protocol):
 
     async def unpark(self, sha256: str) -> None:
         """Bring a parked object back (a copy stored meanwhile is as good)."""
+        ...
+
+
+@runtime_checkable
+class Cached(Protocol):
+    """A store that keeps copies of stored bytes on this node (the chunk cache). An object
+    removed and stored again is the same plaintext, but under encryption at rest not the same
+    stored bytes, so what is kept of an earlier copy can be stale."""
+
+    async def drop_cached(self, sha256: str) -> None:
+        """Forget what is kept of the object: the next read fetches it from the store."""
         ...

@@ -12,8 +12,9 @@ sha256 of the parts' sha256s for a multipart upload.
 obstore does its work on its own Rust runtime, so none of these calls block the event loop; the
 local file work (spool finish, materialize's writes) runs in the default executor.
 
-Errors: a missing object is ``BlobMissing``; anything else the service or the network does
-(refused connection, timeout, 5xx, refused credentials, a refused checksum) is
+Errors: a missing object is ``BlobMissing``; an object whose final HEAD does not match the
+spool is removed again and ``BlobIntegrityError``; anything else the service or the network
+does (refused connection, timeout, 5xx, refused credentials, a refused checksum) is
 ``StoreUnavailable`` with a message naming the bucket and a retry delay.
 """
 
@@ -39,7 +40,14 @@ import obstore
 from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from obstore.store import S3Store
 
-from hub.archive.blobs.protocol import CHUNK, BlobInfo, BlobMissing, Spool, StoreUnavailable
+from hub.archive.blobs.protocol import (
+    CHUNK,
+    BlobInfo,
+    BlobIntegrityError,
+    BlobMissing,
+    Spool,
+    StoreUnavailable,
+)
 from hub.archive.blobs.spool import FileSpool, clear_spools
 
 if TYPE_CHECKING:
@@ -271,10 +279,13 @@ class S3BlobStore:
         if head["ContentLength"] == size and checksum_ok:
             return
         await self.delete(sha)
-        raise StoreUnavailable(
-            f"{self._where} holds {head['ContentLength']} bytes of {sha} with checksum "
-            f"{reported}, but {size} bytes with checksum {expected} were sent; removed it",
-            RETRY_AFTER,
+        # The service took what obstore read from the spool file, so that file no longer
+        # holds what was hashed while it was written (or a service without checksums kept
+        # other bytes). The bucket is left out: this message reaches the sender.
+        raise BlobIntegrityError(
+            f"the S3 object of {sha} holds {head['ContentLength']} bytes with checksum "
+            f"{reported}, but its spool hashed {size} bytes with checksum {expected} while it "
+            "was written; removed it, not stored"
         )
 
     def botocore(self) -> Any:

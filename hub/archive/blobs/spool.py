@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from hub.archive.blobs.protocol import BlobIntegrityError
+
 PREFIX, SUFFIX = "in-", ".part"
 
 
@@ -70,6 +72,18 @@ class FileSpool:
 
     def reader(self) -> BinaryIO:
         return open(self.path, "rb")
+
+    def check(self, name: str) -> None:
+        """Raise ``BlobIntegrityError`` unless the file still holds the bytes hashed while it
+        was written (``name``: the object it is stored as, for the message). Reads it back."""
+        sha, size = self.finish()
+        with open(self.path, "rb") as f:
+            found = hashlib.file_digest(f, "sha256").hexdigest(), os.fstat(f.fileno()).st_size
+        if found != (sha, size):
+            raise BlobIntegrityError(
+                f"the spool of {name} changed on disk after it was written "
+                f"({size} bytes hashed, {found[1]} bytes there now); not stored"
+            )
 
     def discard(self) -> None:
         if self._gone:

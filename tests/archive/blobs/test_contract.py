@@ -9,7 +9,8 @@ import random
 import pytest
 from blob_kinds import SEAL_CHUNK, TEST_PART_SIZE, StoreKind
 
-from hub.archive.blobs import CHUNK, BlobIntegrityError, BlobMissing, BlobStore, Parking
+from hub.archive.blobs import CHUNK, BlobIntegrityError, BlobMissing, BlobStore, Parking, Spool
+from hub.archive.blobs.spool import FileSpool
 from hub.archive.verify import intact
 
 DATA = random.Random(13).randbytes(5 * SEAL_CHUNK + 123)
@@ -171,6 +172,43 @@ async def test_a_corrupted_object_is_refused(store: BlobStore, store_kind: Store
     if store_kind.encrypted:
         with pytest.raises(BlobIntegrityError):
             await store.read_range(SHA, 0, len(DATA))
+
+
+@pytest.mark.parametrize("size", [100_000, 2 * TEST_PART_SIZE + 5], ids=["one-part", "multipart"])
+async def test_a_spool_changed_after_hashing_is_refused(store: BlobStore, size: int) -> None:
+    """A put stores the bytes its spool hashed while they were written, or nothing: a spool
+    file that no longer holds them (a fault of the local disk, provoked here by flipping a
+    byte of it) is refused, and nothing is left under the name."""
+    data = random.Random(size).randbytes(size)
+    spool = store.spool()
+    spool.write(data)
+    assert spool.finish() == (hashlib.sha256(data).hexdigest(), size)
+    _flip_byte(_file_of(spool), size // 2)
+    with pytest.raises(BlobIntegrityError) as refused:
+        await store.put(spool)
+    sha = hashlib.sha256(data).hexdigest()
+    assert sha in str(refused.value)
+    assert not await store.exists(sha)
+    assert [info async for info in store.iterate()] == []
+    assert await store.clear_spools() == 0
+    assert await _put(store, data) is True  # the same bytes from a sound spool are taken
+    assert await _read_all(store, sha) == data
+
+
+def _file_of(spool: Spool) -> FileSpool:
+    """The local file under a spool's wrappers (an encrypting one writes its ciphertext there,
+    byte for byte in place of the plaintext)."""
+    while not isinstance(spool, FileSpool):
+        spool = spool.inner  # type: ignore[attr-defined]
+    return spool
+
+
+def _flip_byte(spool: FileSpool, offset: int) -> None:
+    with open(spool.path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0xFF]))
 
 
 async def test_a_put_that_reuses_an_object_refreshes_it(
