@@ -34,12 +34,12 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from hub.archive.blobs.openfiles import Held, OpenFiles
 from hub.archive.blobs.protocol import CHUNK, BlobInfo, BlobStore, Spool
 from hub.archive.blobs.spool import FileSpool
 
@@ -70,9 +70,7 @@ class ChunkCache:
         self._used: int | None = None  # bytes in the folder or reserved, as this process counts
         self._reserved = 0  # bytes reserved for chunks being written
         self._tasks: set[asyncio.Task[dict[int, bytes]]] = set()
-        # Open chunk files, least recently used first: (descriptor, when last touched).
-        self._fds: OrderedDict[tuple[str, int], tuple[int, float]] = OrderedDict()
-        self._fd_lock = threading.Lock()
+        self._files: OpenFiles[tuple[str, int]] = OpenFiles(OPEN_CHUNKS)
 
     # -- reads -------------------------------------------------------------------
     async def read_range(self, sha256: str, offset: int, length: int) -> bytes:
@@ -114,59 +112,44 @@ class ChunkCache:
     ) -> dict[tuple[int, int, int], bytes]:
         found: dict[tuple[int, int, int], bytes] = {}
         for index in {i for parts in pieces for i, _, _ in parts}:
-            fd = self._open_chunk(sha, index)
-            if fd is None:
-                continue
-            for i, s, e in _keys(pieces, index):
-                found[(i, s, e)] = os.pread(fd, e - s, s)
+            try:
+                with self._files.use((sha, index), self._open_chunk) as held:
+                    self._touch(held)
+                    for i, s, e in _keys(pieces, index):
+                        found[(i, s, e)] = os.pread(held.fd, e - s, s)
+            except FileNotFoundError:
+                continue  # not cached
         return found
 
-    def _open_chunk(self, sha: str, index: int) -> int | None:
-        """A descriptor of a cached chunk (kept open), its mtime refreshed now and then so that
-        eviction takes the least recently used; None if the chunk is not cached."""
-        key = (sha, index)
-        now = time.time()
-        with self._fd_lock:
-            held = self._fds.get(key)
-            if held is not None:
-                self._fds.move_to_end(key)
-                fd, touched = held
-                if now - touched > TOUCH_EVERY:
-                    with contextlib.suppress(OSError):
-                        os.utime(fd)
-                    self._fds[key] = (fd, now)
-                return fd
-            try:
-                fd = os.open(self._path(sha, index), os.O_RDONLY)
-            except FileNotFoundError:
-                return None
-            if now - os.fstat(fd).st_mtime > TOUCH_EVERY:
-                with contextlib.suppress(OSError):
-                    os.utime(fd)
-            self._fds[key] = (fd, now)
-            if len(self._fds) > OPEN_CHUNKS:
-                _, (old, _) = self._fds.popitem(last=False)
-                os.close(old)
+    def _open_chunk(self, key: tuple[str, int]) -> int:
+        fd = os.open(self._path(*key), os.O_RDONLY)
+        if time.time() - os.fstat(fd).st_mtime <= TOUCH_EVERY:
             return fd
+        with contextlib.suppress(OSError):
+            os.utime(fd)
+        return fd
+
+    @staticmethod
+    def _touch(held: Held) -> None:
+        """Refresh a hit chunk's mtime now and then, so that eviction takes the least recently
+        used."""
+        now = time.time()
+        if now - held.touched > TOUCH_EVERY:
+            held.touched = now
+            with contextlib.suppress(OSError):
+                os.utime(held.fd)
 
     def _close_chunk(self, name: str) -> None:
         """Close the open file of an evicted chunk (``<sha256>.<index>``), so that its space
         is freed. (A chunk evicted by another process stays open here until it ages out of
         the ``OPEN_CHUNKS`` most recent.)"""
         sha, _, index = name.partition(".")
-        if not index.isdigit():
-            return
-        with self._fd_lock:
-            held = self._fds.pop((sha, int(index)), None)
-        if held is not None:
-            os.close(held[0])
+        if index.isdigit():
+            self._files.forget(lambda key: key == (sha, int(index)))
 
     def _close_chunks(self, sha: str | None = None) -> None:
         """Close the open chunk files of one object (of every object without ``sha``)."""
-        with self._fd_lock:
-            keys = [k for k in self._fds if sha is None or k[0] == sha]
-            for key in keys:
-                os.close(self._fds.pop(key)[0])
+        self._files.forget(lambda key: sha is None or key[0] == sha)
 
     async def _chunks(self, sha: str, indexes: list[int]) -> dict[int, bytes]:
         """Whole chunks, each fetched once however many requests want it. The fetch is a task

@@ -16,14 +16,13 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from threading import Lock
 from typing import TypeVar
 
+from hub.archive.blobs.openfiles import OpenFiles
 from hub.archive.blobs.protocol import CHUNK, BlobInfo, BlobMissing, Spool
 from hub.archive.blobs.spool import FileSpool, clear_spools
 
@@ -48,9 +47,7 @@ class LocalBlobStore:
         self.inline_read_limit = inline_read_limit
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._fds: OrderedDict[str, int] = OrderedDict()
-        self._fd_limit = open_files
-        self._lock = Lock()
+        self._files: OpenFiles[str] = OpenFiles(open_files)
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
@@ -178,29 +175,17 @@ class LocalBlobStore:
         return found
 
     def _pread(self, sha256: str, offset: int, length: int) -> bytes:
-        return os.pread(self._fd(sha256), length, offset)
+        with self._files.use(sha256, self._open) as held:
+            return os.pread(held.fd, length, offset)
 
-    def _fd(self, sha256: str) -> int:
-        with self._lock:
-            fd = self._fds.get(sha256)
-            if fd is not None:
-                self._fds.move_to_end(sha256)
-                return fd
-            try:
-                fd = os.open(self.path(sha256), os.O_RDONLY)
-            except FileNotFoundError:
-                raise BlobMissing(f"no blob {sha256}") from None
-            self._fds[sha256] = fd
-            if len(self._fds) > self._fd_limit:
-                _, old = self._fds.popitem(last=False)
-                os.close(old)
-            return fd
+    def _open(self, sha256: str) -> int:
+        try:
+            return os.open(self.path(sha256), os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlobMissing(f"no blob {sha256}") from None
 
     def _close_fd(self, sha256: str) -> None:
-        with self._lock:
-            fd = self._fds.pop(sha256, None)
-        if fd is not None:
-            os.close(fd)
+        self._files.forget(lambda key: key == sha256)
 
     # -- housekeeping -------------------------------------------------------------------
     async def clear_spools(self, older_than: float = 0.0) -> int:
@@ -237,10 +222,7 @@ class LocalBlobStore:
         parked.unlink()
 
     async def close(self) -> None:
-        with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+        self._files.close()
 
 
 def _young(path: Path, grace: float) -> bool:

@@ -214,7 +214,7 @@ async def test_the_bound_holds_under_random_ranges(s3: S3BlobStore, tmp_path: Pa
         used = cache.used_bytes()
         assert used <= bound
         # Evicted chunks are closed too, so that their space is freed.
-        held = [os.fstat(fd).st_nlink for fd, _ in cache._fds.values()]
+        held = [os.fstat(fd).st_nlink for fd in cache._files.descriptors()]
         assert all(held)
         peak = max(peak, used)
     assert peak > bound - 2 * CHUNK  # the load did fill the cache up to its bound
