@@ -104,11 +104,14 @@ class HubProcess:
             text=True,
             env={**os.environ, **(env or {})},
         )
+        said = []
         for line in self.proc.stdout:
             if "Tessera is running" in line:
                 break
+            said.append(line)
         else:
-            raise RuntimeError(f"the hub did not start (exit {self.proc.wait()})")
+            last = "".join(said[-20:])
+            raise RuntimeError(f"the hub did not start (exit {self.proc.wait()}):\n{last}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
