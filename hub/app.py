@@ -67,7 +67,7 @@ def doors(role: Role) -> list[Door]:
         return [partial(security.setup, primary=False), dicomweb.setup, web_routes.setup]
 
     import telehealth.routes as telehealth_routes
-    from hub import annotations, jobs
+    from hub import ai, annotations, jobs
     from hub.apispec import routes as apispec_routes
     from hub.backup import api as backup_api
     from hub.dimse import service as dimse_service
@@ -86,6 +86,7 @@ def doors(role: Role) -> list[Door]:
         jobs.setup,
         telehealth_routes.setup,
         annotations.setup,
+        ai.setup,
         dose_service.setup,
         apispec_routes.setup,
         backup_api.setup,

@@ -20,6 +20,8 @@ ROUTE_RULES: dict[str, str | None] = {
     "dicomweb.read": "dicomweb.read",
     "dicomweb.write": "dicomweb.write",
     "annotations.write": "annotations.write",
+    "ai.run": "ai.run",  # run a model on a slide now: its results are stored in the study
+    "ai.read": "ai.read",  # the models, and the provenance of their reports
     "slides.upload": "slides.upload",
     "jobs.read": "jobs.read",
     "worklist.read": "worklist.read",
@@ -39,7 +41,9 @@ ALL_PERMISSIONS = frozenset(p for p in ROUTE_RULES.values() if p and p != AUTHEN
 
 ROLES: dict[str, frozenset[str]] = {
     "admin": ALL_PERMISSIONS,
-    "pathologist": frozenset({"dicomweb.read", "jobs.read", "annotations.write"}),
+    "pathologist": frozenset(
+        {"dicomweb.read", "jobs.read", "annotations.write", "ai.run", "ai.read"}
+    ),
     "specialist": frozenset(
         {"telehealth.join", "telehealth.signal", "telehealth.capture", "dicomweb.read"}
     ),
@@ -55,7 +59,7 @@ ROLES: dict[str, frozenset[str]] = {
             "worklist.read",
         }
     ),
-    "integration": frozenset({"dicomweb.read", "dicomweb.write"}),
+    "integration": frozenset({"dicomweb.read", "dicomweb.write", "ai.read"}),
 }
 
 # What a role may read through dicomweb.read beyond the route check. Enforced by the

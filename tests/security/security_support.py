@@ -32,6 +32,8 @@ AREA_ROUTES = [
     ("GET", "/dicomweb/studies", "dicomweb.read.studies"),
     ("POST", "/dicomweb/studies", "dicomweb.write.studies"),
     ("POST", "/api/annotations", "annotations.write.save"),
+    ("POST", "/api/ai/analyses", "ai.run.analysis"),
+    ("GET", "/api/ai/provenance/{sop}", "ai.read.provenance"),
     ("POST", "/api/uploads", "slides.upload.start"),
     ("GET", "/api/jobs/{job}", "jobs.read.status"),
     ("GET", "/api/worklist", "worklist.read.items"),

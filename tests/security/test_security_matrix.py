@@ -55,6 +55,8 @@ EXPECTED: dict[str, set[str]] = {
         "dicomweb.read",
         "jobs.read",
         "annotations.write",
+        "ai.run",
+        "ai.read",
     },
     "specialist": {
         "page",
@@ -78,7 +80,7 @@ EXPECTED: dict[str, set[str]] = {
         "telehealth.signal",
         "telehealth.capture",
     },
-    "integration": {"page", "account", "describe", "dicomweb.read", "dicomweb.write"},
+    "integration": {"page", "account", "describe", "dicomweb.read", "dicomweb.write", "ai.read"},
 }
 
 
