@@ -203,8 +203,9 @@ WINDOW_QUERY = {
 }
 
 
-async def _measure(request: web.Request) -> tuple[int, list[TargetMetrics]]:
-    """The window asked for and the figures of every target (configured, or with tasks)."""
+async def _measure(request: web.Request) -> tuple[int, float, list[TargetMetrics]]:
+    """The window asked for, its end (now) and the figures of every target (configured, or
+    with tasks)."""
     window = _int_param(request, "window", *WINDOW)
     queue = _forwarder(request).queue
     until = queue.clock()
@@ -212,7 +213,7 @@ async def _measure(request: web.Request) -> tuple[int, list[TargetMetrics]]:
     names = sorted({*_forwarder(request).config.targets, *stays})
     loop = asyncio.get_running_loop()
     measured = await loop.run_in_executor(None, per_target, stays, names, until - window, until)
-    return window, measured
+    return window, until, measured
 
 
 def _finite(value: float | None) -> float | None:
@@ -235,25 +236,24 @@ def _metrics_json(m: TargetMetrics, counts: dict[str, int]) -> dict:
         "saturated": f.saturated,
         "warning": f.warning,
         "depth": {state: counts.get(state, 0) for state in STATES},
-        "series": [
-            {"at": s.at, "utilisation": _finite(s.utilisation), "depth": s.depth} for s in m.samples
-        ],
+        "series": [{"at": s.at, "busy": s.busy, "depth": s.depth} for s in m.samples],
     }
 
 
 @described(
     "Queue figures per target over a moving window: arrival rate (λ), service rate while busy "
     "(μ), utilisation ρ = λ/μ, mean time in system measured and as M/M/1 predicts "
-    "(null and saturated when λ ≥ μ), a warning when ρ is above the warning level, and ρ and "
-    "queue depth over the window",
+    "(null and saturated when λ ≥ μ), a warning when ρ is above the warning level, and the busy "
+    "fraction and queue depth step by step over the window",
     query=WINDOW_QUERY,
 )
 async def queue_metrics(request: web.Request) -> web.Response:
-    window, measured = await _measure(request)
+    window, until, measured = await _measure(request)
     counts = await _forwarder(request).queue.counts()
     return web.json_response(
         {
             "window": window,
+            "until": until,
             "warn_utilisation": WARN_UTILISATION,
             "targets": [_metrics_json(m, counts.get(m.target, {})) for m in measured],
         }
@@ -266,7 +266,7 @@ async def queue_metrics(request: web.Request) -> web.Response:
     query=WINDOW_QUERY,
 )
 async def prometheus_metrics(request: web.Request) -> web.Response:
-    window, measured = await _measure(request)
+    window, _, measured = await _measure(request)
     counts = await _forwarder(request).queue.counts()
     text = prometheus.exposition(measured, counts, window)
     return web.Response(text=text, headers={"Content-Type": prometheus.CONTENT_TYPE})

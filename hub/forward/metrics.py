@@ -61,7 +61,7 @@ class Figures:
 @dataclass(frozen=True)
 class Sample:
     at: float
-    utilisation: float | None  # ρ over the step ending at ``at``
+    busy: float  # the fraction of the step ending at ``at`` the target was busy
     depth: int  # tasks in the system at ``at``
 
 
@@ -136,14 +136,15 @@ def depth_at(stays: Iterable[Stay], at: float) -> int:
 def series(
     stays: Sequence[Stay], since: float, until: float, samples: int = SAMPLES
 ) -> list[Sample]:
-    """ρ over each of ``samples`` equal steps of the window, and the depth at each step's end."""
+    """Utilisation and depth over the window, step by step. A step is too short for λ / μ
+    (one arrival and no completion would make it infinite), so its utilisation is the
+    fraction of it the target was busy, which is what ρ estimates for a stable queue."""
     step = (until - since) / samples
     points = []
     for i in range(1, samples + 1):
         end = since + i * step
-        points.append(
-            Sample(end, measure(stays, end - step, end).utilisation, depth_at(stays, end))
-        )
+        busy = busy_seconds(stays, end - step, end) / step
+        points.append(Sample(end, busy, depth_at(stays, end)))
     return points
 
 

@@ -87,7 +87,7 @@ def test_the_series_covers_the_window_step_by_step() -> None:
     stays = [Stay(float(t), t + 0.5) for t in range(0, 11)]
     samples = series(stays, 0.0, 10.0, samples=5)
     assert [s.at for s in samples] == pytest.approx([2.0, 4.0, 6.0, 8.0, 10.0])
-    assert [s.utilisation for s in samples] == pytest.approx([0.5] * 5)
+    assert [s.busy for s in samples] == pytest.approx([0.5] * 5)
     assert series([Stay(1.0, None)], 0.0, 2.0, samples=2)[1].depth == 1
 
 
