@@ -7,11 +7,15 @@ POST /api/forward/tasks/{id}/cancel                           forward.admin.canc
 POST /api/forward/retry?target=                               forward.admin.retry.dead
 POST /api/forward/studies/{study}?target=                     forward.admin.send
 GET  /api/forward/targets                                     forward.read.targets
+GET  /api/forward/metrics?window=                             forward.read.metrics
+GET  /metrics?window=                                         admin.metrics (Prometheus)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -19,13 +23,16 @@ from aiohttp import web
 from hub.apispec import described
 from hub.archive import NotFound
 from hub.audited import audit_change
+from hub.forward import prometheus
 from hub.forward.keys import FORWARDER_KEY
+from hub.forward.metrics import WARN_UTILISATION, TargetMetrics, per_target
 from hub.forward.queue import RETRYABLE_STATES, Task, TaskNotFound, TaskStateError
 from hub.forward.tables import STATES
 from hub.forward.worker import Forwarder
 
 MAX_LIMIT = 1000
 MAX_ID = 2**63 - 1  # SQL BIGINT
+WINDOW = (300, 10, 86400)  # seconds of the metrics' moving window: default, least, most
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,6 +44,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/forward/retry", retry_dead, name="forward.admin.retry.dead")
     r.add_post("/api/forward/studies/{study}", send_study, name="forward.admin.send")
     r.add_get("/api/forward/targets", list_targets, name="forward.read.targets")
+    r.add_get("/api/forward/metrics", queue_metrics, name="forward.read.metrics")
+    r.add_get("/metrics", prometheus_metrics, name="admin.metrics")
 
 
 def _forwarder(request: web.Request) -> Forwarder:
@@ -186,3 +195,78 @@ async def _audit(
 async def list_targets(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
     return web.json_response(forwarder.config.describe(await forwarder.queue.counts()))
+
+
+WINDOW_QUERY = {
+    "window": f"seconds of the moving window, ending now ({WINDOW[1]} to {WINDOW[2]}; "
+    f"{WINDOW[0]} by default)"
+}
+
+
+async def _measure(request: web.Request) -> tuple[int, float, list[TargetMetrics]]:
+    """The window asked for, its end (now) and the figures of every target (configured, or
+    with tasks)."""
+    window = _int_param(request, "window", *WINDOW)
+    queue = _forwarder(request).queue
+    until = queue.clock()
+    stays = await queue.stays(until - window, until)
+    names = sorted({*_forwarder(request).config.targets, *stays})
+    loop = asyncio.get_running_loop()
+    measured = await loop.run_in_executor(None, per_target, stays, names, until - window, until)
+    return window, until, measured
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity: it is null here, and the flags beside it say which null it is."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _metrics_json(m: TargetMetrics, counts: dict[str, int]) -> dict:
+    f = m.figures
+    return {
+        "target": m.target,
+        "arrivals": f.arrivals,
+        "completions": f.completions,
+        "busy_seconds": f.busy_seconds,
+        "arrival_rate": f.arrival_rate,
+        "service_rate": f.service_rate,
+        "utilisation": _finite(f.utilisation),
+        "time_in_system": f.time_in_system,
+        "predicted_time_in_system": _finite(f.predicted_time_in_system),
+        "saturated": f.saturated,
+        "warning": f.warning,
+        "depth": {state: counts.get(state, 0) for state in STATES},
+        "series": [{"at": s.at, "busy": s.busy, "depth": s.depth} for s in m.samples],
+    }
+
+
+@described(
+    "Queue figures per target over a moving window: arrival rate (λ), service rate while busy "
+    "(μ), utilisation ρ = λ/μ, mean time in system measured and as M/M/1 predicts "
+    "(null and saturated when λ ≥ μ), a warning when ρ is above the warning level, and the busy "
+    "fraction and queue depth step by step over the window",
+    query=WINDOW_QUERY,
+)
+async def queue_metrics(request: web.Request) -> web.Response:
+    window, until, measured = await _measure(request)
+    counts = await _forwarder(request).queue.counts()
+    return web.json_response(
+        {
+            "window": window,
+            "until": until,
+            "warn_utilisation": WARN_UTILISATION,
+            "targets": [_metrics_json(m, counts.get(m.target, {})) for m in measured],
+        }
+    )
+
+
+@described(
+    "The forwarding queue's figures as Prometheus gauges (text exposition format)",
+    produces="text/plain",
+    query=WINDOW_QUERY,
+)
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    window, _, measured = await _measure(request)
+    counts = await _forwarder(request).queue.counts()
+    text = prometheus.exposition(measured, counts, window)
+    return web.Response(text=text, headers={"Content-Type": prometheus.CONTENT_TYPE})

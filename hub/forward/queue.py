@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.archive import Indexed, InstanceRef
 from hub.forward.config import RetryPolicy
+from hub.forward.metrics import Stay
 from hub.forward.outcome import Outcome
 from hub.forward.tables import STATES, forward_tasks
 
@@ -327,6 +328,21 @@ class ForwardQueue:
         async with self.engine.connect() as conn:
             for row in await conn.execute(query):
                 result.setdefault(row.target, {})[row.state] = row.n
+        return result
+
+    async def stays(self, since: float, until: float) -> dict[str, list[Stay]]:
+        """{target: stays} of the tasks in the system at some time within [since, until];
+        cancelled tasks were never offered to their target and are left out."""
+        c = forward_tasks.c
+        query = select(c.target, c.created_at, c.finished_at).where(
+            c.state != "cancelled",
+            c.created_at <= until,
+            or_(c.finished_at.is_(None), c.finished_at >= since),
+        )
+        result: dict[str, list[Stay]] = {}
+        async with self.engine.connect() as conn:
+            for row in await conn.execute(query):
+                result.setdefault(row.target, []).append(Stay(row.created_at, row.finished_at))
         return result
 
     async def get(self, task_id: int) -> Task:

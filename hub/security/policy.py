@@ -34,6 +34,7 @@ ROUTE_RULES: dict[str, str | None] = {
     "telehealth.capture": "telehealth.capture",
     "dose.read": "dose.read",
     "dose.admin": "dose.admin",
+    "admin.metrics": "admin.metrics",  # /metrics: a scraper's token can have this scope alone
     "admin": "admin",
 }
 

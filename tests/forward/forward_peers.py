@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -143,6 +144,65 @@ class RefusingSCP:
 
     def target(self) -> dict:
         return {"type": "dimse", "host": "127.0.0.1", "port": self.port, "called_ae": "VNA"}
+
+
+class SlowSCP:
+    """A real pynetdicom Storage SCP that takes ``service`` seconds over every C-STORE, and
+    records each association: when its connection opened and closed, and what it carried."""
+
+    def __init__(self, service: float) -> None:
+        self.service = service
+        self.port = free_port()
+        ae = AE(ae_title="SLOW")
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.maximum_associations = 4
+        self.ae = ae
+        self.server: ThreadedAssociationServer | None = None
+        self.associations: list[PeerAssociation] = []
+        self._open: dict[int, PeerAssociation] = {}
+        self._lock = threading.Lock()
+
+    def _on_open(self, event: evt.Event) -> None:
+        with self._lock:
+            self._open[id(event.assoc)] = PeerAssociation(time.time())
+
+    def _on_store(self, event: evt.Event) -> int:
+        time.sleep(self.service)
+        with self._lock:
+            self._open[id(event.assoc)].sops.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    def _on_close(self, event: evt.Event) -> None:
+        with self._lock:
+            done = self._open.pop(id(event.assoc))
+            done.closed = time.time()
+            self.associations.append(done)
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._on_open),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_CLOSE, self._on_close),
+        ]
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=handlers
+        )
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    def target(self) -> dict:
+        return {"type": "dimse", "host": "127.0.0.1", "port": self.port, "called_ae": "SLOW"}
+
+
+@dataclass
+class PeerAssociation:
+    opened: float
+    closed: float = 0.0
+    sops: list[str] = field(default_factory=list)
 
 
 def sample_files() -> list[Path]:

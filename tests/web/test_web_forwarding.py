@@ -83,3 +83,28 @@ async def test_accounts_without_forwarding_rights_are_told_so(forwarding_hub: Hu
         await page.wait_for_selector("#error:not([hidden])")
         assert "may not see or change the forwarding queue" in await page.inner_text("#error")
         assert await page.locator("#tasks tbody tr").count() == 0
+
+
+async def test_load_figures_of_a_target_that_is_down(forwarding_hub: HubServer):
+    """Two tasks wait for a PACS that refuses connections: arrivals without a completion,
+    so ρ is infinite, M/M/1 has no finite prediction and the warning shows."""
+    hub = forwarding_hub
+    await ingest_all(
+        hub.archive, [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
+    )
+    async with chromium() as browser:
+        page = await new_page(browser, hub)
+        console = Console(page)
+        await page.goto(f"{hub.url}/forwarding")
+        row = "#metrics tr[data-target=pacs]"
+        await page.wait_for_selector(f"{row} td.rho.warn")
+        assert await page.inner_text(f"{row} td.lambda") == f"{2 / 300:.2f}"
+        assert await page.inner_text(f"{row} td.mu") == "0.00"
+        assert await page.inner_text(f"{row} td.rho") == "∞"
+        assert await page.inner_text(f"{row} td.w-measured") == "–"
+        assert "λ ≥ μ" in await page.inner_text(f"{row} td.w-predicted")
+        assert "ρ above 0.8" in await page.inner_text(f"{row} td.warning")
+        points = await page.get_attribute(f"{row} svg.load polyline.depth", "points")
+        assert len(points.split()) == 30
+        assert points.split()[-1].endswith(",1.0")  # two tasks queued: the top of the chart
+        assert console.errors == []

@@ -1,9 +1,8 @@
 // Radiation dose: the patients with CT dose records, and one patient's profile (cumulative
 // effective dose by window, a time-series chart and the studies), all from /api/dose.
 
-import { cell, installHeader, jsonApi, showError } from "./nav.js";
+import { cell, installHeader, jsonApi, showError, svgNode as node } from "./nav.js";
 
-const SVG = "http://www.w3.org/2000/svg";
 const WINDOW_NAMES = { "12w": "12 weeks", "1y": "1 year", "5y": "5 years", lifetime: "Lifetime" };
 
 const api = jsonApi("Your account may not see dose records.");
@@ -37,13 +36,6 @@ async function showPatients() {
     cell(row, String(p.events));
     cell(row, p.review ? p.review_reason : "");
   }
-}
-
-function node(name, attributes, text) {
-  const element = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
-  if (text !== undefined) element.textContent = text;
-  return element;
 }
 
 // A step line of the running total over the study dates, drawn by hand: a few dozen points

@@ -1,12 +1,14 @@
-// The forwarding queue for PACS administrators: per-target counts, the tasks with their last
-// answer, and retry / cancel. Everything comes from /api/forward (forward.read to look,
+// The forwarding queue for PACS administrators: per-target counts and load (λ, μ, ρ, time in
+// system against M/M/1, with a small chart of the busy fraction and depth), the tasks with their
+// last answer, and retry / cancel. Everything comes from /api/forward (forward.read to look,
 // forward.admin to change); the page refreshes itself every few seconds.
 
-import { cell, installHeader, jsonApi, showError } from "./nav.js";
+import { cell, installHeader, jsonApi, showError, svgNode } from "./nav.js";
 
 const REFRESH_MS = 5000;
 const STATE_NAMES = { pending: "pending", in_flight: "sending", done: "done", dead: "dead letter", cancelled: "cancelled" };
 const RETRYABLE = new Set(["dead", "cancelled", "pending"]);
+const CHART = { width: 240, height: 48 };
 
 const api = jsonApi("Your account may not see or change the forwarding queue.");
 
@@ -56,6 +58,61 @@ function renderTargets(config) {
   }
 }
 
+function rate(value) {
+  return value == null ? "–" : value.toFixed(2);
+}
+
+function seconds(value) {
+  return value == null ? "–" : `${value.toFixed(2)} s`;
+}
+
+// JSON has no infinity: a null utilisation with arrivals is a target busy without a completion.
+function utilisationText(target) {
+  if (target.utilisation != null) return target.utilisation.toFixed(2);
+  return target.arrivals ? "∞" : "–";
+}
+
+function predictedText(target) {
+  return target.saturated ? "∞ (λ ≥ μ: the queue grows)" : seconds(target.predicted_time_in_system);
+}
+
+// Busy fraction and depth (scaled to its highest) step by step, drawn by hand: 30 points need
+// no charting library. The dashed line is the warning level.
+function loadChart(series, warnAt) {
+  const { width, height } = CHART;
+  const svg = svgNode("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "load" });
+  const deepest = Math.max(1, ...series.map((s) => s.depth));
+  const x = (i) => 1 + (i / Math.max(1, series.length - 1)) * (width - 2);
+  const y = (fraction) => height - 1 - fraction * (height - 2);
+  const line = (values, className) =>
+    svgNode("polyline", { points: values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" "), class: className });
+  svg.append(
+    svgNode("title", {}, `busy fraction (blue) and queue depth (orange, top ${deepest}) over the window`),
+    svgNode("line", { x1: 0, x2: width, y1: y(warnAt), y2: y(warnAt), class: "threshold" }),
+    line(series.map((s) => s.busy), "busy"),
+    line(series.map((s) => s.depth / deepest), "depth"),
+  );
+  return svg;
+}
+
+function renderMetrics(metrics) {
+  document.querySelector("#window").textContent = `${Math.round(metrics.window / 60)} min`;
+  const body = document.querySelector("#metrics tbody");
+  body.replaceChildren();
+  for (const target of metrics.targets) {
+    const row = body.insertRow();
+    row.dataset.target = target.target;
+    cell(row, target.target);
+    cell(row, rate(target.arrival_rate), "lambda");
+    cell(row, rate(target.service_rate), "mu");
+    cell(row, utilisationText(target), target.warning ? "rho warn" : "rho");
+    cell(row, seconds(target.time_in_system), "w-measured");
+    cell(row, predictedText(target), "w-predicted");
+    cell(row, target.warning ? `ρ above ${metrics.warn_utilisation} over the window` : "", "warning");
+    cell(row, "", "chart").append(loadChart(target.series, metrics.warn_utilisation));
+  }
+}
+
 function renderTasks(tasks) {
   const body = document.querySelector("#tasks tbody");
   body.replaceChildren();
@@ -89,8 +146,13 @@ async function refresh() {
   for (const key of ["state", "target"]) {
     if (form.get(key)) query.set(key, form.get(key));
   }
-  const [config, queue] = await Promise.all([api("/api/forward/targets"), api(`/api/forward/tasks?${query}`)]);
+  const [config, queue, metrics] = await Promise.all([
+    api("/api/forward/targets"),
+    api(`/api/forward/tasks?${query}`),
+    api("/api/forward/metrics"),
+  ]);
   renderTargets(config);
+  renderMetrics(metrics);
   renderTasks(queue.tasks);
   document.querySelector("#status").textContent = config.targets.length
     ? `${queue.tasks.length} task(s) shown · updated ${new Date().toLocaleTimeString()}`

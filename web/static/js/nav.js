@@ -1,4 +1,5 @@
-// What every page shares: the header (navigation and sign-out), errors, JSON calls, table cells.
+// What every page shares: the header (navigation and sign-out), errors, JSON calls, table cells,
+// SVG elements for the hand-drawn charts.
 
 export function installHeader() {
   const header = document.querySelector("header.top");
@@ -34,4 +35,13 @@ export function cell(row, text, className) {
   td.textContent = text ?? "";
   if (className) td.className = className;
   return td;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+export function svgNode(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
 }
