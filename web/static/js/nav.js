@@ -1,6 +1,16 @@
 // What every page shares: the header (navigation and sign-out), errors, JSON calls, table cells,
 // SVG elements for the hand-drawn charts.
 
+// The sections of the hub, each shown to whoever holds its permission (the first of a label).
+const SECTIONS = [
+  ["/studies", "Studies", "dicomweb.read"],
+  ["/upload", "Upload", "slides.upload"],
+  ["/telehealth/clinic", "Tele-ultrasound", "telehealth.start"],
+  ["/telehealth/specialist", "Tele-ultrasound", "telehealth.join"],
+  ["/forwarding", "Forwarding", "forward.read"],
+  ["/dose", "Dose", "dose.read"],
+];
+
 export function installHeader() {
   const header = document.querySelector("header.top");
   if (!header) return;
@@ -11,6 +21,30 @@ export function installHeader() {
       location.assign("/login");
     });
   }
+  const nav = header.querySelector("nav");
+  if (nav) showSections(nav).catch(() => {}); // signed out: the page's own links stay
+}
+
+// One navigation on every page: the sections the caller may use, then the page's own links
+// (marked data-keep).
+async function showSections(nav) {
+  const response = await fetch("/api/me", { headers: { Accept: "application/json" } });
+  if (!response.ok) return;
+  const granted = new Set((await response.json()).scopes);
+  const shown = new Set();
+  const links = [];
+  for (const [href, label, permission] of SECTIONS) {
+    if (!granted.has(permission) || shown.has(label)) continue;
+    shown.add(label);
+    const link = document.createElement("a");
+    link.href = href;
+    link.textContent = label;
+    if (location.pathname.startsWith(href)) link.setAttribute("aria-current", "page");
+    links.push(link);
+  }
+  const kept = [...nav.querySelectorAll("[data-keep]")];
+  nav.replaceChildren(...[...links, ...kept].flatMap((node, i) => (i ? [" ", node] : [node])));
+  nav.dataset.sections = "shown";
 }
 
 export function showError(target, error) {

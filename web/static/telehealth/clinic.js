@@ -1,10 +1,13 @@
 // Clinic side: start a session from a worklist item, send the probe video and microphone,
 // hear the specialist, see their pointer, freeze and capture; upload device recordings.
+import { installHeader } from "../js/nav.js";
 import { api, captureControls, HubLink, log, showError } from "./rtc.js";
 import { watchLink } from "./linkstats.js";
 import { Overlay } from "./overlay.js";
 import { SourceStills } from "./source.js";
 import { stowUpload } from "./stow.js";
+
+installHeader();
 
 const $ = (selector) => document.querySelector(selector);
 const overlay = new Overlay($("#overlay"));

@@ -1,8 +1,11 @@
 // Specialist side: join with the invite code, watch the clinic's live ultrasound, talk, point
 // and draw arrows on it, freeze and capture.
+import { installHeader } from "../js/nav.js";
 import { api, captureControls, HubLink, log, showError } from "./rtc.js";
 import { watchLink } from "./linkstats.js";
 import { Overlay } from "./overlay.js";
+
+installHeader();
 
 const $ = (selector) => document.querySelector(selector);
 const overlay = new Overlay($("#overlay"));
