@@ -162,10 +162,8 @@ def test_bad_requests_are_refused_with_a_reason_and_store_nothing(
         "/objects/%2e%2e/escaped.json",
         "/objects/keys/audit.key",
     ):
-        status, _ = call(receiver, "PUT", path, body, **{"X-Content-SHA256": sha})
-        assert 400 <= status < 500, path
-    status, answer = call(receiver, "PUT", "/objects/manifests/..%2Fx.json", body)
-    assert status == 400 and "not an object name" in answer["error"], answer
+        status, answer = call(receiver, "PUT", path, body, **{"X-Content-SHA256": sha})
+        assert status == 400 and "not an object name" in answer["error"], (path, answer)
 
     status, answer = call(receiver, "PUT", f"/objects/blobs/{'0' * 64}", body)
     assert status == 422 and "nothing stored" in answer["error"], answer
