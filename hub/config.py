@@ -54,7 +54,10 @@ class SettingsError(ValueError):
 class BackupSettings:
     """Scheduled backups (``hub.backup.duty``), run by the node that holds the ``backup`` lease."""
 
-    target: Path | None = None  # the backup folder; None: no scheduled backups
+    # The backup folder, or the http(s):// URL of a ``tessera backup-receiver``; None: no
+    # scheduled backups.
+    target: str | None = None
+    token_file: Path | None = None  # the receiver's bearer token, for a URL target
     interval_hours: float = 0.0  # 0: off; a fraction of an hour is allowed (0.25: every 15 min)
     # The share of the backed-up objects whose bytes are read back after each run, a different
     # share each time: all of them within 100 / verify_read_percent runs.
@@ -407,6 +410,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "TESSERA_HL7_TLS_CERT": ("hl7", "tls_cert"),
     "TESSERA_HL7_TLS_KEY": ("hl7", "tls_key"),
     "TESSERA_BACKUP_TARGET": ("backup", "target"),
+    "TESSERA_BACKUP_TOKEN_FILE": ("backup", "token_file"),
     "TESSERA_BACKUP_INTERVAL_HOURS": ("backup", "interval_hours"),
     "TESSERA_BACKUP_VERIFY_READ_PERCENT": ("backup", "verify_read_percent"),
     "TESSERA_NODE_ID": ("cluster", "node_id"),

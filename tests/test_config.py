@@ -155,7 +155,7 @@ def test_backup_settings_from_the_environment(tmp_path: Path) -> None:
             "TESSERA_BACKUP_VERIFY_READ_PERCENT": "5",
         }
     )
-    assert s.backup.target == tmp_path / "backups" and s.backup.scheduled
+    assert s.backup.target == str(tmp_path / "backups") and s.backup.scheduled
     assert s.backup.interval_seconds == 900 and s.backup.verify_read_percent == 5
     assert not Settings.from_env({}).backup.scheduled  # off by default
     assert Settings.from_json(s.to_json()).backup == s.backup

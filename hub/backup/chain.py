@@ -9,7 +9,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.backup.manifest import Manifest, ManifestError, file_hash, open_sealed
-from hub.backup.target import DirectoryTarget
+from hub.backup.target import Target
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Link:
     file_hash: str
 
 
-async def verified_chain(target: DirectoryTarget, public_key: Ed25519PublicKey) -> list[Link]:
+async def verified_chain(target: Target, public_key: Ed25519PublicKey) -> list[Link]:
     """Every manifest of the target, oldest first; ``ManifestError`` names the first bad one."""
     links: list[Link] = []
     previous: str | None = None

@@ -23,7 +23,7 @@ from hub.archive.blobs.digest import stored_digest
 from hub.backup import contents
 from hub.backup.chain import verified_chain
 from hub.backup.manifest import BlobRef, ManifestError, canonical
-from hub.backup.target import DirectoryTarget
+from hub.backup.target import Target
 
 
 @dataclass
@@ -40,7 +40,7 @@ class CheckReport:
 
 
 async def check_target(
-    target: DirectoryTarget,
+    target: Target,
     public_key: Ed25519PublicKey,
     *,
     read_fraction: float = 0.0,
@@ -78,14 +78,14 @@ async def check_target(
     return report
 
 
-async def _read(target: DirectoryTarget, ref: BlobRef) -> bytes:
+async def _read(target: Target, ref: BlobRef) -> bytes:
     data = b"".join([block async for block in target.blobs.stream(ref.sha256)])
     if await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()) != ref.stored_sha256:
         raise ValueError("its bytes do not match the manifest")
     return data
 
 
-async def _check_one(target: DirectoryTarget, ref: BlobRef, *, read: bool) -> str | None:
+async def _check_one(target: Target, ref: BlobRef, *, read: bool) -> str | None:
     try:
         size = await target.blobs.size(ref.sha256)
     except (BlobMissing, FileNotFoundError):
@@ -113,7 +113,7 @@ def _sample(refs: list[BlobRef], fraction: float, turn: int | None) -> set[BlobR
     return set((ordered + ordered)[start : start + count])
 
 
-async def _record(target: DirectoryTarget, report: CheckReport, key: Ed25519PrivateKey) -> None:
+async def _record(target: Target, report: CheckReport, key: Ed25519PrivateKey) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     body = asdict(report) | {"at": datetime.now(UTC).isoformat(), "clean": report.clean}
     signed = {"verification": body, "signature": key.sign(canonical(body)).hex()}

@@ -21,6 +21,7 @@ from hub.archive.migrations.runner import read_state
 from hub.backup import contents, snapshot
 from hub.backup.chain import verified_chain
 from hub.backup.copy import Damaged, copy_blob, damage, in_parallel
+from hub.backup.kit import audit_key_id
 from hub.backup.manifest import (
     BlobRef,
     Manifest,
@@ -31,7 +32,8 @@ from hub.backup.manifest import (
     seal,
     signing_key,
 )
-from hub.backup.target import DirectoryTarget
+from hub.backup.target import Target
+from hub.security.keys import audit_key
 
 PARALLEL = 4
 
@@ -46,19 +48,17 @@ class BackupReport:
     seconds: float = 0.0
 
 
-async def run_backup(
-    archive: Archive, target: DirectoryTarget, *, parallel: int = PARALLEL
-) -> BackupReport:
+async def run_backup(archive: Archive, target: Target, *, parallel: int = PARALLEL) -> BackupReport:
     started = time.monotonic()
     key = signing_key(archive.settings.data_dir)
-    public = await _pin_public_key(target, public_text(key))
+    public = await pin_public_key(target, public_text(key))
     links = await verified_chain(target, public_key_from(public))
     previous = links[-1] if links else None
     known = await _previous_list(target, previous.manifest) if previous else {}
     await target.blobs.clear_spools()
 
     name = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    spool_dir = target.root / "tmp"
+    spool_dir = target.spool_dir
     spool_dir.mkdir(parents=True, exist_ok=True)
     snap = spool_dir / f"snapshot-{name}.sqlite"
     try:
@@ -83,7 +83,7 @@ async def run_backup(
         blob_count=len(refs),
         blob_bytes=sum(r.size for r in refs),
         audit_head=facts.audit_head,
-        key_ids=_key_ids(archive.store, public),
+        key_ids=_key_ids(archive, public),
         encrypted=_raw(archive.store) is not archive.store,
         previous=previous.file_hash if previous else None,
         unreadable=report.unreadable,
@@ -93,7 +93,7 @@ async def run_backup(
     return report
 
 
-async def _pin_public_key(target: DirectoryTarget, ours: str) -> str:
+async def pin_public_key(target: Target, ours: str) -> str:
     """A target takes the manifests of one signing key: the first backup records it."""
     recorded = await target.read_public_key()
     if recorded is None:
@@ -107,7 +107,7 @@ async def _pin_public_key(target: DirectoryTarget, ours: str) -> str:
     return ours
 
 
-async def _previous_list(target: DirectoryTarget, manifest: Manifest) -> dict[str, BlobRef]:
+async def _previous_list(target: Target, manifest: Manifest) -> dict[str, BlobRef]:
     try:
         data = await _read_all(target.blobs, manifest.blob_list.sha256)
         return {r.sha256: r for r in contents.parse_list(data)}
@@ -117,7 +117,7 @@ async def _previous_list(target: DirectoryTarget, manifest: Manifest) -> dict[st
 
 async def _copy_missing(
     archive: Archive,
-    target: DirectoryTarget,
+    target: Target,
     facts: contents.SnapshotFacts,
     known: dict[str, BlobRef],
     report: BackupReport,
@@ -150,7 +150,7 @@ async def _hash_stored(store: BlobStore, name: str) -> BlobRef:
     return BlobRef(name, size, sha)
 
 
-async def _store_file(target: DirectoryTarget, path: Path) -> BlobRef:
+async def _store_file(target: Target, path: Path) -> BlobRef:
     spool = await _in_thread(target.blobs.spool)
     try:
 
@@ -176,9 +176,13 @@ def _raw(store: BlobStore) -> BlobStore:
     return getattr(store, "inner", store)
 
 
-def _key_ids(store: BlobStore, public: str) -> dict[str, str]:
-    ids = {"signing": fingerprint(public)}
-    store_key = getattr(store, "key_id", None)
+def _key_ids(archive: Archive, public: str) -> dict[str, str]:
+    settings = archive.settings
+    ids = {
+        "signing": fingerprint(public),
+        "audit": audit_key_id(audit_key(settings.data_dir, settings.security.audit_key)),
+    }
+    store_key = getattr(archive.store, "key_id", None)
     if store_key:
         ids["store"] = store_key.hex() if isinstance(store_key, bytes) else str(store_key)
     return ids

@@ -22,8 +22,9 @@ from hub.archive.blobs.local import LocalBlobStore
 from hub.backup import contents
 from hub.backup.chain import choose, verified_chain
 from hub.backup.copy import Damaged, copy_blob, damage, in_parallel
+from hub.backup.kit import Keys, check_matches
 from hub.backup.manifest import BlobRef, ManifestError
-from hub.backup.target import DirectoryTarget
+from hub.backup.target import Target
 
 PARALLEL = 4
 REPORT = "restore-report.json"
@@ -53,18 +54,22 @@ class RestoreReport:
 
 
 async def restore(
-    target: DirectoryTarget,
+    target: Target,
     dest: Path,
     public_key: Ed25519PublicKey,
     *,
     name: str | None = None,
     at: datetime | None = None,
     parallel: int = PARALLEL,
+    keys: Keys | None = None,
 ) -> RestoreReport:
+    """With ``keys`` (from the recovery kit), the backup must have been made with them."""
     started = time.monotonic()
-    _check_destination(dest)
     link = choose(await verified_chain(target, public_key), name=name, at=at)
     manifest = link.manifest
+    if keys is not None:
+        check_matches(keys, manifest)
+    _check_destination(dest)
     report = RestoreReport(manifest.name)
     store = LocalBlobStore(dest / "blobs", dest / "tmp")
     try:
@@ -109,7 +114,7 @@ def _check_destination(dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
 
 
-async def _restore_snapshot(target: DirectoryTarget, ref: BlobRef, path: Path) -> None:
+async def _restore_snapshot(target: Target, ref: BlobRef, path: Path) -> None:
     holder = LocalBlobStore(path.parent / "tmp" / "snapshot", path.parent / "tmp")
     try:
         try:
@@ -121,7 +126,7 @@ async def _restore_snapshot(target: DirectoryTarget, ref: BlobRef, path: Path) -
         await holder.close()
 
 
-async def _blob_list(target: DirectoryTarget, name: str):
+async def _blob_list(target: Target, name: str):
     holder = b""
     try:
         holder = b"".join([block async for block in target.blobs.stream(name)])

@@ -36,12 +36,12 @@ async def run_once(settings: Settings) -> dict[str, Any]:
 async def _backup(settings: Settings) -> dict[str, Any]:
     from hub.archive import Archive
     from hub.backup.engine import run_backup
-    from hub.backup.target import DirectoryTarget
+    from hub.backup.target import open_target
     from hub.stores import open_store
 
     archive = await Archive.open(settings, store=open_store(settings), schema="require")
     try:
-        target = DirectoryTarget(settings.backup.target)
+        target = open_target(settings.backup.target, settings.backup, settings.tmp_dir / "backup")
         try:
             report = await run_backup(archive, target)
         finally:
@@ -61,10 +61,10 @@ async def _verify(settings: Settings) -> dict[str, Any]:
     from hub.backup.check import check_target
     from hub.backup.manifest import signing_key
     from hub.backup.status import VERIFY
-    from hub.backup.target import DirectoryTarget
+    from hub.backup.target import open_target
 
     signer = signing_key(settings.data_dir)
-    target = DirectoryTarget(settings.backup.target)
+    target = open_target(settings.backup.target, settings.backup)
     try:
         turn = len(await target.record_names(VERIFY))
         report = await check_target(

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.backup.target import DirectoryTarget
+from hub.backup.target import TargetError, open_target
 from hub.config import BackupSettings
 
 ACTION = "backup.run"  # the audit action of a scheduled run
@@ -53,7 +52,7 @@ async def backup_status(settings: BackupSettings, engine: AsyncEngine) -> dict[s
     now = time.time()
     run = await last_run(engine)
     status: dict[str, Any] = {
-        "target": str(settings.target) if settings.target else None,
+        "target": settings.target,
         "schedule": {
             "interval_hours": settings.interval_hours if settings.scheduled else None,
             "verify_read_percent": settings.verify_read_percent,
@@ -66,10 +65,10 @@ async def backup_status(settings: BackupSettings, engine: AsyncEngine) -> dict[s
     }
     if settings.target is not None:
         try:
-            backup, verify = await _target_records(settings.target)
+            backup, verify = await _target_records(settings)
             status["last_backup"] = _aged(backup, "at", now)
             status["last_verify"] = _aged(verify, "at", now)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TargetError) as exc:
             status["target_error"] = f"{type(exc).__name__}: {exc}"
     due = next_run(settings, run, now)
     status["next_run"] = _iso(max(due, now)) if due is not None else None
@@ -80,8 +79,9 @@ async def backup_status(settings: BackupSettings, engine: AsyncEngine) -> dict[s
     return status
 
 
-async def _target_records(root: Path) -> tuple[dict | None, dict | None]:
-    target = DirectoryTarget(root)
+async def _target_records(settings: BackupSettings) -> tuple[dict | None, dict | None]:
+    assert settings.target is not None
+    target = open_target(settings.target, settings)
     try:
         names = await target.manifest_names()
         verifications = await target.record_names(VERIFY)

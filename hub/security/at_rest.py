@@ -90,6 +90,11 @@ class EncryptedBlobStore:
         self._key_id = key_id(key)
         self._headers: OrderedDict[str, tuple[int, int] | None] = OrderedDict()
 
+    @property
+    def key_id(self) -> bytes:
+        """Which key seals the objects (a hash of it, also in each header): safe to record."""
+        return self._key_id
+
     # -- writes -------------------------------------------------------------------------
     def spool(self) -> CtrSpool:
         return CtrSpool(self.inner.spool())

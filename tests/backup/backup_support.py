@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -66,11 +67,12 @@ def tessera(
     )
 
 
-def spawn(*argv: str, data: Path) -> subprocess.Popen:
+def spawn(*argv: str, data: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", *argv, "--data", str(data)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -95,3 +97,51 @@ def manifest_files(target: Path) -> list[Path]:
 
 def target_blobs(target: Path) -> list[Path]:
     return [p for p in (target / "blobs").glob("??/??/*") if p.is_file()]
+
+
+class ReceiverProcess:
+    """``tessera backup-receiver`` in a process of its own, on a loopback port; ``env`` is
+    what a hub needs to reach it (the token file)."""
+
+    def __init__(self, root: Path, port: int, *, extra: tuple[str, ...] = ()) -> None:
+        self.root, self.port, self.extra = root, port, extra
+        self.token_file = root.parent / f"{root.name}.token"
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {"TESSERA_BACKUP_TOKEN_FILE": str(self.token_file)}
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "hub.cli", "backup-receiver", "--append-only",
+                "--dir", str(self.root), "--port", str(self.port),
+                "--token-file", str(self.token_file), *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        wait_for(self._listening, timeout=60)
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the receiver exited: {self.proc.stdout.read()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    @property
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc.stdout.close()
