@@ -2,8 +2,9 @@
 
 Paths, methods and path parameters come from the router; summaries, query parameters, models
 and statuses from each handler's ``@described``; who may call an operation from the access
-rules of ``hub.security.policy``. Models become JSON Schema through msgspec, which reads the
-same dataclasses and structs that the handlers decode bodies into.
+rules of ``hub.security.policy`` and how large its body may be from the security middleware.
+Models become JSON Schema through msgspec, which reads the same dataclasses and structs that
+the handlers decode bodies into.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from hub.apispec.describe import Operation, operation_of
+from hub.security.middleware import body_limit
 from hub.security.policy import AUTHENTICATED, ROLES, rule_for
 
 API_PREFIX = "/api/"
@@ -80,7 +82,7 @@ def _operation(
         "tags": [(name or "").split(".")[0]],
         "description": _who_may(permission),
         "parameters": _parameters(path, described),
-        "responses": _responses(described, permission, models),
+        "responses": _responses(described, permission, body_limit(name), models),
     }
     if permission is None:
         operation["security"] = []
@@ -114,7 +116,9 @@ def _parameters(path: str, described: Operation) -> list[dict]:
     return in_path + in_query
 
 
-def _responses(described: Operation, permission: str | None, models: list[type]) -> dict:
+def _responses(
+    described: Operation, permission: str | None, limit: int | None, models: list[type]
+) -> dict:
     content: dict = {"schema": {"type": "string"}}
     if described.produces == "application/json":
         content = {"schema": {}}
@@ -127,6 +131,8 @@ def _responses(described: Operation, permission: str | None, models: list[type])
     refusals = {400: "the request is malformed; the body says why"}
     if permission is not None:
         refusals |= {401: "not signed in", 403: "the caller may not do this"}
+    if described.body is not None and limit is not None:
+        refusals[413] = f"the body is over {limit} bytes"
     for status, meaning in {**refusals, **described.answers}.items():
         answers[status] = {
             "description": meaning,

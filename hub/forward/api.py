@@ -29,6 +29,7 @@ from hub.forward.metrics import WARN_UTILISATION, TargetMetrics, per_target
 from hub.forward.queue import RETRYABLE_STATES, Task, TaskNotFound, TaskStateError
 from hub.forward.tables import STATES
 from hub.forward.worker import Forwarder
+from hub.requestdata import parse_int
 
 MAX_LIMIT = 1000
 MAX_ID = 2**63 - 1  # SQL BIGINT
@@ -60,17 +61,13 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{name} must be an integer from {low} to {high}"}),
-            content_type="application/json",
-        )
-    return int(raw)
+    return parse_int(raw, name, minimum=low, maximum=high)
 
 
 def _task_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or int(raw) > MAX_ID:
+    # isdigit() alone takes "²", which int() refuses
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ID:
         raise web.HTTPNotFound(
             text=json.dumps({"error": f"no forward task {raw}"}), content_type="application/json"
         )

@@ -71,6 +71,12 @@ def _area(name: str | None) -> str:
     return (name or "").split(".", 1)[0]
 
 
+def body_limit(name: str | None) -> int | None:
+    """The most bytes a request body of this route may have here (413 past it); None where
+    the handler bounds its own body."""
+    return SMALL_BODY_BYTES if _area(name) in SMALL_BODY_AREAS else None
+
+
 def _json_error(
     status: int, message: str, *, permission: str | None = None, **headers: str
 ) -> web.Response:
@@ -137,14 +143,13 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     area = _area(name)
     if not rule_for(name)[0]:
         return _json_error(403, "forbidden: this route has no access rule", permission="none")
-    if area in SMALL_BODY_AREAS:
-        if request.content_length is not None and request.content_length > SMALL_BODY_BYTES:
-            return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
+    limit = body_limit(name)
+    if limit is not None:
+        if request.content_length is not None and request.content_length > limit:
+            return _json_error(413, f"request body over {limit} bytes")
         # A chunked body declares no length: aiohttp counts the bytes as it reads them.
         # (A clone forgets what an earlier middleware cloned in: carry remote and scheme over.)
-        request = request.clone(
-            client_max_size=SMALL_BODY_BYTES, remote=request.remote, scheme=request.scheme
-        )
+        request = request.clone(client_max_size=limit, remote=request.remote, scheme=request.scheme)
 
     who, problem = await _resolve(request)
     with warnings.catch_warnings():  # the route contract names the key "principal"
@@ -169,14 +174,14 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     if who is not None and who.via == "session" and _writes(request) and not _same_origin(request):
         return _json_error(403, "forbidden: cross-origin request")
 
-    if area in SMALL_BODY_AREAS and name not in LONG_RUNNING:
+    if limit is not None and name not in LONG_RUNNING:
         try:
             async with asyncio.timeout(SMALL_REQUEST_SECONDS):
                 return await handler(request)
         except TimeoutError:
             return _json_error(504, "request took too long")
         except web.HTTPRequestEntityTooLarge:
-            return _json_error(413, f"request body over {SMALL_BODY_BYTES} bytes")
+            return _json_error(413, f"request body over {limit} bytes")
     if who is None or not (name or "").startswith("dicomweb.read"):
         return await handler(request)
     return await _dicomweb_read(request, handler, who)

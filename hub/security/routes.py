@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import msgspec
@@ -9,7 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hub.apispec import described
-from hub.requestdata import json_object
+from hub.requestdata import BadInput, json_object
 from hub.security import accounts, ratelimit
 from hub.security.audit_trail import audit
 from hub.security.middleware import SESSION_COOKIE, engine_of, principal
@@ -40,17 +41,19 @@ async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool
         try:
             body = await request.post()
         except (ValueError, AssertionError, HttpProcessingError):  # UnicodeDecodeError too
-            raise web.HTTPBadRequest(text="malformed form body") from None
+            raise BadInput("malformed form body") from None
         is_form = True
     else:
-        raise web.HTTPUnsupportedMediaType(text="send JSON or an HTML form")
+        raise web.HTTPUnsupportedMediaType(
+            text=json.dumps({"error": "send JSON or an HTML form"}), content_type="application/json"
+        )
     fields = {k: body[k] for k in Credentials.__struct_fields__ if k in body}
     try:
         given = msgspec.convert(fields, Credentials)
     except msgspec.ValidationError:
         given = None
     if given is None or not given.username:
-        raise web.HTTPBadRequest(text="username and password are required")
+        raise BadInput("username and password are required")
     return given.username[:128], given.password[:1024], given.next, is_form
 
 
@@ -63,7 +66,11 @@ def _answer(is_form: bool, status: int, payload: dict, location: str) -> web.Res
 @described(
     "Sign in with a user name and password (JSON or an HTML form); sets the session cookie",
     body=Credentials,
-    answers={401: "wrong user name or password", 429: "too many failed sign-ins; see Retry-After"},
+    answers={
+        401: "wrong user name or password",
+        415: "the body is neither JSON nor an HTML form",
+        429: "too many failed sign-ins; see Retry-After",
+    },
 )
 async def login(request: web.Request) -> web.Response:
     engine = engine_of(request)

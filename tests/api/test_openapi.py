@@ -79,3 +79,16 @@ async def test_a_body_that_breaks_its_model_names_the_field(hub_server) -> None:
             async with session.post(url, json=body, headers=headers) as resp:
                 assert resp.status == 400, body
                 assert field in (await resp.json())["error"], body
+
+
+async def test_a_body_over_its_limit_is_413_as_documented(hub_server) -> None:
+    document = openapi_document(hub_server.app)
+    assert "413" in document["paths"]["/api/admin/tokens"]["post"]["responses"]
+    assert "413" not in document["paths"]["/api/admin/tokens/{id}"]["delete"]["responses"]
+    headers = await _token(hub_server, "admin")
+    body = {"username": "api-admin", "label": "x" * (70 * 1024)}
+    async with aiohttp.ClientSession() as session:
+        url = f"{hub_server.url}/api/admin/tokens"
+        async with session.post(url, json=body, headers=headers) as resp:
+            assert resp.status == 413
+            assert "65536 bytes" in (await resp.json())["error"]

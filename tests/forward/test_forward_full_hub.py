@@ -138,3 +138,17 @@ async def test_operator_changes_are_audited(hub_server, pacs):
         rows = (await conn.execute(query)).all()
     assert len(rows) == 1
     assert rows[0].who == "test-admin" and rows[0].study == task["study_uid"]
+
+
+async def test_ids_and_numbers_of_other_scripts_are_refused_not_crashed_on(hub_server):
+    """ "²" and "٣" are digits to str.isdigit() but not to int()."""
+    async with hub_server.session() as session:
+        for path in ("/api/forward/tasks/²", "/api/forward/tasks/٣/cancel"):
+            method = session.post if path.endswith("cancel") else session.get
+            async with method(hub_server.url + path) as resp:
+                assert resp.status == 404, path
+                assert "no forward task" in (await resp.json())["error"]
+        for query in ("limit=²", "offset=٣"):
+            async with session.get(f"{hub_server.url}/api/forward/tasks?{query}") as resp:
+                assert resp.status == 400, query
+                assert "must be an integer" in (await resp.json())["error"]

@@ -108,6 +108,22 @@ async def test_bad_login_bodies_are_400(gate: Gate) -> None:
                 assert resp.status in (400, 413), body[:20]
 
 
+async def test_refused_login_bodies_say_why_in_json(gate: Gate) -> None:
+    """The API document promises a JSON ``{"error"}`` for every refusal, forms included."""
+    async with _session() as session:
+        for body, ctype, status in (
+            (b'{"username": "", "password": "x"}', "application/json", 400),
+            (b"password=x", "application/x-www-form-urlencoded", 400),
+            (b"username=a&password=b", "text/plain", 415),
+        ):
+            async with session.post(
+                gate.url + "/api/login", data=body, headers={"Content-Type": ctype}
+            ) as resp:
+                assert resp.status == status, body
+                assert resp.content_type == "application/json", body
+                assert (await resp.json())["error"], body
+
+
 def _from(address: str, **kwargs) -> aiohttp.ClientSession:
     """A client whose connections come from ``address`` (any 127.x.y.z reaches the server)."""
     connector = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
