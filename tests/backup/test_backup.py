@@ -23,14 +23,6 @@ from backup_support import (
 )
 
 
-@pytest.fixture
-def archive(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    imported = tessera("import", *map(str, sample_paths()), data=data)
-    assert imported.returncode == 0, imported.stderr
-    return data
-
-
 def backup(data: Path, target: Path) -> None:
     result = tessera("backup", str(target), data=data)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -32,14 +32,6 @@ from hub.config import Settings
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    imported = tessera("import", *map(str, sample_paths()), data=data)
-    assert imported.returncode == 0, imported.stderr
-    return data
-
-
-@pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[ReceiverProcess]:
     running = ReceiverProcess(tmp_path / "receiver", free_port())
     yield running

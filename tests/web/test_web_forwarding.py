@@ -3,11 +3,13 @@ the reason, and the operator's cancel and retry buttons change the queue."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from hubtest import HubServer, free_port, running_hub
+from playwright.async_api import Page
 from pydicom.data import get_testdata_file
 from web_support import Console, chromium, ingest_all, new_page
 
@@ -36,8 +38,9 @@ async def _task_states(hub: HubServer) -> dict[int, str]:
     return {t.id: t.state for t in await hub.app[FORWARDER_KEY].queue.list(limit=100)}
 
 
-async def test_queue_shows_the_outage_and_takes_cancel_and_retry(forwarding_hub: HubServer):
-    hub = forwarding_hub
+@contextlib.asynccontextmanager
+async def two_instances_queued(hub: HubServer) -> AsyncIterator[tuple[Page, Console]]:
+    """The forwarding page, once two instances are stored (queued for the PACS that is down)."""
     await ingest_all(
         hub.archive, [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
     )
@@ -45,6 +48,12 @@ async def test_queue_shows_the_outage_and_takes_cancel_and_retry(forwarding_hub:
         page = await new_page(browser, hub)
         console = Console(page)
         await page.goto(f"{hub.url}/forwarding")
+        yield page, console
+
+
+async def test_queue_shows_the_outage_and_takes_cancel_and_retry(forwarding_hub: HubServer):
+    hub = forwarding_hub
+    async with two_instances_queued(hub) as (page, console):
         # Both instances were queued for the PACS; the first attempt failed to connect.
         await page.wait_for_function(
             """() => [...document.querySelectorAll('#tasks tbody td.answer')]
@@ -89,13 +98,7 @@ async def test_load_figures_of_a_target_that_is_down(forwarding_hub: HubServer):
     """Two tasks wait for a PACS that refuses connections: arrivals without a completion,
     so ρ is infinite, M/M/1 has no finite prediction and the warning shows."""
     hub = forwarding_hub
-    await ingest_all(
-        hub.archive, [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
-    )
-    async with chromium() as browser:
-        page = await new_page(browser, hub)
-        console = Console(page)
-        await page.goto(f"{hub.url}/forwarding")
+    async with two_instances_queued(hub) as (page, console):
         row = "#metrics tr[data-target=pacs]"
         await page.wait_for_selector(f"{row} td.rho.warn")
         assert await page.inner_text(f"{row} td.lambda") == f"{2 / 300:.2f}"
