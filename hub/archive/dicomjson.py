@@ -10,8 +10,10 @@ element by element: sequences, binary and AT values, deferred (long) values, pri
 and ambiguous VRs of implicit VR files, other character sets and values pydicom would
 warn about or refuse.
 
-An IS or DS value that is not a number, which pydicom refuses to encode, is kept as the JSON
-String it was sent as (PS3.18 F.2.3 allows strings for IS and DS) and reported to the caller.
+An IS or DS value that is not a number, which pydicom refuses to encode, is left out (the
+element is kept, with its VR and no Value) and reported to the caller. A JSON String would be
+allowed (PS3.18 F.2.3), but clients that read IS and DS as numbers (pydicom, and through it
+dicomweb-client) then refuse the whole instance; the stored object keeps the bytes sent.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def _pydicom_dataset(ds: Dataset, invalid: list[str]) -> dict[str, Any]:
 
 def _pydicom_element(elem: DataElement, invalid: list[str]) -> dict[str, Any]:
     """pydicom's JSON of the element (of a sequence: of each item's elements); an IS or DS
-    value it refuses, not being a number, as the strings sent."""
+    value it refuses, not being a number, without its value."""
     if elem.VR == "SQ":
         return {"vr": "SQ", "Value": [_pydicom_dataset(item, invalid) for item in elem.value]}
     try:
@@ -80,10 +82,9 @@ def _pydicom_element(elem: DataElement, invalid: list[str]) -> dict[str, Any]:
         if elem.VR not in ("IS", "DS"):
             raise
     values = elem.value if elem.VM > 1 else [elem.value]
-    text = [str(v) for v in values]
-    sent = "\\".join(text)
+    sent = "\\".join(str(v) for v in values)
     invalid.append(f"{elem.name} {elem.tag} {sent!r} is not a valid {elem.VR}")
-    return _json(elem.VR, text)
+    return {"vr": elem.VR}
 
 
 def _plain_config() -> bool:

@@ -229,7 +229,7 @@ def _int(value: Any, default: int | None = None) -> int | None:
 
 
 def _to_json(ds: Dataset, bulk: dict[str, Bulk], warnings: list[str]) -> dict[str, Any]:
-    """The DICOM JSON; a number that is not one is kept as the string sent, with a warning."""
+    """The DICOM JSON; a number that is not one is left out of it, with a warning."""
     invalid: list[str] = []
     try:
         data = dataset_json(ds, invalid)
@@ -240,7 +240,7 @@ def _to_json(ds: Dataset, bulk: dict[str, Bulk], warnings: list[str]) -> dict[st
     for tag_hex, item in bulk.items():
         data[tag_hex] = {"vr": item.vr if item.vr in BULK_VRS else "OB"}
         data[tag_hex]["BulkDataURI"] = bulk_uri(tag_hex)
-    warnings.extend(f"{value}: kept as a string in the metadata" for value in invalid)
+    warnings.extend(f"{value}: left out of the metadata" for value in invalid)
     return dict(sorted(data.items()))
 
 

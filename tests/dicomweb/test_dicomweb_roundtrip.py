@@ -20,7 +20,6 @@ from hub.config import Settings
 REFUSED = {
     "MR_truncated.dcm": "Pixel Data is truncated",
     "emri_small_jpeg_2k_lossless_too_short.dcm": "truncated",
-    "badVR.dcm": "Cannot encode",
     "bad_sequence.dcm": "Invalid SOPInstanceUID",
     "meta_missing_tsyntax.dcm": "TransferSyntaxUID",
 }
