@@ -127,6 +127,7 @@ async def test_an_ae_title_is_allowed_edited_and_removed(hub_server: HubServer):
 
         await page.click(f"{row} button:text('Remove')")
         await page.wait_for_selector(row, state="detached")
+        assert "No AE title is listed" in await page.inner_text("#ae-list")
         assert await _get(hub, "/api/admin/ae") == []
         assert console.errors == []
 

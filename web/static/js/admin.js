@@ -165,6 +165,7 @@ function renderAllowList(entries) {
     button(td, "Edit", async () => fillAllowForm(entry));
     button(td, "Remove", () => send("DELETE", `/api/admin/ae/${encodeURIComponent(entry.ae_title)}`));
   }
+  if (!entries.length) cell(body.insertRow(), "No AE title is listed: calling AEs get C-ECHO only.").colSpan = 7;
 }
 
 function fillAllowForm(entry) {
