@@ -9,7 +9,18 @@ const SECTIONS = [
   ["/telehealth/specialist", "Tele-ultrasound", "telehealth.join"],
   ["/forwarding", "Forwarding", "forward.read"],
   ["/dose", "Dose", "dose.read"],
+  ["/admin", "Admin", "admin"],
 ];
+
+let accountAnswer;
+
+// The signed-in account ({user, role, via, scopes}), asked once per page; null when signed out.
+export function account() {
+  accountAnswer ??= fetch("/api/me", { headers: { Accept: "application/json" } }).then((response) =>
+    response.ok ? response.json() : null,
+  );
+  return accountAnswer;
+}
 
 export function installHeader() {
   const header = document.querySelector("header.top");
@@ -28,9 +39,9 @@ export function installHeader() {
 // One navigation on every page: the sections the caller may use, then the page's own links
 // (marked data-keep).
 async function showSections(nav) {
-  const response = await fetch("/api/me", { headers: { Accept: "application/json" } });
-  if (!response.ok) return;
-  const granted = new Set((await response.json()).scopes);
+  const me = await account();
+  if (!me) return;
+  const granted = new Set(me.scopes);
   const shown = new Set();
   const links = [];
   for (const [href, label, permission] of SECTIONS) {
@@ -56,7 +67,8 @@ export function showError(target, error) {
 // A JSON call to the hub's API; `forbidden` is the message shown when the account may not.
 export function jsonApi(forbidden) {
   return async function api(path, options = {}) {
-    const response = await fetch(path, { headers: { Accept: "application/json" }, ...options });
+    const headers = { Accept: "application/json", ...options.headers };
+    const response = await fetch(path, { ...options, headers });
     if (response.status === 403) throw new Error(forbidden);
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);

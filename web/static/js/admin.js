@@ -1,0 +1,295 @@
+// Administration: users, API tokens, the DICOM allow-list, the audit trail and the state of
+// backups and forwarding, all on /api/admin (the `admin` permission), /api/backup/status and
+// /api/forward/metrics. Other accounts are told so and the page asks nothing of the API.
+
+import { account, cell, installHeader, jsonApi, showError } from "./nav.js";
+
+const FORBIDDEN = "Administrators only: your account may not use the administration pages.";
+const AE_PRINCIPAL_PREFIX = "ae:"; // the principal of an AE that acts as a role, not a user
+
+const api = jsonApi(FORBIDDEN);
+
+function send(method, path, body) {
+  return api(path, {
+    method,
+    headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+function when(seconds) {
+  return seconds ? new Date(seconds * 1000).toLocaleString() : "";
+}
+
+function age(seconds) {
+  if (seconds == null) return "";
+  if (seconds < 120) return `${Math.round(seconds)} s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} days ago`;
+}
+
+function button(td, label, run) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = label;
+  element.addEventListener("click", () => act(element, run));
+  td.append(element);
+}
+
+// Run a change, then show everyone's new state; errors go to the banner.
+async function act(control, run) {
+  control.disabled = true;
+  try {
+    await run();
+    document.querySelector("#error").hidden = true;
+    await refresh();
+  } catch (error) {
+    showError("#error", error);
+  } finally {
+    control.disabled = false;
+  }
+}
+
+function onSubmit(selector, run) {
+  const form = document.querySelector(selector);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(form.querySelector("button[type=submit]"), () => run(new FormData(form), form));
+  });
+}
+
+function showOnce(selector, owner, secret) {
+  const box = document.querySelector(selector);
+  box.querySelector("[data-for]").textContent = owner;
+  box.querySelector("[data-secret]").textContent = secret;
+  const copied = box.querySelector("[data-copied]");
+  if (copied) copied.textContent = "";
+  box.hidden = false;
+}
+
+// Users
+
+function renderUsers(users) {
+  const body = document.querySelector("#user-list tbody");
+  body.replaceChildren();
+  const select = document.querySelector("#issue-token select[name=username]");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const user of users) {
+    const row = body.insertRow();
+    row.dataset.user = user.username;
+    cell(row, user.username);
+    cell(row, user.role);
+    cell(row, when(user.created_at));
+    cell(row, user.disabled ? "disabled" : "active", `state ${user.disabled ? "disabled" : "active"}`);
+    button(cell(row, ""), user.disabled ? "Enable" : "Disable", () =>
+      send("POST", `/api/admin/users/${encodeURIComponent(user.username)}/disable`, { disabled: !user.disabled }));
+    if (!user.disabled) select.append(new Option(user.username, user.username, false, user.username === chosen));
+  }
+}
+
+async function addUser(form, element) {
+  const answer = await send("POST", "/api/admin/users", { username: form.get("username").trim(), role: form.get("role") });
+  element.reset();
+  if (answer.password) showOnce("#password", answer.username, answer.password);
+}
+
+// Tokens
+
+function tokenState(token) {
+  if (token.revoked_at) return "revoked";
+  if (token.expires_at && token.expires_at * 1000 < Date.now()) return "expired";
+  return "active";
+}
+
+function renderTokens(tokens) {
+  const body = document.querySelector("#token-list tbody");
+  body.replaceChildren();
+  for (const token of tokens) {
+    const state = tokenState(token);
+    const row = body.insertRow();
+    row.dataset.token = token.id;
+    cell(row, String(token.id));
+    cell(row, token.username);
+    cell(row, token.label);
+    cell(row, token.scopes || "the role's permissions");
+    cell(row, when(token.created_at));
+    cell(row, token.expires_at ? when(token.expires_at) : "never");
+    cell(row, state, `state ${state}`);
+    const td = cell(row, "");
+    if (state === "active") button(td, "Revoke", () => send("DELETE", `/api/admin/tokens/${token.id}`));
+  }
+}
+
+async function issueToken(form, element) {
+  const scopes = form.get("scopes").split(/[\s,]+/).filter(Boolean);
+  const request = { username: form.get("username"), days: Number(form.get("days")), label: form.get("label").trim() };
+  if (scopes.length) request.scopes = scopes;
+  const answer = await send("POST", "/api/admin/tokens", request);
+  element.querySelector("[name=label]").value = "";
+  element.querySelector("[name=scopes]").value = "";
+  showOnce("#secret", `#${answer.id} for ${request.username}`, answer.token);
+}
+
+async function copySecret() {
+  const box = document.querySelector("#secret");
+  const secret = box.querySelector("[data-secret]");
+  const copied = box.querySelector("[data-copied]");
+  try {
+    await navigator.clipboard.writeText(secret.textContent);
+    copied.textContent = "copied";
+  } catch {
+    getSelection().selectAllChildren(secret); // no clipboard access: the user copies it
+    copied.textContent = "selected: copy it with Ctrl+C";
+  }
+}
+
+// The DICOM allow-list
+
+let editing = null; // the entry the form was filled from: its certificate and note are kept
+
+function renderAllowList(entries) {
+  const body = document.querySelector("#ae-list tbody");
+  body.replaceChildren();
+  for (const entry of entries) {
+    const row = body.insertRow();
+    row.dataset.ae = entry.ae_title;
+    cell(row, entry.ae_title);
+    cell(row, entry.services.join(" ") || "C-ECHO only", "services");
+    cell(row, entry.principal.startsWith(AE_PRINCIPAL_PREFIX) ? "(the AE itself)" : entry.principal);
+    cell(row, entry.effective_role ?? "(no such user)");
+    cell(row, entry.address ?? "any");
+    cell(row, entry.note);
+    const td = cell(row, "");
+    button(td, "Edit", async () => fillAllowForm(entry));
+    button(td, "Remove", () => send("DELETE", `/api/admin/ae/${encodeURIComponent(entry.ae_title)}`));
+  }
+  if (!entries.length) cell(body.insertRow(), "No AE title is listed: calling AEs get C-ECHO only.").colSpan = 7;
+}
+
+function fillAllowForm(entry) {
+  editing = entry;
+  const form = document.querySelector("#allow-ae");
+  form.elements.ae_title.value = entry.ae_title;
+  for (const box of form.querySelectorAll("[name=services]")) box.checked = entry.services.includes(box.value);
+  form.elements.user.value = entry.role ? "" : entry.principal;
+  form.elements.role.value = entry.role ?? "";
+  form.elements.address.value = entry.address ?? "";
+  form.scrollIntoView();
+}
+
+async function allowAe(form, element) {
+  const title = form.get("ae_title").trim();
+  const request = { services: form.getAll("services") };
+  for (const key of ["user", "role", "address"]) {
+    const value = form.get(key).trim();
+    if (value) request[key] = value;
+  }
+  if (editing?.ae_title === title) {
+    if (editing.certificate) request.certificate = editing.certificate;
+    request.note = editing.note;
+  }
+  await send("PUT", `/api/admin/ae/${encodeURIComponent(title)}`, request);
+  editing = null;
+  element.reset();
+}
+
+// The audit trail
+
+async function verifyAudit() {
+  const verdict = await api("/api/admin/audit/verify");
+  const line = document.querySelector("#verdict");
+  line.hidden = false;
+  line.className = verdict.ok ? "ok" : "error";
+  line.textContent = verdict.ok
+    ? `Intact: ${verdict.records} record(s), the hash chain and the signed head check out.`
+    : `Not intact: ${verdict.problems.length} problem(s) in ${verdict.records} record(s).`;
+  const list = document.querySelector("#problems");
+  list.replaceChildren(...verdict.problems.map((problem) => Object.assign(document.createElement("li"), { textContent: problem })));
+}
+
+// The system
+
+function renderBackup(status) {
+  const body = document.querySelector("#backup tbody");
+  body.replaceChildren();
+  const line = (label, text, className) => {
+    const row = body.insertRow();
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = label;
+    row.append(th);
+    cell(row, text, className);
+  };
+  const backup = status.last_backup;
+  const verify = status.last_verify;
+  line("Target", status.target ?? "none configured");
+  line("Schedule", status.schedule.interval_hours ? `every ${status.schedule.interval_hours} h` : "not scheduled");
+  line("Last backup", backup ? `${backup.name} · ${backup.at} (${age(backup.age_seconds)}) · ${backup.objects} object(s)` : "none", "last-backup");
+  line("Last verify", verify ? `${verify.outcome} · ${verify.at} (${age(verify.age_seconds)}) · ${verify.read} of ${verify.objects} read` : "none", verify?.outcome === "problems" ? "last-verify warn" : "last-verify");
+  line("Next run", status.next_run ?? "");
+  line("Stale", status.stale ? "yes: the last backup is older than two intervals" : "no", status.stale ? "stale warn" : "stale");
+  if (status.target_error) line("Target error", status.target_error, "warn");
+}
+
+function rate(value) {
+  return value == null ? "–" : value.toFixed(2);
+}
+
+function renderQueue(metrics) {
+  const body = document.querySelector("#queue tbody");
+  body.replaceChildren();
+  for (const target of metrics.targets) {
+    const row = body.insertRow();
+    row.dataset.target = target.target;
+    cell(row, target.target);
+    cell(row, String(target.depth.pending ?? 0));
+    cell(row, String(target.depth.in_flight ?? 0));
+    cell(row, String(target.depth.dead ?? 0));
+    cell(row, rate(target.arrival_rate));
+    cell(row, rate(target.service_rate));
+    cell(row, target.utilisation != null ? target.utilisation.toFixed(2) : target.arrivals ? "∞" : "–", target.warning ? "rho warn" : "rho");
+    cell(row, target.warning ? `ρ above ${metrics.warn_utilisation}` : "", "warning");
+  }
+  if (!metrics.targets.length) cell(body.insertRow(), "No forwarding targets are configured.").colSpan = 8;
+}
+
+async function refresh() {
+  const [users, tokens, allowList, backup, metrics] = await Promise.all([
+    api("/api/admin/users"),
+    api("/api/admin/tokens"),
+    api("/api/admin/ae"),
+    api("/api/backup/status"),
+    api("/api/forward/metrics"),
+  ]);
+  renderUsers(users);
+  renderTokens(tokens);
+  renderAllowList(allowList);
+  renderBackup(backup);
+  renderQueue(metrics);
+}
+
+async function main() {
+  installHeader();
+  const me = await account();
+  if (!me?.scopes.includes("admin")) {
+    showError("#error", FORBIDDEN);
+    return;
+  }
+  onSubmit("#add-user", addUser);
+  onSubmit("#issue-token", issueToken);
+  onSubmit("#allow-ae", allowAe);
+  document.querySelector("#secret [data-copy]").addEventListener("click", copySecret);
+  const verify = document.querySelector("#verify");
+  verify.addEventListener("click", () => act(verify, verifyAudit));
+  try {
+    await refresh();
+  } catch (error) {
+    showError("#error", error);
+    return;
+  }
+  document.querySelector("#sections").hidden = false;
+}
+
+main();
