@@ -44,3 +44,4 @@ Index(
     forward_tasks.c.next_attempt_at,
 )
 Index("ix_forward_sop", forward_tasks.c.sop_uid)
+Index("ix_forward_finished", forward_tasks.c.finished_at)  # the queue metrics' window

@@ -469,8 +469,7 @@ async def export_syslog(
 
 
 async def latest(engine: AsyncEngine, action: str):
-    """The newest record of ``action``, or None. ``action`` has no index: the scan walks back
-    from the newest record, so it is for actions that recur (a scheduled run), not rare ones."""
+    """The newest record of ``action``, or None (one look in the index on action and seq)."""
     query = select(audit_log).where(audit_log.c.action == action).order_by(audit_log.c.seq.desc())
     async with engine.connect() as conn:
         return (await conn.execute(query.limit(1))).first()

@@ -61,6 +61,7 @@ audit_log = Table(
     Column("detail", Text, nullable=True),
     Column("mac", String(64), nullable=False),
 )
+Index("ix_audit_action", audit_log.c.action, audit_log.c.seq)  # the newest record of an action
 
 # Login throttle counters (hub.security.ratelimit): one row per account, client address,
 # account-at-address and known place; ``level`` leaks over time, ``next_at`` is the delay.
