@@ -46,6 +46,7 @@ PAGES = {
     "page.interop": ("/interop/{study}", "interop.html", WASM_PAGE_HEADERS),
     "page.forwarding": ("/forwarding", "forwarding.html", PAGE_HEADERS),
     "page.dose": ("/dose", "dose.html", PAGE_HEADERS),
+    "page.worklist": ("/worklist", "worklist.html", PAGE_HEADERS),
     "page.admin": ("/admin", "admin.html", PAGE_HEADERS),
 }
 

@@ -9,14 +9,14 @@ from hub.security.accounts import create_user, issue_token
 
 pytestmark = pytest.mark.browser
 
-EVERYTHING = ["Studies", "Upload", "Tele-ultrasound", "Forwarding", "Dose", "Admin"]
+EVERYTHING = ["Studies", "Upload", "Worklist", "Tele-ultrasound", "Forwarding", "Dose", "Admin"]
 BY_ROLE = {
     "admin": EVERYTHING,
-    "clinic": ["Studies", "Upload", "Tele-ultrasound"],
+    "clinic": ["Studies", "Upload", "Worklist", "Tele-ultrasound"],
     "pathologist": ["Studies"],
     "specialist": ["Studies", "Tele-ultrasound"],
 }
-PAGES = ["/studies", "/upload", "/forwarding", "/dose", "/admin", "/telehealth/clinic"]
+PAGES = ["/studies", "/upload", "/worklist", "/forwarding", "/dose", "/admin", "/telehealth/clinic"]
 
 
 async def _headers(hub_server, role: str) -> dict[str, str]:

@@ -5,6 +5,7 @@
 const SECTIONS = [
   ["/studies", "Studies", "dicomweb.read"],
   ["/upload", "Upload", "slides.upload"],
+  ["/worklist", "Worklist", "worklist.read"],
   ["/telehealth/clinic", "Tele-ultrasound", "telehealth.start"],
   ["/telehealth/specialist", "Tele-ultrasound", "telehealth.join"],
   ["/forwarding", "Forwarding", "forward.read"],
