@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from hubtest import HubServer
-from web_support import Console, chromium, new_page
+from web_support import Console, chromium, new_page, signed_in_page
 
 from hub.security.accounts import create_user, issue_token
 
@@ -29,10 +29,7 @@ async def _signs_in(hub: HubServer, username: str, password: str) -> bool:
 
 async def test_users_are_added_shown_their_password_once_and_disabled(hub_server: HubServer):
     hub = hub_server
-    async with chromium() as browser:
-        page = await new_page(browser, hub)
-        console = Console(page)
-        await page.goto(f"{hub.url}/admin")
+    async with signed_in_page(hub, "/admin") as (page, console):
         await page.wait_for_selector("#user-list tr[data-user=test-admin]")
         await page.fill("#add-user [name=username]", "nurse")
         await page.select_option("#add-user [name=role]", "clinic")
@@ -97,10 +94,7 @@ async def test_a_token_is_shown_once_and_revoked(hub_server: HubServer):
 
 async def test_an_ae_title_is_allowed_edited_and_removed(hub_server: HubServer):
     hub = hub_server
-    async with chromium() as browser:
-        page = await new_page(browser, hub)
-        console = Console(page)
-        await page.goto(f"{hub.url}/admin")
+    async with signed_in_page(hub, "/admin") as (page, console):
         await page.wait_for_selector("#sections:not([hidden])")
         await page.fill("#allow-ae [name=ae_title]", "MODALITY1")
         await page.check("#allow-ae [name=services][value=store]")
@@ -149,10 +143,7 @@ async def test_a_refused_ae_shows_the_reason(hub_server: HubServer):
 
 async def test_audit_verify_and_the_system_state(hub_server: HubServer):
     hub = hub_server
-    async with chromium() as browser:
-        page = await new_page(browser, hub)
-        console = Console(page)
-        await page.goto(f"{hub.url}/admin")
+    async with signed_in_page(hub, "/admin") as (page, console):
         await page.wait_for_selector("#sections:not([hidden])")
         await page.click("#verify")
         await page.wait_for_selector("#verdict.ok")

@@ -11,7 +11,7 @@ import pytest
 from hubtest import HubServer, free_port, running_hub
 from playwright.async_api import Page
 from pydicom.data import get_testdata_file
-from web_support import Console, chromium, ingest_all, new_page
+from web_support import Console, chromium, ingest_all, new_page, signed_in_page
 
 from hub.config import Settings, sections
 from hub.forward.keys import FORWARDER_KEY
@@ -44,10 +44,7 @@ async def two_instances_queued(hub: HubServer) -> AsyncIterator[tuple[Page, Cons
     await ingest_all(
         hub.archive, [Path(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
     )
-    async with chromium() as browser:
-        page = await new_page(browser, hub)
-        console = Console(page)
-        await page.goto(f"{hub.url}/forwarding")
+    async with signed_in_page(hub, "/forwarding") as (page, console):
         yield page, console
 
 

@@ -54,6 +54,16 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
+@contextlib.asynccontextmanager
+async def signed_in_page(hub, path: str) -> AsyncIterator[tuple[Page, Console]]:
+    """A page of the hub at ``path``, signed in as its test administrator, with its console."""
+    async with chromium() as browser:
+        page = await new_page(browser, hub)
+        console = Console(page)
+        await page.goto(f"{hub.url}{path}")
+        yield page, console
+
+
 async def new_page(browser: Browser, hub, width: int = 1280, height: int = 800) -> Page:
     """A page in a fresh context (empty cache) that signs in as the hub's test administrator."""
     context = await browser.new_context(

@@ -2,12 +2,13 @@
 // backups and forwarding, all on /api/admin (the `admin` permission), /api/backup/status and
 // /api/forward/metrics. Other accounts are told so and the page asks nothing of the API.
 
-import { account, cell, installHeader, jsonApi, showError } from "./nav.js";
+import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
 
 const FORBIDDEN = "Administrators only: your account may not use the administration pages.";
 const AE_PRINCIPAL_PREFIX = "ae:"; // the principal of an AE that acts as a role, not a user
 
 const api = jsonApi(FORBIDDEN);
+const { act, onSubmit } = changes(refresh);
 
 function send(method, path, body) {
   return api(path, {
@@ -35,28 +36,6 @@ function button(td, label, run) {
   element.textContent = label;
   element.addEventListener("click", () => act(element, run));
   td.append(element);
-}
-
-// Run a change, then show everyone's new state; errors go to the banner.
-async function act(control, run) {
-  control.disabled = true;
-  try {
-    await run();
-    document.querySelector("#error").hidden = true;
-    await refresh();
-  } catch (error) {
-    showError("#error", error);
-  } finally {
-    control.disabled = false;
-  }
-}
-
-function onSubmit(selector, run) {
-  const form = document.querySelector(selector);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    act(form.querySelector("button[type=submit]"), () => run(new FormData(form), form));
-  });
 }
 
 function showOnce(selector, owner, secret) {
@@ -283,13 +262,7 @@ async function main() {
   document.querySelector("#secret [data-copy]").addEventListener("click", copySecret);
   const verify = document.querySelector("#verify");
   verify.addEventListener("click", () => act(verify, verifyAudit));
-  try {
-    await refresh();
-  } catch (error) {
-    showError("#error", error);
-    return;
-  }
-  document.querySelector("#sections").hidden = false;
+  await firstShow(refresh);
 }
 
 main();

@@ -92,3 +92,45 @@ export function svgNode(name, attributes, text) {
   if (text !== undefined) element.textContent = text;
   return element;
 }
+
+// Changes made from a page: run one, then show the page's data again with `refresh` (after a
+// refusal too: what was refused may have changed meanwhile); errors go to the #error banner.
+export function changes(refresh) {
+  async function act(control, run) {
+    control.disabled = true;
+    try {
+      await run();
+      document.querySelector("#error").hidden = true;
+    } catch (error) {
+      showError("#error", error);
+    }
+    try {
+      await refresh();
+    } catch (error) {
+      showError("#error", error);
+    } finally {
+      control.disabled = false;
+    }
+  }
+
+  function onSubmit(selector, run) {
+    const form = document.querySelector(selector);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      act(form.querySelector("button[type=submit]"), () => run(new FormData(form), form));
+    });
+  }
+
+  return { act, onSubmit };
+}
+
+// The page's first showing: its data, then its sections (#sections), or the error alone.
+export async function firstShow(refresh) {
+  try {
+    await refresh();
+  } catch (error) {
+    showError("#error", error);
+    return;
+  }
+  document.querySelector("#sections").hidden = false;
+}

@@ -3,7 +3,7 @@
 // start / complete / cancel changes. A clinic sees only the steps assigned to it; the API
 // decides that. Accounts without worklist.read are told so and the page asks nothing of the API.
 
-import { account, cell, installHeader, jsonApi, showError } from "./nav.js";
+import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
 
 const FORBIDDEN = "Your account may not see the worklist.";
 const FILTERS = ["status", "modality", "date", "patient_name", "patient_id", "accession"];
@@ -16,6 +16,7 @@ const ACTIONS = {
 };
 
 const api = jsonApi(FORBIDDEN);
+const { act, onSubmit } = changes(refresh);
 
 function dicomDate(isoDate) {
   return isoDate.replaceAll("-", "");
@@ -26,25 +27,6 @@ function startText(item) {
   const t = item.start_time;
   const day = `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}`;
   return t ? `${day} ${t.slice(0, 2)}:${t.slice(2, 4)}` : day;
-}
-
-// Run a change, then show the list again; a refusal (a 409's reason among them) goes to the
-// banner, and the list is shown again all the same: a refused step has changed meanwhile.
-async function act(control, run) {
-  control.disabled = true;
-  try {
-    await run();
-    document.querySelector("#error").hidden = true;
-  } catch (error) {
-    showError("#error", error);
-  }
-  try {
-    await refresh();
-  } catch (error) {
-    showError("#error", error);
-  } finally {
-    control.disabled = false;
-  }
 }
 
 function actionButton(td, item, action) {
@@ -110,21 +92,13 @@ function newStep(form) {
   return body;
 }
 
-async function schedule(element) {
+async function schedule(data, element) {
   await api("/api/worklist", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(newStep(new FormData(element))),
+    body: JSON.stringify(newStep(data)),
   });
   element.reset();
-}
-
-function onSubmit(selector, run) {
-  const form = document.querySelector(selector);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    act(form.querySelector("button[type=submit]"), () => run(form));
-  });
 }
 
 async function main() {
@@ -140,13 +114,7 @@ async function main() {
     onSubmit("#new-step", schedule);
     document.querySelector("#schedule").hidden = false;
   }
-  try {
-    await refresh();
-  } catch (error) {
-    showError("#error", error);
-    return;
-  }
-  document.querySelector("#sections").hidden = false;
+  await firstShow(refresh);
 }
 
 main();
