@@ -207,8 +207,16 @@ class ChunkCache:
             with contextlib.suppress(FileNotFoundError):
                 local[index] = path.read_bytes()
                 continue
-            if self._claim(path):
+            if not self._claim(path):
+                continue
+            # The claim's holder before this one may have stored the chunk and let go between
+            # the look above and the claim.
+            try:
+                local[index] = path.read_bytes()
+            except FileNotFoundError:
                 claimed.append(index)
+            else:
+                self._release(sha, [index])
         return local, claimed
 
     def _claim(self, path: Path) -> bool:

@@ -86,6 +86,34 @@ async def test_reader_processes_sharing_a_folder_fetch_a_chunk_once(
     assert not list((tmp_path / "cache").rglob("*.claim"))
 
 
+class FinishedJustBeforeTheClaim(ChunkCache):
+    """A cache whose claims come just after another process stored the chunk and let go of its
+    own claim (the interleaving a loaded machine gives now and then, made certain here)."""
+
+    def __init__(self, inner: BlobStore, settings: CacheSettings, data: bytes) -> None:
+        super().__init__(inner, settings)
+        self.data = data
+
+    def _claim(self, path: Path) -> bool:
+        index = int(path.name.rsplit(".", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.data[index * self.chunk : (index + 1) * self.chunk])
+        return super()._claim(path)
+
+
+async def test_a_chunk_stored_by_another_process_just_before_the_claim_is_not_fetched_again(
+    s3: S3BlobStore, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * CHUNK)
+    sha = await s3.put_bytes(data)
+    counting = CountingStore(s3)
+    settings = CacheSettings(tmp_path / "cache", chunk=CHUNK)
+    cache = FinishedJustBeforeTheClaim(counting, settings, data)
+    assert await cache.read_range(sha, 100, 1000) == data[100:1100]
+    assert counting.fetched == []
+    assert not list((tmp_path / "cache").rglob("*.claim"))
+
+
 # A reader process: its own cache on the shared folder, reading one range once told to go;
 # prints how many chunks it fetched from S3.
 READER = """
