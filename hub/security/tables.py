@@ -62,6 +62,11 @@ audit_log = Table(
     Column("mac", String(64), nullable=False),
 )
 Index("ix_audit_action", audit_log.c.action, audit_log.c.seq)  # the newest record of an action
+# Searching the trail by who, patient, study or time, newest first.
+Index("ix_audit_who", audit_log.c.who, audit_log.c.seq)
+Index("ix_audit_patient", audit_log.c.patient, audit_log.c.seq)
+Index("ix_audit_study", audit_log.c.study, audit_log.c.seq)
+Index("ix_audit_at", audit_log.c.at)
 
 # Login throttle counters (hub.security.ratelimit): one row per account, client address,
 # account-at-address and known place; ``level`` leaks over time, ``next_at`` is the delay.
