@@ -167,8 +167,9 @@ async def retry_dead(request: web.Request) -> web.Response:
 async def send_study(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
     target = request.query.get("target", "")
-    if target not in forwarder.config.targets:
-        known = ", ".join(forwarder.config.targets) or "none configured"
+    config = await forwarder.source.current()
+    if target not in config.targets:
+        known = ", ".join(config.targets) or "none configured"
         return _error(400, f"unknown target {target!r} (targets: {known})")
     study = request.match_info["study"]
     try:
@@ -188,10 +189,13 @@ async def _audit(
     await audit_change(request, engine, action, study=study, detail=detail)
 
 
-@described("The forwarding targets, their rules and queue counts")
+@described(
+    "The forwarding targets, their rules and queue counts, each with its version, and the "
+    "configuration's revision"
+)
 async def list_targets(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
-    return web.json_response(forwarder.config.describe(await forwarder.queue.counts()))
+    return web.json_response(await forwarder.source.describe(await forwarder.queue.counts()))
 
 
 WINDOW_QUERY = {

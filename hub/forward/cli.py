@@ -1,4 +1,5 @@
-"""`tessera forward list|show|retry|cancel|send|targets`: the forward queue from the command line.
+"""`tessera forward list|show|retry|cancel|send|targets`: the forward queue from the command line
+(``target``, ``rule`` and ``echo`` edit and test the configuration: hub.forward.config_cli).
 
 Works on the index directly, with or without the server running; a running server picks up
 retried tasks at its next queue scan (``poll_interval``). Building the parser imports nothing
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.config import Settings
+from hub.forward import config_cli
 from hub.forward.states import STATES
 
 if TYPE_CHECKING:
@@ -58,7 +60,8 @@ def register(subparsers: Any) -> None:
     targets.add_argument("--json", action="store_true", help="print JSON")
     targets.set_defaults(func=_command(cmd_targets))
 
-    for command in (ls, show, retry, cancel, send, targets):
+    edits = config_cli.register(commands, _command)
+    for command in (ls, show, retry, cancel, send, targets, *edits):
         # Also accept --data after the command; SUPPRESS keeps a --data given before it.
         command.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder")
 
@@ -157,7 +160,7 @@ async def cmd_send(args: argparse.Namespace, settings: Settings, queue: ForwardQ
     from hub.archive import Archive, NotFound
     from hub.stores import open_store
 
-    config = _config_or_none(settings)
+    config = await _config_or_none(settings, queue)
     if config is None:
         return 1
     if args.target not in config.targets:
@@ -180,7 +183,7 @@ async def cmd_send(args: argparse.Namespace, settings: Settings, queue: ForwardQ
 
 
 async def cmd_targets(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
-    config = _config_or_none(settings)
+    config = await _config_or_none(settings, queue)
     if config is None:
         return 1
     described = config.describe(await queue.counts())
@@ -199,11 +202,12 @@ async def cmd_targets(args: argparse.Namespace, settings: Settings, queue: Forwa
     return 0
 
 
-def _config_or_none(settings: Settings) -> ForwardConfig | None:
-    from hub.forward.config import ConfigError, load_config
+async def _config_or_none(settings: Settings, queue: ForwardQueue) -> ForwardConfig | None:
+    from hub.forward.config import ConfigError
+    from hub.forward.configsource import ConfigSource
 
     try:
-        return load_config(settings)
+        return await ConfigSource(queue.engine, settings).current()
     except ConfigError as exc:
         print(f"forward configuration error: {exc}", file=sys.stderr)
         return None

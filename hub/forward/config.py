@@ -173,6 +173,13 @@ class ForwardConfig:
 
 def load_config(settings: Settings) -> ForwardConfig:
     """Merge the data-dir file (if any) with Settings.forward."""
+    return parse_config(
+        settings_raw(settings), default_calling_ae=settings.ae_title, environ=settings.environ
+    )
+
+
+def settings_raw(settings: Settings) -> dict[str, Any]:
+    """The configuration as the data-dir file and Settings.forward give it, merged, unparsed."""
     extra = settings.forward.given()
     file_part: dict[str, Any] = {}
     path = _config_path(settings, extra.pop("config_file", None))
@@ -181,7 +188,7 @@ def load_config(settings: Settings) -> ForwardConfig:
     merged = {**file_part, **{k: v for k, v in extra.items() if k not in ("targets", "rules")}}
     merged["targets"] = {**(file_part.get("targets") or {}), **(extra.get("targets") or {})}
     merged["rules"] = [*(file_part.get("rules") or []), *(extra.get("rules") or [])]
-    return parse_config(merged, default_calling_ae=settings.ae_title, environ=settings.environ)
+    return merged
 
 
 def _config_path(settings: Settings, explicit: str | None) -> Path | None:
@@ -217,7 +224,7 @@ def parse_config(
         name: _parse_target(name, spec, default_calling_ae, environ or {})
         for name, spec in (raw.get("targets") or {}).items()
     }
-    rules = tuple(_parse_rule(i, spec, targets) for i, spec in enumerate(raw.get("rules") or []))
+    rules = tuple(parse_rule(i, spec, targets) for i, spec in enumerate(raw.get("rules") or []))
     try:
         config = ForwardConfig(
             targets=targets,
@@ -296,7 +303,7 @@ def _port(name: str, value: Any) -> int:
     return port
 
 
-def _parse_rule(index: int, spec: dict[str, Any], targets: dict[str, Target]) -> Rule:
+def parse_rule(index: int, spec: dict[str, Any], targets: dict[str, Target]) -> Rule:
     name = spec.get("name") or f"rule-{index + 1}"
     wanted = _as_list(spec.get("targets", spec.get("target")))
     if not wanted:

@@ -26,6 +26,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from hub.forward.config import DimseTarget, Timeouts
 from hub.forward.outcome import Outcome, from_dimse_status
@@ -88,11 +89,7 @@ def _prepare(path: Path) -> _Prepared:
 def _send_prepared(
     target: DimseTarget, batch: list[_Prepared], timeouts: Timeouts
 ) -> list[Outcome]:
-    ae = AE(ae_title=target.calling_ae)
-    ae.connection_timeout = timeouts.connect
-    ae.acse_timeout = timeouts.acse
-    ae.dimse_timeout = timeouts.dimse
-    ae.network_timeout = timeouts.network
+    ae = _ae(target, timeouts)
     # One context per (SOP class, stored syntax), plus with conversion allowed one offering
     # both little-endian syntaxes; the worker's batch limit keeps within PS3.8's 128.
     for sop_class, syntax in sorted({(p.sop_class, p.transfer_syntax) for p in batch}):
@@ -101,14 +98,8 @@ def _send_prepared(
         for sop_class in sorted({p.sop_class for p in batch if p.transfer_syntax in CONVERTIBLE}):
             ae.add_requested_context(sop_class, CONVERTIBLE)
 
-    where = f"{target.called_ae}@{target.host}:{target.port}"
-    with _pynetdicom_errors(ae) as errors:
-        assoc = ae.associate(
-            target.host,
-            target.port,
-            ae_title=target.called_ae,
-            tls_args=target.tls.pynetdicom_args(target.host) if target.tls else None,
-        )
+    where = _where(target)
+    assoc, errors = _associate(ae, target)
     if not assoc.is_established:
         return [_not_established(assoc, where, errors, p) for p in batch]
     try:
@@ -116,6 +107,53 @@ def _send_prepared(
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def echo(target: DimseTarget, timeouts: Timeouts) -> tuple[bool, str]:
+    """C-ECHO the target as the forwarder would reach it: (answered with Success, what
+    happened)."""
+    ae = _ae(target, timeouts)
+    ae.add_requested_context(Verification)
+    where = _where(target)
+    assoc, errors = _associate(ae, target)
+    if not assoc.is_established:
+        if assoc.is_rejected:
+            return False, f"association rejected by {where}: {'; '.join(errors)}"
+        return False, f"cannot reach {where}: {'; '.join(errors) or 'association not established'}"
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if not status or "Status" not in status:
+        return False, f"{where} sent no C-ECHO response"
+    if status.Status != 0:
+        return False, f"{where} answered C-ECHO with status 0x{status.Status:04X}"
+    return True, f"{where} answered C-ECHO with Success"
+
+
+def _ae(target: DimseTarget, timeouts: Timeouts) -> AE:
+    ae = AE(ae_title=target.calling_ae)
+    ae.connection_timeout = timeouts.connect
+    ae.acse_timeout = timeouts.acse
+    ae.dimse_timeout = timeouts.dimse
+    ae.network_timeout = timeouts.network
+    return ae
+
+
+def _where(target: DimseTarget) -> str:
+    return f"{target.called_ae}@{target.host}:{target.port}"
+
+
+def _associate(ae: AE, target: DimseTarget) -> tuple[Association, list[str]]:
+    with _pynetdicom_errors(ae) as errors:
+        assoc = ae.associate(
+            target.host,
+            target.port,
+            ae_title=target.called_ae,
+            tls_args=target.tls.pynetdicom_args(target.host) if target.tls else None,
+        )
+    return assoc, errors
 
 
 def _send_over(

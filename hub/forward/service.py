@@ -16,8 +16,8 @@ from aiohttp import web
 from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings
-from hub.forward import api
-from hub.forward.config import load_config
+from hub.forward import api, config_api
+from hub.forward.configsource import ConfigSource
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
 
@@ -31,16 +31,18 @@ def setup(app: web.Application) -> None:
     app[FORWARDER_KEY] = forwarder
     app.cleanup_ctx.append(_run_worker)
     api.add_routes(app)
+    config_api.add_routes(app)
 
 
 def install(archive: Archive, settings: Settings | None = None) -> Forwarder:
-    """Register the enqueue hook on ``archive`` (once per archive); the config comes from
-    ``settings`` (default: the archive's own) and the data dir's forward.toml / forward.json."""
+    """Register the enqueue hook on ``archive`` (once per archive). The targets and rules come
+    from the index, which ``settings`` (default: the archive's own) and the data dir's
+    forward.toml / forward.json fill on the first start (hub.forward.configsource)."""
     known = _installed.get(archive)
     if known is not None and (forwarder := known()) is not None:
         return forwarder
     settings = settings or archive.settings
-    forwarder = Forwarder(archive, load_config(settings), settings.cluster)
+    forwarder = Forwarder(archive, ConfigSource(archive.engine, settings), settings.cluster)
     forwarder.install()
     _installed[archive] = ref(forwarder)
     return forwarder

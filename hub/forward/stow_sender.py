@@ -58,6 +58,19 @@ async def send_one(
         await loop.run_in_executor(None, f.close)
 
 
+async def probe(target: StowTarget, timeouts: Timeouts) -> tuple[bool, str]:
+    """Search the target for one study, as the forwarder would reach it (its token too):
+    (answered 2xx, what happened)."""
+    url = f"{target.studies_url}?limit=1"
+    try:
+        async with session_for(target, timeouts) as session, session.get(url) as resp:
+            if 200 <= resp.status < 300:
+                return True, f"{target.url} answered a study search with {resp.status}"
+            return False, f"{target.url} answered a study search with {resp.status} {resp.reason}"
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return False, f"cannot reach {target.studies_url}: {_describe(exc)}"
+
+
 def _judge(status: int, text: str, sop_uid: str) -> Outcome:
     """Map the STOW-RS response to an outcome, using the per-instance reason when given."""
     body = _json(text)

@@ -24,6 +24,7 @@ from hub.archive import Archive, Indexed
 from hub.config import ClusterSettings
 from hub.forward import dimse_sender, stow_sender
 from hub.forward.config import DimseTarget, ForwardConfig, StowTarget, Target
+from hub.forward.configsource import ConfigSource
 from hub.forward.outcome import Outcome
 from hub.forward.queue import ForwardQueue, Task, enqueue, identity
 from hub.tasks import cancel_and_wait
@@ -33,12 +34,13 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 30.0  # seconds to let batches in flight finish on shutdown
 RECORD_RETRY_PAUSES = (0.5, 2.0, 5.0)
 PURGE_EVERY = 3600.0  # seconds between deletions of long-finished tasks
+SENDER_THREADS = 16  # targets sent to at once, at most; the rest wait their turn
 
 
 class Forwarder:
-    def __init__(self, archive: Archive, config: ForwardConfig, cluster: ClusterSettings) -> None:
+    def __init__(self, archive: Archive, source: ConfigSource, cluster: ClusterSettings) -> None:
         self.archive = archive
-        self.config = config
+        self.source = source
         self.cluster = cluster
         self.queue = ForwardQueue(archive.engine)  # leased to a node by start()
         self._wake = asyncio.Event()
@@ -48,6 +50,11 @@ class Forwarder:
         self._turns: dict[str, asyncio.Task[None]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._installed = False
+
+    @property
+    def config(self) -> ForwardConfig:
+        """As last read from the index (``source.current()`` reads it again)."""
+        return self.source.config
 
     # -- life cycle ----------------------------------------------------------------------
     def install(self) -> None:
@@ -66,10 +73,10 @@ class Forwarder:
         returned = await self.queue.requeue_own()
         if returned:
             log.info("forward: %d task(s) interrupted by a restart are pending again", returned)
-        if not self.config.enabled or not self.config.targets:
-            return  # tasks of targets removed from the config wait, visible, until they return
-        workers = max(1, len(self.config.targets))
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="forward")
+        if not (await self.source.current()).enabled:
+            return
+        # Tasks of a target removed from the configuration wait, visible, until it returns.
+        self._executor = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="forward")
         self._lease_task = asyncio.create_task(self._keep_leases(), name="forward-leases")
         self._loop_task = asyncio.create_task(self._run(), name="forward-loop")
 
@@ -96,7 +103,7 @@ class Forwarder:
 
     # -- archive hooks -----------------------------------------------------------------
     async def _on_indexed(self, conn: AsyncConnection, event: Indexed) -> None:
-        routes = self.config.targets_for(event)
+        routes = (await self.source.current(conn)).targets_for(event)
         if routes:
             await enqueue(conn, identity(event), routes, time.time())
 
@@ -123,6 +130,7 @@ class Forwarder:
         while True:
             self._wake.clear()
             try:
+                await self.source.current()
                 if time.monotonic() >= next_purge:
                     await self.queue.purge_finished(self.config.keep_finished_days * 86400)
                     next_purge = time.monotonic() + PURGE_EVERY

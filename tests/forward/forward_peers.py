@@ -21,6 +21,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.transport import ThreadedAssociationServer
 
+import hub.cli
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.archive import Archive
 from hub.config import Settings, sections
@@ -324,3 +325,12 @@ class Gateway:
 
 
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+
+
+async def run_cli(monkeypatch, capsys, data_dir: Path, *argv: str) -> tuple[int, str, str]:
+    """Run `tessera forward ...` through the real `tessera` parser (in a thread: it runs its
+    own event loop)."""
+    monkeypatch.setattr(hub.cli, "COMMAND_MODULES", ["hub.forward.cli"])
+    code = await asyncio.to_thread(hub.cli.main, ["forward", *argv, "--data", str(data_dir)])
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -3,18 +3,16 @@ and retries for receivers that are only busy."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from pathlib import Path
 
 import aiohttp
 import pytest
-from forward_peers import dataset_sha256, forward_config
+from forward_peers import dataset_sha256, forward_config, run_cli
 from hubtest import free_port
 from pydicom.data import get_testdata_file
 
-import hub.cli
 from hub.archive import Source
 
 pytestmark = pytest.mark.peers
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.peers
 SOURCE = Source(door="dimse", calling_ae="US_CART_3")
 JPEG_US = Path(get_testdata_file("color3d_jpeg_baseline.dcm"))
 CT = Path(get_testdata_file("CT_small.dcm"))
-
-
-async def run_cli(monkeypatch, capsys, data_dir: Path, *argv: str) -> tuple[int, str, str]:
-    """Run `tessera forward ...` through the real `tessera` parser (in a thread: it runs its
-    own event loop)."""
-    monkeypatch.setattr(hub.cli, "COMMAND_MODULES", ["hub.forward.cli"])
-    code = await asyncio.to_thread(hub.cli.main, ["forward", *argv, "--data", str(data_dir)])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 async def get_json(url: str) -> tuple[int, dict]:

@@ -152,3 +152,29 @@ async def test_ids_and_numbers_of_other_scripts_are_refused_not_crashed_on(hub_s
             async with session.get(f"{hub_server.url}/api/forward/tasks?{query}") as resp:
                 assert resp.status == 400, query
                 assert "must be an integer" in (await resp.json())["error"]
+
+
+async def test_configuration_edits_are_audited_with_old_and_new_and_no_secret(hub_server):
+    base = f"{hub_server.url}/api/forward/targets/vna"
+    first = {"type": "stow", "url": "http://127.0.0.1:1/dicomweb", "token": "s3cret-1"}
+    second = {"type": "stow", "url": "http://127.0.0.1:2/dicomweb", "token": "s3cret-2"}
+    async with hub_server.session() as http:
+        for spec in (first, second):
+            async with http.put(base, json=spec) as resp:
+                assert resp.status == 200, await resp.text()
+        async with http.delete(f"{base}?version=2") as resp:
+            assert resp.status == 200, await resp.text()
+
+    engine = hub_server.archive.engine
+    await attach(engine, hub_server.settings.data_dir).flush()
+    async with engine.connect() as conn:
+        query = select(audit_log).where(audit_log.c.action.like("forward.target.%"))
+        rows = (await conn.execute(query.order_by(audit_log.c.seq))).all()
+    assert [r.action for r in rows] == ["forward.target.save"] * 2 + ["forward.target.remove"]
+    assert {r.who for r in rows} == {"test-admin"}
+    details = [json.loads(r.detail) for r in rows]
+    assert details[0]["old"] is None and details[0]["new"]["url"] == first["url"]
+    assert details[1]["old"]["url"] == first["url"] and details[1]["new"]["url"] == second["url"]
+    assert details[2]["old"]["url"] == second["url"] and details[2]["new"] is None
+    assert details[1]["new"]["token"] is True
+    assert "s3cret" not in str(details)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData, Table
 
 from hub.archive import index
+from hub.configstore import tables as config_tables
 from hub.dose import tables as dose_tables
 from hub.forward import tables as forward_tables
 from hub.jobs import tables as jobs_tables
@@ -39,6 +40,8 @@ TABLES: tuple[Table, ...] = (
     dose_tables.dose_estimates,
     serve_tables.nodes,
     serve_tables.leases,
+    config_tables.config_entries,
+    config_tables.config_scopes,
 )
 
 metadata: MetaData = index.metadata
