@@ -94,6 +94,8 @@ ADDED = {
     "dose_estimates",
     "nodes",
     "leases",
+    "config_entries",
+    "config_scopes",
 }
 
 
