@@ -8,6 +8,7 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from hub.apispec.document import api_routes, openapi_document, undescribed
+from hub.errors import PROBLEM_JSON
 from hub.security.accounts import create_user, issue_token
 
 
@@ -56,6 +57,25 @@ def test_path_parameters_follow_the_router(hub_server) -> None:
     revoke = document["paths"]["/api/admin/tokens/{id}"]["delete"]
     assert [(p["name"], p["in"]) for p in revoke["parameters"]] == [("id", "path")]
     assert set(revoke["responses"]) >= {"200", "401", "403", "404"}
+
+
+def test_every_error_answer_is_the_problem_schema(hub_server) -> None:
+    document = openapi_document(hub_server.app)
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    errors = [
+        (f"{method} {path} {status}", answer)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, answer in operation["responses"].items()
+        if int(status) >= 400
+    ]
+    assert len(errors) > len(document["paths"])  # every operation has some (400 at least)
+    for where, answer in errors:
+        assert answer["content"] == {
+            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }, where
+    assert "Error" not in document["components"]["schemas"]
 
 
 async def test_the_document_needs_a_signed_in_caller(hub_server) -> None:
