@@ -1,6 +1,7 @@
 """Reading what a client sent: JSON bodies, bounded integers and typed JSON fields.
 
-Every refusal is a ``BadInput`` (a 400 whose JSON body says why), so a handler that reads its
+Every refusal is a ``BadInput`` (a 400 problem document that says why; for a body that breaks
+its model, ``field`` names the member and ``rule`` what it broke), so a handler that reads its
 input through here cannot turn a malformed request into a 500.
 """
 
@@ -9,22 +10,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 
 import msgspec
 from aiohttp import web
 
+from hub.errors import Problem
+
 Model = typing.TypeVar("Model")
 INT64_MAX = 2**63 - 1  # what the index's integer columns hold, on SQLite and PostgreSQL
 JSON_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})  # RFC 8259 section 8.1
+# How msgspec says where and what: "Expected `int` <= 3650 - at `$.days`", "Object missing
+# required field `username`" (no place: the top level).
+MSGSPEC_PLACE = re.compile(r"(?P<rule>.*?)(?: - at `(?P<at>[^`]*)`)?$", re.DOTALL)
+MSGSPEC_MEMBER = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]*)`")
 
 
-class BadInput(web.HTTPBadRequest):
-    """A 400 with ``{"error": reason}``; raised, never returned."""
+class BadInput(Problem):
+    """A 400 problem document saying why (with the body member and the rule it broke, when a
+    body failed its model); raised, never returned."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(text=json.dumps({"error": reason}), content_type="application/json")
+    def __init__(self, reason: str, *, field: str | None = None, rule: str | None = None) -> None:
+        named = {"field": field, "rule": rule}
+        super().__init__(400, reason, **{k: v for k, v in named.items() if v is not None})
         self.reason_text = reason
 
 
@@ -57,7 +67,17 @@ async def json_model(request: web.Request, model: type[Model]) -> Model:
     try:
         return msgspec.convert(await json_body(request), model)
     except msgspec.ValidationError as exc:
-        raise BadInput(str(exc)) from None
+        raise BadInput(str(exc), **_where(str(exc))) from None
+
+
+def _where(message: str) -> dict[str, str]:
+    """``field`` (a JSON path: ``$.days``) and ``rule`` from a msgspec validation message."""
+    place = MSGSPEC_PLACE.match(message)
+    assert place is not None  # the pattern matches any text
+    rule, at = place["rule"], place["at"] or "$"
+    if member := MSGSPEC_MEMBER.fullmatch(rule):
+        at += f".{member['name']}"
+    return {"field": at, "rule": rule}
 
 
 def parse_int(text: str | None, name: str, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:
@@ -109,7 +129,8 @@ def check_field_types(body: dict, cls: type) -> None:
         value = body[f.name]
         if accepted and not _is_instance(value, accepted):
             names = " or ".join(sorted({_json_name(t) for t in accepted}))
-            raise BadInput(f"{f.name} must be {names}")
+            rule = f"must be {names}"
+            raise BadInput(f"{f.name} {rule}", field=f"$.{f.name}", rule=rule)
 
 
 def _accepted(hint: object) -> tuple[type, ...]:

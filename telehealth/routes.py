@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
 from hub.audited import audit_change
+from hub.errors import Problem, problem
 from hub.requestdata import json_body
 from telehealth.capture import CaptureError
 from telehealth.ice import ice_servers, use_host_candidates
@@ -126,16 +126,16 @@ async def _elsewhere(
     request already), or the reason it cannot be."""
     rooms = request.app[REGISTRY_KEY].rooms
     if rooms is None or RELAYED_BY in request.headers:
-        raise _error(web.HTTPNotFound, unknown)
+        raise Problem(404, unknown)
     try:
         holder = await rooms.find(lease)
     except (SQLAlchemyError, OSError):
-        raise _error(web.HTTPServiceUnavailable, "the shared index is not answering") from None
+        raise Problem(503, "the shared index is not answering") from None
     if holder is None:
-        raise _error(web.HTTPNotFound, unknown)
+        raise Problem(404, unknown)
     if holder.url is None:
-        raise _error(
-            web.HTTPGone,
+        raise Problem(
+            410,
             f"the hub node that held this session ({holder.node}) stopped, and the session "
             "ended with it; start a new session",
         )
@@ -160,12 +160,12 @@ async def start_session(request: web.Request) -> web.Response:
             attributes = inline_image_attributes(body)
         calibration = body.get("calibration") and Calibration.from_json(body["calibration"])
     except (WorklistError, ValueError) as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise Problem(400, str(exc)) from None
     try:
         owner = _owner(request)
         session = await request.app[REGISTRY_KEY].create(attributes, calibration, owner)
     except (TooManySessions, RoomsUnavailable) as exc:
-        raise _error(web.HTTPServiceUnavailable, str(exc)) from None
+        raise Problem(503, str(exc)) from None
     await _audit(request, "telehealth.start", session)
     invite = f"/telehealth/specialist?code={session.invite_code}"
     return web.json_response(
@@ -197,7 +197,7 @@ async def join_session(request: web.Request) -> web.Response:
     body = await _json_body(request)
     code = body.get("code")
     if not isinstance(code, str):
-        raise _error(web.HTTPNotFound, UNKNOWN_CODE)
+        raise Problem(404, UNKNOWN_CODE)
     session = request.app[REGISTRY_KEY].by_code(code)
     if session is None:
         return await _elsewhere(request, JOIN + code, UNKNOWN_CODE, await request.read())
@@ -218,7 +218,7 @@ async def session_status(request: web.Request) -> web.Response:
 async def end_session(request: web.Request) -> web.Response:
     session, role = _session_and_role(request)
     if role != "clinic":
-        raise _error(web.HTTPForbidden, "only the clinic ends a session")
+        raise Problem(403, "only the clinic ends a session")
     await request.app[REGISTRY_KEY].end(session)
     await _audit(request, "telehealth.end", session, {"captures": len(session.captures)})
     return web.json_response({"id": session.id, "state": "ended", "captures": session.captures})
@@ -269,11 +269,10 @@ async def capture(request: web.Request) -> web.Response:
         command = capture_command(body)
         result = await session.command(role, command, _actor(request, role))
     except (MessageError, CaptureError) as exc:
-        raise _error(web.HTTPConflict, str(exc)) from None
-    status = 201 if result.get("state") == "stored" else 200
+        raise Problem(409, str(exc)) from None
     if result.get("state") == "failed":
-        status = 500
-    return web.json_response(result, status=status)
+        return _not_stored(result)
+    return web.json_response(result, status=201 if result.get("state") == "stored" else 200)
 
 
 @described(
@@ -287,19 +286,19 @@ async def source_still(request: web.Request) -> web.Response:
     """A still the clinic page recorded from the device's own video (PNG, native size)."""
     session, role = _session_and_role(request)
     if role != "clinic":
-        raise _error(web.HTTPForbidden, "source stills come from the clinic's device")
+        raise Problem(403, "source stills come from the clinic's device")
     if request.content_type != "image/png":
-        raise _error(web.HTTPUnsupportedMediaType, "send the still as image/png")
+        raise Problem(415, "send the still as image/png")
     capture_id = request.query.get("capture")
     if capture_id is not None and not CAPTURE_ID.fullmatch(capture_id):
-        raise _error(web.HTTPBadRequest, "capture must be 8..64 letters, digits or dashes")
+        raise Problem(400, "capture must be 8..64 letters, digits or dashes")
     png = await _bounded_body(request, MAX_SOURCE_STILL)
     try:
         result, new = await session.store_source_still(png, _actor(request, role), capture_id)
     except SourceCaptureError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise Problem(400, str(exc)) from None
     if result.get("state") != "stored":
-        return web.json_response(result, status=500)
+        return _not_stored(result)
     return web.json_response(result, status=201 if new else 200)
 
 
@@ -324,11 +323,11 @@ def _page(name: str):
 def _session_and_role(request: web.Request) -> tuple[Session, Role]:
     session = request.app[REGISTRY_KEY].get(request.match_info["id"])
     if session is None:  # ended since _here_or_holder found it
-        raise _error(web.HTTPNotFound, UNKNOWN_SESSION)
+        raise Problem(404, UNKNOWN_SESSION)
     token = request.headers.get("X-Telehealth-Token") or request.query.get("token")
     role = session.role_for(token)
     if role is None:
-        raise _error(web.HTTPForbidden, "a valid session token is required")
+        raise Problem(403, "a valid session token is required")
     return session, role
 
 
@@ -361,26 +360,32 @@ def _actor(request: web.Request, role: Role) -> str:
 async def _bounded_body(request: web.Request, limit: int) -> bytes:
     """The whole body, up to ``limit`` bytes (above the app's 1 MiB default for JSON)."""
     if request.content_length and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(256 * 1024):
         size += len(chunk)
         if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+        raise _too_large(MAX_BODY)
     if not request.can_read_body:
         return {}
     body = await json_body(request)
     if not isinstance(body, dict):
-        raise _error(web.HTTPBadRequest, "the body must be a JSON object")
+        raise Problem(400, "the body must be a JSON object")
     return body
 
 
-def _error(cls: type[web.HTTPError], message: str) -> web.HTTPError:
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
+def _not_stored(event: dict[str, Any]) -> web.Response:
+    """A capture that could not be stored: a 500 problem document carrying the capture event
+    (its state and details; the event's own ``type`` gives way to the problem's)."""
+    return problem(500, event.get("message") or "the capture was not stored", **event)
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, f"request body over {limit} bytes")

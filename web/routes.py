@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hub.errors import Problem
+
 WEB_DIR = Path(__file__).resolve().parent
 PAGES_DIR = WEB_DIR / "pages"
 STATIC_DIR = WEB_DIR / "static"
@@ -78,10 +80,10 @@ def page_handler(filename: str, headers: dict[str, str]):
 async def vendor_file(request: web.Request) -> web.FileResponse:
     root = VENDOR_DIRS.get(request.match_info["package"])
     if root is None:
-        raise web.HTTPNotFound(text="unknown vendor package")
+        raise Problem(404, "unknown vendor package")
     target = (root / request.match_info["path"]).resolve()
     if not target.is_relative_to(root.resolve()) or not target.is_file():
-        raise web.HTTPNotFound(text="no such file (run `npm ci` in web/ if the package is missing)")
+        raise Problem(404, "no such file (run `npm ci` in web/ if the package is missing)")
     return web.FileResponse(target, headers={"Cache-Control": VENDOR_CACHE})
 
 

@@ -8,7 +8,6 @@ GET  /api/ai/provenance/{sop}    a report and the reports it replaced, newest fi
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import msgspec
@@ -19,6 +18,7 @@ from hub.ai.model import AnalysisError
 from hub.ai.provenance import NotAReport, chain
 from hub.apispec import described
 from hub.archive import Source
+from hub.errors import Problem, problem
 from hub.requestdata import json_model
 from hub.security import actor_of
 from hub.security.visibility import request_scope
@@ -61,7 +61,7 @@ async def run_analysis(request: web.Request) -> web.Response:
             body.study, body.series, body.image, body.model, source
         )
     except AnalysisError as exc:
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        return problem(exc.status, exc.reason)
     payload = {
         "model": done.model,
         "version": done.version,
@@ -99,7 +99,5 @@ async def provenance(request: web.Request) -> web.Response:
     try:
         answer = await chain(archive, request.match_info["sop"], request_scope(request))
     except NotAReport as exc:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": str(exc)}), content_type="application/json"
-        ) from None
+        raise Problem(404, str(exc)) from None
     return web.json_response(answer)

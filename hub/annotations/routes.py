@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from hub.archive import Archive, Source
 from hub.archive.errors import NotFound
 from hub.archive.model import InstanceRef
 from hub.archive.scope import ReadScope
+from hub.errors import Problem
 from hub.requestdata import json_body
 from hub.security import actor_of
 from hub.security.visibility import request_scope
@@ -81,7 +81,7 @@ async def save_set(request: web.Request) -> web.Response:
             int(image.TotalPixelMatrixRows),
         )
     except ValueError as exc:  # a bad shape (ShapeError)
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        raise Problem(400, str(exc)) from None
     me = actor_of(principal)
     mine = [
         (ref, ds)
@@ -94,11 +94,11 @@ async def save_set(request: web.Request) -> web.Response:
     try:
         data = await _run(_encoded, image, shapes, me, series_uid, number)
     except ValueError as exc:  # highdicom's own checks of the graphic data
-        raise _error(web.HTTPBadRequest, f"cannot store these annotations: {exc}") from None
+        raise Problem(400, f"cannot store these annotations: {exc}") from None
     source = Source(door="annotations", actor=me, scope=request_scope(request))
     result = await archive.ingest_bytes(data, source=source)
     if not result.ok:
-        raise _error(web.HTTPConflict, result.message or "the annotations were not stored")
+        raise Problem(409, result.message or "the annotations were not stored")
     payload = {
         "sop_uid": result.sop_instance_uid,
         "series_uid": result.series_uid,
@@ -118,13 +118,13 @@ async def _image(request: web.Request) -> tuple[Archive, Dataset]:
     except NotFound:
         refs = []
     if not refs:
-        raise _error(web.HTTPNotFound, "no such slide image in this study (?image=SOP UID)")
+        raise Problem(404, "no such slide image in this study (?image=SOP UID)")
     ref = refs[0]
     if ref.sop_class_uid != VL_WSI:
-        raise _error(web.HTTPBadRequest, "?image= must be a VL Whole Slide Microscopy image")
+        raise Problem(400, "?image= must be a VL Whole Slide Microscopy image")
     header = await _on_file(archive, ref, _header)
     if "TotalPixelMatrixColumns" not in header:
-        raise _error(web.HTTPBadRequest, "?image= has no total pixel matrix")
+        raise Problem(400, "?image= has no total pixel matrix")
     return archive, header
 
 
@@ -171,7 +171,3 @@ def _encoded(image: Dataset, shapes, creator: str, series_uid: str | None, numbe
 
 async def _run(function, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, function, *args)
-
-
-def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json")

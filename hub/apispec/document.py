@@ -4,7 +4,8 @@ Paths, methods and path parameters come from the router; summaries, query parame
 and statuses from each handler's ``@described``; who may call an operation from the access
 rules of ``hub.security.policy`` and how large its body may be from the security middleware.
 Models become JSON Schema through msgspec, which reads the same dataclasses and structs that
-the handlers decode bodies into.
+the handlers decode bodies into. Every error status answers the one ``Problem`` schema
+(``application/problem+json``, RFC 9457: see ``hub.errors``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,24 @@ import msgspec
 from aiohttp import web
 
 from hub.apispec.describe import Operation, operation_of
+from hub.errors import PROBLEM_JSON
 from hub.security.middleware import body_limit
 from hub.security.policy import AUTHENTICATED, ROLES, rule_for
 
 API_PREFIX = "/api/"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SCHEMA_REF = "#/components/schemas/{name}"
-ERROR_SCHEMA = {
+PROBLEM_SCHEMA = {  # RFC 9457 problem details: every error answer of the hub
     "type": "object",
-    "properties": {"error": {"type": "string", "description": "why the request was refused"}},
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "about:blank: the status says what went wrong"},
+        "title": {"type": "string", "description": "the status phrase"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string", "description": "why the request was refused"},
+        "field": {"type": "string", "description": "the body member that failed validation"},
+        "rule": {"type": "string", "description": "what that member broke"},
+    },
 }
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"},
@@ -63,7 +73,7 @@ def openapi_document(app: web.Application) -> dict:
     for operations in paths.values():
         for operation in operations.values():
             _resolve_models(operation, by_model)
-    schemas["Error"] = ERROR_SCHEMA
+    schemas["Problem"] = PROBLEM_SCHEMA
     return {
         "openapi": "3.1.0",
         "info": {"title": "Tessera hub API", "version": _version()},
@@ -134,10 +144,8 @@ def _responses(
     if described.body is not None and limit is not None:
         refusals[413] = f"the body is over {limit} bytes"
     for status, meaning in {**refusals, **described.answers}.items():
-        answers[status] = {
-            "description": meaning,
-            "content": {"application/json": {"schema": {"$ref": SCHEMA_REF.format(name="Error")}}},
-        }
+        problem = {"schema": {"$ref": SCHEMA_REF.format(name="Problem")}}
+        answers[status] = {"description": meaning, "content": {PROBLEM_JSON: problem}}
     return {str(status): answer for status, answer in sorted(answers.items())}
 
 

@@ -108,7 +108,7 @@ async def _expect(response: aiohttp.ClientResponse, name: str, *statuses: int) -
     if response.status not in statuses:
         text = await response.text()
         try:
-            reason = json.loads(text)["error"]
+            reason = json.loads(text)["detail"]  # a problem document
         except (ValueError, KeyError, TypeError):
             reason = text.strip() or response.reason
         raise TargetError(f"the receiver refused {name}: {response.status} {reason}")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import os
 import re
 import secrets
@@ -34,9 +33,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hub import errors
 from hub.archive.blobs import CHUNK
 from hub.archive.blobs.spool import FileSpool, clear_spools
 from hub.backup.http_target import SHA256_HEADER
+from hub.errors import Problem
 
 MAX_OBJECT_BYTES = 64 << 30
 SMALL_OBJECT_BYTES = 64 << 20  # manifests, records, the public key and the recovery kit
@@ -65,24 +66,23 @@ class Receiver:
         name = _checked_name(request)
         declared = request.headers.get(SHA256_HEADER, name.removeprefix("blobs/")).lower()
         if not SHA256.fullmatch(declared):
-            raise _refused(web.HTTPBadRequest, f"{SHA256_HEADER} must be 64 hex digits")
+            raise Problem(400, f"{SHA256_HEADER} must be 64 hex digits")
         limit = self.max_object_bytes if name.startswith("blobs/") else SMALL_OBJECT_BYTES
         limit = min(limit, self.max_object_bytes)
         if request.content_length is not None and request.content_length > limit:
-            raise _too_large(name, limit, request.content_length)
+            raise _too_large(name, limit)
         spool = await asyncio.to_thread(FileSpool, self.tmp)
         try:
             received = 0
             async for block in request.content.iter_chunked(CHUNK):
                 received += len(block)
                 if received > limit:
-                    raise _too_large(name, limit, received)
+                    raise _too_large(name, limit)
                 await asyncio.to_thread(spool.write, block)
             sha, _ = await asyncio.to_thread(spool.finish)
             if sha != declared:
-                raise _refused(
-                    web.HTTPUnprocessableEntity,
-                    f"{name}: the body hashes to {sha}, not {declared}; nothing stored",
+                raise Problem(
+                    422, f"{name}: the body hashes to {sha}, not {declared}; nothing stored"
                 )
             created = await asyncio.to_thread(_link_if_absent, spool.path, self.path(name))
         finally:
@@ -91,9 +91,8 @@ class Receiver:
             return web.json_response({"stored": name, "sha256": sha}, status=201)
         held = await asyncio.to_thread(_file_sha256, self.path(name))
         if held != sha:
-            raise _refused(
-                web.HTTPConflict,
-                f"{name} is held already, with other bytes: this receiver never overwrites",
+            raise Problem(
+                409, f"{name} is held already, with other bytes: this receiver never overwrites"
             )
         return web.json_response({"held": name, "sha256": sha}, status=200)
 
@@ -101,14 +100,14 @@ class Receiver:
         name = _checked_name(request)
         path = self.path(name)
         if not await asyncio.to_thread(path.is_file):
-            raise _refused(web.HTTPNotFound, f"no {name}")
+            raise Problem(404, f"no {name}")
         return web.FileResponse(path, headers={"Cache-Control": "no-store"})
 
     async def list(self, request: web.Request) -> web.Response:
         prefix = request.query.get("prefix", "")
         match = LISTED.fullmatch(prefix)
         if match is None:
-            raise _refused(web.HTTPBadRequest, "prefix must start with manifests/ or records/")
+            raise Problem(400, "prefix must start with manifests/ or records/")
         folder, start = match.groups()
 
         def scan() -> list[str]:
@@ -123,22 +122,12 @@ class Receiver:
 def _checked_name(request: web.Request) -> str:
     name = request.match_info["name"]
     if not NAME.fullmatch(name):
-        raise _refused(web.HTTPBadRequest, f"{name!r} is not an object name this receiver takes")
+        raise Problem(400, f"{name!r} is not an object name this receiver takes")
     return name
 
 
-def _refused(kind: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return kind(text=json.dumps({"error": reason}), content_type="application/json")
-
-
-def _too_large(name: str, limit: int, size: int) -> web.HTTPException:
-    reason = f"{name}: larger than {limit} bytes; nothing stored"
-    return web.HTTPRequestEntityTooLarge(
-        max_size=limit,
-        actual_size=size,
-        text=json.dumps({"error": reason}),
-        content_type="application/json",
-    )
+def _too_large(name: str, limit: int) -> Problem:
+    return Problem(413, f"{name}: larger than {limit} bytes; nothing stored")
 
 
 def _link_if_absent(spool: Path, path: Path) -> bool:
@@ -186,10 +175,12 @@ def make_app(receiver: Receiver, token: str) -> web.Application:
     async def authenticate(request: web.Request, handler):
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
-            raise _refused(web.HTTPUnauthorized, "a wrong or missing bearer token")
+            raise Problem(401, "a wrong or missing bearer token")
         return await handler(request)
 
-    app = web.Application(middlewares=[authenticate])
+    app = web.Application()
+    errors.install(app)  # its refusals and aiohttp's own (405 for DELETE...) as problems
+    app.middlewares.append(authenticate)
     resource = app.router.add_resource("/objects/{name:.+}")
     resource.add_route("GET", receiver.get)
     resource.add_route("HEAD", receiver.get)

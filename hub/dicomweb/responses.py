@@ -1,4 +1,4 @@
-"""Shared response helpers for the DICOMweb door: JSON, errors, caching, URLs."""
+"""Shared response helpers for the DICOMweb door: DICOM JSON, errors, caching, URLs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hub import errors
 from hub.app_keys import SETTINGS_KEY
 from hub.forwarded import prefix_of
 
@@ -31,10 +32,9 @@ def dicom_json(data: Any, status: int = 200, headers: dict[str, str] | None = No
 
 
 def problem(status: int, message: str) -> web.Response:
-    """An error with its reason, in the body and in a Warning header (PS3.18 8.6.3)."""
-    return web.json_response(
-        {"status": status, "error": message}, status=status, headers={"Warning": warning(message)}
-    )
+    """An error with no DICOM body: a problem document with the reason, which is in a Warning
+    header too (PS3.18 8.6.3)."""
+    return errors.problem(status, message, headers={"Warning": warning(message)})
 
 
 def warning(message: str) -> str:

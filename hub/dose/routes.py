@@ -13,7 +13,6 @@ POST /api/dose/patients/{id}/split          ``{"studies": [uid, ...]}``: those s
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from hub.apispec import described
 from hub.audited import audit_change
 from hub.dose import identity
 from hub.dose.profile import Profiles
+from hub.errors import Problem, problem
 from hub.requestdata import INT64_MAX, BadInput, json_model, parse_int
 
 PROFILES_KEY: web.AppKey[Profiles] = web.AppKey("dose_profiles")
@@ -47,14 +47,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/dose/patients/{id}/split", split_identity, name="dose.admin.split")
 
 
-def _not_found(what: str) -> web.HTTPNotFound:
-    return web.HTTPNotFound(
-        text=json.dumps({"error": f"no such {what}"}), content_type="application/json"
-    )
-
-
-def _bad(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+def _not_found(what: str) -> Problem:
+    return Problem(404, f"no such {what}")
 
 
 def _identity_id(request: web.Request) -> int:
@@ -71,7 +65,7 @@ def _at(request: web.Request) -> date:
     try:
         return datetime.strptime(text, "%Y%m%d").date()
     except ValueError:
-        raise _bad("at must be a date as YYYYMMDD") from None
+        raise Problem(400, "at must be a date as YYYYMMDD") from None
 
 
 @described(
@@ -121,7 +115,7 @@ async def get_study(request: web.Request) -> web.Response:
 
 
 def _refused(exc: identity.IdentityError) -> web.Response:
-    return web.json_response({"error": str(exc)}, status=exc.status)
+    return problem(exc.status, str(exc))
 
 
 @described(

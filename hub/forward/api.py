@@ -14,7 +14,6 @@ GET  /metrics?window=                                         admin.metrics (Pro
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +22,7 @@ from aiohttp import web
 from hub.apispec import described
 from hub.archive import NotFound
 from hub.audited import audit_change
+from hub.errors import Problem, problem
 from hub.forward import prometheus
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.metrics import WARN_UTILISATION, TargetMetrics, per_target
@@ -53,10 +53,6 @@ def _forwarder(request: web.Request) -> Forwarder:
     return request.app[FORWARDER_KEY]
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -68,9 +64,7 @@ def _task_id(request: web.Request) -> int:
     raw = request.match_info["id"]
     # isdigit() alone takes "²", which int() refuses
     if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ID:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": f"no forward task {raw}"}), content_type="application/json"
-        )
+        raise Problem(404, f"no forward task {raw}")
     return int(raw)
 
 
@@ -95,7 +89,7 @@ async def list_tasks(request: web.Request) -> web.Response:
             offset=_int_param(request, "offset", 0, 0, 2**31),
         )
     except ValueError as exc:
-        return _error(400, str(exc))
+        return problem(400, str(exc))
     counts = await forwarder.queue.counts()
     return web.json_response({"tasks": [t.to_json() for t in tasks], "counts": counts})
 
@@ -105,7 +99,7 @@ async def show_task(request: web.Request) -> web.Response:
     try:
         task = await _forwarder(request).queue.get(_task_id(request))
     except TaskNotFound as exc:
-        return _error(404, str(exc))
+        return problem(404, str(exc))
     return web.json_response(task.to_json())
 
 
@@ -132,9 +126,9 @@ async def _change(
     try:
         task = await change(_task_id(request))
     except TaskNotFound as exc:
-        return _error(404, str(exc))
+        return problem(404, str(exc))
     except TaskStateError as exc:
-        return _error(409, str(exc))
+        return problem(409, str(exc))
     _forwarder(request).wake()
     await _audit(
         request,
@@ -170,12 +164,12 @@ async def send_study(request: web.Request) -> web.Response:
     config = await forwarder.source.current()
     if target not in config.targets:
         known = ", ".join(config.targets) or "none configured"
-        return _error(400, f"unknown target {target!r} (targets: {known})")
+        return problem(400, f"unknown target {target!r} (targets: {known})")
     study = request.match_info["study"]
     try:
         refs = await forwarder.archive.instances(study)
     except NotFound as exc:
-        return _error(404, str(exc))
+        return problem(404, str(exc))
     count = await forwarder.queue.send_instances(refs, target)
     forwarder.wake()
     await _audit(request, "forward.send", study=study, detail={"target": target, "count": count})

@@ -162,11 +162,11 @@ async def _edit(request: web.Request, action: str, edit: Any) -> web.Response:
     try:
         done: Change = await forwarder.source.edit(who, edit)
     except KeyError as exc:
-        return problem(404, "Not Found", f"no such entry {exc.args[0]!r}")
+        return problem(404, f"no such entry {exc.args[0]!r}")
     except (VersionConflict, InUse) as exc:
-        return problem(409, "Conflict", str(exc))
+        return problem(409, str(exc))
     except ConfigError as exc:
-        return problem(400, "Bad Request", str(exc))
+        return problem(400, str(exc))
     forwarder.wake()
     await audit_change(request, forwarder.archive.engine, action, detail=done.audit_detail())
     new = done.new
@@ -186,7 +186,7 @@ async def echo_target(request: web.Request) -> web.Response:
     name = _name(request)
     target = config.targets.get(name)
     if target is None:
-        return problem(404, "Not Found", f"no forward target {name!r}")
+        return problem(404, f"no forward target {name!r}")
     started = time.monotonic()
     if isinstance(target, DimseTarget):
         loop = asyncio.get_running_loop()
@@ -216,7 +216,7 @@ async def dry_run(request: web.Request) -> web.Response:
         try:
             rules = [parse_rule(0, spec, config.targets)]
         except ConfigError as exc:
-            return problem(400, "Bad Request", str(exc))
+            return problem(400, str(exc))
     found = await dryrun.recent(forwarder.archive.engine, body.last)
     return web.json_response(dryrun.summary(dryrun.route(found, rules), rules))
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY
+from hub.errors import problem
 from hub.jobs.keys import JOBS_KEY, UPLOADS_KEY
 from hub.jobs.runner import JobNotFound
 from hub.jobs.uploads import ID_FIELDS, Upload, UploadError
@@ -53,9 +54,9 @@ async def upload_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except UploadError as exc:
-        return web.json_response({"error": exc.message, **exc.extra}, status=exc.status)
+        return problem(exc.status, exc.message, **exc.extra)
     except JobNotFound as exc:
-        return web.json_response({"error": f"no job {exc}"}, status=404)
+        return problem(404, f"no job {exc}")
 
 
 def actor_of(request: web.Request) -> str | None:

@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from hub.apispec import described
+from hub.errors import problem
 from hub.requestdata import json_model, parse_int
 from hub.security import accounts, audit_trail, dimse_acl, passwords
 from hub.security.accounts import AccountError
@@ -60,7 +61,7 @@ async def _record(request: web.Request, action: str, detail: dict) -> None:
 
 
 def _refused(error: Exception) -> web.Response:
-    return web.json_response({"error": str(error)}, status=400)
+    return problem(400, str(error))
 
 
 @described("The user accounts")
@@ -96,7 +97,7 @@ async def disable_user(request: web.Request) -> web.Response:
     try:
         await accounts.set_disabled(engine_of(request), username, disabled)
     except AccountError as e:
-        return web.json_response({"error": str(e)}, status=404)
+        return problem(404, str(e))
     await _record(request, "user.disable" if disabled else "user.enable", {"user": username})
     return web.json_response({"username": username, "disabled": disabled})
 
@@ -130,7 +131,7 @@ async def issue_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     token_id = parse_int(request.match_info["id"], "token id")
     if not await accounts.revoke_token(engine_of(request), token_id):
-        return web.json_response({"error": f"no active token {token_id}"}, status=404)
+        return problem(404, f"no active token {token_id}")
     await _record(request, "token.revoke", {"token": token_id})
     return web.json_response({"id": token_id, "revoked": True})
 
@@ -194,7 +195,7 @@ async def remove_ae(request: web.Request) -> web.Response:
     except ValueError as e:
         return _refused(e)
     if not removed:
-        return web.json_response({"error": f"{ae_title} is not on the list"}, status=404)
+        return problem(404, f"{ae_title} is not on the list")
     await _record(request, "ae.remove", {"ae": ae_title})
     return web.json_response({"ae_title": ae_title, "removed": True})
 

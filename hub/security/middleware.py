@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import SecuritySettings
+from hub.errors import problem
 from hub.security import accounts
 from hub.security.access_audit import record_read
 from hub.security.accounts import Principal
@@ -77,18 +77,11 @@ def body_limit(name: str | None) -> int | None:
     return SMALL_BODY_BYTES if _area(name) in SMALL_BODY_AREAS else None
 
 
-def _json_error(
-    status: int, message: str, *, permission: str | None = None, **headers: str
-) -> web.Response:
-    body = {"error": message}
-    if permission is not None:
-        body["permission"] = permission  # what the route needs: tells a policy refusal apart
-    return web.Response(
-        status=status,
-        text=json.dumps(body),
-        content_type="application/json",
-        headers=headers,
-    )
+def _forbidden(reason: str, *, permission: str | None = None) -> web.Response:
+    """A 403; ``permission`` (what the route needs) tells a policy refusal apart."""
+    if permission is None:
+        return problem(403, reason)
+    return problem(403, reason, permission=permission)
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -106,7 +99,7 @@ def _writes(request: web.Request) -> bool:
 
 
 async def _resolve(request: web.Request) -> tuple[Principal | None, str | None]:
-    """(principal, problem) from a Bearer token or the session cookie."""
+    """(principal, why the credentials were refused) from a Bearer token or the session cookie."""
     engine = engine_of(request)
     auth = request.headers.get(hdrs.AUTHORIZATION)
     if auth is not None:
@@ -125,13 +118,15 @@ async def _resolve(request: web.Request) -> tuple[Principal | None, str | None]:
     return None, None
 
 
-def _unauthenticated(request: web.Request, area: str, problem: str | None) -> web.StreamResponse:
+def _unauthenticated(request: web.Request, area: str, reason: str | None) -> web.StreamResponse:
     if area == "page" and request.method == "GET":
         raise web.HTTPSeeOther("/login?next=" + quote(request.path, safe="/"))
     challenge = 'Bearer realm="tessera"'
-    if problem:
-        challenge += f', error="invalid_token", error_description="{problem}"'
-    return _json_error(401, problem or "authentication required", **{"WWW-Authenticate": challenge})
+    if reason:
+        challenge += f', error="invalid_token", error_description="{reason}"'
+    return problem(
+        401, reason or "authentication required", headers={"WWW-Authenticate": challenge}
+    )
 
 
 @web.middleware
@@ -142,23 +137,23 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     name = match.route.name
     area = _area(name)
     if not rule_for(name)[0]:
-        return _json_error(403, "forbidden: this route has no access rule", permission="none")
+        return _forbidden("forbidden: this route has no access rule", permission="none")
     limit = body_limit(name)
     if limit is not None:
         if request.content_length is not None and request.content_length > limit:
-            return _json_error(413, f"request body over {limit} bytes")
+            return problem(413, f"request body over {limit} bytes")
         # A chunked body declares no length: aiohttp counts the bytes as it reads them.
         # (A clone forgets what an earlier middleware cloned in: carry remote and scheme over.)
         request = request.clone(client_max_size=limit, remote=request.remote, scheme=request.scheme)
 
-    who, problem = await _resolve(request)
+    who, refused = await _resolve(request)
     with warnings.catch_warnings():  # the route contract names the key "principal"
         warnings.simplefilter("ignore", NotAppKeyWarning)
         request["principal"] = who
     decision = decide(name, who.role if who else None, who.scopes if who else None)
     if not decision.allowed:
         if who is None:
-            return _unauthenticated(request, area, problem)
+            return _unauthenticated(request, area, refused)
         await audit(
             engine_of(request),
             who=who.user,
@@ -168,20 +163,18 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
             source=request.remote,
             detail={"route": name, "method": request.method, "reason": decision.reason},
         )
-        return _json_error(
-            403, f"forbidden: {decision.reason}", permission=decision.permission or "none"
-        )
+        return _forbidden(f"forbidden: {decision.reason}", permission=decision.permission or "none")
     if who is not None and who.via == "session" and _writes(request) and not _same_origin(request):
-        return _json_error(403, "forbidden: cross-origin request")
+        return _forbidden("forbidden: cross-origin request")
 
     if limit is not None and name not in LONG_RUNNING:
         try:
             async with asyncio.timeout(SMALL_REQUEST_SECONDS):
                 return await handler(request)
         except TimeoutError:
-            return _json_error(504, "request took too long")
+            return problem(504, "request took too long")
         except web.HTTPRequestEntityTooLarge:
-            return _json_error(413, f"request body over {limit} bytes")
+            return problem(413, f"request body over {limit} bytes")
     if who is None or not (name or "").startswith("dicomweb.read"):
         return await handler(request)
     return await _dicomweb_read(request, handler, who)

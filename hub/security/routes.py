@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import msgspec
@@ -10,6 +9,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hub.apispec import described
+from hub.errors import Problem, problem
 from hub.requestdata import BadInput, json_object
 from hub.security import accounts, ratelimit
 from hub.security.audit_trail import audit
@@ -44,9 +44,7 @@ async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool
             raise BadInput("malformed form body") from None
         is_form = True
     else:
-        raise web.HTTPUnsupportedMediaType(
-            text=json.dumps({"error": "send JSON or an HTML form"}), content_type="application/json"
-        )
+        raise Problem(415, "send JSON or an HTML form")
     fields = {k: body[k] for k in Credentials.__struct_fields__ if k in body}
     try:
         given = msgspec.convert(fields, Credentials)
@@ -57,10 +55,17 @@ async def _credentials(request: web.Request) -> tuple[str, str, str | None, bool
     return given.username[:128], given.password[:1024], given.next, is_form
 
 
-def _answer(is_form: bool, status: int, payload: dict, location: str) -> web.Response:
+def _answer(is_form: bool, payload: dict, location: str) -> web.Response:
     if is_form:
         return web.Response(status=303, headers={"Location": location})
-    return web.json_response(payload, status=status, headers={"Cache-Control": "no-store"})
+    return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+def _refused(is_form: bool, status: int, reason: str, location: str) -> web.Response:
+    """A form goes back to the login page, which says why; a JSON call gets the problem."""
+    if is_form:
+        return web.Response(status=303, headers={"Location": location})
+    return problem(status, reason, headers={"Cache-Control": "no-store"})
 
 
 @described(
@@ -88,7 +93,7 @@ async def login(request: web.Request) -> web.Response:
             detail={"scope": claim.scope, "retry_after": claim.retry_after},
         )
         message = f"too many failed logins; try again in {claim.retry_after} s"
-        response = _answer(is_form, 429, {"error": message}, "/login?error=locked")
+        response = _refused(is_form, 429, message, "/login?error=locked")
         response.headers["Retry-After"] = str(claim.retry_after)
         return response
 
@@ -97,7 +102,7 @@ async def login(request: web.Request) -> web.Response:
         await audit(
             engine, who=username, role="-", action="login", outcome="failure", source=address
         )
-        return _answer(is_form, 401, {"error": "invalid credentials"}, "/login?error=1")
+        return _refused(is_form, 401, "invalid credentials", "/login?error=1")
     await ratelimit.succeeded(engine, claim, username, address)
 
     _, secret = await accounts.issue_token(
@@ -107,7 +112,7 @@ async def login(request: web.Request) -> web.Response:
         engine, who=who.user, role=who.role, action="login", outcome="success", source=address
     )
     target = _safe_next(nxt)
-    response = _answer(is_form, 200, {"user": who.user, "role": who.role, "next": target}, target)
+    response = _answer(is_form, {"user": who.user, "role": who.role, "next": target}, target)
     response.set_cookie(
         SESSION_COOKIE,
         secret,

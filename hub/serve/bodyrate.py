@@ -18,6 +18,7 @@ import logging
 from aiohttp import web
 
 from hub.config import Settings
+from hub.errors import problem
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class BodyTooSlow(Exception):
 
 def too_slow(min_rate: int) -> web.Response:
     reason = f"the request body arrived slower than {min_rate} bytes per second"
-    return web.json_response({"error": reason}, status=408)
+    return problem(408, reason)
 
 
 class _Watch:

@@ -23,23 +23,31 @@ import socket
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from aiohttp import web
 
 from hub.config import Settings
+from hub.errors import PROBLEM_JSON, problem_text
 
 log = logging.getLogger(__name__)
 
-REFUSED = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 5\r\nConnection: close\r\nContent-Length: 41\r\n\r\n"
-    b'{"error": "too many connections; retry"}\n'
-)
-HEAD_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-    b"Connection: close\r\nContent-Length: 46\r\n\r\n"
-    b'{"error": "the request head came too slowly"}\n'
-)
+
+def _closing_answer(status: int, detail: str, *headers: str) -> bytes:
+    """A whole HTTP answer, written to the socket before it is closed (no aiohttp here)."""
+    body = problem_text(status, detail).encode()
+    head = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"Content-Type: {PROBLEM_JSON}",
+        *headers,
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+REFUSED = _closing_answer(503, "too many connections; retry", "Retry-After: 5")
+HEAD_TIMEOUT = _closing_answer(408, "the request head came too slowly")
 
 
 @dataclass(frozen=True)

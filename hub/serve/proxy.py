@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from hub.errors import problem
 from hub.forwarded import X_FORWARDED_PREFIX, prefix_of, set_prefix
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class Upstream:
                 _upstream_url(request, hop), headers=headers, protocols=protocols, heartbeat=None
             )
         except aiohttp.WSServerHandshakeError as exc:  # refused upstream: pass it on
-            return web.Response(status=exc.status, text=exc.message or "refused")
+            return problem(exc.status, exc.message or "refused")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             return _unavailable(exc, hop)
         client = web.WebSocketResponse(
@@ -258,8 +259,4 @@ async def _pump(source, send_str, send_bytes) -> None:
 def _unavailable(exc: BaseException, hop: Hop | None = None) -> web.Response:
     silent = PRIMARY_SILENT if hop is None else hop.silent
     log.warning("%s: %s", silent, exc)
-    return web.json_response(
-        {"error": silent},
-        status=503,
-        headers={"Retry-After": "2"},
-    )
+    return problem(503, silent, headers={"Retry-After": "2"})

@@ -15,7 +15,6 @@ administrator who schedules the step) and those it created; others answer 404.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.model import Indexed
 from hub.archive.query import QueryError
+from hub.errors import Problem, problem
 from hub.requestdata import BadInput, check_field_types, json_object, parse_int
 from hub.security.visibility import worklist_restriction
 from hub.worklist import model
@@ -37,17 +37,11 @@ def _engine(request: web.Request):
     return request.app[ARCHIVE_KEY].engine
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _item_id(request: web.Request) -> int:
     try:
         return parse_int(request.match_info["id"], "id")
     except BadInput:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": "no such worklist item"}), content_type="application/json"
-        ) from None
+        raise Problem(404, "no such worklist item") from None
 
 
 def filter_from_params(params) -> WorklistFilter:
@@ -89,7 +83,7 @@ async def list_items(request: web.Request) -> web.Response:
             flt.restrict.append(restriction)
         items = await model.search(_engine(request), flt)
     except (WorklistError, QueryError) as exc:
-        return _error(400, str(exc))
+        return problem(400, str(exc))
     return web.json_response({"items": [i.to_json() for i in items]})
 
 
@@ -103,7 +97,7 @@ async def create_item(request: web.Request) -> web.Response:
         await check_clinic(_engine(request), new.clinic)
         item = await model.create(_engine(request), new, who.user if who else None)
     except WorklistError as exc:
-        return _error(400, str(exc))
+        return problem(400, str(exc))
     return web.json_response(
         item.to_json(), status=201, headers={"Location": f"/api/worklist/{item.id}"}
     )
@@ -113,7 +107,7 @@ async def create_item(request: web.Request) -> web.Response:
 async def get_item(request: web.Request) -> web.Response:
     item = await model.get_item(_engine(request), _item_id(request), _visible(request))
     if item is None:
-        return _error(404, "no such worklist item")
+        return problem(404, "no such worklist item")
     return web.json_response(item.to_json())
 
 
@@ -126,9 +120,9 @@ def _transition(action: str):
         try:
             item = await model.transition(_engine(request), _item_id(request), action)
         except KeyError:
-            return _error(404, "no such worklist item")
+            return problem(404, "no such worklist item")
         except TransitionError as exc:
-            return _error(409, str(exc))
+            return problem(409, str(exc))
         return web.json_response(item.to_json())
 
     handler.__name__ = f"{action}_item"

@@ -45,7 +45,7 @@ async def test_a_failing_or_lying_model_stores_nothing(hub_server, slide_files):
     models["raising"] = Raising()
     before = await instance_uids(hub_server, level0.StudyInstanceUID)
     answer = await analyse(hub_server, level0, "raising", status=502)
-    assert "weights are corrupt" in answer["error"]
+    assert "weights are corrupt" in answer["detail"]
     garbage = {
         "outside": Result(points=np.array([[1e7, 5.0]])),
         "negative": Result(measurements={"tissue_area_mm2": -1.0}),
@@ -57,7 +57,7 @@ async def test_a_failing_or_lying_model_stores_nothing(hub_server, slide_files):
     for what, result in garbage.items():
         models["lying"] = Lying(result)
         answer = await analyse(hub_server, level0, "lying", status=502)
-        assert answer["error"], what
+        assert answer["detail"], what
     assert await instance_uids(hub_server, level0.StudyInstanceUID) == before
     # The study is still served as before.
     url = f"{hub_server.url}/dicomweb/studies/{level0.StudyInstanceUID}/instances"
@@ -69,7 +69,7 @@ async def test_a_failing_or_lying_model_stores_nothing(hub_server, slide_files):
 async def test_unknown_model_image_and_bad_requests(hub_server, slide_files):
     level0 = await stored_slide(hub_server, slide_files)
     answer = await analyse(hub_server, level0, "no-such-model", status=404)
-    assert "tessera-tissue" in answer["error"]  # says which models there are
+    assert "tessera-tissue" in answer["detail"]  # says which models there are
     url = f"{hub_server.url}/api/ai/analyses"
     async with hub_server.session() as session:
         missing = {**body(level0, "tessera-tissue"), "image": "1.2.3.4"}
@@ -78,7 +78,7 @@ async def test_unknown_model_image_and_bad_requests(hub_server, slide_files):
         for bad in ({"model": "tessera-tissue"}, {**missing, "image": "not a uid"}, [1]):
             async with session.post(url, json=bad) as resp:
                 assert resp.status == 400, bad
-                assert (await resp.json())["error"]
+                assert (await resp.json())["detail"]
     # A stored result is an image of the study, but not a slide to analyse.
     done = await analyse(hub_server, level0, "tessera-tissue")
     (report,) = await hub_server.archive.instances(
@@ -91,7 +91,7 @@ async def test_unknown_model_image_and_bad_requests(hub_server, slide_files):
     }
     async with hub_server.session() as session, session.post(url, json=not_slide) as resp:
         assert resp.status == 400
-        assert "Whole Slide" in (await resp.json())["error"]
+        assert "Whole Slide" in (await resp.json())["detail"]
 
 
 async def test_provenance_of_what_is_not_a_report(hub_server, slide_files):
@@ -100,4 +100,4 @@ async def test_provenance_of_what_is_not_a_report(hub_server, slide_files):
         for sop in (level0.SOPInstanceUID, "1.2.3.4"):
             async with session.get(f"{hub_server.url}/api/ai/provenance/{sop}") as resp:
                 assert resp.status == 404
-                assert (await resp.json())["error"]
+                assert (await resp.json())["detail"]

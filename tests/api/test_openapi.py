@@ -8,6 +8,7 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from hub.apispec.document import api_routes, openapi_document, undescribed
+from hub.errors import PROBLEM_JSON
 from hub.security.accounts import create_user, issue_token
 
 
@@ -58,6 +59,25 @@ def test_path_parameters_follow_the_router(hub_server) -> None:
     assert set(revoke["responses"]) >= {"200", "401", "403", "404"}
 
 
+def test_every_error_answer_is_the_problem_schema(hub_server) -> None:
+    document = openapi_document(hub_server.app)
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    errors = [
+        (f"{method} {path} {status}", answer)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, answer in operation["responses"].items()
+        if int(status) >= 400
+    ]
+    assert len(errors) > len(document["paths"])  # every operation has some (400 at least)
+    for where, answer in errors:
+        assert answer["content"] == {
+            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }, where
+    assert "Error" not in document["components"]["schemas"]
+
+
 async def test_the_document_needs_a_signed_in_caller(hub_server) -> None:
     url = f"{hub_server.url}/api/openapi.json"
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
@@ -70,15 +90,17 @@ async def test_a_body_that_breaks_its_model_names_the_field(hub_server) -> None:
         ({"username": 5}, "$.username"),
         ({"username": "api-admin", "days": 99999}, "$.days"),
         ({"username": "api-admin", "scopes": "admin"}, "$.scopes"),
-        ({"username": "api-admin", "expires": 1}, "expires"),
-        ({}, "username"),
+        ({"username": "api-admin", "expires": 1}, "$.expires"),
+        ({}, "$.username"),
     ]
     async with aiohttp.ClientSession() as session:
         for body, field in cases:
             url = f"{hub_server.url}/api/admin/tokens"
             async with session.post(url, json=body, headers=headers) as resp:
                 assert resp.status == 400, body
-                assert field in (await resp.json())["error"], body
+                answer = await resp.json()
+                assert answer["field"] == field, body
+                assert field.removeprefix("$.") in answer["detail"], body
 
 
 async def test_a_body_over_its_limit_is_413_as_documented(hub_server) -> None:
@@ -91,4 +113,4 @@ async def test_a_body_over_its_limit_is_413_as_documented(hub_server) -> None:
         url = f"{hub_server.url}/api/admin/tokens"
         async with session.post(url, json=body, headers=headers) as resp:
             assert resp.status == 413
-            assert "65536 bytes" in (await resp.json())["error"]
+            assert "65536 bytes" in (await resp.json())["detail"]

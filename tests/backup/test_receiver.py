@@ -120,7 +120,7 @@ def test_the_hubs_token_can_neither_delete_nor_overwrite(
         receiver, "PUT", f"/objects/{manifest}", other,
         **{"X-Content-SHA256": hashlib.sha256(other).hexdigest()},
     )  # fmt: skip
-    assert status == 409 and "never overwrites" in answer["error"], answer
+    assert status == 409 and "never overwrites" in answer["detail"], answer
     same = before[manifest]
     status, _ = call(
         receiver, "PUT", f"/objects/{manifest}", same,
@@ -155,10 +155,10 @@ def test_bad_requests_are_refused_with_a_reason_and_store_nothing(
         "/objects/keys/audit.key",
     ):
         status, answer = call(receiver, "PUT", path, body, **{"X-Content-SHA256": sha})
-        assert status == 400 and "not an object name" in answer["error"], (path, answer)
+        assert status == 400 and "not an object name" in answer["detail"], (path, answer)
 
     status, answer = call(receiver, "PUT", f"/objects/blobs/{'0' * 64}", body)
-    assert status == 422 and "nothing stored" in answer["error"], answer
+    assert status == 422 and "nothing stored" in answer["detail"], answer
     status, answer = call(
         receiver, "PUT", "/objects/manifests/x.json", body, **{"X-Content-SHA256": "0" * 64}
     )
@@ -167,10 +167,10 @@ def test_bad_requests_are_refused_with_a_reason_and_store_nothing(
         receiver, "PUT", "/objects/manifests/x.json", None,
         **{"X-Content-SHA256": sha, "Content-Length": str(1 << 40)},
     )  # fmt: skip
-    assert status == 413 and "larger than" in answer["error"], answer
+    assert status == 413 and "larger than" in answer["detail"], answer
 
     status, answer = call(receiver, "PUT", f"/objects/blobs/{sha}", body, token="wrong" * 10)
-    assert status == 401 and "token" in answer["error"], answer
+    assert status == 401 and "token" in answer["detail"], answer
     status, _ = call(receiver, "GET", "/list?prefix=manifests/", token="")
     assert status == 401
     status, answer = call(receiver, "GET", "/list?prefix=../")

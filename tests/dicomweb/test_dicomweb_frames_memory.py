@@ -52,7 +52,7 @@ async def test_repeated_frame_numbers_are_refused(hub) -> None:
         session.get(base + ",".join(["1"] * 2000)) as resp,
     ):
         assert resp.status == 400
-        assert "more than once" in (await resp.json())["error"]
+        assert "more than once" in (await resp.json())["detail"]
 
 
 async def test_eight_decoded_frame_requests_at_once_stay_within_bounded_memory(hub) -> None:

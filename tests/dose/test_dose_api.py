@@ -53,7 +53,7 @@ async def test_profile_json_and_csv_after_stow(openrem: Path, hub_server) -> Non
         async with session.get(f"{hub_server.url}/api/dose/studies/{broken.StudyInstanceUID}") as r:
             broken_study = await r.json()
         async with session.get(base, params={"at": "2018-02-01"}) as resp:
-            assert resp.status == 400 and "YYYYMMDD" in (await resp.json())["error"]
+            assert resp.status == 400 and "YYYYMMDD" in (await resp.json())["detail"]
         async with session.get(f"{hub_server.url}/api/dose/patients/999999") as resp:
             assert resp.status == 404
     k = load_k_table().k("chest", "adult")  # 60 years old, every event coded Chest

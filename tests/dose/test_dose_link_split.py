@@ -52,7 +52,7 @@ async def test_link_then_split_moves_the_records_and_is_audited(
         async with session.post(
             f"{url}/api/dose/patients/{other['id']}/link", json={"into": multi["id"]}
         ) as resp:
-            assert resp.status == 409 and "is linked into" in (await resp.json())["error"]
+            assert resp.status == 409 and "is linked into" in (await resp.json())["detail"]
         async with session.post(
             f"{url}/api/dose/patients/{multi['id']}/link", json={"into": 999}
         ) as resp:
@@ -72,7 +72,7 @@ async def test_link_then_split_moves_the_records_and_is_audited(
         async with session.post(
             f"{url}/api/dose/patients/{multi['id']}/split", json={"studies": ["1.2.3"]}
         ) as resp:
-            assert resp.status == 400 and "not studies of identity" in (await resp.json())["error"]
+            assert resp.status == 400 and "not studies of identity" in (await resp.json())["detail"]
         async with session.post(
             f"{url}/api/dose/patients/{multi['id']}/split", json={"studies": "1.2.3"}
         ) as resp:

@@ -153,15 +153,15 @@ async def test_cancel_pending_and_conflicts(hub_factory, monkeypatch, capsys):
     status, body = await post_json(f"{hub.url}/api/forward/tasks/{first.id}/cancel")
     assert status == 200 and body["state"] == "cancelled"
     status, body = await post_json(f"{hub.url}/api/forward/tasks/{first.id}/cancel")
-    assert status == 409 and "it is cancelled" in body["error"]
+    assert status == 409 and "it is cancelled" in body["detail"]
     status, body = await post_json(f"{hub.url}/api/forward/tasks/999999/retry")
     assert status == 404
     status, body = await get_json(f"{hub.url}/api/forward/tasks?state=bogus")
-    assert status == 400 and "unknown state" in body["error"]
+    assert status == 400 and "unknown state" in body["detail"]
     status, body = await get_json(f"{hub.url}/api/forward/tasks?limit=-1")
-    assert status == 400 and "limit must be an integer" in body["error"]
+    assert status == 400 and "limit must be an integer" in body["detail"]
     status, body = await get_json(f"{hub.url}/api/forward/tasks/{'9' * 30}")
-    assert status == 404 and "no forward task" in body["error"]
+    assert status == 404 and "no forward task" in body["detail"]
 
     code, out, _ = await run_cli(
         monkeypatch, capsys, hub.settings.data_dir, "cancel", str(second.id)
@@ -243,7 +243,7 @@ async def test_operator_sends_a_study_the_rules_did_not_route(
     assert await hub.forwarder.queue.list() == []
 
     status, body = await post_json(f"{hub.url}/api/forward/studies/{res.study_uid}?target=nope")
-    assert status == 400 and "unknown target 'nope'" in body["error"]
+    assert status == 400 and "unknown target 'nope'" in body["detail"]
     status, body = await post_json(f"{hub.url}/api/forward/studies/1.2.3.4?target=pacs")
     assert status == 404
     status, body = await post_json(f"{hub.url}/api/forward/studies/{res.study_uid}?target=pacs")

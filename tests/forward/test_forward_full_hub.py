@@ -147,11 +147,11 @@ async def test_ids_and_numbers_of_other_scripts_are_refused_not_crashed_on(hub_s
             method = session.post if path.endswith("cancel") else session.get
             async with method(hub_server.url + path) as resp:
                 assert resp.status == 404, path
-                assert "no forward task" in (await resp.json())["error"]
+                assert "no forward task" in (await resp.json())["detail"]
         for query in ("limit=²", "offset=٣"):
             async with session.get(f"{hub_server.url}/api/forward/tasks?{query}") as resp:
                 assert resp.status == 400, query
-                assert "must be an integer" in (await resp.json())["error"]
+                assert "must be an integer" in (await resp.json())["detail"]
 
 
 async def test_configuration_edits_are_audited_with_old_and_new_and_no_secret(hub_server):

@@ -62,6 +62,6 @@ async def test_json_figures_and_a_bad_window(hub_server):
             url = f"{hub_server.url}/api/forward/metrics?window={bad}"
             async with admin.get(url) as resp:
                 assert resp.status == 400
-                assert "window must be an integer from 10 to 86400" in (await resp.json())["error"]
+                assert "window must be an integer from 10 to 86400" in (await resp.json())["detail"]
         async with admin.get(f"{hub_server.url}/metrics?window=0") as resp:
             assert resp.status == 400

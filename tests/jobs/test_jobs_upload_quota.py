@@ -37,7 +37,7 @@ async def test_one_clinic_cannot_open_hundreds_of_huge_uploads(settings: Setting
         assert len(accepted) == min(limit, settings.uploads_open_per_user)
         refused = [(status, a) for status, a in answers if status != 201]
         assert {status for status, _ in refused} <= {413, 429}
-        assert all("limit" in a["error"] for _, a in refused)
+        assert all("limit" in a["detail"] for _, a in refused)
         # Another user has a quota of their own.
         async with (
             hub.session() as admin,

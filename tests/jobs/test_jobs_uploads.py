@@ -297,7 +297,7 @@ async def test_worklist_item_supplies_the_slide_identifiers(client):
         "/api/uploads", json={"filename": "a.svs", "size": 10, "worklist_item": 999999}
     )
     assert resp.status == 400
-    assert "worklist" in (await resp.json())["error"]
+    assert "worklist" in (await resp.json())["detail"]
 
     created = await upload(
         client, corpus_file("wsi/small.svs"), patient_id="TYPED", worklist_item=item.id
@@ -339,7 +339,7 @@ async def test_upload_resumes_after_the_connection_drops_mid_chunk(client):
     # Until the server notices the lost connection, the upload's chunk is still being written.
     url = f"/api/uploads/{upload_id}?offset={sent}"
     while (resp := await client.put(url, data=data[sent:])).status == 409:
-        assert "being written" in (await resp.json())["error"]
+        assert "being written" in (await resp.json())["detail"]
         assert time.monotonic() < deadline, "the server did not notice the lost connection"
         await asyncio.sleep(0.1)
     assert resp.status == 200, await resp.text()

@@ -16,7 +16,7 @@ async def test_admin_manages_users_and_tokens(gate: Gate) -> None:
             assert created["role"] == "clinic" and len(created["password"]) >= 12
         async with s.post(gate.url + "/api/admin/users",
                           json={"username": "lab1", "role": "clinic"}) as r:  # fmt: skip
-            assert r.status == 400 and "exists" in (await r.json())["error"]
+            assert r.status == 400 and "exists" in (await r.json())["detail"]
         async with s.post(gate.url + "/api/admin/users",
                           json={"username": "x", "role": "janitor"}) as r:  # fmt: skip
             assert r.status == 400

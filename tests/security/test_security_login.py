@@ -10,6 +10,7 @@ from security_support import PASSWORD, Gate
 from sqlalchemy import select
 from yarl import URL
 
+from hub.errors import PROBLEM_JSON
 from hub.security import ratelimit
 from hub.security.audit_trail import _logs
 from hub.security.tables import audit_log
@@ -109,7 +110,7 @@ async def test_bad_login_bodies_are_400(gate: Gate) -> None:
 
 
 async def test_refused_login_bodies_say_why_in_json(gate: Gate) -> None:
-    """The API document promises a JSON ``{"error"}`` for every refusal, forms included."""
+    """The API document promises a problem document for every refusal, forms included."""
     async with _session() as session:
         for body, ctype, status in (
             (b'{"username": "", "password": "x"}', "application/json", 400),
@@ -120,8 +121,9 @@ async def test_refused_login_bodies_say_why_in_json(gate: Gate) -> None:
                 gate.url + "/api/login", data=body, headers={"Content-Type": ctype}
             ) as resp:
                 assert resp.status == status, body
-                assert resp.content_type == "application/json", body
-                assert (await resp.json())["error"], body
+                assert resp.content_type == PROBLEM_JSON, body
+                answer = await resp.json()
+                assert answer["status"] == status and answer["detail"], body
 
 
 def _from(address: str, **kwargs) -> aiohttp.ClientSession:

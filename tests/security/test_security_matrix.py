@@ -37,6 +37,7 @@ from hub.archive import Archive
 from hub.config import DimseSettings, Settings
 from hub.dimse.config import DimseConfig
 from hub.dimse.service import DimseServer
+from hub.errors import PROBLEM_JSON
 from hub.security.accounts import create_user
 from hub.security.dimse_acl import SERVICES, allow_ae
 from hub.security.policy import rule_for
@@ -127,7 +128,7 @@ async def _probe(
             timeout=aiohttp.ClientTimeout(total=5),
         ) as resp:
             body = None
-            if resp.status in (401, 403) and resp.content_type == "application/json":
+            if resp.status in (401, 403) and resp.content_type == PROBLEM_JSON:
                 body = await resp.json()
             return resp.status, body
     except TimeoutError:
@@ -173,7 +174,7 @@ async def test_unknown_and_unnamed_routes_refused_even_for_admin(gate: Gate) -> 
         for path in ("/unnamed", "/mystery"):
             async with session.get(gate.url + path, headers=gate.headers("admin")) as resp:
                 assert resp.status == 403
-                assert "no access rule" in (await resp.json())["error"]
+                assert "no access rule" in (await resp.json())["detail"]
 
 
 async def test_missing_credentials_get_a_bearer_challenge(gate: Gate) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -45,6 +46,16 @@ async def _until_closed(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.read(), DEADLINE)
 
 
+def problem_in(answer: bytes, status: int) -> dict:
+    """The problem document of a raw HTTP answer of ``status``."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+    assert b"\r\ncontent-type: application/problem+json" in head.lower(), head
+    problem = json.loads(body)
+    assert problem["status"] == status, problem
+    return problem
+
+
 async def test_a_request_head_that_never_ends_is_cut_off(settings: Settings) -> None:
     # Idle connections last long here: only the header timeout can end this one.
     async with hub_with(settings, **{**SHORT, "http_idle_seconds": DEADLINE * 2}) as hub:
@@ -53,7 +64,7 @@ async def test_a_request_head_that_never_ends_is_cut_off(settings: Settings) -> 
         await writer.drain()
         answer = await _until_closed(reader)
         writer.close()
-        assert answer.startswith(b"HTTP/1.1 408")
+        assert "too slowly" in problem_in(answer, 408)["detail"]
 
 
 async def test_an_idle_connection_is_closed(settings: Settings) -> None:
@@ -81,8 +92,7 @@ async def test_a_body_that_never_comes_is_a_408(settings: Settings) -> None:
         await writer.drain()
         answer = await _until_closed(reader)
         writer.close()
-        assert answer.startswith(b"HTTP/1.1 408")
-        assert b"bytes per second" in answer
+        assert "bytes per second" in problem_in(answer, 408)["detail"]
 
 
 async def test_trickled_stow_bodies_are_408_and_leave_no_temp_files(settings: Settings) -> None:
@@ -159,7 +169,7 @@ async def test_connections_are_capped_per_address_and_in_total(settings: Setting
     async with hub_with(settings, http_header_seconds=DEADLINE * 2, **limits) as hub:
         held = [await _partial_head(hub, "127.0.0.5") for _ in range(3)]
         reader, writer = await _connect(hub, "127.0.0.5")
-        assert (await _until_closed(reader)).startswith(b"HTTP/1.1 503")
+        assert "too many connections" in problem_in(await _until_closed(reader), 503)["detail"]
         writer.close()
         held += [await _partial_head(hub, "127.0.0.6") for _ in range(2)]
         reader, writer = await _connect(hub, "127.0.0.7")

@@ -143,7 +143,7 @@ async def test_reader_answers_reads_and_relays_stores(pair: Pair) -> None:
         async with http.post(f"{pair.reader_url}/dicomweb/studies", data=b"x") as r:
             assert r.status == 503
             assert r.headers["Retry-After"]
-            assert "main process" in (await r.json())["error"]
+            assert "main process" in (await r.json())["detail"]
 
 
 def _parts(body: bytes, content_type: str) -> list[bytes]:

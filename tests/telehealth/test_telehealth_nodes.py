@@ -93,7 +93,12 @@ async def test_a_specialist_reaching_another_node_guides_the_session_and_ends_it
             url, auth = session_call(node.url, session, session["clinic_token"], headers["clinic"])
             async with http.get(url, headers=auth) as r:
                 assert r.status == 404, await r.text()
-                assert await r.json() == {"error": "no such telehealth session"}
+                assert await r.json() == {
+                    "type": "about:blank",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "no such telehealth session",
+                }
 
 
 async def test_a_code_no_node_knows_gets_the_same_answer_on_every_node(nodes) -> None:
@@ -103,7 +108,12 @@ async def test_a_code_no_node_knows_gets_the_same_answer_on_every_node(nodes) ->
         for node in (a, b):
             async with http.post(f"{node.url}/api/telehealth/join", json={"code": "nope"}) as r:
                 assert r.status == 404
-                assert await r.json() == {"error": "unknown or expired invite code"}
+                assert await r.json() == {
+                    "type": "about:blank",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "unknown or expired invite code",
+                }
 
 
 async def test_a_session_whose_node_was_killed_is_answered_with_the_reason(nodes) -> None:
@@ -122,13 +132,13 @@ async def test_a_session_whose_node_was_killed_is_answered_with_the_reason(nodes
                     body = await r.json()
                     if r.status != 503:
                         break
-                    assert "node-a" in body["error"] and "not answering" in body["error"]
+                    assert "node-a" in body["detail"] and "not answering" in body["detail"]
                 await asyncio.sleep(0.5)
         assert r.status == 410, body
-        assert "node-a" in body["error"] and "stopped" in body["error"]
+        assert "node-a" in body["detail"] and "stopped" in body["detail"]
 
         join = f"{b.url}/api/telehealth/join"
         code = {"code": session["invite_code"]}
         async with http.post(join, json=code, headers=headers["specialist"]) as r:
             assert r.status == 410
-            assert "node-a" in (await r.json())["error"]
+            assert "node-a" in (await r.json())["detail"]

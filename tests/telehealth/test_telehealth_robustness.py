@@ -167,17 +167,17 @@ async def test_bad_requests_get_clear_errors(tmp_path) -> None:
         clinic, specialist = hub.headers["clinic"], hub.headers["specialist"]
         async with http.post(f"{api}/sessions", json={"patient": {}}, headers=clinic) as r:
             assert r.status == 400
-            assert "patient.id or patient.name" in (await r.json())["error"]
+            assert "patient.id or patient.name" in (await r.json())["detail"]
         bad_age = {"patient": {"id": "P1", "age": "6 months"}}
         async with http.post(f"{api}/sessions", json=bad_age, headers=clinic) as r:
             assert r.status == 400
-            assert "006M" in (await r.json())["error"]
+            assert "006M" in (await r.json())["detail"]
         async with http.post(f"{api}/sessions", data=b"{not json", headers=clinic) as r:
             assert r.status == 400
         unknown_item = {"worklist_item": "987654"}
         async with http.post(f"{api}/sessions", json=unknown_item, headers=clinic) as r:
             assert r.status == 400
-            assert "not found" in (await r.json())["error"]
+            assert "not found" in (await r.json())["detail"]
         # A specialist may join but not start a session (the security policy's rule).
         async with http.post(
             f"{api}/sessions", json={"patient": {"id": "P"}}, headers=specialist
@@ -202,7 +202,7 @@ async def test_bad_requests_get_clear_errors(tmp_path) -> None:
         headers = {**clinic, "X-Telehealth-Token": session["clinic_token"]}
         async with http.post(f"{url}/captures", json={"action": "still"}, headers=headers) as r:
             assert r.status == 409
-            assert "no video" in (await r.json())["error"]
+            assert "no video" in (await r.json())["detail"]
         async with http.post(f"{url}/captures", json={"action": "stop"}, headers=headers) as r:
             assert r.status == 409
         async with http.post(f"{url}/captures", json={"action": "x"}, headers=headers) as r:

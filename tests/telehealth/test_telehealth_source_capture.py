@@ -110,7 +110,7 @@ async def test_bad_device_stills_are_refused_with_a_reason(tmp_path: Path) -> No
             ),
         ]
         for (status, body), expected, reason in refusals:
-            assert status == expected and reason in body["error"], body
+            assert status == expected and reason in body["detail"], body
         joined_url = f"{hub.url}/api/telehealth/join"
         headers = hub.headers["specialist"]
         async with http.post(
@@ -118,7 +118,7 @@ async def test_bad_device_stills_are_refused_with_a_reason(tmp_path: Path) -> No
         ) as r:
             joined = await r.json()
         status, body = await _post(http, hub, {**session, **joined}, png(frame), "specialist")
-        assert status == 403 and "clinic's device" in body["error"]
+        assert status == 403 and "clinic's device" in body["detail"]
         assert hub.app[REGISTRY_KEY].get(session["id"]).captures == []
         assert await hub.archive.search(Query(level="INSTANCE", keys={})) == []
 

@@ -204,7 +204,7 @@ async def test_credentials_go_to_a_signed_in_side_of_the_session_only(tmp_path: 
             assert r.status == 401  # no login
         async with http.get(url, headers=hub.headers["clinic"]) as r:
             assert r.status == 403  # no session token
-            assert "session token" in (await r.json())["error"]
+            assert "session token" in (await r.json())["detail"]
         async with http.get(url, headers={**hub.headers["clinic"], **token}) as r:
             assert r.status == 200
             (server,) = (await r.json())["iceServers"]

@@ -126,7 +126,7 @@ async def test_bad_shapes_are_refused_with_a_reason(slide_hub, body, reason) -> 
         url = f"{hub.url}/api/annotations/{study}?image={level0}"
         async with http.post(url, json=body) as r:
             assert r.status == 400
-            assert reason in (await r.json())["error"]
+            assert reason in (await r.json())["detail"]
     assert await _ann_instances(hub, study) == []
 
 
@@ -173,7 +173,7 @@ async def test_a_freehand_outline_back_to_its_start_is_closed_once(slide_hub) ->
             assert r.status == 201, await r.text()
         dot = {"kind": "polygon", "points": [[5, 5], [5, 5], [5, 5]]}
         async with http.post(url, json={"annotations": [dot]}) as r:
-            assert r.status == 400 and "has 3 to" in (await r.json())["error"]
+            assert r.status == 400 and "has 3 to" in (await r.json())["detail"]
         async with http.get(url) as r:
             (mine,) = (await r.json())["sets"]
     (outline,) = mine["annotations"]

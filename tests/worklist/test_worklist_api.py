@@ -120,7 +120,7 @@ async def test_bad_input_is_a_400(app_url, body: dict, message: str) -> None:
     url, _ = app_url
     async with aiohttp.ClientSession() as http, http.post(url + "/api/worklist", json=body) as resp:
         assert resp.status == 400
-        assert message in (await resp.json())["error"]
+        assert message in (await resp.json())["detail"]
 
 
 async def test_unknown_item_and_bad_filters(app_url) -> None:

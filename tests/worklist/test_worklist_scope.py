@@ -73,7 +73,7 @@ async def test_a_clinic_reads_only_its_worklist(hub_server) -> None:
             headers=hub_server.admin_headers,
         ) as resp:
             assert resp.status == 400  # a clinic that does not exist
-            assert "nobody" in (await resp.json())["error"]
+            assert "nobody" in (await resp.json())["detail"]
 
         # A clinic starts a telehealth session or an upload only from its own items.
         for path, body in (

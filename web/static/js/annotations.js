@@ -67,7 +67,7 @@ export class Annotations {
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      this.status(`Not saved: ${body.error || `HTTP ${response.status}`}`, true);
+      this.status(`Not saved: ${body.detail || `HTTP ${response.status}`}`, true);
       button.disabled = false;
       return;
     }

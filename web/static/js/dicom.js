@@ -90,9 +90,20 @@ export function formatDate(da) {
 
 export class HttpError extends Error {
   constructor(response, text) {
-    super(`${response.status} ${response.statusText}: ${text}`.trim());
+    super(`${response.status} ${response.statusText}: ${reasonOf(text)}`.trim());
     this.status = response.status;
   }
+}
+
+// Why an answer is an error: the detail of the hub's problem document, else the text as it came.
+function reasonOf(text) {
+  try {
+    const detail = JSON.parse(text)?.detail;
+    if (typeof detail === "string") return detail;
+  } catch {
+    // not JSON: a proxy's page, say
+  }
+  return text;
 }
 
 export async function getJson(url, init = {}) {

@@ -72,7 +72,7 @@ export function jsonApi(forbidden) {
     const response = await fetch(path, { ...options, headers });
     if (response.status === 403) throw new Error(forbidden);
     const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
+    if (!response.ok) throw new Error(body.detail || `${path}: HTTP ${response.status}`);
     return body;
   };
 }

@@ -78,7 +78,7 @@ async function api(method, url, body, extra = {}) {
   });
   const data = response.headers.get("Content-Type")?.includes("json") ? await response.json() : {};
   if (!response.ok) {
-    const error = new Error(data.error || `${response.status} ${response.statusText}`);
+    const error = new Error(data.detail || `${response.status} ${response.statusText}`);
     error.status = response.status;
     error.data = data;
     throw error;
@@ -154,7 +154,7 @@ function putChunk(url, blob, onProgress) {
     xhr.upload.onprogress = (e) => onProgress(e.loaded);
     xhr.onload = () => {
       if (xhr.status === 200) return resolve(xhr.response);
-      const error = new Error((xhr.response && xhr.response.error) || `upload failed: ${xhr.status}`);
+      const error = new Error((xhr.response && xhr.response.detail) || `upload failed: ${xhr.status}`);
       error.status = xhr.status;
       reject(error);
     };

@@ -14,7 +14,7 @@ export async function api(path, { method = "GET", body, token } = {}) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+  if (!response.ok) throw new Error(data.detail || `${response.status} ${response.statusText}`);
   return data;
 }
 

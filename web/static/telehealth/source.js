@@ -46,13 +46,13 @@ export class SourceStills {
         }
         const data = await response.json().catch(() => ({}));
         if (response.status >= 500) {
-          this.onError(new Error(`still not stored yet (${data.error || data.message || response.status}); retrying`));
+          this.onError(new Error(`still not stored yet (${data.detail || response.status}); retrying`));
           setTimeout(() => this.flush(), RETRY_MS);
           return;
         }
         await transact("readwrite", (store) => store.delete(item.id));
         if (response.ok) this.onStored(data);
-        else this.onError(new Error(`still refused: ${data.error || response.status}`));
+        else this.onError(new Error(`still refused: ${data.detail || response.status}`));
       }
     } finally {
       this.sending = false;
