@@ -28,6 +28,20 @@ ERROR_SCHEMA = {
     "type": "object",
     "properties": {"error": {"type": "string", "description": "why the request was refused"}},
 }
+# RFC 9457: the refusals that already answer as problem documents (the others follow).
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "why the request was refused"},
+    },
+}
+ERROR_CONTENT = {
+    "application/json": {"schema": {"$ref": SCHEMA_REF.format(name="Error")}},
+    "application/problem+json": {"schema": {"$ref": SCHEMA_REF.format(name="Problem")}},
+}
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"},
     "session": {"type": "apiKey", "in": "cookie", "name": "tessera_session"},
@@ -64,6 +78,7 @@ def openapi_document(app: web.Application) -> dict:
         for operation in operations.values():
             _resolve_models(operation, by_model)
     schemas["Error"] = ERROR_SCHEMA
+    schemas["Problem"] = PROBLEM_SCHEMA
     return {
         "openapi": "3.1.0",
         "info": {"title": "Tessera hub API", "version": _version()},
@@ -134,10 +149,7 @@ def _responses(
     if described.body is not None and limit is not None:
         refusals[413] = f"the body is over {limit} bytes"
     for status, meaning in {**refusals, **described.answers}.items():
-        answers[status] = {
-            "description": meaning,
-            "content": {"application/json": {"schema": {"$ref": SCHEMA_REF.format(name="Error")}}},
-        }
+        answers[status] = {"description": meaning, "content": ERROR_CONTENT}
     return {str(status): answer for status, answer in sorted(answers.items())}
 
 
