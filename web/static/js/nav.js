@@ -72,7 +72,8 @@ export function jsonApi(forbidden) {
     const response = await fetch(path, { ...options, headers });
     if (response.status === 403) throw new Error(forbidden);
     const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
+    // RFC 9457 problem documents say why in `detail`; the older answers in `error`.
+    if (!response.ok) throw new Error(body.detail || body.error || `${path}: HTTP ${response.status}`);
     return body;
   };
 }
