@@ -7,8 +7,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.security import passwords, revocations
 from hub.security.policy import ROLES, validate_scopes
@@ -27,6 +27,28 @@ CACHE_SECONDS = 5.0
 
 class AccountError(ValueError):
     """A user or token operation was refused (unknown user, bad role, weak password...)."""
+
+
+class UnknownUser(AccountError):
+    """No account has this user name."""
+
+
+class ChangeRefused(AccountError):
+    """The change conflicts with the accounts as they are: it would leave no active
+    administrator, or the account changed meanwhile."""
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """One field of an account, before and after a change (for the audit trail)."""
+
+    username: str
+    field: str
+    old: object
+    new: object
+
+    def as_detail(self) -> dict:
+        return {"user": self.username, "field": self.field, "old": self.old, "new": self.new}
 
 
 @dataclass(frozen=True)
@@ -116,27 +138,106 @@ async def list_users(engine: AsyncEngine) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
-async def set_disabled(engine: AsyncEngine, username: str, disabled: bool = True) -> None:
+async def set_disabled(engine: AsyncEngine, username: str, disabled: bool = True) -> UserChange:
+    """Disable an account (its sessions and tokens stop working at once) or enable it again."""
+    return await _change_user(engine, username, "disabled", disabled)
+
+
+async def set_role(engine: AsyncEngine, username: str, role: str) -> UserChange:
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    return await _change_user(engine, username, "role", role)
+
+
+ACTIVE_ADMIN = and_(users.c.role == "admin", users.c.disabled.is_(False))
+
+
+def _active_admin(role: str, disabled: bool) -> bool:
+    return role == "admin" and not disabled
+
+
+async def _change_user(engine: AsyncEngine, username: str, field: str, value: object) -> UserChange:
+    """Set ``role`` or ``disabled`` of one account, refusing to leave no active administrator.
+
+    The update only applies to the account as it was read (and, when it takes an active
+    administrator away, only while another one remains), so two administrators demoting each
+    other at once cannot both succeed.
+    """
     async with engine.begin() as conn:
-        result = await conn.execute(
-            update(users).where(users.c.username == username).values(disabled=disabled)
+        await _hold_admins(conn, username)
+        before = await _state(conn, username)
+        if before is None:
+            raise UnknownUser(f"no user {username!r}")
+        after = {**before, field: value}
+        change = update(users).where(
+            users.c.username == username,
+            users.c.role == before["role"],
+            users.c.disabled.is_(before["disabled"]),
         )
-        if result.rowcount == 0:
-            raise AccountError(f"no user {username!r}")
+        removes_admin = _active_admin(**before) and not _active_admin(**after)
+        if removes_admin:
+            others = users.alias("other_admins")
+            change = change.where(
+                exists(
+                    select(others.c.id).where(
+                        others.c.role == "admin",
+                        others.c.disabled.is_(False),
+                        others.c.username != username,
+                    )
+                )
+            )
+        if (await conn.execute(change.values({field: value}))).rowcount == 0:
+            if await _state(conn, username) != before:
+                raise ChangeRefused(f"user {username!r} was changed meanwhile; try again")
+            verb = "demote" if field == "role" else "disable"
+            raise ChangeRefused(
+                f"cannot {verb} {username!r}: it is the last active administrator "
+                "(make another account an administrator first)"
+            )
         await revocations.announce_in(conn)
     _forget_all(engine)
+    return UserChange(username, field, before[field], value)
 
 
-async def set_password(engine: AsyncEngine, username: str, password: str) -> None:
+async def _hold_admins(conn: AsyncConnection, username: str) -> None:
+    """Lock the active administrators and the account until this transaction ends
+    (PostgreSQL; in id order, so two changes cannot deadlock). On SQLite the update itself
+    takes the database's one write lock, and reads the accounts under it."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            select(users.c.id)
+            .where(or_(ACTIVE_ADMIN, users.c.username == username))
+            .order_by(users.c.id)
+            .with_for_update()
+        )
+
+
+async def _state(conn: AsyncConnection, username: str) -> dict | None:
+    row = (
+        await conn.execute(
+            select(users.c.role, users.c.disabled).where(users.c.username == username)
+        )
+    ).one_or_none()
+    return None if row is None else {"role": row.role, "disabled": bool(row.disabled)}
+
+
+async def set_password(engine: AsyncEngine, username: str, password: str) -> UserChange:
+    """Set a password and end the account's sessions. The change says whether the account
+    had a password before (a service account had none), never what either one is."""
     try:
         passwords.check_strength(password)
     except ValueError as e:
         raise AccountError(str(e)) from None
     password_hash = await passwords.hash_password(password)
     async with engine.begin() as conn:
-        user_id = await conn.scalar(select(users.c.id).where(users.c.username == username))
-        if user_id is None:
-            raise AccountError(f"no user {username!r}")
+        row = (
+            await conn.execute(
+                select(users.c.id, users.c.password_hash).where(users.c.username == username)
+            )
+        ).one_or_none()
+        if row is None:
+            raise UnknownUser(f"no user {username!r}")
+        user_id = row.id
         await conn.execute(
             update(users).where(users.c.id == user_id).values(password_hash=password_hash)
         )
@@ -152,6 +253,7 @@ async def set_password(engine: AsyncEngine, username: str, password: str) -> Non
         )
         await revocations.announce_in(conn)
     _forget_all(engine)
+    return UserChange(username, "password", "set" if row.password_hash else "none", "set")
 
 
 async def check_password(engine: AsyncEngine, username: str, password: str) -> Principal | None:

@@ -10,8 +10,9 @@ from aiohttp import web
 from hub.apispec import described
 from hub.errors import problem
 from hub.requestdata import json_model, parse_int
-from hub.security import accounts, audit_trail, dimse_acl, passwords
-from hub.security.accounts import AccountError
+from hub.security import accounts, audit_search, audit_trail, dimse_acl, passwords
+from hub.security.accounts import AccountError, ChangeRefused, UnknownUser
+from hub.security.audit_search import AuditPage, AuditSearch, SearchError
 from hub.security.keys import audit_key
 from hub.security.middleware import SECURITY_KEY, engine_of, principal
 
@@ -28,6 +29,10 @@ class NewUser(msgspec.Struct, forbid_unknown_fields=True):
 
 class Disabled(msgspec.Struct, forbid_unknown_fields=True):
     disabled: bool = True
+
+
+class NewRole(msgspec.Struct, forbid_unknown_fields=True):
+    role: Text
 
 
 class NewToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -64,6 +69,14 @@ def _refused(error: Exception) -> web.Response:
     return problem(400, str(error))
 
 
+def _account_problem(error: AccountError) -> web.Response:
+    if isinstance(error, UnknownUser):
+        return problem(404, str(error))
+    if isinstance(error, ChangeRefused):
+        return problem(409, str(error))
+    return problem(400, str(error))
+
+
 @described("The user accounts")
 async def list_users(request: web.Request) -> web.Response:
     return web.json_response(await accounts.list_users(engine_of(request)))
@@ -89,17 +102,50 @@ async def create_user(request: web.Request) -> web.Response:
 @described(
     "Disable a user (or enable one again), ending its sessions",
     body=Disabled,
-    answers={404: "no such user"},
+    answers={404: "no such user", 409: "the user is the last active administrator"},
 )
 async def disable_user(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     disabled = (await json_model(request, Disabled)).disabled
     try:
-        await accounts.set_disabled(engine_of(request), username, disabled)
+        change = await accounts.set_disabled(engine_of(request), username, disabled)
     except AccountError as e:
-        return problem(404, str(e))
-    await _record(request, "user.disable" if disabled else "user.enable", {"user": username})
+        return _account_problem(e)
+    await _record(request, "user.disable" if disabled else "user.enable", change.as_detail())
     return web.json_response({"username": username, "disabled": disabled})
+
+
+@described(
+    "Give a user another role; its sessions and tokens carry the new role at once",
+    body=NewRole,
+    answers={404: "no such user", 409: "the user is the last active administrator"},
+)
+async def set_role(request: web.Request) -> web.Response:
+    username = request.match_info["username"]
+    role = (await json_model(request, NewRole)).role
+    try:
+        change = await accounts.set_role(engine_of(request), username, role)
+    except AccountError as e:
+        return _account_problem(e)
+    await _record(request, "user.role", change.as_detail())
+    return web.json_response({"username": username, "role": role})
+
+
+@described(
+    "Reset a user's password to a generated one, in the answer once; ends its sessions",
+    answers={404: "no such user"},
+)
+async def reset_password(request: web.Request) -> web.Response:
+    username = request.match_info["username"]
+    password = passwords.generate()
+    try:
+        change = await accounts.set_password(engine_of(request), username, password)
+    except AccountError as e:
+        return _account_problem(e)
+    await _record(request, "user.password", change.as_detail() | {"generated": True})
+    return web.json_response(
+        {"username": username, "password": password}, headers={"Cache-Control": "no-store"}
+    )
 
 
 @described("The API tokens, without their secrets", query={"user": "only this user's tokens"})
@@ -150,6 +196,36 @@ async def verify_audit(request: web.Request) -> web.Response:
     return web.json_response(
         {"ok": verdict.ok, "records": verdict.records, "problems": verdict.problems}
     )
+
+
+@described(
+    "Search the audit trail, newest first, a page at a time",
+    returns=AuditPage,
+    query={
+        "who": "the user (or system) that acted",
+        "patient": "the patient ID the record names",
+        "study": "the Study Instance UID the record names",
+        "action": "the action, e.g. login; ending in a dot, every action under it (ae.)",
+        "outcome": "success, failure or denied",
+        "since": "records at or after this time: ISO 8601 (UTC unless an offset is given) or "
+        "seconds since 1970",
+        "until": "records before this time, as since",
+        "before": "records before this sequence number: the `next` of the previous page",
+        "limit": f"records per page, 1 to {audit_search.MAX_LIMIT} "
+        f"({audit_search.DEFAULT_LIMIT} by default)",
+    },
+    answers={400: "a parameter is unknown, repeated or malformed; `parameter` names it"},
+)
+async def search_audit(request: web.Request) -> web.Response:
+    try:
+        wanted = AuditSearch.from_pairs(request.query.items())
+    except SearchError as e:
+        return problem(400, str(e), parameter=e.parameter)
+    engine = engine_of(request)
+    await audit_trail.flush(engine)  # what was just done is on the trail
+    page = await audit_search.search(engine, wanted)
+    await _record(request, "audit.search", wanted.as_detail())
+    return web.json_response(msgspec.to_builtins(page))
 
 
 @described(
@@ -205,9 +281,12 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_get("/api/admin/users", list_users, name="admin.users.list")
     r.add_post("/api/admin/users", create_user, name="admin.users.create")
     r.add_post("/api/admin/users/{username}/disable", disable_user, name="admin.users.disable")
+    r.add_put("/api/admin/users/{username}/role", set_role, name="admin.users.role")
+    r.add_post("/api/admin/users/{username}/password", reset_password, name="admin.users.password")
     r.add_get("/api/admin/tokens", list_tokens, name="admin.tokens.list")
     r.add_post("/api/admin/tokens", issue_token, name="admin.tokens.issue")
     r.add_delete("/api/admin/tokens/{id}", revoke_token, name="admin.tokens.revoke")
+    r.add_get("/api/admin/audit", search_audit, name="admin.audit.search")
     r.add_get("/api/admin/audit/verify", verify_audit, name="admin.audit.verify")
     r.add_get("/api/admin/audit/export", export_audit, name="admin.audit.export")
     r.add_get("/api/admin/ae", list_ae, name="admin.ae.list")

@@ -286,6 +286,13 @@ def attached(engine: AsyncEngine) -> bool:
     return engine in _logs
 
 
+async def flush(engine: AsyncEngine) -> None:
+    """Wait until what was queued for ``engine``'s trail is written (at once if none is)."""
+    target = _logs.get(engine)
+    if target is not None:
+        await target.flush()
+
+
 def detach(engine: AsyncEngine) -> None:
     _logs.pop(engine, None)
 

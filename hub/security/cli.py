@@ -47,11 +47,23 @@ def _register_user(subparsers) -> None:
                          parents=[_common()])  # fmt: skip
     dis.add_argument("username")
     dis.add_argument("--enable", action="store_true", help="enable again instead")
-    dis.set_defaults(func=_run(_user_disable))
+    dis.set_defaults(func=_run(_user_disable), enable=False)
+
+    ena = sub.add_parser("enable", help="enable a disabled user", parents=[_common()])
+    ena.add_argument("username")
+    ena.set_defaults(func=_run(_user_disable), enable=True)
+
+    role = sub.add_parser("role", help="give a user another role", parents=[_common()])
+    role.add_argument("username")
+    role.add_argument("role", choices=sorted(ROLES))
+    role.set_defaults(func=_run(_user_role))
 
     pw = sub.add_parser("password", help="set a user's password", parents=[_common()])
     pw.add_argument("username")
-    pw.add_argument("--password-stdin", action="store_true")
+    given = pw.add_mutually_exclusive_group()
+    given.add_argument("--password-stdin", action="store_true")
+    given.add_argument("--generate", action="store_true",
+                       help="reset to a generated one-time password, printed once")  # fmt: skip
     pw.set_defaults(func=_run(_user_password))
 
     tok = sub.add_parser("token", help="issue, list or revoke API tokens", parents=[_common()])
@@ -74,6 +86,24 @@ def _register_audit(subparsers) -> None:
     exp.add_argument("--since", type=int, default=0, metavar="SEQ", help="after this record")
     exp.add_argument("--out", default=None, help="write to this file instead of stdout")
     exp.set_defaults(func=_run(_audit_export))
+    find = sub.add_parser(
+        "search",
+        help="search the audit trail, newest first",
+        description="Print the matching records, newest first, one line each. Times are "
+        "ISO 8601 (UTC unless an offset is given) or seconds since 1970.",
+        parents=[_common()],
+    )
+    find.add_argument("--who", help="the user (or system) that acted")
+    find.add_argument("--patient", help="the patient ID the record names")
+    find.add_argument("--study", help="the Study Instance UID the record names")
+    find.add_argument("--action", help="the action; ending in a dot, every action under it")
+    find.add_argument("--outcome", choices=("success", "failure", "denied"))
+    find.add_argument("--since", metavar="TIME", help="records at or after this time")
+    find.add_argument("--until", metavar="TIME", help="records before this time")
+    find.add_argument("--before", metavar="SEQ", help="records before this sequence number")
+    find.add_argument("--limit", metavar="N", help="at most this many (default 50, up to 500)")
+    find.add_argument("--json", action="store_true", help="one JSON object per record")
+    find.set_defaults(func=_run(_audit_search))
 
 
 AE_HELP = """\
@@ -224,18 +254,34 @@ async def _user_list(args, engine: AsyncEngine, settings: Settings) -> int:
 async def _user_disable(args, engine: AsyncEngine, settings: Settings) -> int:
     from hub.security import accounts
 
-    await accounts.set_disabled(engine, args.username, not args.enable)
+    change = await accounts.set_disabled(engine, args.username, not args.enable)
     action = "user.enable" if args.enable else "user.disable"
-    await _record(engine, action, {"user": args.username})
+    await _record(engine, action, change.as_detail())
     print(f"{args.username}: {'enabled' if args.enable else 'disabled'}")
     return 0
 
 
-async def _user_password(args, engine: AsyncEngine, settings: Settings) -> int:
+async def _user_role(args, engine: AsyncEngine, settings: Settings) -> int:
     from hub.security import accounts
 
-    await accounts.set_password(engine, args.username, _read_password(args.password_stdin))
-    await _record(engine, "user.password", {"user": args.username})
+    change = await accounts.set_role(engine, args.username, args.role)
+    await _record(engine, "user.role", change.as_detail())
+    print(f"{args.username}: {change.old} -> {change.new}")
+    return 0
+
+
+async def _user_password(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.security import accounts, passwords
+
+    if args.generate:
+        password = passwords.generate()
+        change = await accounts.set_password(engine, args.username, password)
+        await _record(engine, "user.password", change.as_detail() | {"generated": True})
+        print(f"one-time password for {args.username} (shown once):", file=sys.stderr)
+        print(password)
+        return 0
+    change = await accounts.set_password(engine, args.username, _read_password(args.password_stdin))
+    await _record(engine, "user.password", change.as_detail())
     print(f"{args.username}: password changed")
     return 0
 
@@ -305,6 +351,44 @@ async def _audit_export(args, engine: AsyncEngine, settings: Settings) -> int:
         if args.out:
             out.close()
     return 0
+
+
+async def _audit_search(args, engine: AsyncEngine, settings: Settings) -> int:
+    import json
+
+    from hub.security import audit_search
+
+    given = [(name, getattr(args, name)) for name in audit_search.PARAMETERS]
+    try:
+        wanted = audit_search.AuditSearch.from_pairs((k, v) for k, v in given if v is not None)
+    except audit_search.SearchError as e:
+        raise ValueError(f"--{e.parameter}: {e.reason}") from None
+    page = await audit_search.search(engine, wanted)
+    for record in page.records:
+        print(json.dumps(vars(record), ensure_ascii=False) if args.json else _audit_line(record))
+    if page.next is not None:
+        print(f"older records: add --before {page.next}", file=sys.stderr)
+    return 0
+
+
+def _audit_line(record) -> str:
+    """A record on one line, its fields apart by spaces: a field that holds a space, a line
+    break or nothing (a failed login's user name can be anything) is quoted as JSON."""
+    import json
+
+    def shown(value: str | None) -> str:
+        if value is None:
+            return "-"
+        plain = value and all(c.isprintable() and not c.isspace() for c in value)
+        return value if plain else json.dumps(value, ensure_ascii=False)
+
+    detail = record.detail
+    fields = [str(record.seq), record.time, record.who, record.role, record.action,
+              record.outcome, record.patient, record.study, record.source]  # fmt: skip
+    line = " ".join(shown(f) for f in fields)
+    if detail is None:
+        return line
+    return line + " " + json.dumps(detail, ensure_ascii=False)
 
 
 async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:

@@ -4,8 +4,8 @@ signed in as an administrator and once as a clinic user: whatever it sends, the 
 
 The hub runs as a subprocess because Schemathesis calls it synchronously (``requests``). The
 examples are derandomized, so a run is the same every time. The fuzz has users of its own
-(``fuzz-admin``, ``fuzz-clinic``); the cases that would disable them or revoke their tokens are
-skipped (``harms_the_fuzz``), and the run ends by checking that it can still sign in.
+(``fuzz-admin``, ``fuzz-clinic``); the cases that would disable them, change their roles or
+revoke their tokens are skipped (``harms_the_fuzz``), and the run ends by checking that it can still sign in.
 """
 
 from __future__ import annotations
@@ -130,10 +130,11 @@ def operation_id(operation: schemathesis.APIOperation) -> str:
 
 
 def harms_the_fuzz(case: schemathesis.Case, fuzzed_hub: FuzzedHub) -> bool:
-    """A case that would lock the fuzz out of the hub: disabling one of its own users or
-    revoking one of its own tokens. Those operations are still fuzzed with every other value."""
+    """A case that would lock the fuzz out of the hub, or change what its users may do:
+    disabling one of its own users, giving one another role or revoking one of its own tokens.
+    Those operations are still fuzzed with every other value."""
     operation = operation_id(case.operation)
-    if operation == "admin.users.disable":
+    if operation in ("admin.users.disable", "admin.users.role.put"):
         return case.path_parameters["username"] in {fuzz_user(role) for role in ROLES}
     if operation == "admin.tokens.revoke.delete":
         try:

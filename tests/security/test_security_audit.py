@@ -277,9 +277,10 @@ async def test_byte_flipped_in_the_database_file_is_found(tmp_path: Path) -> Non
     await engine.dispose()  # the last connection checkpoints the WAL into the file
 
     raw = bytearray(db.read_bytes())  # noqa: ASYNC240
-    where = raw.find(b"PID6")
-    assert where > 0 and raw.find(b"PID6", where + 1) == -1
-    raw[where + 3] ^= 0x01  # "PID6" -> "PID7": a single bit, below SQL
+    # The detail, which no index holds a copy of (the patient is in ix_audit_patient too).
+    where = raw.find(b'{"n": 6}')
+    assert where > 0 and raw.find(b'{"n": 6}', where + 1) == -1
+    raw[where + 6] ^= 0x01  # {"n": 6} -> {"n": 7}: a single bit, below SQL
     db.write_bytes(bytes(raw))  # noqa: ASYNC240
 
     engine = make_engine(f"sqlite+aiosqlite:///{db}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sqlite3
 from pathlib import Path
 
@@ -114,3 +115,105 @@ def test_commands_are_registered_on_the_tessera_console_script(tmp_path: Path) -
     assert added.returncode == 0, added.stderr
     verified = run("audit", "verify")
     assert verified.returncode == 0 and "intact: 1 records" in verified.stdout, verified.stderr
+
+
+def test_user_role_enable_and_a_generated_password(tmp_path: Path, capsys) -> None:
+    assert tessera(tmp_path, "user", "add", "boss", "--role", "admin", "--no-password") == 0
+    assert tessera(tmp_path, "user", "add", "ann", "--role", "clinic", "--no-password") == 0
+    capsys.readouterr()
+    assert tessera(tmp_path, "user", "role", "ann", "pathologist") == 0
+    assert capsys.readouterr().out == "ann: clinic -> pathologist\n"
+    assert tessera(tmp_path, "user", "role", "boss", "clinic") == 1
+    assert "last active administrator" in capsys.readouterr().err
+    assert tessera(tmp_path, "user", "disable", "boss") == 1
+    assert "last active administrator" in capsys.readouterr().err
+    assert tessera(tmp_path, "user", "disable", "ann") == 0
+    assert tessera(tmp_path, "user", "enable", "ann") == 0
+    capsys.readouterr()
+    assert tessera(tmp_path, "user", "list") == 0
+    listed = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()}
+    assert listed == {"ann": ["pathologist", "active"], "boss": ["admin", "active"]}
+
+    assert tessera(tmp_path, "user", "password", "ann", "--generate") == 0
+    said = capsys.readouterr()
+    password = said.out.strip()
+    assert len(password) >= 12 and "shown once" in said.err
+    assert tessera(tmp_path, "audit", "search", "--json") == 0
+    trail = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert password not in json.dumps(trail)
+    assert [r["action"] for r in trail] == [
+        "user.password", "user.enable", "user.disable", "user.role", "user.add", "user.add"
+    ]  # fmt: skip
+    assert trail[3]["detail"] == {
+        "user": "ann",
+        "field": "role",
+        "old": "clinic",
+        "new": "pathologist",
+    }
+    assert trail[0]["detail"] == {
+        "user": "ann", "field": "password", "old": "none", "new": "set", "generated": True
+    }  # fmt: skip
+
+
+def test_audit_search(tmp_path: Path, capsys) -> None:
+    for name in ("svc1", "svc2"):
+        assert tessera(tmp_path, "user", "add", name, "--role", "integration", "--no-password") == 0
+    assert tessera(tmp_path, "ae", "allow", "MODALITY1", "store", "--as", "svc1") == 0
+    assert tessera(tmp_path, "ae", "remove", "MODALITY1") == 0
+    for _ in range(3):
+        assert tessera(tmp_path, "user", "token", "svc2") == 0
+    capsys.readouterr()
+
+    assert tessera(tmp_path, "audit", "search", "--action", "ae.") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["4", "3"]
+    assert [line.split()[4] for line in lines] == ["ae.remove", "ae.allow"]
+    assert lines[1].split()[5:9] == ["success", "-", "-", "cli"]
+    assert lines[1].endswith('{"ae": "MODALITY1", "as": "svc1", "services": ["store"]}')
+
+    assert tessera(tmp_path, "audit", "search", "--action", "token.issue", "--limit", "2") == 0
+    said = capsys.readouterr()
+    assert [line.split()[0] for line in said.out.splitlines()] == ["7", "6"]
+    assert "--before 6" in said.err
+    assert tessera(tmp_path, "audit", "search", "--action", "token.issue", "--before", "6") == 0
+    said = capsys.readouterr()
+    assert [line.split()[0] for line in said.out.splitlines()] == ["5"] and said.err == ""
+
+    assert tessera(tmp_path, "audit", "search", "--json", "--action", "user.add") == 0
+    added = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["detail"]["user"] for r in added] == ["svc2", "svc1"]
+    assert all("mac" not in r and r["source"] == "cli" for r in added)
+    first = added[1]["time"]
+    assert tessera(tmp_path, "audit", "search", "--until", first) == 0
+    assert capsys.readouterr().out == ""
+    assert tessera(tmp_path, "audit", "search", "--since", first, "--action", "user.add") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+    assert tessera(tmp_path, "audit", "search", "--limit", "9999") == 1
+    assert "--limit: must be an integer from 1 to 500" in capsys.readouterr().err
+    assert tessera(tmp_path, "audit", "search", "--since", "last week") == 1
+    assert "--since: must be an ISO 8601 time" in capsys.readouterr().err
+
+
+def test_audit_search_keeps_each_record_on_one_line(tmp_path: Path, capsys) -> None:
+    """A failed sign-in records the user name as typed: it may hold spaces and line breaks."""
+    import asyncio
+
+    from hub.archive.index import create_schema, make_engine
+    from hub.security import audit_trail
+
+    async def failed_login() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite'}")
+        try:
+            await create_schema(engine)
+            audit_trail.attach(engine, tmp_path)
+            await audit_trail.audit(engine, who="eve\n2 fake line", role="-", action="login",
+                                    outcome="failure", source="10.0.0.9")  # fmt: skip
+        finally:
+            audit_trail.detach(engine)
+            await engine.dispose()
+
+    asyncio.run(failed_login())
+    assert tessera(tmp_path, "audit", "search") == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.split(" ", 2)[2] == '"eve\\n2 fake line" - login failure - - 10.0.0.9'

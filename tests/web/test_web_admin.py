@@ -1,8 +1,11 @@
-"""The administration page in headless Chromium: users, tokens, the DICOM allow-list and the
-audit trail changed through the page and checked through the JSON API; other accounts are told
-the page is for administrators only."""
+"""The administration page in headless Chromium: users (roles, password resets), tokens, the
+DICOM allow-list and the audit trail (searched and verified) changed through the page and checked
+through the JSON API; other accounts are told the page is for administrators only."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -177,3 +180,144 @@ async def test_other_accounts_are_told_the_page_is_for_administrators(hub_server
         assert "Admin" not in await page.locator("header.top nav a").all_inner_texts()
         assert not [url for url in asked if "/api/admin" in url or "/api/backup" in url]
         assert console.errors == []
+
+
+async def _sign_in_times(hub: HubServer, username: str, password: str, times: int) -> None:
+    for _ in range(times):
+        assert await _signs_in(hub, username, password)
+
+
+def _accept_dialogs(page) -> list[str]:
+    """Accept every confirm() of the page; the questions asked, in order."""
+    asked: list[str] = []
+
+    async def accept(dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    return asked
+
+
+async def _audit_seqs(page) -> list[int]:
+    rows = page.locator("#audit-list tbody tr[data-seq]")
+    return [int(s) for s in await rows.evaluate_all("rows => rows.map(r => r.dataset.seq)")]
+
+
+async def test_the_audit_trail_is_searched_by_user_and_action_and_paged_back(
+    hub_server: HubServer,
+):
+    hub = hub_server
+    password = "a long enough password"
+    await create_user(hub.archive.engine, "nurse", "clinic", password)
+    await _sign_in_times(hub, "nurse", password, 5)
+    assert not await _signs_in(hub, "nurse", "not the password")
+    expected = await _get(hub, "/api/admin/audit?who=nurse&action=login&limit=500")
+    logins = [r["seq"] for r in expected["records"]]
+    assert len(logins) == 6
+    # The page's times are local: in Kolkata (UTC+05:30) here, to show they are sent as instants.
+    kolkata = ZoneInfo("Asia/Kolkata")
+    first = datetime.fromtimestamp(int(expected["records"][-1]["at"]), kolkata)
+    local_first = first.strftime("%Y-%m-%dT%H:%M:%S")
+
+    async with chromium() as browser:
+        context = await browser.new_context(timezone_id="Asia/Kolkata")
+        await context.set_extra_http_headers(hub.admin_headers)
+        page = await context.new_page()
+        console = Console(page)
+        await page.goto(f"{hub.url}/admin")
+        await page.wait_for_selector("#audit-list tbody tr[data-seq]")  # the newest records
+        form = "#audit-search"
+        await page.fill(f"{form} [name=who]", "nurse")
+        await page.fill(f"{form} [name=action]", "login")
+        await page.fill(f"{form} [name=since]", local_first)
+        await page.fill(f"{form} [name=limit]", "2")
+        await page.click(f"{form} button[type=submit]")
+        shown, failures = [], 0
+        for page_number in range(3):
+            await page.wait_for_function(
+                """(seq) => document.querySelector("#audit-list tbody tr")?.dataset.seq == seq""",
+                arg=str(logins[2 * page_number]),
+            )
+            seqs = await _audit_seqs(page)
+            shown += seqs
+            failures += await page.locator("#audit-list td.outcome.failure").count()
+            for seq in seqs:
+                row = page.locator(f"#audit-list tr[data-seq='{seq}']")
+                assert await row.locator("td.who").inner_text() == "nurse"
+                assert await row.locator("td.action").inner_text() == "login"
+            if page_number < 2:
+                await page.click("#audit-older")
+        assert shown == logins and failures == 1
+        assert await page.locator("#audit-older").is_hidden()
+
+        await page.click("#audit-newer")
+        await page.wait_for_function(
+            """(seq) => document.querySelector("#audit-list tbody tr")?.dataset.seq == seq""",
+            arg=str(logins[2]),
+        )
+        assert await _audit_seqs(page) == logins[2:4]
+
+        await page.fill(f"{form} [name=since]", "")
+        await page.fill(f"{form} [name=until]", local_first)
+        await page.click(f"{form} button[type=submit]")
+        await page.wait_for_selector("#audit-list tbody td:text('No audit record matches.')")
+        assert console.errors == []
+
+
+async def test_a_reset_password_is_shown_once(hub_server: HubServer):
+    hub = hub_server
+    first = "the first long password"
+    await create_user(hub.archive.engine, "nurse", "clinic", first)
+    async with signed_in_page(hub, "/admin") as (page, console):
+        asked = _accept_dialogs(page)
+        row = "#user-list tr[data-user=nurse]"
+        await page.click(f"{row} button:text('Reset password')")
+        await page.wait_for_selector("#password:not([hidden])")
+        assert asked == [
+            "Reset the password of nurse? The current one stops working, and its sessions end."
+        ]
+        assert await page.inner_text("#password [data-for]") == "nurse"
+        password = await page.inner_text("#password [data-secret]")
+        assert len(password) >= 12
+        assert not await _signs_in(hub, "nurse", first)
+        assert await _signs_in(hub, "nurse", password)
+        (record,) = (await _get(hub, "/api/admin/audit?action=user.password"))["records"]
+        assert record["detail"]["user"] == "nurse" and password not in str(record)
+
+        await page.reload()
+        await page.wait_for_selector(row)
+        assert password not in await page.content()
+        assert console.errors == []
+
+
+async def test_a_role_is_changed_and_the_last_administrator_kept(hub_server: HubServer):
+    hub = hub_server
+    await create_user(hub.archive.engine, "nurse", "clinic", None)
+    async with hub.session() as http:
+        url = f"{hub.url}/api/admin/users/admin/disable"  # the first-run administrator
+        async with http.post(url, json={"disabled": True}) as response:
+            assert response.status == 200
+    async with signed_in_page(hub, "/admin") as (page, console):
+        asked = _accept_dialogs(page)
+        nurse = "#user-list tr[data-user=nurse] td.role select"
+        await page.select_option(nurse, "pathologist")
+        await page.wait_for_function(
+            f"""() => document.querySelector("{nurse}")?.value === 'pathologist' &&
+                      !document.querySelector("{nurse}").disabled"""
+        )
+        users = {u["username"]: u for u in await _get(hub, "/api/admin/users")}
+        assert users["nurse"]["role"] == "pathologist"
+        assert asked == ["Give nurse the role pathologist (now clinic)?"]
+
+        own = "#user-list tr[data-user=test-admin] td.role select"
+        await page.select_option(own, "clinic")
+        await page.wait_for_selector("#error:not([hidden])")
+        assert "last active administrator" in await page.inner_text("#error")
+        await page.wait_for_function(
+            f"""() => document.querySelector("{own}")?.value === 'admin'"""
+        )
+        users = {u["username"]: u for u in await _get(hub, "/api/admin/users")}
+        assert users["test-admin"]["role"] == "admin"
+        (refused,) = console.errors  # the browser reports the refused call itself
+        assert "409" in refused and "/api/admin/users/test-admin/role" in refused

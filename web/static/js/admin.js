@@ -1,5 +1,5 @@
-// Administration: users, API tokens, the DICOM allow-list, the audit trail and the state of
-// backups and forwarding, all on /api/admin (the `admin` permission), /api/backup/status and
+// Administration: users (roles, enabling, password resets), API tokens, the DICOM allow-list,
+// the audit trail (search and verification) and the state of backups and forwarding, all on /api/admin (the `admin` permission), /api/backup/status and
 // /api/forward/metrics. Other accounts are told so and the page asks nothing of the API.
 
 import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
@@ -58,14 +58,40 @@ function renderUsers(users) {
   for (const user of users) {
     const row = body.insertRow();
     row.dataset.user = user.username;
+    const path = `/api/admin/users/${encodeURIComponent(user.username)}`;
     cell(row, user.username);
-    cell(row, user.role);
+    roleChoice(cell(row, "", "role"), user, path);
     cell(row, when(user.created_at));
     cell(row, user.disabled ? "disabled" : "active", `state ${user.disabled ? "disabled" : "active"}`);
-    button(cell(row, ""), user.disabled ? "Enable" : "Disable", () =>
-      send("POST", `/api/admin/users/${encodeURIComponent(user.username)}/disable`, { disabled: !user.disabled }));
+    const td = cell(row, "");
+    button(td, user.disabled ? "Enable" : "Disable", () => send("POST", `${path}/disable`, { disabled: !user.disabled }));
+    button(td, "Reset password", () => resetPassword(user.username, path));
     if (!user.disabled) select.append(new Option(user.username, user.username, false, user.username === chosen));
   }
+}
+
+// The roles a user may be given: those of the add-user form.
+function roleChoice(td, user, path) {
+  const choice = document.createElement("select");
+  choice.setAttribute("aria-label", `Role of ${user.username}`);
+  for (const option of document.querySelector("#add-user [name=role]").options) {
+    choice.append(new Option(option.value, option.value, false, option.value === user.role));
+  }
+  choice.addEventListener("change", () => {
+    const role = choice.value;
+    if (!confirm(`Give ${user.username} the role ${role} (now ${user.role})?`)) {
+      choice.value = user.role;
+      return;
+    }
+    act(choice, () => send("PUT", `${path}/role`, { role }));
+  });
+  td.append(choice);
+}
+
+async function resetPassword(username, path) {
+  if (!confirm(`Reset the password of ${username}? The current one stops working, and its sessions end.`)) return;
+  const answer = await send("POST", `${path}/password`);
+  showOnce("#password", answer.username, answer.password);
 }
 
 async function addUser(form, element) {
@@ -174,7 +200,79 @@ async function allowAe(form, element) {
   element.reset();
 }
 
-// The audit trail
+// The audit trail: a search shown a page at a time, newest first. `trail` holds the search's
+// parameters and the cursor of each page shown so far (null: the newest).
+
+const trail = { params: new URLSearchParams(), cursors: [null] };
+const lookup = changes(async () => {}); // a search changes nothing to show again
+
+function searchParameters(form) {
+  const params = new URLSearchParams();
+  for (const name of ["who", "action", "outcome", "patient", "study", "limit"]) {
+    const value = form.get(name).trim();
+    if (value) params.set(name, value);
+  }
+  for (const name of ["since", "until"]) {
+    const value = form.get(name); // the browser's local time: sent as the instant it names
+    if (value) params.set(name, new Date(value).toISOString());
+  }
+  return params;
+}
+
+async function showAuditPage() {
+  const params = new URLSearchParams(trail.params);
+  const cursor = trail.cursors.at(-1);
+  if (cursor !== null) params.set("before", cursor);
+  const page = await api(`/api/admin/audit?${params}`);
+  renderAudit(page.records);
+  const older = document.querySelector("#audit-older");
+  older.hidden = page.next === null;
+  older.dataset.before = page.next ?? "";
+  document.querySelector("#audit-newer").hidden = trail.cursors.length === 1;
+}
+
+function detailSummary(detail) {
+  if (detail === null) return "";
+  if (typeof detail !== "object") return String(detail);
+  const text = Object.entries(detail)
+    .map(([key, value]) => `${key}: ${typeof value === "object" && value !== null ? JSON.stringify(value) : value}`)
+    .join(", ");
+  return text.length > 160 ? `${text.slice(0, 159)}…` : text;
+}
+
+function renderAudit(records) {
+  const body = document.querySelector("#audit-list tbody");
+  body.replaceChildren();
+  for (const record of records) {
+    const row = body.insertRow();
+    row.dataset.seq = record.seq;
+    cell(row, String(record.seq));
+    cell(row, when(record.at)).title = record.time;
+    cell(row, record.who, "who");
+    cell(row, record.role);
+    cell(row, record.action, "action");
+    cell(row, record.outcome, `outcome ${record.outcome}`);
+    cell(row, record.patient, "uid");
+    cell(row, record.study, "uid");
+    const detail = cell(row, detailSummary(record.detail), "detail");
+    if (record.detail !== null) detail.title = JSON.stringify(record.detail, null, 1);
+  }
+  if (!records.length) cell(body.insertRow(), "No audit record matches.").colSpan = 9;
+}
+
+async function searchAudit(form) {
+  trail.params = searchParameters(form);
+  trail.cursors = [null];
+  await showAuditPage();
+}
+
+function pageAudit(control, step) {
+  lookup.act(control, async () => {
+    if (step === "older") trail.cursors.push(Number(control.dataset.before));
+    else trail.cursors.pop();
+    await showAuditPage();
+  });
+}
 
 async function verifyAudit() {
   const verdict = await api("/api/admin/audit/verify");
@@ -262,7 +360,15 @@ async function main() {
   document.querySelector("#secret [data-copy]").addEventListener("click", copySecret);
   const verify = document.querySelector("#verify");
   verify.addEventListener("click", () => act(verify, verifyAudit));
-  await firstShow(refresh);
+  lookup.onSubmit("#audit-search", searchAudit);
+  for (const step of ["older", "newer"]) {
+    const control = document.querySelector(`#audit-${step}`);
+    control.addEventListener("click", () => pageAudit(control, step));
+  }
+  await firstShow(async () => {
+    await refresh();
+    await showAuditPage();
+  });
 }
 
 main();
