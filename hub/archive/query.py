@@ -73,6 +73,19 @@ NORMALISED = {
     studies.c.referring: studies.c.referring_norm,
 }
 TAG_TO_KEYWORD = {tag_of(k): k for k in KEYS}
+# The kinds of matching (PS3.4 C.2.2.2) ``match`` does for each kind of key, besides the
+# universal matching (an empty value or "*") every key takes. Fuzzy matching of person names
+# is the caller's choice (``Query.fuzzy``), not the key's.
+MATCHING: dict[str, tuple[str, ...]] = {
+    "text": ("single value", "wildcard"),
+    "cs": ("single value", "wildcard", "multiple values"),
+    "uid": ("single value", "list of UIDs"),
+    "date": ("single value", "wildcard", "range"),
+    "time": ("single value", "range"),
+    "int": ("single value",),
+    "multi": ("single value", "wildcard", "multiple values"),
+    "pn": ("single value", "wildcard", "case-insensitive"),
+}
 
 # Counts and lists computed per level rather than stored per instance.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what the integer columns hold, on either engine
