@@ -234,7 +234,9 @@ def _text(col: Any, value: str) -> ColumnElement[bool]:
 def _range(col: Any, value: str, kind: str) -> ColumnElement[bool]:
     low, _, high = value.partition("-")
     if kind == "time":
-        low, high = pad_time(low), pad_time(high, "9")
+        # A whole-second lower bound without its zero fraction: "101530" sorts before
+        # "101530.000000", and the worklist keeps its times as HHMMSS.
+        low, high = pad_time(low).removesuffix(".000000"), pad_time(high, "9")
     parts = []
     if low:
         parts.append(col >= low)
