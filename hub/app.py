@@ -70,6 +70,7 @@ def doors(role: Role) -> list[Door]:
     from hub import ai, annotations, jobs
     from hub.apispec import routes as apispec_routes
     from hub.backup import api as backup_api
+    from hub.conformance import routes as conformance_routes
     from hub.dimse import service as dimse_service
     from hub.dose import service as dose_service
     from hub.forward import service as forward_service
@@ -90,6 +91,7 @@ def doors(role: Role) -> list[Door]:
         dose_service.setup,
         apispec_routes.setup,
         backup_api.setup,
+        conformance_routes.setup,
         web_routes.setup,
     ]
 

@@ -2,7 +2,8 @@
 
 Pages are plain HTML that load ES modules from ``/static``; vendor libraries are served straight
 from ``node_modules`` (installed by ``npm ci``) under ``/static/vendor/<package>/``, so no build
-step is needed. Page routes are named ``page.*`` (any logged-in user), assets ``public.static.*``.
+step is needed. Page routes are named ``page.*`` (any logged-in user), assets ``public.static.*``;
+the conformance statement's page is ``public.*`` as its data is.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ PAGES = {
     "page.dose": ("/dose", "dose.html", PAGE_HEADERS),
     "page.worklist": ("/worklist", "worklist.html", PAGE_HEADERS),
     "page.admin": ("/admin", "admin.html", PAGE_HEADERS),
+    "public.conformance.page": ("/conformance", "conformance.html", PAGE_HEADERS),
 }
 
 

@@ -73,6 +73,19 @@ NORMALISED = {
     studies.c.referring: studies.c.referring_norm,
 }
 TAG_TO_KEYWORD = {tag_of(k): k for k in KEYS}
+# The kinds of matching (PS3.4 C.2.2.2) ``match`` does for each kind of key, besides the
+# universal matching (an empty value or "*") every key takes. Fuzzy matching of person names
+# is the caller's choice (``Query.fuzzy``), not the key's.
+MATCHING: dict[str, tuple[str, ...]] = {
+    "text": ("single value", "wildcard"),
+    "cs": ("single value", "wildcard", "multiple values"),
+    "uid": ("single value", "list of UIDs"),
+    "date": ("single value", "wildcard", "range"),
+    "time": ("single value", "range"),
+    "int": ("single value",),
+    "multi": ("single value", "wildcard", "multiple values"),
+    "pn": ("single value", "wildcard", "case-insensitive"),
+}
 
 # Counts and lists computed per level rather than stored per instance.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what the integer columns hold, on either engine
@@ -221,7 +234,9 @@ def _text(col: Any, value: str) -> ColumnElement[bool]:
 def _range(col: Any, value: str, kind: str) -> ColumnElement[bool]:
     low, _, high = value.partition("-")
     if kind == "time":
-        low, high = pad_time(low), pad_time(high, "9")
+        # A whole-second lower bound without its zero fraction: "101530" sorts before
+        # "101530.000000", and the worklist keeps its times as HHMMSS.
+        low, high = pad_time(low).removesuffix(".000000"), pad_time(high, "9")
     parts = []
     if low:
         parts.append(col >= low)

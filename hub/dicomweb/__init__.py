@@ -28,50 +28,47 @@ def translate(handler: Handler) -> Handler:
     return wrapped
 
 
+STUDY = PREFIX + "/studies/{study}"
+SERIES = STUDY + "/series/{series}"
+INSTANCE = SERIES + "/instances/{instance}"
+# (method, path, handler, route name) of every resource. Frames first: a tiled viewer asks for
+# little else, and aiohttp tries the routes under /dicomweb/studies in the order they were added.
+ROUTES: list[tuple[str, str, Handler, str]] = [
+    ("GET", INSTANCE + "/frames/{frames}", wado.frames, "dicomweb.read.frames"),
+    ("GET", PREFIX + "/studies", qido.search_studies, "dicomweb.read.qido.studies"),
+    ("GET", STUDY + "/series", qido.search_series, "dicomweb.read.qido.study_series"),
+    ("GET", PREFIX + "/series", qido.search_series, "dicomweb.read.qido.series"),
+    ("GET", SERIES + "/instances", qido.search_instances, "dicomweb.read.qido.series_instances"),
+    ("GET", STUDY + "/instances", qido.search_instances, "dicomweb.read.qido.study_instances"),
+    ("GET", PREFIX + "/instances", qido.search_instances, "dicomweb.read.qido.instances"),
+    ("POST", PREFIX + "/studies", stow.store_instances, "dicomweb.write.stow"),
+    ("POST", STUDY, stow.store_instances, "dicomweb.write.stow_study"),
+    ("GET", STUDY, wado.retrieve, "dicomweb.read.wado.study"),
+    ("GET", SERIES, wado.retrieve, "dicomweb.read.wado.series"),
+    ("GET", INSTANCE, wado.retrieve, "dicomweb.read.wado.instance"),
+    ("GET", STUDY + "/metadata", wado.metadata, "dicomweb.read.metadata.study"),
+    ("GET", SERIES + "/metadata", wado.metadata, "dicomweb.read.metadata.series"),
+    ("GET", INSTANCE + "/metadata", wado.metadata, "dicomweb.read.metadata.instance"),
+    ("GET", INSTANCE + "/bulkdata/{tag}", wado.bulkdata, "dicomweb.read.bulkdata"),
+    ("GET", INSTANCE + "/rendered", wado.rendered_instance, "dicomweb.read.rendered.instance"),
+    (
+        "GET",
+        INSTANCE + "/frames/{frames}/rendered",
+        wado.rendered_instance,
+        "dicomweb.read.rendered.frames",
+    ),
+    ("GET", STUDY + "/thumbnail", wado.thumbnail, "dicomweb.read.thumbnail.study"),
+    ("GET", SERIES + "/thumbnail", wado.thumbnail, "dicomweb.read.thumbnail.series"),
+    ("GET", INSTANCE + "/thumbnail", wado.thumbnail, "dicomweb.read.thumbnail.instance"),
+    (
+        "GET",
+        INSTANCE + "/frames/{frames}/thumbnail",
+        wado.thumbnail,
+        "dicomweb.read.thumbnail.frames",
+    ),
+]
+
+
 def setup(app: web.Application) -> None:
-    study = PREFIX + "/studies/{study}"
-    series = study + "/series/{series}"
-    instance = series + "/instances/{instance}"
-    # Frames first: a tiled viewer asks for little else, and aiohttp tries the routes under
-    # /dicomweb/studies in the order they were added.
-    routes = [
-        ("GET", instance + "/frames/{frames}", wado.frames, "dicomweb.read.frames"),
-        ("GET", PREFIX + "/studies", qido.search_studies, "dicomweb.read.qido.studies"),
-        ("GET", study + "/series", qido.search_series, "dicomweb.read.qido.study_series"),
-        ("GET", PREFIX + "/series", qido.search_series, "dicomweb.read.qido.series"),
-        (
-            "GET",
-            series + "/instances",
-            qido.search_instances,
-            "dicomweb.read.qido.series_instances",
-        ),
-        ("GET", study + "/instances", qido.search_instances, "dicomweb.read.qido.study_instances"),
-        ("GET", PREFIX + "/instances", qido.search_instances, "dicomweb.read.qido.instances"),
-        ("POST", PREFIX + "/studies", stow.store_instances, "dicomweb.write.stow"),
-        ("POST", study, stow.store_instances, "dicomweb.write.stow_study"),
-        ("GET", study, wado.retrieve, "dicomweb.read.wado.study"),
-        ("GET", series, wado.retrieve, "dicomweb.read.wado.series"),
-        ("GET", instance, wado.retrieve, "dicomweb.read.wado.instance"),
-        ("GET", study + "/metadata", wado.metadata, "dicomweb.read.metadata.study"),
-        ("GET", series + "/metadata", wado.metadata, "dicomweb.read.metadata.series"),
-        ("GET", instance + "/metadata", wado.metadata, "dicomweb.read.metadata.instance"),
-        ("GET", instance + "/bulkdata/{tag}", wado.bulkdata, "dicomweb.read.bulkdata"),
-        ("GET", instance + "/rendered", wado.rendered_instance, "dicomweb.read.rendered.instance"),
-        (
-            "GET",
-            instance + "/frames/{frames}/rendered",
-            wado.rendered_instance,
-            "dicomweb.read.rendered.frames",
-        ),
-        ("GET", study + "/thumbnail", wado.thumbnail, "dicomweb.read.thumbnail.study"),
-        ("GET", series + "/thumbnail", wado.thumbnail, "dicomweb.read.thumbnail.series"),
-        ("GET", instance + "/thumbnail", wado.thumbnail, "dicomweb.read.thumbnail.instance"),
-        (
-            "GET",
-            instance + "/frames/{frames}/thumbnail",
-            wado.thumbnail,
-            "dicomweb.read.thumbnail.frames",
-        ),
-    ]
-    for method, path, handler, name in routes:
+    for method, path, handler, name in ROUTES:
         app.router.add_route(method, path, translate(handler), name=name)

@@ -9,6 +9,12 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from hub.archive.errors import NotAcceptable
 
 ANY_TS = "*"
+DICOM = "application/dicom"
+OCTET_STREAM = "application/octet-stream"
+# What a decoded frame or instance is sent as; nothing is transcoded to another compressed syntax.
+DECODED_TS = ExplicitVRLittleEndian
+RENDERED_TYPES = ("image/jpeg", "image/png")  # the first is the default
+# Pixel data stored in these transfer syntaxes goes, as stored, under these media types.
 IMAGE_TYPES: dict[str, set[str]] = {
     "image/jpeg": {
         "1.2.840.10008.1.2.4.50",
@@ -79,12 +85,12 @@ def _stored_media_type(stored_ts: str) -> str:
     for media_type, syntaxes in IMAGE_TYPES.items():
         if stored_ts in syntaxes:
             return media_type
-    return "application/octet-stream"
+    return OCTET_STREAM
 
 
 def _inner(offer: Offer) -> tuple[str, bool]:
     if offer.media_type == "multipart/related":
-        return offer.params.get("type", "application/octet-stream").lower(), True
+        return offer.params.get("type", OCTET_STREAM).lower(), True
     return offer.media_type, False
 
 
@@ -101,30 +107,30 @@ def negotiate_frames(accept: str | None, stored_ts: str, count: int) -> Choice:
             inner == stored_type and ts in (None, ANY_TS, stored_ts)
         ):
             return Choice(stored_type, stored_ts, multipart or count > 1, decode=False)
-        if inner == "application/octet-stream":
+        if inner == OCTET_STREAM:
             if ts in (ANY_TS, stored_ts) or (ts is None and native_stored):
                 return Choice(inner, stored_ts, multipart, decode=False)
-            if ts in (None, ExplicitVRLittleEndian):
-                return Choice(inner, ExplicitVRLittleEndian, multipart, decode=True)
+            if ts in (None, DECODED_TS):
+                return Choice(inner, DECODED_TS, multipart, decode=True)
     raise NotAcceptable(
         f"Frames are stored as {stored_ts} ({stored_type}); they can be sent as that, "
-        f"or decoded as application/octet-stream with transfer-syntax={ExplicitVRLittleEndian}"
+        f"or decoded as {OCTET_STREAM} with transfer-syntax={DECODED_TS}"
     )
 
 
 def negotiate_instances(accept: str | None, stored_ts: str) -> Choice:
     for offer in parse_accept(accept):
         inner, _ = _inner(offer)
-        if inner not in ("application/dicom", "*/*", "multipart/*"):
+        if inner not in (DICOM, "*/*", "multipart/*"):
             continue
         ts = offer.params.get("transfer-syntax")
         if ts in (None, ANY_TS, stored_ts):
-            return Choice("application/dicom", stored_ts, True, decode=False)
-        if ts == ExplicitVRLittleEndian:
-            return Choice("application/dicom", ts, True, decode=True)
+            return Choice(DICOM, stored_ts, True, decode=False)
+        if ts == DECODED_TS:
+            return Choice(DICOM, ts, True, decode=True)
     raise NotAcceptable(
         f"Instances are stored as {stored_ts}; ask for that, transfer-syntax=*, "
-        f"or {ExplicitVRLittleEndian} (decoded)"
+        f"or {DECODED_TS} (decoded)"
     )
 
 
@@ -135,15 +141,15 @@ def negotiate_bulkdata(accept: str | None) -> bool:
         inner, multipart = _inner(offer)
         if offer.media_type in ("*/*", "multipart/*"):
             return True
-        if inner in ("application/octet-stream", "*/*"):
+        if inner in (OCTET_STREAM, "*/*"):
             return multipart
-    raise NotAcceptable(
-        "Bulk data is available as application/octet-stream, alone or in multipart/related"
-    )
+    raise NotAcceptable(f"Bulk data is available as {OCTET_STREAM}, alone or in multipart/related")
 
 
 def wants_rendered(accept: str | None) -> str:
     for offer in parse_accept(accept):
-        if offer.media_type in ("image/jpeg", "image/png", "image/*", "*/*"):
-            return "image/png" if offer.media_type == "image/png" else "image/jpeg"
-    raise NotAcceptable("Rendered resources are available as image/jpeg or image/png")
+        if offer.media_type in RENDERED_TYPES:
+            return offer.media_type
+        if offer.media_type in ("image/*", "*/*"):
+            return RENDERED_TYPES[0]
+    raise NotAcceptable(f"Rendered resources are available as {' or '.join(RENDERED_TYPES)}")

@@ -15,6 +15,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hub.archive.blobs import CHUNK, BlobStore, Spool
+from hub.dicomweb.media import DICOM
 
 CRLF = b"\r\n"
 # What aiohttp's multipart reader raises on a body that breaks the format.
@@ -121,7 +122,7 @@ async def _stage_one(
     part: BodyPartReader, ctype: str, store: BlobStore, total: int, max_bytes: int
 ) -> tuple[StagedPart, int]:
     loop = asyncio.get_running_loop()
-    spool = await loop.run_in_executor(None, store.spool) if ctype == "application/dicom" else None
+    spool = await loop.run_in_executor(None, store.spool) if ctype == DICOM else None
     size = 0
     try:
         while True:

@@ -9,7 +9,8 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.pixels import apply_voi_lut, pixel_array
-from pydicom.uid import ExplicitVRLittleEndian
+
+from hub.dicomweb.media import DECODED_TS
 
 DEFAULT_THUMBNAIL = 256
 
@@ -43,7 +44,7 @@ def decoded_instance(path: Path) -> bytes:
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress()
     else:
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.TransferSyntaxUID = DECODED_TS
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -10,6 +10,7 @@ from aiohttp.helpers import parse_mimetype
 
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive import IngestResult, Source, errors
+from hub.dicomweb.media import DICOM
 from hub.dicomweb.multipart import BadBody, StagedPart, TooLarge, stage_parts
 from hub.dicomweb.responses import base_url, dicom_json, element, warning
 from hub.security import actor_of
@@ -57,9 +58,9 @@ def _check_request(request: web.Request, limit: int) -> web.Response | None:
     mime = parse_mimetype(request.headers.get("Content-Type", ""))
     if (mime.type, mime.subtype) != ("multipart", "related"):
         return _refused(415, f"Expected multipart/related, got {request.content_type}")
-    part_type = mime.parameters.get("type", "application/dicom").strip('"').lower()
-    if part_type != "application/dicom":
-        return _refused(415, f'Only type="application/dicom" bodies are accepted, not {part_type}')
+    part_type = mime.parameters.get("type", DICOM).strip('"').lower()
+    if part_type != DICOM:
+        return _refused(415, f'Only type="{DICOM}" bodies are accepted, not {part_type}')
     if not mime.parameters.get("boundary"):
         return _refused(400, "The multipart Content-Type has no boundary")
     if request.content_length is not None and request.content_length > limit:
@@ -72,7 +73,7 @@ async def _ingest_part(archive, part: StagedPart, target_study: str | None, sour
         return IngestResult(
             "failed",
             reason=errors.CANNOT_UNDERSTAND,
-            message=f"Part of type {part.content_type or 'none'} is not application/dicom",
+            message=f"Part of type {part.content_type or 'none'} is not {DICOM}",
         )
     if part.size == 0:
         await _discard([part])

@@ -78,7 +78,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         return await _retrieve_decoded(request, archive, refs, choices, boundary, headers)
     response = web.StreamResponse(headers=headers)
     response.content_type = "multipart/related"
-    response.headers["Content-Type"] = content_type("application/dicom", boundary)
+    response.headers["Content-Type"] = content_type(media.DICOM, boundary)
     items = [(_dicom_part_type(ref.transfer_syntax_uid), ref.sha256) for ref in refs]
     await stream_files(request, response, archive.store, items, boundary)  # prepares it
     await response.write_eof()
@@ -86,7 +86,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
 
 
 def _dicom_part_type(ts: str) -> str:
-    return f"application/dicom; transfer-syntax={ts}"
+    return f"{media.DICOM}; transfer-syntax={ts}"
 
 
 async def _retrieve_decoded(
@@ -94,7 +94,7 @@ async def _retrieve_decoded(
 ) -> web.StreamResponse:
     """Instances transcoded one at a time within the decode budget, each written when ready."""
     response = web.StreamResponse(headers=headers)
-    response.headers["Content-Type"] = content_type("application/dicom", boundary)
+    response.headers["Content-Type"] = content_type(media.DICOM, boundary)
     await response.prepare(request)
     for ref in refs:
         choice = choices[ref.transfer_syntax_uid]
@@ -318,13 +318,11 @@ async def bulkdata(request: web.Request) -> web.Response:
     data = await archive.store.read_range(ref.sha256, offset, length)
     headers = cache_headers(etag, _immutable(archive))
     if not multipart:
-        headers["Content-Type"] = "application/octet-stream"
+        headers["Content-Type"] = media.OCTET_STREAM
         return web.Response(body=data, headers=headers)
     boundary = new_boundary()
-    headers["Content-Type"] = content_type("application/octet-stream", boundary)
-    return web.Response(
-        body=join_parts([("application/octet-stream", data)], boundary), headers=headers
-    )
+    headers["Content-Type"] = content_type(media.OCTET_STREAM, boundary)
+    return web.Response(body=join_parts([(media.OCTET_STREAM, data)], boundary), headers=headers)
 
 
 # -- rendered and thumbnails ---------------------------------------------------

@@ -47,6 +47,24 @@ MWL_FIND = sop_class.ModalityWorklistInformationFind
 # Elements of an identifier that are not keys.
 CONTROL = {0x00080005, 0x00080052, 0x00080054}  # SpecificCharacterSet, QR level, Retrieve AE
 INDEXED_TAGS = set(PATIENT_TAGS + STUDY_TAGS + SERIES_TAGS + INSTANCE_TAGS)
+# MWL matching keys (PS3.4 K.6.1.2): identifier keyword -> WorklistFilter field, for the
+# identifier itself and for its Scheduled Procedure Step Sequence item.
+MWL_KEYS = {
+    "PatientName": "patient_name",
+    "PatientID": "patient_id",
+    "AccessionNumber": "accession",
+    "RequestedProcedureID": "requested_procedure_id",
+    "StudyInstanceUID": "study_uid",
+}
+MWL_STEP_KEYS = {
+    "ScheduledProcedureStepID": "sps_id",
+    "Modality": "modality",
+    "ScheduledStationAETitle": "station_ae",
+    "ScheduledProcedureStepStartDate": "start_date",
+    "ScheduledProcedureStepStartTime": "start_time",
+}
+MWL_STATUS = "ScheduledProcedureStepStatus"  # in the step item too
+MWL_DEFAULT_STATUSES = ("SCHEDULED", "STARTED")  # without one asked for: what can still be done
 
 
 class IdentifierError(ValueError):
@@ -209,22 +227,11 @@ def worklist_filter(identifier: Dataset) -> WorklistFilter:
     def text(ds: Dataset, keyword: str) -> str:
         return matching_value(ds[keyword]) if keyword in ds else ""
 
-    wanted_status = text(sps, "ScheduledProcedureStepStatus").upper()
+    wanted_status = text(sps, MWL_STATUS).upper()
     if wanted_status and wanted_status not in STATUSES:
-        raise IdentifierError(
-            codes.CANNOT_UNDERSTAND, f"ScheduledProcedureStepStatus {wanted_status!r} unknown"
-        )
+        raise IdentifierError(codes.CANNOT_UNDERSTAND, f"{MWL_STATUS} {wanted_status!r} unknown")
     return WorklistFilter(
-        patient_name=text(identifier, "PatientName"),
-        patient_id=text(identifier, "PatientID"),
-        accession=text(identifier, "AccessionNumber"),
-        requested_procedure_id=text(identifier, "RequestedProcedureID"),
-        study_uid=text(identifier, "StudyInstanceUID"),
-        sps_id=text(sps, "ScheduledProcedureStepID"),
-        modality=text(sps, "Modality"),
-        station_ae=text(sps, "ScheduledStationAETitle"),
-        start_date=text(sps, "ScheduledProcedureStepStartDate"),
-        start_time=text(sps, "ScheduledProcedureStepStartTime"),
-        # Without an explicit status, offer what can still be performed.
-        statuses=(wanted_status,) if wanted_status else ("SCHEDULED", "STARTED"),
+        **{field: text(identifier, keyword) for keyword, field in MWL_KEYS.items()},
+        **{field: text(sps, keyword) for keyword, field in MWL_STEP_KEYS.items()},
+        statuses=(wanted_status,) if wanted_status else MWL_DEFAULT_STATUSES,
     )

@@ -58,6 +58,23 @@ QUERY_MODELS = [
 ]
 
 
+def scp_ae(cfg: DimseConfig) -> ExactSendingAE:
+    """The SCP's AE: what it accepts is its supported contexts (the conformance statement
+    reads them from here)."""
+    ae = ExactSendingAE(ae_title=cfg.ae_title)
+    ae.maximum_associations = cfg.max_associations
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = cfg.timeout
+    ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from peers that allow it
+    ae.require_calling_aet = cfg.allowed_aes
+    ae.add_supported_context(Verification, UNCOMPRESSED)
+    for model in QUERY_MODELS:
+        ae.add_supported_context(model, UNCOMPRESSED)
+    for storage in storage_sop_classes():
+        # scp_role: a C-GET requester acts as Storage SCP on the same association.
+        ae.add_supported_context(storage, cfg.transfer_syntaxes, scu_role=True, scp_role=True)
+    return ae
+
+
 class _CheapCopyContext(PresentationContext):
     """A supported context pynetdicom can copy quickly.
 
@@ -101,23 +118,8 @@ class DimseServer:
             (evt.EVT_C_MOVE, MoveHandler(selector, config.move_destinations, config.timeout)),
             (evt.EVT_C_GET, GetHandler(selector)),
         ]
-        self.ae = self._build_ae()
+        self.ae = scp_ae(config)
         self._server: ThreadedAssociationServer | None = None
-
-    def _build_ae(self) -> ExactSendingAE:
-        cfg = self.config
-        ae = ExactSendingAE(ae_title=cfg.ae_title)
-        ae.maximum_associations = cfg.max_associations
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = cfg.timeout
-        ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from peers that allow it
-        ae.require_calling_aet = cfg.allowed_aes
-        ae.add_supported_context(Verification, UNCOMPRESSED)
-        for model in QUERY_MODELS:
-            ae.add_supported_context(model, UNCOMPRESSED)
-        for storage in storage_sop_classes():
-            # scp_role: a C-GET requester acts as Storage SCP on the same association.
-            ae.add_supported_context(storage, cfg.transfer_syntaxes, scu_role=True, scp_role=True)
-        return ae
 
     def _tls_context(self):
         if not self.config.tls:

@@ -13,7 +13,7 @@ from functools import lru_cache
 # ``AUTHENTICATED``: any logged-in principal whatever its role.
 AUTHENTICATED = "authenticated"
 ROUTE_RULES: dict[str, str | None] = {
-    "public": None,
+    "public": None,  # sign-in, static files, the conformance statement and its page
     "account": AUTHENTICATED,  # the caller's own session: /api/me
     "describe": AUTHENTICATED,  # the API's own description: /api/openapi.json
     "page": AUTHENTICATED,  # HTML pages; their data calls carry their own checks

@@ -14,11 +14,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2  # for HTTP and DICOM, as server and as client
+
 
 def http_ssl_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
     """Server context for the web and DICOMweb port: TLS 1.2+, the library's safe ciphers."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = MINIMUM_VERSION
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
 
@@ -44,7 +46,7 @@ def dicom_tls_context(
     allow-list decides who may do what.
     """
     ctx = _HandshakeOnFirstRead(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = MINIMUM_VERSION
     ctx.load_cert_chain(str(cert), str(key))
     if ca is not None:
         ctx.load_verify_locations(cafile=str(ca))
@@ -65,7 +67,7 @@ def dicom_tls_client_context(
     Pass to pynetdicom as ``tls_args=(context, peer_hostname)``.
     """
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = MINIMUM_VERSION
     if cert is not None:
         ctx.load_cert_chain(str(cert), str(key) if key is not None else None)
     if not verify:

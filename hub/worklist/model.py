@@ -416,28 +416,34 @@ async def start_for_study(engine: AsyncEngine, study_uid: str) -> bool:
     return result.rowcount > 0
 
 
+# How each filter field (and the worklist column of that name) is matched: its kind of key in
+# the archive's matching engine (hub.archive.query.MATCHING).
+MATCHED_AS = {
+    "patient_name": "pn",
+    "patient_id": "text",
+    "accession": "text",
+    "requested_procedure_id": "text",
+    "sps_id": "text",
+    "study_uid": "uid",
+    "modality": "text",  # upper-cased first: "us" finds US
+    "station_ae": "text",
+    "start_date": "date",
+    "start_time": "time",
+}
+
+
 def _where(flt: WorklistFilter) -> list:
     """SQL conditions from the archive's matching engine (the one QIDO-RS and C-FIND use)."""
-    t = worklist_items.c
-    keys = [
-        (t.patient_name, "pn", flt.patient_name),
-        (t.patient_id, "text", flt.patient_id),
-        (t.accession, "text", flt.accession),
-        (t.requested_procedure_id, "text", flt.requested_procedure_id),
-        (t.sps_id, "text", flt.sps_id),
-        (t.study_uid, "uid", flt.study_uid),
-        (t.modality, "text", flt.modality.upper()),
-        (t.station_ae, "text", flt.station_ae),
-        (t.start_date, "date", flt.start_date),
-        (t.start_time, "time", flt.start_time),
-    ]
-    clauses = [
-        match(Key("STUDY", column, kind), value.strip(), fuzzy=False)
-        for column, kind, value in keys
-        if value.strip() not in ("", "*")
-    ]
+    clauses = []
+    for name, kind in MATCHED_AS.items():
+        value = getattr(flt, name).strip()
+        if name == "modality":
+            value = value.upper()
+        if value not in ("", "*"):
+            key = Key("STUDY", worklist_items.c[name], kind)
+            clauses.append(match(key, value, fuzzy=False))
     if flt.statuses:
-        clauses.append(t.status.in_(flt.statuses))
+        clauses.append(worklist_items.c.status.in_(flt.statuses))
     return clauses + flt.restrict
 
 

@@ -114,3 +114,14 @@ async def test_a_body_over_its_limit_is_413_as_documented(hub_server) -> None:
         async with session.post(url, json=body, headers=headers) as resp:
             assert resp.status == 413
             assert "65536 bytes" in (await resp.json())["detail"]
+
+
+def test_the_conformance_statement_is_described_and_open(hub_server) -> None:
+    document = openapi_document(hub_server.app)
+    validate(document)
+    operation = document["paths"]["/api/conformance"]["get"]
+    assert operation["summary"].startswith("The DICOM conformance statement")
+    assert operation["security"] == [] and operation["description"].startswith("Open to everyone")
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    model = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert set(model["properties"]) == {"product", "dimse", "dicomweb", "security"}

@@ -32,6 +32,11 @@ async def test_role_route_matrix_of_the_hub(hub_server) -> None:
     _require_gate(hub_server.app)
     # Administrators only, on every hub (with or without a backup schedule).
     assert ("GET", "/api/backup/status", "admin.backup.status") in route_table(hub_server.app)
+    # Open to everyone, as a published conformance statement is.
+    assert ("GET", "/api/conformance", "public.conformance.statement") in route_table(
+        hub_server.app
+    )
+    assert ("GET", "/conformance", "public.conformance.page") in route_table(hub_server.app)
     engine = hub_server.archive.engine
     tokens = {}
     for role in ROLES:
