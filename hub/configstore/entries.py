@@ -176,9 +176,8 @@ async def change(
             )
             if entry is not None:
                 await conn.execute(insert(config_entries).values(**_row(entry)))
-        after = await read(conn, scope, kinds)
-    assert after is not None
-    return result, after
+    kept = sorted(draft.current.values(), key=lambda e: (e.kind, e.position, e.name))
+    return result, Snapshot(before.revision, tuple(kept))
 
 
 def _entry(row: Mapping[str, Any]) -> Entry:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -105,6 +105,16 @@ class Rule:
         }
 
 
+def routes_for(rules: Iterable[Rule], event: Indexed) -> list[tuple[str, str]]:
+    """(rule name, target name) pairs: the first matching rule that names a target sends to it."""
+    chosen: dict[str, str] = {}
+    for rule in rules:
+        if rule.matches(event):
+            for target in rule.targets:
+                chosen.setdefault(target, rule.name)
+    return [(rule, target) for target, rule in chosen.items()]
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff: base * multiplier**(attempt-1), capped; dead letter after
@@ -142,12 +152,7 @@ class ForwardConfig:
 
     def targets_for(self, event: Indexed) -> list[tuple[str, str]]:
         """(rule name, target name) pairs for a stored instance, one per distinct target."""
-        chosen: dict[str, str] = {}
-        for rule in self.rules:
-            if rule.matches(event):
-                for target in rule.targets:
-                    chosen.setdefault(target, rule.name)
-        return [(rule, target) for target, rule in chosen.items()]
+        return routes_for(self.rules, event)
 
     def describe(self, counts: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
         """The configuration as JSON (no secrets); with queue ``counts`` ({target: {state: n}})

@@ -14,7 +14,6 @@ entry, secrets redacted, and takes effect in every process and node at their nex
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Any
 
@@ -25,8 +24,8 @@ from hub.apispec import described
 from hub.audited import audit_change
 from hub.configstore.entries import VersionConflict
 from hub.errors import problem
-from hub.forward import dimse_sender, dryrun, stow_sender
-from hub.forward.config import ConfigError, DimseTarget, parse_rule
+from hub.forward import dryrun
+from hub.forward.config import ConfigError, parse_rule
 from hub.forward.configsource import (
     Change,
     InUse,
@@ -35,6 +34,7 @@ from hub.forward.configsource import (
     put_rule,
     put_target,
 )
+from hub.forward.echo import echo
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
 from hub.requestdata import json_model, parse_int
@@ -188,11 +188,7 @@ async def echo_target(request: web.Request) -> web.Response:
     if target is None:
         return problem(404, f"no forward target {name!r}")
     started = time.monotonic()
-    if isinstance(target, DimseTarget):
-        loop = asyncio.get_running_loop()
-        ok, detail = await loop.run_in_executor(None, dimse_sender.echo, target, config.timeouts)
-    else:
-        ok, detail = await stow_sender.probe(target, config.timeouts)
+    ok, detail = await echo(target, config.timeouts)
     seconds = round(time.monotonic() - started, 3)
     await audit_change(
         request, forwarder.archive.engine, "forward.target.echo", detail={"name": name, "ok": ok}
@@ -212,17 +208,17 @@ async def dry_run(request: web.Request) -> web.Response:
     config = await forwarder.source.current()
     rules = list(config.rules)
     if body.targets is not None:
-        spec = {"name": "dry run", "targets": body.targets, "match": _match(body.match)}
+        spec = {
+            "name": "dry run",
+            "targets": body.targets,
+            "match": msgspec.to_builtins(body.match),
+        }
         try:
             rules = [parse_rule(0, spec, config.targets)]
         except ConfigError as exc:
             return problem(400, str(exc))
     found = await dryrun.recent(forwarder.archive.engine, body.last)
     return web.json_response(dryrun.summary(dryrun.route(found, rules), rules))
-
-
-def _match(match: RuleMatch) -> dict[str, list[str]]:
-    return msgspec.to_builtins(match)
 
 
 def _forwarder(request: web.Request) -> Forwarder:

@@ -124,20 +124,14 @@ async def _edit(settings: Settings, queue: ForwardQueue, action: str, edit: Any)
 
 
 async def cmd_echo(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
-    import asyncio
-
-    from hub.forward import dimse_sender, stow_sender
-    from hub.forward.config import DimseTarget
     from hub.forward.configsource import ConfigSource
+    from hub.forward.echo import echo
 
     config = await ConfigSource(queue.engine, settings).current()
     target = config.targets.get(args.name)
     if target is None:
         print(f"no forward target {args.name!r}", file=sys.stderr)
         return 1
-    if isinstance(target, DimseTarget):
-        ok, detail = await asyncio.to_thread(dimse_sender.echo, target, config.timeouts)
-    else:
-        ok, detail = await stow_sender.probe(target, config.timeouts)
+    ok, detail = await echo(target, config.timeouts)
     print(detail)
     return 0 if ok else 1

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.archive.index import instances, series, studies
 from hub.archive.model import Indexed, Source
-from hub.forward.config import Rule
+from hub.forward.config import Rule, routes_for
 
 MAX_LAST = 1000
 
@@ -70,17 +70,8 @@ async def recent(engine: AsyncEngine, last: int) -> list[tuple[Indexed, float]]:
 
 
 def route(found: list[tuple[Indexed, float]], rules: list[Rule]) -> list[Routed]:
-    """Each object with every (rule, target) that would send it, one per distinct target as the
-    forwarder queues them."""
-    routed = []
-    for event, received_at in found:
-        chosen: dict[str, str] = {}
-        for rule in rules:
-            if rule.matches(event):
-                for target in rule.targets:
-                    chosen.setdefault(target, rule.name)
-        routed.append(Routed(event, received_at, [(r, t) for t, r in chosen.items()]))
-    return routed
+    """Each object with every (rule, target) that would send it, as the forwarder queues them."""
+    return [Routed(event, at, routes_for(rules, event)) for event, at in found]
 
 
 def summary(routed: list[Routed], rules: list[Rule]) -> dict[str, Any]:
