@@ -95,8 +95,10 @@ def truth(peer: SlowSCP, acknowledged: dict[str, float], since: float, until: fl
     from when it arrived or the one before it left, whichever is later, until the association
     that carried it closed. (The peer's own connection is shorter: it opens only once the
     hub has set the association up.)"""
-    sent = sorted(t for t in acknowledged.values() if since < t <= until)
-    arrival_rate = (len(sent) - 1) / (sent[-1] - sent[0])
+    # Arrivals per second of the window: under a busy CPU the ingests fall behind their
+    # schedule and catch up, so the span between the first and the last is no measure.
+    sent = [t for t in acknowledged.values() if since < t <= until]
+    arrival_rate = len(sent) / (until - since)
     departed = {sop: a.closed for a in peer.associations for sop in a.sops}
     busy, in_system, previous = 0.0, [], 0.0
     for sop, arrived in sorted(acknowledged.items(), key=lambda item: item[1]):
@@ -108,8 +110,12 @@ def truth(peer: SlowSCP, acknowledged: dict[str, float], since: float, until: fl
     return Truth(arrival_rate, len(in_system) / busy, sum(in_system) / len(in_system))
 
 
-def close(measured: float, true: float) -> bool:
-    return abs(measured - true) <= TOLERANCE * true
+def close(measured: float, true: float, counted: int | None = None) -> bool:
+    """Within TOLERANCE; a figure ``counted`` from that many arrivals in the window may also
+    be one arrival off: the hub stamps an arrival when it commits, the test when it is
+    acknowledged just after, and one can fall on either side of the window's edge."""
+    tolerance = TOLERANCE if counted is None else max(TOLERANCE, 1 / max(1, counted))
+    return abs(measured - true) <= tolerance * true
 
 
 async def service_time(hub, peer: SlowSCP, folder: Path) -> float:
@@ -139,9 +145,10 @@ async def measured_run(
     (figures,) = body["targets"]
     true = truth(peer, acknowledged, body["until"] - body["window"], body["until"])
     report = f"hub: {figures}\ntrue: {true} utilisation {true.utilisation:.3f}"
-    assert close(figures["arrival_rate"], true.arrival_rate), report
+    counted = round(true.arrival_rate * body["window"])
+    assert close(figures["arrival_rate"], true.arrival_rate, counted), report
     assert close(figures["service_rate"], true.service_rate), report
-    assert close(figures["utilisation"], true.utilisation), report
+    assert close(figures["utilisation"], true.utilisation, counted), report
     assert close(figures["time_in_system"], true.time_in_system), report
     assert 1 / true.service_rate >= SERVICE, report  # the peer alone takes that long
     return figures, true
