@@ -5,8 +5,13 @@ GET  /api/worklist                      list; query: status (comma list), modali
                                         patient_id, accession, limit
 POST /api/worklist                      create; body: NewItem fields -> 201 + item
 GET  /api/worklist/{id}                 one item
+PATCH /api/worklist/{id}                edit; body: the NewItem fields to change -> item; 409
+                                        once the step is completed or cancelled
 POST /api/worklist/{id}/start|complete|cancel
                                         status change; 409 when the current status forbids it
+
+Every change made here is audited (worklist.create, .update, .start, .complete, .cancel), an
+edit with the values before and after.
 
 A SCHEDULED item becomes STARTED by itself when the first image of its study is stored.
 A clinic lists and reads only the items assigned to it (``clinic``: its user name, set by the
@@ -23,12 +28,20 @@ from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.model import Indexed
 from hub.archive.query import QueryError
+from hub.audited import audit_change
 from hub.errors import Problem, problem
 from hub.requestdata import BadInput, check_field_types, json_object, parse_int
 from hub.security.visibility import worklist_restriction
 from hub.worklist import model
 from hub.worklist.clinics import check_clinic
-from hub.worklist.model import NewItem, TransitionError, WorklistError, WorklistFilter
+from hub.worklist.model import (
+    ItemEdit,
+    NewItem,
+    TransitionError,
+    WorklistError,
+    WorklistFilter,
+    WorklistItem,
+)
 
 FILTER_PARAMS = ("modality", "station_ae", "patient_name", "patient_id", "accession")
 
@@ -98,9 +111,41 @@ async def create_item(request: web.Request) -> web.Response:
         item = await model.create(_engine(request), new, who.user if who else None)
     except WorklistError as exc:
         return problem(400, str(exc))
+    await _audit(request, "worklist.create", item, {"id": item.id})
     return web.json_response(
         item.to_json(), status=201, headers={"Location": f"/api/worklist/{item.id}"}
     )
+
+
+@described(
+    "Change fields of a scheduled or started step",
+    body=ItemEdit,
+    answers={404: "no such worklist item", 409: "the step is completed or cancelled"},
+)
+async def edit_item(request: web.Request) -> web.Response:
+    body = await json_object(request)
+    check_field_types(body, ItemEdit)
+    try:
+        if "clinic" in body:
+            await check_clinic(_engine(request), body["clinic"])
+        before, after = await model.edit(
+            _engine(request), _item_id(request), body, _visible(request)
+        )
+    except KeyError:
+        return problem(404, "no such worklist item")
+    except WorklistError as exc:
+        return problem(400, str(exc))
+    except TransitionError as exc:
+        return problem(409, str(exc))
+    old, new = before.to_json(), after.to_json()
+    changed = sorted(k for k in new if k != "updated_at" and old[k] != new[k])
+    detail = {
+        "id": after.id,
+        "old": {k: old[k] for k in changed},
+        "new": {k: new[k] for k in changed},
+    }
+    await _audit(request, "worklist.update", after, detail)
+    return web.json_response(new)
 
 
 @described("One scheduled procedure step", answers={404: "no such worklist item"})
@@ -123,10 +168,22 @@ def _transition(action: str):
             return problem(404, "no such worklist item")
         except TransitionError as exc:
             return problem(409, str(exc))
+        await _audit(request, f"worklist.{action}", item, {"id": item.id, "status": item.status})
         return web.json_response(item.to_json())
 
     handler.__name__ = f"{action}_item"
     return handler
+
+
+async def _audit(request: web.Request, action: str, item: WorklistItem, detail: dict) -> None:
+    await audit_change(
+        request,
+        _engine(request),
+        action,
+        patient=item.patient_id,
+        study=item.study_uid,
+        detail=detail,
+    )
 
 
 async def _start_steps_on_first_image(app: web.Application) -> AsyncIterator[None]:
@@ -146,6 +203,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/worklist", list_items, name="worklist.read.items")
     r.add_post("/api/worklist", create_item, name="worklist.write.item")
     r.add_get("/api/worklist/{id}", get_item, name="worklist.read.item")
+    r.add_patch("/api/worklist/{id}", edit_item, name="worklist.write.edit")
     for action in model.TRANSITIONS:
         r.add_post(
             f"/api/worklist/{{id}}/{action}", _transition(action), name=f"worklist.write.{action}"

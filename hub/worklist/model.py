@@ -7,12 +7,15 @@ for it (by a modality, a telehealth capture or a slide upload) land in one study
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
+import typing
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+import msgspec
 from pydicom.uid import generate_uid
 from sqlalchemy import (
     Column,
@@ -221,6 +224,70 @@ class NewItem:
             return cls(**body)
         except TypeError as exc:
             raise WorklistError(str(exc)) from exc
+
+
+# Edits: any input field of a new item; those left out keep their values.
+ItemEdit = dataclasses.make_dataclass(
+    "ItemEdit",
+    [
+        (name, hint | msgspec.UnsetType, field(default=msgspec.UNSET))
+        for name, hint in typing.get_type_hints(NewItem).items()
+    ],
+    namespace={
+        "__doc__": "The fields of a step to change; the others keep their values.",
+        "__module__": __name__,
+    },
+)
+EDITABLE = (SCHEDULED, STARTED)
+
+
+def as_new_item(item: WorklistItem) -> NewItem:
+    """The item in its input shape, so an edit is validated as a new item is."""
+    given = {f.name: getattr(item, f.name, None) for f in dataclasses.fields(NewItem)}
+    d, t = item.start_date, item.start_time.ljust(6, "0")
+    given |= {
+        "start": f"{d[:4]}-{d[4:6]}-{d[6:8]}T{t[:2]}:{t[2:4]}:{t[4:6]}",
+        "clinic": item.clinic or "",
+        "requested_procedure_codes": [c.__dict__ for c in item.requested_procedure_codes],
+        "protocol_codes": [c.__dict__ for c in item.protocol_codes],
+    }
+    return NewItem(**given)
+
+
+async def edit(
+    engine: AsyncEngine, item_id: int, changes: dict, restrict: ColumnElement[bool] | None = None
+) -> tuple[WorklistItem, WorklistItem]:
+    """Change the given fields of a scheduled or started step; (before, after). The step keeps
+    its status, StudyInstanceUID and creator. KeyError: no such step (or none ``restrict`` lets
+    the caller see); TransitionError: the step is completed or cancelled."""
+    async with engine.begin() as conn:
+        stmt = select(worklist_items).where(worklist_items.c.id == int(item_id))
+        if restrict is not None:
+            stmt = stmt.where(restrict)
+        row = (await conn.execute(stmt)).first()
+        if row is None:
+            raise KeyError(item_id)
+        before = WorklistItem.from_row(row)
+        if before.status not in EDITABLE:
+            raise TransitionError(f"item {item_id} is {before.status}; cannot edit it")
+        values = normalise(_merged(before, changes))
+        for kept in ("status", "study_uid", "created_at", "updated_at"):
+            values.pop(kept)
+        if not await change_row(conn, before.id, EDITABLE, values):
+            raise TransitionError(f"item {item_id} changed status; cannot edit it")
+        after = await item_for_study(conn, [before.study_uid])
+    assert after is not None
+    return before, after
+
+
+def _merged(before: WorklistItem, changes: dict) -> NewItem:
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(NewItem)})
+    if unknown:
+        raise WorklistError(f"unknown fields: {', '.join(unknown)}")
+    merged = dataclasses.replace(as_new_item(before), **changes)
+    if merged.birth_date and "age" not in changes:
+        merged.age = ""  # worked out again from the birth date and the start
+    return merged
 
 
 def _short_id(prefix: str) -> str:

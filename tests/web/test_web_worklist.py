@@ -115,6 +115,40 @@ async def test_a_forbidden_transition_shows_its_reason(hub_server: HubServer):
         assert (await _item(hub, "ACC3"))["status"] == "CANCELLED"
 
 
+async def test_an_open_step_is_edited_in_the_form(hub_server: HubServer):
+    hub = hub_server
+    item = await _schedule(
+        hub, patient_name="Doe^Jon", patient_id="P4", accession="ACC4", start="2030-01-02T09:30"
+    )
+    async with chromium() as browser:
+        page = await new_page(browser, hub)
+        console = Console(page)
+        await page.goto(f"{hub.url}/worklist")
+        row = "#steps tr[data-accession=ACC4]"
+        await page.click(f"{row} button:text('Edit')")
+        form = "#new-step"
+        assert await page.input_value(f"{form} [name=patient_name]") == "Doe^Jon"
+        assert await page.input_value(f"{form} [name=start]") == "2030-01-02T09:30"
+        assert await page.inner_text("#schedule h2") == "Edit procedure step ACC4"
+        await page.fill(f"{form} [name=patient_name]", "Doe^John")
+        await page.fill(f"{form} [name=start]", "2030-01-03T11:00")
+        await page.click(f"{form} button[type=submit]")
+        await page.wait_for_selector(f"{row} td.patient:text('Doe John')")
+
+        edited = await _item(hub, "ACC4")
+        assert (edited["patient_name"], edited["start_date"], edited["start_time"]) == (
+            "Doe^John", "20300103", "110000"
+        )  # fmt: skip
+        assert (edited["id"], edited["study_uid"]) == (item["id"], item["study_uid"])
+        assert await page.inner_text("#schedule h2") == "Schedule a procedure step"
+        assert await page.input_value(f"{form} [name=patient_name]") == ""
+
+        await page.click(f"{row} button:text('Cancel')")
+        await page.wait_for_selector(f"{row} td.status.cancelled")
+        assert await page.locator(f"{row} button:text('Edit')").count() == 0
+        assert console.errors == []
+
+
 async def test_a_clinic_sees_only_its_steps_and_cannot_schedule(hub_server: HubServer):
     hub = hub_server
     async with chromium() as browser:

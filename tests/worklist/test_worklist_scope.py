@@ -7,6 +7,7 @@ all. The clinic's MWL AE, bound to the clinic's account, sees the same items.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,11 +16,14 @@ import aiohttp
 import pytest
 from hubtest import free_port
 from pydicom import dcmread
+from sqlalchemy import select
 
 from hub.config import Settings
 from hub.dimse.service import DIMSE_KEY
 from hub.security.accounts import create_user, issue_token
+from hub.security.audit_trail import _logs
 from hub.security.dimse_acl import allow_ae
+from hub.security.tables import audit_log
 
 ITEM = {"patient_name": "DOE^JANE", "patient_id": "P1", "modality": "US"}
 
@@ -122,3 +126,66 @@ async def test_a_clinic_ae_finds_only_its_worklist(hub_server, tmp_path: Path) -
 
     assert await mwl("CLINICA_US") == ["FOR-A"]
     assert await mwl("RADIOLOGY") == ["FOR-A", "FOR-B", "UNASSIGNED"]
+
+
+async def _audited(hub_server, action: str) -> list:
+    engine = hub_server.archive.engine
+    await _logs[engine].flush()
+    async with engine.connect() as conn:
+        query = select(audit_log).where(audit_log.c.action == action).order_by(audit_log.c.seq)
+        return (await conn.execute(query)).all()
+
+
+async def test_a_step_is_edited_while_open_and_each_change_audited(hub_server) -> None:
+    url, engine = hub_server.url, hub_server.archive.engine
+    clinic_a = await _clinic(engine, "clinicA")
+    await _clinic(engine, "clinicB")
+    async with hub_server.session() as http:  # an administrator
+        item = await _create(
+            http, url, {"birth_date": "2026-06-01", "start": "2026-11-28T09:30:00"}
+        )
+        theirs = await _create(http, url, {"patient_id": "FOR-B", "clinic": "clinicB"})
+        base = f"{url}/api/worklist/{item['id']}"
+        change = {"patient_name": "DOE^JANE^M", "birth_date": "2025-11-28", "weight_kg": None}
+        async with http.patch(base, json=change) as resp:
+            assert resp.status == 200, await resp.text()
+            edited = await resp.json()
+        assert edited["patient_name"] == "DOE^JANE^M" and edited["age"] == "012M"
+        kept = ("id", "study_uid", "accession", "sps_id", "status", "start_date", "start_time")
+        assert {k: edited[k] for k in kept} == {k: item[k] for k in kept}
+
+        (record,) = await _audited(hub_server, "worklist.update")
+        assert record.patient == "P1" and record.study == item["study_uid"]
+        detail = json.loads(record.detail)
+        assert detail["old"] == {
+            "patient_name": "DOE^JANE",
+            "birth_date": "20260601",
+            "age": "005M",
+        }
+        assert detail["new"] == {
+            "patient_name": "DOE^JANE^M",
+            "birth_date": "20251128",
+            "age": "012M",
+        }
+        assert len(await _audited(hub_server, "worklist.create")) == 2
+
+        for bad, reason in (({"sex": "X"}, "sex"), ({"colour": "red"}, "unknown fields")):
+            async with http.patch(base, json=bad) as resp:
+                assert resp.status == 400 and reason in (await resp.json())["detail"]
+        async with http.patch(base, json={"clinic": "nobody"}) as resp:
+            assert resp.status == 400 and "nobody" in (await resp.json())["detail"]
+        async with http.patch(base, json={"weight_kg": "heavy"}) as resp:
+            assert resp.status == 400
+        async with http.patch(
+            f"{url}/api/worklist/{theirs['id']}", json={"modality": "CT"}, headers=clinic_a
+        ) as resp:
+            assert resp.status == 403  # a clinic reads its steps; it does not edit them
+
+        async with http.post(base + "/cancel") as resp:
+            assert resp.status == 200
+        (cancelled,) = await _audited(hub_server, "worklist.cancel")
+        assert json.loads(cancelled.detail) == {"id": item["id"], "status": "CANCELLED"}
+        async with http.patch(base, json={"modality": "CT"}) as resp:
+            assert resp.status == 409 and "CANCELLED" in (await resp.json())["detail"]
+        async with http.get(base) as resp:
+            assert (await resp.json())["modality"] == "US"

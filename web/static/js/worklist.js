@@ -1,6 +1,6 @@
 // The Modality Worklist: scheduled procedure steps from /api/worklist, filtered like the MWL
-// C-FIND (worklist.read), and for schedulers (worklist.write) a form for a new step and the
-// start / complete / cancel changes. A clinic sees only the steps assigned to it; the API
+// C-FIND (worklist.read), and for schedulers (worklist.write) a form for a new step, the same
+// form to edit an open step, and the start / complete / cancel changes. A clinic sees only the steps assigned to it; the API
 // decides that. Accounts without worklist.read are told so and the page asks nothing of the API.
 
 import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
@@ -14,6 +14,7 @@ const ACTIONS = {
   complete: ["Complete", ["STARTED"]],
   cancel: ["Cancel", ["SCHEDULED", "STARTED"]],
 };
+const EDITABLE = ["SCHEDULED", "STARTED"];
 
 const api = jsonApi(FORBIDDEN);
 const { act, onSubmit } = changes(refresh);
@@ -22,23 +23,30 @@ function dicomDate(isoDate) {
   return isoDate.replaceAll("-", "");
 }
 
+function isoDate(dicom) {
+  return dicom ? `${dicom.slice(0, 4)}-${dicom.slice(4, 6)}-${dicom.slice(6, 8)}` : "";
+}
+
 function startText(item) {
-  const d = item.start_date;
+  const day = isoDate(item.start_date);
   const t = item.start_time;
-  const day = `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}`;
   return t ? `${day} ${t.slice(0, 2)}:${t.slice(2, 4)}` : day;
+}
+
+function button(td, label, onClick) {
+  const control = document.createElement("button");
+  control.type = "button";
+  control.textContent = label;
+  control.addEventListener("click", () => onClick(control));
+  td.append(control);
 }
 
 function actionButton(td, item, action) {
   const [label, allowed] = ACTIONS[action];
   if (!allowed.includes(item.status)) return;
-  const button = document.createElement("button");
-  button.type = "button";
-  button.textContent = label;
-  button.addEventListener("click", () =>
-    act(button, () => api(`/api/worklist/${item.id}/${action}`, { method: "POST" })),
+  button(td, label, (control) =>
+    act(control, () => api(`/api/worklist/${item.id}/${action}`, { method: "POST" })),
   );
-  td.append(button);
 }
 
 function renderSteps(items, canWrite) {
@@ -58,7 +66,9 @@ function renderSteps(items, canWrite) {
     cell(row, item.status, `status ${item.status.toLowerCase()}`);
     cell(row, item.clinic, "clinic");
     const td = cell(row, "");
-    if (canWrite) for (const action of Object.keys(ACTIONS)) actionButton(td, item, action);
+    if (!canWrite) continue;
+    if (EDITABLE.includes(item.status)) button(td, "Edit", () => startEditing(item));
+    for (const action of Object.keys(ACTIONS)) actionButton(td, item, action);
   }
 }
 
@@ -101,6 +111,67 @@ async function schedule(data, element) {
   element.reset();
 }
 
+// Editing: the form shows the step; saving sends only the fields changed in it.
+
+let editing = null;
+
+function shownValues(item) {
+  const t = item.start_time;
+  return {
+    patient_name: item.patient_name,
+    patient_id: item.patient_id,
+    birth_date: isoDate(item.birth_date),
+    sex: item.sex,
+    modality: item.modality,
+    accession: item.accession,
+    requested_procedure_description: item.requested_procedure_description,
+    station_ae: item.station_ae,
+    start: `${isoDate(item.start_date)}T${t.slice(0, 2) || "00"}:${t.slice(2, 4) || "00"}`,
+    clinic: item.clinic ?? "",
+  };
+}
+
+function showMode(item) {
+  const form = document.querySelector("#new-step");
+  document.querySelector("#schedule h2").textContent = item
+    ? `Edit procedure step ${item.accession}`
+    : "Schedule a procedure step";
+  form.querySelector("button[type=submit]").textContent = item ? "Save changes" : "Schedule";
+  document.querySelector("#stop-editing").hidden = !item;
+}
+
+function startEditing(item) {
+  editing = item;
+  const form = document.querySelector("#new-step");
+  for (const [name, value] of Object.entries(shownValues(item))) form.elements[name].value = value;
+  showMode(item);
+  form.scrollIntoView({ block: "nearest" });
+}
+
+function stopEditing() {
+  editing = null;
+  document.querySelector("#new-step").reset();
+  showMode(null);
+}
+
+async function save(data, element) {
+  if (!editing) return schedule(data, element);
+  const shown = shownValues(editing);
+  const body = {};
+  for (const [key, raw] of data.entries()) {
+    const value = raw.trim();
+    if (value !== shown[key]) body[key] = key === "birth_date" ? dicomDate(value) : value;
+  }
+  if (Object.keys(body).length) {
+    await api(`/api/worklist/${editing.id}`, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+  stopEditing();
+}
+
 async function main() {
   installHeader();
   const me = await account();
@@ -111,7 +182,8 @@ async function main() {
   canWrite = me.scopes.includes("worklist.write");
   onSubmit("#filter", () => {}); // act() shows the list again with the new filter
   if (canWrite) {
-    onSubmit("#new-step", schedule);
+    onSubmit("#new-step", save);
+    document.querySelector("#stop-editing").addEventListener("click", stopEditing);
     document.querySelector("#schedule").hidden = false;
   }
   await firstShow(refresh);
