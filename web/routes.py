@@ -41,16 +41,17 @@ WASM_PAGE_HEADERS = {
 }
 
 PAGES = {
-    # route name: (path, html file, response headers)
+    # route name: (path, html file, response headers). A page only some roles may open is
+    # named in the area of the permission it needs; the others open to every account.
     "page.studies": ("/studies", "studies.html", PAGE_HEADERS),
     "page.viewer": ("/viewer/{study}", "viewer.html", PAGE_HEADERS),
     "page.ultrasound": ("/ultrasound/{study}", "ultrasound.html", PAGE_HEADERS),
     "page.upload": ("/upload", "upload.html", PAGE_HEADERS),
     "page.interop": ("/interop/{study}", "interop.html", WASM_PAGE_HEADERS),
-    "page.forwarding": ("/forwarding", "forwarding.html", PAGE_HEADERS),
-    "page.dose": ("/dose", "dose.html", PAGE_HEADERS),
+    "forward.read.page": ("/forwarding", "forwarding.html", PAGE_HEADERS),
+    "dose.read.page": ("/dose", "dose.html", PAGE_HEADERS),
     "page.worklist": ("/worklist", "worklist.html", PAGE_HEADERS),
-    "page.admin": ("/admin", "admin.html", PAGE_HEADERS),
+    "admin.page": ("/admin", "admin.html", PAGE_HEADERS),
     "public.conformance.page": ("/conformance", "conformance.html", PAGE_HEADERS),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from hub.security import accounts
 from hub.security.access_audit import record_read
 from hub.security.accounts import Principal
 from hub.security.audit_trail import audit
-from hub.security.policy import decide, rule_for
+from hub.security.policy import ROLES, decide, rule_for
 
 SESSION_COOKIE = "tessera_session"
+FORBIDDEN_PAGE = Path(__file__).parent / "static" / "forbidden.html"
 
 # Request limits, by route area. Bodies of login, account and admin calls are small; uploads
 # (STOW, slide chunks) stream and are bounded by Settings.max_upload_bytes in their handlers.
@@ -84,6 +86,15 @@ def _forbidden(reason: str, *, permission: str | None = None) -> web.Response:
     return problem(403, reason, permission=permission)
 
 
+def forbidden_page(who: Principal, permission: str) -> web.Response:
+    """The 403 a browser shows for a page the account's role may not open."""
+    holders = [role for role, granted in ROLES.items() if permission in granted]
+    reason = f"this page needs the {permission} permission, which {who.user} ({who.role}) lacks."
+    reason = ("Administrators only: " if holders == ["admin"] else "Not allowed: ") + reason
+    body = FORBIDDEN_PAGE.read_text().replace("{reason}", html.escape(reason))
+    return web.Response(status=403, text=body, content_type="text/html")
+
+
 def _same_origin(request: web.Request) -> bool:
     """For cookie sessions, unsafe methods must come from our own pages (CSRF defence)."""
     origin = request.headers.get(hdrs.ORIGIN)
@@ -118,8 +129,14 @@ async def _resolve(request: web.Request) -> tuple[Principal | None, str | None]:
     return None, None
 
 
-def _unauthenticated(request: web.Request, area: str, reason: str | None) -> web.StreamResponse:
-    if area == "page" and request.method == "GET":
+def _is_page(name: str | None) -> bool:
+    return (name or "").startswith("page.") or (name or "").endswith(".page")
+
+
+def _unauthenticated(
+    request: web.Request, name: str | None, reason: str | None
+) -> web.StreamResponse:
+    if _is_page(name) and request.method == "GET":
         raise web.HTTPSeeOther("/login?next=" + quote(request.path, safe="/"))
     challenge = 'Bearer realm="tessera"'
     if reason:
@@ -135,7 +152,6 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     if match.http_exception is not None:  # no route: let aiohttp answer 404 / 405
         return await handler(request)
     name = match.route.name
-    area = _area(name)
     if not rule_for(name)[0]:
         return _forbidden("forbidden: this route has no access rule", permission="none")
     limit = body_limit(name)
@@ -153,7 +169,7 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     decision = decide(name, who.role if who else None, who.scopes if who else None)
     if not decision.allowed:
         if who is None:
-            return _unauthenticated(request, area, refused)
+            return _unauthenticated(request, name, refused)
         await audit(
             engine_of(request),
             who=who.user,
@@ -163,6 +179,8 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
             source=request.remote,
             detail={"route": name, "method": request.method, "reason": decision.reason},
         )
+        if _is_page(name) and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+            return forbidden_page(who, decision.permission or "none")
         return _forbidden(f"forbidden: {decision.reason}", permission=decision.permission or "none")
     if who is not None and who.via == "session" and _writes(request) and not _same_origin(request):
         return _forbidden("forbidden: cross-origin request")

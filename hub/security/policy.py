@@ -16,7 +16,7 @@ ROUTE_RULES: dict[str, str | None] = {
     "public": None,  # sign-in, static files, the conformance statement and its page
     "account": AUTHENTICATED,  # the caller's own session: /api/me
     "describe": AUTHENTICATED,  # the API's own description: /api/openapi.json
-    "page": AUTHENTICATED,  # HTML pages; their data calls carry their own checks
+    "page": AUTHENTICATED,  # HTML pages for every role (the others end in ".page")
     "dicomweb.read": "dicomweb.read",
     "dicomweb.write": "dicomweb.write",
     "annotations.write": "annotations.write",
