@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "hub.convert_cli",
     "hub.backup.cli",
     "hub.dose.cli",
+    "telehealth.cli",
 ]
 
 

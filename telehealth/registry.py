@@ -18,6 +18,7 @@ from pydicom import Dataset
 
 from hub.archive import Archive, Source
 from hub.config import TelehealthSettings
+from telehealth.live_settings import LiveSettings
 from telehealth.rooms import Rooms
 from telehealth.session import Session
 from telehealth.us_image import Calibration
@@ -32,7 +33,8 @@ class TooManySessions(RuntimeError):
 class SessionRegistry:
     def __init__(self, archive: Archive, settings: TelehealthSettings) -> None:
         self.archive = archive
-        self.settings = settings
+        self.settings = settings  # as of the last session started here
+        self.live = LiveSettings(archive.engine, settings)
         self._by_id: dict[str, Session] = {}
         self._by_code: dict[str, Session] = {}
         self.sockets: set = set()  # open signalling WebSockets
@@ -47,6 +49,7 @@ class SessionRegistry:
         clinic's, whoever asks for the capture, and is stored under the owner's identity.
         Raises ``RoomsUnavailable`` (and keeps nothing) when the shared index did not record
         it."""
+        self.settings = await self.live.current()
         if len(self._by_id) >= self.settings.max_sessions:
             raise TooManySessions(f"{len(self._by_id)} sessions are open; end one first")
         session = Session(
@@ -90,7 +93,8 @@ class SessionRegistry:
             await asyncio.sleep(interval)
             now = loop.time()
             for session in list(self._by_id.values()):
-                if session.idle and now - session.last_active > self.settings.idle_timeout_seconds:
+                idle_for = now - session.last_active
+                if session.idle and idle_for > session.settings.idle_timeout_seconds:
                     log.info("closing idle telehealth session %s", session.id)
                     with contextlib.suppress(Exception):
                         await self.end(session)

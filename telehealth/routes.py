@@ -27,6 +27,7 @@ from hub.app_keys import ARCHIVE_KEY, NODE_KEY, SETTINGS_KEY
 from hub.audited import audit_change
 from hub.errors import Problem, problem
 from hub.requestdata import json_body
+from telehealth import settings_api
 from telehealth.capture import CaptureError
 from telehealth.ice import ice_servers, use_host_candidates
 from telehealth.registry import SessionRegistry, TooManySessions
@@ -53,6 +54,7 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS_KEY].telehealth
     use_host_candidates(settings.ice_candidates)
     app[REGISTRY_KEY] = SessionRegistry(app[ARCHIVE_KEY], settings)
+    settings_api.add_routes(app, app[REGISTRY_KEY].live)
     app.cleanup_ctx.append(_registry_lifetime)
     app.on_shutdown.append(_close_sockets)
     r = app.router
@@ -230,7 +232,7 @@ async def ice_config(request: web.Request) -> web.Response:
     """The STUN/TURN servers for this side's next connection, with TURN credentials minted now
     for this session and side only (the page asks again at every reconnect)."""
     session, role = _session_and_role(request)
-    settings = request.app[REGISTRY_KEY].settings
+    settings = session.settings
     body = {
         "iceServers": ice_servers(settings, f"{session.id}.{role}"),
         "iceTransportPolicy": settings.ice_transport_policy,
