@@ -8,8 +8,11 @@ DELETE /api/forward/rules/{name}          remove a rule
 POST   /api/forward/rules/dry-run         where a rule would have sent the newest objects
 
 Every entry has a version; a change that gives ``version`` is refused with 409 when the entry
-has changed since (0: it must not exist yet). Each change is audited with the old and the new
-entry, secrets redacted, and takes effect in every process and node at their next routing.
+has changed since (0: it must not exist yet). The problem's ``conflict`` member tells the two
+409s apart: ``version`` (reload and retry) and ``in_use`` (a rule still names the target). Each
+change is audited with the old and the new entry, secrets redacted, and takes effect in every
+process and node at their next routing. The entries and their versions are listed by
+GET /api/forward/targets (hub.forward.api).
 """
 
 from __future__ import annotations
@@ -163,8 +166,10 @@ async def _edit(request: web.Request, action: str, edit: Any) -> web.Response:
         done: Change = await forwarder.source.edit(who, edit)
     except KeyError as exc:
         return problem(404, f"no such entry {exc.args[0]!r}")
-    except (VersionConflict, InUse) as exc:
-        return problem(409, str(exc))
+    except VersionConflict as exc:
+        return problem(409, str(exc), conflict="version")
+    except InUse as exc:
+        return problem(409, str(exc), conflict="in_use")
     except ConfigError as exc:
         return problem(400, str(exc))
     forwarder.wake()

@@ -79,6 +79,7 @@ async def test_edits_are_checked_and_versioned(hub_factory):
     assert (await call("PUT", f"{url}/targets/pacs", {**target, "version": 0}))[0] == 200
     status, body = await call("PUT", f"{url}/targets/pacs", {**target, "version": 0})
     assert status == 409 and "version 1" in body["detail"], body  # someone created it first
+    assert body["conflict"] == "version"
     status, body = await call("PUT", f"{url}/targets/pacs", {**target, "port": 104, "version": 1})
     assert (status, body["version"]) == (200, 2), body
     status, body = await call("PUT", f"{url}/targets/pacs", {**target, "version": 1})
@@ -87,6 +88,7 @@ async def test_edits_are_checked_and_versioned(hub_factory):
     assert (await call("PUT", f"{url}/rules/r1", {"targets": ["pacs"]}))[0] == 200
     status, body = await call("DELETE", f"{url}/targets/pacs")
     assert status == 409 and "r1" in body["detail"], body
+    assert body["conflict"] == "in_use"
     assert (await call("DELETE", f"{url}/rules/r1?version=1"))[0] == 200
     assert (await call("DELETE", f"{url}/targets/pacs?version=2"))[0] == 200
     status, body = await call("DELETE", f"{url}/targets/pacs")

@@ -1,7 +1,8 @@
 // The forwarding queue for PACS administrators: per-target counts and load (λ, μ, ρ, time in
 // system against M/M/1, with a small chart of the busy fraction and depth), the tasks with their
 // last answer, and retry / cancel. Everything comes from /api/forward (forward.read to look,
-// forward.admin to change); the page refreshes itself every few seconds.
+// forward.admin to change); the page refreshes itself every few seconds. Administrators also
+// get the editor of the targets and rules below it (forwarding_editor.js).
 
 import { cell, installHeader, jsonApi, showError, svgNode } from "./nav.js";
 
@@ -11,6 +12,18 @@ const RETRYABLE = new Set(["dead", "cancelled", "pending"]);
 const CHART = { width: 240, height: 48 };
 
 const api = jsonApi("Your account may not see or change the forwarding queue.");
+
+// The page's error area is shared with the targets and rules editor: the queue clears only
+// what it showed itself.
+function showQueueError(error) {
+  document.querySelector("#error").dataset.from = "queue";
+  showError("#error", error);
+}
+
+function clearQueueError() {
+  const box = document.querySelector("#error");
+  if (box.dataset.from !== "editor") box.hidden = true;
+}
 
 function action(td, label, run) {
   const button = document.createElement("button");
@@ -22,7 +35,7 @@ function action(td, label, run) {
       await run();
       await refresh();
     } catch (error) {
-      showError("#error", error);
+      showQueueError(error);
       button.disabled = false;
     }
   });
@@ -157,22 +170,22 @@ async function refresh() {
   document.querySelector("#status").textContent = config.targets.length
     ? `${queue.tasks.length} task(s) shown · updated ${new Date().toLocaleTimeString()}`
     : "No forwarding targets are configured.";
-  document.querySelector("#error").hidden = true;
+  clearQueueError();
 }
 
 async function main() {
   installHeader();
   document.querySelector("#filter").addEventListener("submit", (event) => {
     event.preventDefault();
-    refresh().catch((error) => showError("#error", error));
+    refresh().catch((error) => showQueueError(error));
   });
   try {
     await refresh();
   } catch (error) {
-    showError("#error", error);
+    showQueueError(error);
     return;
   }
-  setInterval(() => refresh().catch((error) => showError("#error", error)), REFRESH_MS);
+  setInterval(() => refresh().catch((error) => showQueueError(error)), REFRESH_MS);
 }
 
 main();
