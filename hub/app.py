@@ -75,6 +75,7 @@ def doors(role: Role) -> list[Door]:
     from hub.dose import service as dose_service
     from hub.forward import service as forward_service
     from hub.hl7 import service as hl7_service
+    from hub.system import api as system_api
     from hub.worklist import api as worklist_api
 
     return [
@@ -91,6 +92,7 @@ def doors(role: Role) -> list[Door]:
         dose_service.setup,
         apispec_routes.setup,
         backup_api.setup,
+        system_api.setup,
         conformance_routes.setup,
         web_routes.setup,
     ]
@@ -113,7 +115,7 @@ async def build_app(
     """
     from aiohttp import web
 
-    from hub import errors
+    from hub import errors, recent_errors
     from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
     from hub.archive import Archive
     from hub.forwarded import forwarded_middleware
@@ -122,6 +124,7 @@ async def build_app(
     from hub.serve.readers import served_here
     from hub.stores import open_store
 
+    recent_errors.install()  # what this process logs at ERROR, for GET /api/admin/system
     role: Role = "reader" if upstream is not None else "primary"
     owned = archive is None
     if archive is None:

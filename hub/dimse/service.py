@@ -134,6 +134,16 @@ class DimseServer:
         assert self._server is not None, "not started"
         return self._server.server_address[1]
 
+    def associations(self) -> tuple[int, int]:
+        """(established associations, connections yet to ask for one), at this moment.
+
+        pynetdicom's server lists its acceptor threads; one whose association was released or
+        aborted may still be winding down, so only those still established are counted."""
+        if self._server is None:
+            return 0, 0
+        established = sum(a.is_established for a in self._server.active_associations)
+        return established, self.admission.waiting()
+
     def start(self) -> None:
         contexts = self.ae.supported_contexts
         for cx in contexts:

@@ -4,6 +4,8 @@ through the JSON API; other accounts get a 403 page on every page for administra
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -159,6 +161,49 @@ async def test_audit_verify_and_the_system_state(hub_server: HubServer):
         assert await page.inner_text("#backup td.last-backup") == "none"
         assert await page.inner_text("#backup td.stale") == "no"
         assert "No forwarding targets" in await page.inner_text("#queue")
+        assert console.errors == []
+
+
+async def _stow(hub: HubServer, data: bytes) -> None:
+    boundary = "tessera-admin-boundary"
+    body = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
+    body += f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
+    async with (
+        hub.session() as http,
+        http.post(f"{hub.url}/dicomweb/studies", data=body, headers=headers) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
+async def test_the_system_section_shows_the_hub_and_refreshes(hub_server: HubServer, corpus):
+    hub = hub_server
+    async with signed_in_page(hub, "/admin") as (page, console):
+        await page.wait_for_selector("#sections:not([hidden])")
+        assert await page.inner_text("#system-counts td.instances") == "0"
+        assert await page.inner_text("#system-storage td.store-kind") in ("local folder", "S3")
+        versions = await _get(hub, "/api/admin/system")
+        assert (
+            await page.inner_text("#system-versions td.pydicom") == versions["versions"]["pydicom"]
+        )
+        node = page.locator(f"#system-nodes tr[data-node='{versions['node']}'] td.state")
+        assert await node.inner_text() == "alive"
+
+        data = (corpus / "us" / "US-RGB-8-epicard.dcm").read_bytes()
+        await _stow(hub, data)
+        marker = f"a failure the administrator should see {uuid.uuid4().hex}"
+        logging.getLogger("hub.archive.ingest").error(marker)
+        await page.click("#system-refresh")
+        await page.wait_for_selector("#system-counts td.instances:text-is('1')")
+        assert await page.inner_text("#system-counts td.studies") == "1"
+        stored = await page.locator("#system-counts td.bytes").get_attribute("title")
+        assert stored == f"{len(data)} bytes"
+        assert (await page.inner_text("#system-counts td.bytes")).endswith(("KiB", "MiB"))
+        assert "free of" in await page.inner_text("#system-storage td.free-space")
+        first = page.locator("#system-errors li").first
+        assert marker in await first.inner_text()
+        assert "hub.archive.ingest" in await first.locator(".logger").inner_text()
+        assert await page.inner_text("#backup td.last-backup") == "none"
         assert console.errors == []
 
 

@@ -1,8 +1,10 @@
 // Administration: users (roles, enabling, password resets), API tokens, the DICOM allow-list,
-// the audit trail (search and verification) and the state of backups and forwarding, all on /api/admin (the `admin` permission), /api/backup/status and
-// /api/forward/metrics. Other accounts are told so and the page asks nothing of the API.
+// the audit trail (search and verification) and the system's state (./system.js), all on
+// /api/admin (the `admin` permission) and /api/forward/metrics. Other accounts are told so and
+// the page asks nothing of the API.
 
 import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
+import { showSystem } from "./system.js";
 
 const FORBIDDEN = "Administrators only: your account may not use the administration pages.";
 const AE_PRINCIPAL_PREFIX = "ae:"; // the principal of an AE that acts as a role, not a user
@@ -20,14 +22,6 @@ function send(method, path, body) {
 
 function when(seconds) {
   return seconds ? new Date(seconds * 1000).toLocaleString() : "";
-}
-
-function age(seconds) {
-  if (seconds == null) return "";
-  if (seconds < 120) return `${Math.round(seconds)} s ago`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
-  if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
-  return `${Math.round(seconds / 86400)} days ago`;
 }
 
 function button(td, label, run) {
@@ -286,65 +280,15 @@ async function verifyAudit() {
   list.replaceChildren(...verdict.problems.map((problem) => Object.assign(document.createElement("li"), { textContent: problem })));
 }
 
-// The system
-
-function renderBackup(status) {
-  const body = document.querySelector("#backup tbody");
-  body.replaceChildren();
-  const line = (label, text, className) => {
-    const row = body.insertRow();
-    const th = document.createElement("th");
-    th.scope = "row";
-    th.textContent = label;
-    row.append(th);
-    cell(row, text, className);
-  };
-  const backup = status.last_backup;
-  const verify = status.last_verify;
-  line("Target", status.target ?? "none configured");
-  line("Schedule", status.schedule.interval_hours ? `every ${status.schedule.interval_hours} h` : "not scheduled");
-  line("Last backup", backup ? `${backup.name} · ${backup.at} (${age(backup.age_seconds)}) · ${backup.objects} object(s)` : "none", "last-backup");
-  line("Last verify", verify ? `${verify.outcome} · ${verify.at} (${age(verify.age_seconds)}) · ${verify.read} of ${verify.objects} read` : "none", verify?.outcome === "problems" ? "last-verify warn" : "last-verify");
-  line("Next run", status.next_run ?? "");
-  line("Stale", status.stale ? "yes: the last backup is older than two intervals" : "no", status.stale ? "stale warn" : "stale");
-  if (status.target_error) line("Target error", status.target_error, "warn");
-}
-
-function rate(value) {
-  return value == null ? "–" : value.toFixed(2);
-}
-
-function renderQueue(metrics) {
-  const body = document.querySelector("#queue tbody");
-  body.replaceChildren();
-  for (const target of metrics.targets) {
-    const row = body.insertRow();
-    row.dataset.target = target.target;
-    cell(row, target.target);
-    cell(row, String(target.depth.pending ?? 0));
-    cell(row, String(target.depth.in_flight ?? 0));
-    cell(row, String(target.depth.dead ?? 0));
-    cell(row, rate(target.arrival_rate));
-    cell(row, rate(target.service_rate));
-    cell(row, target.utilisation != null ? target.utilisation.toFixed(2) : target.arrivals ? "∞" : "–", target.warning ? "rho warn" : "rho");
-    cell(row, target.warning ? `ρ above ${metrics.warn_utilisation}` : "", "warning");
-  }
-  if (!metrics.targets.length) cell(body.insertRow(), "No forwarding targets are configured.").colSpan = 8;
-}
-
 async function refresh() {
-  const [users, tokens, allowList, backup, metrics] = await Promise.all([
+  const [users, tokens, allowList] = await Promise.all([
     api("/api/admin/users"),
     api("/api/admin/tokens"),
     api("/api/admin/ae"),
-    api("/api/backup/status"),
-    api("/api/forward/metrics"),
   ]);
   renderUsers(users);
   renderTokens(tokens);
   renderAllowList(allowList);
-  renderBackup(backup);
-  renderQueue(metrics);
 }
 
 async function main() {
@@ -365,10 +309,9 @@ async function main() {
     const control = document.querySelector(`#audit-${step}`);
     control.addEventListener("click", () => pageAudit(control, step));
   }
-  await firstShow(async () => {
-    await refresh();
-    await showAuditPage();
-  });
+  const again = document.querySelector("#system-refresh");
+  again.addEventListener("click", () => lookup.act(again, () => showSystem(api)));
+  await firstShow(() => Promise.all([refresh(), showAuditPage(), showSystem(api)]));
 }
 
 main();

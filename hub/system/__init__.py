@@ -1,0 +1,1 @@
+"""The state of the running hub for its administrator (``GET /api/admin/system``)."""
