@@ -35,6 +35,7 @@ ROUTE_RULES: dict[str, str | None] = {
     "dose.read": "dose.read",
     "dose.admin": "dose.admin",
     "admin.metrics": "admin.metrics",  # /metrics: a scraper's token can have this scope alone
+    "admin.peers": "admin",  # the DIMSE peers (C-MOVE destinations): list, edit, C-ECHO
     "admin": "admin",
 }
 

@@ -1,14 +1,17 @@
-// Administration: users (roles, enabling, password resets), API tokens, the DICOM allow-list,
+// Administration: users (roles, enabling, password resets), API tokens, the DICOM allow-list and
+// peers (peers.js),
 // the audit trail (search and verification) and the state of backups and forwarding, all on /api/admin (the `admin` permission), /api/backup/status and
 // /api/forward/metrics. Other accounts are told so and the page asks nothing of the API.
 
 import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
+import { peersSection } from "./peers.js";
 
 const FORBIDDEN = "Administrators only: your account may not use the administration pages.";
 const AE_PRINCIPAL_PREFIX = "ae:"; // the principal of an AE that acts as a role, not a user
 
 const api = jsonApi(FORBIDDEN);
 const { act, onSubmit } = changes(refresh);
+let peers = null; // the peers section, once the account is known to be an administrator
 
 function send(method, path, body) {
   return api(path, {
@@ -339,6 +342,7 @@ async function refresh() {
     api("/api/admin/ae"),
     api("/api/backup/status"),
     api("/api/forward/metrics"),
+    peers.refresh(),
   ]);
   renderUsers(users);
   renderTokens(tokens);
@@ -357,6 +361,7 @@ async function main() {
   onSubmit("#add-user", addUser);
   onSubmit("#issue-token", issueToken);
   onSubmit("#allow-ae", allowAe);
+  peers = peersSection(api);
   document.querySelector("#secret [data-copy]").addEventListener("click", copySecret);
   const verify = document.querySelector("#verify");
   verify.addEventListener("click", () => act(verify, verifyAudit));
