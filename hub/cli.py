@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "hub.security.cli",
     "hub.worklist.cli",
     "hub.forward.cli",
+    "hub.dimse.cli",
     "hub.db_cli",
     "hub.convert_cli",
     "hub.backup.cli",

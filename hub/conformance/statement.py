@@ -177,7 +177,10 @@ def _query_retrieve(ae: ExactSendingAE, keys: list[MatchingKey]) -> QueryRetriev
             "one the engine cannot match on, is returned (empty when the object has none)"
         ),
         retrieve_keys=list(retrieve.UNIQUE_KEYS),
-        move_destinations="the AE titles configured in dimse_move_destinations",
+        move_destinations=(
+            "the DIMSE peers administrators list (admin page, /api/admin/peers, tessera dimse "
+            "peer), first filled from dimse_move_destinations; any other is answered 0xA801"
+        ),
     )
 
 

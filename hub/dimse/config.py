@@ -8,7 +8,8 @@ key:
 ``dimse_allowed_aes``        list of calling AE titles allowed to associate; empty = everyone
 ``dimse_transfer_syntaxes``  list of transfer syntax UIDs accepted for storage (default: all of
                              ``DEFAULT_TRANSFER_SYNTAXES``; uncompressed ones are always kept)
-``dimse_move_destinations``  {AE title: [host, port]} for C-MOVE, or {AE title: {"host": ...,
+``dimse_move_destinations``  the C-MOVE destinations the index's peers start from (see
+                             hub.dimse.peers): {AE title: [host, port]}, or {AE title: {"host": ...,
                              "port": ..., "tls": true or {"ca_file", "cert_file", "key_file",
                              "verify"}}} for a destination that takes DICOM over TLS
 ``dimse_tls``                {"cert": path, "key": path, "ca": path or absent}: DICOM over TLS
@@ -28,7 +29,7 @@ from pydicom._uid_dict import UID_dictionary
 from pynetdicom import AllStoragePresentationContexts, register_uid, sop_class
 from pynetdicom.service_class import StorageServiceClass
 
-from hub.config import Settings
+from hub.config import DimseSettings, Settings
 from hub.security.tls import ClientTls
 
 UNCOMPRESSED = [
@@ -129,6 +130,15 @@ class MoveDestination:
             ) from exc
 
 
+def move_destinations(given: DimseSettings) -> dict[str, MoveDestination]:
+    """The settings' C-MOVE destinations: what fills the index's peers on the first start
+    (hub.dimse.peers), which count from then on."""
+    return {
+        str(ae).strip(): MoveDestination.from_setting(ae, where)
+        for ae, where in given.move_destinations.items()
+    }
+
+
 class DimseConfigError(ValueError):
     """A DIMSE setting that cannot be used; raised at start-up."""
 
@@ -157,17 +167,13 @@ class DimseConfig:
             raise DimseConfigError(f"not transfer syntaxes: {', '.join(unknown)}")
         # Uncompressed syntaxes stay: without them nothing can negotiate a query or a store.
         syntaxes += [s for s in UNCOMPRESSED if s not in syntaxes]
-        destinations = {
-            str(ae).strip(): MoveDestination.from_setting(ae, where)
-            for ae, where in given.move_destinations.items()
-        }
         return cls(
             ae_title=settings.ae_title,
             host=settings.host,
             port=int(settings.dimse_port),
             allowed_aes=[a.strip() for a in given.allowed_aes],
             transfer_syntaxes=syntaxes,
-            move_destinations=destinations,
+            move_destinations=move_destinations(given),
             max_associations=given.max_associations,
             timeout=given.timeout,
             setup_timeout=given.setup_timeout,

@@ -18,6 +18,7 @@ from pydicom import Dataset
 from pynetdicom import build_context
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.archive import NotFound
 from hub.archive import errors as codes
@@ -27,6 +28,7 @@ from hub.dimse.access import AccessPolicy, NotAuthorized
 from hub.dimse.bridge import ArchiveUnavailable, LoopBridge
 from hub.dimse.config import MoveDestination
 from hub.dimse.find import IdentifierError, scoped_query
+from hub.dimse.peers import PeerSource
 from hub.dimse.scu import NoPresentationContext, StoredInstance, install_exact_sender, plan_contexts
 from hub.dimse.status import CANCEL, PENDING, status
 from hub.security.accounts import Principal
@@ -117,16 +119,22 @@ def _failure(exc: Exception) -> Dataset:
 
 
 class MoveHandler:
-    def __init__(
-        self, selector: Selector, destinations: dict[str, MoveDestination], timeout: float
-    ) -> None:
+    """C-MOVE to the peers as the index has them at each move (hub.dimse.peers)."""
+
+    def __init__(self, selector: Selector, peers: PeerSource) -> None:
         self.selector = selector
-        self.destinations = destinations
-        self.timeout = timeout
+        self.peers = peers
+
+    def destinations(self) -> dict[str, MoveDestination]:
+        try:
+            return self.selector.bridge.call(self.peers.current())
+        except (ArchiveUnavailable, SQLAlchemyError) as exc:
+            log.warning("C-MOVE: peers not read again (%s), the last ones read count", exc)
+            return self.peers.value
 
     def __call__(self, event: Event) -> Iterator[Any]:
         destination = str(event.move_destination).strip()
-        known = self.destinations.get(destination)
+        known = self.destinations().get(destination)
         if known is None:
             log.info("C-MOVE to unknown destination %r", destination)
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown

@@ -36,6 +36,7 @@ from hub.dimse.bridge import LoopBridge
 from hub.dimse.config import UNCOMPRESSED, DimseConfig, storage_sop_classes
 from hub.dimse.find import FindHandler
 from hub.dimse.guard import guard_decoding
+from hub.dimse.peers import PeerSource, peer_source, settings_peer_source
 from hub.dimse.receive import StreamedReceive
 from hub.dimse.retrieve import GetHandler, MoveHandler, Selector
 from hub.dimse.scu import ExactSendingAE
@@ -93,9 +94,17 @@ class _CheapCopyContext(PresentationContext):
 class DimseServer:
     """Start and stop the SCP; ``port`` is the bound port (useful with dimse_port=0)."""
 
-    def __init__(self, archive, config: DimseConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        archive,
+        config: DimseConfig,
+        loop: asyncio.AbstractEventLoop,
+        peers: PeerSource | None = None,
+    ) -> None:
         self.archive = archive
         self.config = config
+        # C-MOVE destinations: the index's peers, filled from the settings on the first start.
+        self.peers = peers or peer_source(archive.engine, config.move_destinations)
         bridge = LoopBridge(loop, config.timeout)
         policy = AccessPolicy(archive, bridge)
         selector = Selector(archive, bridge, policy)
@@ -115,7 +124,7 @@ class DimseServer:
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self.store_handler),
             (evt.EVT_C_FIND, FindHandler(archive, bridge, config.ae_title, policy)),
-            (evt.EVT_C_MOVE, MoveHandler(selector, config.move_destinations, config.timeout)),
+            (evt.EVT_C_MOVE, MoveHandler(selector, self.peers)),
             (evt.EVT_C_GET, GetHandler(selector)),
         ]
         self.ae = scp_ae(config)
@@ -172,9 +181,12 @@ class DimseServer:
 
 
 class DimseService:
-    """What the app holds: the running server, once started (None if DIMSE is off)."""
+    """What the app holds: the peers C-MOVE sends to (edited through /api/admin/peers), and
+    the running server, once started (None if DIMSE is off)."""
 
-    server: DimseServer | None = None
+    def __init__(self, peers: PeerSource) -> None:
+        self.peers = peers
+        self.server: DimseServer | None = None
 
 
 DIMSE_KEY: web.AppKey[DimseService] = web.AppKey("dimse", DimseService)
@@ -182,6 +194,8 @@ DIMSE_KEY: web.AppKey[DimseService] = web.AppKey("dimse", DimseService)
 
 async def _serve(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
+    peers = app[DIMSE_KEY].peers
+    await peers.current()  # the first start fills the index's peers from the settings
     if settings.dimse_port is None:
         yield
         return
@@ -189,7 +203,7 @@ async def _serve(app: web.Application) -> AsyncIterator[None]:
     await announce(app[ARCHIVE_KEY].engine)
     # Building ~200 x 35 presentation contexts and binding take a moment: not on the loop.
     server = await asyncio.to_thread(
-        DimseServer, app[ARCHIVE_KEY], config, asyncio.get_running_loop()
+        DimseServer, app[ARCHIVE_KEY], config, asyncio.get_running_loop(), peers
     )
     await asyncio.to_thread(server.start)
     app[DIMSE_KEY].server = server
@@ -202,6 +216,10 @@ async def _serve(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """Run the SCP for the app's lifetime when ``Settings.dimse_port`` is set."""
-    app[DIMSE_KEY] = DimseService()
+    """Run the SCP for the app's lifetime when ``Settings.dimse_port`` is set; serve the peers'
+    administration (/api/admin/peers) either way."""
+    from hub.dimse import peers_api
+
+    app[DIMSE_KEY] = DimseService(settings_peer_source(app[ARCHIVE_KEY].engine, app[SETTINGS_KEY]))
+    peers_api.add_routes(app)
     app.cleanup_ctx.append(_serve)

@@ -25,12 +25,11 @@ from aiohttp import web
 
 from hub.apispec import described
 from hub.audited import audit_change
-from hub.configstore.entries import VersionConflict
+from hub.configstore.api import answer_edit, editor, version_param
 from hub.errors import problem
 from hub.forward import dryrun
 from hub.forward.config import ConfigError, parse_rule
 from hub.forward.configsource import (
-    Change,
     InUse,
     delete_rule,
     delete_target,
@@ -40,7 +39,7 @@ from hub.forward.configsource import (
 from hub.forward.echo import echo
 from hub.forward.keys import FORWARDER_KEY
 from hub.forward.worker import Forwarder
-from hub.requestdata import json_model, parse_int
+from hub.requestdata import json_model
 
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
 Names = Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=64)]
@@ -132,7 +131,7 @@ async def save_target(request: web.Request) -> web.Response:
     answers={**EDIT_ANSWERS, 404: "no such target"},
 )
 async def remove_target(request: web.Request) -> web.Response:
-    edit = delete_target(_name(request), _version_param(request))
+    edit = delete_target(_name(request), version_param(request))
     return await _edit(request, "forward.target.remove", edit)
 
 
@@ -155,28 +154,20 @@ async def save_rule(request: web.Request) -> web.Response:
     answers={**EDIT_ANSWERS, 404: "no such rule"},
 )
 async def remove_rule(request: web.Request) -> web.Response:
-    edit = delete_rule(_name(request), _version_param(request))
+    edit = delete_rule(_name(request), version_param(request))
     return await _edit(request, "forward.rule.remove", edit)
 
 
 async def _edit(request: web.Request, action: str, edit: Any) -> web.Response:
     forwarder = _forwarder(request)
-    who = request["principal"].user if request.get("principal") else "api"
-    try:
-        done: Change = await forwarder.source.edit(who, edit)
-    except KeyError as exc:
-        return problem(404, f"no such entry {exc.args[0]!r}")
-    except VersionConflict as exc:
-        return problem(409, str(exc), conflict="version")
-    except InUse as exc:
-        return problem(409, str(exc), conflict="in_use")
-    except ConfigError as exc:
-        return problem(400, str(exc))
-    forwarder.wake()
-    await audit_change(request, forwarder.archive.engine, action, detail=done.audit_detail())
-    new = done.new
-    return web.json_response(
-        {"name": done.name, "version": new.version if new else None, "removed": new is None}
+    return await answer_edit(
+        request,
+        forwarder.archive.engine,
+        action,
+        forwarder.source.edit(editor(request), edit),
+        invalid=ConfigError,
+        conflicts=InUse,  # before ConfigError, which it is
+        done=forwarder.wake,
     )
 
 
@@ -232,8 +223,3 @@ def _forwarder(request: web.Request) -> Forwarder:
 
 def _name(request: web.Request) -> str:
     return request.match_info["name"]
-
-
-def _version_param(request: web.Request) -> int | None:
-    raw = request.query.get("version")
-    return None if raw is None else parse_int(raw, "version", maximum=2**31 - 1)

@@ -10,19 +10,16 @@ batch size) stay in the settings.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.config import Settings
-from hub.configstore import entries as store
-from hub.configstore.entries import Draft, Entry, Snapshot
+from hub.configstore import cached
+from hub.configstore.cached import CachedScope, Entries
+from hub.configstore.entries import Draft
 from hub.forward.config import ConfigError, ForwardConfig, parse_config, settings_raw
-
-log = logging.getLogger(__name__)
 
 SCOPE = "forward"
 TARGET = "forward.target"
@@ -32,22 +29,12 @@ SECRET_KEYS = ("token",)
 NAME_LIMIT = 64  # forward_tasks.target and .rule
 
 
-@dataclass(frozen=True)
-class Change:
-    """What one edit did: the entry before (None: created) and after (None: deleted)."""
+class Change(cached.Change):
+    """What one edit did; a target's token is shown only as set or not."""
 
-    kind: str
-    name: str
-    old: Entry | None
-    new: Entry | None
-
-    def audit_detail(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "old": public_spec(self.old.spec) if self.old else None,
-            "new": public_spec(self.new.spec) if self.new else None,
-            "version": self.new.version if self.new else None,
-        }
+    @staticmethod
+    def shown(spec: dict[str, Any]) -> dict[str, Any]:
+        return public_spec(spec)
 
 
 class ConfigSource:
@@ -58,78 +45,52 @@ class ConfigSource:
         self.engine = engine
         self.settings = settings
         self._raw = settings_raw(settings)
-        self._revision: int | None = None
-        self._snapshot = Snapshot(0, ())
-        self.config = self._parse(self._raw)  # until the index is read: the settings alone
+        self._scope = CachedScope(
+            engine,
+            SCOPE,
+            KINDS,
+            seed=seed_entries(self._raw),
+            parse=self._from_entries,
+            initial=self._parse(self._raw),  # until the index is read: the settings alone
+            invalid=ConfigError,  # e.g. a token_env gone since
+        )
+
+    @property
+    def config(self) -> ForwardConfig:
+        return self._scope.value
 
     async def current(self, conn: AsyncConnection | None = None) -> ForwardConfig:
         """The configuration as the index has it now (within ``conn``'s transaction if given)."""
-        if conn is None:
-            async with self.engine.begin() as own:
-                return await self._refresh(own)
-        return await self._refresh(conn)
+        return await self._scope.current(conn)
 
     async def describe(self, counts: dict[str, dict[str, int]]) -> dict[str, Any]:
         """``ForwardConfig.describe`` as of now, each target and rule with its version, who
         changed it last and when, and the scope's revision."""
         described = (await self.current()).describe(counts)
-        entries = {(e.kind, e.name): e for e in self._snapshot.entries}
+        snapshot = self._scope.snapshot
+        entries = {(e.kind, e.name): e for e in snapshot.entries}
         for kind, items in ((TARGET, described["targets"]), (RULE, described["rules"])):
             for item in items:
                 entry = entries.get((kind, item["name"]))
                 item["version"] = entry.version if entry else None
                 item["updated_at"] = entry.updated_at if entry else None
                 item["updated_by"] = entry.updated_by if entry else None
-        described["revision"] = self._snapshot.revision
+        described["revision"] = snapshot.revision
         return described
 
     async def edit(self, who: str, apply: Callable[[Draft], Change]) -> Change:
         """Apply one edit; it is refused (ConfigError) when the configuration it leaves would
         not be valid."""
-        await self.current()  # seeds a scope never filled
+        return await self._scope.edit(who, apply)
 
-        def checked(draft: Draft) -> Change:
-            done = apply(draft)
-            self._parse(self._with(draft.of(TARGET), draft.of(RULE)))
-            return done
-
-        done, after = await store.change(self.engine, SCOPE, KINDS, who, checked)
-        self._adopt(after)
-        return done
-
-    # -- reading -------------------------------------------------------------------------
-    async def _refresh(self, conn: AsyncConnection) -> ForwardConfig:
-        at = await store.revision(conn, SCOPE)
-        if at is None:
-            await store.seed(conn, SCOPE, seed_entries(self._raw))
-            at = await store.revision(conn, SCOPE)
-        if at != self._revision:
-            snapshot = await store.read(conn, SCOPE, KINDS)
-            assert snapshot is not None
-            self._adopt(snapshot)
-        return self.config
-
-    def _adopt(self, snapshot: Snapshot) -> None:
-        try:
-            config = self._parse(self._with(snapshot.of(TARGET), snapshot.of(RULE)))
-        except ConfigError as exc:  # a settings change since (e.g. a token_env gone)
-            log.error(
-                "forward: configuration revision %d is not valid, the last valid one stays: %s",
-                snapshot.revision,
-                exc,
-            )
-            self._revision = snapshot.revision
-            return
-        if self._revision is not None and snapshot.revision != self._revision:
-            log.info("forward: configuration revision %d", snapshot.revision)
-        self.config, self._snapshot, self._revision = config, snapshot, snapshot.revision
-
-    def _with(self, targets: list[Entry], rules: list[Entry]) -> dict[str, Any]:
-        return {
-            **self._raw,
-            "targets": {e.name: e.spec for e in targets},
-            "rules": [{**e.spec, "name": e.name} for e in rules],
-        }
+    def _from_entries(self, entries: Entries) -> ForwardConfig:
+        return self._parse(
+            {
+                **self._raw,
+                "targets": {e.name: e.spec for e in entries.of(TARGET)},
+                "rules": [{**e.spec, "name": e.name} for e in entries.of(RULE)],
+            }
+        )
 
     def _parse(self, raw: dict[str, Any]) -> ForwardConfig:
         return parse_config(

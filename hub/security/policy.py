@@ -36,6 +36,7 @@ ROUTE_RULES: dict[str, str | None] = {
     "dose.admin": "dose.admin",
     "admin.metrics": "admin.metrics",  # /metrics: a scraper's token can have this scope alone
     "admin.system": "admin",  # the hub's state: versions, storage, queues, recent errors
+    "admin.peers": "admin",  # the DIMSE peers (C-MOVE destinations): list, edit, C-ECHO
     "admin": "admin",
 }
 

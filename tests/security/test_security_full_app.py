@@ -32,6 +32,14 @@ async def test_role_route_matrix_of_the_hub(hub_server) -> None:
     _require_gate(hub_server.app)
     # Administrators only, on every hub (with or without a backup schedule).
     assert ("GET", "/api/backup/status", "admin.backup.status") in route_table(hub_server.app)
+    # The DIMSE peers (C-MOVE destinations): administrators only, with or without a DIMSE port.
+    for method, path, name in (
+        ("GET", "/api/admin/peers", "admin.peers.list"),
+        ("PUT", "/api/admin/peers/1", "admin.peers.save"),
+        ("DELETE", "/api/admin/peers/1", "admin.peers.remove"),
+        ("POST", "/api/admin/peers/1/echo", "admin.peers.echo"),
+    ):
+        assert (method, path, name) in route_table(hub_server.app)
     # Open to everyone, as a published conformance statement is.
     assert ("GET", "/api/conformance", "public.conformance.statement") in route_table(
         hub_server.app

@@ -1,17 +1,25 @@
 """The administration page in headless Chromium: users (roles, password resets), tokens, the
-DICOM allow-list and the audit trail (searched and verified) changed through the page and checked
-through the JSON API; other accounts get a 403 page on every page for administrators."""
+DICOM allow-list and peers (tested with C-ECHO against a dcmtk storescp), the audit trail
+(searched and verified) and the system's state, changed through the page and checked through the
+JSON API; other accounts get a 403 page on every page for administrators."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import shutil
+import subprocess
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from hubtest import HubServer
+from hubtest import HubServer, free_port
 from web_support import Console, chromium, new_page, signed_in_page
 
 from hub.security.accounts import create_user, issue_token
@@ -129,6 +137,66 @@ async def test_an_ae_title_is_allowed_edited_and_removed(hub_server: HubServer):
         await page.wait_for_selector(row, state="detached")
         assert "No AE title is listed" in await page.inner_text("#ae-list")
         assert await _get(hub, "/api/admin/ae") == []
+        assert console.errors == []
+
+
+@contextlib.asynccontextmanager
+async def storescp(folder: Path, ae: str) -> AsyncIterator[int]:
+    """A dcmtk storescp on a free port, as a DICOM peer to test; its port."""
+    if shutil.which("storescp") is None:
+        pytest.skip("dcmtk is not installed")
+    port = free_port()
+    command = ["storescp", "-aet", ae, "-od", str(folder), str(port)]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "storescp did not start listening"
+                await asyncio.sleep(0.05)
+        try:
+            yield port
+        finally:
+            proc.terminate()
+
+
+async def test_a_peer_is_added_tested_edited_and_removed(hub_server: HubServer, tmp_path: Path):
+    hub = hub_server
+    async with (
+        storescp(tmp_path, "WEBPEER") as port,
+        signed_in_page(hub, "/admin") as (page, console),
+    ):
+        await page.wait_for_selector("#peer-list tbody td:text('No peers')")
+        await page.fill("#save-peer [name=ae]", "WEBPEER")
+        await page.fill("#save-peer [name=host]", "127.0.0.1")
+        await page.fill("#save-peer [name=port]", str(port))
+        await page.click("#save-peer button[type=submit]")
+        row = "#peer-list tr[data-ae=WEBPEER]"
+        await page.wait_for_selector(row)
+        assert await page.inner_text(f"{row} td.address") == f"127.0.0.1:{port}"
+        listing = await _get(hub, "/api/admin/peers")
+        assert [(p["ae"], p["port"]) for p in listing["peers"]] == [("WEBPEER", port)]
+
+        await page.click(f"{row} button:text('C-ECHO Test')")
+        await page.wait_for_selector(f"{row} td.echo.ok")
+        assert "answered C-ECHO with Success" in await page.inner_text(f"{row} td.echo")
+
+        closed = free_port()  # nothing listens there
+        await page.click(f"{row} button:text('Edit')")
+        assert await page.input_value("#save-peer [name=ae]") == "WEBPEER"
+        await page.fill("#save-peer [name=port]", str(closed))
+        await page.click("#save-peer button[type=submit]")
+        await page.wait_for_selector(f"{row} td.version:text('2')")
+        await page.click(f"{row} button:text('C-ECHO Test')")
+        await page.wait_for_selector(f"{row} td.echo.failed")
+        assert "cannot reach" in await page.inner_text(f"{row} td.echo")
+
+        await page.click(f"{row} button:text('Remove')")
+        await page.wait_for_selector(row, state="detached")
+        assert (await _get(hub, "/api/admin/peers"))["peers"] == []
         assert console.errors == []
 
 

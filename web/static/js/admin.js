@@ -1,9 +1,10 @@
-// Administration: users (roles, enabling, password resets), API tokens, the DICOM allow-list,
-// the audit trail (search and verification) and the system's state (./system.js), all on
-// /api/admin (the `admin` permission) and /api/forward/metrics. Other accounts are told so and
-// the page asks nothing of the API.
+// Administration: users (roles, enabling, password resets), API tokens, the DICOM allow-list and
+// peers (./peers.js), the audit trail (search and verification) and the system's state
+// (./system.js), all on /api/admin (the `admin` permission) and /api/forward/metrics. Other
+// accounts are told so and the page asks nothing of the API.
 
 import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
+import { peersSection } from "./peers.js";
 import { showSystem } from "./system.js";
 
 const FORBIDDEN = "Administrators only: your account may not use the administration pages.";
@@ -11,6 +12,7 @@ const AE_PRINCIPAL_PREFIX = "ae:"; // the principal of an AE that acts as a role
 
 const api = jsonApi(FORBIDDEN);
 const { act, onSubmit } = changes(refresh);
+let peers = null; // the peers section, once the account is known to be an administrator
 
 function send(method, path, body) {
   return api(path, {
@@ -285,6 +287,7 @@ async function refresh() {
     api("/api/admin/users"),
     api("/api/admin/tokens"),
     api("/api/admin/ae"),
+    peers.refresh(),
   ]);
   renderUsers(users);
   renderTokens(tokens);
@@ -301,6 +304,7 @@ async function main() {
   onSubmit("#add-user", addUser);
   onSubmit("#issue-token", issueToken);
   onSubmit("#allow-ae", allowAe);
+  peers = peersSection(api);
   document.querySelector("#secret [data-copy]").addEventListener("click", copySecret);
   const verify = document.querySelector("#verify");
   verify.addEventListener("click", () => act(verify, verifyAudit));
