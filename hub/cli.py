@@ -125,6 +125,16 @@ def settings_from(args: argparse.Namespace, **overrides) -> Settings:
     return Settings.from_env(data_dir=getattr(args, "data", None), **overrides)
 
 
+def existing_settings(args: argparse.Namespace) -> Settings | None:
+    """The settings of the hub the command works on; None, saying why, when it has no index
+    to work on yet (no database named and no data folder)."""
+    settings = settings_from(args)
+    if settings.database_url is None and not settings.data_dir.is_dir():
+        print(f"no data folder {settings.data_dir} (give it with --data)", file=sys.stderr)
+        return None
+    return settings
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from hub.serve.eventloop import run
     from hub.serve.server import serve

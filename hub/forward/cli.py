@@ -73,9 +73,10 @@ def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         import asyncio
 
-        settings = Settings.from_env(data_dir=getattr(args, "data", None))
-        if settings.database_url is None and not settings.data_dir.is_dir():
-            print(f"no data folder {settings.data_dir} (give it with --data)", file=sys.stderr)
+        from hub.cli import existing_settings
+
+        settings = existing_settings(args)
+        if settings is None:
             return 2
         return asyncio.run(_with_queue(handler, args, settings))
 
