@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
     show.set_defaults(func=cmd_settings)
 
 
-def changes(args: argparse.Namespace) -> dict[str, Any]:
+def changes(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """The settings the options ask to change; ValueError for a variable that is not set."""
     found = {key: getattr(args, key) for key, _ in OPTIONS.values()}
     found = {key: value for key, value in found.items() if value is not None}
@@ -63,7 +63,7 @@ def changes(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_turn:
         found["turn_urls"] = []
     if args.turn_secret_env:
-        secret = os.environ.get(args.turn_secret_env)
+        secret = environ.get(args.turn_secret_env)
         if secret is None:
             raise ValueError(f"{args.turn_secret_env} is not set")
         found["turn_secret"] = secret
@@ -75,12 +75,13 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
     from hub.cli import settings_from
 
+    settings = settings_from(args)
     try:
-        wanted = changes(args)
+        wanted = changes(args, settings.environ)
     except ValueError as exc:
         print(f"telehealth settings: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_settings(settings_from(args), wanted, args.json))
+    return asyncio.run(_settings(settings, wanted, args.json))
 
 
 async def _settings(settings: Any, wanted: dict[str, Any], as_json: bool) -> int:
