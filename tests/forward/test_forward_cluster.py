@@ -53,7 +53,10 @@ async def test_a_killed_nodes_tasks_are_sent_by_the_other(
         tessera(data_a, "import", *(get_testdata_file(name) for name in FILES))
         await until(queue, lambda ts: all("refused" in (t.last_error or "") for t in ts))
 
-        pacs.start("--sleep-during", "3")  # slow C-STOREs: node-a holds its batch a long while
+        pacs.start("-v", "--sleep-during", "3")  # slow C-STOREs: node-a holds its batch a while
+        # Only a batch whose association storescp accepted is held: one leased just before it
+        # listened fails at once with "refused" and goes back to pending.
+        await _until_logged(pacs.log, "Association Received")
         tasks = await until(queue, lambda ts: any(_leased_to(t, "node-a") for t in ts))
         held = [t for t in tasks if _leased_to(t, "node-a")]
 
@@ -86,6 +89,13 @@ async def test_a_killed_nodes_tasks_are_sent_by_the_other(
 
 def _brief(task: Task) -> tuple:
     return task.id, task.state, task.attempts, task.lease_owner, task.last_error
+
+
+async def _until_logged(log: Path, text: str, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while not (log.exists() and text in log.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {log}"
+        await asyncio.sleep(0.1)
 
 
 def _leased_to(task: Task, node: str) -> bool:
