@@ -11,8 +11,7 @@ candidates, frame buffers) stay in the settings.
 from __future__ import annotations
 
 import dataclasses
-import logging
-from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,10 +19,9 @@ from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import TelehealthSettings
-from hub.configstore import entries as store
-from hub.configstore.entries import Draft, Entry
-
-log = logging.getLogger(__name__)
+from hub.configstore import cached
+from hub.configstore.cached import CachedScope, Entries
+from hub.configstore.entries import Draft
 
 SCOPE = "telehealth"
 KIND = "telehealth.settings"
@@ -63,22 +61,14 @@ class SettingsRefused(ValueError):
     """The values would leave telehealth unusable (say, relay-only without a TURN server)."""
 
 
-@dataclass(frozen=True)
-class Change:
-    old: dict[str, Any]
-    new: dict[str, Any]
-    version: int
+class Change(cached.Change):
+    @staticmethod
+    def shown(spec: dict[str, Any]) -> dict[str, Any]:
+        return public(spec)
 
     def audit_detail(self) -> dict[str, Any]:
-        old, new = public(self.old), public(self.new)
-        changed = sorted(k for k in new if old.get(k) != new[k])
-        if self.old.get(SECRET) != self.new.get(SECRET):
-            changed.append("turn_secret_changed")
-        return {
-            "old": {k: old.get(k) for k in changed},
-            "new": {k: new.get(k, True) for k in changed},
-            "version": self.version,
-        }
+        secrets = [entry.spec.get(SECRET) if entry else None for entry in (self.old, self.new)]
+        return {**super().audit_detail(), "turn_secret_changed": secrets[0] != secrets[1]}
 
 
 def editable(settings: TelehealthSettings) -> dict[str, Any]:
@@ -105,28 +95,20 @@ def applied(base: TelehealthSettings, values: dict[str, Any]) -> TelehealthSetti
         raise SettingsRefused(str(exc)) from None
 
 
-class LiveSettings:
+class LiveSettings(CachedScope[TelehealthSettings]):
     """One process's view of the telehealth settings, as of the revision it last read."""
 
     def __init__(self, engine: AsyncEngine, base: TelehealthSettings) -> None:
-        self.engine = engine
+        super().__init__(
+            engine,
+            SCOPE,
+            (KIND,),
+            seed={KIND: [(NAME, editable(base))]},
+            parse=partial(settings_from, base),
+            initial=base,
+            invalid=SettingsRefused,
+        )
         self.base = base
-        self.settings = base  # until the index is read
-        self.entry: Entry | None = None  # what they were read from: version, who, when
-        self._revision: int | None = None
-
-    async def current(self) -> TelehealthSettings:
-        async with self.engine.begin() as conn:
-            at = await store.revision(conn, SCOPE)
-            if at is None:
-                await store.seed(conn, SCOPE, {KIND: [(NAME, editable(self.base))]})
-                at = await store.revision(conn, SCOPE)
-            if at != self._revision:
-                snapshot = await store.read(conn, SCOPE, (KIND,))
-                assert snapshot is not None
-                self._adopt(snapshot.of(KIND))
-                self._revision = at
-        return self.settings
 
     async def change(self, who: str, values: dict[str, Any], version: int | None) -> Change:
         """Change the given values (the others keep theirs); ``version``: refuse (VersionConflict)
@@ -135,35 +117,30 @@ class LiveSettings:
             values = msgspec.to_builtins(msgspec.convert(values, SettingsChange))
         except msgspec.ValidationError as exc:
             raise SettingsRefused(str(exc)) from None
-        await self.current()  # seeds a scope never filled
 
         def apply(draft: Draft) -> Change:
             entry = draft.get(KIND, NAME)
-            old = entry.spec if entry else editable(self.base)
-            new = editable(applied(self.base, {**old, **values}))
-            _, saved = draft.put(KIND, NAME, new, version)
-            return Change(old, new, saved.version)
+            kept = entry.spec if entry else editable(self.base)
+            old, new = draft.put(
+                KIND, NAME, editable(applied(self.base, {**kept, **values})), version
+            )
+            return Change(KIND, NAME, old, new)
 
-        done, after = await store.change(self.engine, SCOPE, (KIND,), who, apply)
-        self._adopt(after.of(KIND))
-        return done
-
-    def _adopt(self, found: list[Entry]) -> None:
-        if not found:
-            return
-        try:
-            self.settings = applied(self.base, found[0].spec)
-        except SettingsRefused as exc:  # the fixed part of the settings changed since
-            log.error("telehealth: the stored settings do not apply, the last ones stay: %s", exc)
-            return
-        self.entry = found[0]
+        return await self.edit(who, apply)
 
     def describe(self) -> dict[str, Any]:
         """The values without the secret, with their version and who changed them last."""
-        entry = self.entry
+        entry = next(iter(self.snapshot.of(KIND)), None)
         return {
-            **public(editable(self.settings)),
+            **public(editable(self.value)),
             "version": entry.version if entry else 0,
             "updated_by": entry.updated_by if entry else "",
             "updated_at": entry.updated_at if entry else 0.0,
         }
+
+
+def settings_from(base: TelehealthSettings, entries: Entries) -> TelehealthSettings:
+    """The stored values over ``base``: SettingsRefused when they no longer apply to it (its
+    fixed part changed since)."""
+    found = entries.of(KIND)
+    return applied(base, found[0].spec) if found else base
