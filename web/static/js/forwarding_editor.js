@@ -107,8 +107,8 @@ function renderTargets() {
     showEcho(cell(row, "", "echo"), echoes.get(target.name));
     const td = cell(row, "");
     button(td, "Test", () => testTarget(target.name));
-    button(td, "Edit", async () => editTarget(target));
-    button(td, "Delete", () => removeEntry("targets", target, "target"));
+    button(td, "Edit", async () => edit("target", target));
+    button(td, "Delete", () => removeEntry("target", target));
   }
 }
 
@@ -130,16 +130,15 @@ function renderRules() {
     cell(row, rule.targets.join(", "), "targets");
     cell(row, String(rule.version ?? ""), "version");
     const td = cell(row, "");
-    button(td, "Edit", async () => editRule(rule));
-    button(td, "Delete", () => removeEntry("rules", rule, "rule"));
+    button(td, "Edit", async () => edit("rule", rule));
+    button(td, "Delete", () => removeEntry("rule", rule));
   }
 }
 
-async function removeEntry(kind, item, what) {
+async function removeEntry(what, item) {
   if (!confirm(`Remove the ${what} ${item.name}?`)) return;
-  await call("DELETE", `${entry(kind, item.name)}?version=${item.version}`);
-  const form = kind === "targets" ? "target" : "rule";
-  if (editing[form]?.name === item.name) stopEditing(form);
+  await call("DELETE", `${entry(`${what}s`, item.name)}?version=${item.version}`);
+  if (editing[what]?.name === item.name) stopEditing(what);
   await reload();
 }
 
@@ -175,10 +174,7 @@ function showKind(kind) {
   form.elements.url.required = kind === "stow";
 }
 
-function editTarget(target) {
-  const form = targetForm();
-  form.reset();
-  editing.target = target;
+function fillTarget(form, target) {
   const values = {
     name: target.name,
     type: target.type,
@@ -190,19 +186,10 @@ function editTarget(target) {
     url: target.url ?? "",
   };
   for (const [name, value] of Object.entries(values)) form.elements[name].value = value;
-  showTargetMode();
-  form.scrollIntoView({ block: "nearest" });
 }
 
-function showTargetMode() {
-  const form = targetForm();
-  const target = editing.target;
-  form.querySelector("h3").textContent = target ? `Edit target ${target.name} (version ${target.version})` : "Add a target";
-  form.querySelector("button[type=submit]").textContent = target ? "Save target" : "Add target";
-  form.elements.name.readOnly = Boolean(target);
+function showTargetExtras(form, target) {
   form.querySelector("[data-test]").disabled = !target;
-  form.querySelector("[data-stop]").hidden = !target;
-  if (!target) form.elements.version.value = "0"; // a new entry: it must not exist yet
   showEcho(form.querySelector("[data-echo]"), target && echoes.get(target.name));
   showKind(form.elements.type.value);
 }
@@ -228,11 +215,7 @@ function targetBody(data) {
 
 async function saveTarget(form) {
   const data = new FormData(form);
-  const name = String(data.get("name")).trim();
-  const saved = await call("PUT", entry("targets", name), targetBody(data));
-  stopEditing("target");
-  await reload();
-  document.querySelector("#editor-status").textContent = `Target ${name} saved (version ${saved.version}).`;
+  await save("target", String(data.get("name")).trim(), targetBody(data));
 }
 
 // -- rules -------------------------------------------------------------------------------
@@ -254,26 +237,11 @@ function renderRuleTargets() {
   if (!config.targets.length) fieldset.append("No targets yet: add one above.");
 }
 
-function editRule(rule) {
-  const form = ruleForm();
-  form.reset();
-  editing.rule = rule;
+function fillRule(form, rule) {
   form.elements.name.value = rule.name;
   form.elements.version.value = rule.version ?? "";
   for (const key of MATCH_KEYS) form.elements[key].value = (rule.match[key] || []).join(" ");
   for (const box of form.querySelectorAll("[name=targets]")) box.checked = rule.targets.includes(box.value);
-  showRuleMode();
-  form.scrollIntoView({ block: "nearest" });
-}
-
-function showRuleMode() {
-  const form = ruleForm();
-  const rule = editing.rule;
-  form.querySelector("h3").textContent = rule ? `Edit rule ${rule.name} (version ${rule.version})` : "Add a rule";
-  form.querySelector("button[type=submit]").textContent = rule ? "Save rule" : "Add rule";
-  form.elements.name.readOnly = Boolean(rule);
-  form.querySelector("[data-stop]").hidden = !rule;
-  if (!rule) form.elements.version.value = "0";
 }
 
 function ruleOf(data) {
@@ -287,13 +255,9 @@ function ruleOf(data) {
 
 async function saveRule(form) {
   const data = new FormData(form);
-  const name = String(data.get("name")).trim();
   const rule = ruleOf(data);
   if (!rule.targets.length) throw new Error("Choose at least one target the rule sends to.");
-  const saved = await call("PUT", entry("rules", name), { ...rule, version: Number(data.get("version")) });
-  stopEditing("rule");
-  await reload();
-  document.querySelector("#editor-status").textContent = `Rule ${name} saved (version ${saved.version}).`;
+  await save("rule", String(data.get("name")).trim(), { ...rule, version: Number(data.get("version")) });
 }
 
 // The form's rule, or with no target ticked the saved rules, over the newest objects.
@@ -332,24 +296,54 @@ function showDryRun(answer, ofForm) {
 
 // -- the forms ---------------------------------------------------------------------------
 
-function stopEditing(form) {
-  editing[form] = null;
-  if (form === "target") {
-    targetForm().reset();
-    showTargetMode();
-  } else {
-    ruleForm().reset();
-    showRuleMode();
-  }
+// The two forms differ only in their fields: how an entry fills them and what else they show.
+const FORMS = {
+  target: { form: targetForm, fill: fillTarget, extras: showTargetExtras },
+  rule: { form: ruleForm, fill: fillRule, extras: () => {} },
+};
+
+function edit(what, item) {
+  const form = FORMS[what].form();
+  form.reset();
+  editing[what] = item;
+  FORMS[what].fill(form, item);
+  showMode(what);
+  form.scrollIntoView({ block: "nearest" });
+}
+
+function showMode(what) {
+  const form = FORMS[what].form();
+  const item = editing[what];
+  form.querySelector("h3").textContent = item ? `Edit ${what} ${item.name} (version ${item.version})` : `Add a ${what}`;
+  form.querySelector("button[type=submit]").textContent = item ? `Save ${what}` : `Add ${what}`;
+  form.elements.name.readOnly = Boolean(item);
+  form.querySelector("[data-stop]").hidden = !item;
+  if (!item) form.elements.version.value = "0"; // a new entry: it must not exist yet
+  FORMS[what].extras(form, item);
+}
+
+function stopEditing(what) {
+  editing[what] = null;
+  FORMS[what].form().reset();
+  showMode(what);
+}
+
+async function save(what, name, body) {
+  const saved = await call("PUT", entry(`${what}s`, name), body);
+  stopEditing(what);
+  await reload();
+  const word = what[0].toUpperCase() + what.slice(1);
+  document.querySelector("#editor-status").textContent = `${word} ${name} saved (version ${saved.version}).`;
 }
 
 // Reload: the lists as they are now, and a form that shows an entry shows it anew.
 async function reloadAll() {
   await reload();
-  const target = config.targets.find((t) => t.name === editing.target?.name);
-  if (editing.target) target ? editTarget(target) : stopEditing("target");
-  const rule = config.rules.find((r) => r.name === editing.rule?.name);
-  if (editing.rule) rule ? editRule(rule) : stopEditing("rule");
+  for (const what of Object.keys(FORMS)) {
+    if (!editing[what]) continue;
+    const found = config[`${what}s`].find((item) => item.name === editing[what].name);
+    found ? edit(what, found) : stopEditing(what);
+  }
 }
 
 function onSubmit(form, run) {
@@ -378,8 +372,8 @@ async function main() {
   control(rules, "[data-dry-run]").addEventListener("click", (event) => act(event.currentTarget, dryRun));
   const reloadButton = document.querySelector("#editor-reload");
   reloadButton.addEventListener("click", () => act(reloadButton, reloadAll));
-  showTargetMode();
-  showRuleMode();
+  showMode("target");
+  showMode("rule");
   try {
     await reload();
   } catch (error) {
