@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hub.config import Settings
 
 if TYPE_CHECKING:
+    from hub.configstore.cached import Change
     from hub.dimse.peers import Edit, PeerSource
 
 Handler = Callable[[argparse.Namespace, Settings, "PeerSource"], Awaitable[int]]
@@ -92,23 +93,18 @@ async def cmd_remove(args: argparse.Namespace, settings: Settings, source: PeerS
 
 
 async def _edit(settings: Settings, source: PeerSource, action: str, edit: Edit) -> int:
-    from hub.audited import audit_command, operator
+    from hub.configstore.cli import edit_by_command
 
-    try:
-        done = await source.edit(operator(), edit)
-    except KeyError as exc:
-        print(f"no DIMSE peer {exc.args[0]!r}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    await audit_command(settings, source.engine, action, detail=done.audit_detail())
+    return await edit_by_command(
+        settings, source, action, edit, missing="no DIMSE peer", shown=_shown
+    )
+
+
+def _shown(done: Change) -> str:
     if done.new is None:
-        print(f"peer {done.name}: removed")
-    else:
-        spec = done.new.spec
-        print(f"peer {done.name}: {spec['host']}:{spec['port']} (version {done.new.version})")
-    return 0
+        return f"peer {done.name}: removed"
+    spec = done.new.spec
+    return f"peer {done.name}: {spec['host']}:{spec['port']} (version {done.new.version})"
 
 
 async def cmd_list(_args: argparse.Namespace, _settings: Settings, source: PeerSource) -> int:

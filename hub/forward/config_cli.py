@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from hub.config import Settings
 
 if TYPE_CHECKING:
+    from hub.configstore.cached import Change
     from hub.forward.queue import ForwardQueue
 
 
@@ -105,22 +106,18 @@ async def cmd_remove_rule(args: argparse.Namespace, settings: Settings, queue: F
 
 
 async def _edit(settings: Settings, queue: ForwardQueue, action: str, edit: Any) -> int:
-    from hub.audited import audit_command, operator
-    from hub.forward.config import ConfigError
+    from hub.configstore.cli import edit_by_command
     from hub.forward.configsource import ConfigSource
 
-    try:
-        done = await ConfigSource(queue.engine, settings).edit(operator(), edit)
-    except KeyError as exc:
-        print(f"no such entry {exc.args[0]!r}", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    await audit_command(settings, queue.engine, action, detail=done.audit_detail())
+    source = ConfigSource(queue.engine, settings)
+    return await edit_by_command(
+        settings, source, action, edit, missing="no such entry", shown=_shown
+    )
+
+
+def _shown(done: Change) -> str:
     what = "removed" if done.new is None else f"saved (version {done.new.version})"
-    print(f"{done.kind.removeprefix('forward.')} {done.name}: {what}")
-    return 0
+    return f"{done.kind.removeprefix('forward.')} {done.name}: {what}"
 
 
 async def cmd_echo(args: argparse.Namespace, settings: Settings, queue: ForwardQueue) -> int:
