@@ -102,12 +102,15 @@ class Draft:
 
     @staticmethod
     def _check(old: Entry | None, version: int | None, kind: str, name: str) -> None:
-        if version is None:
-            return
-        now = old.version if old else 0
-        if version != now:
-            state = f"is at version {now}" if old else "does not exist"
-            raise VersionConflict(f"{kind} {name!r} {state}, not {version}: reload and retry")
+        check_version(old.version if old else None, version, f"{kind} {name!r}")
+
+
+def check_version(found: int | None, wanted: int | None, what: str) -> None:
+    """VersionConflict unless the entry is at ``wanted`` (None: any; 0: it must not exist)."""
+    if wanted is None or wanted == (found or 0):
+        return
+    state = f"is at version {found}" if found else "does not exist"
+    raise VersionConflict(f"{what} {state}, not {wanted}: reload and retry")
 
 
 async def revision(conn: AsyncConnection, scope: str) -> int | None:

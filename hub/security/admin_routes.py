@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
 from hub.apispec import described
+from hub.configstore.api import editor, version_param
+from hub.configstore.entries import VersionConflict
 from hub.errors import problem
 from hub.requestdata import json_model, parse_int
 from hub.security import accounts, audit_search, audit_trail, dimse_acl, passwords
@@ -17,6 +20,7 @@ from hub.security.keys import audit_key
 from hub.security.middleware import SECURITY_KEY, engine_of, principal
 
 MAX_DAYS = 3650
+VERSION_ANSWERS = {409: "the entry changed since it was read (conflict: version)"}
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
 
 
@@ -49,6 +53,7 @@ class AllowedAe(msgspec.Struct, forbid_unknown_fields=True):
     address: Text | None = None
     certificate: Text | None = None
     note: Text = ""
+    version: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: the AE is not listed yet
 
 
 async def _record(request: web.Request, action: str, detail: dict) -> None:
@@ -249,31 +254,55 @@ async def list_ae(request: web.Request) -> web.Response:
     return web.json_response(await dimse_acl.list_ae(engine_of(request)))
 
 
-@described("Allow a calling AE title the given DIMSE services", body=AllowedAe)
+@described(
+    "Allow a calling AE title the given DIMSE services; with ``version``, only while the "
+    "entry is still at it",
+    body=AllowedAe,
+    answers=VERSION_ANSWERS,
+)
 async def allow_ae(request: web.Request) -> web.Response:
-    ae_title = request.match_info["ae"]
     body = await json_model(request, AllowedAe)
-    services = body.services
     binding = {k: getattr(body, k) for k in ("user", "role", "address", "certificate")}
-    try:
-        await dimse_acl.allow_ae(engine_of(request), ae_title, services, **binding, note=body.note)
-    except ValueError as e:
-        return _refused(e)
-    await _record(request, "ae.allow", {"ae": ae_title, "services": services, **binding})
-    return web.json_response({"ae_title": ae_title, "services": services, **binding})
+    edit = dimse_acl.allow_ae(
+        engine_of(request),
+        request.match_info["ae"],
+        body.services,
+        **binding,
+        note=body.note,
+        version=body.version,
+        who=editor(request),
+    )
+    return await _answer_ae_edit(request, "ae.allow", edit)
 
 
-@described("Take an AE title off the allow-list", answers={404: "the AE title is not listed"})
+@described(
+    "Take an AE title off the allow-list",
+    query={"version": "refuse unless the entry is still at this version"},
+    answers={**VERSION_ANSWERS, 404: "the AE title is not listed"},
+)
 async def remove_ae(request: web.Request) -> web.Response:
     ae_title = request.match_info["ae"]
+    edit = dimse_acl.remove_ae(engine_of(request), ae_title, version_param(request))
+    return await _answer_ae_edit(request, "ae.remove", edit, missing=ae_title)
+
+
+async def _answer_ae_edit(
+    request: web.Request,
+    action: str,
+    edit: Awaitable[dimse_acl.AeChange | None],
+    missing: str = "",
+) -> web.Response:
     try:
-        removed = await dimse_acl.remove_ae(engine_of(request), ae_title)
-    except ValueError as e:
-        return _refused(e)
-    if not removed:
-        return problem(404, f"{ae_title} is not on the list")
-    await _record(request, "ae.remove", {"ae": ae_title})
-    return web.json_response({"ae_title": ae_title, "removed": True})
+        change = await edit
+    except VersionConflict as exc:
+        return problem(409, str(exc), conflict="version")
+    except ValueError as exc:
+        return _refused(exc)
+    if change is None:
+        return problem(404, f"{missing} is not on the list")
+    await _record(request, action, change.audit_detail())
+    answer = change.new or {"ae_title": change.ae_title, "removed": True}
+    return web.json_response(answer)
 
 
 def add_admin_routes(app: web.Application) -> None:

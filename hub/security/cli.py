@@ -392,9 +392,10 @@ def _audit_line(record) -> str:
 
 
 async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:
+    from hub.audited import operator
     from hub.security import dimse_acl
 
-    await dimse_acl.allow_ae(
+    change = await dimse_acl.allow_ae(
         engine,
         args.ae_title,
         args.services,
@@ -403,9 +404,9 @@ async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:
         address=args.address,
         certificate=args.certificate,
         note=args.note,
+        who=operator(),
     )
-    detail = {"ae": args.ae_title, "services": args.services, "as": args.user or args.role}
-    await _record(engine, "ae.allow", detail)
+    await _record(engine, "ae.allow", change.audit_detail())
     print(f"{args.ae_title}: {' '.join(args.services)} as {args.user or 'ae:' + args.ae_title}")
     if args.ae_title.strip() == dimse_acl.ANY_AE:
         print(f"WARNING: every calling AE may now use {' '.join(args.services)}", file=sys.stderr)
@@ -415,10 +416,11 @@ async def _ae_allow(args, engine: AsyncEngine, settings: Settings) -> int:
 async def _ae_remove(args, engine: AsyncEngine, settings: Settings) -> int:
     from hub.security import dimse_acl
 
-    if not await dimse_acl.remove_ae(engine, args.ae_title):
+    change = await dimse_acl.remove_ae(engine, args.ae_title)
+    if change is None:
         print(f"error: {args.ae_title} is not on the list", file=sys.stderr)
         return 1
-    await _record(engine, "ae.remove", {"ae": args.ae_title})
+    await _record(engine, "ae.remove", change.audit_detail())
     return 0
 
 

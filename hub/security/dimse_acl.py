@@ -16,12 +16,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub.configstore.entries import VersionConflict, check_version
 from hub.security.accounts import AE_PRINCIPAL_PREFIX, Principal
 from hub.security.dimse_services import SERVICES
 from hub.security.policy import ROLES
@@ -162,6 +166,18 @@ async def ae_permitted(
     return grant is not None and grant.may(service)
 
 
+@dataclass(frozen=True)
+class AeChange:
+    """One edit of the allow-list: the entry before (None: added) and after (None: removed)."""
+
+    ae_title: str
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"ae": self.ae_title, "old": self.old, "new": self.new}
+
+
 async def allow_ae(
     engine: AsyncEngine,
     ae_title: str,
@@ -172,9 +188,12 @@ async def allow_ae(
     address: str | None = None,
     certificate: str | None = None,
     note: str = "",
-) -> None:
+    version: int | None = None,
+    who: str = "",
+) -> AeChange:
     """Allow an AE ``services`` as the account ``user``, or as an AE-only principal with
-    ``role`` (exactly one of the two); replaces what the AE had."""
+    ``role`` (exactly one of the two); replaces what the AE had. ``version``: the entry's
+    version the caller read (0: not listed yet); VersionConflict when it has moved since."""
     title = _normalise(ae_title)
     unknown = set(services) - set(SERVICES)
     if unknown:
@@ -200,19 +219,71 @@ async def allow_ae(
             "address": normalise_address(address) if address else None,
             "certificate": normalise_certificate(certificate) if certificate else None,
             "note": note,
+            "updated_at": time.time(),
+            "updated_by": who,
         }
-        await conn.execute(delete(ae_permissions).where(ae_permissions.c.ae_title == title))
-        await conn.execute(ae_permissions.insert().values(ae_title=title, **values))
+        old = await _entry(conn, title)
+        check_version(old["version"] if old else None, version, f"AE {title}")
+        await _write(conn, title, values, old)
+        new = await _entry(conn, title)
     if title == ANY_AE:
         log.warning("DIMSE: every calling AE not listed by name may now use %s", services)
+    return AeChange(title, old, new)
 
 
-async def remove_ae(engine: AsyncEngine, ae_title: str) -> bool:
+async def remove_ae(
+    engine: AsyncEngine, ae_title: str, version: int | None = None
+) -> AeChange | None:
+    """Take the AE off the list; None when it is not on it."""
+    title = _normalise(ae_title)
     async with engine.begin() as conn:
-        result = await conn.execute(
-            delete(ae_permissions).where(ae_permissions.c.ae_title == _normalise(ae_title))
+        old = await _entry(conn, title)
+        if old is None:
+            return None
+        check_version(old["version"], version, f"AE {title}")
+        removed = await conn.execute(
+            delete(ae_permissions).where(
+                ae_permissions.c.ae_title == title, ae_permissions.c.version == old["version"]
+            )
         )
-    return result.rowcount > 0
+        if removed.rowcount == 0:
+            raise VersionConflict(f"AE {title} changed while it was removed: reload and retry")
+    return AeChange(title, old, None)
+
+
+async def _write(
+    conn: AsyncConnection, title: str, values: dict[str, Any], old: dict[str, Any] | None
+) -> None:
+    """Insert or update the entry, provided no other edit has come between (on PostgreSQL the
+    row lock makes the second of two edits of one version find the version moved)."""
+    if old is None:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    ae_permissions.insert().values(ae_title=title, version=1, **values)
+                )
+        except IntegrityError:
+            raise VersionConflict(f"AE {title} was added meanwhile: reload and retry") from None
+        return
+    moved = await conn.execute(
+        update(ae_permissions)
+        .where(ae_permissions.c.ae_title == title, ae_permissions.c.version == old["version"])
+        .values(version=old["version"] + 1, **values)
+    )
+    if moved.rowcount == 0:
+        raise VersionConflict(f"AE {title} changed meanwhile: reload and retry")
+
+
+async def _entry(conn: AsyncConnection, title: str) -> dict[str, Any] | None:
+    """The entry as it may be shown and audited."""
+    row = (
+        await conn.execute(select(ae_permissions).where(ae_permissions.c.ae_title == title))
+    ).first()
+    if row is None:
+        return None
+    entry = dict(row._mapping)
+    entry["services"] = [s for s in SERVICES if entry.pop(s)]
+    return entry
 
 
 async def list_ae(engine: AsyncEngine) -> list[dict]:

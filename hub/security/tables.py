@@ -98,6 +98,9 @@ ae_permissions = Table(
     Column("get", Boolean, nullable=False, default=False),
     Column("worklist", Boolean, nullable=False, default=False),
     Column("note", String(), nullable=False, default=""),
+    Column("version", Integer, nullable=False, default=1),  # one more at each change
+    Column("updated_at", Float, nullable=False, default=0.0),
+    Column("updated_by", String(128), nullable=False, default=""),
 )
 
 SECURITY_TABLES = [users, tokens, audit_log, login_throttle, ae_permissions]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from security_support import Gate
 
@@ -72,3 +74,66 @@ async def test_admin_audit_and_ae_endpoints(gate: Gate) -> None:
             assert any(" ae.allow " in line and 'who="admin-user"' in line for line in lines)
         async with s.delete(gate.url + "/api/admin/ae/US_CART") as r:
             assert r.status == 200
+
+
+async def test_allow_list_edits_are_versioned_and_audited_with_old_and_new(gate: Gate) -> None:
+    entry = gate.url + "/api/admin/ae/US_CART"
+    first = {"services": ["store"], "role": "clinic", "version": 0}
+    async with aiohttp.ClientSession(headers=gate.headers("admin")) as s:
+        async with s.put(entry, json=first) as r:
+            added = await r.json()
+            assert (r.status, added["version"], added["services"]) == (200, 1, ["store"]), added
+            assert added["updated_by"] == "admin-user"
+        async with s.put(entry, json=first) as r:  # added meanwhile by someone else
+            refused = await r.json()
+            assert (r.status, refused["conflict"]) == (409, "version"), refused
+            assert "is at version 1, not 0" in refused["detail"]
+
+        wider = {**first, "services": ["store", "worklist"], "version": 1}
+        async with s.put(entry, json=wider) as r:
+            assert (r.status, (await r.json())["version"]) == (200, 2)
+        async with s.put(entry, json={**first, "services": ["find"], "version": 1}) as r:
+            assert r.status == 409  # a second editor who read version 1 overwrites nothing
+        async with s.delete(entry + "?version=1") as r:
+            assert (r.status, (await r.json())["conflict"]) == (409, "version")
+        assert await _statuses_of_two_at_once(s, gate.url + "/api/admin/ae/PROBE", first) == [
+            200,
+            409,
+        ]
+        again = {**first, "version": 1}
+        assert await _statuses_of_two_at_once(s, gate.url + "/api/admin/ae/PROBE", again) == [
+            200,
+            409,
+        ]
+        async with s.delete(gate.url + "/api/admin/ae/PROBE") as r:
+            assert r.status == 200
+        async with s.get(gate.url + "/api/admin/ae") as r:
+            (row,) = await r.json()
+            assert (row["version"], row["services"]) == (2, ["store", "worklist"])
+        async with s.delete(entry + "?version=2") as r:
+            assert (r.status, (await r.json())["removed"]) == (200, True)
+        async with s.delete(entry) as r:
+            assert r.status == 404
+
+        async with s.get(gate.url + "/api/admin/audit", params={"action": "ae."}) as r:
+            records = (await r.json())["records"]
+    details = {(rec["action"], (rec["detail"]["new"] or {}).get("version")): rec["detail"]
+               for rec in records}  # fmt: skip
+    assert set(details) == {("ae.allow", 1), ("ae.allow", 2), ("ae.remove", None)}
+    assert details["ae.allow", 1]["old"] is None
+    changed = details["ae.allow", 2]
+    assert (changed["old"]["services"], changed["new"]["services"]) == (
+        ["store"],
+        ["store", "worklist"],
+    )
+    assert details["ae.remove", None]["old"]["version"] == 2
+
+
+async def _statuses_of_two_at_once(s: aiohttp.ClientSession, url: str, body: dict) -> list[int]:
+    """Two editors who read the same version save at the same moment: one of them wins."""
+
+    async def put() -> int:
+        async with s.put(url, json=body) as r:
+            return r.status
+
+    return sorted(await asyncio.gather(put(), put()))

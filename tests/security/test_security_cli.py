@@ -169,7 +169,11 @@ def test_audit_search(tmp_path: Path, capsys) -> None:
     assert [line.split()[0] for line in lines] == ["4", "3"]
     assert [line.split()[4] for line in lines] == ["ae.remove", "ae.allow"]
     assert lines[1].split()[5:9] == ["success", "-", "-", "cli"]
-    assert lines[1].endswith('{"ae": "MODALITY1", "as": "svc1", "services": ["store"]}')
+    allowed = json.loads(lines[1].split(" cli ", 1)[1])
+    assert (allowed["ae"], allowed["old"]) == ("MODALITY1", None)
+    assert (allowed["new"]["principal"], allowed["new"]["services"]) == ("svc1", ["store"])
+    removed = json.loads(lines[0].split(" cli ", 1)[1])
+    assert (removed["old"]["version"], removed["new"]) == (1, None)
 
     assert tessera(tmp_path, "audit", "search", "--action", "token.issue", "--limit", "2") == 0
     said = capsys.readouterr()

@@ -215,6 +215,47 @@ async def test_a_refused_ae_shows_the_reason(hub_server: HubServer):
         assert await _get(hub, "/api/admin/ae") == []
 
 
+async def test_an_ae_changed_meanwhile_is_not_overwritten(hub_server: HubServer):
+    hub = hub_server
+    entry_path = "/api/admin/ae/MODALITY2"
+    row = "#ae-list tr[data-ae=MODALITY2]"
+    async with chromium() as browser:
+        page = await new_page(browser, hub)
+        await page.goto(f"{hub.url}/admin")
+        await page.wait_for_selector("#sections:not([hidden])")
+        await page.fill("#allow-ae [name=ae_title]", "MODALITY2")
+        await page.check("#allow-ae [name=services][value=find]")
+        await page.select_option("#allow-ae [name=role]", "integration")
+        await page.click("#allow-ae button[type=submit]")
+        await page.wait_for_selector(f"{row} td.version:text('1')")
+        assert "by test-admin" in await page.inner_text(row)
+
+        async with hub.session() as http:  # another administrator, meanwhile
+            body = {"services": ["find", "get"], "role": "integration"}
+            async with http.put(f"{hub.url}{entry_path}", json=body) as response:
+                assert response.status == 200, await response.text()
+        await page.click(f"{row} button:text('Edit')")
+        await page.check("#allow-ae [name=services][value=move]")
+        await page.click("#allow-ae button[type=submit]")
+        await page.wait_for_selector("#error:not([hidden])")
+        assert "is at version 2, not 1: reload and retry" in await page.inner_text("#error")
+        (entry,) = await _get(hub, "/api/admin/ae")
+        assert (entry["services"], entry["version"]) == (["find", "get"], 2)
+
+        await page.wait_for_selector(f"{row} td.version:text('2')")  # the list as it is now
+        assert await page.inner_text(f"{row} td.services") == "find get"
+
+        await page.click(f"{row} button:text('Edit')")
+        await page.check("#allow-ae [name=services][value=move]")
+        await page.click("#allow-ae button[type=submit]")
+        await page.wait_for_selector(f"{row} td.version:text('3')")
+        (entry,) = await _get(hub, "/api/admin/ae")
+        assert entry["services"] == ["find", "move", "get"]
+        await page.click(f"{row} button:text('Remove')")
+        await page.wait_for_selector(row, state="detached")
+        assert await _get(hub, "/api/admin/ae") == []
+
+
 async def test_audit_verify_and_the_system_state(hub_server: HubServer):
     hub = hub_server
     async with signed_in_page(hub, "/admin") as (page, console):

@@ -148,7 +148,7 @@ async function copySecret() {
 
 // The DICOM allow-list
 
-let editing = null; // the entry the form was filled from: its certificate and note are kept
+let editing = null; // the entry the form was filled from: its version, certificate and note
 
 function renderAllowList(entries) {
   const body = document.querySelector("#ae-list tbody");
@@ -162,11 +162,15 @@ function renderAllowList(entries) {
     cell(row, entry.effective_role ?? "(no such user)");
     cell(row, entry.address ?? "any");
     cell(row, entry.note);
+    cell(row, String(entry.version), "version");
+    cell(row, entry.updated_at ? `${when(entry.updated_at)} by ${entry.updated_by || "(unknown)"}` : "");
     const td = cell(row, "");
     button(td, "Edit", async () => fillAllowForm(entry));
-    button(td, "Remove", () => send("DELETE", `/api/admin/ae/${encodeURIComponent(entry.ae_title)}`));
+    button(td, "Remove", () =>
+      send("DELETE", `/api/admin/ae/${encodeURIComponent(entry.ae_title)}?version=${entry.version}`),
+    );
   }
-  if (!entries.length) cell(body.insertRow(), "No AE title is listed: calling AEs get C-ECHO only.").colSpan = 7;
+  if (!entries.length) cell(body.insertRow(), "No AE title is listed: calling AEs get C-ECHO only.").colSpan = 9;
 }
 
 function fillAllowForm(entry) {
@@ -187,6 +191,9 @@ async function allowAe(form, element) {
     const value = form.get(key).trim();
     if (value) request[key] = value;
   }
+  // The version read guards the change: a new title must not be listed yet, an edited one
+  // must not have changed since it was read.
+  request.version = editing?.ae_title === title ? editing.version : 0;
   if (editing?.ae_title === title) {
     if (editing.certificate) request.certificate = editing.certificate;
     request.note = editing.note;
