@@ -28,10 +28,20 @@ def register(subparsers: Any) -> None:
     peer = commands.add_parser("peer", help="the peers C-MOVE may send to")
     peer_commands = peer.add_subparsers(title="peer commands", required=True)
 
-    put = peer_commands.add_parser("set", help="add a peer or change its host and port")
+    put = peer_commands.add_parser("set", help="add a peer or change its host, port or TLS")
     put.add_argument("ae", help="the peer's AE title (the C-MOVE destination)")
     put.add_argument("host")
     put.add_argument("port", type=int)
+    tls = put.add_argument_group("TLS towards the peer (left out: as it was)")
+    tls.add_argument(
+        "--tls", action=argparse.BooleanOptionalAction, help="DICOM over TLS, or plain (--no-tls)"
+    )
+    tls.add_argument("--ca-file", help="check the peer against this CA (default: the system's)")
+    tls.add_argument("--cert-file", help="the hub's client certificate, for a peer that asks")
+    tls.add_argument("--key-file", help="the key of --cert-file")
+    tls.add_argument(
+        "--no-verify", action="store_true", help="do not check the peer's certificate and name"
+    )
     put.set_defaults(func=_command(cmd_set))
 
     drop = peer_commands.add_parser("remove", help="remove a peer")
@@ -76,14 +86,40 @@ async def _with_peers(handler: Handler, args: argparse.Namespace, settings: Sett
 
 
 async def cmd_set(args: argparse.Namespace, settings: Settings, source: PeerSource) -> int:
+    import asyncio
+
     from hub.dimse.peers import PeerError, put_peer
 
     try:
-        edit = put_peer(args.ae, args.host, args.port, None)
+        tls = await asyncio.to_thread(_tls_of, args)
+        edit = put_peer(args.ae, args.host, args.port, None, tls)
     except PeerError as exc:
         print(exc, file=sys.stderr)
         return 2
     return await _edit(settings, source, "admin.peer.save", edit)
+
+
+def _tls_of(args: argparse.Namespace) -> Any:
+    """TLS as the options ask for it: UNSET (keep) when none is given; any file or
+    --no-verify means TLS. Reads the files."""
+    from msgspec import UNSET
+
+    from hub.dimse.peers import PeerError, checked_tls
+
+    given = {
+        "ca_file": args.ca_file and str(Path(args.ca_file).resolve()),
+        "cert_file": args.cert_file and str(Path(args.cert_file).resolve()),
+        "key_file": args.key_file and str(Path(args.key_file).resolve()),
+        "verify": not args.no_verify,
+    }
+    detailed = any(given[k] for k in ("ca_file", "cert_file", "key_file")) or args.no_verify
+    if args.tls is False and detailed:
+        raise PeerError("--no-tls takes no TLS files or --no-verify")
+    if args.tls is None and not detailed:
+        return UNSET
+    if args.tls is False:
+        return None
+    return checked_tls({k: v for k, v in given.items() if v is not None})
 
 
 async def cmd_remove(args: argparse.Namespace, settings: Settings, source: PeerSource) -> int:
@@ -104,7 +140,8 @@ def _shown(done: Change) -> str:
     if done.new is None:
         return f"peer {done.name}: removed"
     spec = done.new.spec
-    return f"peer {done.name}: {spec['host']}:{spec['port']} (version {done.new.version})"
+    tls = " TLS" if spec.get("tls") else ""
+    return f"peer {done.name}: {spec['host']}:{spec['port']}{tls} (version {done.new.version})"
 
 
 async def cmd_list(_args: argparse.Namespace, _settings: Settings, source: PeerSource) -> int:

@@ -10,16 +10,20 @@ and the peers again when another process or node has changed them.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+from msgspec import UNSET, UnsetType
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import Settings
 from hub.configstore.cached import CachedScope, Change, Entries
 from hub.configstore.entries import Draft
 from hub.dimse.config import MoveDestination, move_destinations
+from hub.security.tls import ClientTls, dicom_tls_client_context
 
 SCOPE = "dimse"
 PEER = "dimse.peer"
@@ -71,7 +75,7 @@ async def listed(source: PeerSource) -> dict[str, Any]:
             "ae": e.name,
             "host": e.spec["host"],
             "port": e.spec["port"],
-            "tls": bool(e.spec.get("tls")),
+            "tls": e.spec.get("tls") or None,
             "version": e.version,
             "updated_at": e.updated_at,
             "updated_by": e.updated_by,
@@ -84,18 +88,50 @@ async def listed(source: PeerSource) -> dict[str, Any]:
 # -- edits -------------------------------------------------------------------------------
 
 
-def put_peer(ae: str, host: str, port: int, version: int | None) -> Edit:
-    """Add or move a peer; TLS towards it (a setting's ``tls``) stays as it was."""
+def put_peer(
+    ae: str,
+    host: str,
+    port: int,
+    version: int | None,
+    tls: dict[str, Any] | None | UnsetType = UNSET,
+) -> Edit:
+    """Add or move a peer. ``tls``: TLS towards it as ``checked_tls`` gives it (None: plain
+    DICOM), or UNSET to keep what it had."""
     spec: dict[str, Any] = {"host": checked_host(host), "port": checked_port(port)}
     title = checked_ae(ae)
 
     def apply(draft: Draft) -> Change:
         old = draft.get(PEER, title)
-        kept = {**spec, "tls": old.spec["tls"]} if old and old.spec.get("tls") else spec
-        old, new = draft.put(PEER, title, kept, version)
+        kept = (old.spec.get("tls") if old else None) if tls is UNSET else tls
+        old, new = draft.put(PEER, title, {**spec, "tls": kept} if kept else spec, version)
         return Change(PEER, title, old, new)
 
     return apply
+
+
+def checked_tls(value: bool | dict[str, Any] | None) -> dict[str, Any] | None:
+    """TLS towards a peer as it is stored: None (plain DICOM) or its fields: the CA the peer's
+    certificate is checked against (the system's CAs when absent), the hub's own certificate
+    and key for a peer that asks for one, and whether to check at all. PeerError with the
+    reason when a file is not there or does not load. It reads the files: call it off the
+    event loop."""
+    try:
+        tls = ClientTls.from_setting(value)
+    except TypeError as exc:
+        raise PeerError(f"tls: {exc}") from None
+    if tls is None:
+        return None
+    files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
+    for field, name in files.items():
+        if name is not None and not (Path(name).is_absolute() and Path(name).is_file()):
+            raise PeerError(f"tls {field}: {name!r} is not a file on the hub (an absolute path)")
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise PeerError("tls: a client certificate (cert_file) goes with its key (key_file)")
+    try:
+        dicom_tls_client_context(tls.ca_file, tls.cert_file, tls.key_file, tls.verify)
+    except (OSError, ssl.SSLError) as exc:
+        raise PeerError(f"tls: the certificates do not load: {exc}") from None
+    return asdict(tls)
 
 
 def delete_peer(ae: str, version: int | None) -> Edit:

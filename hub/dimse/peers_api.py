@@ -1,7 +1,7 @@
 """REST API for the DIMSE peers, the C-MOVE destinations (administrators, ``admin.peers``).
 
 GET    /api/admin/peers             the peers, each with its version
-PUT    /api/admin/peers/{ae}        add a peer or change its host and port
+PUT    /api/admin/peers/{ae}        add a peer or change its host, port or TLS
 DELETE /api/admin/peers/{ae}        remove a peer
 POST   /api/admin/peers/{ae}/echo   C-ECHO the peer now
 
@@ -12,11 +12,13 @@ every process and node sends by it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from hub.apispec import described
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
@@ -28,11 +30,26 @@ from hub.dimse.service import DIMSE_KEY
 from hub.errors import problem
 from hub.requestdata import json_model
 
+FilePath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+class PeerTls(msgspec.Struct, forbid_unknown_fields=True):
+    """TLS towards the peer, with files on the hub given by absolute path: the CA the peer's
+    certificate is checked against (the system's CAs when absent), the hub's own certificate
+    and key for a peer that asks for one, and whether to check the peer at all."""
+
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+    verify: bool = True
+
 
 class PeerBody(msgspec.Struct, forbid_unknown_fields=True):
     host: Annotated[str, msgspec.Meta(min_length=1, max_length=peers.HOST_LIMIT)]
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
     version: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    # true: TLS checked against the system's CAs; false: plain DICOM; left out: as it was
+    tls: PeerTls | bool | UnsetType = UNSET
 
 
 def add_routes(app: web.Application) -> None:
@@ -44,7 +61,7 @@ def add_routes(app: web.Application) -> None:
 
 
 EDIT_ANSWERS = {
-    400: "the AE title, host or port is not valid",
+    400: "the AE title, host, port or TLS files are not valid",
     409: "the peer changed since the version given",
 }
 
@@ -55,15 +72,18 @@ async def list_peers(request: web.Request) -> web.Response:
 
 
 @described(
-    "Add a DIMSE peer (a C-MOVE destination) or change its host and port; the AE title is "
-    "1 to 16 characters without backslash or control characters",
+    "Add a DIMSE peer (a C-MOVE destination) or change its host, port or TLS; the AE title "
+    "is 1 to 16 characters without backslash or control characters",
     body=PeerBody,
     answers=EDIT_ANSWERS,
 )
 async def save_peer(request: web.Request) -> web.Response:
     body = await json_model(request, PeerBody)
     try:
-        edit = peers.put_peer(_ae(request), body.host, body.port, body.version)
+        tls = body.tls
+        if tls is not UNSET:
+            tls = await asyncio.to_thread(peers.checked_tls, msgspec.to_builtins(tls))
+        edit = peers.put_peer(_ae(request), body.host, body.port, body.version, tls)
     except PeerError as exc:
         return problem(400, str(exc))
     return await _edit(request, "admin.peer.save", edit)

@@ -22,6 +22,7 @@ from hub.archive.index import make_engine
 from hub.config import DimseSettings, Settings
 from hub.dimse.peers import settings_peer_source
 from hub.dimse.service import DIMSE_KEY
+from hub.security.tls import make_self_signed
 
 pytestmark = pytest.mark.peers
 
@@ -127,7 +128,24 @@ async def test_changes_are_versioned_validated_and_audited(hub: HubServer) -> No
         "/api/admin/peers/ZERO": ({"host": "h", "port": 0}, "port"),
         "/api/admin/peers/HIGH": ({"host": "h", "port": 65536}, "port"),
         "/api/admin/peers/NOHOST": ({"port": 104}, "host"),
-        "/api/admin/peers/EXTRA": ({"host": "h", "port": 104, "tls": True}, "tls"),
+        "/api/admin/peers/EXTRA": ({"host": "h", "port": 104, "colour": "red"}, "colour"),
+        "/api/admin/peers/TLS1": ({"host": "h", "port": 104, "tls": "yes"}, "$.tls"),
+        "/api/admin/peers/TLS2": (
+            {"host": "h", "port": 104, "tls": {"ca_file": "/no/such/ca.pem"}},
+            "tls ca_file: '/no/such/ca.pem' is not a file on the hub",
+        ),
+        "/api/admin/peers/TLS3": (
+            {"host": "h", "port": 104, "tls": {"ca_file": "ca.pem"}},
+            "(an absolute path)",
+        ),
+        "/api/admin/peers/TLS4": (
+            {"host": "h", "port": 104, "tls": {"cert_file": str(CT)}},
+            "goes with its key",
+        ),
+        "/api/admin/peers/TLS5": (
+            {"host": "h", "port": 104, "tls": {"ca_file": str(CT)}},
+            "the certificates do not load",
+        ),
     }
     for path, (body, reason) in refused.items():
         status, problem = await call(hub, "PUT", path, body)
@@ -148,6 +166,54 @@ async def test_changes_are_versioned_validated_and_audited(hub: HubServer) -> No
     (removal,) = await audited(hub, "admin.peer.remove")
     assert removal["detail"]["old"] == {"host": "pacs2", "port": 11112}
     assert removal["detail"]["new"] is None
+
+
+async def test_tls_towards_a_peer_is_switched_on_kept_and_off(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """A dcmtk storescp that speaks only TLS: reached once TLS is on (its certificate checked
+    against the CA given), still after a change of port that leaves TLS out, and not once TLS
+    is switched off."""
+    cert, key = make_self_signed(tmp_path / "receiver-tls")
+    receiver = StoreSCP(tmp_path / "received", free_port(), ae="TLSPEER", tls=(key, cert)).start()
+    url = f"/api/admin/peers/{receiver.ae}"
+    try:
+        plain = {"host": HOST, "port": receiver.port}
+        status, _ = await call(hub, "PUT", url, plain)
+        assert status == 200
+        status, answer = await call(hub, "POST", url + "/echo")
+        assert answer["ok"] is False, answer
+
+        status, saved = await call(hub, "PUT", url, {**plain, "tls": {"ca_file": str(cert)}})
+        assert (status, saved["version"]) == (200, 2), saved
+        status, answer = await call(hub, "POST", url + "/echo")
+        assert answer["ok"] is True and "Success" in answer["detail"], answer
+        moved = await move_to(hub, receiver.ae)
+        assert "Final Move Response (Success)" in moved.out, moved
+        assert received(receiver) == {dcmread(CT, stop_before_pixels=True).SOPInstanceUID}
+
+        status, _ = await call(hub, "PUT", url, plain)  # TLS left out: kept
+        status, listing = await call(hub, "GET", "/api/admin/peers")
+        (peer,) = listing["peers"]
+        assert (peer["version"], peer["tls"]["ca_file"], peer["tls"]["verify"]) == (
+            3,
+            str(cert),
+            True,
+        )
+        status, answer = await call(hub, "POST", url + "/echo")
+        assert answer["ok"] is True, answer
+
+        status, _ = await call(hub, "PUT", url, {**plain, "tls": False})
+        status, answer = await call(hub, "POST", url + "/echo")
+        assert answer["ok"] is False, answer
+        status, listing = await call(hub, "GET", "/api/admin/peers")
+        assert listing["peers"][0]["tls"] is None
+    finally:
+        receiver.stop()
+    saves = await audited(hub, "admin.peer.save")
+    switched = [r["detail"]["new"].get("tls") for r in reversed(saves)]
+    assert [bool(tls) for tls in switched] == [False, True, True, False]
+    assert switched[1]["ca_file"] == str(cert)
 
 
 async def test_the_settings_fill_the_peers_on_the_first_start_only(settings: Settings) -> None:
@@ -203,6 +269,30 @@ async def test_the_command_line_edits_the_peers_of_the_running_hub(
     code, out = await tessera(data, "echo", "GONE")
     assert code == 1 and f"cannot reach GONE@{HOST}:{closed}" in out, out
 
+    cert, key = make_self_signed(data.parent / "tls-peer")
+    secure = StoreSCP(data.parent / "secure", free_port(), ae="SECURE", tls=(key, cert)).start()
+    try:
+        code, out = await tessera(
+            data, "set", "SECURE", HOST, str(secure.port), "--ca-file", str(cert)
+        )
+        assert code == 0 and f"peer SECURE: {HOST}:{secure.port} TLS (version 1)" in out, out
+        code, out = await tessera(data, "echo", "SECURE")
+        assert code == 0 and "Success" in out, out
+        code, out = await tessera(data, "set", "SECURE", HOST, str(secure.port), "--no-tls")
+        assert code == 0 and f"{secure.port} (version 2)" in out, out
+        code, out = await tessera(data, "echo", "SECURE")
+        assert code == 1, out
+    finally:
+        secure.stop()
+    code, out = await tessera(
+        data, "set", "SECURE", HOST, "104", "--no-tls", "--ca-file", str(cert)
+    )
+    assert code == 2 and "--no-tls takes no TLS files" in out, out
+    code, out = await tessera(data, "set", "SECURE", HOST, "104", "--ca-file", "missing.pem")
+    assert code == 2 and "is not a file on the hub" in out, out
+    code, out = await tessera(data, "remove", "SECURE")
+    assert code == 0, out
+
     code, out = await tessera(data, "set", "BAD\\AE", HOST, "104")
     assert code == 2 and "backslash" in out, out
     code, out = await tessera(data, "set", "PORT", HOST, "70000")
@@ -218,5 +308,5 @@ async def test_the_command_line_edits_the_peers_of_the_running_hub(
     status, listing = await call(hub, "GET", "/api/admin/peers")
     assert (status, listing["peers"]) == (200, [])
     saves = await audited(hub, "admin.peer.save")
-    assert len(saves) == 2
+    assert len(saves) == 4  # the receiver, GONE and SECURE twice
     assert {(r["role"], r["source"]) for r in saves} == {("operator", "cli")}

@@ -24,6 +24,7 @@ from web_support import Console, chromium, new_page, signed_in_page
 
 from hub.security.accounts import create_user, issue_token
 from hub.security.policy import decide
+from hub.security.tls import make_self_signed
 
 pytestmark = pytest.mark.browser
 
@@ -141,12 +142,17 @@ async def test_an_ae_title_is_allowed_edited_and_removed(hub_server: HubServer):
 
 
 @contextlib.asynccontextmanager
-async def storescp(folder: Path, ae: str) -> AsyncIterator[int]:
-    """A dcmtk storescp on a free port, as a DICOM peer to test; its port."""
+async def storescp(
+    folder: Path, ae: str, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[int]:
+    """A dcmtk storescp on a free port, as a DICOM peer to test; its port. ``tls``: (key,
+    certificate): it speaks DICOM over TLS only."""
     if shutil.which("storescp") is None:
         pytest.skip("dcmtk is not installed")
     port = free_port()
-    command = ["storescp", "-aet", ae, "-od", str(folder), str(port)]
+    folder.mkdir(parents=True, exist_ok=True)
+    secure = ["+tls", str(tls[0]), str(tls[1]), "-ic"] if tls else []
+    command = ["storescp", *secure, "-aet", ae, "-od", str(folder), str(port)]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 60
         while True:
@@ -197,6 +203,42 @@ async def test_a_peer_is_added_tested_edited_and_removed(hub_server: HubServer, 
         await page.click(f"{row} button:text('Remove')")
         await page.wait_for_selector(row, state="detached")
         assert (await _get(hub, "/api/admin/peers"))["peers"] == []
+        assert console.errors == []
+
+
+async def test_tls_towards_a_peer_is_switched_on_and_off(hub_server: HubServer, tmp_path: Path):
+    hub = hub_server
+    cert, key = make_self_signed(tmp_path / "tls")
+    row = "#peer-list tr[data-ae=TLSPEER]"
+    async with (
+        storescp(tmp_path / "received", "TLSPEER", tls=(key, cert)) as port,
+        signed_in_page(hub, "/admin") as (page, console),
+    ):
+        await page.wait_for_selector("#peer-list tbody td:text('No peers')")
+        assert await page.is_hidden("#save-peer [name=ca_file]")
+        await page.fill("#save-peer [name=ae]", "TLSPEER")
+        await page.fill("#save-peer [name=host]", "127.0.0.1")
+        await page.fill("#save-peer [name=port]", str(port))
+        await page.check("#save-peer [name=tls]")
+        await page.fill("#save-peer [name=ca_file]", str(cert))
+        await page.click("#save-peer button[type=submit]")
+        await page.wait_for_selector(f"{row} td.address:text('(TLS)')")
+        await page.click(f"{row} button:text('C-ECHO Test')")
+        await page.wait_for_selector(f"{row} td.echo.ok")
+        assert "Success" in await page.inner_text(f"{row} td.echo")
+        (peer,) = (await _get(hub, "/api/admin/peers"))["peers"]
+        assert (peer["tls"]["ca_file"], peer["tls"]["verify"]) == (str(cert), True)
+
+        await page.click(f"{row} button:text('Edit')")
+        assert await page.is_checked("#save-peer [name=tls]")
+        assert await page.input_value("#save-peer [name=ca_file]") == str(cert)
+        await page.uncheck("#save-peer [name=tls]")
+        await page.click("#save-peer button[type=submit]")
+        await page.wait_for_selector(f"{row} td.version:text('2')")
+        assert "(TLS)" not in await page.inner_text(f"{row} td.address")
+        await page.click(f"{row} button:text('C-ECHO Test')")
+        await page.wait_for_selector(f"{row} td.echo.failed")
+        assert (await _get(hub, "/api/admin/peers"))["peers"][0]["tls"] is None
         assert console.errors == []
 
 

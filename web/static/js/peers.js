@@ -1,5 +1,5 @@
-// The DICOM peers on the admin page: the AE titles C-MOVE may send to, added, changed (host and
-// port, against the version shown), removed, and tested with a C-ECHO whose answer stays beside
+// The DICOM peers on the admin page: the AE titles C-MOVE may send to, added, changed (host,
+// port and TLS, against the version shown), removed, and tested with a C-ECHO whose answer stays beside
 // the peer. Everything goes through /api/admin/peers (administrators).
 
 import { cell, changes } from "./nav.js";
@@ -50,13 +50,35 @@ export function peersSection(api) {
     }
   }
 
+  const form = () => document.querySelector("#save-peer");
+
+  // The TLS fields take part in the form (shown, sent) only while TLS is ticked.
+  function showTls() {
+    const fieldset = form().querySelector("fieldset[data-tls]");
+    fieldset.hidden = fieldset.disabled = !form().elements.tls.checked;
+  }
+
   function fill(peer) {
     editing = peer;
-    const form = document.querySelector("#save-peer");
-    form.elements.ae.value = peer.ae;
-    form.elements.host.value = peer.host;
-    form.elements.port.value = peer.port;
-    form.scrollIntoView();
+    const { elements } = form();
+    elements.ae.value = peer.ae;
+    elements.host.value = peer.host;
+    elements.port.value = peer.port;
+    elements.tls.checked = Boolean(peer.tls);
+    for (const name of ["ca_file", "cert_file", "key_file"]) elements[name].value = peer.tls?.[name] ?? "";
+    elements.verify.checked = peer.tls?.verify ?? true;
+    showTls();
+    form().scrollIntoView();
+  }
+
+  function tlsOf(data) {
+    if (!data.get("tls")) return false;
+    const tls = { verify: data.get("verify") === "on" };
+    for (const name of ["ca_file", "cert_file", "key_file"]) {
+      const value = data.get(name).trim();
+      if (value) tls[name] = value;
+    }
+    return tls;
   }
 
   async function test(ae) {
@@ -69,10 +91,12 @@ export function peersSection(api) {
     const ae = form.get("ae").trim();
     // 0: a new peer, refused if one of that title exists meanwhile.
     const version = editing?.ae === ae ? editing.version : 0;
-    await send("PUT", path(ae), { host: form.get("host").trim(), port: Number(form.get("port")), version });
+    const body = { host: form.get("host").trim(), port: Number(form.get("port")), tls: tlsOf(form), version };
+    await send("PUT", path(ae), body);
     editing = null;
     echoes.delete(ae);
     element.reset();
+    showTls();
   }
 
   async function refresh() {
@@ -80,5 +104,6 @@ export function peersSection(api) {
   }
 
   onSubmit("#save-peer", save);
+  form().elements.tls.addEventListener("change", showTls);
   return { refresh };
 }
