@@ -308,6 +308,10 @@ def _port(name: str, value: Any) -> int:
     return port
 
 
+RULE_KEYS = frozenset({"name", "targets", "target", "match"})
+MATCH_KEYS = frozenset({"modality", "sop_class", "door", "calling_ae"})
+
+
 def parse_rule(index: int, spec: dict[str, Any], targets: dict[str, Target]) -> Rule:
     name = spec.get("name") or f"rule-{index + 1}"
     wanted = _as_list(spec.get("targets", spec.get("target")))
@@ -316,9 +320,14 @@ def parse_rule(index: int, spec: dict[str, Any], targets: dict[str, Target]) -> 
     unknown = [t for t in wanted if t not in targets]
     if unknown:
         raise ConfigError(f"forward rule {name!r} names unknown target(s) {unknown}")
+    # A misspelt key must not leave a rule that sends everything (a match key beside "match"
+    # rather than under it would otherwise be ignored, and the rule match every object).
+    if extra := set(spec) - RULE_KEYS:
+        misplaced = sorted(extra & MATCH_KEYS)
+        hint = f'; put {", ".join(misplaced)} under "match"' if misplaced else ""
+        raise ConfigError(f"forward rule {name!r}: unknown key(s) {sorted(extra)}{hint}")
     match = spec.get("match") or {}
-    allowed = {"modality", "sop_class", "door", "calling_ae"}
-    if extra := set(match) - allowed:
+    if extra := set(match) - MATCH_KEYS:
         raise ConfigError(f"forward rule {name!r}: unknown match key(s) {sorted(extra)}")
     return Rule(
         name=name,

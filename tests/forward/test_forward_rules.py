@@ -93,6 +93,11 @@ def test_settings_extra_adds_to_and_overrides_the_data_dir_file(tmp_path):
         ({"targets": TARGETS, "rules": [{"match": {}}]}, "names no target"),
         ({"targets": TARGETS, "rules": [{"target": "pacs", "match": {"colour": "red"}}]}, "colour"),
         (
+            {"targets": TARGETS, "rules": [{"target": "pacs", "modality": "SM"}]},
+            "unknown key(s) ['modality']; put modality under \"match\"",
+        ),
+        ({"targets": TARGETS, "rules": [{"target": "pacs", "colour": "red"}]}, "['colour']"),
+        (
             {"targets": TARGETS, "rules": [{"target": "pacs", "match": {"sop_class": "Nope"}}]},
             "Nope",
         ),
