@@ -266,6 +266,12 @@ async def check_password(engine: AsyncEngine, username: str, password: str) -> P
     return Principal(user=row.username, role=row.role, user_id=row.id, via="session")
 
 
+async def account_exists(engine: AsyncEngine, username: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.scalar(select(users.c.id).where(users.c.username == username))
+    return found is not None
+
+
 async def ensure_admin(engine: AsyncEngine, given: str | None = None) -> str | None:
     """Create the first administrator when there is none.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import hmac
 import json
 import logging
@@ -295,6 +296,15 @@ async def flush(engine: AsyncEngine) -> None:
 
 def detach(engine: AsyncEngine) -> None:
     _logs.pop(engine, None)
+
+
+def unknown_name(engine: AsyncEngine, name: str) -> str:
+    """How a sign-in under a name that is no account is recorded: "unknown:" and a keyed
+    fingerprint of the name. Tries of one name stay linked, while the trail, which is kept for
+    years and cannot be edited, never holds what was typed: often a password typed into the
+    wrong field."""
+    digest = hmac.new(_logs[engine].key, b"sign-in name\0" + name.encode(), hashlib.sha256)
+    return "unknown:" + digest.hexdigest()[:16]
 
 
 def _clip(value: object, limit: int) -> str | None:

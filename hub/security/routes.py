@@ -7,12 +7,13 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.apispec import described
 from hub.errors import Problem, problem
 from hub.requestdata import BadInput, json_object
 from hub.security import accounts, ratelimit
-from hub.security.audit_trail import audit
+from hub.security.audit_trail import audit, unknown_name
 from hub.security.middleware import SESSION_COOKIE, engine_of, principal
 
 STATIC = Path(__file__).parent / "static"
@@ -68,6 +69,13 @@ def _refused(is_form: bool, status: int, reason: str, location: str) -> web.Resp
     return problem(status, reason, headers={"Cache-Control": "no-store"})
 
 
+async def _recorded_name(engine: AsyncEngine, username: str) -> str:
+    """The name a failed sign-in is recorded under: an account's own, else a fingerprint."""
+    if await accounts.account_exists(engine, username):
+        return username
+    return unknown_name(engine, username)
+
+
 @described(
     "Sign in with a user name and password (JSON or an HTML form); sets the session cookie",
     body=Credentials,
@@ -85,7 +93,7 @@ async def login(request: web.Request) -> web.Response:
     if isinstance(claim, ratelimit.Refusal):
         await audit(
             engine,
-            who=username,
+            who=await _recorded_name(engine, username),
             role="-",
             action="login.throttled",
             outcome="denied",
@@ -100,7 +108,12 @@ async def login(request: web.Request) -> web.Response:
     who = await accounts.check_password(engine, username, password)
     if who is None:
         await audit(
-            engine, who=username, role="-", action="login", outcome="failure", source=address
+            engine,
+            who=await _recorded_name(engine, username),
+            role="-",
+            action="login",
+            outcome="failure",
+            source=address,
         )
         return _refused(is_form, 401, "invalid credentials", "/login?error=1")
     await ratelimit.succeeded(engine, claim, username, address)

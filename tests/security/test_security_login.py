@@ -76,6 +76,21 @@ async def test_wrong_password_and_unknown_user_look_alike(gate: Gate) -> None:
         assert await wrong.json() == await unknown.json()
 
 
+async def test_a_name_that_is_no_account_is_not_kept_in_the_trail(gate: Gate) -> None:
+    """A password typed into the user field must not be written into the trail for good."""
+    typed = "Tr0ub4dor&3 typed as the user name"
+    async with _session() as session:
+        for name in ("clinic-user", typed, typed, "someone else"):
+            assert (await _login(session, gate, name, "not the password")).status == 401
+    failed = [who for who, action, outcome in await _audit_actions(gate) if outcome == "failure"]
+    assert failed[0] == "clinic-user"  # an account's own name is kept
+    assert failed[1] == failed[2] != failed[3]  # tries of one name stay linked
+    assert all(who.startswith("unknown:") for who in failed[1:]), failed
+    async with gate.engine.connect() as conn:
+        rows = [tuple(r) for r in await conn.execute(select(audit_log))]
+    assert typed not in repr(rows) and "someone else" not in repr(rows)
+
+
 async def test_open_redirect_is_refused(gate: Gate) -> None:
     async with _session() as session:
         for target in ("https://evil.example/", "//evil.example/x", "/\\evil"):
