@@ -33,6 +33,10 @@ class UnknownUser(AccountError):
     """No account has this user name."""
 
 
+class WrongPassword(AccountError):
+    """The password given as the current one is not."""
+
+
 class ChangeRefused(AccountError):
     """The change conflicts with the accounts as they are: it would leave no active
     administrator, or the account changed meanwhile."""
@@ -61,6 +65,8 @@ class Principal:
     scopes: frozenset[str] | None = None  # None: everything the role has
     via: str = "session"  # "session" | "token"
     token_id: int | None = None
+    # A session signed in with a one-time password: it may only choose a new one.
+    password_temporary: bool = False
 
     @property
     def username(self) -> str:
@@ -82,6 +88,7 @@ class Principal:
             "role": self.role,
             "via": self.via,
             "scopes": sorted(self.scopes if self.scopes is not None else ROLES[self.role]),
+            "password_temporary": self.password_temporary,
         }
 
 
@@ -97,7 +104,15 @@ def _digest(secret: str) -> str:
 # -- users -------------------------------------------------------------------------------
 
 
-async def create_user(engine: AsyncEngine, username: str, role: str, password: str | None) -> int:
+async def create_user(
+    engine: AsyncEngine,
+    username: str,
+    role: str,
+    password: str | None,
+    *,
+    temporary: bool = False,
+) -> int:
+    """``temporary``: the password is a one-time one, to be replaced at the first sign-in."""
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
     if not username or len(username) > 128 or not username.isprintable() or " " in username:
@@ -123,6 +138,7 @@ async def create_user(engine: AsyncEngine, username: str, role: str, password: s
                 password_hash=password_hash,
                 disabled=False,
                 created_at=time.time(),
+                password_temporary=temporary and password is not None,
             )
         )
         return result.inserted_primary_key[0]
@@ -221,9 +237,12 @@ async def _state(conn: AsyncConnection, username: str) -> dict | None:
     return None if row is None else {"role": row.role, "disabled": bool(row.disabled)}
 
 
-async def set_password(engine: AsyncEngine, username: str, password: str) -> UserChange:
+async def set_password(
+    engine: AsyncEngine, username: str, password: str, *, temporary: bool = False
+) -> UserChange:
     """Set a password and end the account's sessions. The change says whether the account
-    had a password before (a service account had none), never what either one is."""
+    had a password before (a service account had none), never what either one is.
+    ``temporary``: a one-time password, to be replaced at the next sign-in."""
     try:
         passwords.check_strength(password)
     except ValueError as e:
@@ -239,21 +258,27 @@ async def set_password(engine: AsyncEngine, username: str, password: str) -> Use
             raise UnknownUser(f"no user {username!r}")
         user_id = row.id
         await conn.execute(
-            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_hash=password_hash, password_temporary=temporary)
         )
         # Whoever knew the old password may hold a session: end them all.
-        await conn.execute(
-            update(tokens)
-            .where(
-                tokens.c.user_fk == user_id,
-                tokens.c.kind == "session",
-                tokens.c.revoked_at.is_(None),
-            )
-            .values(revoked_at=time.time())
-        )
-        await revocations.announce_in(conn)
+        await _end_sessions(conn, user_id)
     _forget_all(engine)
     return UserChange(username, "password", "set" if row.password_hash else "none", "set")
+
+
+async def _end_sessions(conn: AsyncConnection, user_id: int, keep: int | None = None) -> None:
+    """End the account's sessions (but ``keep``), and make it known to every process."""
+    ending = [
+        tokens.c.user_fk == user_id,
+        tokens.c.kind == "session",
+        tokens.c.revoked_at.is_(None),
+    ]
+    if keep is not None:
+        ending.append(tokens.c.id != keep)
+    await conn.execute(update(tokens).where(*ending).values(revoked_at=time.time()))
+    await revocations.announce_in(conn)
 
 
 async def check_password(engine: AsyncEngine, username: str, password: str) -> Principal | None:
@@ -263,7 +288,38 @@ async def check_password(engine: AsyncEngine, username: str, password: str) -> P
     ok = await passwords.verify_password(row.password_hash if row else None, password)
     if not ok or row is None or row.disabled:
         return None
-    return Principal(user=row.username, role=row.role, user_id=row.id, via="session")
+    return Principal(
+        user=row.username,
+        role=row.role,
+        user_id=row.id,
+        via="session",
+        password_temporary=bool(row.password_temporary),
+    )
+
+
+async def change_own_password(engine: AsyncEngine, who: Principal, current: str, new: str) -> None:
+    """A signed-in user replaces their password, proving the current one: the account's other
+    sessions end, this one goes on, and a one-time password is one no more. WrongPassword or
+    AccountError (a weak or unchanged password) when refused."""
+    async with engine.connect() as conn:
+        stored = await conn.scalar(select(users.c.password_hash).where(users.c.id == who.user_id))
+    if not await passwords.verify_password(stored, current):
+        raise WrongPassword("the current password is not right")
+    if new == current:
+        raise AccountError("the new password is the current one: choose another")
+    try:
+        passwords.check_strength(new)
+    except ValueError as e:
+        raise AccountError(str(e)) from None
+    password_hash = await passwords.hash_password(new)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(users)
+            .where(users.c.id == who.user_id)
+            .values(password_hash=password_hash, password_temporary=False)
+        )
+        await _end_sessions(conn, who.user_id, keep=who.token_id)
+    _forget_all(engine)
 
 
 async def account_exists(engine: AsyncEngine, username: str) -> bool:
@@ -286,7 +342,7 @@ async def ensure_admin(engine: AsyncEngine, given: str | None = None) -> str | N
         return None
     password = given or passwords.generate()
     try:
-        await create_user(engine, "admin", "admin", password)
+        await create_user(engine, "admin", "admin", password, temporary=given is None)
     except AccountError as e:
         if "exists" in str(e):  # a concurrent first start won the race
             return None
@@ -348,7 +404,7 @@ async def resolve_token(engine: AsyncEngine, secret: str) -> Principal | None:
     if cached is not None and cached[0] > now:
         return cached[1]
     query = (
-        select(tokens, users.c.username, users.c.role, users.c.disabled)
+        select(tokens, users.c.username, users.c.role, users.c.disabled, users.c.password_temporary)
         .join(users, users.c.id == tokens.c.user_fk)
         .where(tokens.c.token_hash == digest)
     )
@@ -368,6 +424,7 @@ async def resolve_token(engine: AsyncEngine, secret: str) -> Principal | None:
             scopes=frozenset(row.scopes.split()) if row.scopes is not None else None,
             via="session" if row.kind == "session" else "token",
             token_id=row.id,
+            password_temporary=row.kind == "session" and bool(row.password_temporary),
         )
     if generation != _generation:
         return principal  # credentials changed while this row was read: do not keep it

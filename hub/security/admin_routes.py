@@ -87,14 +87,20 @@ async def list_users(request: web.Request) -> web.Response:
     return web.json_response(await accounts.list_users(engine_of(request)))
 
 
-@described("Add a user; a generated password is in the answer, once", body=NewUser, status=201)
+@described(
+    "Add a user; a generated password is in the answer, once, and is replaced at the first sign-in",
+    body=NewUser,
+    status=201,
+)
 async def create_user(request: web.Request) -> web.Response:
     body = await json_model(request, NewUser)
     password, generated = body.password, None
     if password is None and not body.service_account:
         password = generated = passwords.generate()
     try:
-        await accounts.create_user(engine_of(request), body.username, body.role, password)
+        await accounts.create_user(
+            engine_of(request), body.username, body.role, password, temporary=bool(generated)
+        )
     except AccountError as e:
         return _refused(e)
     await _record(request, "user.add", {"user": body.username, "role": body.role})
@@ -137,14 +143,15 @@ async def set_role(request: web.Request) -> web.Response:
 
 
 @described(
-    "Reset a user's password to a generated one, in the answer once; ends its sessions",
+    "Reset a user's password to a generated one, in the answer once; ends its sessions, and "
+    "the next sign-in must choose a new one",
     answers={404: "no such user"},
 )
 async def reset_password(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     password = passwords.generate()
     try:
-        change = await accounts.set_password(engine_of(request), username, password)
+        change = await accounts.set_password(engine_of(request), username, password, temporary=True)
     except AccountError as e:
         return _account_problem(e)
     await _record(request, "user.password", change.as_detail() | {"generated": True})

@@ -275,7 +275,7 @@ async def _user_password(args, engine: AsyncEngine, settings: Settings) -> int:
 
     if args.generate:
         password = passwords.generate()
-        change = await accounts.set_password(engine, args.username, password)
+        change = await accounts.set_password(engine, args.username, password, temporary=True)
         await _record(engine, "user.password", change.as_detail() | {"generated": True})
         print(f"one-time password for {args.username} (shown once):", file=sys.stderr)
         print(password)

@@ -23,6 +23,8 @@ from hub.security.policy import ROLES, decide, rule_for
 
 SESSION_COOKIE = "tessera_session"
 FORBIDDEN_PAGE = Path(__file__).parent / "static" / "forbidden.html"
+PASSWORD_PAGE = "/account/password"
+WHILE_TEMPORARY = frozenset({"account.me", "account.password", "account.password.page"})
 
 # Request limits, by route area. Bodies of login, account and admin calls are small; uploads
 # (STOW, slide chunks) stream and are bounded by Settings.max_upload_bytes in their handlers.
@@ -129,6 +131,22 @@ async def _resolve(request: web.Request) -> tuple[Principal | None, str | None]:
     return None, None
 
 
+def _while_temporary(name: str | None) -> bool:
+    """What a session with a one-time password may still reach: the public routes, who it
+    is, and the choice of a new password."""
+    return (name or "").startswith("public.") or name in WHILE_TEMPORARY
+
+
+def _choose_first(request: web.Request) -> web.StreamResponse:
+    if request.method == "GET" and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+        raise web.HTTPSeeOther(f"{PASSWORD_PAGE}?next={quote(request.path_qs, safe='/')}")
+    return problem(
+        403,
+        "choose a new password first: this session signed in with a one-time password",
+        password_change=True,
+    )
+
+
 def _is_page(name: str | None) -> bool:
     return (name or "").startswith("page.") or (name or "").endswith(".page")
 
@@ -166,6 +184,8 @@ async def security_middleware(request: web.Request, handler) -> web.StreamRespon
     with warnings.catch_warnings():  # the route contract names the key "principal"
         warnings.simplefilter("ignore", NotAppKeyWarning)
         request["principal"] = who
+    if who is not None and who.password_temporary and not _while_temporary(name):
+        return _choose_first(request)
     decision = decide(name, who.role if who else None, who.scopes if who else None)
     if not decision.allowed:
         if who is None:

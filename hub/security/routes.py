@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
 from aiohttp import web
@@ -14,7 +15,7 @@ from hub.errors import Problem, problem
 from hub.requestdata import BadInput, json_object
 from hub.security import accounts, ratelimit
 from hub.security.audit_trail import audit, unknown_name
-from hub.security.middleware import SESSION_COOKIE, engine_of, principal
+from hub.security.middleware import PASSWORD_PAGE, SESSION_COOKIE, engine_of, principal
 
 STATIC = Path(__file__).parent / "static"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -69,11 +70,26 @@ def _refused(is_form: bool, status: int, reason: str, location: str) -> web.Resp
     return problem(status, reason, headers={"Cache-Control": "no-store"})
 
 
-async def _recorded_name(engine: AsyncEngine, username: str) -> str:
-    """The name a failed sign-in is recorded under: an account's own, else a fingerprint."""
-    if await accounts.account_exists(engine, username):
-        return username
-    return unknown_name(engine, username)
+async def _refused_sign_in(
+    engine: AsyncEngine,
+    username: str,
+    address: str,
+    action: str,
+    outcome: str,
+    detail: dict | None = None,
+) -> None:
+    """Audit a refused sign-in under the account's name, or a fingerprint of a name that is
+    no account."""
+    known = await accounts.account_exists(engine, username)
+    await audit(
+        engine,
+        who=username if known else unknown_name(engine, username),
+        role="-",
+        action=action,
+        outcome=outcome,
+        source=address,
+        detail=detail,
+    )
 
 
 @described(
@@ -91,15 +107,8 @@ async def login(request: web.Request) -> web.Response:
     address = request.remote or "-"
     claim = await ratelimit.claim(engine, username, address)
     if isinstance(claim, ratelimit.Refusal):
-        await audit(
-            engine,
-            who=await _recorded_name(engine, username),
-            role="-",
-            action="login.throttled",
-            outcome="denied",
-            source=address,
-            detail={"scope": claim.scope, "retry_after": claim.retry_after},
-        )
+        detail = {"scope": claim.scope, "retry_after": claim.retry_after}
+        await _refused_sign_in(engine, username, address, "login.throttled", "denied", detail)
         message = f"too many failed logins; try again in {claim.retry_after} s"
         response = _refused(is_form, 429, message, "/login?error=locked")
         response.headers["Retry-After"] = str(claim.retry_after)
@@ -107,14 +116,7 @@ async def login(request: web.Request) -> web.Response:
 
     who = await accounts.check_password(engine, username, password)
     if who is None:
-        await audit(
-            engine,
-            who=await _recorded_name(engine, username),
-            role="-",
-            action="login",
-            outcome="failure",
-            source=address,
-        )
+        await _refused_sign_in(engine, username, address, "login", "failure")
         return _refused(is_form, 401, "invalid credentials", "/login?error=1")
     await ratelimit.succeeded(engine, claim, username, address)
 
@@ -125,7 +127,15 @@ async def login(request: web.Request) -> web.Response:
         engine, who=who.user, role=who.role, action="login", outcome="success", source=address
     )
     target = _safe_next(nxt)
-    response = _answer(is_form, {"user": who.user, "role": who.role, "next": target}, target)
+    if who.password_temporary:  # the page says why, then goes on to the target
+        target = f"{PASSWORD_PAGE}?next={quote(target, safe='/')}"
+    answer = {
+        "user": who.user,
+        "role": who.role,
+        "next": target,
+        "password_temporary": who.password_temporary,
+    }
+    response = _answer(is_form, answer, target)
     response.set_cookie(
         SESSION_COOKIE,
         secret,
@@ -177,9 +187,14 @@ async def login_script(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "login.js")
 
 
+async def gate_style(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "gate.css")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/login", login_page, name="public.login.page")
     app.router.add_get("/login/login.js", login_script, name="public.login.script")
+    app.router.add_get("/login/gate.css", gate_style, name="public.login.style")
     app.router.add_post("/api/login", login, name="public.login")
     app.router.add_post("/api/logout", logout, name="public.logout")
     app.router.add_get("/api/me", me, name="account.me")

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.app_keys import ARCHIVE_KEY, SETTINGS_KEY
 from hub.config import SecuritySettings
 from hub.security import audit_trail as audit_mod
-from hub.security import cors, ratelimit, revocations, visibility
+from hub.security import cors, password_routes, ratelimit, revocations, visibility
 from hub.security.accounts import ensure_admin, forget_cached, purge_expired
 from hub.security.admin_routes import add_admin_routes
 from hub.security.middleware import (
@@ -57,6 +57,7 @@ def setup(
     app.on_response_prepare.append(add_security_headers)
     cors.setup(app, settings.cors_origins if settings is not None else [])
     add_routes(app)
+    password_routes.add_routes(app)
     add_admin_routes(app)
     app.cleanup_ctx.append(_security_context)
 
@@ -103,7 +104,7 @@ async def _first_admin(state: SecurityState) -> None:
     if state.generated_admin_password:
         print(
             "Created user 'admin' with one-time password: "
-            f"{state.generated_admin_password}\n(change it with: tessera user password admin)",
+            f"{state.generated_admin_password}\n(the first sign-in chooses a new one)",
             file=sys.stderr,
             flush=True,
         )

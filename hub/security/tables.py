@@ -26,6 +26,8 @@ users = Table(
     Column("password_hash", String(256), nullable=True),  # None: token-only service account
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    # Set by someone else (a generated one-time password): the next sign-in must replace it.
+    Column("password_temporary", Boolean, nullable=False, default=False),
 )
 
 # Bearer tokens and browser sessions. Only the sha256 of the secret is kept: the secrets are

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -91,3 +92,14 @@ def cli(data: Path, *args: str, stdin: str | None = None) -> subprocess.Complete
     return subprocess.run(
         command, input=stdin, capture_output=True, text=True, timeout=120, check=True
     )
+
+
+async def reset_password(gate: Gate, user: str) -> str:
+    """An administrator's reset of the user's password: the one-time password it gives."""
+    url = f"{gate.url}/api/admin/users/{user}/password"
+    async with (
+        aiohttp.ClientSession(headers=gate.headers("admin")) as admin,
+        admin.post(url) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return (await response.json())["password"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import sqlite3
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from hub.archive.index import make_engine
+from hub.config import Settings
+from hub.security.accounts import check_password
 from hub.security.cli import register
 
 
@@ -117,7 +121,21 @@ def test_commands_are_registered_on_the_tessera_console_script(tmp_path: Path) -
     assert verified.returncode == 0 and "intact: 1 records" in verified.stdout, verified.stderr
 
 
-def test_user_role_enable_and_a_generated_password(tmp_path: Path, capsys) -> None:
+def _signs_in_temporarily(data: Path, user: str, password: str) -> bool | None:
+    """Whether the password is a one-time one (None: it does not sign the user in)."""
+
+    async def check() -> bool | None:
+        engine = make_engine(Settings(data_dir=data).db_url)
+        try:
+            who = await check_password(engine, user, password)
+        finally:
+            await engine.dispose()
+        return None if who is None else who.password_temporary
+
+    return asyncio.run(check())
+
+
+def test_user_role_enable_and_a_generated_password(tmp_path: Path, capsys, monkeypatch) -> None:
     assert tessera(tmp_path, "user", "add", "boss", "--role", "admin", "--no-password") == 0
     assert tessera(tmp_path, "user", "add", "ann", "--role", "clinic", "--no-password") == 0
     capsys.readouterr()
@@ -138,21 +156,30 @@ def test_user_role_enable_and_a_generated_password(tmp_path: Path, capsys) -> No
     said = capsys.readouterr()
     password = said.out.strip()
     assert len(password) >= 12 and "shown once" in said.err
+    assert _signs_in_temporarily(tmp_path, "ann", password) is True
+    chosen = "an operator's chosen password"
+    given = {"stdin": chosen + "\n", "monkeypatch": monkeypatch}
+    assert tessera(tmp_path, "user", "password", "ann", "--password-stdin", **given) == 0
+    assert _signs_in_temporarily(tmp_path, "ann", chosen) is False
+    assert tessera(tmp_path, "user", "password", "ann", "--generate") == 0
+    password = capsys.readouterr().out.strip()
     assert tessera(tmp_path, "audit", "search", "--json") == 0
     trail = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert password not in json.dumps(trail)
     assert [r["action"] for r in trail] == [
-        "user.password", "user.enable", "user.disable", "user.role", "user.add", "user.add"
+        "user.password", "user.password", "user.password", "user.enable", "user.disable",
+        "user.role", "user.add", "user.add"
     ]  # fmt: skip
-    assert trail[3]["detail"] == {
+    assert trail[5]["detail"] == {
         "user": "ann",
         "field": "role",
         "old": "clinic",
         "new": "pathologist",
     }
-    assert trail[0]["detail"] == {
+    assert trail[2]["detail"] == {
         "user": "ann", "field": "password", "old": "none", "new": "set", "generated": True
     }  # fmt: skip
+    assert trail[0]["detail"]["old"] == "set" and trail[1]["detail"].get("generated") is None
 
 
 def test_audit_search(tmp_path: Path, capsys) -> None:

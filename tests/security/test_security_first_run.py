@@ -17,6 +17,7 @@ async def test_first_run_creates_admin_with_a_printed_password(engine) -> None:
     assert password is not None and len(password) >= 12
     who = await check_password(engine, "admin", password)
     assert who is not None and who.role == "admin"
+    assert who.password_temporary  # the first sign-in chooses the administrator's own
     assert await ensure_admin(engine) is None  # only once
     assert [u["username"] for u in await list_users(engine)] == ["admin"]
 
@@ -24,7 +25,8 @@ async def test_first_run_creates_admin_with_a_printed_password(engine) -> None:
 async def test_admin_password_from_the_environment(engine) -> None:
     given = _given({"TESSERA_ADMIN_PASSWORD": "set by the installer"})
     assert await ensure_admin(engine, given) is None  # nothing to print
-    assert await check_password(engine, "admin", "set by the installer") is not None
+    who = await check_password(engine, "admin", "set by the installer")
+    assert who is not None and not who.password_temporary
 
 
 async def test_weak_admin_password_from_the_environment_is_refused(engine) -> None:

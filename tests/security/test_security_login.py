@@ -38,7 +38,12 @@ async def test_login_sets_a_hardened_session_cookie(gate: Gate) -> None:
     async with _session() as session:
         resp = await _login(session, gate, "clinic-user", PASSWORD, next="/viewer")
         assert resp.status == 200
-        assert await resp.json() == {"user": "clinic-user", "role": "clinic", "next": "/viewer"}
+        assert await resp.json() == {
+            "user": "clinic-user",
+            "role": "clinic",
+            "next": "/viewer",
+            "password_temporary": False,
+        }
         cookie = resp.cookies["tessera_session"]
         assert cookie["httponly"] is True
         assert cookie["samesite"] == "Strict"

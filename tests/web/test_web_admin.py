@@ -242,16 +242,21 @@ async def test_tls_towards_a_peer_is_switched_on_and_off(hub_server: HubServer, 
         assert console.errors == []
 
 
+async def _allow(page, title: str, service: str, role: str) -> None:
+    """Fill the allow-list form for a new entry and save it."""
+    await page.fill("#allow-ae [name=ae_title]", title)
+    await page.check(f"#allow-ae [name=services][value={service}]")
+    await page.select_option("#allow-ae [name=role]", role)
+    await page.click("#allow-ae button[type=submit]")
+
+
 async def test_a_refused_ae_shows_the_reason(hub_server: HubServer):
     hub = hub_server
     async with chromium() as browser:
         page = await new_page(browser, hub)
         await page.goto(f"{hub.url}/admin")
         await page.wait_for_selector("#sections:not([hidden])")
-        await page.fill("#allow-ae [name=ae_title]", "VIEWER")
-        await page.check("#allow-ae [name=services][value=store]")
-        await page.select_option("#allow-ae [name=role]", "pathologist")
-        await page.click("#allow-ae button[type=submit]")
+        await _allow(page, "VIEWER", "store", "pathologist")
         await page.wait_for_selector("#error:not([hidden])")
         assert "may not use store" in await page.inner_text("#error")
         assert await _get(hub, "/api/admin/ae") == []
@@ -265,10 +270,7 @@ async def test_an_ae_changed_meanwhile_is_not_overwritten(hub_server: HubServer)
         page = await new_page(browser, hub)
         await page.goto(f"{hub.url}/admin")
         await page.wait_for_selector("#sections:not([hidden])")
-        await page.fill("#allow-ae [name=ae_title]", "MODALITY2")
-        await page.check("#allow-ae [name=services][value=find]")
-        await page.select_option("#allow-ae [name=role]", "integration")
-        await page.click("#allow-ae button[type=submit]")
+        await _allow(page, "MODALITY2", "find", "integration")
         await page.wait_for_selector(f"{row} td.version:text('1')")
         assert "by test-admin" in await page.inner_text(row)
 

@@ -28,6 +28,11 @@ export function installHeader() {
   if (!header) return;
   const out = header.querySelector("[data-logout]");
   if (out) {
+    const password = document.createElement("a");
+    password.href = `/account/password?next=${encodeURIComponent(location.pathname + location.search)}`;
+    password.textContent = "Change password";
+    password.dataset.password = "";
+    out.before(password, " ");
     out.addEventListener("click", async () => {
       await fetch("/api/logout", { method: "POST" });
       location.assign("/login");
