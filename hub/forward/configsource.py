@@ -121,12 +121,17 @@ def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
 # -- edits -------------------------------------------------------------------------------
 
 
+TOKEN_SOURCES = ("token", "token_env")
+
+
 def put_target(name: str, spec: dict[str, Any], version: int | None) -> Callable[[Draft], Change]:
     def apply(draft: Draft) -> Change:
         old = draft.get(TARGET, name)
         kept = dict(spec)
-        if old is not None and "token" not in kept and old.spec.get("token"):
-            kept["token"] = old.spec["token"]  # a secret is sent once, kept unless replaced
+        # A token is sent once (or named by its variable) and kept until one replaces it: the
+        # page, which never sees it, saves a target without it.
+        if old is not None and not any(key in kept for key in TOKEN_SOURCES):
+            kept |= {key: old.spec[key] for key in TOKEN_SOURCES if old.spec.get(key)}
         old, new = draft.put(TARGET, _checked_name(name), kept, version)
         return Change(TARGET, name, old, new)
 

@@ -114,6 +114,23 @@ async def test_a_stow_token_is_kept_and_never_shown(hub_factory):
     assert config.targets["vna"].url == "http://127.0.0.1:2/dicomweb"
 
 
+async def test_a_token_named_by_its_variable_is_kept_when_the_target_is_saved_without_it(
+    hub_factory,
+):
+    hub = await hub_factory(forward_config({}, []))
+    hub.settings.environ = {"TESSERA_VNA_TOKEN": "from-the-environment"}
+    url = f"{hub.url}/api/forward/targets/vna"
+    spec = {"type": "stow", "url": "http://127.0.0.1:1/dicomweb", "token_env": "TESSERA_VNA_TOKEN"}
+    assert (await call("PUT", url, spec))[0] == 200
+    moved = {"type": "stow", "url": "http://127.0.0.1:2/dicomweb"}  # as the page saves it
+    assert (await call("PUT", url, moved))[0] == 200
+    config = await hub.forwarder.source.current()
+    assert config.targets["vna"].token == "from-the-environment"
+    replaced = {**moved, "token": "typed-in"}  # a token given replaces the variable
+    assert (await call("PUT", url, replaced))[0] == 200
+    assert (await hub.forwarder.source.current()).targets["vna"].token == "typed-in"
+
+
 async def test_echo_tells_a_listening_peer_from_a_dead_one(storescp_factory, hub_factory):
     pacs = storescp_factory()
     pacs.start()
