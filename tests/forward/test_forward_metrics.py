@@ -137,7 +137,11 @@ async def measured_run(
     """Offer one instance every ``interval`` s or, given a ``load``, as often as makes that
     utilisation of the target as this machine serves it now (under a busy CPU each delivery
     costs more than the peer's SERVICE)."""
-    hub = await hub_factory(forward_config({"slow": peer.target()}, [{"target": "slow"}]))
+    # One instance per association, as the M/M/1 model has it: with batches, the completions
+    # of a whole batch are stamped together, and one batch falling on either side of the
+    # window's edge would move the counts by more than the tolerance.
+    config = forward_config({"slow": peer.target()}, [{"target": "slow"}], batch_size=1)
+    hub = await hub_factory(config)
     if interval is None:
         interval = await service_time(hub, peer, tmp_path / "calibration") / load
     files = instances(tmp_path / "instances", int((WARMUP + WINDOW) / interval) + 4)
