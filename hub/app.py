@@ -75,6 +75,7 @@ def doors(role: Role) -> list[Door]:
     from hub.dose import service as dose_service
     from hub.forward import service as forward_service
     from hub.hl7 import service as hl7_service
+    from hub.patients import api as patients_api
     from hub.system import api as system_api
     from hub.worklist import api as worklist_api
 
@@ -85,6 +86,7 @@ def doors(role: Role) -> list[Door]:
         forward_service.setup,
         dimse_service.setup,
         hl7_service.setup,
+        patients_api.setup,
         jobs.setup,
         telehealth_routes.setup,
         annotations.setup,

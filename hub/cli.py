@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "hub.convert_cli",
     "hub.backup.cli",
     "hub.dose.cli",
+    "hub.patients.cli",
     "telehealth.cli",
 ]
 

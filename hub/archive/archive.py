@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.archive import frametable, orphans, query
 from hub.archive.blobs import CHUNK, BlobStore, Spool
 from hub.archive.blobs.configured import plain_store
+from hub.archive.corrected import presented_json
 from hub.archive.errors import NotFound
 from hub.archive.index import instances, make_engine, patients, series, studies
 from hub.archive.ingest import Expected, IndexedHook, Ingestor, ScopeResolver, Subscriber
@@ -43,6 +44,7 @@ REF_COLUMNS = (
     instances.c.image_type,
     instances.c.actor,
     series.c.modality,
+    patients.c.corrected,
 )
 
 
@@ -215,7 +217,8 @@ class Archive:
             ).scalar()
 
     async def metadata_json(self, ref: InstanceRef) -> str:
-        return await self.instance_column(ref, "metadata")
+        """The instance's DICOM JSON, with its patient's corrected demographics."""
+        return presented_json(await self.instance_column(ref, "metadata"), ref.corrected)
 
     async def bulk_ranges(self, ref: InstanceRef) -> dict[str, list]:
         return json.loads(await self.instance_column(ref, "bulk"))

@@ -46,6 +46,13 @@ patients = Table(
     Column("birth_date", String(), nullable=False, default=""),
     Column("sex", String(), nullable=False, default=""),
     Column("attrs", Text, nullable=False, default="{}"),
+    # Demographics the hospital's patient administration corrected after the objects were
+    # stored (DICOM JSON of patient attributes, "" for none): reads present them over what the
+    # objects say (``hub.archive.corrected``), the objects themselves stay as received.
+    Column("corrected", Text, nullable=False, default=""),
+    # The patient this one was merged into (its studies moved there; objects still arriving
+    # under this ID are filed there too), None while it stands on its own.
+    Column("merged_into", Integer, nullable=True),
     UniqueConstraint("namespace", "patient_id", "issuer", name="uq_patient"),
 )
 Index("ix_patient_name_norm", patients.c.name_norm)

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, bindparam, case, exists, insert, select, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hub.archive import errors, frametable
+from hub.archive import corrected, errors, frametable, merged
 from hub.archive.attributes import rows as index_rows
 from hub.archive.blobs import BlobStore, Spool, StoreUnavailable
 from hub.archive.index import conflicts, instances, patients, series, studies
@@ -199,7 +199,7 @@ class Ingestor:
             version = self._version(p, sha256, source, known)
             if version == 0:
                 return None
-            await self._check_owners(p, built, source, known)
+            await self._check_owners(conn, p, built, source, known, scope)
             record = await self._index(conn, p, built, sha256, size, version, source, known, scope)
             for hook in self.hooks:
                 await hook(conn, record)
@@ -226,12 +226,26 @@ class Ingestor:
         return current_version + 1
 
     async def _check_owners(
-        self, p: ParsedInstance, built: dict, source: Source, known: Known
+        self,
+        conn: AsyncConnection,
+        p: ParsedInstance,
+        built: dict,
+        source: Source,
+        known: Known,
+        scope: ReadScope,
     ) -> None:
         """Refuse an object whose study belongs to another patient (recording the conflict)
-        or whose series belongs to another study."""
+        or whose series belongs to another study. A study of a patient merged into the
+        study's patient since is the same patient's."""
         offered = (built["patient"]["patient_id"], built["patient"]["issuer"])
-        if known.patient_key is not None and known.patient_key != offered:
+        if (
+            known.patient_key is not None
+            and known.patient_key != offered
+            and known.patient is not None
+            and not await merged.merged_into(
+                conn, _namespace(built["patient"], scope), offered, known.patient[0]
+            )
+        ):
             async with self.engine.begin() as wconn:
                 await wconn.execute(
                     insert(conflicts).values(
@@ -273,11 +287,15 @@ class Ingestor:
             patient,
             known.patient,  # an existing study keeps its patient
         )
+        study = built["study"]
+        if known.study is None:
+            patient_fk, correction = await merged.surviving(conn, patient_fk)
+            study = {**study, **corrected.study_columns(study["attrs"], correction)}
         study_fk, _ = await _upsert(
             conn,
             studies,
             studies.c.study_uid == p.study_uid,
-            {**built["study"], "patient_fk": patient_fk, "updated_at": time.time()},
+            {**study, "patient_fk": patient_fk, "updated_at": time.time()},
             known.study,
         )
         series_fk, new_series = await _upsert(

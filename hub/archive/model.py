@@ -102,4 +102,5 @@ class InstanceRef:
     image_type: str = ""
     actor: str | None = None
     modality: str = ""
+    corrected: str = ""  # the patient's corrected demographics (``hub.archive.corrected``)
     extra: dict = field(default_factory=dict)

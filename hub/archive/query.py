@@ -22,6 +22,7 @@ from hub.archive.attributes import (
     pick,
     tag_of,
 )
+from hub.archive.corrected import presented
 from hub.archive.index import instances, patients, series, studies
 from hub.archive.scope import ReadScope
 
@@ -41,7 +42,8 @@ class Key:
 
 
 # A patient's name, birth date and sex are matched as each study recorded them (two senders
-# may name one patient differently); its ID and issuer are the patient's.
+# may name one patient differently) or as the patient administration corrected them since
+# (``hub.archive.corrected``); its ID and issuer are the patient's.
 KEYS: dict[str, Key] = {
     "PatientName": Key("PATIENT", studies.c.patient_name, "pn"),
     "PatientID": Key("PATIENT", patients.c.patient_id, "text"),
@@ -274,6 +276,7 @@ async def run(conn: AsyncConnection, q: Query, cap: int) -> QueryResult:
         out = [_series_row(r) for r in rows]
     else:
         out = [await _instance_row(conn, r, q.include) for r in rows]
+    out = [presented(shown, r.corrected) for shown, r in zip(out, rows, strict=True)]
     return QueryResult(rows=out, truncated=truncated)
 
 
@@ -290,7 +293,7 @@ def _select_for(level: Level):
     if level == "PATIENT":
         count = func.count(func.distinct(studies.c.id)).label("n")
         return (
-            select(patients.c.id, patients.c.attrs.label("p_attrs"), count)
+            select(patients.c.id, patients.c.attrs.label("p_attrs"), patients.c.corrected, count)
             .select_from(j)
             .group_by(patients.c.id)
             .order_by(patients.c.patient_name, patients.c.id)
@@ -303,6 +306,7 @@ def _select_for(level: Level):
                 studies.c.modalities,
                 studies.c.num_series,
                 studies.c.num_instances,
+                patients.c.corrected,
             )
             .select_from(j)
             .group_by(studies.c.id, patients.c.id)
@@ -315,6 +319,7 @@ def _select_for(level: Level):
                 studies.c.attrs.label("s_attrs"),
                 series.c.attrs.label("se_attrs"),
                 series.c.num_instances,
+                patients.c.corrected,
             )
             .select_from(j)
             .group_by(series.c.id, studies.c.id, patients.c.id)
@@ -327,6 +332,7 @@ def _select_for(level: Level):
             series.c.attrs.label("se_attrs"),
             instances.c.attrs.label("i_attrs"),
             instances.c.transfer_syntax,
+            patients.c.corrected,
         )
         .select_from(j)
         .order_by(*clinical_instance_order())
@@ -342,7 +348,7 @@ def _scoped_select_for(level: Level):
     if level == "PATIENT":
         count = func.count(func.distinct(studies.c.id)).label("n")
         return (
-            select(patients.c.id, count, rep)
+            select(patients.c.id, patients.c.corrected, count, rep)
             .select_from(j)
             .group_by(patients.c.id)
             .order_by(func.min(studies.c.patient_name), patients.c.id)
@@ -354,16 +360,22 @@ def _scoped_select_for(level: Level):
                 func.count(func.distinct(series.c.id)).label("num_series"),
                 func.count(instances.c.id).label("num_instances"),
                 rep,
+                patients.c.corrected,
             )
             .select_from(j)
-            .group_by(studies.c.id)
+            .group_by(studies.c.id, patients.c.id)
             .order_by(studies.c.study_date.desc(), studies.c.study_time.desc(), studies.c.id)
         )
     if level == "SERIES":
         return (
-            select(series.c.id, func.count(instances.c.id).label("num_instances"), rep)
+            select(
+                series.c.id,
+                func.count(instances.c.id).label("num_instances"),
+                rep,
+                patients.c.corrected,
+            )
             .select_from(j)
-            .group_by(series.c.id, studies.c.id)
+            .group_by(series.c.id, studies.c.id, patients.c.id)
             .order_by(*clinical_series_order())
         )
     return (
@@ -372,6 +384,7 @@ def _scoped_select_for(level: Level):
             instances.c.id,
             instances.c.attrs.label("i_attrs"),
             instances.c.transfer_syntax,
+            patients.c.corrected,
         )
         .select_from(j)
         .order_by(*clinical_instance_order())

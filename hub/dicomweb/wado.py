@@ -117,7 +117,9 @@ async def _retrieve_decoded(
 async def metadata(request: web.Request) -> web.Response:
     archive = request.app[ARCHIVE_KEY]
     refs = await _refs(request)
-    etag = _refs_etag(refs, "metadata")
+    # A correction of the patient's demographics changes the metadata of unchanged objects.
+    corrections = "".join(sorted({ref.corrected for ref in refs}))
+    etag = _refs_etag(refs, "metadata" + corrections)
     if (hit := not_modified(request, etag)) is not None:
         return hit
     base = base_url(request)
@@ -127,8 +129,7 @@ async def metadata(request: web.Request) -> web.Response:
         url = f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}/instances/{ref.sop_instance_uid}/"
         pieces.append(text.replace('"BulkDataURI":"', '"BulkDataURI":"' + url))
     body = ("[" + ",".join(pieces) + "]").encode()
-    immutable = _immutable(archive) and "instance" in request.match_info
-    return dicom_json(body, headers=cache_headers(etag, immutable))
+    return dicom_json(body, headers=cache_headers(etag, immutable=False))
 
 
 # -- frames --------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """The HL7 v2 door: orders from a RIS over MLLP feed the worklist (``hub.worklist``) that the
-DIMSE Modality Worklist, slide upload and telehealth read.
+DIMSE Modality Worklist, slide upload and telehealth read; patient changes from the patient
+administration correct and merge the archive's patients (``hub.patients``).
 
 Messages: ORM^O01 (v2.3.1, IHE RAD-4/RAD-13) and OMI^O23 (v2.5+). ORC-1 NW creates a scheduled
-procedure step, XO and SC update it, CA and DC cancel it. ADT^A08 and ADT^A40 are refused
-(AR, "unsupported"): the worklist keeps patient data on each step, with no patient row that an
-update or a merge could change. Each message is applied in one transaction and answered with
-an ACK: AA, AE (understood, not applied) or AR (refused), the reason in MSA-3 and ERR-8.
+procedure step, XO and SC update it, CA and DC cancel it. ADT^A08 updates a patient's
+demographics and ADT^A40 merges a prior patient into a surviving one (``hub.hl7.adt``); other
+ADT events are refused (AR, "unsupported event"). Each message is applied in one transaction
+and answered with an ACK: AA, AE (understood, not applied) or AR (refused), the reason in MSA-3
+and ERR-8.
 
 Field mapping (DICOM PS3.17 Annex J, HL7 v2 order to Modality Worklist; where the Annex leaves
 a choice, IHE RAD TF-2 RAD-4):

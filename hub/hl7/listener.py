@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import Hl7Settings
 from hub.hl7.ack import APPLICATION_ERROR, Nak, accept, not_applied, reject
+from hub.hl7.adt import changes_of
+from hub.hl7.adt_apply import apply_patients
 from hub.hl7.apply import Sender, apply
-from hub.hl7.message import read_header, read_message, reply_codec
+from hub.hl7.message import ORDERS, Received, read_header, read_message, reply_codec
 from hub.hl7.mllp import FramingError, frame, read_block
 from hub.hl7.orders import orders_of
 
@@ -92,9 +94,8 @@ class Listener:
         try:
             header = await asyncio.to_thread(read_header, block)
             received = await asyncio.to_thread(read_message, block, header)
-            orders = await asyncio.to_thread(orders_of, received.message)
             sender = Sender(received.sender, address, received.control_id)
-            note = await apply(self.engine, orders, sender)
+            note = await self._apply(received, sender)
             log.info("HL7 %s: %s applied", address, received.control_id)
             reply = accept(received.message, self.application, note)
         except Nak as nak:
@@ -105,3 +106,10 @@ class Listener:
             nak = not_applied(APPLICATION_ERROR, "internal error; send the message again later")
             reply = reject(header, self.application, nak)
         return reply.encode(reply_codec(header), "replace")
+
+    async def _apply(self, received: Received, sender: Sender) -> str:
+        if received.kind in ORDERS:
+            orders = await asyncio.to_thread(orders_of, received.message)
+            return await apply(self.engine, orders, sender)
+        changes = await asyncio.to_thread(changes_of, received.message, received.kind)
+        return await apply_patients(self.engine, changes, sender)

@@ -21,8 +21,8 @@ from hub.hl7.ack import (
 from hub.hl7.fields import value
 
 ORDERS = {("ORM", "O01"), ("OMI", "O23")}
-# Patient update and merge: they would need patient rows of their own (see hub/hl7/__init__.py).
-UNSUPPORTED = {("ADT", "A08"), ("ADT", "A40")}
+PATIENTS = {("ADT", "A08"), ("ADT", "A40")}  # patient update and merge
+TAKEN = ORDERS | PATIENTS  # other ADT events are not taken: the hub keeps no visits
 # MSH-18 (HL7 table 0211) -> codec; without MSH-18 we take UTF-8, of which ASCII is a part.
 CHARSETS = {"": "utf-8", "ASCII": "ascii", "UNICODE UTF-8": "utf-8", "8859/1": "latin-1"}
 
@@ -66,12 +66,11 @@ def read_message(block: bytes, header: hl7.Message) -> Received:
     if not control_id:
         raise refused(REQUIRED_FIELD_MISSING, "MSH-10 (message control ID) is missing")
     kind = (value(msh, 9, 1), value(msh, 9, 2))
-    if kind in UNSUPPORTED:
-        raise refused(UNSUPPORTED_EVENT, f"{'^'.join(kind)} unsupported")
-    if kind not in ORDERS:
-        raise refused(
-            UNSUPPORTED_MESSAGE_TYPE, f"{'^'.join(kind)} unsupported: ORM^O01 and OMI^O23 only"
-        )
+    if kind not in TAKEN:
+        known_type = kind[0] in {message_type for message_type, _ in TAKEN}
+        code = UNSUPPORTED_EVENT if known_type else UNSUPPORTED_MESSAGE_TYPE
+        listed = ", ".join("^".join(k) for k in sorted(TAKEN))
+        raise refused(code, f"{'^'.join(kind)} unsupported: {listed} only")
     segments = "\r".join(s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s)
     sender = f"{value(msh, 3)}^{value(msh, 4)}"
     return Received(hl7.parse(segments), kind, control_id, sender)

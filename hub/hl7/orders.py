@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import hl7
 
@@ -18,7 +17,7 @@ from hub.hl7.ack import (
     not_applied,
     refused,
 )
-from hub.hl7.fields import entity_id, person_name, value
+from hub.hl7.fields import date, date_time, entity_id, person_name, sex, value
 from hub.worklist.model import NewItem
 
 NEW, UPDATE, CANCEL = "new", "update", "cancel"
@@ -26,8 +25,6 @@ NEW, UPDATE, CANCEL = "new", "update", "cancel"
 CONTROLS = {"NW": NEW, "XO": UPDATE, "SC": UPDATE, "CA": CANCEL, "DC": CANCEL}
 PATIENT_SEGMENTS = {"PID", "PD1", "PV1", "PV2"}
 DETAIL_SEGMENTS = {"TQ1", "OBR", "IPC", "ZDS"}
-# HL7 table 0001 -> DICOM Patient's Sex: unknown is left empty, ambiguous and other are O.
-SEXES = {"M": "M", "F": "F", "O": "O", "A": "O", "N": "O", "U": "", "": ""}
 UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 # Study Instance UIDs made from order numbers (2.25: a UUID as a UID, PS3.5 B.2).
 ORDER_UIDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:tessera:hl7-order")
@@ -127,14 +124,11 @@ def _patient_fields(patient: dict[str, hl7.Segment]) -> dict:
     pid = patient.get("PID")
     if pid is None:
         return {}
-    sex = value(pid, 8).upper()
-    if sex not in SEXES:
-        raise not_applied(TABLE_VALUE_NOT_FOUND, f"sex {sex!r} (PID-8) is not in HL7 table 0001")
     return {
         "patient_id": value(pid, 3),
         "patient_name": person_name(pid, 5),
-        "birth_date": _date(value(pid, 7), "PID-7"),
-        "sex": SEXES[sex],
+        "birth_date": date(value(pid, 7), "PID-7"),
+        "sex": sex(value(pid, 8)),
     }
 
 
@@ -153,7 +147,7 @@ def _order_fields(group: Group) -> dict:
         "requested_procedure_codes": [procedure] if procedure else [],
         "sps_description": value(obr, 4, 5) or (value(ipc, 6, 2) if ipc else ""),
         "protocol_codes": [protocol] if protocol else [],
-        "start": _date_time(start, "the scheduled start"),
+        "start": date_time(start, "the scheduled start"),
     }
 
 
@@ -182,25 +176,3 @@ def _study_uid(group: Group) -> str:
     if uid and not (len(uid) <= 64 and UID.fullmatch(uid)):
         raise not_applied(DATA_TYPE_ERROR, f"study instance UID {uid!r} is not a UID")
     return uid
-
-
-def _date(text: str, what: str) -> str:
-    """YYYYMMDD from an HL7 DTM/DT."""
-    if not text:
-        return ""
-    return _date_time(text, what)[:10].replace("-", "")
-
-
-def _date_time(text: str, what: str) -> str:
-    """ISO 8601 from an HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]); the day is needed,
-    the time zone is dropped (the worklist keeps local times)."""
-    if not text:
-        return ""
-    digits = re.split(r"[+-]", text, maxsplit=1)[0].split(".")[0]
-    if not (digits.isdigit() and len(digits) in (8, 10, 12, 14)):
-        raise not_applied(DATA_TYPE_ERROR, f"{what} {text!r} is not an HL7 date-time")
-    padded = digits.ljust(14, "0")
-    try:
-        return datetime.strptime(padded, "%Y%m%d%H%M%S").isoformat()
-    except ValueError:
-        raise not_applied(DATA_TYPE_ERROR, f"{what} {text!r} is not a date") from None

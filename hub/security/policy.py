@@ -37,6 +37,7 @@ ROUTE_RULES: dict[str, str | None] = {
     "admin.metrics": "admin.metrics",  # /metrics: a scraper's token can have this scope alone
     "admin.system": "admin",  # the hub's state: versions, storage, queues, recent errors
     "admin.peers": "admin",  # the DIMSE peers (C-MOVE destinations): list, edit, C-ECHO
+    "admin.patients": "admin",  # patient updates and merges from the RIS: list, revert
     "admin": "admin",
 }
 

@@ -307,7 +307,7 @@ def _dicom_date(value: str, what: str) -> str:
     raise WorklistError(f"{what} {value!r} is not a date (YYYYMMDD or YYYY-MM-DD)")
 
 
-def _age_string(birth: str, on: str) -> str:
+def age_string(birth: str, on: str) -> str:
     """DICOM AS (PS3.5 6.2) from birth date to procedure date: days, weeks, months or years."""
     b = datetime.strptime(birth, "%Y%m%d").date()
     d = datetime.strptime(on, "%Y%m%d").date()
@@ -348,7 +348,7 @@ def normalise(new: NewItem, today: date | None = None) -> dict:
     if age and not (len(age) == 4 and age[:3].isdigit() and age[3] in "DWMY"):
         raise WorklistError("age must be a DICOM age string such as 006M")
     if not age and birth:
-        age = _age_string(birth, start_date)
+        age = age_string(birth, start_date)
     weight = _positive(new.weight_kg, "weight_kg", 500)
     size = _positive(new.size_m, "size_m", 3)  # metres: catches sizes given in cm
     codes = [Code.parse(c) for c in new.requested_procedure_codes]

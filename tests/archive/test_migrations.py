@@ -96,6 +96,7 @@ ADDED = {
     "leases",
     "config_entries",
     "config_scopes",
+    "patient_changes",
 }
 
 

@@ -124,13 +124,6 @@ async def test_orders_of_one_message_apply_together_or_not_at_all(hub, peer) -> 
     assert len(await worklist(hub)) == 2
 
 
-async def test_patient_updates_and_merges_are_unsupported(hub, peer) -> None:
-    for event in ("A08", "A40"):
-        adt = f"MSH|^~\\&|HIS|HOSP|TESSERA|HUB|20261128080000||ADT^{event}|ADT1|P|2.5\nPID|||P7"
-        code, _, text = msa(await peer.send(adt))
-        assert code == "AR" and "unsupported" in text
-
-
 @pytest.mark.peers
 async def test_modality_finds_the_order_in_the_worklist(hub, peer, tmp_path: Path) -> None:
     if shutil.which("findscu") is None:

@@ -15,6 +15,7 @@ from hub.configstore import tables as config_tables
 from hub.dose import tables as dose_tables
 from hub.forward import tables as forward_tables
 from hub.jobs import tables as jobs_tables
+from hub.patients import tables as patients_tables
 from hub.security import tables as security_tables
 from hub.serve import tables as serve_tables
 from hub.worklist import model as worklist_model
@@ -25,6 +26,7 @@ TABLES: tuple[Table, ...] = (
     index.series,
     index.instances,
     index.conflicts,
+    patients_tables.patient_changes,
     security_tables.users,
     security_tables.tokens,
     security_tables.audit_log,

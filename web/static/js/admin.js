@@ -4,6 +4,7 @@
 // accounts are told so and the page asks nothing of the API.
 
 import { account, cell, changes, firstShow, installHeader, jsonApi, showError } from "./nav.js";
+import { patientsSection } from "./patients.js";
 import { peersSection } from "./peers.js";
 import { showSystem } from "./system.js";
 
@@ -13,6 +14,7 @@ const AE_PRINCIPAL_PREFIX = "ae:"; // the principal of an AE that acts as a role
 const api = jsonApi(FORBIDDEN);
 const { act, onSubmit } = changes(refresh);
 let peers = null; // the peers section, once the account is known to be an administrator
+let patients = null; // the patient changes section, likewise
 
 function send(method, path, body) {
   return api(path, {
@@ -295,6 +297,7 @@ async function refresh() {
     api("/api/admin/tokens"),
     api("/api/admin/ae"),
     peers.refresh(),
+    patients.refresh(),
   ]);
   renderUsers(users);
   renderTokens(tokens);
@@ -312,6 +315,7 @@ async function main() {
   onSubmit("#issue-token", issueToken);
   onSubmit("#allow-ae", allowAe);
   peers = peersSection(api);
+  patients = patientsSection(api);
   document.querySelector("#secret [data-copy]").addEventListener("click", copySecret);
   const verify = document.querySelector("#verify");
   verify.addEventListener("click", () => act(verify, verifyAudit));
