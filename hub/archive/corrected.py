@@ -58,9 +58,10 @@ def text_value(attrs: dict[str, Any], tag: str) -> str:
     element = attrs.get(tag) or {}
     values = element.get("Value") or [""]
     first = values[0]
-    if isinstance(first, dict):  # a person name
-        return str(first.get("Alphabetic", ""))
-    return str(first)
+    if isinstance(first, dict):  # a person name, its groups written as in the object
+        groups = (first.get(g, "") for g in ("Alphabetic", "Ideographic", "Phonetic"))
+        return "=".join(groups).rstrip("=")
+    return str(first).strip()
 
 
 def study_columns(attrs: dict[str, Any], corrected: str) -> dict[str, str]:

@@ -290,7 +290,8 @@ class Ingestor:
         study = built["study"]
         if known.study is None:
             patient_fk, correction = await merged.surviving(conn, patient_fk)
-            study = {**study, **corrected.study_columns(study["attrs"], correction)}
+            if correction:
+                study = {**study, **corrected.study_columns(study["attrs"], correction)}
         study_fk, _ = await _upsert(
             conn,
             studies,

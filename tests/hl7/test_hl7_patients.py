@@ -309,7 +309,7 @@ async def test_the_groups_of_one_merge_apply_together_or_not_at_all(hub, peer) -
 
 async def _findscu(hub, tmp_path: Path, *keys: str, worklist_query: bool = False) -> list:
     out = tmp_path / ("mwl" if worklist_query else "find")
-    out.mkdir()
+    out.mkdir(parents=True)
     level = ["-W"] if worklist_query else ["-S", "-k", "QueryRetrieveLevel=STUDY"]
     args = [*level, "-X", "-od", str(out), "-aec", "TESSERA"]
     for key in keys:
@@ -347,6 +347,24 @@ async def test_c_find_and_the_modality_worklist_show_the_update(hub, peer, tmp_p
         worklist_query=True,
     )
     assert str(item.PatientName) == "ROE^BABY"
+
+    # A step ordered for the prior patient is the survivor's after the merge.
+    prior_order = orm(placer="PL200", control_id="MSG2").replace("P7^^^HOSP", "P8^^^HOSP")
+    assert msa(await peer.send(prior_order))[0] == "AA"
+    assert msa(await peer.send(a40("P7", "P8", name="ROE^MERGED")))[0] == "AA"
+    items = await _findscu(
+        hub,
+        tmp_path / "merged",
+        "PatientID=P7",
+        "PatientName",
+        "AccessionNumber",
+        "ScheduledProcedureStepSequence[0].Modality=US",
+        worklist_query=True,
+    )
+    assert sorted((i.AccessionNumber, str(i.PatientName)) for i in items) == [
+        ("ACC-PL100", "ROE^MERGED"),
+        ("ACC-PL200", "ROE^MERGED"),
+    ]
 
 
 async def test_tessera_patients_lists_and_reverts(hub, peer) -> None:
