@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.config import Settings
+from hub.index_command import index_command
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from hub.configstore.cached import Change
     from hub.dimse.peers import Edit, PeerSource
 
@@ -59,30 +62,14 @@ def register(subparsers: Any) -> None:
         command.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder")
 
 
-def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import asyncio
-
-        from hub.cli import existing_settings
-
-        settings = existing_settings(args)
-        if settings is None:
-            return 2
-        return asyncio.run(_with_peers(handler, args, settings))
-
-    return run
-
-
-async def _with_peers(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.archive.index import create_schema, make_engine
+def _peers(engine: AsyncEngine, settings: Settings) -> PeerSource:
     from hub.dimse.peers import settings_peer_source
 
-    engine = make_engine(settings.db_url)
-    try:
-        await create_schema(engine)
-        return await handler(args, settings, settings_peer_source(engine, settings))
-    finally:
-        await engine.dispose()
+    return settings_peer_source(engine, settings)
+
+
+def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    return index_command(handler, _peers)
 
 
 async def cmd_set(args: argparse.Namespace, settings: Settings, source: PeerSource) -> int:

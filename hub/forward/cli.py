@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 from hub.config import Settings
 from hub.forward import config_cli
 from hub.forward.states import STATES
+from hub.index_command import index_command
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from hub.forward.config import ForwardConfig
     from hub.forward.queue import ForwardQueue, Task
 
@@ -69,30 +72,14 @@ def register(subparsers: Any) -> None:
 Handler = Callable[[argparse.Namespace, Settings, "ForwardQueue"], Awaitable[int]]
 
 
-def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import asyncio
-
-        from hub.cli import existing_settings
-
-        settings = existing_settings(args)
-        if settings is None:
-            return 2
-        return asyncio.run(_with_queue(handler, args, settings))
-
-    return run
-
-
-async def _with_queue(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.archive.index import create_schema, make_engine
+def _queue(engine: AsyncEngine, _settings: Settings) -> ForwardQueue:
     from hub.forward.queue import ForwardQueue
 
-    engine = make_engine(settings.db_url)
-    try:
-        await create_schema(engine)
-        return await handler(args, settings, ForwardQueue(engine))
-    finally:
-        await engine.dispose()
+    return ForwardQueue(engine)
+
+
+def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    return index_command(handler, _queue)
 
 
 async def cmd_list(args: argparse.Namespace, _settings: Settings, queue: ForwardQueue) -> int:

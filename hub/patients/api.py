@@ -60,26 +60,15 @@ async def revert_change(request: web.Request) -> web.Response:
         return problem(404, str(exc))
     except ChangeConflict as exc:
         return problem(409, str(exc))
+    summary = {
+        "id": reverted.id,
+        "kind": reverted.kind,
+        "patient": reverted.patient.patient_id,
+        "prior": reverted.prior.patient_id if reverted.prior else None,
+        "studies": reverted.studies,
+        "steps": reverted.steps,
+    }
     await audit_change(
-        request,
-        engine,
-        "patient.revert",
-        patient=reverted.patient.patient_id,
-        detail={
-            "change": reverted.id,
-            "kind": reverted.kind,
-            "prior": reverted.prior.patient_id if reverted.prior else None,
-            "studies": reverted.studies,
-            "steps": reverted.steps,
-        },
+        request, engine, "patient.revert", patient=reverted.patient.patient_id, detail=summary
     )
-    return web.json_response(
-        {
-            "id": reverted.id,
-            "kind": reverted.kind,
-            "patient": reverted.patient.patient_id,
-            "prior": reverted.prior.patient_id if reverted.prior else None,
-            "studies": reverted.studies,
-            "steps": reverted.steps,
-        }
-    )
+    return web.json_response(summary)

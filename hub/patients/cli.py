@@ -8,17 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.config import Settings
+from hub.index_command import index_command
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
-
-Handler = Callable[[argparse.Namespace, Settings, "AsyncEngine"], Awaitable[int]]
 
 
 def register(subparsers: Any) -> None:
@@ -27,38 +25,13 @@ def register(subparsers: Any) -> None:
     listed = commands.add_parser("changes", help="the latest changes, newest first")
     listed.add_argument("--patient", help="only the changes of this patient ID")
     listed.add_argument("--json", action="store_true", help="print JSON")
-    listed.set_defaults(func=_command(cmd_changes))
+    listed.set_defaults(func=index_command(cmd_changes))
     revert = commands.add_parser("revert", help="undo a change (the latest of its patient)")
     revert.add_argument("id", type=int, help="the change's number, as `changes` lists it")
-    revert.set_defaults(func=_command(cmd_revert))
+    revert.set_defaults(func=index_command(cmd_revert))
     for command in (listed, revert):
         # Also accept --data after the command; SUPPRESS keeps a --data given before it.
         command.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data folder")
-
-
-def _command(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import asyncio
-
-        from hub.cli import existing_settings
-
-        settings = existing_settings(args)
-        if settings is None:
-            return 2
-        return asyncio.run(_with_engine(handler, args, settings))
-
-    return run
-
-
-async def _with_engine(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.archive.index import create_schema, make_engine
-
-    engine = make_engine(settings.db_url)
-    try:
-        await create_schema(engine)
-        return await handler(args, settings, engine)
-    finally:
-        await engine.dispose()
 
 
 async def cmd_changes(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
