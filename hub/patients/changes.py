@@ -82,7 +82,7 @@ async def update_patient(
     if row is not None and row.merged_into is not None:
         survivor = await _row_by_id(conn, (await surviving(conn, row.id))[0])
         raise PatientError(f"patient {key} was merged into {_key(survivor)}; update that one")
-    steps = await _steps(conn, [key.patient_id])
+    steps, changed = await _change_steps(conn, [key.patient_id], given, None)
     before: dict[str, Any] = {"corrected": {}, "moved": [], "steps": steps}
     shown = 0
     if row is not None:
@@ -90,7 +90,6 @@ async def update_patient(
         if new != overlay(row.corrected):
             before["corrected"][str(row.id)] = row.corrected
             shown = await _correct(conn, row.id, new)
-    changed = await _change_steps(conn, steps, given, None)
     if not before["corrected"] and not changed:
         return f"patient {key}: nothing to change"
     after = {"given": given.elements(), "studies": shown, "steps": changed}
@@ -121,11 +120,12 @@ async def merge_patients(
     if old is None:
         old = await _made(conn, prior, Demographics())
     moved = await _move_studies(conn, old.id, target.id)
-    steps = await _steps(conn, [old.patient_id, target.patient_id])
+    steps, changed = await _change_steps(
+        conn, [old.patient_id, target.patient_id], given, target.patient_id
+    )
     new = with_other_id({**overlay(target.corrected), **identity(_key(target))}, _key(old))
     before = {"corrected": {str(target.id): target.corrected}, "moved": moved, "steps": steps}
     shown = await _correct(conn, target.id, {**new, **given.elements()})
-    changed = await _change_steps(conn, steps, given, target.patient_id)
     after = {"given": given.elements(), "studies": shown, "moved": len(moved), "steps": changed}
     change_id = await _log(conn, MERGE, target, survivor, old, prior, before, after, origin)
     return Applied(change_id, MERGE, _key(target), _key(old), shown, changed)
@@ -347,39 +347,36 @@ async def _log(
 
 
 # -- the worklist ------------------------------------------------------------------------------
-async def _steps(conn: AsyncConnection, patient_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The patient columns of the open steps (scheduled or started) of these patients."""
+async def _change_steps(
+    conn: AsyncConnection, patient_ids: list[str], given: Demographics, new_id: str | None
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Give the open steps (scheduled or started) of these patients the new demographics (and
+    ``new_id``): their patient columns as they were, and how many changed."""
     rows = (
         await conn.execute(
-            select(worklist_items.c.id, *(worklist_items.c[c] for c in STEP_COLUMNS)).where(
+            select(
+                worklist_items.c.id,
+                worklist_items.c.start_date,
+                *(worklist_items.c[c] for c in STEP_COLUMNS),
+            ).where(
                 worklist_items.c.patient_id.in_(patient_ids),
                 worklist_items.c.status.in_((SCHEDULED, STARTED)),
             )
         )
     ).all()
-    return {str(r.id): {c: getattr(r, c) for c in STEP_COLUMNS} for r in rows}
-
-
-async def _change_steps(
-    conn: AsyncConnection, steps: dict[str, dict[str, Any]], given: Demographics, new_id: str | None
-) -> int:
-    """Give the steps the new demographics (and ``new_id``); how many changed."""
+    before = {str(r.id): {c: getattr(r, c) for c in STEP_COLUMNS} for r in rows}
     changed = 0
-    for item_id, columns in steps.items():
-        start = (
-            await conn.execute(
-                select(worklist_items.c.start_date).where(worklist_items.c.id == int(item_id))
-            )
-        ).scalar_one()
-        values = _step_values(columns, given, new_id, start)
+    for row in rows:
+        columns = before[str(row.id)]
+        values = _step_values(columns, given, new_id, row.start_date)
         if values != columns:
             await conn.execute(
                 update(worklist_items)
-                .where(worklist_items.c.id == int(item_id))
+                .where(worklist_items.c.id == row.id)
                 .values(**values, updated_at=time.time())
             )
             changed += 1
-    return changed
+    return before, changed
 
 
 def _step_values(

@@ -8,6 +8,7 @@ from typing import Any
 from hub.archive.corrected import BIRTH_DATE, ISSUER, OTHER_IDS, PATIENT_ID, PATIENT_NAME, SEX
 
 TYPE_OF_PATIENT_ID = "00100022"
+VRS = {PATIENT_NAME: "PN", BIRTH_DATE: "DA", SEX: "CS"}
 
 
 class PatientError(Exception):
@@ -44,9 +45,8 @@ class Demographics:
         for tag, value in given.items():
             if value is None:
                 continue
-            vr = {PATIENT_NAME: "PN", BIRTH_DATE: "DA", SEX: "CS"}[tag]
-            shown: Any = {"Alphabetic": value} if vr == "PN" else value
-            out[tag] = {"vr": vr, "Value": [shown]} if value else {"vr": vr}
+            shown: Any = {"Alphabetic": value} if tag == PATIENT_NAME else value
+            out[tag] = {"vr": VRS[tag], "Value": [shown]} if value else {"vr": VRS[tag]}
         return out
 
 
