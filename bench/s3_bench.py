@@ -14,7 +14,8 @@ With ``-c N`` the reads go N at a time; latency is per read, throughput over the
     python bench/s3_bench.py --serve SLIDE_DIR [--requests 1500] [-c 8] [--json out.json]
 
 Through ``tessera serve``, with a converted slide (``tessera convert --out SLIDE_DIR``): STOW-RS
-MB/s of its files into the local store and into S3, then random WADO-RS frames of its level 0
+MB/s of its files into the local store and into S3 (twice: into the fresh SeaweedFS, and from a
+second hub on another prefix into the service that holds objects by then), then random WADO-RS frames of its level 0
 at concurrency c (frames/s, p50/p99) from the local store, from S3 warm (the cache filled at
 ingest) and from S3 cold (the cache off, TESSERA_CACHE_BYTES=0: every frame a ranged GET of
 its 1 MiB chunk), and warm again in a hub restarted after the cold run. The load generator is Python (aiohttp) on the same machine, the same for the
@@ -181,6 +182,11 @@ def serve_bench(args: argparse.Namespace, s3: SeaweedS3, work: Path) -> dict:
         result["frames_s3_warm"] = asyncio.run(
             frame_load(hub.base, hub.token, args.requests, c, "s3 warm")
         )
+    # A second hub, on another prefix, into the service that now holds objects: a fresh
+    # SeaweedFS allocates its volumes during the first upload, a running service has them.
+    again = {**env, "TESSERA_S3_PREFIX": unique_prefix()}
+    with TesseraServer(work / "s3-again", port, env=again) as hub:
+        result["stow_s3_again"] = asyncio.run(stow(hub.base, files, hub.token))
     cold = {**env, "TESSERA_CACHE_BYTES": "0"}
     with TesseraServer(work / "s3", port, env=cold, fresh=False) as hub:
         result["frames_s3_cold"] = asyncio.run(
@@ -198,7 +204,7 @@ def serve_bench(args: argparse.Namespace, s3: SeaweedS3, work: Path) -> dict:
 
 def print_serve(r: dict) -> None:
     print(f"{r['files']} files, {r['bytes'] / 1e6:.0f} MB; load {r['load_average_start']}")
-    for name in ("stow_local", "stow_s3"):
+    for name in ("stow_local", "stow_s3", "stow_s3_again"):
         print(f"{name:16} {r[name]['MB_per_s']:>8.1f} MB/s  ok={r[name]['ok']}")
     print(f"{'frames':20} {'c':>3} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'frames/s':>9}")
     for name in ("frames_local", "frames_s3_warm", "frames_s3_cold", "frames_s3_warm_restarted"):

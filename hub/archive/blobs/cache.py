@@ -15,10 +15,13 @@ authentication) has them dropped with ``drop_cached`` and fetched again.
   used chunks (a hit refreshes its file's mtime, at most once a minute), so the files of this
   process never take more than ``max_bytes``. Several processes each keep the bound from a
   rescan of the folder whenever they evict.
-- **Filled at ingest.** ``put`` copies a spool's file into the cache once the inner store
-  has taken it, and ``fill`` does the same for any local file, so a slide viewed just after upload
-  is served locally. A fill takes at most half the cache, so one large upload cannot flush
-  everything else.
+- **Filled at ingest.** ``put`` keeps a spool's file, so a slide viewed just after upload is
+  served locally: as a whole-object file (``<sha256>.all``), a hard link to the spool made before
+  the upload and put in place once the inner store has taken the object, so that no byte is
+  written twice. A spool on another file system is copied into chunks after the upload instead,
+  and ``fill`` does the same for any local file. Either takes at most half the cache, so one
+  large upload cannot flush everything else. Reads look for the chunk file, then the whole
+  file.
 - ``stream`` and ``materialize`` pass through without caching.
 - **Hits read inline.** Chunk files are kept open (the ``OPEN_CHUNKS`` most recent), and a
   small hit is a ``pread`` on the event loop, as in the local store.
@@ -48,6 +51,17 @@ INLINE_READ_LIMIT = 1 << 20  # hits up to this many bytes are read on the loop (
 OPEN_CHUNKS = 256  # chunk files kept open for hits
 LOW_WATER = 0.9  # eviction frees room down to this share of the bound
 CLAIM_POLL = 0.005  # seconds between looks for a chunk another process is fetching
+WHOLE = -1  # the chunk index that names an object's whole-object file
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What ``put`` keeps of a spool while the inner store uploads it: a hard link to the
+    spool's file (with room reserved for it), or the file held open to be copied in chunks."""
+
+    size: int
+    link: Path | None = None
+    source: BinaryIO | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +126,26 @@ class ChunkCache:
     ) -> dict[tuple[int, int, int], bytes]:
         found: dict[tuple[int, int, int], bytes] = {}
         for index in {i for parts in pieces for i, _, _ in parts}:
-            try:
-                with self._files.use((sha, index), self._open_chunk) as held:
-                    self._touch(held)
-                    for i, s, e in _keys(pieces, index):
-                        found[(i, s, e)] = os.pread(held.fd, e - s, s)
-            except FileNotFoundError:
-                continue  # not cached
+            keys = _keys(pieces, index)
+            with contextlib.suppress(FileNotFoundError):  # not cached
+                found.update(self._pread(sha, index, keys))
         return found
+
+    def _pread(
+        self, sha: str, index: int, keys: list[tuple[int, int, int]]
+    ) -> dict[tuple[int, int, int], bytes]:
+        """The pieces of one chunk from its chunk file, else from the whole-object file."""
+        try:
+            return self._pread_file((sha, index), 0, keys)
+        except FileNotFoundError:
+            return self._pread_file((sha, WHOLE), index * self.chunk, keys)
+
+    def _pread_file(
+        self, key: tuple[str, int], base: int, keys: list[tuple[int, int, int]]
+    ) -> dict[tuple[int, int, int], bytes]:
+        with self._files.use(key, self._open_chunk) as held:
+            self._touch(held)
+            return {(i, s, e): os.pread(held.fd, e - s, base + s) for i, s, e in keys}
 
     def _open_chunk(self, key: tuple[str, int]) -> int:
         fd = os.open(self._path(*key), os.O_RDONLY)
@@ -140,12 +166,13 @@ class ChunkCache:
                 os.utime(held.fd)
 
     def _close_chunk(self, name: str) -> None:
-        """Close the open file of an evicted chunk (``<sha256>.<index>``), so that its space
-        is freed. (A chunk evicted by another process stays open here until it ages out of
-        the ``OPEN_CHUNKS`` most recent.)"""
+        """Close the open file of an evicted chunk (``<sha256>.<index>``) or whole object
+        (``<sha256>.all``), so that its space is freed. (A file evicted by another process
+        stays open here until it ages out of the ``OPEN_CHUNKS`` most recent.)"""
         sha, _, index = name.partition(".")
-        if index.isdigit():
-            self._files.forget(lambda key: key == (sha, int(index)))
+        if index.isdigit() or index == "all":
+            key = (sha, int(index) if index.isdigit() else WHOLE)
+            self._files.forget(lambda held: held == key)
 
     def _close_chunks(self, sha: str | None = None) -> None:
         """Close the open chunk files of one object (of every object without ``sha``)."""
@@ -275,7 +302,7 @@ class ChunkCache:
 
     # -- the folder and its bound -------------------------------------------------
     def _path(self, sha: str, index: int) -> Path:
-        return self.settings.directory / sha[:2] / f"{sha}.{index}"
+        return self.settings.directory / sha[:2] / f"{sha}.{'all' if index == WHOLE else index}"
 
     def _store_chunks(self, sha: str, chunks: dict[int, bytes]) -> None:
         for index, data in chunks.items():
@@ -403,23 +430,51 @@ class ChunkCache:
 
     async def put(self, spool: Spool, *, name: str | None = None) -> bool:
         """Fills the cache with the object once the inner store has taken it, from the spool's
-        file held open across the put (which consumes it). A reused object is not filled:
-        its stored bytes may differ from the spool's (a sealed form, with its own nonces)."""
+        file kept across the put (which consumes it). A reused object is not filled: its
+        stored bytes may differ from the spool's (a sealed form, with its own nonces)."""
         if not isinstance(spool, FileSpool):
             return await self.inner.put(spool, name=name)
         loop = asyncio.get_running_loop()
-        written, _ = await loop.run_in_executor(None, spool.finish)
-        source = await loop.run_in_executor(None, open, spool.path, "rb")
+        written, size = await loop.run_in_executor(None, spool.finish)
+        sha = name or written
+        kept = await loop.run_in_executor(None, self._keep, sha, spool.path, size)
+        stored = False
         try:
             stored = await self.inner.put(spool, name=name)
-            if stored:
-                # Chunks of an earlier copy go (one too large to refresh in place is
-                # uploaded again, and sealed with other nonces under encryption at rest).
-                await loop.run_in_executor(None, self.forget, name or written)
-                await self.fill(name or written, source)
         finally:
-            await loop.run_in_executor(None, source.close)
+            await asyncio.shield(loop.run_in_executor(None, self._settle_kept, sha, kept, stored))
         return stored
+
+    def _keep(self, sha: str, path: Path, size: int) -> Kept:
+        if size <= self.settings.max_bytes // 2 and self._reserve(size):
+            # Not named after the object until it is stored, so that no read finds it before.
+            link = self._path(sha, WHOLE).with_name(f"{uuid.uuid4().hex[:8]}-{sha}.tmp")
+            try:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, link)
+                return Kept(size, link=link)
+            except OSError:  # another file system, or one without hard links
+                self._release_room(size, stored=False)
+        return Kept(size, source=open(path, "rb"))
+
+    def _settle_kept(self, sha: str, kept: Kept, stored: bool) -> None:
+        """Put the kept file in place if the inner store took the object, else let it go."""
+        if stored:
+            # Chunks of an earlier copy go (one too large to refresh in place is uploaded
+            # again, and sealed with other nonces under encryption at rest).
+            self.forget(sha)
+        if kept.source is not None:
+            with kept.source:
+                if stored:
+                    self._fill(sha, kept.source)
+            return
+        assert kept.link is not None
+        if stored and _renamed(kept.link, self._path(sha, WHOLE)):
+            self._release_room(kept.size, stored=True)
+            return
+        # Not stored, or the link was evicted as stale meanwhile.
+        kept.link.unlink(missing_ok=True)
+        self._release_room(kept.size, stored=False)
 
     async def put_bytes(self, data: bytes) -> str:
         return await self.inner.put_bytes(data)
@@ -449,6 +504,14 @@ class ChunkCache:
     async def close(self) -> None:
         self._close_chunks()
         await self.inner.close()
+
+
+def _renamed(source: Path, target: Path) -> bool:
+    try:
+        os.rename(source, target)
+    except OSError:
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:

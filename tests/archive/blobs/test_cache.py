@@ -7,6 +7,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
@@ -46,6 +47,10 @@ async def s3(seaweedfs: SeaweedS3, tmp_path: Path) -> AsyncIterator[S3BlobStore]
     store = S3BlobStore(s3_settings(seaweedfs), tmp_path / "spool")
     yield store
     await store.close()
+
+
+def cached_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
 
 
 def cache_on(inner: BlobStore, folder: Path, max_bytes: int = 64 << 20, **kw) -> ChunkCache:
@@ -275,6 +280,75 @@ async def test_fill_at_ingest_serves_a_new_object_locally(s3: S3BlobStore, tmp_p
     assert await cache.fill(other_sha, source) == 2
     assert await cache.read_range(other_sha, CHUNK - 1, 2) == other[CHUNK - 1 :]
     assert counting.fetched == []
+
+
+async def test_an_upload_is_kept_whole_without_a_second_copy(
+    s3: S3BlobStore, tmp_path: Path
+) -> None:
+    counting = CountingStore(s3)
+    cache = cache_on(counting, tmp_path / "cache", max_bytes=32 * CHUNK)
+    data = os.urandom(5 * CHUNK + 99)
+    spool = cache.spool()
+    spool.write(data)
+    sha, _ = spool.finish()
+    spooled = os.stat(spool.path).st_ino
+    assert await cache.put(spool)
+    whole = tmp_path / "cache" / sha[:2] / f"{sha}.all"
+    assert os.stat(whole).st_ino == spooled  # the spool's own file, linked, not copied
+    assert not spool.path.exists()
+    assert cached_files(tmp_path / "cache") == [whole.name]
+    ranges = [(0, 10), (CHUNK - 3, 7), (5 * CHUNK, 99), (2 * CHUNK + 5, 2 * CHUNK)]
+    assert await cache.read_ranges(sha, ranges) == [data[o : o + n] for o, n in ranges]
+    assert counting.fetched == []
+    assert cache.used_bytes() == len(data)
+    await cache.delete(sha)
+    assert cache.used_bytes() == 0
+    assert cache._files.descriptors() == []
+
+
+async def test_a_reused_upload_leaves_nothing_kept(s3: S3BlobStore, tmp_path: Path) -> None:
+    data = os.urandom(3 * CHUNK)
+    sha = await s3.put_bytes(data)
+    cache = cache_on(s3, tmp_path / "cache", max_bytes=32 * CHUNK)
+    spool = cache.spool()
+    spool.write(data)
+    spool.finish()
+    assert not await cache.put(spool)  # stored already: the object is reused as it is
+    assert cache.used_bytes() == 0
+    assert cache._reserved == 0
+    assert await cache.read_range(sha, CHUNK, 4) == data[CHUNK : CHUNK + 4]  # fetched
+
+
+async def test_an_upload_larger_than_half_the_cache_fills_half_in_chunks(
+    s3: S3BlobStore, tmp_path: Path
+) -> None:
+    cache = cache_on(s3, tmp_path / "cache", max_bytes=8 * CHUNK)
+    data = os.urandom(6 * CHUNK)
+    spool = cache.spool()
+    spool.write(data)
+    sha, _ = spool.finish()
+    assert await cache.put(spool)
+    assert cached_files(tmp_path / "cache") == [f"{sha}.{i}" for i in range(4)]
+    assert await cache.read_range(sha, 3 * CHUNK, 2 * CHUNK) == data[3 * CHUNK : 5 * CHUNK]
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second file system")
+async def test_a_spool_on_another_file_system_is_copied_in_chunks(
+    seaweedfs: SeaweedS3, tmp_path: Path
+) -> None:
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+        s3 = S3BlobStore(s3_settings(seaweedfs), Path(shm))  # a hard link cannot cross
+        try:
+            cache = cache_on(s3, tmp_path / "cache")
+            data = os.urandom(2 * CHUNK + 1)
+            spool = cache.spool()
+            spool.write(data)
+            sha, _ = spool.finish()
+            assert await cache.put(spool)
+            assert cached_files(tmp_path / "cache") == [f"{sha}.{i}" for i in range(3)]
+            assert list(Path(shm).iterdir()) == []
+        finally:
+            await s3.close()
 
 
 async def test_streams_pass_through_uncached(s3: S3BlobStore, tmp_path: Path) -> None:
