@@ -4,6 +4,10 @@ As DICOM WSI stores fluorescence, each instance holds one optical path (the chan
 source's 8 or 16 bits. Frames are encoded losslessly (JPEG-LS by default, or JPEG 2000) unless
 8-bit JPEG is asked for, so each channel reads back with the source's pixels. Tiles are decoded and encoded in
 threads: tifffile's decoders and imagecodecs release the GIL.
+
+Each instance is handed over as soon as it is written when the conversion is progressive, the
+smallest levels first (the small generated levels of every channel, then the source's levels
+up to level 0), so that a viewer can open the slide while level 0 is still being encoded.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from wsi.encode import MONO_CODECS, Codec, encode
 from wsi.errors import ConversionError
 from wsi.options import ConvertOptions
 from wsi.pyramid import PlannedLevel
+from wsi.report import ENCODED, GENERATED, Instance
 from wsi.sources.channels import ChannelRegionReader
 from wsi.sources.model import SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter, compression_ratio
@@ -36,6 +41,7 @@ _JOB_PIXELS = 4096 * 1024  # source pixels decoded per job: bounds its memory
 _WHOLE_LEVEL_PIXELS = 16 << 20
 
 Pixels = Callable[["_Job", int, int, int, int], np.ndarray]  # (job, x, y, w, h) -> samples
+Finished = Callable[[list[Instance]], None]  # instances written, in staging
 
 
 def channel_codec(slide: SlideInfo, options: ConvertOptions) -> Codec:
@@ -85,32 +91,30 @@ class ChannelConversion:
         self.bytes_per_sample = slide.planes.bits // 8
         self.total = self.done = 0
 
-    def run(self, levels: list[PlannedLevel], names: list[str]) -> None:
-        """Write every instance; ``names`` run level by level, channel by channel."""
+    def run(self, levels: list[PlannedLevel], names: list[str], finished: Finished) -> None:
+        """Write every instance; ``names`` run level by level, channel by channel. Each level
+        is passed to ``finished`` once all its channels are written, so that no viewer shows a
+        level with channels missing. Progressive: the small generated levels first (all of
+        them together, smallest first: each channel's are made in turn from its plane in
+        memory), then the others from the smallest up; else level 0 first."""
         count = len(self.slide.channels)
         self.total = sum(level.frames for level in levels) * count
         small = [
             lv for lv in levels if lv.generated and lv.width * lv.height <= _WHOLE_LEVEL_PIXELS
         ]
+        large = [lv for lv in levels if lv not in small]
         reader = ChannelRegionReader(self.slide)
-
-        def instance(level: PlannedLevel, channel: int) -> tuple[str, int]:
-            index = levels.index(level) * count + channel
-            return names[index], index + 1
-
         try:
             with ThreadPoolExecutor(self.options.workers, thread_name_prefix="wsi-channel") as pool:
-                read = partial(self._pixels, reader)
-                for level in (lv for lv in levels if lv not in small):
-                    for channel in range(count):
-                        self._write(pool, read, level, channel, *instance(level, channel))
-                for channel in range(count):  # small levels: one channel's plane in memory
-                    kept: tuple[PlannedLevel, np.ndarray] | None = None
-                    for level in small:
-                        plane = self._whole(pool, read, level, channel, kept)
-                        cut = partial(_cut, plane)
-                        self._write(pool, cut, level, channel, *instance(level, channel))
-                        kept = (level, plane)
+                written = _Written(self, pool, partial(self._pixels, reader), levels, names)
+                if self.options.progressive:
+                    finished(written.small(small))
+                    for level in large[::-1]:
+                        finished(written.level(level))
+                else:
+                    for level in large:
+                        finished(written.level(level))
+                    finished(written.small(small))
         finally:
             reader.close()
 
@@ -133,10 +137,15 @@ class ChannelConversion:
         tw, th = level.tile_width, level.tile_height
         jobs = self._jobs(level, channel)
         pieces = pool.map(lambda j: read(j, j.tx0 * tw, j.ty * th, (j.tx1 - j.tx0) * tw, th), jobs)
-        for job, piece in zip(jobs, pieces, strict=True):
-            x, y = job.tx0 * tw, job.ty * th
-            h, w = min(th, level.height - y), min(piece.shape[1], level.width - x)
-            plane[y : y + h, x : x + w] = piece[:h, :w]
+        try:
+            for job, piece in zip(jobs, pieces, strict=True):
+                x, y = job.tx0 * tw, job.ty * th
+                h, w = min(th, level.height - y), min(piece.shape[1], level.width - x)
+                plane[y : y + h, x : x + w] = piece[:h, :w]
+        except ConversionError:
+            raise
+        except Exception as exc:
+            raise self._undecodable(level, channel, exc) from exc
         return plane
 
     def _write(
@@ -179,14 +188,17 @@ class ChannelConversion:
             raise
         except Exception as exc:
             writer.abort()
-            label = self.slide.channels[channel].name
-            raise ConversionError(
-                f"{self.slide.path.name}: cannot decode channel {label!r} for the "
-                f"{level.width}x{level.height} level: {exc}"
-            ) from exc
+            raise self._undecodable(level, channel, exc) from exc
         except BaseException:
             writer.abort()
             raise
+
+    def _undecodable(self, level: PlannedLevel, channel: int, exc: Exception) -> ConversionError:
+        label = self.slide.channels[channel].name
+        return ConversionError(
+            f"{self.slide.path.name}: cannot decode channel {label!r} for the "
+            f"{level.width}x{level.height} level: {exc}"
+        )
 
     def _jobs(self, level: PlannedLevel, channel: int) -> list[_Job]:
         scale = self._scale(level)
@@ -232,6 +244,45 @@ class ChannelConversion:
         self.done += frames
         if self.progress is not None:
             self.progress(self.done, self.total)
+
+
+class _Written:
+    """The instances of a conversion, written a level or the small levels at a time."""
+
+    def __init__(
+        self,
+        conversion: ChannelConversion,
+        pool: ThreadPoolExecutor,
+        read: Pixels,
+        levels: list[PlannedLevel],
+        names: list[str],
+    ) -> None:
+        self.conversion, self.pool, self.read = conversion, pool, read
+        self.levels, self.names = levels, names
+        self.count = len(conversion.slide.channels)
+
+    def level(self, level: PlannedLevel) -> list[Instance]:
+        return [self._one(self.read, level, channel) for channel in range(self.count)]
+
+    def small(self, small: list[PlannedLevel]) -> list[Instance]:
+        """The small generated levels, each channel's made in turn from its plane in memory;
+        returned smallest first."""
+        made: list[Instance] = []
+        for channel in range(self.count):
+            kept: tuple[PlannedLevel, np.ndarray] | None = None
+            for level in small:
+                plane = self.conversion._whole(self.pool, self.read, level, channel, kept)
+                made.append(self._one(partial(_cut, plane), level, channel))
+                kept = (level, plane)
+        return sorted(made, key=lambda i: self.names.index(i.path.name) // self.count, reverse=True)
+
+    def _one(self, read: Pixels, level: PlannedLevel, channel: int) -> Instance:
+        index = self.levels.index(level) * self.count + channel
+        name = self.names[index]
+        self.conversion._write(self.pool, read, level, channel, name, index + 1)
+        made = GENERATED if level.generated else ENCODED
+        staged = self.conversion.staging / name
+        return Instance(staged, "VOLUME", level.width, level.height, level.frames, made)
 
 
 def _cut(plane: np.ndarray, job: _Job, x: int, y: int, w: int, h: int) -> np.ndarray:

@@ -82,8 +82,11 @@ def convert(
 
             names = instance_names(levels, slide)
             staging = _staging(out_dir, names)
-            ChannelConversion(slide, headers, options, staging, progress).run(levels, names)
-            return _publish(staging, out_dir, names)
+            handing = _Handover(staging, out_dir, on_instance, options.progressive)
+            ChannelConversion(slide, headers, options, staging, progress).run(
+                levels, names, handing.finished
+            )
+            return handing.done(names)
         wanted = {
             "LABEL": options.include_label,
             "OVERVIEW": options.include_overview,
@@ -127,6 +130,41 @@ def convert(
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+class _Handover:
+    """Instances written a few at a time (as a multi-channel conversion writes them) handed to
+    the caller: as soon as they are finished when progressive, else all once published."""
+
+    def __init__(
+        self, staging: Path, out_dir: Path, on_instance: OnInstance | None, progressive: bool
+    ) -> None:
+        self.staging, self.out_dir = staging, out_dir
+        self.on_instance = on_instance
+        self.progressive = progressive
+        self.made: dict[str, Instance] = {}
+        if progressive:
+            out_dir.mkdir(parents=True, exist_ok=True)
+
+    def finished(self, instances: list[Instance]) -> None:
+        if not self.progressive:
+            self.made.update((i.path.name, i) for i in instances)
+            return
+        published = _publish(self.staging, self.out_dir, [i.path.name for i in instances])
+        for instance, path in zip(instances, published, strict=True):
+            self._hand_over(dataclasses.replace(instance, path=path))
+
+    def done(self, names: list[str]) -> list[Path]:
+        if self.progressive:
+            return [self.out_dir / name for name in names]
+        published = _publish(self.staging, self.out_dir, names)
+        for path in published:
+            self._hand_over(dataclasses.replace(self.made[path.name], path=path))
+        return published
+
+    def _hand_over(self, instance: Instance) -> None:
+        if self.on_instance is not None:
+            self.on_instance(instance)
 
 
 def _staging(out_dir: Path, names: list[str]) -> Path:

@@ -9,6 +9,7 @@ import tifffile
 from fluorescence_fixtures import corrupt_tile, write_ome, write_qptiff
 from test_jobs_uploads import complete, follow_events, start_client, upload
 
+import hub.jobs
 from hub.app_keys import ARCHIVE_KEY
 from hub.archive.query import Query
 
@@ -34,6 +35,30 @@ async def test_multiplex_qptiff_is_stored_channel_by_channel(client, tmp_path):
     archive = client.app[ARCHIVE_KEY]
     refs = await archive.instances(final["study_uid"])
     assert len(refs) == final["instances"] == 3 * len(source.planes)
+
+
+async def test_channels_are_ingested_a_level_at_a_time_smallest_first(client, tmp_path):
+    """The viewer can open a fluorescence slide while level 0 converts: the smaller levels, all
+    channels of each, are in the archive while the job still runs."""
+    runner = client.app[hub.jobs.JOBS_KEY]
+    order: list[str] = []
+    seen_while_held: list[dict] = []
+
+    async def gate(job: dict, path) -> None:
+        order.append(path.name)
+        if path.name == "level0-c0.dcm":  # the smaller levels are stored: look from outside
+            polled = await (await client.get(f"/api/jobs/{job['id']}")).json()
+            seen_while_held.append(polled)
+
+    runner.before_ingest = gate
+    source = write_ome(tmp_path / "pyramid.ome.tif", channels=3, size=(2200, 1700), levels=3)
+    final = await _run_job(client, source.path)
+    assert final["status"] == "done", final
+    assert order == [f"level{lv}-c{c}.dcm" for lv in (2, 1, 0) for c in range(3)]
+    [held] = seen_while_held
+    assert held["instances"] == 6 and not held["finished"] and held["study_uid"]
+    refs = await client.app[ARCHIVE_KEY].instances(final["study_uid"])
+    assert len(refs) == final["instances"] == 9
 
 
 async def test_an_assumed_pixel_spacing_is_a_warning_of_the_job(client, tmp_path):

@@ -167,3 +167,47 @@ async def test_a_conversion_failing_part_way_leaves_the_study_shown_incomplete(
         first = await page.evaluate("() => window.tesseraViewer.firstPaint")
         assert (first["levels"], first["width"]) == await _stored_pyramid(hub_server, refs)
         assert await _painted_fraction(page) > 0.5
+
+
+async def test_a_fluorescence_slide_opens_with_all_its_channels_and_keeps_them_refined(
+    hub_server, tmp_path
+):
+    """The channels of a level are stored together, smallest levels first: the viewer opens on
+    the two smaller levels with every channel, and a channel hidden meanwhile stays hidden when
+    level 0 arrives."""
+    from fluorescence_fixtures import write_ome
+
+    source = write_ome(tmp_path / "pyramid.ome.tif", channels=3, size=(2200, 1700), levels=3)
+    gate = IngestGate(6)  # levels 2 and 1, three channels each
+    hub_server.app[JOBS_KEY].before_ingest = gate
+    job = await _upload(hub_server, source.path)
+    held = await _until(hub_server, job["id"], lambda j: j["instances"] == 6)
+
+    async with chromium() as browser:
+        page = await new_page(browser, hub_server)
+        console = Console(page)
+        await page.goto(f"{hub_server.url}/viewer/{held['study_uid']}")
+        await page.evaluate("() => window.tesseraViewer.ready")
+        at_paint = await _job(hub_server, job["id"])
+        first = await page.evaluate("() => window.tesseraViewer.firstPaint")
+        assert not at_paint["finished"] and at_paint["instances"] == 6
+        assert (first["levels"], first["width"]) == (2, 850)
+        channels = await page.evaluate("() => window.tesseraViewer.state.slides[0].channels")
+        assert len(channels) == 3
+        await page.locator('#channel-list input[type="checkbox"][data-channel="1"]').uncheck()
+        await page.wait_for_function("() => location.hash.includes('channels=101')")
+
+        gate.released.set()
+        done = await _until(hub_server, job["id"], lambda j: j["finished"])
+        assert done["status"] == "done", done
+        assert gate.seen == [f"level{lv}-c{c}.dcm" for lv in (2, 1, 0) for c in range(3)]
+        await page.wait_for_function("() => document.body.dataset.levels === '3'", timeout=60_000)
+        refined = await page.evaluate(
+            """() => { const v = window.tesseraViewer;
+                       const s = v.state.slides[v.state.current];
+                       return { width: s.width, visible: s.channels.map((c) => c.visible) }; }"""
+        )
+        assert refined == {"width": 1700, "visible": [True, False, True]}
+        box = page.locator('#channel-list input[type="checkbox"][data-channel="1"]')
+        assert await box.is_checked() is False
+        assert console.errors == []

@@ -308,3 +308,69 @@ def test_samples_of_one_page_are_the_channels_even_as_pure_noise(tmp_path, plana
     assert len(paths) == 4
     for channel in range(4):
         assert np.array_equal(_channel_pixels(paths, 0, channel), noise[..., channel])
+
+
+def _handed_over(tmp_path: Path, progressive: bool) -> tuple[list[str], list[Path], Fluorescence]:
+    """Convert a three-channel slide of one source level (two small generated levels); the
+    names handed over in order, with whether each was in the output folder right then."""
+    source = write_ome(
+        tmp_path / "one.ome.tif", channels=3, dtype=np.uint16, size=(2200, 1700), levels=1
+    )
+    out = tmp_path / "out"
+    order: list[str] = []
+
+    def handed(instance) -> None:
+        assert instance.path.parent == out and instance.path.is_file()
+        order.append(instance.path.name)
+
+    options = ConvertOptions(progressive=progressive)
+    paths = convert_slide(source.path, out, options=options, on_instance=handed)
+    return order, paths, source
+
+
+def test_a_progressive_conversion_hands_over_each_channel_smallest_levels_first(tmp_path):
+    order, paths, source = _handed_over(tmp_path, progressive=True)
+    # A level comes once all its channels are written; the small generated ones first.
+    assert order == [f"level{lv}-c{c}.dcm" for lv in (2, 1, 0) for c in range(3)]
+    assert sorted(p.name for p in paths) == sorted(order)
+    for channel in range(3):
+        assert np.array_equal(_channel_pixels(paths, 0, channel), source.planes[0][channel])
+
+
+def test_a_conversion_reports_every_channel_instance_once_published(tmp_path):
+    order, paths, _ = _handed_over(tmp_path, progressive=False)
+    assert order == [p.name for p in paths]
+    assert sorted(order) == sorted(f"level{lv}-c{c}.dcm" for lv in range(3) for c in range(3))
+
+
+def test_a_progressive_conversion_failing_part_way_keeps_what_it_handed_over(tmp_path):
+    """From a source of one level the small levels read all of it, so a corrupt page is found
+    before anything is handed over; one in a level 0 below a pyramid of the source's own levels
+    comes after the smaller levels were handed over, and those stay (the caller's)."""
+    flat = write_ome(
+        tmp_path / "flat.ome.tif", channels=3, dtype=np.uint16, size=(2200, 1700), levels=1
+    )
+    pyramid = write_ome(
+        tmp_path / "pyramid.ome.tif", channels=3, dtype=np.uint16, size=(2200, 1700), levels=3
+    )
+    handed: dict[str, list[str]] = {}
+    for source in (flat, pyramid):
+        with tifffile.TiffFile(source.path) as tif:
+            fitc_page = tif.series[0].pages[1].index  # level 0, channel 1 of Z = T = 0
+        corrupt_tile(source.path, fitc_page)
+        names = handed[source.path.name] = []
+        with pytest.raises(ConversionError) as caught:
+            convert_slide(
+                source.path,
+                tmp_path / f"out-{source.path.stem}",
+                options=ConvertOptions(progressive=True),
+                on_instance=lambda instance, names=names: names.append(instance.path.name),
+            )
+        assert "cannot decode channel 'FITC'" in str(caught.value)
+    assert handed["flat.ome.tif"] == []
+    assert list((tmp_path / "out-flat.ome").iterdir()) == []
+    smaller = [f"level{lv}-c{c}.dcm" for lv in (2, 1) for c in range(3)]
+    assert handed["pyramid.ome.tif"] == smaller
+    out = tmp_path / "out-pyramid.ome"
+    assert sorted(p.name for p in out.iterdir()) == sorted(smaller)
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".wsi-convert-")] == []

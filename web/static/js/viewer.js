@@ -87,6 +87,9 @@ async function refine() {
   const index = slides.findIndex((s) => s.series === shown.series);
   if (index < 0) return;
   const slide = slides[index];
+  // The same channels, as the user has set them (toggles, black and white points), also in the
+  // tile source that stays open when no finer level came.
+  if (slide.channels.length === shown.channels.length) slide.channels = shown.channels;
   state.slides = slides;
   state.current = index;
   renderLabel(slide);
