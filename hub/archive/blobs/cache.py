@@ -134,11 +134,16 @@ class ChunkCache:
     def _pread(
         self, sha: str, index: int, keys: list[tuple[int, int, int]]
     ) -> dict[tuple[int, int, int], bytes]:
-        """The pieces of one chunk from its chunk file, else from the whole-object file."""
-        try:
-            return self._pread_file((sha, index), 0, keys)
-        except FileNotFoundError:
-            return self._pread_file((sha, WHOLE), index * self.chunk, keys)
+        """The pieces of one chunk from its chunk file, else from the whole-object file (first,
+        if that one is open already: a failed open of the chunk file on every read costs more
+        than the read)."""
+        whole = (sha, WHOLE)
+        if whole not in self._files:
+            try:
+                return self._pread_file((sha, index), 0, keys)
+            except FileNotFoundError:
+                pass
+        return self._pread_file(whole, index * self.chunk, keys)
 
     def _pread_file(
         self, key: tuple[str, int], base: int, keys: list[tuple[int, int, int]]

@@ -42,6 +42,10 @@ class OpenFiles(Generic[Key]):
         finally:
             self._release(held)
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._open
+
     def forget(self, which: Callable[[Key], bool]) -> None:
         """Close the descriptors of the keys ``which`` selects (once their reads end)."""
         with self._lock:
