@@ -69,6 +69,24 @@ async def _until(hub, job_id: str, condition) -> dict:
     return await asyncio.wait_for(poll(), WAIT_SECONDS)
 
 
+async def _view_while_held(hub_server, browser, path: Path, let_through: int) -> tuple:
+    """Upload a slide, hold its ingest after ``let_through`` instances and open the viewer on
+    what is stored: (gate, job, page, console, the job at the first painted view, that view)."""
+    gate = IngestGate(let_through)
+    hub_server.app[JOBS_KEY].before_ingest = gate
+    job = await _upload(hub_server, path)
+    held = await _until(hub_server, job["id"], lambda j: j["instances"] == let_through)
+    assert held["study_uid"] and not held["finished"]
+    page = await new_page(browser, hub_server)
+    console = Console(page)
+    await page.goto(f"{hub_server.url}/viewer/{held['study_uid']}")
+    await page.evaluate("() => window.tesseraViewer.ready")
+    # The state of the job at the moment of the first painted view: still held at the gate.
+    at_paint = await _job(hub_server, job["id"])
+    first = await page.evaluate("() => window.tesseraViewer.firstPaint")
+    return gate, job, page, console, at_paint, first
+
+
 async def _painted_fraction(page) -> float:
     """Share of the slide canvas that is not the empty viewer (the DAPI slide is dark, its
     nuclei blue; the empty canvas is transparent over the page's light background)."""
@@ -82,20 +100,9 @@ async def _painted_fraction(page) -> float:
 
 
 async def test_viewer_paints_before_the_job_finishes_and_refines(hub_server, corpus):
-    gate = IngestGate(LET_THROUGH)
-    hub_server.app[JOBS_KEY].before_ingest = gate
-    job = await _upload(hub_server, corpus / NDPI)
-    held = await _until(hub_server, job["id"], lambda j: j["instances"] == LET_THROUGH)
-    assert held["study_uid"] and not held["finished"]
-
     async with chromium() as browser:
-        page = await new_page(browser, hub_server)
-        console = Console(page)
-        await page.goto(f"{hub_server.url}/viewer/{held['study_uid']}")
-        await page.evaluate("() => window.tesseraViewer.ready")
-        # The state of the job at the moment of the first painted view: still held at the gate.
-        at_paint = await _job(hub_server, job["id"])
-        first = await page.evaluate("() => window.tesseraViewer.firstPaint")
+        held = await _view_while_held(hub_server, browser, corpus / NDPI, LET_THROUGH)
+        gate, job, page, console, at_paint, first = held
         assert not at_paint["finished"] and at_paint["status"] in ("running", "ingesting")
         assert at_paint["instances"] == LET_THROUGH
         assert first is not None and first["levels"] == LET_THROUGH - 1  # levels 6 and 5
@@ -178,18 +185,10 @@ async def test_a_fluorescence_slide_opens_with_all_its_channels_and_keeps_them_r
     from fluorescence_fixtures import write_ome
 
     source = write_ome(tmp_path / "pyramid.ome.tif", channels=3, size=(2200, 1700), levels=3)
-    gate = IngestGate(6)  # levels 2 and 1, three channels each
-    hub_server.app[JOBS_KEY].before_ingest = gate
-    job = await _upload(hub_server, source.path)
-    held = await _until(hub_server, job["id"], lambda j: j["instances"] == 6)
-
     async with chromium() as browser:
-        page = await new_page(browser, hub_server)
-        console = Console(page)
-        await page.goto(f"{hub_server.url}/viewer/{held['study_uid']}")
-        await page.evaluate("() => window.tesseraViewer.ready")
-        at_paint = await _job(hub_server, job["id"])
-        first = await page.evaluate("() => window.tesseraViewer.firstPaint")
+        # Levels 2 and 1, three channels each.
+        held = await _view_while_held(hub_server, browser, source.path, 6)
+        gate, job, page, console, at_paint, first = held
         assert not at_paint["finished"] and at_paint["instances"] == 6
         assert (first["levels"], first["width"]) == (2, 850)
         channels = await page.evaluate("() => window.tesseraViewer.state.slides[0].channels")

@@ -49,6 +49,14 @@ async def s3(seaweedfs: SeaweedS3, tmp_path: Path) -> AsyncIterator[S3BlobStore]
     await store.close()
 
 
+async def spooled_put(cache: ChunkCache, data: bytes) -> tuple[str, bool]:
+    """(the name, whether the store took it) of ``data`` put through a spool of the cache."""
+    spool = cache.spool()
+    spool.write(data)
+    sha, _ = spool.finish()
+    return sha, await cache.put(spool)
+
+
 def cached_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if p.is_file())
 
@@ -264,10 +272,8 @@ async def test_fill_at_ingest_serves_a_new_object_locally(s3: S3BlobStore, tmp_p
     counting = CountingStore(s3)
     cache = cache_on(counting, tmp_path / "cache")
     data = os.urandom(4 * CHUNK + 17)
-    spool = cache.spool()
-    spool.write(data)
-    sha, _ = spool.finish()
-    assert await cache.put(spool)
+    sha, stored = await spooled_put(cache, data)
+    assert stored
     assert await cache.read_ranges(sha, [(0, 10), (4 * CHUNK, 100)]) == [
         data[:10],
         data[4 * CHUNK :],
@@ -310,10 +316,7 @@ async def test_a_reused_upload_leaves_nothing_kept(s3: S3BlobStore, tmp_path: Pa
     data = os.urandom(3 * CHUNK)
     sha = await s3.put_bytes(data)
     cache = cache_on(s3, tmp_path / "cache", max_bytes=32 * CHUNK)
-    spool = cache.spool()
-    spool.write(data)
-    spool.finish()
-    assert not await cache.put(spool)  # stored already: the object is reused as it is
+    assert await spooled_put(cache, data) == (sha, False)  # stored: reused as it is
     assert cache.used_bytes() == 0
     assert cache._reserved == 0
     assert await cache.read_range(sha, CHUNK, 4) == data[CHUNK : CHUNK + 4]  # fetched
@@ -324,10 +327,8 @@ async def test_an_upload_larger_than_half_the_cache_fills_half_in_chunks(
 ) -> None:
     cache = cache_on(s3, tmp_path / "cache", max_bytes=8 * CHUNK)
     data = os.urandom(6 * CHUNK)
-    spool = cache.spool()
-    spool.write(data)
-    sha, _ = spool.finish()
-    assert await cache.put(spool)
+    sha, stored = await spooled_put(cache, data)
+    assert stored
     assert cached_files(tmp_path / "cache") == [f"{sha}.{i}" for i in range(4)]
     assert await cache.read_range(sha, 3 * CHUNK, 2 * CHUNK) == data[3 * CHUNK : 5 * CHUNK]
 
@@ -340,11 +341,8 @@ async def test_a_spool_on_another_file_system_is_copied_in_chunks(
         s3 = S3BlobStore(s3_settings(seaweedfs), Path(shm))  # a hard link cannot cross
         try:
             cache = cache_on(s3, tmp_path / "cache")
-            data = os.urandom(2 * CHUNK + 1)
-            spool = cache.spool()
-            spool.write(data)
-            sha, _ = spool.finish()
-            assert await cache.put(spool)
+            sha, stored = await spooled_put(cache, os.urandom(2 * CHUNK + 1))
+            assert stored
             assert cached_files(tmp_path / "cache") == [f"{sha}.{i}" for i in range(3)]
             assert list(Path(shm).iterdir()) == []
         finally:
