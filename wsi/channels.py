@@ -29,7 +29,7 @@ from wsi.options import ConvertOptions
 from wsi.pyramid import PlannedLevel
 from wsi.report import ENCODED, GENERATED, Instance
 from wsi.sources.channels import ChannelRegionReader
-from wsi.sources.model import SlideInfo
+from wsi.sources.model import Associated, SlideInfo
 from wsi.writer import FOUR_GIB, RATIO_PLACEHOLDER, FrameWriter, compression_ratio
 
 if TYPE_CHECKING:
@@ -91,14 +91,21 @@ class ChannelConversion:
         self.bytes_per_sample = slide.planes.bits // 8
         self.total = self.done = 0
 
-    def run(self, levels: list[PlannedLevel], names: list[str], finished: Finished) -> None:
-        """Write every instance; ``names`` run level by level, channel by channel. Each level
-        is passed to ``finished`` once all its channels are written, so that no viewer shows a
-        level with channels missing. Progressive: the small generated levels first (all of
-        them together, smallest first: each channel's are made in turn from its plane in
-        memory), then the others from the smallest up; else level 0 first."""
+    def run(
+        self,
+        levels: list[PlannedLevel],
+        names: list[str],
+        photos: list[tuple[Associated, str]],
+        finished: Finished,
+    ) -> None:
+        """Write every instance; ``names`` run level by level, channel by channel, then the
+        photographs of the glass (label, overview). Each level is passed to ``finished`` once
+        all its channels are written, so that no viewer shows a level with channels missing.
+        Progressive: the photographs, the small generated levels (all of them together,
+        smallest first: each channel's are made in turn from its plane in memory), then the
+        others from the smallest up; else level 0 first and the photographs last."""
         count = len(self.slide.channels)
-        self.total = sum(level.frames for level in levels) * count
+        self.total = sum(level.frames for level in levels) * count + len(photos)
         small = [
             lv for lv in levels if lv.generated and lv.width * lv.height <= _WHOLE_LEVEL_PIXELS
         ]
@@ -108,6 +115,7 @@ class ChannelConversion:
             with ThreadPoolExecutor(self.options.workers, thread_name_prefix="wsi-channel") as pool:
                 written = _Written(self, pool, partial(self._pixels, reader), levels, names)
                 if self.options.progressive:
+                    finished(self._photos(photos, len(levels) * count + 1))
                     finished(written.small(small))
                     for level in large[::-1]:
                         finished(written.level(level))
@@ -115,8 +123,28 @@ class ChannelConversion:
                     for level in large:
                         finished(written.level(level))
                     finished(written.small(small))
+                    finished(self._photos(photos, len(levels) * count + 1))
         finally:
             reader.close()
+
+    def _photos(self, photos: list[tuple[Associated, str]], first: int) -> list[Instance]:
+        """The photographs, numbered from ``first`` on (after the pyramid's instances)."""
+        from wsi.convert import write_photo
+        from wsi.sources.channels import read_photo
+
+        made = []
+        for number, (photo, name) in enumerate(photos, start=first):
+            try:
+                pixels = read_photo(self.slide.path, photo.name)
+            except ConversionError:
+                raise
+            except Exception as exc:
+                raise ConversionError(
+                    f"{self.slide.path.name}: its {photo.kind.lower()} image is unreadable: {exc}"
+                ) from exc
+            made.append(write_photo(self, photo.kind, pixels, name, number))
+            self._advance(1)
+        return made
 
     def _whole(
         self,

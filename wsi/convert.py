@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -77,27 +77,28 @@ def convert(
             for note in slide_notes(slide, level0_spacing(slide, options.fallback_mpp)):
                 warn(note)
         levels = plan(slide, options)
-        if slide.planes is not None:
-            from wsi.channels import ChannelConversion, instance_names
-
-            names = instance_names(levels, slide)
-            staging = _staging(out_dir, names)
-            handing = _Handover(staging, out_dir, on_instance, options.progressive)
-            ChannelConversion(slide, headers, options, staging, progress).run(
-                levels, names, handing.finished
-            )
-            return handing.done(names)
+        thumbnail = thumbnail_box(levels)
         wanted = {
             "LABEL": options.include_label,
             "OVERVIEW": options.include_overview,
-            "THUMBNAIL": options.include_thumbnail,
+            "THUMBNAIL": options.include_thumbnail and thumbnail is not None,
         }
-        thumbnail = thumbnail_box(levels)
-        wanted["THUMBNAIL"] = wanted["THUMBNAIL"] and thumbnail is not None
         associated = sorted(
             (a for a in slide.associated if wanted[a.kind]),
             key=lambda a: _ASSOCIATED_ORDER[a.kind],
         )
+        if slide.planes is not None:
+            from wsi.channels import ChannelConversion, instance_names
+
+            names = instance_names(levels, slide)
+            photos = [(a, f"{a.kind.lower()}.dcm") for a in associated]
+            names += [name for _, name in photos]
+            staging = _staging(out_dir, names)
+            handing = _Handover(staging, out_dir, on_instance, options.progressive)
+            ChannelConversion(slide, headers, options, staging, progress).run(
+                levels, names, photos, handing.finished
+            )
+            return handing.done(names)
         names = [f"level{i}.dcm" for i in range(len(levels))]
         names += [f"{a.kind.lower()}.dcm" for a in associated]
         staging = _staging(out_dir, names)
@@ -609,29 +610,39 @@ class _Conversion:
         original = pixels
         if image.kind == "THUMBNAIL" and self.thumbnail is not None:
             pixels = _fitted(pixels, self.thumbnail)
-        height, width = pixels.shape[:2]
-        codec = codec_for("jpeg", self.options.jpeg_mode)
-        frame = encode(pixels, codec.name, self.options.jpeg_quality)
-        header = self.headers.header(
-            JPEG_BASELINE,
-            kind=image.kind,
-            derived=image.kind == "THUMBNAIL",
-            number=number,
-            width=width,
-            height=height,
-            tile_width=width,
-            tile_height=height,
-            frames=1,
-            photometric=codec.photometric,
-            lossy_history=[(codec.method, RATIO_PLACEHOLDER)],
-            downsample=self.slide.width / width,
-        )
-        writer = FrameWriter(self.staging / name, header, 1, large=False)
-        writer.write_batch([(frame, b"", 0)])
-        writer.close(compression_ratio(width * height * 3, writer.compressed_bytes))
+        resampled = image.kind == "THUMBNAIL" and pixels is not original
+        instance = write_photo(self, image.kind, pixels, name, number, resampled)
         self._advance(1)
-        made = GENERATED if image.kind == "THUMBNAIL" and pixels is not original else ENCODED
-        self._finished(name, Instance(self.staging / name, image.kind, width, height, 1, made))
+        self._finished(name, instance)
+
+
+def write_photo(
+    job: Any, kind: str, pixels: np.ndarray, name: str, number: int, resampled: bool = False
+) -> Instance:
+    """One JPEG frame of an associated image (label, overview, thumbnail) into ``job.staging``;
+    ``job`` is a conversion with ``slide``, ``headers``, ``options`` and ``staging``."""
+    height, width = pixels.shape[:2]
+    codec = codec_for("jpeg", job.options.jpeg_mode)
+    frame = encode(pixels, codec.name, job.options.jpeg_quality)
+    header = job.headers.header(
+        JPEG_BASELINE,
+        kind=kind,
+        derived=kind == "THUMBNAIL",
+        number=number,
+        width=width,
+        height=height,
+        tile_width=width,
+        tile_height=height,
+        frames=1,
+        photometric=codec.photometric,
+        lossy_history=[(codec.method, RATIO_PLACEHOLDER)],
+        downsample=job.slide.width / width,
+    )
+    writer = FrameWriter(job.staging / name, header, 1, large=False)
+    writer.write_batch([(frame, b"", 0)])
+    writer.close(compression_ratio(width * height * 3, writer.compressed_bytes))
+    made = GENERATED if resampled else ENCODED
+    return Instance(job.staging / name, kind, width, height, 1, made)
 
 
 class _Stopped(ConversionError):

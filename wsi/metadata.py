@@ -178,6 +178,25 @@ class SlideDatasets:
             path.ObjectiveLensPower = slide.objective_power
         return path
 
+    def _photo_of_channels(self, ds: Dataset) -> str:
+        """Make a fluorescence slide's instance a colour photograph of the glass (its label or
+        overview, taken in white light), on an optical path of its own; returns its id."""
+        ds.SamplesPerPixel = 3
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit = 7
+        for keyword in ("PresentationLUTShape", "RescaleIntercept", "RescaleSlope"):
+            delattr(ds, keyword)
+        path = Dataset()
+        path.OpticalPathIdentifier = str(len(self.slide.channels))
+        path.OpticalPathDescription = "White light photograph of the glass"
+        path.IlluminationTypeCodeSequence = [_code("111744", "DCM", "Brightfield illumination")]
+        path.IlluminationColorCodeSequence = [_code("414298005", "SCT", "Full Spectrum")]
+        path.ICCProfile = _srgb_profile()
+        path.ColorSpace = "SRGB"
+        ds.OpticalPathSequence = [path]
+        return path.OpticalPathIdentifier
+
     def instance(
         self,
         *,
@@ -218,11 +237,12 @@ class SlideDatasets:
         if kind == "LABEL":
             ds.BarcodeValue = ""
             ds.LabelText = ""
+        optical = str(channel or 0)
         if channel is not None:
             ds.OpticalPathSequence = [self._optical_path(channel)]
-        ds.SharedFunctionalGroupsSequence = [
-            self._shared_groups(ds.ImageType, downsample, str(channel or 0))
-        ]
+        elif kind in ("LABEL", "OVERVIEW") and self.slide.planes:
+            optical = self._photo_of_channels(ds)
+        ds.SharedFunctionalGroupsSequence = [self._shared_groups(ds.ImageType, downsample, optical)]
         if kind in ("LABEL", "OVERVIEW"):
             # Scanners record no pixel spacing for these photographs of the glass, yet the IOD
             # requires one: nominal, from the long side of a 76 x 26 mm slide (overview) or of

@@ -34,7 +34,11 @@ async def test_multiplex_qptiff_is_stored_channel_by_channel(client, tmp_path):
     assert final["status"] == "done", final
     archive = client.app[ARCHIVE_KEY]
     refs = await archive.instances(final["study_uid"])
-    assert len(refs) == final["instances"] == 3 * len(source.planes)
+    # Each level's three channels, and the label and overview photographs of the glass.
+    assert len(refs) == final["instances"] == 3 * len(source.planes) + 2
+    found = await archive.search(Query(level="INSTANCE", keys={}, include={"00080008"}))
+    kinds = sorted(row["00080008"]["Value"][2] for row in found)
+    assert kinds == ["LABEL", "OVERVIEW", *["VOLUME"] * 3 * len(source.planes)]
 
 
 async def test_channels_are_ingested_a_level_at_a_time_smallest_first(client, tmp_path):

@@ -70,7 +70,8 @@ def _channel_pixels(paths: list[Path], level: int, channel: int) -> np.ndarray:
 
 def test_every_channel_of_every_level_reads_back_identical(converted):
     source = converted.source
-    assert len(converted.paths) == len(source.planes) * len(source.names)
+    pyramid = [p for p in converted.paths if p.name.startswith("level")]
+    assert len(pyramid) == len(source.planes) * len(source.names)
     for level, planes in enumerate(source.planes):
         for channel, expected in enumerate(planes):
             got = _channel_pixels(converted.paths, level, channel)
@@ -105,6 +106,27 @@ def test_one_optical_path_per_channel_with_the_source_optics(converted):
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in converted.paths]
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
         assert len({ds[keyword].value for ds in headers}) == 1
+
+
+def test_a_qptiff_keeps_its_label_and_overview_as_colour_photographs(fluorescence):
+    for name in ("qptiff-3ch", "qptiff-5ch-other-software"):
+        converted = fluorescence[name]
+        channels = len(converted.source.names)
+        by_name = {p.name: p for p in converted.paths}
+        assert {"label.dcm", "overview.dcm"} <= set(by_name) and "thumbnail.dcm" not in by_name
+        series = pydicom.dcmread(by_name["level0-c0.dcm"], stop_before_pixels=True)
+        for kind, width in (("LABEL", 100), ("OVERVIEW", 300)):
+            ds = pydicom.dcmread(by_name[f"{kind.lower()}.dcm"])
+            assert ds.ImageType[2] == kind and ds.SeriesInstanceUID == series.SeriesInstanceUID
+            assert (ds.SamplesPerPixel, ds.BitsStored) == (3, 8)
+            assert (ds.TotalPixelMatrixColumns, ds.TotalPixelMatrixRows) == (width, 120)
+            (path,) = ds.OpticalPathSequence
+            assert path.OpticalPathIdentifier == str(channels)  # not one of the channels'
+            assert path.IlluminationTypeCodeSequence[0].CodeValue == "111744"  # brightfield
+            assert "PresentationLUTShape" not in ds
+            pixels = ds.pixel_array.astype(int)
+            assert pixels.shape == (120, width, 3)
+            assert abs(pixels.mean() - 200) < 2  # the fixture's grey glass, through JPEG
 
 
 def _spacing_um(path: Path) -> list[float]:

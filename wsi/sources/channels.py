@@ -18,10 +18,11 @@ import numpy as np
 import tifffile
 
 from wsi.errors import ConversionError
-from wsi.sources.model import Channel, ChannelPlanes, SlideInfo, SourceLevel
+from wsi.sources.model import Associated, Channel, ChannelPlanes, SlideInfo, SourceLevel
 from wsi.sources.raster import paste
 
 _MINISBLACK = 1
+_RGB = 2
 _UNSIGNED = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
 _SIGNED = {np.dtype(np.int8): 8, np.dtype(np.int16): 16}
 _NM_PER_UNIT = {"nm": 1.0, "µm": 1e3, "um": 1e3, "pm": 1e-3, "Å": 0.1, "m": 1e9}
@@ -103,7 +104,17 @@ def open_channel_slide(path: Path, tif: tifffile.TiffFile, z: int, t: int) -> Sl
         channels=layout.channels,
         planes=ChannelPlanes(z=z, t=t, dtype=str(dtype), bits=bits, shift=shift),
         notes=notes,
+        associated=_qpi_photos(tif) if is_qptiff(tif) else [],
     )
+
+
+def read_photo(path: Path, name: str) -> np.ndarray:
+    """The RGB pixels of a photograph of the glass (an ``Associated`` of ``_qpi_photos``)."""
+    with tifffile.TiffFile(path) as tif:
+        pixels = tif.pages[int(name)].asarray()
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype != np.uint8:
+        raise ConversionError(f"{path.name}: page {name} is not an 8-bit RGB photograph")
+    return np.ascontiguousarray(pixels[:, :, :3])
 
 
 def _kind(dtype: np.dtype) -> str:
@@ -288,6 +299,18 @@ def _qpi_layout(tif: tifffile.TiffFile) -> _Layout:
             break
         levels.append(group)
     return _Layout(levels, None, channels, 1, 1)
+
+
+def _qpi_photos(tif: tifffile.TiffFile) -> list[Associated]:
+    """The overview and label, photographs of the glass in white light, named by page index.
+    The thumbnail is left out: it is a rendering of the channels, which the pyramid holds."""
+    kinds = {"Overview": "OVERVIEW", "Label": "LABEL"}
+    photos = {}
+    for page in tif.pages:
+        kind = kinds.get(_qpi_text(_qpi_xml(page), "ImageType"))
+        if kind and kind not in photos and page.photometric == _RGB:
+            photos[kind] = Associated(kind, str(page.index))
+    return list(photos.values())
 
 
 def _qpi_channel(root: ET.Element | None, index: int) -> Channel:
