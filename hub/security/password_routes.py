@@ -15,7 +15,7 @@ from aiohttp import web
 from hub.apispec import described
 from hub.errors import problem
 from hub.requestdata import json_model
-from hub.security import accounts
+from hub.security import accounts, ratelimit
 from hub.security.accounts import AccountError, Principal, WrongPassword
 from hub.security.audit_trail import audit
 from hub.security.middleware import PASSWORD_PAGE, engine_of, principal
@@ -36,6 +36,7 @@ class NewPassword(msgspec.Struct, forbid_unknown_fields=True):
     answers={
         400: "the new password is too weak, or the current one",
         403: "the current password is not right, or the caller is an API token",
+        429: "too many wrong passwords for this account; see Retry-After",
     },
 )
 async def change_password(request: web.Request) -> web.Response:
@@ -45,20 +46,33 @@ async def change_password(request: web.Request) -> web.Response:
         return problem(403, "a password is changed from a signed-in session, not by API token")
     body = await json_model(request, NewPassword)
     engine = engine_of(request)
+    # Guessing the current password from a session someone left open counts as guessing it
+    # at the sign-in: the same counters, charged before the password is checked.
+    address = request.remote or "-"
+    claim = await ratelimit.claim(engine, who.user, address)
+    if isinstance(claim, ratelimit.Refusal):
+        await _record(request, who, "denied", {"throttled": claim.scope})
+        response = problem(429, f"too many wrong passwords; try again in {claim.retry_after} s")
+        response.headers["Retry-After"] = str(claim.retry_after)
+        return response
     try:
         await accounts.change_own_password(engine, who, body.current, body.new)
     except WrongPassword as exc:
         await _record(request, who, "failure")
         return problem(403, str(exc))
-    except AccountError as exc:
+    except AccountError as exc:  # the current password was right: the claim is given back
+        await ratelimit.succeeded(engine, claim, who.user, address)
         return problem(400, str(exc))
+    await ratelimit.succeeded(engine, claim, who.user, address)
     await _record(request, who, "success")
     return web.json_response(
         {"user": who.user, "changed": True}, headers={"Cache-Control": "no-store"}
     )
 
 
-async def _record(request: web.Request, who: Principal, outcome: str) -> None:
+async def _record(
+    request: web.Request, who: Principal, outcome: str, more: dict[str, str] | None = None
+) -> None:
     await audit(
         engine_of(request),
         who=who.user,
@@ -66,7 +80,7 @@ async def _record(request: web.Request, who: Principal, outcome: str) -> None:
         action="user.password.change",
         outcome=outcome,
         source=request.remote,
-        detail={"user": who.user, "was_one_time": who.password_temporary},
+        detail={"user": who.user, "was_one_time": who.password_temporary, **(more or {})},
     )
 
 

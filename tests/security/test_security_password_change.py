@@ -114,3 +114,22 @@ async def test_a_generated_password_at_creation_is_one_time(gate: Gate) -> None:
                 password = given or created["password"]
                 status, signed_in = await _sign_in(session, gate, name, password)
                 assert (status, signed_in["password_temporary"]) == (200, given is None)
+
+
+async def test_guessing_the_current_password_is_throttled_as_sign_ins_are(gate: Gate) -> None:
+    """From a session left open: after the free failures each guess must wait, the right
+    password too, and the sign-in shares the counter."""
+    async with _session() as session:
+        assert (await _sign_in(session, gate, "pathologist-user", PASSWORD))[0] == 200
+        statuses = [(await _change(session, gate, f"guess {n}", NEW))[0] for n in range(8)]
+        assert statuses[:5] == [403] * 5
+        assert 429 in statuses[5:], statuses
+        async with session.post(gate.url + CHANGE, json={"current": PASSWORD, "new": NEW}) as r:
+            refused = await r.json()
+            assert r.status == 429 and int(r.headers["Retry-After"]) >= 1, refused
+            assert "too many wrong passwords" in refused["detail"]
+    async with _session() as session:
+        assert (await _sign_in(session, gate, "pathologist-user", PASSWORD))[0] == 429
+    trail = await _trail(gate)
+    outcomes = [r.outcome for r in trail if r.action == "user.password.change"]
+    assert outcomes.count("failure") >= 5 and "denied" in outcomes and "success" not in outcomes
