@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -47,6 +47,17 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 OnInstance = Callable[[Instance], None]
+
+
+class PhotoJob(Protocol):
+    """What ``write_photo`` needs of a conversion."""
+
+    slide: SlideInfo
+    headers: Headers
+    options: ConvertOptions
+    staging: Path
+
+
 _JOB_PIXELS = 4096 * 1024  # source pixels decoded per worker job: bounds its memory
 # Below this many frames to encode, worker start-up (fork, codec imports) costs more than it saves:
 # encode in this process instead (imagecodecs releases the GIL, so it still overlaps the copying).
@@ -617,10 +628,9 @@ class _Conversion:
 
 
 def write_photo(
-    job: Any, kind: str, pixels: np.ndarray, name: str, number: int, resampled: bool = False
+    job: PhotoJob, kind: str, pixels: np.ndarray, name: str, number: int, resampled: bool = False
 ) -> Instance:
-    """One JPEG frame of an associated image (label, overview, thumbnail) into ``job.staging``;
-    ``job`` is a conversion with ``slide``, ``headers``, ``options`` and ``staging``."""
+    """One JPEG frame of an associated image (label, overview, thumbnail) into ``job.staging``."""
     height, width = pixels.shape[:2]
     codec = codec_for("jpeg", job.options.jpeg_mode)
     frame = encode(pixels, codec.name, job.options.jpeg_quality)
