@@ -114,8 +114,9 @@ class ChannelConversion:
         try:
             with ThreadPoolExecutor(self.options.workers, thread_name_prefix="wsi-channel") as pool:
                 written = _Written(self, pool, partial(self._pixels, reader), levels, names)
+                first_photo = len(levels) * count + 1  # numbered after the pyramid
                 if self.options.progressive:
-                    finished(self._photos(photos, len(levels) * count + 1))
+                    finished(self._photos(photos, first_photo))
                     finished(written.small(small))
                     for level in large[::-1]:
                         finished(written.level(level))
@@ -123,7 +124,7 @@ class ChannelConversion:
                     for level in large:
                         finished(written.level(level))
                     finished(written.small(small))
-                    finished(self._photos(photos, len(levels) * count + 1))
+                    finished(self._photos(photos, first_photo))
         finally:
             reader.close()
 
@@ -302,7 +303,7 @@ class _Written:
                 plane = self.conversion._whole(self.pool, self.read, level, channel, kept)
                 made.append(self._one(partial(_cut, plane), level, channel))
                 kept = (level, plane)
-        return sorted(made, key=lambda i: self.names.index(i.path.name) // self.count, reverse=True)
+        return sorted(made, key=lambda i: i.width)  # stable: channels stay in order
 
     def _one(self, read: Pixels, level: PlannedLevel, channel: int) -> Instance:
         index = self.levels.index(level) * self.count + channel
