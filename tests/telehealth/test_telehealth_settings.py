@@ -4,6 +4,7 @@ real coturn relay named only after the hub started."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -93,9 +94,11 @@ async def test_values_that_would_not_work_are_refused_with_the_reason(tmp_path: 
         assert status == 403
 
 
-def _tessera(
+async def _tessera(
     data: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
+    """The command, run in a thread: the hub under test shares this event loop, and a write
+    it has in flight must be able to commit while the command waits for the index."""
     command = [
         sys.executable,
         "-m",
@@ -106,13 +109,15 @@ def _tessera(
         "--data",
         str(data),
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 async def test_the_command_line_changes_what_the_running_hub_uses(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with running_hub(data) as hub, aiohttp.ClientSession() as http:
-        done = _tessera(data, "--max-sessions", "1", "--max-clip-seconds", "20", "--json")
+        done = await _tessera(data, "--max-sessions", "1", "--max-clip-seconds", "20", "--json")
         assert done.returncode == 0, done.stderr
         shown = json.loads(done.stdout)
         assert (shown["max_sessions"], shown["max_clip_seconds"]) == (1, 20.0)
@@ -122,7 +127,7 @@ async def test_the_command_line_changes_what_the_running_hub_uses(tmp_path: Path
         async with http.post(url, json=WORKLIST_REQUEST, headers=hub.headers["clinic"]) as second:
             assert second.status == 503, await second.text()
 
-        refused = _tessera(data, "--turn-secret-env", "TESSERA_NOT_SET")
+        refused = await _tessera(data, "--turn-secret-env", "TESSERA_NOT_SET")
         assert refused.returncode == 2 and "TESSERA_NOT_SET is not set" in refused.stderr
-        refused = _tessera(data, "--jpeg-quality", "101")
+        refused = await _tessera(data, "--jpeg-quality", "101")
         assert refused.returncode == 1 and "jpeg_quality" in refused.stderr
